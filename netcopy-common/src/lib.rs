@@ -83,6 +83,10 @@ pub struct KernelOffsets {
     pub netif_f_sg_bit: u32,
     /// `struct sk_buff.data_len` (bytes held in page fragments).
     pub skb_data_len: u32,
+    /// `parent_pid` in the `sched/sched_process_fork` tracepoint record.
+    pub tp_fork_parent_pid: u32,
+    /// `child_pid` in the `sched/sched_process_fork` tracepoint record.
+    pub tp_fork_child_pid: u32,
     pub _pad: u32,
 }
 
