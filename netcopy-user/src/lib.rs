@@ -2,3 +2,6 @@
 //! socket, for three ways of sending one message of 8 separately allocated fields.
 //!
 //! Data flows one way: run -> samples -> analysis -> outputs.
+
+pub mod ebpf;
+pub mod sys;

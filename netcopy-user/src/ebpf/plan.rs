@@ -1,0 +1,169 @@
+//! The attach plan: every kernel event the tool needs is declared once here, with its
+//! attach strategies in rank order. At load time the loader tries them in order and keeps
+//! the first whose programs load and attach; what was rejected, and why, is kept too so
+//! that `netcopy probes` and every report can say how each figure was obtained.
+
+use serde::Serialize;
+
+/// How a figure was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Seen at the copy itself (the function or tracepoint that does the copy).
+    Observed,
+    /// Derived from events around the copy (the kernel's own inputs to its decision).
+    Inferred,
+    /// Reported by the kernel to user space (e.g. zero-copy completion flags).
+    Reported,
+}
+
+/// A kernel event netcopy listens to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelEvent {
+    /// New processes forked by a followed process join its filter slot.
+    ForkFollow,
+    /// Socket data copied to user memory on receive.
+    RecvCopy,
+}
+
+impl KernelEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelEvent::ForkFollow => "fork-follow",
+            KernelEvent::RecvCopy => "recv-copy",
+        }
+    }
+}
+
+/// Where one eBPF program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttachPoint {
+    Tracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
+}
+
+impl std::fmt::Display for AttachPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachPoint::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
+        }
+    }
+}
+
+/// One program of the object and where it goes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProgramAttach {
+    /// Function name of the program in netcopy-ebpf.
+    pub program: &'static str,
+    pub point: AttachPoint,
+}
+
+/// One way of observing an event; all its programs must attach for it to count.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Strategy {
+    pub label: &'static str,
+    pub source: Source,
+    pub programs: &'static [ProgramAttach],
+}
+
+/// An event and its strategies, best first.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProbeDecl {
+    pub event: KernelEvent,
+    pub strategies: &'static [Strategy],
+}
+
+/// Every probe netcopy uses.
+pub const PROBES: &[ProbeDecl] = &[
+    ProbeDecl {
+        event: KernelEvent::ForkFollow,
+        strategies: &[Strategy {
+            label: "tracepoint sched/sched_process_fork",
+            source: Source::Observed,
+            programs: &[ProgramAttach {
+                program: "netcopy_fork",
+                point: AttachPoint::Tracepoint {
+                    category: "sched",
+                    name: "sched_process_fork",
+                },
+            }],
+        }],
+    },
+    ProbeDecl {
+        event: KernelEvent::RecvCopy,
+        // The tracepoint sits inside skb_copy_datagram_iter right before the copy; a kprobe
+        // or fentry there sees the same (skb, len), so the stable tracepoint ranks first.
+        strategies: &[Strategy {
+            label: "tracepoint skb/skb_copy_datagram_iovec",
+            source: Source::Observed,
+            programs: &[ProgramAttach {
+                program: "netcopy_recv_copy",
+                point: AttachPoint::Tracepoint {
+                    category: "skb",
+                    name: "skb_copy_datagram_iovec",
+                },
+            }],
+        }],
+    },
+];
+
+/// What the loader decided for one event.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventPlan {
+    pub event: KernelEvent,
+    /// The strategy in use, None when no strategy works on this kernel.
+    pub chosen: Option<ChosenStrategy>,
+    /// Better-ranked strategies that failed, with the reason.
+    pub rejected: Vec<RejectedStrategy>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChosenStrategy {
+    pub label: &'static str,
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectedStrategy {
+    pub label: &'static str,
+    pub reason: String,
+}
+
+/// The plan for every declared event.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AttachPlan {
+    pub events: Vec<EventPlan>,
+}
+
+impl AttachPlan {
+    pub fn get(&self, event: KernelEvent) -> Option<&EventPlan> {
+        self.events.iter().find(|e| e.event == event)
+    }
+
+    /// Human-readable lines, one per event.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for e in &self.events {
+            match &e.chosen {
+                Some(c) => out.push_str(&format!(
+                    "{:<14} {} ({:?})\n",
+                    e.event.name(),
+                    c.label,
+                    c.source
+                )),
+                None => out.push_str(&format!("{:<14} not observable\n", e.event.name())),
+            }
+            for r in &e.rejected {
+                out.push_str(&format!(
+                    "{:<14}   not used: {}: {}\n",
+                    "", r.label, r.reason
+                ));
+            }
+        }
+        out
+    }
+}

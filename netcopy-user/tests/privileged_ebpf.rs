@@ -1,0 +1,150 @@
+//! Loads and attaches the real eBPF programs and checks the counts they make, exactly.
+
+mod common;
+
+use std::{
+    io::{BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    thread,
+};
+
+use netcopy::ebpf::{plan::KernelEvent, CopyProbes};
+use netcopy_common::CopySite;
+
+/// Not a round number, so that no chunking coincidence can make a wrong count look right.
+const TEST_BYTES: usize = 3_000_017;
+/// What the unrelated process sends.
+const NOISE_BYTES: usize = 1_234_567;
+
+/// Sends `bytes` over loopback from one thread to another of this process and returns
+/// how many bytes the receiving side read.
+fn loopback_transfer(bytes: usize) -> usize {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let sender = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let chunk = vec![0x5au8; 65_521];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n]).expect("write");
+            left -= n;
+        }
+    });
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 100_003];
+    let mut total = 0;
+    loop {
+        match conn.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n,
+        }
+    }
+    sender.join().expect("sender thread");
+    total
+}
+
+/// Entry point of the unrelated "noise" process: this same test binary, re-executed.
+/// It waits for a line on stdin, transfers NOISE_BYTES over loopback, prints the count.
+#[test]
+#[ignore = "helper process for recv_copy_is_counted_exactly_and_only_for_watched_processes"]
+fn noise_process() {
+    if std::env::var_os("NETCOPY_NOISE").is_none() {
+        return;
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("go line");
+    let n = loopback_transfer(NOISE_BYTES);
+    println!("noise-bytes={n}");
+}
+
+#[test]
+fn recv_copy_is_counted_exactly_and_only_for_watched_processes() {
+    if !common::privileged("recv_copy_is_counted_exactly_and_only_for_watched_processes") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut probes = CopyProbes::load().expect("load probes");
+    let recv = probes
+        .plan()
+        .get(KernelEvent::RecvCopy)
+        .and_then(|e| e.chosen.clone())
+        .expect("a strategy for the receive copy");
+    eprintln!("recv-copy strategy: {}", recv.label);
+
+    let mut noise = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "noise_process", "--nocapture"])
+        .env("NETCOPY_NOISE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn noise process");
+    let noise_pid = noise.id();
+    // Our own process in slot 0; the noise process in slot 1; slot 2 stays unwatched.
+    probes
+        .watch_process(std::process::id(), 0, false)
+        .expect("watch self");
+    probes
+        .watch_process(noise_pid, 1, false)
+        .expect("watch noise");
+    let before = probes.read_counters().expect("read counters");
+
+    // Both transfers run at the same time.
+    noise
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"go\n")
+        .expect("start noise");
+    let received = loopback_transfer(TEST_BYTES);
+    let mut noise_out = String::new();
+    BufReader::new(noise.stdout.take().unwrap())
+        .read_to_string(&mut noise_out)
+        .expect("noise output");
+    assert!(noise.wait().expect("noise exit").success());
+    let after = probes.read_counters().expect("read counters");
+    let delta = after.since(&before);
+
+    assert_eq!(received, TEST_BYTES);
+    let own = delta.get(0, CopySite::KernelRecvCopy);
+    assert_eq!(
+        own.bytes, TEST_BYTES as u64,
+        "receive-copy bytes of this process"
+    );
+    assert!(own.calls > 0);
+    let noise_bytes: u64 = noise_out
+        .lines()
+        .find_map(|l| l.strip_prefix("noise-bytes="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("noise process reports its byte count");
+    assert_eq!(noise_bytes, NOISE_BYTES as u64);
+    assert_eq!(
+        delta.get(1, CopySite::KernelRecvCopy).bytes,
+        NOISE_BYTES as u64,
+        "the noise process is counted in its own slot"
+    );
+    assert_eq!(
+        delta.get(2, CopySite::KernelRecvCopy).bytes,
+        0,
+        "nothing is booked to an unwatched slot"
+    );
+}
+
+#[test]
+fn unwatched_process_is_not_counted() {
+    if !common::privileged("unwatched_process_is_not_counted") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut probes = CopyProbes::load().expect("load probes");
+    let before = probes.read_counters().expect("read counters");
+    assert_eq!(loopback_transfer(200_003), 200_003);
+    let delta = probes
+        .read_counters()
+        .expect("read counters")
+        .since(&before);
+    for slot in 0..netcopy_common::SLOT_COUNT as u32 {
+        assert_eq!(delta.get(slot, CopySite::KernelRecvCopy).bytes, 0);
+    }
+}
