@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
+mod run;
+mod testing;
+mod toolchain;
+
 /// Developer tasks for netcopy.
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -11,16 +16,72 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check for the eBPF toolchain, bpf-linker, qemu and iperf3; install what is missing.
+    Setup {
+        /// Only report what is missing, install nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the eBPF programs, then the netcopy binary (release) that embeds them.
+    Build,
+    /// Build, then run `netcopy run ARGS` as root (the whole experiment).
+    Run {
+        /// Arguments for `netcopy run` (see `netcopy run --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run unit tests, privileged integration tests and the VM test.
+    Test(testing::TestArgs),
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The VM test stage of `cargo xtask test`.
+pub fn vm_stage(_netcopy: &std::path::Path, _skip: bool, _ok: &mut bool) -> anyhow::Result<()> {
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result = match cli.command {
+        Command::Setup { check } => setup(check),
+        Command::Build => build::build_all().map(|path| println!("build: {}", path.display())),
+        Command::Run { args } => build::build_all().and_then(|netcopy| run::run(&netcopy, &args)),
+        Command::Test(args) => testing::test(&args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("xtask: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn setup(check: bool) -> anyhow::Result<()> {
+    if check {
+        let readiness = toolchain::EbpfReadiness::check();
+        match readiness.ready() {
+            Some((tc, linker)) => {
+                println!("eBPF toolchain: {}", tc.describe());
+                println!("bpf-linker: {}", linker.display());
+                Ok(())
+            }
+            None => anyhow::bail!(
+                "not ready to build eBPF; install with:\n  {}",
+                readiness.missing_commands().join("\n  ")
+            ),
+        }
+    } else {
+        toolchain::setup(toolchain::SetupScope {
+            ebpf: true,
+            vm: true,
+            bench: true,
+        })
+        .map(|_| ())
     }
 }
