@@ -11,6 +11,8 @@ mod capability;
 mod filter;
 mod maps;
 mod recv;
+mod send;
+mod zerocopy;
 
 #[cfg(not(test))]
 #[panic_handler]

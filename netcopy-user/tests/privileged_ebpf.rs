@@ -107,6 +107,12 @@ fn recv_copy_is_counted_exactly_and_only_for_watched_processes() {
     let delta = after.since(&before);
 
     assert_eq!(received, TEST_BYTES);
+    let sent = delta.get(0, CopySite::KernelSendCopy);
+    assert_eq!(
+        sent.bytes, TEST_BYTES as u64,
+        "send-copy bytes of this process"
+    );
+    assert_eq!(delta.get(0, CopySite::ZeroCopyAttach).bytes, 0);
     let own = delta.get(0, CopySite::KernelRecvCopy);
     assert_eq!(
         own.bytes, TEST_BYTES as u64,
@@ -147,4 +153,93 @@ fn unwatched_process_is_not_counted() {
     for slot in 0..netcopy_common::SLOT_COUNT as u32 {
         assert_eq!(delta.get(slot, CopySite::KernelRecvCopy).bytes, 0);
     }
+}
+
+/// Sends `bytes` with MSG_ZEROCOPY on a SO_ZEROCOPY socket, in sends of at most `chunk`.
+fn zerocopy_transfer(bytes: usize, chunk: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let sender = thread::spawn(move || {
+        let stream = TcpStream::connect(addr).expect("connect");
+        let fd = stream.as_raw_fd();
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and option buffer.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ZEROCOPY,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_ZEROCOPY");
+        // Buffers stay alive until the thread ends, after every completion could arrive.
+        let buf = vec![0x42u8; chunk];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk);
+            // SAFETY: buf outlives the send and its completion (kept until join).
+            let sent = unsafe {
+                libc::send(
+                    fd,
+                    buf.as_ptr() as *const libc::c_void,
+                    n,
+                    libc::MSG_ZEROCOPY,
+                )
+            };
+            if sent < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ENOBUFS) {
+                    thread::sleep(std::time::Duration::from_millis(1));
+                    continue;
+                }
+                panic!("send: {err}");
+            }
+            left -= sent as usize;
+        }
+        drop(stream);
+        buf
+    });
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 100_003];
+    let mut total = 0;
+    loop {
+        match conn.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n,
+        }
+    }
+    drop(sender.join().expect("sender thread"));
+    total
+}
+
+#[test]
+fn zerocopy_sends_are_counted_as_attached_not_copied() {
+    if !common::privileged("zerocopy_sends_are_counted_as_attached_not_copied") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut probes = CopyProbes::load().expect("load probes");
+    eprintln!("{}", probes.plan().describe());
+    probes
+        .watch_process(std::process::id(), 0, false)
+        .expect("watch self");
+    let before = probes.read_counters().expect("read counters");
+    assert_eq!(zerocopy_transfer(TEST_BYTES, 262_147), TEST_BYTES);
+    let delta = probes
+        .read_counters()
+        .expect("read counters")
+        .since(&before);
+    assert_eq!(
+        delta.get(0, CopySite::ZeroCopyAttach).bytes,
+        TEST_BYTES as u64,
+        "zero-copy attached bytes"
+    );
+    assert_eq!(delta.get(0, CopySite::KernelSendCopy).bytes, 0);
+    assert_eq!(
+        delta.get(0, CopySite::KernelRecvCopy).bytes,
+        TEST_BYTES as u64
+    );
 }

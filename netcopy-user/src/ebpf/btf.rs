@@ -20,6 +20,15 @@ impl KernelBtf {
     /// Byte offset of `member` in `struct name`, looking through anonymous unions and
     /// structs the way C does.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32> {
+        let bits = self.member_bit_offset(name, member)?;
+        if bits % 8 != 0 {
+            bail!("{name}.{member} is a bit field");
+        }
+        Ok(bits / 8)
+    }
+
+    /// Bit offset of `member` (which may be a bit field) in `struct name`.
+    pub fn member_bit_offset(&self, name: &str, member: &str) -> Result<u32> {
         let candidates = self
             .btf
             .resolve_types_by_name(name)
@@ -27,10 +36,7 @@ impl KernelBtf {
         for candidate in candidates {
             if let Type::Struct(s) = candidate {
                 if let Some(bits) = self.find_member(&s, member)? {
-                    if bits % 8 != 0 {
-                        bail!("{name}.{member} is a bit field");
-                    }
-                    return Ok(bits / 8);
+                    return Ok(bits);
                 }
             }
         }

@@ -1,21 +1,26 @@
 //! Loads netcopy's eBPF object, carries out the attach plan and reads the copy ledger.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, PerCpuArray},
-    programs::{Program, TracePoint},
-    Ebpf, EbpfLoader,
+    programs::{ProbeKind, Program},
+    Btf, Ebpf, EbpfLoader,
 };
 use netcopy_common::{
     counter_index, CopySite, FilterEntry, KernelOffsets, SiteCounter, SITE_COUNT, SLOT_COUNT,
 };
 
 use super::{
+    btf::{KernelBtf, VMLINUX_BTF},
     object,
     plan::{
-        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, RejectedStrategy, Strategy, PROBES,
+        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, Layout, RejectedStrategy, Strategy,
+        PROBES,
     },
     tracefs::TracepointFormat,
 };
@@ -52,38 +57,123 @@ impl CopyCounts {
     }
 }
 
-/// Offsets found for this kernel, and the attach points that cannot be used because a
-/// field they need is missing.
+/// Offsets found for this kernel, and for each layout fact that could not be found, why.
 struct OffsetDiscovery {
     offsets: KernelOffsets,
-    unusable: HashMap<String, String>,
+    missing: HashMap<Layout, String>,
 }
 
 impl OffsetDiscovery {
-    fn run(tracefs: &std::path::Path) -> Self {
-        let mut offsets = KernelOffsets::default();
-        let mut unusable = HashMap::new();
-        let mut read = |category: &str, name: &str, field: &str, size: u32| -> Option<u32> {
-            let format = TracepointFormat::read(tracefs, category, name);
-            match format.and_then(|f| f.offset(field, size)) {
-                Ok(off) => Some(off),
-                Err(e) => {
-                    let label = format!("tracepoint {category}/{name}");
-                    unusable.entry(label).or_insert_with(|| format!("{e:#}"));
-                    None
-                }
+    fn run(tracefs: &Path, btf: Option<&KernelBtf>) -> Self {
+        let mut o = KernelOffsets::default();
+        let mut missing = HashMap::new();
+        let tp = |category: &str, name: &str, field: &str, size: u32| -> Result<u32> {
+            TracepointFormat::read(tracefs, category, name)?.offset(field, size)
+        };
+        let mut record = |layout: Layout, result: Result<()>| {
+            if let Err(e) = result {
+                missing.insert(layout, format!("{e:#}"));
             }
         };
-        if let Some(off) = read("skb", "skb_copy_datagram_iovec", "len", 4) {
-            offsets.tp_skb_copy_len = off;
+        record(
+            Layout::TpSkbCopyLen,
+            (|| {
+                o.tp_skb_copy_len = tp("skb", "skb_copy_datagram_iovec", "len", 4)?;
+                Ok(())
+            })(),
+        );
+        record(
+            Layout::TpForkPids,
+            (|| {
+                o.tp_fork_parent_pid = tp("sched", "sched_process_fork", "parent_pid", 4)?;
+                o.tp_fork_child_pid = tp("sched", "sched_process_fork", "child_pid", 4)?;
+                Ok(())
+            })(),
+        );
+        record(
+            Layout::TpSendLength,
+            (|| {
+                o.tp_send_length_sk = tp("sock", "sock_send_length", "sk", 8)?;
+                o.tp_send_length_ret = tp("sock", "sock_send_length", "ret", 4)?;
+                Ok(())
+            })(),
+        );
+        let Some(btf) = btf else {
+            for layout in [
+                Layout::SendDecision,
+                Layout::SkbZerocopyOwner,
+                Layout::SkbDataLen,
+                Layout::UargBytelen,
+            ] {
+                missing.insert(layout, "kernel BTF is unavailable".to_string());
+            }
+            return Self {
+                offsets: o,
+                missing,
+            };
+        };
+        let bit = |value: u64, name: &str| -> Result<u32> {
+            u32::try_from(value)
+                .ok()
+                .filter(|v| *v < 64)
+                .ok_or_else(|| anyhow!("{name} = {value} is not a bit number below 64"))
+        };
+        record(
+            Layout::SendDecision,
+            (|| {
+                o.msghdr_msg_flags = btf.member_offset("msghdr", "msg_flags")?;
+                // Newer kernels keep sk_flags in sock_common (#define sk_flags
+                // __sk_common.skc_flags); older ones have it in struct sock.
+                o.sock_sk_flags = btf.member_offset("sock", "sk_flags").or_else(|_| {
+                    Ok::<u32, anyhow::Error>(
+                        btf.member_offset("sock", "__sk_common")?
+                            + btf.member_offset("sock_common", "skc_flags")?,
+                    )
+                })?;
+                o.sock_sk_route_caps = btf.member_offset("sock", "sk_route_caps")?;
+                o.sock_zerocopy_bit = bit(btf.enum_value("SOCK_ZEROCOPY")?, "SOCK_ZEROCOPY")?;
+                o.netif_f_sg_bit = bit(btf.enum_value("NETIF_F_SG_BIT")?, "NETIF_F_SG_BIT")?;
+                Ok(())
+            })(),
+        );
+        record(
+            Layout::SkbZerocopyOwner,
+            (|| {
+                o.skb_head = btf.member_offset("sk_buff", "head")?;
+                o.skb_end = btf.member_offset("sk_buff", "end")?;
+                o.skb_cb = btf.member_offset("sk_buff", "cb")?;
+                o.skb_sk = btf.member_offset("sk_buff", "sk")?;
+                o.shinfo_destructor_arg = btf.member_offset("skb_shared_info", "destructor_arg")?;
+                Ok(())
+            })(),
+        );
+        record(
+            Layout::SkbDataLen,
+            (|| {
+                o.skb_data_len = btf.member_offset("sk_buff", "data_len")?;
+                Ok(())
+            })(),
+        );
+        record(
+            Layout::UargBytelen,
+            (|| {
+                // Kernels >= 6.2 split the zero-copy fields into struct ubuf_info_msgzc.
+                let uarg = ["ubuf_info_msgzc", "ubuf_info"]
+                    .into_iter()
+                    .find(|s| btf.member_offset(s, "bytelen").is_ok())
+                    .ok_or_else(|| anyhow!("neither ubuf_info_msgzc nor ubuf_info has bytelen"))?;
+                o.uarg_bytelen = btf.member_offset(uarg, "bytelen")?;
+                // Optional: without it completions are counted but not split by copied.
+                if let Ok(bit) = btf.member_bit_offset(uarg, "zerocopy") {
+                    o.uarg_zerocopy_bit = bit;
+                }
+                Ok(())
+            })(),
+        );
+        Self {
+            offsets: o,
+            missing,
         }
-        if let Some(off) = read("sched", "sched_process_fork", "parent_pid", 4) {
-            offsets.tp_fork_parent_pid = off;
-        }
-        if let Some(off) = read("sched", "sched_process_fork", "child_pid", 4) {
-            offsets.tp_fork_child_pid = off;
-        }
-        Self { offsets, unusable }
     }
 }
 
@@ -103,7 +193,9 @@ impl CopyProbes {
         // Kernels >= 5.11 charge BPF memory to the cgroup; older ones need memlock raised.
         // Failing to raise it (no CAP_SYS_RESOURCE) is not an error in itself.
         raise_memlock();
-        let discovery = OffsetDiscovery::run(&tracefs);
+        let kernel_btf = KernelBtf::load().ok();
+        let aya_btf = Btf::from_sys_fs().ok();
+        let discovery = OffsetDiscovery::run(&tracefs, kernel_btf.as_ref());
         let mut ebpf = EbpfLoader::new()
             .load(bytes)
             .context("loading netcopy's eBPF object into the kernel")?;
@@ -125,7 +217,7 @@ impl CopyProbes {
                 rejected: Vec::new(),
             };
             for strategy in decl.strategies {
-                match attach_strategy(&mut ebpf, strategy, &discovery) {
+                match attach_strategy(&mut ebpf, strategy, &discovery, aya_btf.as_ref()) {
                     Ok(()) => {
                         event_plan.chosen = Some(ChosenStrategy {
                             label: strategy.label,
@@ -216,51 +308,95 @@ fn attach_strategy(
     ebpf: &mut Ebpf,
     strategy: &Strategy,
     discovery: &OffsetDiscovery,
+    btf: Option<&Btf>,
 ) -> Result<()> {
-    let mut attached: Vec<&'static str> = Vec::new();
-    let result = (|| -> Result<()> {
-        for p in strategy.programs {
-            let label = p.point.to_string();
-            if let Some(reason) = discovery.unusable.get(&label) {
-                return Err(anyhow!("{reason}"));
-            }
-            let program = ebpf
-                .program_mut(p.program)
-                .ok_or_else(|| anyhow!("eBPF object has no program {}", p.program))?;
-            match (p.point, program) {
-                (AttachPoint::Tracepoint { category, name }, Program::TracePoint(tp)) => {
-                    load_once(tp)?;
-                    tp.attach(category, name)
-                        .with_context(|| format!("attaching {} to {label}", p.program))?;
-                }
-                (point, _) => {
-                    return Err(anyhow!(
-                        "program {} has the wrong type for {point}",
-                        p.program
-                    ))
-                }
-            }
-            attached.push(p.program);
+    for need in strategy.needs {
+        if let Some(reason) = discovery.missing.get(need) {
+            return Err(anyhow!("kernel layout unknown: {reason}"));
         }
-        Ok(())
-    })();
+    }
+    let mut attached: Vec<&'static str> = Vec::new();
+    let mut result = Ok(());
+    for p in strategy.programs {
+        let program = match ebpf.program_mut(p.program) {
+            Some(program) => program,
+            None => {
+                result = Err(anyhow!("eBPF object has no program {}", p.program));
+                break;
+            }
+        };
+        if let Err(e) = attach_program(program, p.point, btf) {
+            result = Err(e.context(format!("{} ({})", p.point, p.program)));
+            break;
+        }
+        attached.push(p.program);
+    }
     if result.is_err() {
         // A strategy is all or nothing: unload what it attached so the next one does not
         // count the same copies twice.
         for name in attached {
-            if let Some(Program::TracePoint(tp)) = ebpf.program_mut(name) {
-                let _ = tp.unload();
+            if let Some(program) = ebpf.program_mut(name) {
+                unload(program);
             }
         }
     }
     result
 }
 
-fn load_once(tp: &mut TracePoint) -> Result<()> {
-    if tp.fd().is_err() {
-        tp.load().context("loading tracepoint program")?;
+fn need_btf(btf: Option<&Btf>) -> Result<&Btf> {
+    btf.ok_or_else(|| anyhow!("needs kernel BTF ({VMLINUX_BTF}), which is unavailable"))
+}
+
+fn attach_program(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) -> Result<()> {
+    match (point, program) {
+        (AttachPoint::Tracepoint { category, name }, Program::TracePoint(tp)) => {
+            if tp.fd().is_err() {
+                tp.load()?;
+            }
+            tp.attach(category, name)?;
+        }
+        (AttachPoint::BtfTracepoint { name }, Program::BtfTracePoint(tp)) => {
+            tp.load(name, need_btf(btf)?)?;
+            tp.attach()?;
+        }
+        (AttachPoint::Kprobe { function }, Program::KProbe(kp))
+            if matches!(kp.kind(), ProbeKind::Entry) =>
+        {
+            if kp.fd().is_err() {
+                kp.load()?;
+            }
+            kp.attach(function, 0)?;
+        }
+        (AttachPoint::Kretprobe { function }, Program::KProbe(kp))
+            if matches!(kp.kind(), ProbeKind::Return) =>
+        {
+            if kp.fd().is_err() {
+                kp.load()?;
+            }
+            kp.attach(function, 0)?;
+        }
+        (AttachPoint::Fentry { function }, Program::FEntry(fe)) => {
+            fe.load(function, need_btf(btf)?)?;
+            fe.attach()?;
+        }
+        (AttachPoint::Fexit { function }, Program::FExit(fe)) => {
+            fe.load(function, need_btf(btf)?)?;
+            fe.attach()?;
+        }
+        (point, _) => return Err(anyhow!("the program has the wrong type for {point}")),
     }
     Ok(())
+}
+
+fn unload(program: &mut Program) {
+    let _ = match program {
+        Program::TracePoint(p) => p.unload(),
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        _ => Ok(()),
+    };
 }
 
 fn raise_memlock() {

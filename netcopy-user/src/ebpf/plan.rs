@@ -23,6 +23,12 @@ pub enum Source {
 pub enum KernelEvent {
     /// New processes forked by a followed process join its filter slot.
     ForkFollow,
+    /// Payload entering the kernel on a TCP send: copied, or pinned (MSG_ZEROCOPY).
+    SendPath,
+    /// Pages of a zero-copy send that the kernel copied after all.
+    DeferredCopy,
+    /// Zero-copy completion notifications, and whether their pages were copied.
+    Completion,
     /// Socket data copied to user memory on receive.
     RecvCopy,
 }
@@ -31,6 +37,9 @@ impl KernelEvent {
     pub fn name(self) -> &'static str {
         match self {
             KernelEvent::ForkFollow => "fork-follow",
+            KernelEvent::SendPath => "send-path",
+            KernelEvent::DeferredCopy => "deferred-copy",
+            KernelEvent::Completion => "completion",
             KernelEvent::RecvCopy => "recv-copy",
         }
     }
@@ -44,14 +53,47 @@ pub enum AttachPoint {
         category: &'static str,
         name: &'static str,
     },
+    BtfTracepoint {
+        name: &'static str,
+    },
+    Kprobe {
+        function: &'static str,
+    },
+    Kretprobe {
+        function: &'static str,
+    },
+    Fentry {
+        function: &'static str,
+    },
+    Fexit {
+        function: &'static str,
+    },
 }
 
 impl std::fmt::Display for AttachPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AttachPoint::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
+            AttachPoint::BtfTracepoint { name } => write!(f, "tp_btf {name}"),
+            AttachPoint::Kprobe { function } => write!(f, "kprobe {function}"),
+            AttachPoint::Kretprobe { function } => write!(f, "kretprobe {function}"),
+            AttachPoint::Fentry { function } => write!(f, "fentry {function}"),
+            AttachPoint::Fexit { function } => write!(f, "fexit {function}"),
         }
     }
+}
+
+/// A kernel layout fact a strategy's programs read (see `KernelOffsets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    TpSkbCopyLen,
+    TpForkPids,
+    TpSendLength,
+    SendDecision,
+    SkbZerocopyOwner,
+    SkbDataLen,
+    UargBytelen,
 }
 
 /// One program of the object and where it goes.
@@ -68,6 +110,8 @@ pub struct Strategy {
     pub label: &'static str,
     pub source: Source,
     pub programs: &'static [ProgramAttach],
+    /// Layout facts that must have been found on this kernel.
+    pub needs: &'static [Layout],
 }
 
 /// An event and its strategies, best first.
@@ -77,6 +121,10 @@ pub struct ProbeDecl {
     pub strategies: &'static [Strategy],
 }
 
+const fn program(program: &'static str, point: AttachPoint) -> ProgramAttach {
+    ProgramAttach { program, point }
+}
+
 /// Every probe netcopy uses.
 pub const PROBES: &[ProbeDecl] = &[
     ProbeDecl {
@@ -84,14 +132,138 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[Strategy {
             label: "tracepoint sched/sched_process_fork",
             source: Source::Observed,
-            programs: &[ProgramAttach {
-                program: "netcopy_fork",
-                point: AttachPoint::Tracepoint {
+            programs: &[program(
+                "netcopy_fork",
+                AttachPoint::Tracepoint {
                     category: "sched",
                     name: "sched_process_fork",
                 },
-            }],
+            )],
+            needs: &[Layout::TpForkPids],
         }],
+    },
+    ProbeDecl {
+        event: KernelEvent::SendPath,
+        strategies: &[
+            Strategy {
+                label: "fentry/fexit tcp_sendmsg_locked + fexit _copy_from_iter{,_nocache}, skb_zerocopy_iter_stream",
+                source: Source::Observed,
+                programs: &[
+                    program(
+                        "netcopy_send_enter_fentry",
+                        AttachPoint::Fentry { function: "tcp_sendmsg_locked" },
+                    ),
+                    program(
+                        "netcopy_send_exit_fexit",
+                        AttachPoint::Fexit { function: "tcp_sendmsg_locked" },
+                    ),
+                    program(
+                        "netcopy_copy_from_iter_fexit",
+                        AttachPoint::Fexit { function: "_copy_from_iter" },
+                    ),
+                    program(
+                        "netcopy_copy_from_iter_nocache_fexit",
+                        AttachPoint::Fexit { function: "_copy_from_iter_nocache" },
+                    ),
+                    program(
+                        "netcopy_zerocopy_attach_fexit",
+                        AttachPoint::Fexit { function: "skb_zerocopy_iter_stream" },
+                    ),
+                ],
+                needs: &[],
+            },
+            Strategy {
+                label: "kprobe/kretprobe tcp_sendmsg_locked + kretprobe _copy_from_iter{,_nocache}, skb_zerocopy_iter_stream",
+                source: Source::Observed,
+                programs: &[
+                    program(
+                        "netcopy_send_enter_kprobe",
+                        AttachPoint::Kprobe { function: "tcp_sendmsg_locked" },
+                    ),
+                    program(
+                        "netcopy_send_exit_kretprobe",
+                        AttachPoint::Kretprobe { function: "tcp_sendmsg_locked" },
+                    ),
+                    program(
+                        "netcopy_copy_from_iter_kretprobe",
+                        AttachPoint::Kretprobe { function: "_copy_from_iter" },
+                    ),
+                    program(
+                        "netcopy_copy_from_iter_kretprobe",
+                        AttachPoint::Kretprobe { function: "_copy_from_iter_nocache" },
+                    ),
+                    program(
+                        "netcopy_zerocopy_attach_kretprobe",
+                        AttachPoint::Kretprobe { function: "skb_zerocopy_iter_stream" },
+                    ),
+                ],
+                needs: &[],
+            },
+            Strategy {
+                label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tracepoint sock/sock_send_length",
+                source: Source::Inferred,
+                programs: &[
+                    program(
+                        "netcopy_send_tp_btf",
+                        AttachPoint::BtfTracepoint { name: "tcp_sendmsg_locked" },
+                    ),
+                    program(
+                        "netcopy_send_length",
+                        AttachPoint::Tracepoint {
+                            category: "sock",
+                            name: "sock_send_length",
+                        },
+                    ),
+                ],
+                needs: &[Layout::SendDecision, Layout::TpSendLength],
+            },
+        ],
+    },
+    ProbeDecl {
+        event: KernelEvent::DeferredCopy,
+        strategies: &[
+            Strategy {
+                label: "fentry skb_copy_ubufs",
+                source: Source::Observed,
+                programs: &[program(
+                    "netcopy_deferred_copy_fentry",
+                    AttachPoint::Fentry { function: "skb_copy_ubufs" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::SkbDataLen],
+            },
+            Strategy {
+                label: "kprobe skb_copy_ubufs",
+                source: Source::Observed,
+                programs: &[program(
+                    "netcopy_deferred_copy_kprobe",
+                    AttachPoint::Kprobe { function: "skb_copy_ubufs" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::SkbDataLen],
+            },
+        ],
+    },
+    ProbeDecl {
+        event: KernelEvent::Completion,
+        strategies: &[
+            Strategy {
+                label: "fentry __msg_zerocopy_callback",
+                source: Source::Observed,
+                programs: &[program(
+                    "netcopy_completion_fentry",
+                    AttachPoint::Fentry { function: "__msg_zerocopy_callback" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::UargBytelen],
+            },
+            Strategy {
+                label: "kprobe __msg_zerocopy_callback",
+                source: Source::Observed,
+                programs: &[program(
+                    "netcopy_completion_kprobe",
+                    AttachPoint::Kprobe { function: "__msg_zerocopy_callback" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::UargBytelen],
+            },
+        ],
     },
     ProbeDecl {
         event: KernelEvent::RecvCopy,
@@ -100,13 +272,14 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[Strategy {
             label: "tracepoint skb/skb_copy_datagram_iovec",
             source: Source::Observed,
-            programs: &[ProgramAttach {
-                program: "netcopy_recv_copy",
-                point: AttachPoint::Tracepoint {
+            programs: &[program(
+                "netcopy_recv_copy",
+                AttachPoint::Tracepoint {
                     category: "skb",
                     name: "skb_copy_datagram_iovec",
                 },
-            }],
+            )],
+            needs: &[Layout::TpSkbCopyLen],
         }],
     },
 ];
