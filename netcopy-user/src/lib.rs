@@ -3,5 +3,6 @@
 //!
 //! Data flows one way: run -> samples -> analysis -> outputs.
 
+pub mod counters;
 pub mod ebpf;
 pub mod sys;
