@@ -3,6 +3,19 @@
 //!
 //! Data flows one way: run -> samples -> analysis -> outputs.
 
+pub mod capabilities;
 pub mod counters;
 pub mod ebpf;
 pub mod sys;
+
+/// Writes `text` to standard output. A closed pipe (`netcopy probes | head`) ends the
+/// output quietly instead of failing: the reader has what it wanted.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}

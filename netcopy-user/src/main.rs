@@ -11,12 +11,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
+    Probes(netcopy::capabilities::ProbesArgs),
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Probes(args) => netcopy::capabilities::run(&args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -135,7 +135,16 @@ fn mount_tracefs(target: &Path) -> Result<()> {
 
 /// Describes an errno the way our users need it: name, number and what it means here.
 pub fn errno_text(errno: i32) -> String {
-    let name = match errno {
+    format!(
+        "{} ({errno}): {}",
+        errno_name(errno),
+        std::io::Error::from_raw_os_error(errno)
+    )
+}
+
+/// Symbolic name of an errno, e.g. `ENOENT`.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
         libc::EACCES => "EACCES",
@@ -147,11 +156,7 @@ pub fn errno_text(errno: i32) -> String {
         libc::EBUSY => "EBUSY",
         libc::ESRCH => "ESRCH",
         _ => "errno",
-    };
-    format!(
-        "{name} ({errno}): {}",
-        std::io::Error::from_raw_os_error(errno)
-    )
+    }
 }
 
 #[cfg(test)]

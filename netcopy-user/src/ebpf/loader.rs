@@ -326,7 +326,11 @@ fn attach_strategy(
             }
         };
         if let Err(e) = attach_program(program, p.point, btf) {
-            result = Err(e.context(format!("{} ({})", p.point, p.program)));
+            let detail = match e.downcast_ref::<aya::programs::ProgramError>() {
+                Some(pe) => super::describe_error(pe),
+                None => format!("{e:#}"),
+            };
+            result = Err(anyhow!("{} ({}): {detail}", p.point, p.program));
             break;
         }
         attached.push(p.program);
