@@ -6,6 +6,7 @@ mod build;
 mod run;
 mod testing;
 mod toolchain;
+mod vm;
 
 /// Developer tasks for netcopy.
 #[derive(Parser)]
@@ -33,6 +34,8 @@ enum Command {
     },
     /// Build, then run unit tests, privileged integration tests and the VM test.
     Test(testing::TestArgs),
+    /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
+    VmTest(vm::VmTestArgs),
 }
 
 pub fn is_root() -> bool {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Build => build::build_all().map(|path| println!("build: {}", path.display())),
         Command::Run { args } => build::build_all().and_then(|netcopy| run::run(&netcopy, &args)),
         Command::Test(args) => testing::test(&args),
+        Command::VmTest(args) => vm::vm_test(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,194 @@
+//! Running qemu-system-x86_64 under TCG with a deadline, capturing the serial console.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::kernel::which;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// One qemu invocation.
+pub struct QemuRun<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub append: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Where the second serial port (the guest's ttyS1) is written.
+    pub data_path: &'a Path,
+    /// Where the console (ttyS0) is saved as it arrives.
+    pub console_path: &'a Path,
+    pub timeout: Duration,
+    /// Copy the console to stderr as it arrives.
+    pub echo: bool,
+    /// A line whose first appearance on the console marks the end of boot.
+    pub boot_marker: String,
+    pub extra_args: &'a [String],
+}
+
+pub struct QemuResult {
+    pub console: Vec<u8>,
+    /// From qemu's start until the boot marker appeared on the console.
+    pub boot_time: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+pub fn find_qemu() -> Result<PathBuf> {
+    which(QEMU).with_context(|| {
+        format!("{QEMU} not found: install it with `apt-get install -y qemu-system-x86`")
+    })
+}
+
+/// The qemu argument list (always TCG: KVM hangs on our machines).
+pub fn qemu_args(run: &QemuRun) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+        "-nic",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["-m".into(), run.memory_mib.to_string()]);
+    args.extend(["-smp".into(), run.cpus.to_string()]);
+    args.extend(["-kernel".into(), run.kernel.display().to_string()]);
+    args.extend(["-initrd".into(), run.initrd.display().to_string()]);
+    args.extend(["-append".into(), run.append.clone()]);
+    args.extend(["-serial".into(), "stdio".into()]);
+    args.extend([
+        "-serial".into(),
+        format!("file:{}", run.data_path.display()),
+    ]);
+    args.extend(run.extra_args.iter().cloned());
+    args
+}
+
+/// Runs qemu until it exits (the guest powered off or panicked) or the deadline passes;
+/// on the deadline qemu is killed and an error returned with the console's tail.
+pub fn run(run: &QemuRun) -> Result<QemuResult> {
+    let qemu = find_qemu()?;
+    if !run.kernel.is_file() {
+        bail!("kernel image {} does not exist", run.kernel.display());
+    }
+    let mut console_file = File::create(run.console_path)
+        .with_context(|| format!("creating {}", run.console_path.display()))?;
+    let start = Instant::now();
+    let mut child = Command::new(&qemu)
+        .args(qemu_args(run))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", qemu.display()))?;
+    let mut stdout = child.stdout.take().context("qemu stdout")?;
+    let mut stderr = child.stderr.take().context("qemu stderr")?;
+
+    let console = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let boot_time = Arc::new(Mutex::new(None::<Duration>));
+    let reader = {
+        let console = Arc::clone(&console);
+        let boot_time = Arc::clone(&boot_time);
+        let marker = run.boot_marker.clone().into_bytes();
+        let echo = run.echo;
+        thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                let _ = console_file.write_all(chunk);
+                let _ = console_file.flush();
+                if echo {
+                    let _ = std::io::stderr().write_all(chunk);
+                }
+                let Ok(mut all) = console.lock() else { break };
+                let from = all.len().saturating_sub(marker.len());
+                all.extend_from_slice(chunk);
+                if !marker.is_empty() {
+                    if let Ok(mut bt) = boot_time.lock() {
+                        if bt.is_none() && all[from..].windows(marker.len()).any(|w| w == marker) {
+                            *bt = Some(start.elapsed());
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let err_reader = thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+
+    let deadline = start + run.timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for qemu")? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = start.elapsed();
+    let _ = reader.join();
+    let qemu_stderr = err_reader.join().unwrap_or_default();
+    let console = console.lock().map(|c| c.clone()).unwrap_or_default();
+    let boot_time = boot_time.lock().ok().and_then(|b| *b);
+    let Some(status) = status else {
+        bail!(
+            "the guest did not finish within {} s; qemu was killed. Console ({}), last lines:\n{}",
+            run.timeout.as_secs(),
+            run.console_path.display(),
+            tail(&console, 25)
+        );
+    };
+    if !qemu_stderr.is_empty() {
+        let text = String::from_utf8_lossy(&qemu_stderr);
+        if !status.success() {
+            bail!(
+                "qemu exited with {status}: {}\nconsole tail:\n{}",
+                text.trim(),
+                tail(&console, 15)
+            );
+        }
+        eprintln!("vm: qemu: {}", text.trim());
+    } else if !status.success() {
+        bail!(
+            "qemu exited with {status}; console tail:\n{}",
+            tail(&console, 15)
+        );
+    }
+    Ok(QemuResult {
+        console,
+        boot_time,
+        elapsed,
+    })
+}
+
+/// The last `n` lines of a console log, carriage returns removed.
+pub fn tail(console: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(console).replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
