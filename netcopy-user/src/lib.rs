@@ -6,6 +6,11 @@
 pub mod capabilities;
 pub mod counters;
 pub mod ebpf;
+pub mod message;
+pub mod modes;
+pub mod protocol;
+pub mod size;
+pub mod sockets;
 pub mod sys;
 
 /// Writes `text` to standard output. A closed pipe (`netcopy probes | head`) ends the

@@ -1,0 +1,568 @@
+//! Zero-copy: `sendmsg(MSG_ZEROCOPY)` with 9 iovecs after `SO_ZEROCOPY`.
+//!
+//! The kernel pins the pages of every iovec and reads them later, possibly long after
+//! sendmsg returned; it reports when it is done through the socket's error queue. Each
+//! sendmsg call that queues at least one byte consumes one notification id (a per-socket
+//! u32 counter starting at 0); a notification covers the ids `ee_info..=ee_data` (wrapping),
+//! and carries `SO_EE_CODE_ZEROCOPY_COPIED` in `ee_code` when the kernel copied the data
+//! after all (always on loopback: the receiving socket is local).
+//!
+//! So messages live in a pool of slots. A slot holds a whole message, header included (the
+//! header is sent from the slot too). It is not restamped or freed until every id of its
+//! sends has completed. When no slot is free, the sender blocks in poll() for POLLERR and
+//! drains the error queue. Slots are created lazily, bounded by a count and a byte budget.
+
+use std::{
+    collections::VecDeque,
+    io,
+    net::TcpStream,
+    os::fd::{AsRawFd, RawFd},
+    time::{Duration, Instant},
+};
+
+use super::{header_for, one_copy::IOV_COUNT, Mode, Sender, SenderStats};
+use crate::{
+    message::ComplexMessage,
+    protocol::MESSAGE_HEADER_LEN,
+    sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY},
+};
+
+/// How the slot pool is bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZeroCopyConfig {
+    /// Most messages awaiting completion at once.
+    pub max_in_flight: usize,
+    /// Most bytes (headers + payloads) in the pool; at least one slot always exists.
+    pub max_pool_bytes: u64,
+}
+
+impl Default for ZeroCopyConfig {
+    fn default() -> Self {
+        ZeroCopyConfig {
+            max_in_flight: 64,
+            max_pool_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ZeroCopyConfig {
+    /// Slots for messages of `size` payload bytes.
+    pub fn slots_for(&self, size: u64) -> usize {
+        let by_bytes = self.max_pool_bytes / (size + MESSAGE_HEADER_LEN as u64);
+        (by_bytes.min(self.max_in_flight as u64) as usize).max(1)
+    }
+}
+
+/// With no completion for this long while waiting for a slot, the receiver is considered
+/// stuck and the send fails instead of hanging the connection forever.
+const COMPLETION_STALL_LIMIT: Duration = Duration::from_secs(30);
+/// ENOBUFS for this long without one successful send is reported as an error.
+const ENOBUFS_LIMIT: Duration = Duration::from_secs(5);
+
+struct Slot {
+    message: ComplexMessage,
+    /// Boxed so its address stays put while the kernel references it.
+    header: Box<[u8; MESSAGE_HEADER_LEN]>,
+    /// Sends of this slot whose notification has not arrived.
+    outstanding: u32,
+    /// The slot is mid-send: earlier parts may complete before later parts are issued.
+    sending: bool,
+}
+
+/// One sendmsg call awaiting its notification.
+#[derive(Debug, Clone, Copy)]
+struct PendingSend {
+    slot: usize,
+    bytes: usize,
+}
+
+pub struct ZeroCopySender {
+    socket: TcpStream,
+    config: ZeroCopyConfig,
+    /// The unstamped message every new slot of the current size is cloned from.
+    template: Option<ComplexMessage>,
+    slots: Vec<Slot>,
+    max_slots: usize,
+    free: Vec<usize>,
+    busy_slots: usize,
+    /// Sends by notification id, starting at `pending_base`; completed entries are `None`
+    /// until the front catches up (notifications may arrive out of order).
+    pending: VecDeque<Option<PendingSend>>,
+    pending_base: u32,
+    next_id: u32,
+    outstanding_sends: u64,
+    stats: SenderStats,
+}
+
+impl ZeroCopySender {
+    /// Enables SO_ZEROCOPY on `socket`; a clear error if the kernel refuses.
+    pub fn new(socket: TcpStream, config: ZeroCopyConfig) -> io::Result<Self> {
+        sockets::enable_zerocopy(socket.as_raw_fd()).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "the kernel refused setsockopt(SO_ZEROCOPY) ({err}); MSG_ZEROCOPY on TCP \
+                     needs Linux 4.14 or newer"
+                ),
+            )
+        })?;
+        Ok(ZeroCopySender {
+            socket,
+            config,
+            template: None,
+            slots: Vec::new(),
+            max_slots: 1,
+            free: Vec::new(),
+            busy_slots: 0,
+            pending: VecDeque::new(),
+            pending_base: 0,
+            next_id: 0,
+            outstanding_sends: 0,
+            stats: SenderStats::default(),
+        })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Sets up the pool for `size`, first waiting until no slot of another size is in use.
+    fn prepare(&mut self, size: u64) -> io::Result<()> {
+        if self.template.as_ref().map(|m| m.size() as u64) == Some(size) {
+            return Ok(());
+        }
+        self.finish(COMPLETION_STALL_LIMIT)?;
+        let template = ComplexMessage::new(size)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.slots.clear();
+        self.free.clear();
+        self.max_slots = self.config.slots_for(size);
+        self.template = Some(template);
+        Ok(())
+    }
+
+    /// A free slot: a completed one, else a new one while the pool may grow, else wait.
+    fn acquire_slot(&mut self) -> io::Result<usize> {
+        let mut last_progress = Instant::now();
+        loop {
+            if let Some(index) = self.free.pop() {
+                return Ok(index);
+            }
+            if self.slots.len() < self.max_slots {
+                // Grow only when completions really lag: try one cheap drain first.
+                if self.outstanding_sends > 0 && self.drain_completions()? > 0 {
+                    continue;
+                }
+                let message = self.template.clone().ok_or_else(|| {
+                    io::Error::other("zero-copy slot requested before the pool was prepared")
+                })?;
+                self.slots.push(Slot {
+                    message,
+                    header: Box::new([0; MESSAGE_HEADER_LEN]),
+                    outstanding: 0,
+                    sending: false,
+                });
+                return Ok(self.slots.len() - 1);
+            }
+            if self.wait_for_completions(Duration::from_millis(100))? > 0 {
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > COMPLETION_STALL_LIMIT {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no zero-copy completion for {} s while all {} message slots are in \
+                         flight ({} sends outstanding): the receiver stopped reading",
+                        COMPLETION_STALL_LIMIT.as_secs(),
+                        self.slots.len(),
+                        self.outstanding_sends
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Blocks up to `timeout` for POLLERR, then drains. Returns the sends completed.
+    fn wait_for_completions(&mut self, timeout: Duration) -> io::Result<u64> {
+        self.stats.completion_syscalls += 1;
+        // POLLERR is always reported; asking for no events waits for exactly that.
+        let revents = sockets::poll_one(self.fd(), 0, timeout)?;
+        if revents == 0 {
+            return Ok(0);
+        }
+        let completed = self.drain_completions()?;
+        if completed == 0 {
+            // A pending socket error (a reset peer) or POLLHUP keeps poll() returning at
+            // once; clear the error and back off so that waiting does not spin.
+            let _ = sockets::take_socket_error(self.fd());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(completed)
+    }
+
+    /// Reads every notification queued now. Returns the sends completed.
+    fn drain_completions(&mut self) -> io::Result<u64> {
+        let mut completed = 0;
+        loop {
+            self.stats.completion_syscalls += 1;
+            match read_notification(self.fd()) {
+                Ok(Some(Notification::Zerocopy { lo, hi, copied })) => {
+                    self.stats.completion_notifications += 1;
+                    completed += self.complete_range(lo, hi, copied);
+                }
+                Ok(Some(Notification::Other)) => {}
+                Ok(None) => return Ok(completed),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Marks the ids `lo..=hi` (wrapping) complete. Returns how many were ours.
+    fn complete_range(&mut self, lo: u32, hi: u32, copied: bool) -> u64 {
+        const ID_SPACE: u64 = 1 << 32;
+        let count = u64::from(hi.wrapping_sub(lo)) + 1;
+        let window = self.pending.len() as u64;
+        let start = u64::from(lo.wrapping_sub(self.pending_base));
+        // The covered offsets start..start+count, modulo 2^32, intersected with the window.
+        let mut spans = vec![(start.min(window), (start + count).min(ID_SPACE).min(window))];
+        if start + count > ID_SPACE {
+            spans.push((0, (start + count - ID_SPACE).min(window)));
+        }
+        let mut matched = 0;
+        for (from, to) in spans {
+            for offset in from..to {
+                if let Some(send) = self.pending[offset as usize].take() {
+                    matched += 1;
+                    self.complete_send(send, copied);
+                }
+            }
+        }
+        self.stats.unexpected_completions += count - matched;
+        while let Some(None) = self.pending.front() {
+            self.pending.pop_front();
+            self.pending_base = self.pending_base.wrapping_add(1);
+        }
+        matched
+    }
+
+    fn complete_send(&mut self, send: PendingSend, copied: bool) {
+        self.outstanding_sends -= 1;
+        self.stats.completed_sends += 1;
+        self.stats.completed_bytes += send.bytes as u64;
+        if copied {
+            self.stats.copied_sends += 1;
+            self.stats.copied_bytes += send.bytes as u64;
+        }
+        let slot = &mut self.slots[send.slot];
+        slot.outstanding -= 1;
+        if slot.outstanding == 0 && !slot.sending {
+            self.release_slot(send.slot);
+        }
+    }
+
+    fn release_slot(&mut self, index: usize) {
+        self.busy_slots -= 1;
+        self.free.push(index);
+    }
+
+    /// Issues the sendmsg calls for the slot's whole message.
+    fn send_slot(&mut self, index: usize) -> io::Result<()> {
+        let fd = self.fd();
+        let total = MESSAGE_HEADER_LEN + self.slots[index].message.size();
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; IOV_COUNT];
+        let mut sent = 0;
+        let mut enobufs_since: Option<Instant> = None;
+        while sent < total {
+            let used = {
+                let slot = &self.slots[index];
+                let fields = slot.message.fields();
+                let slices: [&[u8]; IOV_COUNT] = std::array::from_fn(|i| {
+                    if i == 0 {
+                        &slot.header[..]
+                    } else {
+                        fields[i - 1]
+                    }
+                });
+                sockets::remaining_iovecs(&slices, sent, &mut iov)
+            };
+            self.stats.syscalls += 1;
+            match sockets::sendmsg_iov(fd, &mut iov[..used], libc::MSG_ZEROCOPY) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "sendmsg(MSG_ZEROCOPY) accepted 0 bytes",
+                    ))
+                }
+                Ok(n) => {
+                    enobufs_since = None;
+                    self.pending.push_back(Some(PendingSend {
+                        slot: index,
+                        bytes: n,
+                    }));
+                    self.next_id = self.next_id.wrapping_add(1);
+                    self.outstanding_sends += 1;
+                    self.slots[index].outstanding += 1;
+                    self.stats.zerocopy_sends += 1;
+                    self.stats.zerocopy_bytes += n as u64;
+                    if n < total - sent {
+                        self.stats.partial_sends += 1;
+                    }
+                    self.stats.count_sent(sent, n);
+                    sent += n;
+                }
+                Err(err) => match err.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::ENOBUFS) => {
+                        // The pinned-page bookkeeping is charged to optmem: completions
+                        // release it.
+                        self.stats.enobufs_retries += 1;
+                        let since = *enobufs_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > ENOBUFS_LIMIT {
+                            return Err(io::Error::new(
+                                err.kind(),
+                                format!(
+                                    "sendmsg(MSG_ZEROCOPY) kept failing with ENOBUFS for {} s \
+                                     ({} sends outstanding); net.core.optmem_max may be too \
+                                     small",
+                                    ENOBUFS_LIMIT.as_secs(),
+                                    self.outstanding_sends
+                                ),
+                            ));
+                        }
+                        if self.outstanding_sends > 0 {
+                            self.wait_for_completions(Duration::from_millis(10))?;
+                        } else {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    Some(libc::EAGAIN) => {
+                        // Only with SO_SNDTIMEO: wait for room, collecting completions.
+                        self.stats.completion_syscalls += 1;
+                        let revents =
+                            sockets::poll_one(fd, libc::POLLOUT, Duration::from_millis(100))?;
+                        if revents & libc::POLLERR != 0 {
+                            self.drain_completions()?;
+                        }
+                    }
+                    _ => return Err(err),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn outstanding_error(&self, timeout: Duration) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{} zero-copy sends were still not completed after {:.1} s; their buffers are \
+                 kept (leaked) rather than reused",
+                self.outstanding_sends,
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+}
+
+impl Sender for ZeroCopySender {
+    fn mode(&self) -> Mode {
+        Mode::ZeroCopy
+    }
+
+    fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
+        self.prepare(size)?;
+        let index = self.acquire_slot()?;
+        {
+            let slot = &mut self.slots[index];
+            slot.message.stamp(seq);
+            header_for(&slot.message, seq).encode_into(&mut slot.header);
+            slot.sending = true;
+        }
+        self.busy_slots += 1;
+        self.stats.max_in_flight = self.stats.max_in_flight.max(self.busy_slots as u64);
+        let result = self.send_slot(index);
+        let slot = &mut self.slots[index];
+        slot.sending = false;
+        if slot.outstanding == 0 {
+            self.release_slot(index);
+        }
+        result?;
+        self.stats.messages += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.outstanding_sends > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                self.stats.unfinished_sends = self.outstanding_sends;
+                return Err(self.outstanding_error(timeout));
+            }
+            self.wait_for_completions((deadline - now).min(Duration::from_millis(100)))?;
+        }
+        self.stats.unfinished_sends = 0;
+        Ok(())
+    }
+
+    fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+}
+
+impl Drop for ZeroCopySender {
+    fn drop(&mut self) {
+        if self.outstanding_sends > 0 {
+            // The kernel may still read these pages: freeing them would let the allocator
+            // hand them out again while they are being transmitted. Leak them instead.
+            std::mem::forget(std::mem::take(&mut self.slots));
+        }
+    }
+}
+
+/// One error-queue message.
+enum Notification {
+    Zerocopy {
+        lo: u32,
+        hi: u32,
+        copied: bool,
+    },
+    /// Something else on the error queue (e.g. an ICMP error); not ours to count.
+    Other,
+}
+
+/// Reads one error-queue message without blocking; `None` when the queue is empty.
+fn read_notification(fd: RawFd) -> io::Result<Option<Notification>> {
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg describes a live control buffer and no data buffers.
+    let rc = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other(
+            "zero-copy notification truncated (control buffer too small)",
+        ));
+    }
+    // SAFETY: msg was filled by recvmsg; the CMSG_* helpers stay within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: cmsg points at a complete cmsghdr inside the control buffer.
+        let header = unsafe { &*cmsg };
+        let is_recverr = (header.cmsg_level == libc::SOL_IP
+            && header.cmsg_type == libc::IP_RECVERR)
+            || (header.cmsg_level == libc::SOL_IPV6 && header.cmsg_type == libc::IPV6_RECVERR);
+        let data_len = header.cmsg_len as usize
+            // SAFETY: computing the header length has no preconditions.
+            - unsafe { libc::CMSG_LEN(0) } as usize;
+        if is_recverr && data_len >= std::mem::size_of::<libc::sock_extended_err>() {
+            // SAFETY: the data holds at least a sock_extended_err; it may be unaligned.
+            let err: libc::sock_extended_err = unsafe {
+                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>())
+            };
+            if err.ee_origin == SO_EE_ORIGIN_ZEROCOPY && err.ee_errno == 0 {
+                return Ok(Some(Notification::Zerocopy {
+                    lo: err.ee_info,
+                    hi: err.ee_data,
+                    copied: err.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
+                }));
+            }
+        }
+        // SAFETY: as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok(Some(Notification::Other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn sender() -> (ZeroCopySender, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (
+            ZeroCopySender::new(server, ZeroCopyConfig::default()).unwrap(),
+            client,
+        )
+    }
+
+    /// Fakes `n` issued sends of one slot without touching the socket.
+    fn fake_sends(sender: &mut ZeroCopySender, n: u32) {
+        sender.prepare(100).unwrap();
+        let index = sender.acquire_slot().unwrap();
+        sender.busy_slots += 1;
+        for _ in 0..n {
+            sender.pending.push_back(Some(PendingSend {
+                slot: index,
+                bytes: 10,
+            }));
+            sender.next_id = sender.next_id.wrapping_add(1);
+            sender.outstanding_sends += 1;
+            sender.slots[index].outstanding += 1;
+        }
+    }
+
+    #[test]
+    fn completion_ranges_out_of_order_and_duplicates() {
+        let (mut sender, _client) = sender();
+        fake_sends(&mut sender, 5);
+        assert_eq!(sender.complete_range(2, 3, true), 2);
+        assert_eq!(sender.pending_base, 0, "front not complete yet");
+        assert_eq!(sender.complete_range(3, 3, false), 0);
+        assert_eq!(sender.stats.unexpected_completions, 1);
+        assert_eq!(sender.complete_range(0, 1, false), 2);
+        assert_eq!(sender.pending_base, 4);
+        assert!(
+            sender.free.is_empty(),
+            "slot still has one send outstanding"
+        );
+        assert_eq!(sender.complete_range(4, 4, true), 1);
+        assert_eq!(sender.free, vec![0]);
+        assert_eq!(sender.stats.completed_sends, 5);
+        assert_eq!(sender.stats.copied_sends, 3);
+        assert_eq!(sender.stats.copied_bytes, 30);
+        assert_eq!(sender.outstanding_sends, 0);
+        assert!(sender.pending.is_empty());
+    }
+
+    #[test]
+    fn completion_ranges_wrap_around_u32() {
+        let (mut sender, _client) = sender();
+        sender.pending_base = u32::MAX - 1;
+        sender.next_id = u32::MAX - 1;
+        fake_sends(&mut sender, 4); // ids MAX-1, MAX, 0, 1
+        assert_eq!(sender.complete_range(u32::MAX - 1, 1, true), 4);
+        assert_eq!(sender.pending_base, 2);
+        assert_eq!(sender.stats.unexpected_completions, 0);
+        assert_eq!(sender.stats.completed_sends, 4);
+    }
+
+    #[test]
+    fn pool_size_is_bounded_by_count_and_bytes() {
+        let config = ZeroCopyConfig::default();
+        assert_eq!(config.slots_for(1), 64);
+        assert_eq!(config.slots_for(1 << 20), 63);
+        assert_eq!(config.slots_for(8 << 20), 7);
+        assert_eq!(config.slots_for(64 << 20), 1);
+        assert_eq!(config.slots_for(1 << 31), 1);
+    }
+}

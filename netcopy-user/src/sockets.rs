@@ -1,0 +1,225 @@
+//! Thin libc socket helpers shared by the senders, the server and the client.
+
+use std::{io, os::fd::RawFd, time::Duration};
+
+/// `SO_ZEROCOPY` from <asm-generic/socket.h> (not in the libc crate).
+pub const SO_ZEROCOPY: libc::c_int = 60;
+/// `SO_EE_ORIGIN_ZEROCOPY` from <linux/errqueue.h>.
+pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+/// `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel copied the data after all.
+pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+/// Flags of every plain send: a vanished peer is an error value, never SIGPIPE.
+pub const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+/// True for the errors with which a peer that closed or reset its end shows up on a send.
+pub fn is_peer_gone(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// `poll` on one descriptor; returns the revents (0 on timeout). EINTR returns `Ok(0)` so
+/// that callers re-check their stop conditions.
+pub fn poll_one(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfd is a valid pollfd for the duration of the call; nfds is 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, millis) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(if rc == 0 { 0 } else { pfd.revents })
+}
+
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that lives for the call, with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn get_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Enables MSG_ZEROCOPY on a socket.
+pub fn enable_zerocopy(fd: RawFd) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, SO_ZEROCOPY, 1)
+}
+
+/// Sets SO_SNDBUF (the kernel doubles the value and enforces a minimum).
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    set_int_option(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        bytes.min(i32::MAX as usize) as libc::c_int,
+    )
+}
+
+/// The effective SO_SNDBUF.
+pub fn send_buffer(fd: RawFd) -> io::Result<usize> {
+    get_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).map(|v| v.max(0) as usize)
+}
+
+/// Reads and clears a pending socket error (SO_ERROR). Needed because a pending error keeps
+/// poll() reporting POLLERR even when the error queue is empty.
+pub fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let code = get_int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
+}
+
+/// One `send(MSG_NOSIGNAL)` call; EINTR is returned to the caller as an error.
+pub fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe a live slice.
+    let rc = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), SEND_FLAGS) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// What [`send_all`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendAllOutcome {
+    pub syscalls: u64,
+    pub partial_sends: u64,
+}
+
+/// Sends all of `bytes` on a blocking socket with plain `send(MSG_NOSIGNAL)`, retrying on
+/// EINTR, on partial sends and on EAGAIN (a socket with SO_SNDTIMEO).
+pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<SendAllOutcome> {
+    let mut outcome = SendAllOutcome::default();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        outcome.syscalls += 1;
+        match send_once(fd, &bytes[sent..]) {
+            Ok(n) => {
+                if n < bytes.len() - sent {
+                    outcome.partial_sends += 1;
+                }
+                sent += n;
+            }
+            Err(err) => match err.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => wait_writable(fd)?,
+                _ => return Err(err),
+            },
+        }
+    }
+    Ok(outcome)
+}
+
+/// Waits until a socket that returned EAGAIN can take more data.
+pub fn wait_writable(fd: RawFd) -> io::Result<()> {
+    poll_one(fd, libc::POLLOUT, Duration::from_millis(100)).map(|_| ())
+}
+
+/// Fills `iov` with the parts of `slices` that remain after the first `skip` bytes and
+/// returns how many entries were used. Zero-length slices are skipped: they carry nothing.
+pub fn remaining_iovecs<const N: usize>(
+    slices: &[&[u8]; N],
+    mut skip: usize,
+    iov: &mut [libc::iovec; N],
+) -> usize {
+    let mut used = 0;
+    for slice in slices {
+        if skip >= slice.len() {
+            skip -= slice.len();
+            continue;
+        }
+        let rest = &slice[skip..];
+        skip = 0;
+        iov[used] = libc::iovec {
+            iov_base: rest.as_ptr() as *mut libc::c_void,
+            iov_len: rest.len(),
+        };
+        used += 1;
+    }
+    used
+}
+
+/// One `sendmsg` call with the given iovecs and flags (MSG_NOSIGNAL is always added).
+pub fn sendmsg_iov(fd: RawFd, iov: &mut [libc::iovec], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: msg points at iovecs that describe live buffers for the duration of the call.
+    let rc = unsafe { libc::sendmsg(fd, &msg, flags | SEND_FLAGS) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_iovecs_skips_whole_and_partial_slices() {
+        let a = b"abc".as_slice();
+        let empty = b"".as_slice();
+        let b = b"defgh".as_slice();
+        let slices = [a, empty, b];
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 3];
+        assert_eq!(remaining_iovecs(&slices, 0, &mut iov), 2);
+        assert_eq!(iov[0].iov_len, 3);
+        assert_eq!(iov[1].iov_len, 5);
+        assert_eq!(remaining_iovecs(&slices, 4, &mut iov), 1);
+        assert_eq!(iov[0].iov_len, 4);
+        assert_eq!(iov[0].iov_base as *const u8, b[1..].as_ptr());
+        assert_eq!(remaining_iovecs(&slices, 8, &mut iov), 0);
+    }
+}
