@@ -44,8 +44,8 @@ pub fn is_root() -> bool {
 }
 
 /// The VM test stage of `cargo xtask test`.
-pub fn vm_stage(_netcopy: &std::path::Path, _skip: bool, _ok: &mut bool) -> anyhow::Result<()> {
-    Ok(())
+pub fn vm_stage(netcopy: &std::path::Path, skip: bool, ok: &mut bool) -> anyhow::Result<()> {
+    vm::vm_stage(netcopy, skip, ok)
 }
 
 fn main() -> ExitCode {

@@ -190,6 +190,7 @@ fn path_in_archive(path: &Path) -> Result<String> {
 /// Builds the initramfs tree: busybox, netcopy and its libraries, modules, scripts.
 fn initramfs_tree(
     netcopy: &Path,
+    kernel: &KernelImage,
     busybox: &Path,
     commands: &[GuestCommand],
     modules: &[(String, PathBuf)],
@@ -234,6 +235,15 @@ fn initramfs_tree(
             // fs::read follows symlinks: the file lands at the path the loader asks for.
             t.file(&name, 0o755, read(&lib)?)?;
         }
+    }
+
+    // Programs read the kernel config from /boot when /proc/config.gz is missing (Debian).
+    if let Some(config) = &kernel.config {
+        t.file(
+            &format!("boot/config-{}", kernel.release),
+            0o644,
+            read(config)?,
+        )?;
     }
 
     let mut module_paths = Vec::new();
@@ -306,7 +316,15 @@ pub fn run_in_guest(
     );
 
     let nonce = nonce();
-    let tree = initramfs_tree(netcopy_binary, &busybox, commands, &modules, opts, &nonce)?;
+    let tree = initramfs_tree(
+        netcopy_binary,
+        &kernel,
+        &busybox,
+        commands,
+        &modules,
+        opts,
+        &nonce,
+    )?;
     let archive = tree.write_newc(Vec::new())?;
     let initrd = run_dir.join("initramfs.cpio.gz");
     fs::write(&initrd, cpio::gzip(&archive)?)
@@ -606,6 +624,57 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
     Ok(commands)
 }
 
+/// The VM stage of `cargo xtask test` with an already built `netcopy`: runs the default
+/// `vm-test` commands in the guest. Skipped (with a line saying so) when asked or when
+/// qemu is not installed, except under CI (`CI=true`), where missing qemu is a failure.
+/// A failed guest command or a guest that cannot be run clears `ok`.
+pub fn vm_stage(netcopy: &Path, skip: bool, ok: &mut bool) -> Result<()> {
+    if skip {
+        println!("skipped: VM test (--no-vm)");
+        return Ok(());
+    }
+    if let Err(err) = qemu::find_qemu() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            bail!("under CI the VM test must run: {err:#}");
+        }
+        println!("skipped: VM test: {err:#}");
+        return Ok(());
+    }
+    println!(
+        "test: VM test (Debian {} kernel in qemu, TCG)",
+        kernel::KERNEL_SERIES
+    );
+    let args = VmTestArgs {
+        netcopy: Some(netcopy.to_path_buf()),
+        ..VmTestArgs::default()
+    };
+    if let Err(err) = vm_test(&args) {
+        println!("test: VM test FAILED: {err:#}");
+        *ok = false;
+    }
+    Ok(())
+}
+
+impl Default for VmTestArgs {
+    fn default() -> Self {
+        Self {
+            netcopy: None,
+            no_build: false,
+            run: Vec::new(),
+            shell: Vec::new(),
+            debug: false,
+            kernel: None,
+            modules: vec!["veth".into()],
+            timeout: 600,
+            command_timeout: 300,
+            memory: 2048,
+            cpus: 2,
+            console: false,
+            show_config: false,
+        }
+    }
+}
+
 /// `cargo xtask vm-test`: run netcopy in a Debian 6.1 guest; an error unless every
 /// command exits 0.
 pub fn vm_test(args: &VmTestArgs) -> Result<()> {
@@ -773,6 +842,19 @@ mod tests {
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({})).is_err());
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!([1])).is_err());
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({"kprobe": "yes"})).is_err());
+    }
+
+    #[test]
+    fn default_args_match_the_cli() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: VmTestArgs,
+        }
+        let parsed = Cli::parse_from(["vm-test"]).args;
+        let default = VmTestArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 
     #[test]

@@ -186,9 +186,71 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
     })
 }
 
-/// The last `n` lines of a console log, carriage returns removed.
+/// The last `n` lines of a console log, without carriage returns and terminal escape
+/// sequences (the firmware clears the screen).
 pub fn tail(console: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(console).replace('\r', "");
+    let text = strip_escapes(&String::from_utf8_lossy(console));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {}
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // Parameters, then one final byte in @..~.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_strips_escapes() {
+        let log = b"one\r\n\x1bc\x1b[?7l\x1b[2JSeaBIOS\r\nBooting\x1b[0m\r\nthree\r\n";
+        assert_eq!(tail(log, 2), "Booting\nthree");
+        assert_eq!(tail(log, 10), "one\nSeaBIOS\nBooting\nthree");
+        assert_eq!(tail(b"", 3), "");
+        assert_eq!(tail(b"\x1b[", 3), "");
+    }
+
+    #[test]
+    fn always_tcg() {
+        let args = qemu_args(&QemuRun {
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            append: "console=ttyS0".into(),
+            memory_mib: 2048,
+            cpus: 2,
+            data_path: Path::new("/d"),
+            console_path: Path::new("/c"),
+            timeout: Duration::from_secs(1),
+            echo: false,
+            boot_marker: String::new(),
+            extra_args: &[],
+        });
+        let joined = args.join(" ");
+        assert!(joined.contains("-accel tcg"), "{joined}");
+        assert!(!joined.contains("kvm"));
+        assert!(joined.contains("-serial stdio -serial file:/d"));
+        assert!(joined.contains("-no-reboot"));
+    }
 }
