@@ -150,6 +150,8 @@ pub struct SendInFlight {
     pub kind: u32,
     /// Counter slot of the sending process.
     pub slot: u32,
+    /// Bytes `skb_zerocopy_iter_stream` attached during this send so far.
+    pub attached: u64,
 }
 
 /// The kernel copies the payload into socket buffers.

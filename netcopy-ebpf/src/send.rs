@@ -2,10 +2,12 @@
 //! buffers, or pinned and attached (MSG_ZEROCOPY).
 //!
 //! Three strategies, chosen by the user side (only one is ever attached):
-//! - fentry/fexit (observed): bytes returned by the copy routines `_copy_from_iter` and
-//!   `_copy_from_iter_nocache`, and by `skb_zerocopy_iter_stream`, while the same thread
-//!   is inside `tcp_sendmsg_locked`;
-//! - kprobe/kretprobe (observed): the same functions;
+//! - fentry/fexit, or kprobe/kretprobe, on `tcp_sendmsg_locked` and
+//!   `skb_zerocopy_iter_stream`: the bytes each send accepted (its return value) and the
+//!   bytes it attached as pinned pages are observed; every accepted byte that was not
+//!   attached was copied into socket buffers. The copy routine itself
+//!   (`_copy_from_iter`) lives in lib/iov_iter.c, which distribution kernels build
+//!   `notrace`, so neither kprobes nor fentry can see it;
 //! - tp_btf `tcp_sendmsg_locked` + tracepoint `sock/sock_send_length` (inferred): the
 //!   kernel's own inputs to its copy-or-pin decision (msg_flags, SOCK_ZEROCOPY, the
 //!   route's scatter-gather feature), read from the tracepoint's typed arguments, and the
@@ -13,6 +15,7 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    EbpfContext,
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::{
@@ -82,26 +85,27 @@ fn enter_send(sk: u64, msg: u64) {
         sk,
         kind: send_kind(sk, msg, off),
         slot,
+        attached: 0,
     };
     let _ = SENDS.insert(&tid(), &state, 0);
     let _ = SOCKETS.insert(&sk, &slot, 0);
 }
 
+/// Exit of `tcp_sendmsg_locked` with its return value: bytes accepted, or an error.
+/// Accepted bytes that `skb_zerocopy_iter_stream` did not attach were copied.
 #[inline(always)]
-fn exit_send() {
-    let _ = SENDS.remove(&tid());
-}
-
-/// A copy routine returned `copied` bytes; book them if this thread is inside a send.
-#[inline(always)]
-fn copied_in_send(copied: i64) {
-    if copied <= 0 {
-        return;
-    }
+fn exit_send(accepted: i64) {
+    let tid = tid();
     // SAFETY: plain data owned by this thread's entry.
-    if let Some(state) = unsafe { SENDS.get(&tid()) } {
-        maps::count(state.slot, CopySite::KernelSendCopy, copied as u64);
+    if let Some(state) = unsafe { SENDS.get(&tid) } {
+        if accepted > 0 {
+            let copied = (accepted as u64).saturating_sub(state.attached);
+            if copied > 0 {
+                maps::count(state.slot, CopySite::KernelSendCopy, copied);
+            }
+        }
     }
+    let _ = SENDS.remove(&tid);
 }
 
 /// `skb_zerocopy_iter_stream` attached `attached` bytes of user pages.
@@ -110,41 +114,36 @@ fn attached_in_send(attached: i64) {
     if attached <= 0 {
         return;
     }
-    // SAFETY: as above.
-    if let Some(state) = unsafe { SENDS.get(&tid()) } {
-        maps::count(state.slot, CopySite::ZeroCopyAttach, attached as u64);
+    if let Some(state) = SENDS.get_ptr_mut(&tid()) {
+        // SAFETY: the entry belongs to this thread, which is running this program.
+        let slot = unsafe {
+            (*state).attached += attached as u64;
+            (*state).slot
+        };
+        maps::count(slot, CopySite::ZeroCopyAttach, attached as u64);
     }
+}
+
+/// Argument `n` of a fentry/fexit program as a plain number: the verifier forbids
+/// arithmetic on the typed pointer itself, and we only use it as a probe-read address.
+#[inline(always)]
+pub fn raw_arg(ctx: &impl EbpfContext, n: usize) -> u64 {
+    // SAFETY: the tracing context is an array of u64 arguments.
+    unsafe { bpf_probe_read_kernel((ctx.as_ptr() as *const u64).add(n)) }.unwrap_or(0)
 }
 
 // ---- fentry / fexit (observed) ----
 
 #[fentry(function = "tcp_sendmsg_locked")]
 pub fn netcopy_send_enter_fentry(ctx: FEntryContext) -> u32 {
-    let sk: u64 = ctx.arg(0);
-    let msg: u64 = ctx.arg(1);
-    enter_send(sk, msg);
+    enter_send(raw_arg(&ctx, 0), raw_arg(&ctx, 1));
     0
 }
 
 #[fexit(function = "tcp_sendmsg_locked")]
-pub fn netcopy_send_exit_fexit(_ctx: FExitContext) -> u32 {
-    exit_send();
-    0
-}
-
-#[fexit(function = "_copy_from_iter")]
-pub fn netcopy_copy_from_iter_fexit(ctx: FExitContext) -> u32 {
-    if let Ok(copied) = ctx.ret::<u64>() {
-        copied_in_send(copied as i64);
-    }
-    0
-}
-
-#[fexit(function = "_copy_from_iter_nocache")]
-pub fn netcopy_copy_from_iter_nocache_fexit(ctx: FExitContext) -> u32 {
-    if let Ok(copied) = ctx.ret::<u64>() {
-        copied_in_send(copied as i64);
-    }
+pub fn netcopy_send_exit_fexit(ctx: FExitContext) -> u32 {
+    let accepted = ctx.ret::<i32>().map(i64::from).unwrap_or(0);
+    exit_send(accepted);
     0
 }
 
@@ -167,14 +166,8 @@ pub fn netcopy_send_enter_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn netcopy_send_exit_kretprobe(_ctx: RetProbeContext) -> u32 {
-    exit_send();
-    0
-}
-
-#[kretprobe]
-pub fn netcopy_copy_from_iter_kretprobe(ctx: RetProbeContext) -> u32 {
-    copied_in_send(ctx.ret::<u64>() as i64);
+pub fn netcopy_send_exit_kretprobe(ctx: RetProbeContext) -> u32 {
+    exit_send(i64::from(ctx.ret::<i32>()));
     0
 }
 
@@ -190,8 +183,7 @@ pub fn netcopy_zerocopy_attach_kretprobe(ctx: RetProbeContext) -> u32 {
 /// before the copy-or-pin branch; the first pass of a send records the decision.
 #[btf_tracepoint(function = "tcp_sendmsg_locked")]
 pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
-    let sk: u64 = ctx.arg(0);
-    let msg: u64 = ctx.arg(1);
+    let (sk, msg) = (raw_arg(&ctx, 0), raw_arg(&ctx, 1));
     // SAFETY: plain data owned by this thread's entry.
     match unsafe { SENDS.get(&tid()) } {
         Some(state) if state.sk == sk => {}

@@ -10,7 +10,10 @@ use aya_ebpf::{
 };
 use netcopy_common::{CopySite, KernelOffsets, OFFSET_UNKNOWN};
 
-use crate::{maps, send::SOCKETS};
+use crate::{
+    maps,
+    send::{raw_arg, SOCKETS},
+};
 
 #[inline(always)]
 unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
@@ -70,7 +73,7 @@ fn completion(uarg: u64) {
 
 #[fentry(function = "skb_copy_ubufs")]
 pub fn netcopy_deferred_copy_fentry(ctx: FEntryContext) -> u32 {
-    deferred_copy(ctx.arg(0));
+    deferred_copy(raw_arg(&ctx, 0));
     0
 }
 
@@ -84,7 +87,7 @@ pub fn netcopy_deferred_copy_kprobe(ctx: ProbeContext) -> u32 {
 
 #[fentry(function = "__msg_zerocopy_callback")]
 pub fn netcopy_completion_fentry(ctx: FEntryContext) -> u32 {
-    completion(ctx.arg(0));
+    completion(raw_arg(&ctx, 0));
     0
 }
 

@@ -41,6 +41,13 @@ impl CopyCounts {
         self.counters[slot as usize][site as usize]
     }
 
+    /// Adds to one counter (used to build expected figures in tests and analyses).
+    pub fn add(&mut self, slot: u32, site: CopySite, calls: u64, bytes: u64) {
+        let c = &mut self.counters[slot as usize][site as usize];
+        c.calls += calls;
+        c.bytes += bytes;
+    }
+
     /// What was counted between `earlier` and `self`.
     pub fn since(&self, earlier: &CopyCounts) -> CopyCounts {
         let mut out = CopyCounts::default();
@@ -221,7 +228,7 @@ impl CopyProbes {
                     Ok(()) => {
                         event_plan.chosen = Some(ChosenStrategy {
                             label: strategy.label,
-                            source: strategy.source,
+                            sources: strategy.sources,
                         });
                         break;
                     }

@@ -17,6 +17,16 @@ pub enum Source {
     Reported,
 }
 
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Observed => "observed",
+            Source::Inferred => "inferred",
+            Source::Reported => "reported",
+        }
+    }
+}
+
 /// A kernel event netcopy listens to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -104,11 +114,24 @@ pub struct ProgramAttach {
     pub point: AttachPoint,
 }
 
+/// How one copy site's figure is obtained under a strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SiteSource {
+    /// Ledger name of the site (`kernel_send_copy`, `zerocopy_attach`, ...).
+    pub site: &'static str,
+    pub source: Source,
+}
+
+const fn site(site: &'static str, source: Source) -> SiteSource {
+    SiteSource { site, source }
+}
+
 /// One way of observing an event; all its programs must attach for it to count.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Strategy {
     pub label: &'static str,
-    pub source: Source,
+    /// The copy sites this strategy feeds, each with how its figure is obtained.
+    pub sources: &'static [SiteSource],
     pub programs: &'static [ProgramAttach],
     /// Layout facts that must have been found on this kernel.
     pub needs: &'static [Layout],
@@ -131,7 +154,7 @@ pub const PROBES: &[ProbeDecl] = &[
         event: KernelEvent::ForkFollow,
         strategies: &[Strategy {
             label: "tracepoint sched/sched_process_fork",
-            source: Source::Observed,
+            sources: &[],
             programs: &[program(
                 "netcopy_fork",
                 AttachPoint::Tracepoint {
@@ -144,10 +167,16 @@ pub const PROBES: &[ProbeDecl] = &[
     },
     ProbeDecl {
         event: KernelEvent::SendPath,
+        // The copy routine itself (_copy_from_iter, lib/iov_iter.c) is notrace on
+        // distribution kernels: no kprobe or fentry can see it. What the kernel accepted
+        // and what it attached as pinned pages are observed; the rest was copied.
         strategies: &[
             Strategy {
-                label: "fentry/fexit tcp_sendmsg_locked + fexit _copy_from_iter{,_nocache}, skb_zerocopy_iter_stream",
-                source: Source::Observed,
+                label: "fentry/fexit tcp_sendmsg_locked + fexit skb_zerocopy_iter_stream",
+                sources: &[
+                    site("kernel_send_copy", Source::Inferred),
+                    site("zerocopy_attach", Source::Observed),
+                ],
                 programs: &[
                     program(
                         "netcopy_send_enter_fentry",
@@ -158,23 +187,18 @@ pub const PROBES: &[ProbeDecl] = &[
                         AttachPoint::Fexit { function: "tcp_sendmsg_locked" },
                     ),
                     program(
-                        "netcopy_copy_from_iter_fexit",
-                        AttachPoint::Fexit { function: "_copy_from_iter" },
-                    ),
-                    program(
-                        "netcopy_copy_from_iter_nocache_fexit",
-                        AttachPoint::Fexit { function: "_copy_from_iter_nocache" },
-                    ),
-                    program(
                         "netcopy_zerocopy_attach_fexit",
                         AttachPoint::Fexit { function: "skb_zerocopy_iter_stream" },
                     ),
                 ],
-                needs: &[],
+                needs: &[Layout::SendDecision],
             },
             Strategy {
-                label: "kprobe/kretprobe tcp_sendmsg_locked + kretprobe _copy_from_iter{,_nocache}, skb_zerocopy_iter_stream",
-                source: Source::Observed,
+                label: "kprobe/kretprobe tcp_sendmsg_locked + kretprobe skb_zerocopy_iter_stream",
+                sources: &[
+                    site("kernel_send_copy", Source::Inferred),
+                    site("zerocopy_attach", Source::Observed),
+                ],
                 programs: &[
                     program(
                         "netcopy_send_enter_kprobe",
@@ -185,23 +209,18 @@ pub const PROBES: &[ProbeDecl] = &[
                         AttachPoint::Kretprobe { function: "tcp_sendmsg_locked" },
                     ),
                     program(
-                        "netcopy_copy_from_iter_kretprobe",
-                        AttachPoint::Kretprobe { function: "_copy_from_iter" },
-                    ),
-                    program(
-                        "netcopy_copy_from_iter_kretprobe",
-                        AttachPoint::Kretprobe { function: "_copy_from_iter_nocache" },
-                    ),
-                    program(
                         "netcopy_zerocopy_attach_kretprobe",
                         AttachPoint::Kretprobe { function: "skb_zerocopy_iter_stream" },
                     ),
                 ],
-                needs: &[],
+                needs: &[Layout::SendDecision],
             },
             Strategy {
                 label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tracepoint sock/sock_send_length",
-                source: Source::Inferred,
+                sources: &[
+                    site("kernel_send_copy", Source::Inferred),
+                    site("zerocopy_attach", Source::Inferred),
+                ],
                 programs: &[
                     program(
                         "netcopy_send_tp_btf",
@@ -224,7 +243,7 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "fentry skb_copy_ubufs",
-                source: Source::Observed,
+                sources: &[site("deferred_copy", Source::Observed)],
                 programs: &[program(
                     "netcopy_deferred_copy_fentry",
                     AttachPoint::Fentry { function: "skb_copy_ubufs" },
@@ -233,7 +252,7 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "kprobe skb_copy_ubufs",
-                source: Source::Observed,
+                sources: &[site("deferred_copy", Source::Observed)],
                 programs: &[program(
                     "netcopy_deferred_copy_kprobe",
                     AttachPoint::Kprobe { function: "skb_copy_ubufs" },
@@ -247,7 +266,7 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "fentry __msg_zerocopy_callback",
-                source: Source::Observed,
+                sources: &[site("zerocopy_completions", Source::Observed)],
                 programs: &[program(
                     "netcopy_completion_fentry",
                     AttachPoint::Fentry { function: "__msg_zerocopy_callback" },
@@ -256,7 +275,7 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "kprobe __msg_zerocopy_callback",
-                source: Source::Observed,
+                sources: &[site("zerocopy_completions", Source::Observed)],
                 programs: &[program(
                     "netcopy_completion_kprobe",
                     AttachPoint::Kprobe { function: "__msg_zerocopy_callback" },
@@ -271,7 +290,7 @@ pub const PROBES: &[ProbeDecl] = &[
         // or fentry there sees the same (skb, len), so the stable tracepoint ranks first.
         strategies: &[Strategy {
             label: "tracepoint skb/skb_copy_datagram_iovec",
-            source: Source::Observed,
+            sources: &[site("kernel_recv_copy", Source::Observed)],
             programs: &[program(
                 "netcopy_recv_copy",
                 AttachPoint::Tracepoint {
@@ -297,7 +316,17 @@ pub struct EventPlan {
 #[derive(Clone, Debug, Serialize)]
 pub struct ChosenStrategy {
     pub label: &'static str,
-    pub source: Source,
+    pub sources: &'static [SiteSource],
+}
+
+impl ChosenStrategy {
+    /// How the figure of ledger site `site` is obtained under this strategy.
+    pub fn source_of(&self, site: &str) -> Option<Source> {
+        self.sources
+            .iter()
+            .find(|s| s.site == site)
+            .map(|s| s.source)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -322,12 +351,19 @@ impl AttachPlan {
         let mut out = String::new();
         for e in &self.events {
             match &e.chosen {
-                Some(c) => out.push_str(&format!(
-                    "{:<14} {} ({:?})\n",
-                    e.event.name(),
-                    c.label,
-                    c.source
-                )),
+                Some(c) => {
+                    let sources: Vec<String> = c
+                        .sources
+                        .iter()
+                        .map(|s| format!("{}: {}", s.site, s.source.name()))
+                        .collect();
+                    let sources = if sources.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", sources.join(", "))
+                    };
+                    out.push_str(&format!("{:<14} {}{}\n", e.event.name(), c.label, sources));
+                }
                 None => out.push_str(&format!("{:<14} not observable\n", e.event.name())),
             }
             for r in &e.rejected {
