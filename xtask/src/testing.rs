@@ -114,6 +114,77 @@ fn count_tests(target: &str, object: &Path) -> Result<u64> {
         .count() as u64)
 }
 
+/// Privileged test targets that also run inside the VM on the other kernel. They assert
+/// exact byte counts through whatever strategy that kernel allows (kprobe/fentry on
+/// Debian 6.1), and need nothing from the host but their own executable.
+const GUEST_TEST_TARGETS: &[&str] = &["privileged_ebpf"];
+
+/// Path of the test executable of integration target `target`, built with the embedded
+/// eBPF object.
+fn test_executable(target: &str, object: &Path) -> Result<std::path::PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json",
+            "-p",
+            "netcopy-user",
+        ])
+        .args(["--test", target])
+        .env("NETCOPY_EBPF_OBJECT", object)
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the test executable")?;
+    if !out.status.success() {
+        bail!("building test target {target} failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == target)
+        .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+        .with_context(|| format!("cargo reported no executable for test target {target}"))
+}
+
+/// Runs GUEST_TEST_TARGETS inside the VM and adds up their results.
+fn run_tests_in_guest(object: &Path) -> Result<(Tally, bool)> {
+    let mut tally = Tally::default();
+    let mut ok = true;
+    for target in GUEST_TEST_TARGETS {
+        let exe = test_executable(target, object)?;
+        println!("test: {target} inside the VM");
+        let outcome = crate::vm::run_in_guest(
+            &exe,
+            &[crate::vm::GuestCommand::netcopy(["--test-threads=1"])],
+            &crate::vm::VmOptions::default(),
+        )?;
+        println!(
+            "vm: guest kernel {} ({})",
+            outcome.kernel_release,
+            outcome
+                .kernel_package
+                .as_deref()
+                .unwrap_or("unknown package")
+        );
+        for command in &outcome.commands {
+            print!("{}", command.stdout);
+            if !command.success() {
+                eprint!("{}", command.stderr);
+                println!("test: {target} in the VM exited with {}", command.exit_code);
+                ok = false;
+            }
+            for line in command.stdout.lines() {
+                if let Some(t) = parse_result_line(line) {
+                    tally.add(t);
+                }
+            }
+        }
+    }
+    Ok((tally, ok))
+}
+
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
     /// Skip the VM test even when qemu is installed.
@@ -168,6 +239,11 @@ pub fn test(args: &TestArgs) -> Result<()> {
     }
 
     crate::vm_stage(&netcopy, args.no_vm, &mut ok)?;
+    if !args.no_vm && crate::vm::qemu_available() {
+        let (t, success) = run_tests_in_guest(&object)?;
+        total.add(t);
+        ok &= success;
+    }
 
     println!(
         "summary: {} passed, {} failed, {} skipped",

@@ -624,6 +624,11 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
     Ok(commands)
 }
 
+/// True when qemu-system-x86_64 is installed.
+pub fn qemu_available() -> bool {
+    qemu::find_qemu().is_ok()
+}
+
 /// The VM stage of `cargo xtask test` with an already built `netcopy`: runs the default
 /// `vm-test` commands in the guest. Skipped (with a line saying so) when asked or when
 /// qemu is not installed, except under CI (`CI=true`), where missing qemu is a failure.
