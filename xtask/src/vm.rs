@@ -592,25 +592,18 @@ fn locate_netcopy(args: &VmTestArgs) -> Result<PathBuf> {
 /// The commands `vm-test` runs for these arguments.
 fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestCommand>> {
     let mut commands: Vec<GuestCommand> = if args.run.is_empty() {
-        let mut default = Vec::new();
         for sub in ["probes", "verify"] {
-            if has_subcommand(netcopy, sub) {
-                default.push(GuestCommand::netcopy([sub, "--json"]));
-            } else {
-                eprintln!(
-                    "vm-test: {} has no `{sub}` subcommand; not running it",
+            if !has_subcommand(netcopy, sub) {
+                bail!(
+                    "{} has no `{sub}` subcommand; rebuild it, or say what to run with --run ARGS",
                     netcopy.display()
                 );
             }
         }
-        if default.is_empty() && args.shell.is_empty() && !args.debug {
-            bail!(
-                "{} has neither `probes` nor `verify`; rebuild it, or say what to run with \
-                 --run ARGS",
-                netcopy.display()
-            );
-        }
-        default
+        vec![
+            GuestCommand::netcopy(["probes", "--json"]),
+            GuestCommand::netcopy(["verify", "--json"]),
+        ]
     } else {
         args.run
             .iter()
@@ -724,7 +717,9 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     );
     let outcome = run_in_guest(&netcopy, &commands, &opts)?;
     print_outcome(&outcome);
-    report_probes(&outcome);
+    if args.run.is_empty() && args.shell.is_empty() && !args.debug {
+        check_default_outcome(&outcome)?;
+    }
     if outcome.all_succeeded() {
         println!(
             "vm-test: ok ({} command(s) exited 0)",
@@ -757,22 +752,60 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
 
 /// Says whether `netcopy probes --json` found kprobe or fentry in the guest (informative:
 /// the verdict that counts is the lead's check on `verify`).
-fn report_probes(outcome: &GuestOutcome) {
-    let probes = GuestCommand::netcopy(["probes", "--json"]);
-    for c in outcome
-        .commands
+/// The point of the VM test: on the guest kernel netcopy must choose kprobe or fentry
+/// strategies (not the tracepoint fallbacks this host uses), and verify must pass there.
+fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
+    let find = |sub: &str| {
+        let wanted = GuestCommand::netcopy([sub, "--json"]);
+        outcome
+            .commands
+            .iter()
+            .find(|c| c.command == wanted)
+            .with_context(|| format!("`netcopy {sub} --json` did not run in the guest"))
+    };
+    let probes = find("probes")?;
+    let json: serde_json::Value = serde_json::from_str(&probes.stdout)
+        .context("`netcopy probes --json` printed no JSON in the guest")?;
+    check_guest_used_kprobe_or_fentry(&json)?;
+    println!("vm-test: probes: kprobe or fentry available in the guest");
+    let verify = find("verify")?;
+    let json: serde_json::Value = serde_json::from_str(&verify.stdout)
+        .context("`netcopy verify --json` printed no JSON in the guest")?;
+    check_plan_uses_kprobe_or_fentry(&json["plan"])?;
+    if !verify.success() {
+        bail!(
+            "`netcopy verify` failed in the guest (exit {})",
+            verify.exit_code
+        );
+    }
+    for mode in json["modes"].as_array().into_iter().flatten() {
+        println!(
+            "vm-test: verify {}: {}",
+            mode["mode"].as_str().unwrap_or("?"),
+            mode["verdict"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless the attach plan observed the send path through fentry or kprobes.
+pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> {
+    let events = plan["events"]
+        .as_array()
+        .context("verify JSON has no plan.events")?;
+    let send = events
         .iter()
-        .filter(|c| c.command == probes && c.success())
-    {
-        match serde_json::from_str::<serde_json::Value>(&c.stdout) {
-            Ok(json) => match check_guest_used_kprobe_or_fentry(&json) {
-                Ok(()) => println!("vm-test: probes: kprobe or fentry available in the guest"),
-                Err(err) => println!("vm-test: warning: {err:#}"),
-            },
-            Err(err) => {
-                println!("vm-test: warning: `netcopy probes --json` printed no JSON: {err}")
-            }
-        }
+        .find(|e| e["event"] == "send-path")
+        .context("the plan has no send-path event")?;
+    let label = send["chosen"]["label"].as_str().unwrap_or("");
+    if label.starts_with("fentry") || label.starts_with("kprobe") {
+        println!("vm-test: guest send path observed with: {label}");
+        Ok(())
+    } else {
+        bail!(
+            "the guest chose `{}` for the send path, not a kprobe or fentry strategy",
+            if label.is_empty() { "nothing" } else { label }
+        )
     }
 }
 
@@ -881,5 +914,32 @@ mod tests {
         let b = nonce();
         assert_ne!(a, b);
         assert!(a.len() == 16 && a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}
+
+#[cfg(test)]
+mod plan_check_tests {
+    use super::*;
+
+    fn plan(label: &str) -> serde_json::Value {
+        serde_json::json!({"events": [
+            {"event": "recv-copy", "chosen": {"label": "tracepoint skb/skb_copy_datagram_iovec"}},
+            {"event": "send-path", "chosen": {"label": label}}
+        ]})
+    }
+
+    #[test]
+    fn accepts_fentry_and_kprobe_send_paths_only() {
+        assert!(check_plan_uses_kprobe_or_fentry(&plan("fentry/fexit tcp_sendmsg_locked")).is_ok());
+        assert!(
+            check_plan_uses_kprobe_or_fentry(&plan("kprobe/kretprobe tcp_sendmsg_locked")).is_ok()
+        );
+        let err = check_plan_uses_kprobe_or_fentry(&plan("tp_btf tcp_sendmsg_locked"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a kprobe or fentry"), "{err}");
+        let none = serde_json::json!({"events": [{"event": "send-path", "chosen": null}]});
+        assert!(check_plan_uses_kprobe_or_fentry(&none).is_err());
+        assert!(check_plan_uses_kprobe_or_fentry(&serde_json::json!({})).is_err());
     }
 }
