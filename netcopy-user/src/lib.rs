@@ -4,11 +4,13 @@
 //! Data flows one way: run -> samples -> analysis -> outputs.
 
 pub mod capabilities;
+pub mod client;
 pub mod counters;
 pub mod ebpf;
 pub mod message;
 pub mod modes;
 pub mod protocol;
+pub mod server;
 pub mod size;
 pub mod sockets;
 pub mod sys;

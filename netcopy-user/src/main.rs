@@ -14,6 +14,10 @@ struct Cli {
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(netcopy::capabilities::ProbesArgs),
+    /// Serve messages in one send mode (two-copy, one-copy, zero-copy) until SIGINT/SIGTERM.
+    Server(netcopy::server::ServerArgs),
+    /// Request messages from a server with T threads, verify them, report throughput and latency.
+    Client(netcopy::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -21,6 +25,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Probes(args) => netcopy::capabilities::run(&args),
+        Command::Server(args) => netcopy::server::run_server_command(args),
+        Command::Client(args) => netcopy::client::run_client_command(args),
     };
     match result {
         Ok(code) => code,
