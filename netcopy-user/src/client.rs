@@ -566,6 +566,8 @@ fn read_reply(reader: &mut Reader, outcome: &mut ThreadOutcome) -> Result<bool, 
     outcome.reply_header_bytes += REPLY_HEADER_LEN as u64;
     let mode = Mode::from_wire(header.mode);
     if header.status != Status::Ok.code() {
+        // An error reply still names the server's mode: worth reporting.
+        outcome.mode = outcome.mode.or(mode);
         let mut text = vec![0u8; header.error_len as usize];
         let text = match reader.fill(&mut text, &|| "the error text".to_string()) {
             Ok(()) => {
@@ -860,13 +862,16 @@ pub fn report_text(report: &ClientReport) -> String {
     };
     let l = &report.latency_us;
     format!(
-        "mode {mode}, size {}, threads {}, pattern {:?}: {} messages, {} payload bytes in {:.3} s = {:.3} Gbit/s\n\
+        "mode {mode}, size {}, threads {}, pattern {}: {} messages, {} payload bytes in {:.3} s = {:.3} Gbit/s\n\
          latency ({kind}, us): p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}, mean {:.1} ({} samples)\n\
          integrity errors: {}\n\
          protocol bytes: requests {}, reply headers {}, error text {}, message headers {}; received {} (discarded {})",
         format_size(report.size),
         report.threads,
-        report.pattern,
+        match report.pattern {
+            Pattern::Stream => "stream",
+            Pattern::Rr => "rr",
+        },
         report.messages,
         report.bytes,
         report.seconds,

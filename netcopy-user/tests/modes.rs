@@ -311,6 +311,7 @@ fn bad_requests_get_error_replies_and_good_clients_still_succeed() {
     // The client library reports an error reply as a failure with the server's text.
     let failure = run_client(&messages(&addr, 2 * MIB, 1, 1)).unwrap_err();
     assert!(failure.message.contains("size over limit"), "{failure}");
+    assert_eq!(failure.report.mode, Some(Mode::OneCopy));
     assert_eq!(failure.report.reply_header_bytes, REPLY_HEADER_LEN as u64);
     assert!(failure.report.reply_error_text_bytes > 0);
 
