@@ -89,11 +89,23 @@ fn parse_field_line(line: &str) -> Option<TracepointField> {
         }
     }
     let decl = decl?;
-    // The field name is the last identifier of the declaration, before any array suffix.
-    let decl = decl.split('[').next().unwrap_or(decl).trim();
-    let name = decl
+    // The field name is the last identifier once array brackets are removed:
+    // `char comm[16]` -> comm, `__data_loc char[] parent_comm` -> parent_comm.
+    let mut plain = String::with_capacity(decl.len());
+    let mut depth = 0;
+    for c in decl.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let name = plain
+        .trim()
         .rsplit(|c: char| c.is_whitespace() || c == '*')
-        .next()?
+        .next()
+        .filter(|n| !n.is_empty())?
         .to_string();
     Some(TracepointField {
         name,
