@@ -7,13 +7,17 @@ pub mod capabilities;
 pub mod client;
 pub mod counters;
 pub mod ebpf;
+pub mod harness;
+pub mod ledger;
 pub mod message;
 pub mod modes;
 pub mod protocol;
+pub mod results;
 pub mod server;
 pub mod size;
 pub mod sockets;
 pub mod sys;
+pub mod verify;
 
 /// Writes `text` to standard output. A closed pipe (`netcopy probes | head`) ends the
 /// output quietly instead of failing: the reader has what it wanted.

@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(netcopy::capabilities::ProbesArgs),
+    /// Run each mode over loopback and check the kernel's copies against its claim.
+    Verify(netcopy::verify::VerifyArgs),
     /// Serve messages in one send mode (two-copy, one-copy, zero-copy) until SIGINT/SIGTERM.
     Server(netcopy::server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Probes(args) => netcopy::capabilities::run(&args),
+        Command::Verify(args) => netcopy::verify::run(&args),
         Command::Server(args) => netcopy::server::run_server_command(args),
         Command::Client(args) => netcopy::client::run_client_command(args),
     };

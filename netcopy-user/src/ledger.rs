@@ -1,0 +1,670 @@
+//! The copy ledger: for one run of one mode, what each copy site should have seen if the
+//! mode did what it claims, what the kernel (or the sender) says it saw, and a verdict.
+//!
+//! Pure functions from samples to figures: nothing here touches the kernel.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ebpf::{
+        plan::{AttachPlan, KernelEvent, Source},
+        CopyCounts,
+    },
+    modes::{Mode, SenderStats},
+    protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
+};
+use netcopy_common::CopySite;
+
+/// Counter slot of the server (sender of the payload) in the copy probes.
+pub const SERVER_SLOT: u32 = 0;
+/// Counter slot of the client (receiver of the payload).
+pub const CLIENT_SLOT: u32 = 1;
+
+/// What crossed the socket, from the protocol: payload and protocol bytes both ways.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub messages: u64,
+    pub message_size: u64,
+    pub requests: u64,
+}
+
+impl Workload {
+    pub fn payload_bytes(&self) -> u64 {
+        self.messages * self.message_size
+    }
+    pub fn message_header_bytes(&self) -> u64 {
+        self.messages * MESSAGE_HEADER_LEN as u64
+    }
+    pub fn reply_header_bytes(&self) -> u64 {
+        self.requests * REPLY_HEADER_LEN as u64
+    }
+    pub fn request_bytes(&self) -> u64 {
+        self.requests * REQUEST_LEN as u64
+    }
+}
+
+/// A copy site as the ledger reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerSite {
+    UserCopy,
+    KernelSendCopy,
+    ZerocopyAttach,
+    DeferredCopy,
+    ZerocopyCompletions,
+    KernelRecvCopy,
+}
+
+impl LedgerSite {
+    pub const ALL: [LedgerSite; 6] = [
+        LedgerSite::UserCopy,
+        LedgerSite::KernelSendCopy,
+        LedgerSite::ZerocopyAttach,
+        LedgerSite::DeferredCopy,
+        LedgerSite::ZerocopyCompletions,
+        LedgerSite::KernelRecvCopy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LedgerSite::UserCopy => "user_copy",
+            LedgerSite::KernelSendCopy => "kernel_send_copy",
+            LedgerSite::ZerocopyAttach => "zerocopy_attach",
+            LedgerSite::DeferredCopy => "deferred_copy",
+            LedgerSite::ZerocopyCompletions => "zerocopy_completions",
+            LedgerSite::KernelRecvCopy => "kernel_recv_copy",
+        }
+    }
+
+    /// True for sites where bytes are copied (attach and completions are not copies).
+    pub fn is_copy(self) -> bool {
+        matches!(
+            self,
+            LedgerSite::UserCopy
+                | LedgerSite::KernelSendCopy
+                | LedgerSite::DeferredCopy
+                | LedgerSite::KernelRecvCopy
+        )
+    }
+}
+
+/// How a figure was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FigureSource {
+    /// Seen at the copy itself (a probe on the copy routine, or the sender's own memcpy).
+    Observed,
+    /// Derived from the kernel's inputs around the copy.
+    Inferred,
+    /// Reported by the kernel to user space (zero-copy completion notifications).
+    Reported,
+    /// No probe and no report on this kernel.
+    Unavailable,
+}
+
+impl FigureSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            FigureSource::Observed => "observed",
+            FigureSource::Inferred => "inferred",
+            FigureSource::Reported => "reported",
+            FigureSource::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl From<Source> for FigureSource {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::Observed => FigureSource::Observed,
+            Source::Inferred => FigureSource::Inferred,
+            Source::Reported => FigureSource::Reported,
+        }
+    }
+}
+
+/// One site's line in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteFigure {
+    /// What the mode's claim implies: payload plus protocol bytes.
+    pub expected_bytes: u64,
+    pub expected_payload_bytes: u64,
+    pub expected_protocol_bytes: u64,
+    /// None when the site is not observable on this kernel.
+    pub observed_bytes: Option<u64>,
+    pub calls: Option<u64>,
+    pub source: FigureSource,
+    /// The probe or evidence behind the figure.
+    pub how: String,
+}
+
+impl SiteFigure {
+    pub fn agrees(&self) -> Option<bool> {
+        self.observed_bytes.map(|o| o == self.expected_bytes)
+    }
+}
+
+/// Verdict for one mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every observable site saw exactly what the mode claims.
+    Match,
+    /// The mode did not do what it claims, and the kernel itself said so (zero-copy pages
+    /// copied, with completions flagged SO_EE_CODE_ZEROCOPY_COPIED): a finding, not a bug.
+    Degraded,
+    /// A difference nothing explains.
+    Mismatch,
+}
+
+/// The ledger of one mode's run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModeLedger {
+    pub mode: Mode,
+    pub verdict: Verdict,
+    pub workload: Workload,
+    /// Keyed by [`LedgerSite::name`].
+    pub sites: std::collections::BTreeMap<String, SiteFigure>,
+    /// Plain-language findings, most important first.
+    pub findings: Vec<String>,
+}
+
+/// Expected bytes at `site` if `mode` does exactly what it claims (DESIGN.md table),
+/// as (payload, protocol).
+pub fn expected(mode: Mode, site: LedgerSite, w: &Workload) -> (u64, u64) {
+    let payload = w.payload_bytes();
+    let msg_hdr = w.message_header_bytes();
+    // Requests travel client -> server and reply headers server -> client, both by plain
+    // send(): they are copied on send and on receive whatever the mode.
+    let control = w.reply_header_bytes() + w.request_bytes();
+    match (mode, site) {
+        (Mode::TwoCopy, LedgerSite::UserCopy) => (payload, msg_hdr),
+        (_, LedgerSite::UserCopy) => (0, 0),
+        (Mode::TwoCopy | Mode::OneCopy, LedgerSite::KernelSendCopy) => (payload, msg_hdr + control),
+        (Mode::ZeroCopy, LedgerSite::KernelSendCopy) => (0, control),
+        (Mode::ZeroCopy, LedgerSite::ZerocopyAttach) => (payload, msg_hdr),
+        (_, LedgerSite::ZerocopyAttach) => (0, 0),
+        // The claim of every mode: nothing is copied after the send.
+        (_, LedgerSite::DeferredCopy) => (0, 0),
+        (Mode::ZeroCopy, LedgerSite::ZerocopyCompletions) => (payload, msg_hdr),
+        (_, LedgerSite::ZerocopyCompletions) => (0, 0),
+        (_, LedgerSite::KernelRecvCopy) => (payload, msg_hdr + control),
+    }
+}
+
+fn chosen(
+    plan: &AttachPlan,
+    event: KernelEvent,
+    site: LedgerSite,
+) -> Option<(&'static str, Source)> {
+    let c = plan.get(event)?.chosen.as_ref()?;
+    Some((c.label, c.source_of(site.name())?))
+}
+
+fn kernel_sum(counts: &CopyCounts, site: CopySite) -> (u64, u64) {
+    let s = counts.get(SERVER_SLOT, site);
+    let c = counts.get(CLIENT_SLOT, site);
+    (s.bytes + c.bytes, s.calls + c.calls)
+}
+
+/// Builds the ledger of one run from its samples.
+pub fn build(
+    mode: Mode,
+    workload: Workload,
+    kernel: &CopyCounts,
+    plan: &AttachPlan,
+    sender: &SenderStats,
+) -> ModeLedger {
+    let mut sites = std::collections::BTreeMap::new();
+    for site in LedgerSite::ALL {
+        let (payload, protocol) = expected(mode, site, &workload);
+        let (observed, calls, source, how) = observe(mode, site, kernel, plan, sender);
+        sites.insert(
+            site.name().to_string(),
+            SiteFigure {
+                expected_bytes: payload + protocol,
+                expected_payload_bytes: payload,
+                expected_protocol_bytes: protocol,
+                observed_bytes: observed,
+                calls,
+                source,
+                how,
+            },
+        );
+    }
+    let (verdict, findings) = judge(mode, &sites, sender);
+    ModeLedger {
+        mode,
+        verdict,
+        workload,
+        sites,
+        findings,
+    }
+}
+
+/// What was seen at one site, without any expectation attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteObservation {
+    pub bytes: Option<u64>,
+    pub calls: Option<u64>,
+    pub source: FigureSource,
+    pub how: String,
+}
+
+type Observation = (Option<u64>, Option<u64>, FigureSource, String);
+
+/// What every site saw in one run of `mode` (used where no exact expectation exists,
+/// e.g. fixed-duration experiment cells).
+pub fn observe_sites(
+    mode: Mode,
+    kernel: &CopyCounts,
+    plan: &AttachPlan,
+    sender: &SenderStats,
+) -> Vec<(LedgerSite, SiteObservation)> {
+    LedgerSite::ALL
+        .into_iter()
+        .map(|site| {
+            let (bytes, calls, source, how) = observe(mode, site, kernel, plan, sender);
+            (
+                site,
+                SiteObservation {
+                    bytes,
+                    calls,
+                    source,
+                    how,
+                },
+            )
+        })
+        .collect()
+}
+
+fn from_probe(
+    plan: &AttachPlan,
+    event: KernelEvent,
+    kernel: &CopyCounts,
+    site: CopySite,
+) -> Option<Observation> {
+    let ledger_site = match site {
+        CopySite::KernelSendCopy => LedgerSite::KernelSendCopy,
+        CopySite::ZeroCopyAttach => LedgerSite::ZerocopyAttach,
+        CopySite::DeferredCopy => LedgerSite::DeferredCopy,
+        CopySite::ZeroCopyCompletion | CopySite::ZeroCopyCompletionCopied => {
+            LedgerSite::ZerocopyCompletions
+        }
+        CopySite::KernelRecvCopy => LedgerSite::KernelRecvCopy,
+    };
+    let (label, source) = chosen(plan, event, ledger_site)?;
+    let (bytes, calls) = kernel_sum(kernel, site);
+    Some((Some(bytes), Some(calls), source.into(), label.to_string()))
+}
+
+fn observe(
+    mode: Mode,
+    site: LedgerSite,
+    kernel: &CopyCounts,
+    plan: &AttachPlan,
+    sender: &SenderStats,
+) -> Observation {
+    let unavailable = |why: &str| (None, None, FigureSource::Unavailable, why.to_string());
+    match site {
+        LedgerSite::UserCopy => (
+            Some(sender.user_copy_bytes + sender.user_copy_header_bytes),
+            Some(
+                if sender.user_copy_bytes + sender.user_copy_header_bytes > 0 {
+                    sender.messages
+                } else {
+                    0
+                },
+            ),
+            FigureSource::Observed,
+            "counted by the sender around its own memcpy".to_string(),
+        ),
+        LedgerSite::KernelSendCopy => from_probe(
+            plan,
+            KernelEvent::SendPath,
+            kernel,
+            CopySite::KernelSendCopy,
+        )
+        .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        LedgerSite::ZerocopyAttach => from_probe(
+            plan,
+            KernelEvent::SendPath,
+            kernel,
+            CopySite::ZeroCopyAttach,
+        )
+        .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        LedgerSite::DeferredCopy => {
+            if let Some(obs) = from_probe(
+                plan,
+                KernelEvent::DeferredCopy,
+                kernel,
+                CopySite::DeferredCopy,
+            ) {
+                return obs;
+            }
+            if mode != Mode::ZeroCopy || sender.zerocopy_sends == 0 {
+                // Only zero-copy skbs can be copied later; none were sent.
+                return (
+                    Some(0),
+                    Some(0),
+                    FigureSource::Reported,
+                    "no MSG_ZEROCOPY sends, so no pages to copy later (skb_copy_ubufs not probe-able here)"
+                        .to_string(),
+                );
+            }
+            (
+                Some(sender.copied_bytes),
+                Some(sender.copied_sends),
+                FigureSource::Reported,
+                format!(
+                    "skb_copy_ubufs not probe-able here; bytes of the {} of {} sends whose \
+                     completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED",
+                    sender.copied_sends, sender.completed_sends
+                ),
+            )
+        }
+        LedgerSite::ZerocopyCompletions => {
+            if let Some(obs) = from_probe(
+                plan,
+                KernelEvent::Completion,
+                kernel,
+                CopySite::ZeroCopyCompletion,
+            ) {
+                return obs;
+            }
+            (
+                Some(if sender.completed_sends == sender.zerocopy_sends {
+                    sender.zerocopy_bytes
+                } else {
+                    0
+                }),
+                Some(sender.completion_notifications),
+                FigureSource::Reported,
+                format!(
+                    "error-queue notifications read by the sender: {} covering {} of {} sends \
+                     (bytes counted only when every send completed)",
+                    sender.completion_notifications, sender.completed_sends, sender.zerocopy_sends
+                ),
+            )
+        }
+        LedgerSite::KernelRecvCopy => from_probe(
+            plan,
+            KernelEvent::RecvCopy,
+            kernel,
+            CopySite::KernelRecvCopy,
+        )
+        .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
+    }
+}
+
+fn judge(
+    mode: Mode,
+    sites: &std::collections::BTreeMap<String, SiteFigure>,
+    sender: &SenderStats,
+) -> (Verdict, Vec<String>) {
+    let mut findings = Vec::new();
+    let mut unexplained = Vec::new();
+    let mut degraded = false;
+    for site in LedgerSite::ALL {
+        let fig = &sites[site.name()];
+        let Some(observed) = fig.observed_bytes else {
+            findings.push(format!(
+                "{}: not observable on this kernel ({})",
+                site.name(),
+                fig.how
+            ));
+            continue;
+        };
+        if observed == fig.expected_bytes {
+            continue;
+        }
+        let zerocopy_bytes = sites[LedgerSite::ZerocopyAttach.name()].expected_bytes;
+        if site == LedgerSite::DeferredCopy
+            && mode == Mode::ZeroCopy
+            && sender.copied_sends > 0
+            && observed <= zerocopy_bytes.max(sender.copied_bytes)
+        {
+            degraded = true;
+            findings.insert(
+                0,
+                format!(
+                    "zero-copy did NOT avoid the copy: the kernel copied {observed} bytes after \
+                     the send ({}: {}), and flagged {} of {} completed sends \
+                     SO_EE_CODE_ZEROCOPY_COPIED",
+                    fig.source.name(),
+                    fig.how,
+                    sender.copied_sends,
+                    sender.completed_sends
+                ),
+            );
+            continue;
+        }
+        unexplained.push(format!(
+            "{}: expected {} bytes, observed {} ({})",
+            site.name(),
+            fig.expected_bytes,
+            observed,
+            fig.how
+        ));
+    }
+    if mode == Mode::ZeroCopy && sender.copied_sends > 0 && !degraded {
+        let deferred = &sites[LedgerSite::DeferredCopy.name()];
+        if deferred.observed_bytes == Some(0) {
+            unexplained.push(format!(
+                "deferred_copy: the kernel flagged {} sends copied but the probe saw no copy ({})",
+                sender.copied_sends, deferred.how
+            ));
+        }
+    }
+    let verdict = if !unexplained.is_empty() {
+        for u in unexplained.into_iter().rev() {
+            findings.insert(0, format!("MISMATCH {u}"));
+        }
+        Verdict::Mismatch
+    } else if degraded {
+        Verdict::Degraded
+    } else {
+        Verdict::Match
+    };
+    (verdict, findings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::plan::{ChosenStrategy, EventPlan, SiteSource};
+
+    fn plan_with(events: &[(KernelEvent, Source)]) -> AttachPlan {
+        AttachPlan {
+            events: events
+                .iter()
+                .map(|(event, source)| EventPlan {
+                    event: *event,
+                    chosen: Some(ChosenStrategy {
+                        label: "test probe",
+                        sources: match (event, source) {
+                            (KernelEvent::SendPath, Source::Inferred) => &[
+                                SiteSource {
+                                    site: "kernel_send_copy",
+                                    source: Source::Inferred,
+                                },
+                                SiteSource {
+                                    site: "zerocopy_attach",
+                                    source: Source::Inferred,
+                                },
+                            ],
+                            (KernelEvent::SendPath, _) => &[
+                                SiteSource {
+                                    site: "kernel_send_copy",
+                                    source: Source::Inferred,
+                                },
+                                SiteSource {
+                                    site: "zerocopy_attach",
+                                    source: Source::Observed,
+                                },
+                            ],
+                            (KernelEvent::RecvCopy, _) => &[SiteSource {
+                                site: "kernel_recv_copy",
+                                source: Source::Observed,
+                            }],
+                            (KernelEvent::DeferredCopy, _) => &[SiteSource {
+                                site: "deferred_copy",
+                                source: Source::Observed,
+                            }],
+                            _ => &[],
+                        },
+                    }),
+                    rejected: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn counts(entries: &[(u32, CopySite, u64)]) -> CopyCounts {
+        let mut c = CopyCounts::default();
+        for (slot, site, bytes) in entries {
+            c.add(*slot, *site, 1, *bytes);
+        }
+        c
+    }
+
+    const W: Workload = Workload {
+        messages: 10,
+        message_size: 4095,
+        requests: 1,
+    };
+
+    fn host_plan() -> AttachPlan {
+        plan_with(&[
+            (KernelEvent::SendPath, Source::Inferred),
+            (KernelEvent::RecvCopy, Source::Observed),
+        ])
+    }
+
+    #[test]
+    fn one_copy_matches_when_kernel_copies_once_each_way() {
+        let msg = 10 * (4095 + 16);
+        let control = 16 + 24;
+        let kernel = counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ]);
+        let ledger = build(
+            Mode::OneCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &SenderStats::default(),
+        );
+        assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
+        let send = &ledger.sites["kernel_send_copy"];
+        assert_eq!(send.expected_payload_bytes, 40950);
+        assert_eq!(send.expected_protocol_bytes, 160 + control);
+        assert_eq!(send.source, FigureSource::Inferred);
+    }
+
+    #[test]
+    fn one_byte_off_is_a_mismatch() {
+        let msg = 10 * (4095 + 16);
+        let kernel = counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16 - 1),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ]);
+        let ledger = build(
+            Mode::OneCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &SenderStats::default(),
+        );
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        assert!(ledger.findings[0].starts_with("MISMATCH kernel_send_copy"));
+    }
+
+    #[test]
+    fn two_copy_needs_the_user_copy() {
+        let msg = 10 * (4095 + 16);
+        let kernel = counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ]);
+        let no_memcpy = SenderStats::default();
+        let ledger = build(Mode::TwoCopy, W, &kernel, &host_plan(), &no_memcpy);
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        let memcpy = SenderStats {
+            messages: 10,
+            user_copy_bytes: 10 * 4095,
+            user_copy_header_bytes: 10 * 16,
+            ..Default::default()
+        };
+        let ledger = build(Mode::TwoCopy, W, &kernel, &host_plan(), &memcpy);
+        assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
+    }
+
+    #[test]
+    fn zero_copy_copied_by_the_kernel_and_flagged_is_degraded() {
+        let msg = 10 * (4095 + 16);
+        let kernel = counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, 16),
+            (SERVER_SLOT, CopySite::ZeroCopyAttach, msg),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ]);
+        let sender = SenderStats {
+            zerocopy_sends: 10,
+            zerocopy_bytes: msg,
+            completion_notifications: 4,
+            completed_sends: 10,
+            copied_sends: 10,
+            copied_bytes: msg,
+            ..Default::default()
+        };
+        let ledger = build(Mode::ZeroCopy, W, &kernel, &host_plan(), &sender);
+        assert_eq!(ledger.verdict, Verdict::Degraded, "{:?}", ledger.findings);
+        assert!(ledger.findings[0].contains("did NOT avoid the copy"));
+        let deferred = &ledger.sites["deferred_copy"];
+        assert_eq!(deferred.source, FigureSource::Reported);
+        assert_eq!(deferred.observed_bytes, Some(msg));
+        // Not flagged by the kernel: the same copy bytes would be unexplained.
+        let unflagged = SenderStats {
+            copied_sends: 0,
+            copied_bytes: 0,
+            ..sender
+        };
+        let ledger = build(Mode::ZeroCopy, W, &kernel, &host_plan(), &unflagged);
+        assert_eq!(ledger.verdict, Verdict::Match);
+    }
+
+    #[test]
+    fn probe_saw_deferred_copy_without_kernel_flag_is_a_mismatch() {
+        let msg = 10 * (4095 + 16);
+        let plan = plan_with(&[
+            (KernelEvent::SendPath, Source::Observed),
+            (KernelEvent::RecvCopy, Source::Observed),
+            (KernelEvent::DeferredCopy, Source::Observed),
+        ]);
+        let kernel = counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, 16),
+            (SERVER_SLOT, CopySite::ZeroCopyAttach, msg),
+            (SERVER_SLOT, CopySite::DeferredCopy, msg),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ]);
+        let sender = SenderStats {
+            zerocopy_sends: 10,
+            zerocopy_bytes: msg,
+            completed_sends: 10,
+            ..Default::default()
+        };
+        let ledger = build(Mode::ZeroCopy, W, &kernel, &plan, &sender);
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+    }
+}

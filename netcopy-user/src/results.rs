@@ -1,0 +1,193 @@
+//! The results of `netcopy run`: one versioned JSON document (`results.json`) holding every
+//! cell with every figure and how it was obtained. Plots and the report are rebuilt from
+//! this file alone (`netcopy report DIR`), so everything they show must be in it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    client::{LatencyKind, LatencySummary},
+    counters::CounterReadings,
+    ebpf::plan::AttachPlan,
+    ledger::{FigureSource, ModeLedger},
+    modes::Mode,
+};
+
+/// Bumped on any change a reader of an older file would misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    /// `netcopy X.Y.Z`.
+    pub tool: String,
+    /// Seconds since the Unix epoch, UTC.
+    pub started_at_unix: u64,
+    pub finished_at_unix: Option<u64>,
+    /// False while running and when the run was interrupted: cells then holds what was
+    /// measured before the stop.
+    pub complete: bool,
+    pub interrupted: bool,
+    pub machine: Machine,
+    pub config: RunConfig,
+    /// How each kernel event was observed on this machine.
+    pub plan: PlanRecord,
+    /// `netcopy verify` at the start of the run: exact copy counts per mode.
+    pub verification: Vec<ModeLedger>,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_bytes: u64,
+    /// Whether hardware counters could be read, and why not.
+    pub perf_hw_available: bool,
+    pub perf_hw_reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunConfig {
+    pub modes: Vec<Mode>,
+    pub sizes: Vec<u64>,
+    pub threads: Vec<usize>,
+    pub repeat: u32,
+    /// Seconds of the stream (throughput) phase of each cell.
+    pub stream_seconds: f64,
+    /// Seconds of the request/response (latency) phase of each cell.
+    pub rr_seconds: f64,
+    pub quick: bool,
+}
+
+/// An owned copy of the attach plan (the live one borrows static strings).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlanRecord {
+    pub events: Vec<PlanEventRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlanEventRecord {
+    pub event: String,
+    /// The strategy used, None when the event is not observable here.
+    pub strategy: Option<String>,
+    /// Ledger site -> how its figure is obtained.
+    pub sources: BTreeMap<String, String>,
+    /// Better-ranked strategies that failed, with the reason.
+    pub rejected: Vec<(String, String)>,
+}
+
+impl From<&AttachPlan> for PlanRecord {
+    fn from(plan: &AttachPlan) -> Self {
+        PlanRecord {
+            events: plan
+                .events
+                .iter()
+                .map(|e| PlanEventRecord {
+                    event: e.event.name().to_string(),
+                    strategy: e.chosen.as_ref().map(|c| c.label.to_string()),
+                    sources: e
+                        .chosen
+                        .iter()
+                        .flat_map(|c| c.sources.iter())
+                        .map(|s| (s.site.to_string(), s.source.name().to_string()))
+                        .collect(),
+                    rejected: e
+                        .rejected
+                        .iter()
+                        .map(|r| (r.label.to_string(), r.reason.clone()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One measured combination of mode, message size, thread count and repetition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cell {
+    pub mode: Mode,
+    pub size: u64,
+    pub threads: usize,
+    /// 0-based repetition index.
+    pub repeat: u32,
+    pub stream: StreamFigures,
+    pub latency: LatencyFigures,
+    /// Copy sites over the stream phase, from the copy probes (kernel) and the sender.
+    pub copies: BTreeMap<String, CopyFigure>,
+    /// Payload bytes copied (all copy sites) per payload byte delivered.
+    pub copies_per_byte: Option<f64>,
+    pub zerocopy: ZeroCopyFigures,
+    /// Perf counters of the server process over the stream phase.
+    pub server_counters: Option<CounterReadings>,
+    /// Perf counters of this process (the client threads) over the stream phase.
+    pub client_counters: Option<CounterReadings>,
+    pub cpu: CpuFigures,
+    /// Where this cell's syscall trace sample is, relative to the results directory.
+    pub trace_sample: Option<String>,
+}
+
+/// The throughput phase (stream pattern, fixed duration).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamFigures {
+    pub messages: u64,
+    pub payload_bytes: u64,
+    pub seconds: f64,
+    pub throughput_gbps: f64,
+    pub integrity_errors: u64,
+    /// Bytes of a partial last message discarded at the end of the phase.
+    pub discarded_bytes: u64,
+}
+
+/// The latency phase (request/response, one message per transaction).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LatencyFigures {
+    pub kind: LatencyKind,
+    pub transactions: u64,
+    pub latency_us: LatencySummary,
+    pub integrity_errors: u64,
+}
+
+/// One copy site over a phase.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CopyFigure {
+    pub bytes: Option<u64>,
+    pub calls: Option<u64>,
+    pub source: FigureSource,
+    pub how: String,
+    /// Bytes per delivered message (payload + protocol), None when not observable.
+    pub bytes_per_message: Option<f64>,
+}
+
+/// What the zero-copy sender learned from completions over the stream phase.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ZeroCopyFigures {
+    pub sends: u64,
+    pub notifications: u64,
+    pub completed_sends: u64,
+    pub copied_sends: u64,
+    pub copied_bytes: u64,
+    pub enobufs_retries: u64,
+}
+
+/// CPU time and what it costs per byte.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CpuFigures {
+    /// Server CPU time over the stream phase (task-clock, else /proc/PID/stat).
+    pub server_cpu_ns: Option<u64>,
+    /// Client (this process) CPU time over the stream phase.
+    pub client_cpu_ns: Option<u64>,
+    /// Where the CPU times came from.
+    pub source: String,
+    pub server_ns_per_byte: Option<f64>,
+    pub total_ns_per_byte: Option<f64>,
+    /// Server cycles per payload byte; None when the machine has no PMU.
+    pub cycles_per_byte: Option<f64>,
+    /// Server LLC load misses (else cache misses) per MiB of payload.
+    pub llc_misses_per_mib: Option<f64>,
+    /// Why cycles/cache figures are missing, when they are.
+    pub hw_unavailable_reason: Option<String>,
+}

@@ -1,0 +1,189 @@
+//! `netcopy verify`: runs each mode over loopback and checks, site by site, that the
+//! kernel copied exactly what the mode claims -- or says what it did instead.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    client::{run_client, ClientConfig, RunLimit},
+    ebpf::{plan::AttachPlan, CopyProbes},
+    harness::ServerProcess,
+    ledger::{self, LedgerSite, ModeLedger, Verdict, Workload, CLIENT_SLOT, SERVER_SLOT},
+    modes::Mode,
+    size::{format_size, size_arg},
+    sys,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Modes to verify (repeatable); all three by default.
+    #[arg(long = "mode", value_enum)]
+    pub modes: Vec<Mode>,
+    /// Payload bytes per message (K/M are binary units).
+    #[arg(long, default_value = "64K", value_parser = size_arg)]
+    pub size: u64,
+    /// Messages per mode.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub messages: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The whole verification.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub kernel: String,
+    pub plan: AttachPlan,
+    pub modes: Vec<ModeLedger>,
+}
+
+impl Verification {
+    /// Exit 0 when every mode matches or is degraded in a way the kernel reported.
+    pub fn passed(&self) -> bool {
+        self.modes.iter().all(|m| m.verdict != Verdict::Mismatch)
+    }
+}
+
+pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
+    sys::require_root("netcopy verify")?;
+    let modes = if args.modes.is_empty() {
+        vec![Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy]
+    } else {
+        args.modes.clone()
+    };
+    let mut probes = CopyProbes::load()?;
+    let mut ledgers = Vec::new();
+    for mode in modes {
+        ledgers.push(
+            verify_mode(&mut probes, mode, args.size, args.messages)
+                .with_context(|| format!("verifying {mode}"))?,
+        );
+    }
+    let verification = Verification {
+        kernel: sys::kernel_release(),
+        plan: probes.plan().clone(),
+        modes: ledgers,
+    };
+    if args.json {
+        crate::emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&verification)?
+        ))?;
+    } else {
+        crate::emit(&render(&verification))?;
+    }
+    Ok(if verification.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One mode: server child in the server slot, this process's client in the client slot.
+pub fn verify_mode(
+    probes: &mut CopyProbes,
+    mode: Mode,
+    size: u64,
+    messages: u64,
+) -> Result<ModeLedger> {
+    // The server's default size limit (64M) must not make a larger verification fail.
+    let server = ServerProcess::spawn(mode, &["--max-size".to_string(), size.to_string()])?;
+    let own_pid = std::process::id();
+    probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+    probes.watch_process(own_pid, CLIENT_SLOT, false)?;
+    let before = probes.read_counters()?;
+    let config = ClientConfig::new(&server.addr, size, 1, RunLimit::Messages(messages));
+    let client = run_client(&config);
+    // Stop the server whatever the client did: its totals close the books on zero-copy
+    // completions, and counters are read only after it has drained them.
+    let totals = server.stop();
+    let after = probes.read_counters();
+    probes.unwatch_process(own_pid)?;
+    let report = client.map_err(|f| anyhow!("client failed: {f}"))?;
+    let totals = totals?;
+    let delta = after?.since(&before);
+    let workload = Workload {
+        messages: report.messages,
+        message_size: size,
+        requests: report.requests_sent,
+    };
+    if report.messages != messages {
+        return Err(anyhow!(
+            "the client received {} of {messages} messages",
+            report.messages
+        ));
+    }
+    Ok(ledger::build(
+        mode,
+        workload,
+        &delta,
+        probes.plan(),
+        &totals.total.sender,
+    ))
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "MATCH",
+        Verdict::Degraded => "DEGRADED",
+        Verdict::Mismatch => "MISMATCH",
+    }
+}
+
+/// The human-readable verification table.
+pub fn render(v: &Verification) -> String {
+    let mut out = format!("kernel {}\n", v.kernel);
+    for m in &v.modes {
+        out.push_str(&format!(
+            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
+            m.mode,
+            verdict_word(m.verdict),
+            m.workload.messages,
+            format_size(m.workload.message_size),
+            m.workload.payload_bytes(),
+            m.workload.requests
+        ));
+        out.push_str(&format!(
+            "  {:<22} {:>14} {:>14} {:>14} {:>9}  {}\n",
+            "site", "expected", "(payload)", "observed", "calls", "source"
+        ));
+        for site in LedgerSite::ALL {
+            let f = &m.sites[site.name()];
+            let observed = f
+                .observed_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "n/a".into());
+            let calls = f.calls.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+            let mark = match f.agrees() {
+                Some(true) => " ",
+                Some(false) => "!",
+                None => "?",
+            };
+            out.push_str(&format!(
+                "{mark} {:<22} {:>14} {:>14} {:>14} {:>9}  {}: {}\n",
+                site.name(),
+                f.expected_bytes,
+                f.expected_payload_bytes,
+                observed,
+                calls,
+                f.source.name(),
+                f.how
+            ));
+        }
+        for finding in &m.findings {
+            out.push_str(&format!("  * {finding}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\nverify: {}\n",
+        if v.passed() {
+            "every mode matches or differs only as the kernel itself reported"
+        } else {
+            "UNEXPLAINED MISMATCH"
+        }
+    ));
+    out
+}

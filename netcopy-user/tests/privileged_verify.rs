@@ -1,0 +1,123 @@
+//! `netcopy verify` end to end: exact byte figures per mode and site, at several sizes.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn verify(size: &str, messages: u64) -> (Value, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args(["verify", "--json", "--size", size, "--messages"])
+        .arg(messages.to_string())
+        .output()
+        .expect("run netcopy verify");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (json, out.status.success())
+}
+
+fn site<'a>(mode: &'a Value, name: &str) -> &'a Value {
+    &mode["sites"][name]
+}
+
+fn observed(mode: &Value, name: &str) -> u64 {
+    site(mode, name)["observed_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} not observed: {}", site(mode, name)))
+}
+
+/// Checks one run of all three modes with `messages` messages of `size` bytes.
+fn check(size_text: &str, size: u64, messages: u64) {
+    let (json, passed) = verify(size_text, messages);
+    assert!(passed, "verify failed: {json:#}");
+    let modes = json["modes"].as_array().expect("modes");
+    assert_eq!(modes.len(), 3);
+    let payload = size * messages;
+    // Protocol bytes per run: 16-byte message headers, one 24-byte request and one
+    // 16-byte reply header.
+    let headers = 16 * messages;
+    let control = 24 + 16;
+    for mode in modes {
+        let name = mode["mode"].as_str().unwrap();
+        // Every byte the client received was copied once to user memory.
+        assert_eq!(
+            observed(mode, "kernel_recv_copy"),
+            payload + headers + control,
+            "{name} receive copy"
+        );
+        assert_eq!(
+            site(mode, "kernel_recv_copy")["expected_payload_bytes"],
+            payload
+        );
+        match name {
+            "two-copy" => {
+                assert_eq!(mode["verdict"], "match", "{mode:#}");
+                assert_eq!(observed(mode, "user_copy"), payload + headers);
+                assert_eq!(
+                    observed(mode, "kernel_send_copy"),
+                    payload + headers + control
+                );
+                assert_eq!(observed(mode, "zerocopy_attach"), 0);
+            }
+            "one-copy" => {
+                assert_eq!(mode["verdict"], "match", "{mode:#}");
+                assert_eq!(observed(mode, "user_copy"), 0);
+                // The iovec spares the user-space copy, not the kernel's.
+                assert_eq!(
+                    observed(mode, "kernel_send_copy"),
+                    payload + headers + control
+                );
+                assert_eq!(observed(mode, "zerocopy_attach"), 0);
+            }
+            "zero-copy" => {
+                assert_eq!(observed(mode, "user_copy"), 0);
+                assert_eq!(observed(mode, "kernel_send_copy"), control);
+                assert_eq!(observed(mode, "zerocopy_attach"), payload + headers);
+                assert_eq!(observed(mode, "zerocopy_completions"), payload + headers);
+                // Over loopback the kernel copies the pinned pages after all, and says so.
+                assert_eq!(mode["verdict"], "degraded", "{mode:#}");
+                assert_eq!(observed(mode, "deferred_copy"), payload + headers);
+                assert!(mode["findings"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("did NOT avoid the copy"));
+            }
+            other => panic!("unknown mode {other}"),
+        }
+    }
+}
+
+#[test]
+fn verify_counts_exact_bytes_per_mode_at_odd_and_round_sizes() {
+    if !common::privileged("verify_counts_exact_bytes_per_mode_at_odd_and_round_sizes") {
+        return;
+    }
+    let _serial = common::serial();
+    check("1", 1, 7);
+    check("4095", 4095, 33);
+    check("65537", 65537, 9);
+    check("1M", 1 << 20, 5);
+}
+
+#[test]
+fn verify_rejects_bad_arguments_without_running() {
+    for args in [
+        &["verify", "--size", "0"][..],
+        &["verify", "--size", "12Q"],
+        &["verify", "--messages", "0"],
+        &["verify", "--mode", "three-copy"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+            .args(args)
+            .output()
+            .expect("run netcopy");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!out.stderr.is_empty(), "{args:?} printed no error");
+    }
+}
