@@ -238,7 +238,7 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
         run_step(Command::new("apt-get").arg("update").arg("-q"))?;
         run_step(
             Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(["install", "-y", "-q"])
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
