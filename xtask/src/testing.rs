@@ -213,7 +213,8 @@ pub fn test(args: &TestArgs) -> Result<()> {
     let mut test_args: Vec<String> = vec!["--workspace".into()];
     let mut skipped = 0;
     if root_user {
-        test_args.push("--tests".into());
+        // Integration test targets only: `--tests` would run the unit tests again.
+        test_args.extend(["--test".into(), "*".into()]);
     } else {
         for entry in std::fs::read_dir(workspace_root().join("netcopy-user/tests"))? {
             let name = entry?.file_name().to_string_lossy().to_string();
