@@ -301,3 +301,44 @@ pub fn render(cmd: &Command) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_core_is_recognised_by_its_rlib() {
+        let dir = std::env::temp_dir().join(format!("xtask-core-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!has_core_rlib(&dir), "empty directory");
+        std::fs::write(dir.join("libcompiler_builtins-abc.rlib"), b"").unwrap();
+        assert!(!has_core_rlib(&dir), "another crate's rlib");
+        std::fs::write(dir.join("libcore-0123abcd.rlib"), b"").unwrap();
+        assert!(has_core_rlib(&dir));
+        assert!(!has_core_rlib(&dir.join("missing")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_parts_come_with_the_commands_that_install_them() {
+        let nothing = EbpfReadiness {
+            toolchain: None,
+            bpf_linker: None,
+        };
+        let commands = nothing.missing_commands();
+        assert_eq!(commands.len(), 2);
+        assert!(commands[0].contains("libstd-rust-web-dev-bpf"));
+        assert!(commands[0].contains("rust-src"));
+        assert!(commands[1].contains("cargo install bpf-linker"));
+        assert!(commands[1].contains("LLVM_PREFIX=/usr/lib/llvm-22"));
+        assert!(nothing.ready().is_none());
+        let ready = EbpfReadiness {
+            toolchain: Some(EbpfToolchain::RustupNightly {
+                toolchain: "nightly".into(),
+            }),
+            bpf_linker: Some(PathBuf::from("/usr/bin/bpf-linker")),
+        };
+        assert!(ready.missing_commands().is_empty());
+        assert!(ready.ready().is_some());
+    }
+}
