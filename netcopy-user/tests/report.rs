@@ -1,0 +1,886 @@
+//! `netcopy report DIR`, end to end on a synthetic results.json (no root, no kernel probes):
+//! every cell reaches results.csv, every plot is well-formed SVG with one series per mode,
+//! the crossover table agrees with a recomputation from the JSON, unavailable hardware
+//! counters are said to be unavailable (never drawn as zero), an interrupted run is
+//! reported as such, and bad inputs fail with a clear message.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use netcopy::{
+    client::{LatencyKind, LatencySummary},
+    counters::{CounterKind, CounterReadings, CounterValue},
+    ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
+    modes::Mode,
+    plots::mode_color_hex,
+    results::{
+        Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanEventRecord, PlanRecord,
+        Results, RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
+    },
+};
+
+const SIZES: [u64; 6] = [1024, 4096, 16384, 65536, 262144, 1 << 20];
+const THREADS: [usize; 2] = [1, 4];
+const REPEATS: u32 = 2;
+const NO_PMU: &str = "perf_event_open failed: No such file or directory (os error 2): \
+                      this machine has no PMU (virtual machine without hardware counters)";
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "netcopy-report-test-{}-{name}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("NETCOPY_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Throughput in Gbit/s: saturating curves with a known shape. one-copy overtakes
+/// two-copy at 16K and stays ahead except that it dips at 1M (as in the study), zero-copy
+/// loses at small sizes and wins from 256K on.
+fn gbps(mode: Mode, size: u64, threads: usize, repeat: u32) -> f64 {
+    let s = size as f64;
+    let (peak, half) = match mode {
+        Mode::TwoCopy => (18.0, 6000.0),
+        Mode::OneCopy => (24.0, 12000.0),
+        Mode::ZeroCopy => (30.0, 90000.0),
+    };
+    let mut g = peak * s / (s + half);
+    if mode == Mode::OneCopy && size == 1 << 20 {
+        g *= 0.75;
+    }
+    let t = if threads > 1 { 1.3 } else { 1.0 };
+    g * t * if repeat == 0 { 0.98 } else { 1.02 }
+}
+
+fn ns_per_byte(mode: Mode, size: u64, repeat: u32) -> f64 {
+    let s = size as f64;
+    let (fixed, per) = match mode {
+        Mode::TwoCopy => (3000.0, 0.45),
+        Mode::OneCopy => (3200.0, 0.35),
+        Mode::ZeroCopy => (9000.0, 0.36),
+    };
+    (fixed / s + per) * if repeat == 0 { 0.97 } else { 1.03 }
+}
+
+fn hw_unavailable_readings(pid: u32) -> CounterReadings {
+    let mut counters = BTreeMap::new();
+    for kind in CounterKind::ALL {
+        let v = if kind.is_hardware() {
+            CounterValue::Unavailable {
+                reason: NO_PMU.to_string(),
+            }
+        } else {
+            CounterValue::Available {
+                value: 1_000_000 + kind as u64,
+                raw: 1_000_000 + kind as u64,
+                scaled: false,
+            }
+        };
+        counters.insert(kind, v);
+    }
+    CounterReadings {
+        source: "perf_event_open".to_string(),
+        pid,
+        threads_opened: 2,
+        inherit: true,
+        coverage_note: None,
+        counters,
+    }
+}
+
+fn copy(bytes: Option<u64>, msgs: u64, source: FigureSource, how: &str) -> CopyFigure {
+    CopyFigure {
+        bytes,
+        calls: bytes.map(|_| msgs),
+        source,
+        how: how.to_string(),
+        bytes_per_message: bytes.map(|b| b as f64 / msgs as f64),
+    }
+}
+
+fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
+    let seconds = 2.0;
+    let g = gbps(mode, size, threads, repeat);
+    let payload = (g * 1e9 / 8.0 * seconds) as u64 / size * size;
+    let msgs = payload / size;
+    let wire = msgs * (size + 16);
+    let zc = mode == Mode::ZeroCopy;
+    let mut copies = BTreeMap::new();
+    let user = if mode == Mode::TwoCopy { wire } else { 0 };
+    copies.insert(
+        "user_copy".to_string(),
+        copy(Some(user), msgs, FigureSource::Observed, "sender memcpy"),
+    );
+    copies.insert(
+        "kernel_send_copy".to_string(),
+        copy(
+            Some(if zc { 0 } else { wire }),
+            msgs,
+            FigureSource::Inferred,
+            "tcp_sendmsg_locked accepted minus attached",
+        ),
+    );
+    copies.insert(
+        "zerocopy_attach".to_string(),
+        copy(
+            Some(if zc { wire } else { 0 }),
+            msgs,
+            FigureSource::Inferred,
+            "tcp_sendmsg_locked with MSG_ZEROCOPY",
+        ),
+    );
+    copies.insert(
+        "deferred_copy".to_string(),
+        copy(
+            Some(if zc { wire } else { 0 }),
+            msgs,
+            FigureSource::Reported,
+            "completions flagged SO_EE_CODE_ZEROCOPY_COPIED",
+        ),
+    );
+    copies.insert(
+        "zerocopy_completions".to_string(),
+        copy(
+            Some(if zc { wire } else { 0 }),
+            msgs,
+            FigureSource::Reported,
+            "error-queue notifications",
+        ),
+    );
+    copies.insert(
+        "kernel_recv_copy".to_string(),
+        copy(
+            Some(wire),
+            msgs,
+            FigureSource::Observed,
+            "tracepoint skb/skb_copy_datagram_iovec",
+        ),
+    );
+    let copied: u64 = [
+        user,
+        if zc { 0 } else { wire },
+        if zc { wire } else { 0 },
+        wire,
+    ]
+    .iter()
+    .sum();
+    let npb = ns_per_byte(mode, size, repeat);
+    let total_ns = (npb * payload as f64) as u64;
+    let mode_factor = match mode {
+        Mode::TwoCopy => 1.0,
+        Mode::OneCopy => 0.85,
+        Mode::ZeroCopy => 1.25,
+    };
+    let p50 = (8.0 + size as f64 / 2000.0 * (1.0 + threads as f64 / 4.0)) * mode_factor;
+    Cell {
+        mode,
+        size,
+        threads,
+        repeat,
+        stream: StreamFigures {
+            messages: msgs,
+            payload_bytes: payload,
+            seconds,
+            throughput_gbps: g,
+            integrity_errors: 0,
+            discarded_bytes: 0,
+        },
+        latency: LatencyFigures {
+            kind: LatencyKind::RoundTrip,
+            transactions: 5000,
+            latency_us: LatencySummary {
+                p50,
+                p90: p50 * 1.4,
+                p99: p50 * 3.0,
+                p999: p50 * 6.0,
+                max: p50 * 20.0,
+                mean: p50 * 1.2,
+                samples: 5000,
+            },
+            integrity_errors: 0,
+        },
+        copies,
+        copies_per_byte: Some(copied as f64 / payload as f64),
+        zerocopy: if zc {
+            ZeroCopyFigures {
+                sends: msgs,
+                notifications: msgs / 3 + 1,
+                completed_sends: msgs,
+                copied_sends: msgs,
+                copied_bytes: wire,
+                enobufs_retries: 0,
+            }
+        } else {
+            ZeroCopyFigures::default()
+        },
+        server_counters: Some(hw_unavailable_readings(4242)),
+        client_counters: Some(hw_unavailable_readings(4243)),
+        cpu: CpuFigures {
+            server_cpu_ns: Some(total_ns * 3 / 5),
+            client_cpu_ns: Some(total_ns * 2 / 5),
+            source: "perf_event_open task-clock".to_string(),
+            server_ns_per_byte: Some(npb * 0.6),
+            total_ns_per_byte: Some(npb),
+            cycles_per_byte: None,
+            llc_misses_per_mib: None,
+            hw_unavailable_reason: Some(NO_PMU.to_string()),
+        },
+        trace_sample: None,
+    }
+}
+
+fn site(expected: u64, observed: Option<u64>, source: FigureSource, how: &str) -> SiteFigure {
+    SiteFigure {
+        expected_bytes: expected,
+        expected_payload_bytes: expected.saturating_sub(64 * 16),
+        expected_protocol_bytes: expected.min(64 * 16),
+        observed_bytes: observed,
+        calls: observed.map(|_| 64),
+        source,
+        how: how.to_string(),
+    }
+}
+
+fn ledger(mode: Mode) -> ModeLedger {
+    let n = 64 * (65536 + 16);
+    let zc = mode == Mode::ZeroCopy;
+    let mut sites = BTreeMap::new();
+    let user = if mode == Mode::TwoCopy { n } else { 0 };
+    sites.insert(
+        "user_copy".to_string(),
+        site(user, Some(user), FigureSource::Observed, "sender memcpy"),
+    );
+    let send = if zc { 40 } else { n + 40 };
+    sites.insert(
+        "kernel_send_copy".to_string(),
+        site(
+            send,
+            Some(send),
+            FigureSource::Inferred,
+            "accepted minus attached",
+        ),
+    );
+    let attach = if zc { n } else { 0 };
+    sites.insert(
+        "zerocopy_attach".to_string(),
+        site(
+            attach,
+            Some(attach),
+            FigureSource::Inferred,
+            "MSG_ZEROCOPY sends",
+        ),
+    );
+    sites.insert(
+        "deferred_copy".to_string(),
+        site(
+            0,
+            Some(if zc { n } else { 0 }),
+            FigureSource::Reported,
+            "skb_copy_ubufs not probe-able here; completions flagged copied",
+        ),
+    );
+    sites.insert(
+        "zerocopy_completions".to_string(),
+        site(attach, Some(attach), FigureSource::Reported, "error queue"),
+    );
+    sites.insert(
+        "kernel_recv_copy".to_string(),
+        site(n + 40, Some(n + 40), FigureSource::Observed, "tracepoint"),
+    );
+    ModeLedger {
+        mode,
+        verdict: if zc {
+            Verdict::Degraded
+        } else {
+            Verdict::Match
+        },
+        workload: Workload {
+            messages: 64,
+            message_size: 65536,
+            requests: 1,
+        },
+        sites,
+        findings: if zc {
+            vec![format!(
+                "zero-copy did NOT avoid the copy: the kernel copied {n} bytes after the send \
+                 (reported: ...), and flagged 64 of 64 completed sends SO_EE_CODE_ZEROCOPY_COPIED"
+            )]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn synthetic() -> Results {
+    let mut cells = Vec::new();
+    for mode in Mode::ALL {
+        for size in SIZES {
+            for threads in THREADS {
+                for repeat in 0..REPEATS {
+                    cells.push(cell(mode, size, threads, repeat));
+                }
+            }
+        }
+    }
+    Results {
+        schema_version: SCHEMA_VERSION,
+        tool: "netcopy 0.1.0".to_string(),
+        started_at_unix: 1_764_000_000,
+        finished_at_unix: Some(1_764_000_600),
+        complete: true,
+        interrupted: false,
+        machine: Machine {
+            hostname: "testhost".to_string(),
+            kernel: "6.18.0-test".to_string(),
+            cpus: 2,
+            cpu_model: "Test CPU @ 2.0GHz".to_string(),
+            memory_bytes: 24 << 30,
+            perf_hw_available: false,
+            perf_hw_reason: NO_PMU.to_string(),
+        },
+        config: RunConfig {
+            modes: Mode::ALL.to_vec(),
+            sizes: SIZES.to_vec(),
+            threads: THREADS.to_vec(),
+            repeat: REPEATS,
+            stream_seconds: 2.0,
+            rr_seconds: 1.0,
+            quick: false,
+        },
+        plan: PlanRecord {
+            events: vec![
+                PlanEventRecord {
+                    event: "send_path".to_string(),
+                    strategy: Some("tracepoint tcp/tcp_sendmsg_locked".to_string()),
+                    sources: [
+                        ("kernel_send_copy".to_string(), "inferred".to_string()),
+                        ("zerocopy_attach".to_string(), "inferred".to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    rejected: vec![(
+                        "fentry tcp_sendmsg_locked".to_string(),
+                        "no fentry on this kernel".to_string(),
+                    )],
+                },
+                PlanEventRecord {
+                    event: "deferred_copy".to_string(),
+                    strategy: None,
+                    sources: BTreeMap::new(),
+                    rejected: vec![(
+                        "kprobe skb_copy_ubufs".to_string(),
+                        "kprobes are not enabled in this kernel".to_string(),
+                    )],
+                },
+            ],
+        },
+        verification: Mode::ALL.iter().map(|m| ledger(*m)).collect(),
+        cells,
+    }
+}
+
+fn netcopy(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args(args)
+        .output()
+        .expect("running netcopy")
+}
+
+fn report(dir: &Path) -> Output {
+    netcopy(&["report".as_ref(), dir.as_os_str()])
+}
+
+fn write_results(dir: &Path, results: &Results) {
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(results).unwrap(),
+    )
+    .unwrap();
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "netcopy report failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CSV parser for the quoting results.csv uses (RFC 4180 subset).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(
+        field.is_empty() && row.is_empty(),
+        "CSV does not end with a newline"
+    );
+    rows
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The crossover rule, written again independently of analysis.rs.
+fn expected_crossover(
+    r: &Results,
+    challenger: Mode,
+    baseline: Mode,
+    metric: &str,
+    threads: usize,
+) -> String {
+    let med = |mode: Mode, size: u64| -> Option<f64> {
+        let mut v: Vec<f64> = r
+            .cells
+            .iter()
+            .filter(|c| c.mode == mode && c.size == size && c.threads == threads)
+            .filter_map(|c| match metric {
+                "throughput" => Some(c.stream.throughput_gbps),
+                _ => c.cpu.total_ns_per_byte,
+            })
+            .collect();
+        (!v.is_empty()).then(|| median(&mut v))
+    };
+    let sizes: BTreeSet<u64> = r.cells.iter().map(|c| c.size).collect();
+    let mut ahead = Vec::new();
+    for s in sizes {
+        if let (Some(a), Some(b)) = (med(challenger, s), med(baseline, s)) {
+            ahead.push((s, if metric == "throughput" { a > b } else { a < b }));
+        }
+    }
+    let mut at = None;
+    for (s, lead) in ahead.iter().rev() {
+        if *lead {
+            at = Some(*s);
+        } else {
+            break;
+        }
+    }
+    match (ahead.is_empty(), at) {
+        (true, _) => "no data".to_string(),
+        (false, Some(s)) => s.to_string(),
+        (false, None) => "never".to_string(),
+    }
+}
+
+/// The rows of the first Markdown table after `heading`, split into trimmed cells.
+fn table_after(md: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = md
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in report"));
+    md[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+fn svg_doc(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
+    text
+}
+
+fn polylines_with_stroke(doc: &roxmltree::Document, color: &str) -> usize {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| {
+            n.attribute("stroke")
+                .is_some_and(|s| s.eq_ignore_ascii_case(color))
+        })
+        .count()
+}
+
+fn texts(doc: &roxmltree::Document) -> Vec<String> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| {
+            n.descendants()
+                .filter(|t| t.is_text())
+                .filter_map(|t| t.text())
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
+    let results = synthetic();
+    let dir = TempDir::new("full");
+    write_results(&dir.0, &results);
+    let out = report(&dir.0);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for f in [
+        "results.csv",
+        "report.md",
+        "throughput_vs_size.svg",
+        "latency_vs_threads.svg",
+        "cpu_per_byte_vs_size.svg",
+        "cache_misses_vs_size.svg",
+        "copies_per_message.svg",
+    ] {
+        assert!(dir.0.join(f).is_file(), "{f} missing");
+        assert!(stdout.contains(f), "{f} not listed in {stdout}");
+    }
+
+    // results.csv: one row per cell, every key present once.
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let header = &csv[0];
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    assert_eq!(csv.len() - 1, results.cells.len());
+    assert!(csv.iter().all(|r| r.len() == header.len()));
+    let keys: BTreeSet<(String, u64, usize, u32)> = csv[1..]
+        .iter()
+        .map(|r| {
+            (
+                r[col("mode")].clone(),
+                r[col("size")].parse().unwrap(),
+                r[col("threads")].parse().unwrap(),
+                r[col("repeat")].parse().unwrap(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, u64, usize, u32)> = results
+        .cells
+        .iter()
+        .map(|c| (c.mode.name().to_string(), c.size, c.threads, c.repeat))
+        .collect();
+    assert_eq!(keys, expected);
+    for r in &csv[1..] {
+        // Unavailable hardware figures are empty, never 0.
+        assert_eq!(r[col("cycles_per_byte")], "");
+        assert_eq!(r[col("server_cycles")], "");
+        assert_eq!(r[col("client_cache_misses")], "");
+        assert!(!r[col("server_task_clock_ns")].is_empty());
+        assert!(r[col("throughput_gbps")].parse::<f64>().unwrap() > 0.0);
+        assert!(r[col("latency_p99_us")].parse::<f64>().unwrap() > 0.0);
+        assert!(!r[col("kernel_recv_copy_bytes_per_message")].is_empty());
+        assert!(!r[col("total_ns_per_byte")].is_empty());
+    }
+
+    // Plots: XML, one series per mode with its legend label.
+    for (name, per_mode, labels) in [
+        ("throughput_vs_size.svg", 1, vec![""]),
+        ("cpu_per_byte_vs_size.svg", 1, vec![""]),
+        ("latency_vs_threads.svg", 2, vec![" p50", " p99"]),
+    ] {
+        let text = svg_doc(&dir.0, name);
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let t = texts(&doc);
+        for mode in Mode::ALL {
+            // One polyline for the series and one for its legend entry.
+            assert_eq!(
+                polylines_with_stroke(&doc, &mode_color_hex(mode)),
+                2 * per_mode,
+                "{name}: series of {mode}"
+            );
+            for l in &labels {
+                let label = format!("{}{l}", mode.name());
+                assert!(t.contains(&label), "{name}: no legend {label:?} in {t:?}");
+            }
+        }
+    }
+    let cache = svg_doc(&dir.0, "cache_misses_vs_size.svg");
+    let doc = roxmltree::Document::parse(&cache).unwrap();
+    let t = texts(&doc).join(" ");
+    assert!(t.contains("unavailable"), "{t}");
+    assert!(t.contains("no PMU"), "the reason is missing: {t}");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .count(),
+        0
+    );
+    let bars = svg_doc(&dir.0, "copies_per_message.svg");
+    let doc = roxmltree::Document::parse(&bars).unwrap();
+    let t = texts(&doc);
+    for l in [
+        "two-copy",
+        "one-copy",
+        "zero-copy",
+        "deferred_copy",
+        "kernel_recv_copy",
+    ] {
+        assert!(t.iter().any(|x| x == l), "copies plot lacks {l:?}: {t:?}");
+    }
+
+    // report.md: the zero-copy finding at the top, the crossover table as recomputed.
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    let top = md
+        .find("did NOT avoid the copy")
+        .expect("zero-copy finding");
+    assert!(top < md.find("## Machine and kernel").unwrap());
+    let zc_sends: u64 = results
+        .cells
+        .iter()
+        .filter(|c| c.mode == Mode::ZeroCopy)
+        .map(|c| c.zerocopy.completed_sends)
+        .sum();
+    assert!(
+        md.contains(&format!("{zc_sends} of {zc_sends} completions")),
+        "{md}"
+    );
+    assert!(md.contains("6.18.0-test"));
+    assert!(
+        md.contains("**not observable**"),
+        "plan's unobservable event"
+    );
+    assert!(md.contains("kprobes are not enabled in this kernel"));
+    assert!(!md.contains("interrupted"));
+    let table = table_after(&md, "## Crossovers");
+    let head = &table[0];
+    let idx = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let mut seen = 0;
+    for row in &table[2..] {
+        let challenger = Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == row[idx("challenger")])
+            .unwrap();
+        let baseline = Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == row[idx("baseline")])
+            .unwrap();
+        let metric = &row[idx("metric")];
+        let threads: usize = row[idx("threads")].parse().unwrap();
+        assert_eq!(threads, 1);
+        assert_eq!(
+            row[idx("crossover (bytes)")],
+            expected_crossover(&results, challenger, baseline, metric, threads),
+            "{row:?}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 6, "3 pairs x 2 metrics");
+    // The synthetic data was built with known answers.
+    assert_eq!(
+        expected_crossover(&results, Mode::OneCopy, Mode::TwoCopy, "throughput", 1),
+        "never",
+        "one-copy dips at 1M"
+    );
+    assert_eq!(
+        expected_crossover(&results, Mode::ZeroCopy, Mode::TwoCopy, "throughput", 1),
+        "262144"
+    );
+    assert!(
+        md.contains("fell from"),
+        "non-monotonic one-copy at 1M flagged"
+    );
+    assert!(md.contains("r = "), "correlation");
+    assert!(md.contains("(n = 72)"), "correlation over every cell");
+}
+
+#[test]
+fn interrupted_run_still_reports() {
+    let mut results = synthetic();
+    results.complete = false;
+    results.interrupted = true;
+    results.finished_at_unix = None;
+    results.cells.truncate(7);
+    let dir = TempDir::new("interrupted");
+    write_results(&dir.0, &results);
+    let out = report(&dir.0);
+    ok(&out);
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    assert!(md.contains("The run was interrupted"), "{md}");
+    assert!(md.contains("7 measured of 72 planned"), "{md}");
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    assert_eq!(csv.len() - 1, 7);
+    for f in [
+        "throughput_vs_size.svg",
+        "latency_vs_threads.svg",
+        "cpu_per_byte_vs_size.svg",
+        "cache_misses_vs_size.svg",
+        "copies_per_message.svg",
+    ] {
+        svg_doc(&dir.0, f);
+    }
+}
+
+#[test]
+fn no_cells_still_reports() {
+    let mut results = synthetic();
+    results.complete = false;
+    results.interrupted = true;
+    results.cells.clear();
+    let dir = TempDir::new("empty");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    assert!(md.contains("interrupted"));
+}
+
+fn fails_with(out: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded; stderr: {stderr}");
+    assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_inputs_fail_clearly() {
+    let missing = std::env::temp_dir().join("netcopy-report-test-does-not-exist");
+    fails_with(report(&missing), "does not exist");
+
+    let empty = TempDir::new("no-json");
+    fails_with(report(&empty.0), "has no results.json");
+
+    let garbage = TempDir::new("garbage");
+    std::fs::write(
+        garbage.0.join("results.json"),
+        "{\"schema_version\": 1, oops",
+    )
+    .unwrap();
+    fails_with(report(&garbage.0), "not JSON");
+
+    let future = TempDir::new("future");
+    let mut v = serde_json::to_value(synthetic()).unwrap();
+    v["schema_version"] = 999.into();
+    std::fs::write(future.0.join("results.json"), v.to_string()).unwrap();
+    fails_with(report(&future.0), "unsupported schema_version 999");
+
+    let wrong = TempDir::new("wrong-shape");
+    std::fs::write(
+        wrong.0.join("results.json"),
+        format!("{{\"schema_version\": {SCHEMA_VERSION}, \"cells\": 3}}"),
+    )
+    .unwrap();
+    fails_with(
+        report(&wrong.0),
+        "does not match the netcopy results schema",
+    );
+}
+
+#[test]
+fn odd_shapes_never_panic_and_stay_well_formed() {
+    let base = synthetic();
+    let mut cases: Vec<(&str, Results)> = Vec::new();
+    // One cell, one mode, a size that is not a power of two, no latency samples.
+    let mut one = base.clone();
+    let mut c = cell(Mode::OneCopy, 1000, 3, 0);
+    c.latency.transactions = 0;
+    c.latency.latency_us = LatencySummary::default();
+    one.cells = vec![c];
+    cases.push(("one-cell", one));
+    // Zero throughput (a cell that delivered nothing), missing CPU and copy figures.
+    let mut zero = base.clone();
+    for c in &mut zero.cells {
+        if c.size == 1024 {
+            c.stream.throughput_gbps = 0.0;
+            c.cpu = CpuFigures::default();
+            c.copies.clear();
+            c.copies_per_byte = None;
+            c.server_counters = None;
+        }
+    }
+    cases.push(("zeros", zero));
+    // No verification, no plan, hardware counters available in some cells.
+    let mut partial = base.clone();
+    partial.verification.clear();
+    partial.plan.events.clear();
+    for (i, c) in partial.cells.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            c.cpu.cycles_per_byte = Some(1.5);
+            c.cpu.llc_misses_per_mib = Some(120.0 + i as f64);
+            c.cpu.hw_unavailable_reason = None;
+        }
+    }
+    // A site this kernel cannot observe.
+    for c in &mut partial.cells {
+        c.copies.insert(
+            "kernel_send_copy".to_string(),
+            copy(
+                None,
+                1,
+                FigureSource::Unavailable,
+                "no send-path probe on this kernel",
+            ),
+        );
+    }
+    cases.push(("partial-hw", partial));
+    for (name, results) in cases {
+        let dir = TempDir::new(name);
+        let written = netcopy::report::write_outputs(&dir.0, &results)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(written.len(), 7, "{name}");
+        for p in &written {
+            if p.extension().is_some_and(|e| e == "svg") {
+                let text = std::fs::read_to_string(p).unwrap();
+                roxmltree::Document::parse(&text)
+                    .unwrap_or_else(|e| panic!("{name}: {} is not XML: {e}", p.display()));
+            }
+        }
+        let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+        assert!(!md.contains("NaN") && !md.contains("inf "), "{name}: {md}");
+        if name == "partial-hw" {
+            let cache = std::fs::read_to_string(dir.0.join("cache_misses_vs_size.svg")).unwrap();
+            assert!(cache.contains("Unavailable in 36 of 72 cells"), "{cache}");
+            assert!(md.contains("available in 36 of 72 cells"));
+            let bars = std::fs::read_to_string(dir.0.join("copies_per_message.svg")).unwrap();
+            assert!(bars.contains("not observable: kernel_send_copy"), "{bars}");
+            let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();
+            assert!(csv.lines().nth(1).unwrap().contains(",,,unavailable,"));
+        }
+    }
+}
