@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: run -> samples -> analysis -> outputs.
 
+pub mod analysis;
 pub mod capabilities;
 pub mod client;
 pub mod counters;
@@ -11,8 +12,11 @@ pub mod harness;
 pub mod ledger;
 pub mod message;
 pub mod modes;
+pub mod plots;
 pub mod protocol;
+pub mod report;
 pub mod results;
+pub mod run;
 pub mod server;
 pub mod size;
 pub mod sockets;

@@ -14,12 +14,16 @@ struct Cli {
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(netcopy::capabilities::ProbesArgs),
+    /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
+    Run(netcopy::run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
     Verify(netcopy::verify::VerifyArgs),
     /// Serve messages in one send mode (two-copy, one-copy, zero-copy) until SIGINT/SIGTERM.
     Server(netcopy::server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
     Client(netcopy::client::ClientArgs),
+    /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
+    Report(netcopy::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,9 +31,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Probes(args) => netcopy::capabilities::run(&args),
+        Command::Run(args) => netcopy::run::run(&args),
         Command::Verify(args) => netcopy::verify::run(&args),
         Command::Server(args) => netcopy::server::run_server_command(args),
         Command::Client(args) => netcopy::client::run_client_command(args),
+        Command::Report(args) => netcopy::report::run_report(&args),
     };
     match result {
         Ok(code) => code,

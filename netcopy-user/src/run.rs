@@ -1,0 +1,423 @@
+//! `netcopy run`: the whole experiment. For every cell (mode x size x threads x repeat)
+//! it starts a server child, attaches the copy probes and perf counters, measures a
+//! stream phase (throughput, copies, CPU) and a request/response phase (latency), and
+//! appends the cell to `results.json`, which is rewritten atomically after every cell so
+//! that an interrupted or killed run still leaves a valid file.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::atomic::Ordering,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::{
+    client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
+    counters::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
+    ebpf::CopyProbes,
+    harness::ServerProcess,
+    ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
+    modes::Mode,
+    results::{
+        Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results, RunConfig,
+        StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
+    },
+    server::stop_flag_on_signals,
+    size::{duration_arg, format_size, size_arg},
+    sys, verify,
+};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Modes to measure, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "two-copy,one-copy,zero-copy")]
+    pub modes: Vec<Mode>,
+    /// Message sizes, comma-separated (K/M are binary units).
+    #[arg(long, value_delimiter = ',', value_parser = size_arg, default_value = "1K,4K,16K,64K,256K,1M")]
+    pub sizes: Vec<u64>,
+    /// Client thread counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub threads: Vec<u64>,
+    /// Length of each cell's stream (throughput) phase; the latency phase takes half.
+    #[arg(long, value_parser = duration_arg, default_value = "1500ms")]
+    pub duration: Duration,
+    /// Repetitions of every cell.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+    /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 400 ms).
+    #[arg(long)]
+    pub quick: bool,
+    /// Output directory (default: results/<UTC timestamp>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn config(&self) -> RunConfig {
+        let (sizes, threads, stream) = if self.quick {
+            (vec![4 << 10, 64 << 10, 1 << 20], vec![1, 2], Duration::from_millis(400))
+        } else {
+            (
+                self.sizes.clone(),
+                self.threads.iter().map(|&t| t as usize).collect(),
+                self.duration,
+            )
+        };
+        RunConfig {
+            modes: self.modes.clone(),
+            sizes,
+            threads,
+            repeat: self.repeat,
+            stream_seconds: stream.as_secs_f64(),
+            rr_seconds: stream.as_secs_f64() / 2.0,
+            quick: self.quick,
+        }
+    }
+}
+
+/// Messages per mode in the exact verification that opens every run.
+const VERIFY_MESSAGES: u64 = 32;
+const VERIFY_SIZE: u64 = 64 << 10;
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    sys::require_root("netcopy run")?;
+    let config = args.config();
+    if config.modes.is_empty() || config.sizes.is_empty() || config.threads.is_empty() {
+        bail!("nothing to run: give at least one mode, size and thread count");
+    }
+    if let Some(&zero) = config.sizes.iter().find(|&&s| s == 0) {
+        bail!("message size {zero} is invalid: sizes must be at least 1 byte");
+    }
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("results").join(timestamp_dir_name()),
+    };
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
+
+    let mut probes = CopyProbes::load()?;
+    let hw = counters::capability_hw();
+    let mut results = Results {
+        schema_version: SCHEMA_VERSION,
+        tool: format!("netcopy {}", env!("CARGO_PKG_VERSION")),
+        started_at_unix: unix_now(),
+        finished_at_unix: None,
+        complete: false,
+        interrupted: false,
+        machine: machine(hw.available, &hw.reason),
+        config: config.clone(),
+        plan: PlanRecord::from(probes.plan()),
+        verification: Vec::new(),
+        cells: Vec::new(),
+    };
+    eprintln!("netcopy run: writing to {}", dir.display());
+    eprintln!("{}", probes.plan().describe().trim_end());
+
+    for &mode in &config.modes {
+        let ledger = verify::verify_mode(&mut probes, mode, VERIFY_SIZE, VERIFY_MESSAGES)
+            .with_context(|| format!("verifying {mode}"))?;
+        eprintln!("verify {mode}: {:?}", ledger.verdict);
+        results.verification.push(ledger);
+    }
+    write_results(&dir, &results)?;
+
+    let cells: Vec<(Mode, u64, usize, u32)> = (0..config.repeat)
+        .flat_map(|r| {
+            let config = &config;
+            config.modes.iter().flat_map(move |&m| {
+                config
+                    .sizes
+                    .iter()
+                    .flat_map(move |&s| config.threads.iter().map(move |&t| (m, s, t, r)))
+            })
+        })
+        .collect();
+    let bar = progress_bar(cells.len() as u64);
+    for (mode, size, threads, repeat) in cells {
+        if stop.load(Ordering::SeqCst) {
+            results.interrupted = true;
+            break;
+        }
+        bar.set_message(format!(
+            "{mode} {} x{threads} #{}",
+            format_size(size),
+            repeat + 1
+        ));
+        let cell = measure_cell(&mut probes, &config, mode, size, threads, repeat)
+            .with_context(|| format!("cell {mode} {} x{threads}", format_size(size)));
+        match cell {
+            Ok(cell) => {
+                progress_line(&bar, format!(
+                    "{mode:<9} {:>5} x{threads}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
+                    format_size(size),
+                    cell.stream.throughput_gbps,
+                    cell.latency.latency_us.p50,
+                    cell.copies_per_byte
+                        .map(|c| format!("{c:.2}"))
+                        .unwrap_or_else(|| "n/a".into())
+                ));
+                results.cells.push(cell);
+                write_results(&dir, &results)?;
+            }
+            // An interrupted cell is dropped; anything else is an error of the run.
+            Err(_) if stop.load(Ordering::SeqCst) => {
+                results.interrupted = true;
+                break;
+            }
+            Err(e) => {
+                bar.abandon();
+                write_results(&dir, &results)?;
+                return Err(e);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    results.complete = !results.interrupted;
+    results.finished_at_unix = Some(unix_now());
+    write_results(&dir, &results)?;
+    let outputs = crate::report::write_outputs(&dir, &results)?;
+    eprintln!(
+        "netcopy run: {} cells{} -> {}",
+        results.cells.len(),
+        if results.interrupted { " (interrupted)" } else { "" },
+        dir.display()
+    );
+    for path in outputs {
+        eprintln!("  {}", path.display());
+    }
+    Ok(if results.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A line above the bar on a terminal; a plain line on stderr otherwise (CI logs), where
+/// indicatif draws nothing at all.
+fn progress_line(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} cells  {msg}  ETA {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Writes results.json through a temporary file and a rename: readers never see half a file.
+pub fn write_results(dir: &Path, results: &Results) -> Result<()> {
+    let path = dir.join("results.json");
+    let tmp = dir.join("results.json.tmp");
+    let text = serde_json::to_string_pretty(results).context("encoding results")?;
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Stream phase with copies and counters, then the latency phase, each with its own server.
+fn measure_cell(
+    probes: &mut CopyProbes,
+    config: &RunConfig,
+    mode: Mode,
+    size: u64,
+    threads: usize,
+    repeat: u32,
+) -> Result<Cell> {
+    let size_limit = ["--max-size".to_string(), size.to_string()];
+    let own_pid = std::process::id();
+
+    // Stream phase: throughput, copies, CPU.
+    let server = ServerProcess::spawn(mode, &size_limit)?;
+    probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+    probes.watch_process(own_pid, CLIENT_SLOT, false)?;
+    let mut server_counters = ProcessCounters::open(server.pid(), true);
+    let mut client_counters = ProcessCounters::open(own_pid, true);
+    let before = probes.read_counters()?;
+    server_counters.enable();
+    client_counters.enable();
+    let mut client = ClientConfig::new(
+        &server.addr,
+        size,
+        threads,
+        RunLimit::Duration(Duration::from_secs_f64(config.stream_seconds)),
+    );
+    client.pattern = Pattern::Stream;
+    let stream = run_client(&client);
+    client_counters.disable();
+    let totals = server.stop();
+    server_counters.disable();
+    let after = probes.read_counters();
+    probes.unwatch_process(own_pid)?;
+    let stream = stream.map_err(|f| anyhow!("stream phase: {f}"))?;
+    let totals = totals?;
+    let delta = after?.since(&before);
+    let server_readings = server_counters.read();
+    let client_readings = client_counters.read();
+
+    // Latency phase: request/response, one message per transaction.
+    let server = ServerProcess::spawn(mode, &size_limit)?;
+    let mut rr = ClientConfig::new(
+        &server.addr,
+        size,
+        threads,
+        RunLimit::Duration(Duration::from_secs_f64(config.rr_seconds)),
+    );
+    rr.pattern = Pattern::Rr;
+    let latency = run_client(&rr);
+    server.stop()?;
+    let latency = latency.map_err(|f| anyhow!("latency phase: {f}"))?;
+
+    let sender = &totals.total.sender;
+    let messages = stream.messages.max(1);
+    let copies: std::collections::BTreeMap<String, CopyFigure> =
+        ledger::observe_sites(mode, &delta, probes.plan(), sender)
+            .into_iter()
+            .map(|(site, o)| {
+                (
+                    site.name().to_string(),
+                    CopyFigure {
+                        bytes_per_message: o.bytes.map(|b| b as f64 / messages as f64),
+                        bytes: o.bytes,
+                        calls: o.calls,
+                        source: o.source,
+                        how: o.how,
+                    },
+                )
+            })
+            .collect();
+    let copied: Option<u64> = LedgerSite::ALL
+        .iter()
+        .filter(|s| s.is_copy())
+        .map(|s| copies[s.name()].bytes)
+        .sum();
+    let copies_per_byte = match (copied, stream.bytes) {
+        (Some(c), b) if b > 0 => Some(c as f64 / b as f64),
+        _ => None,
+    };
+    Ok(Cell {
+        mode,
+        size,
+        threads,
+        repeat,
+        stream: stream_figures(&stream),
+        latency: LatencyFigures {
+            kind: latency.latency_kind,
+            transactions: latency.messages,
+            latency_us: latency.latency_us.clone(),
+            integrity_errors: latency.integrity_errors,
+        },
+        copies,
+        copies_per_byte,
+        zerocopy: ZeroCopyFigures {
+            sends: sender.zerocopy_sends,
+            notifications: sender.completion_notifications,
+            completed_sends: sender.completed_sends,
+            copied_sends: sender.copied_sends,
+            copied_bytes: sender.copied_bytes,
+            enobufs_retries: sender.enobufs_retries,
+        },
+        cpu: cpu_figures(&server_readings, &client_readings, stream.bytes),
+        server_counters: Some(server_readings),
+        client_counters: Some(client_readings),
+        trace_sample: None,
+    })
+}
+
+fn stream_figures(r: &ClientReport) -> StreamFigures {
+    StreamFigures {
+        messages: r.messages,
+        payload_bytes: r.bytes,
+        seconds: r.seconds,
+        throughput_gbps: r.throughput_gbps,
+        integrity_errors: r.integrity_errors,
+        discarded_bytes: r.discarded_bytes,
+    }
+}
+
+fn value(readings: &CounterReadings, kind: CounterKind) -> Option<u64> {
+    match readings.get(kind) {
+        CounterValue::Available { value, .. } => Some(value),
+        CounterValue::Unavailable { .. } => None,
+    }
+}
+
+fn cpu_figures(server: &CounterReadings, client: &CounterReadings, bytes: u64) -> CpuFigures {
+    let server_cpu = value(server, CounterKind::TaskClock);
+    let client_cpu = value(client, CounterKind::TaskClock);
+    let per_byte = |ns: Option<u64>| ns.filter(|_| bytes > 0).map(|n| n as f64 / bytes as f64);
+    let cycles = server.get(CounterKind::Cycles);
+    let misses = match server.get(CounterKind::LlcLoadMisses) {
+        CounterValue::Available { .. } => server.get(CounterKind::LlcLoadMisses),
+        CounterValue::Unavailable { .. } => server.get(CounterKind::CacheMisses),
+    };
+    let hw_unavailable_reason = match &cycles {
+        CounterValue::Unavailable { reason } => Some(reason.clone()),
+        CounterValue::Available { .. } => None,
+    };
+    CpuFigures {
+        server_cpu_ns: server_cpu,
+        client_cpu_ns: client_cpu,
+        source: "perf_event_open task-clock (software counter), server process and this \
+                 process (client threads)"
+            .to_string(),
+        server_ns_per_byte: per_byte(server_cpu),
+        total_ns_per_byte: per_byte(server_cpu.zip(client_cpu).map(|(s, c)| s + c)),
+        cycles_per_byte: counters::per_byte(&cycles, bytes),
+        llc_misses_per_mib: counters::per_mib(&misses, bytes),
+        hw_unavailable_reason,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `20261125T061500Z`: sortable, and free of characters shells and filesystems dislike.
+fn timestamp_dir_name() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
+}
+
+fn machine(perf_hw_available: bool, perf_hw_reason: &str) -> Machine {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let memory_bytes = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    Machine {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        kernel: sys::kernel_release(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu_model,
+        memory_bytes,
+        perf_hw_available,
+        perf_hw_reason: perf_hw_reason.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! `netcopy run --quick` end to end: every cell in results.json and results.csv, plots and
+//! report written, and a run interrupted with Ctrl-C still leaves a valid results.json.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netcopy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn results(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json is valid JSON")
+}
+
+#[test]
+fn quick_sweep_writes_every_cell_and_every_output() {
+    if !common::privileged("quick_sweep_writes_every_cell_and_every_output") {
+        return;
+    }
+    let _serial = common::serial();
+    let dir = temp_dir("quick");
+    let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args(["run", "--quick", "--out"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run netcopy run --quick");
+    assert!(
+        out.status.success(),
+        "netcopy run --quick failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = results(&dir);
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["complete"], true);
+    assert_eq!(json["interrupted"], false);
+    let config = &json["config"];
+    let expected_cells = config["modes"].as_array().unwrap().len()
+        * config["sizes"].as_array().unwrap().len()
+        * config["threads"].as_array().unwrap().len()
+        * config["repeat"].as_u64().unwrap() as usize;
+    let cells = json["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), expected_cells);
+    for mode in ["two-copy", "one-copy", "zero-copy"] {
+        for size in config["sizes"].as_array().unwrap() {
+            for threads in config["threads"].as_array().unwrap() {
+                assert!(
+                    cells.iter().any(|c| c["mode"] == mode
+                        && c["size"] == *size
+                        && c["threads"] == *threads),
+                    "missing cell {mode} {size} x{threads}"
+                );
+            }
+        }
+    }
+    for cell in cells {
+        assert_eq!(cell["stream"]["integrity_errors"], 0);
+        assert!(cell["stream"]["messages"].as_u64().unwrap() > 0);
+        assert!(cell["latency"]["transactions"].as_u64().unwrap() > 0);
+        // The receive copy is observed on every kernel netcopy supports.
+        assert!(
+            cell["copies"]["kernel_recv_copy"]["bytes"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+    // The exact verification ran first, and every mode passed or degraded as reported.
+    for ledger in json["verification"].as_array().expect("verification") {
+        assert_ne!(ledger["verdict"], "mismatch", "{ledger:#}");
+    }
+    let csv = std::fs::read_to_string(dir.join("results.csv")).expect("results.csv");
+    assert_eq!(
+        csv.lines().count(),
+        expected_cells + 1,
+        "header + one row per cell"
+    );
+    for file in [
+        "report.md",
+        "throughput_vs_size.svg",
+        "copies_per_message.svg",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn interrupted_run_leaves_valid_results() {
+    if !common::privileged("interrupted_run_leaves_valid_results") {
+        return;
+    }
+    let _serial = common::serial();
+    let dir = temp_dir("interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args(["run", "--quick", "--out"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netcopy run");
+    // Wait (bounded) until a few cells are on disk, then Ctrl-C.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let cells = std::fs::read_to_string(dir.join("results.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["cells"].as_array().map(|c| c.len()))
+            .unwrap_or(0);
+        if cells >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cells written in time");
+        assert!(child.try_wait().unwrap().is_none(), "run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    let json = results(&dir);
+    assert_eq!(json["interrupted"], true);
+    assert_eq!(json["complete"], false);
+    let cells = json["cells"].as_array().unwrap().len();
+    assert!(cells >= 2, "what was measured is kept");
+    assert!(cells < 18, "the sweep did stop early");
+    let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(report.to_lowercase().contains("interrupted"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
