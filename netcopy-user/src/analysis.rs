@@ -601,7 +601,19 @@ pub fn hw_availability(results: &Results) -> HwAvailability {
             }
         }
     }
-    hw.reasons = reasons
+    // The same failure is reported once per thread and event; keep one line per cause.
+    let mut merged: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+    for (reason, kinds) in reasons {
+        let (general, event) = generalize_reason(&reason);
+        let entry = merged.entry(general).or_default();
+        entry.extend(kinds);
+        if let Some(event) = event {
+            if let Some(kind) = CounterKind::ALL.iter().find(|k| k.perf_name() == event) {
+                entry.insert(kind.perf_name());
+            }
+        }
+    }
+    hw.reasons = merged
         .into_iter()
         .map(|(reason, kinds)| {
             if kinds.is_empty() {
@@ -616,6 +628,33 @@ pub fn hw_availability(results: &Results) -> HwAvailability {
         })
         .collect();
     hw
+}
+
+/// `perf_event_open(cycles) on thread 12 of process 12 failed: E...` ->
+/// (`perf_event_open failed: E...`, Some("cycles")): the cause without the thread, process
+/// and event it was met on.
+fn generalize_reason(reason: &str) -> (String, Option<String>) {
+    let mut text = reason.to_string();
+    let mut event = None;
+    if let Some(rest) = text.strip_prefix("perf_event_open(") {
+        if let Some(end) = rest.find(')') {
+            event = Some(rest[..end].to_string());
+            text = format!("perf_event_open{}", &rest[end + 1..]);
+        }
+    }
+    for marker in [" on the current process", " on thread "] {
+        if let Some(start) = text.find(marker) {
+            let tail = &text[start + marker.len()..];
+            let end = if marker == " on thread " {
+                // "<tid> of process <pid>"
+                tail.find(" failed").unwrap_or(0)
+            } else {
+                0
+            };
+            text = format!("{}{}", &text[..start], &tail[end..]);
+        }
+    }
+    (text, event)
 }
 
 /// The planned number of cells.
@@ -1575,6 +1614,30 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::generalize_reason;
+
+    #[test]
+    fn per_thread_reasons_collapse_to_one_cause() {
+        let (a, ea) = generalize_reason(
+            "perf_event_open(cycles) on thread 29894 of process 29894 failed: ENOENT (errno 2): no PMU",
+        );
+        let (b, eb) = generalize_reason(
+            "perf_event_open(cache-misses) on thread 7 of process 3 failed: ENOENT (errno 2): no PMU",
+        );
+        let (c, _) = generalize_reason(
+            "perf_event_open(cycles) on the current process failed: ENOENT (errno 2): no PMU",
+        );
+        assert_eq!(a, "perf_event_open failed: ENOENT (errno 2): no PMU");
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(ea.as_deref(), Some("cycles"));
+        assert_eq!(eb.as_deref(), Some("cache-misses"));
+        assert_eq!(generalize_reason("something else").0, "something else");
+    }
 }
 
 #[cfg(test)]
