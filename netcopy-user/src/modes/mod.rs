@@ -158,6 +158,37 @@ impl SenderStats {
         self.header_bytes += header_part as u64;
         self.payload_bytes += (bytes - header_part) as u64;
     }
+
+    /// The partial-send loop of the copying senders: calls `send(sent)` -- one syscall
+    /// that sends what is left after `sent` bytes and returns how many it took -- until
+    /// `total` bytes of one message are queued, retrying EINTR and waiting out EAGAIN.
+    pub(crate) fn send_all(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        total: usize,
+        mut send: impl FnMut(usize) -> std::io::Result<usize>,
+    ) -> std::io::Result<()> {
+        let mut sent = 0;
+        while sent < total {
+            self.syscalls += 1;
+            match send(sent) {
+                Ok(n) => {
+                    if n < total - sent {
+                        self.partial_sends += 1;
+                    }
+                    self.count_sent(sent, n);
+                    sent += n;
+                }
+                Err(err) => match err.kind() {
+                    std::io::ErrorKind::Interrupted => {}
+                    std::io::ErrorKind::WouldBlock => crate::sockets::wait_writable(fd)?,
+                    _ => return Err(err),
+                },
+            }
+        }
+        self.messages += 1;
+        Ok(())
+    }
 }
 
 /// Sends messages of one mode on one connection.

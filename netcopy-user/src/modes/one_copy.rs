@@ -47,27 +47,10 @@ impl Sender for OneCopySender {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; IOV_COUNT];
-        let mut sent = 0;
-        while sent < total {
+        self.stats.send_all(fd, total, |sent| {
             let used = sockets::remaining_iovecs(&slices, sent, &mut iov);
-            self.stats.syscalls += 1;
-            match sockets::sendmsg_iov(fd, &mut iov[..used], 0) {
-                Ok(n) => {
-                    if n < total - sent {
-                        self.stats.partial_sends += 1;
-                    }
-                    self.stats.count_sent(sent, n);
-                    sent += n;
-                }
-                Err(err) => match err.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock => sockets::wait_writable(fd)?,
-                    _ => return Err(err),
-                },
-            }
-        }
-        self.stats.messages += 1;
-        Ok(())
+            sockets::sendmsg_iov(fd, &mut iov[..used], 0)
+        })
     }
 
     fn finish(&mut self, _timeout: Duration) -> io::Result<()> {

@@ -45,26 +45,9 @@ impl Sender for TwoCopySender {
 
         let fd = self.socket.as_raw_fd();
         let total = self.buffer.len();
-        let mut sent = 0;
-        while sent < total {
-            self.stats.syscalls += 1;
-            match sockets::send_once(fd, &self.buffer[sent..]) {
-                Ok(n) => {
-                    if n < total - sent {
-                        self.stats.partial_sends += 1;
-                    }
-                    self.stats.count_sent(sent, n);
-                    sent += n;
-                }
-                Err(err) => match err.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock => sockets::wait_writable(fd)?,
-                    _ => return Err(err),
-                },
-            }
-        }
-        self.stats.messages += 1;
-        Ok(())
+        let buffer = &self.buffer;
+        self.stats
+            .send_all(fd, total, |sent| sockets::send_once(fd, &buffer[sent..]))
     }
 
     fn finish(&mut self, _timeout: Duration) -> io::Result<()> {
