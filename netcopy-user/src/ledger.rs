@@ -541,16 +541,23 @@ mod tests {
         ])
     }
 
+    /// A kernel that copied `server_send` bytes on the server's send and the exact
+    /// protocol and message bytes everywhere else (W's workload, copying modes).
+    fn copying_kernel(server_send: u64) -> CopyCounts {
+        let msg = 10 * (4095 + 16);
+        counts(&[
+            (SERVER_SLOT, CopySite::KernelSendCopy, server_send),
+            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
+            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+        ])
+    }
+
     #[test]
     fn one_copy_matches_when_kernel_copies_once_each_way() {
         let msg = 10 * (4095 + 16);
         let control = 16 + 24;
-        let kernel = counts(&[
-            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16),
-            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
-            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
-            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
-        ]);
+        let kernel = copying_kernel(msg + 16);
         let ledger = build(
             Mode::OneCopy,
             W,
@@ -568,12 +575,7 @@ mod tests {
     #[test]
     fn one_byte_off_is_a_mismatch() {
         let msg = 10 * (4095 + 16);
-        let kernel = counts(&[
-            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16 - 1),
-            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
-            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
-            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
-        ]);
+        let kernel = copying_kernel(msg + 16 - 1);
         let ledger = build(
             Mode::OneCopy,
             W,
@@ -588,12 +590,7 @@ mod tests {
     #[test]
     fn two_copy_needs_the_user_copy() {
         let msg = 10 * (4095 + 16);
-        let kernel = counts(&[
-            (SERVER_SLOT, CopySite::KernelSendCopy, msg + 16),
-            (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
-            (CLIENT_SLOT, CopySite::KernelRecvCopy, msg + 16),
-            (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
-        ]);
+        let kernel = copying_kernel(msg + 16);
         let no_memcpy = SenderStats::default();
         let ledger = build(Mode::TwoCopy, W, &kernel, &host_plan(), &no_memcpy);
         assert_eq!(ledger.verdict, Verdict::Mismatch);
