@@ -176,3 +176,236 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::SendInFlight {}
 }
+
+// ---- Syscall trace (`netcopy trace`) ----
+
+/// The system calls `netcopy trace` records; the value indexes
+/// [`TraceOffsets::syscalls`] and is the `syscall` field of a [`SyscallEvent`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TracedSyscall {
+    Sendto = 0,
+    Sendmsg = 1,
+    Sendmmsg = 2,
+    Recvfrom = 3,
+    Recvmsg = 4,
+    Recvmmsg = 5,
+    /// Only when the fd is a socket.
+    Write = 6,
+    /// Only when the fd is a socket.
+    Read = 7,
+    /// Only when the fd is a socket.
+    Writev = 8,
+    /// Only when the fd is a socket.
+    Readv = 9,
+}
+
+/// Number of [`TracedSyscall`] values.
+pub const TRACED_SYSCALL_COUNT: usize = 10;
+
+impl TracedSyscall {
+    pub const ALL: [TracedSyscall; TRACED_SYSCALL_COUNT] = [
+        TracedSyscall::Sendto,
+        TracedSyscall::Sendmsg,
+        TracedSyscall::Sendmmsg,
+        TracedSyscall::Recvfrom,
+        TracedSyscall::Recvmsg,
+        TracedSyscall::Recvmmsg,
+        TracedSyscall::Write,
+        TracedSyscall::Read,
+        TracedSyscall::Writev,
+        TracedSyscall::Readv,
+    ];
+
+    pub fn from_u32(value: u32) -> Option<TracedSyscall> {
+        Self::ALL.get(value as usize).copied()
+    }
+
+    /// The system call's name, as in `syscalls/sys_enter_NAME`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TracedSyscall::Sendto => "sendto",
+            TracedSyscall::Sendmsg => "sendmsg",
+            TracedSyscall::Sendmmsg => "sendmmsg",
+            TracedSyscall::Recvfrom => "recvfrom",
+            TracedSyscall::Recvmsg => "recvmsg",
+            TracedSyscall::Recvmmsg => "recvmmsg",
+            TracedSyscall::Write => "write",
+            TracedSyscall::Read => "read",
+            TracedSyscall::Writev => "writev",
+            TracedSyscall::Readv => "readv",
+        }
+    }
+
+    /// True for the calls that move data towards the socket.
+    pub const fn is_send(self) -> bool {
+        matches!(
+            self,
+            TracedSyscall::Sendto
+                | TracedSyscall::Sendmsg
+                | TracedSyscall::Sendmmsg
+                | TracedSyscall::Write
+                | TracedSyscall::Writev
+        )
+    }
+}
+
+/// Offsets of the arguments of one `syscalls/sys_enter_*` tracepoint record, from its
+/// tracefs format file; [`OFFSET_UNKNOWN`] where the call has no such argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallArgOffsets {
+    /// The file descriptor.
+    pub fd: u32,
+    /// The user pointer: buffer, `struct user_msghdr *`, `struct mmsghdr *` or iovec array.
+    pub ptr: u32,
+    /// Length, buffer size, iovec count or message count (`vlen`).
+    pub len: u32,
+    /// The `flags` argument.
+    pub flags: u32,
+}
+
+impl SyscallArgOffsets {
+    pub const UNKNOWN: SyscallArgOffsets = SyscallArgOffsets {
+        fd: OFFSET_UNKNOWN,
+        ptr: OFFSET_UNKNOWN,
+        len: OFFSET_UNKNOWN,
+        flags: OFFSET_UNKNOWN,
+    };
+}
+
+/// Everything the trace programs need to know about this kernel, found by the loader at
+/// run time: tracepoint record layouts (tracefs), kernel struct offsets for telling a
+/// socket fd from any other (BTF), and the user ABI layouts of msghdr, mmsghdr and iovec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceOffsets {
+    /// Per [`TracedSyscall`]: its `sys_enter_*` argument offsets.
+    pub syscalls: [SyscallArgOffsets; TRACED_SYSCALL_COUNT],
+    /// `ret` in the `sys_exit_*` records (one exit program serves all of them, so the
+    /// loader checks they agree).
+    pub exit_ret: u32,
+    /// `struct task_struct.files`.
+    pub task_files: u32,
+    /// `struct files_struct.fdt`.
+    pub files_fdt: u32,
+    /// `struct fdtable.fd`.
+    pub fdtable_fd: u32,
+    /// `struct fdtable.max_fds`.
+    pub fdtable_max_fds: u32,
+    /// `struct file.f_inode`.
+    pub file_f_inode: u32,
+    /// `struct inode.i_mode`.
+    pub inode_i_mode: u32,
+    /// `struct user_msghdr.msg_iov` (user ABI).
+    pub msghdr_iov: u32,
+    /// `struct user_msghdr.msg_iovlen` (user ABI).
+    pub msghdr_iovlen: u32,
+    /// `struct user_msghdr.msg_flags` (user ABI).
+    pub msghdr_flags: u32,
+    /// `struct mmsghdr.msg_len` (user ABI); `msg_hdr` is at offset 0.
+    pub mmsghdr_len: u32,
+    /// `sizeof(struct mmsghdr)` (user ABI).
+    pub mmsghdr_size: u32,
+    /// `struct iovec.iov_len` (user ABI).
+    pub iovec_len: u32,
+    /// `sizeof(struct iovec)` (user ABI).
+    pub iovec_size: u32,
+}
+
+impl Default for TraceOffsets {
+    fn default() -> Self {
+        Self {
+            syscalls: [SyscallArgOffsets::UNKNOWN; TRACED_SYSCALL_COUNT],
+            exit_ret: OFFSET_UNKNOWN,
+            task_files: OFFSET_UNKNOWN,
+            files_fdt: OFFSET_UNKNOWN,
+            fdtable_fd: OFFSET_UNKNOWN,
+            fdtable_max_fds: OFFSET_UNKNOWN,
+            file_f_inode: OFFSET_UNKNOWN,
+            inode_i_mode: OFFSET_UNKNOWN,
+            msghdr_iov: OFFSET_UNKNOWN,
+            msghdr_iovlen: OFFSET_UNKNOWN,
+            msghdr_flags: OFFSET_UNKNOWN,
+            mmsghdr_len: OFFSET_UNKNOWN,
+            mmsghdr_size: OFFSET_UNKNOWN,
+            iovec_len: OFFSET_UNKNOWN,
+            iovec_size: OFFSET_UNKNOWN,
+        }
+    }
+}
+
+/// iovecs summed per `struct user_msghdr` (sendmsg, recvmsg, writev, readv); beyond it
+/// the requested size is a lower bound and [`TRACE_INFO_REQUESTED_PARTIAL`] is set.
+pub const TRACE_MAX_IOVECS: u32 = 64;
+/// Messages of a sendmmsg/recvmmsg whose iovecs are summed at entry (the verifier's
+/// work grows fast with messages x iovecs: 16 x 16 takes it over 100 ms per program).
+pub const TRACE_MAX_MMSG: u32 = 16;
+/// iovecs summed per message of a sendmmsg/recvmmsg.
+pub const TRACE_MAX_MMSG_IOVECS: u32 = 4;
+/// Messages of a sendmmsg/recvmmsg whose `msg_len` is summed at exit.
+pub const TRACE_MAX_MMSG_RETURNED: u32 = 64;
+
+/// `requested` is a lower bound: more iovecs or messages than the program reads, or user
+/// memory it could not read.
+pub const TRACE_INFO_REQUESTED_PARTIAL: u32 = 1;
+/// `returned` of a sendmmsg/recvmmsg is a lower bound (more messages than read).
+pub const TRACE_INFO_RETURNED_PARTIAL: u32 = 2;
+/// `msg_flags_out` holds the `msg_flags` the kernel wrote back (recvmsg).
+pub const TRACE_INFO_MSG_FLAGS_OUT: u32 = 4;
+
+/// Index of the per-CPU lost counter for events the ring buffer had no room for.
+pub const TRACE_LOST_RING_FULL: u32 = 0;
+/// Index of the per-CPU lost counter for calls not recorded because the in-flight map
+/// was full (more threads inside traced calls at once than it holds).
+pub const TRACE_LOST_INFLIGHT_FULL: u32 = 1;
+/// Number of lost counters.
+pub const TRACE_LOST_COUNTERS: usize = 2;
+
+/// One traced system call: filled at `sys_enter`, completed at `sys_exit`, then sent to
+/// user space through the ring buffer. Copies counted on the calling thread while the
+/// call was in flight are added to `copies` (indexed by [`CopySite`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallEvent {
+    /// CLOCK_MONOTONIC at `sys_enter`, ns.
+    pub start_ns: u64,
+    /// CLOCK_MONOTONIC at `sys_exit`, ns.
+    pub end_ns: u64,
+    /// Bytes asked for: the length argument, or the iovec total.
+    pub requested: u64,
+    /// The raw return value: bytes, messages (mmsg) or `-errno`.
+    pub ret: i64,
+    /// Bytes moved: `ret` when positive, for mmsg the sum of `msg_len`.
+    pub returned: u64,
+    /// The user pointer argument (kept for the exit: msghdr/mmsghdr).
+    pub arg_ptr: u64,
+    /// Copies the kernel made inside this call, per copy site.
+    pub copies: [SiteCounter; SITE_COUNT],
+    pub pid: u32,
+    pub tid: u32,
+    /// A [`TracedSyscall`] value.
+    pub syscall: u32,
+    pub fd: i32,
+    /// The `flags` argument (0 for write/read/writev/readv).
+    pub flags: u32,
+    /// For recvmsg: `msg_flags` after the call (see [`TRACE_INFO_MSG_FLAGS_OUT`]).
+    pub msg_flags_out: u32,
+    /// iovecs in the request (summed over messages for mmsg).
+    pub iovecs: u32,
+    /// Messages in the request (`vlen` for mmsg, 1 otherwise).
+    pub messages: u32,
+    /// `TRACE_INFO_*` bits.
+    pub info: u32,
+    /// Filter slot of the calling process.
+    pub slot: u32,
+}
+
+#[cfg(feature = "user")]
+mod trace_pod {
+    // SAFETY: repr(C) structs of u32/u64/i32/i64 fields with no padding: SyscallArgOffsets
+    // and TraceOffsets are all u32, SyscallEvent is 6 u64 + 12 u64 (copies) + 10 u32.
+    unsafe impl aya::Pod for super::SyscallArgOffsets {}
+    unsafe impl aya::Pod for super::TraceOffsets {}
+    unsafe impl aya::Pod for super::SyscallEvent {}
+}

@@ -12,6 +12,7 @@ mod filter;
 mod maps;
 mod recv;
 mod send;
+mod trace;
 mod zerocopy;
 
 #[cfg(not(test))]

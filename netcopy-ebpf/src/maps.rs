@@ -36,4 +36,6 @@ pub fn count(slot: u32, site: CopySite, bytes: u64) {
             (*counter).bytes += bytes;
         }
     }
+    // Also book it to the calling thread's traced system call, if one is in flight.
+    crate::trace::on_copy(slot, site, bytes);
 }

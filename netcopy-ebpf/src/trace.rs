@@ -1,0 +1,412 @@
+//! `netcopy trace`: one record per send/receive system call of the traced processes,
+//! with the copies the kernel made inside that call.
+//!
+//! - `syscalls/sys_enter_*` (one program per call) creates a per-thread in-flight record
+//!   in `NETCOPY_TRACE_INFLIGHT`, for processes whose filter slot is set in
+//!   `NETCOPY_TRACE_SLOTS`. write/read/writev/readv are recorded only when their fd is a
+//!   socket: the program follows current->files->fdt->fd[fd]->f_inode->i_mode (offsets
+//!   from BTF) and checks S_IFSOCK, so a failed call on a socket is recorded as well as a
+//!   successful one, and calls on pipes and files never are.
+//! - While a call is in flight, `maps::count` adds the bytes of every send copy, zero-copy
+//!   attach and receive copy counted on the same thread to the record (`on_copy`).
+//! - `syscalls/sys_exit_*` completes the record (return value, mmsg lengths, recvmsg's
+//!   output flags) and sends it through the `NETCOPY_TRACE_EVENTS` ring buffer. When the
+//!   ring buffer has no room, a per-CPU lost counter is incremented instead.
+//!
+//! The user side attaches these programs only while a trace runs, so the copy counting of
+//! experiments pays nothing for them; `on_copy` checks the slot mask (an inlined array
+//! lookup) before anything else.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use netcopy_common::{
+    CopySite, SyscallEvent, TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SITE_COUNT,
+    TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
+    TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS,
+    TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
+};
+
+use crate::filter::current_slot;
+
+/// Bit `slot` set: the processes in that filter slot are traced. 0: tracing is off.
+#[map(name = "NETCOPY_TRACE_SLOTS")]
+static TRACE_SLOTS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// One entry: the layouts the loader found for this kernel.
+#[map(name = "NETCOPY_TRACE_OFFSETS")]
+static TRACE_OFFSETS: Array<TraceOffsets> = Array::with_max_entries(1, 0);
+
+/// tid -> the traced call it is inside. The loader sizes it (1 entry when tracing was not
+/// requested at load, so that it costs no memory).
+#[map(name = "NETCOPY_TRACE_INFLIGHT")]
+static INFLIGHT: HashMap<u32, SyscallEvent> = HashMap::with_max_entries(8192, 0);
+
+/// Completed calls for user space. The loader sizes it (one page when tracing was not
+/// requested at load).
+#[map(name = "NETCOPY_TRACE_EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// Per-CPU counts of calls that could not be recorded (`TRACE_LOST_*`).
+#[map(name = "NETCOPY_TRACE_LOST")]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACE_LOST_COUNTERS as u32, 0);
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+
+#[inline(always)]
+fn lost(index: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot, only touched by programs on this CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// The slot mask, or 0 when tracing is off.
+#[inline(always)]
+fn slot_mask() -> u32 {
+    TRACE_SLOTS.get(0).copied().unwrap_or(0)
+}
+
+/// Called by `maps::count` for every copy it counts: books it to the calling thread's
+/// traced call, if it has one. Deferred copies and completions are never booked to a
+/// call: they belong to earlier sends, even when they run on this thread's stack.
+#[inline(always)]
+pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
+    let index = match site {
+        CopySite::KernelSendCopy | CopySite::ZeroCopyAttach | CopySite::KernelRecvCopy => {
+            site as usize
+        }
+        _ => return,
+    };
+    let mask = slot_mask();
+    if mask == 0 || slot >= 32 || mask & (1 << slot) == 0 {
+        return;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(event) = INFLIGHT.get_ptr_mut(&tid) {
+        if index < SITE_COUNT {
+            // SAFETY: the entry belongs to this thread, which is running this program.
+            unsafe {
+                (*event).copies[index].calls += 1;
+                (*event).copies[index].bytes += bytes;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn kernel<T>(base: u64, offset: u32) -> Option<T> {
+    if offset == OFFSET_UNKNOWN || base == 0 {
+        return None;
+    }
+    bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok()
+}
+
+#[inline(always)]
+unsafe fn user<T>(base: u64, offset: u32) -> Option<T> {
+    if offset == OFFSET_UNKNOWN || base == 0 {
+        return None;
+    }
+    bpf_probe_read_user((base + u64::from(offset)) as *const T).ok()
+}
+
+/// True when `fd` of the current task is a socket.
+#[inline(always)]
+fn is_socket(fd: i32, off: &TraceOffsets) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: probe reads at offsets from this kernel's BTF; a stale pointer (the table
+    // being replaced concurrently) reads garbage or fails, and garbage is not S_IFSOCK
+    // with any useful probability.
+    unsafe {
+        let task = bpf_get_current_task();
+        let Some(files) = kernel::<u64>(task, off.task_files) else {
+            return false;
+        };
+        let Some(fdt) = kernel::<u64>(files, off.files_fdt) else {
+            return false;
+        };
+        let Some(max_fds) = kernel::<u32>(fdt, off.fdtable_max_fds) else {
+            return false;
+        };
+        if fd as u32 >= max_fds {
+            return false;
+        }
+        let Some(table) = kernel::<u64>(fdt, off.fdtable_fd) else {
+            return false;
+        };
+        let Ok(file) = bpf_probe_read_kernel((table + 8 * fd as u64) as *const u64) else {
+            return false;
+        };
+        let Some(inode) = kernel::<u64>(file, off.file_f_inode) else {
+            return false;
+        };
+        let Some(mode) = kernel::<u16>(inode, off.inode_i_mode) else {
+            return false;
+        };
+        mode & S_IFMT == S_IFSOCK
+    }
+}
+
+/// Sum of `iov_len` over the first `count` iovecs at `iov` (at most `max`).
+#[inline(always)]
+fn sum_iovecs(iov: u64, count: u64, max: u32, off: &TraceOffsets, event: &mut SyscallEvent) {
+    let mut i: u32 = 0;
+    while i < max {
+        if u64::from(i) >= count {
+            return;
+        }
+        let base = iov + u64::from(i) * u64::from(off.iovec_size);
+        // SAFETY: user memory of the current task, read with a fault-tolerant helper.
+        match unsafe { user::<u64>(base, off.iovec_len) } {
+            Some(len) => event.requested += len,
+            None => {
+                event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+                return;
+            }
+        }
+        event.iovecs += 1;
+        i += 1;
+    }
+    if count > u64::from(max) {
+        event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+    }
+}
+
+/// The iovecs of the `struct user_msghdr` at `msg`.
+#[inline(always)]
+fn sum_msghdr(msg: u64, max: u32, off: &TraceOffsets, event: &mut SyscallEvent) {
+    // SAFETY: user memory of the current task.
+    let iov = unsafe { user::<u64>(msg, off.msghdr_iov) };
+    let count = unsafe { user::<u64>(msg, off.msghdr_iovlen) };
+    match (iov, count) {
+        (Some(iov), Some(count)) => sum_iovecs(iov, count, max, off, event),
+        _ => event.info |= TRACE_INFO_REQUESTED_PARTIAL,
+    }
+}
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
+    let mask = slot_mask();
+    if mask == 0 {
+        return;
+    }
+    let Some(slot) = current_slot() else { return };
+    if slot >= 32 || mask & (1 << slot) == 0 {
+        return;
+    }
+    let Some(off) = TRACE_OFFSETS.get(0) else {
+        return;
+    };
+    let args = off.syscalls[syscall as usize];
+    let read = |offset: u32| -> Option<u64> {
+        if offset == OFFSET_UNKNOWN {
+            return None;
+        }
+        // SAFETY: the offset comes from this kernel's tracefs format file.
+        unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
+    };
+    let Some(fd) = read(args.fd) else { return };
+    let fd = fd as i32;
+    let socket_only = matches!(
+        syscall,
+        TracedSyscall::Write | TracedSyscall::Read | TracedSyscall::Writev | TracedSyscall::Readv
+    );
+    if socket_only && !is_socket(fd, off) {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let mut event = SyscallEvent {
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        syscall: syscall as u32,
+        fd,
+        flags: read(args.flags).unwrap_or(0) as u32,
+        messages: 1,
+        slot,
+        ..SyscallEvent::default()
+    };
+    let ptr = read(args.ptr).unwrap_or(0);
+    let len = read(args.len).unwrap_or(0);
+    event.arg_ptr = ptr;
+    match syscall {
+        TracedSyscall::Sendto
+        | TracedSyscall::Recvfrom
+        | TracedSyscall::Write
+        | TracedSyscall::Read => {
+            event.requested = len;
+            event.iovecs = 1;
+        }
+        TracedSyscall::Sendmsg | TracedSyscall::Recvmsg => {
+            sum_msghdr(ptr, TRACE_MAX_IOVECS, off, &mut event);
+        }
+        TracedSyscall::Writev | TracedSyscall::Readv => {
+            sum_iovecs(ptr, len, TRACE_MAX_IOVECS, off, &mut event);
+        }
+        TracedSyscall::Sendmmsg | TracedSyscall::Recvmmsg => {
+            event.messages = len as u32;
+            let mut m: u32 = 0;
+            while m < TRACE_MAX_MMSG {
+                if u64::from(m) >= len {
+                    break;
+                }
+                let msg = ptr + u64::from(m) * u64::from(off.mmsghdr_size);
+                sum_msghdr(msg, TRACE_MAX_MMSG_IOVECS, off, &mut event);
+                m += 1;
+            }
+            if len > u64::from(TRACE_MAX_MMSG) {
+                event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+            }
+        }
+    }
+    // Taken last, so that reading the iovecs is not counted in the call's duration.
+    // SAFETY: no preconditions.
+    event.start_ns = unsafe { bpf_ktime_get_ns() };
+    if INFLIGHT.insert(&event.tid, &event, 0).is_err() {
+        lost(TRACE_LOST_INFLIGHT_FULL);
+    }
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(off) = TRACE_OFFSETS.get(0) else {
+        return;
+    };
+    // SAFETY: the offset comes from this kernel's tracefs format files (checked equal for
+    // every exit tracepoint this program is attached to); the entry belongs to this
+    // thread, which is running this program.
+    unsafe {
+        let ret: i64 = if off.exit_ret == OFFSET_UNKNOWN {
+            0
+        } else {
+            ctx.read_at::<i64>(off.exit_ret as usize).unwrap_or(0)
+        };
+        (*event).end_ns = now;
+        (*event).ret = ret;
+        let syscall = (*event).syscall;
+        let ptr = (*event).arg_ptr;
+        if syscall == TracedSyscall::Sendmmsg as u32 || syscall == TracedSyscall::Recvmmsg as u32 {
+            // ret is the number of messages sent or received; their byte counts are in
+            // the msg_len fields the kernel wrote back.
+            let mut m: u32 = 0;
+            while m < TRACE_MAX_MMSG_RETURNED {
+                if i64::from(m) >= ret {
+                    break;
+                }
+                let msg = ptr + u64::from(m) * u64::from(off.mmsghdr_size);
+                match user::<u32>(msg, off.mmsghdr_len) {
+                    Some(len) => (*event).returned += u64::from(len),
+                    None => {
+                        (*event).info |= TRACE_INFO_RETURNED_PARTIAL;
+                        break;
+                    }
+                }
+                m += 1;
+            }
+            if ret > i64::from(TRACE_MAX_MMSG_RETURNED) {
+                (*event).info |= TRACE_INFO_RETURNED_PARTIAL;
+            }
+        } else if ret > 0 {
+            (*event).returned = ret as u64;
+        }
+        if syscall == TracedSyscall::Recvmsg as u32 {
+            if let Some(flags) = user::<u32>(ptr, off.msghdr_flags) {
+                (*event).msg_flags_out = flags;
+                (*event).info |= TRACE_INFO_MSG_FLAGS_OUT;
+            }
+        }
+        if EVENTS.output::<SyscallEvent>(&*event, 0).is_err() {
+            lost(TRACE_LOST_RING_FULL);
+        }
+    }
+    let _ = INFLIGHT.remove(&tid);
+}
+
+#[tracepoint]
+pub fn netcopy_trace_sendto(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Sendto);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_sendmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Sendmsg);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_sendmmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Sendmmsg);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_recvfrom(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Recvfrom);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_recvmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Recvmsg);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_recvmmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Recvmmsg);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_write(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Write);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_read(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Read);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_writev(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Writev);
+    0
+}
+
+#[tracepoint]
+pub fn netcopy_trace_readv(ctx: TracePointContext) -> u32 {
+    enter(&ctx, TracedSyscall::Readv);
+    0
+}
+
+/// `sys_exit_*` of the socket calls (sendto ... recvmmsg).
+#[tracepoint]
+pub fn netcopy_trace_exit_sock(ctx: TracePointContext) -> u32 {
+    exit(&ctx);
+    0
+}
+
+/// `sys_exit_*` of write/read/writev/readv: a separate program so that the two trace
+/// events of the attach plan can be attached and detached independently.
+#[tracepoint]
+pub fn netcopy_trace_exit_rw(ctx: TracePointContext) -> u32 {
+    exit(&ctx);
+    0
+}
