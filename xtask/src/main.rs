@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod build;
 mod run;
 mod testing;
@@ -32,6 +33,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then run `netcopy bench ARGS` as root: against iperf3, the machine's memcpy
+    /// ceiling, and what the probes cost (e.g. `cargo xtask bench --write-markdown BENCHMARKS.md`).
+    Bench {
+        /// Arguments for `netcopy bench` (see `netcopy bench --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build, then run unit tests, privileged integration tests and the VM test.
     Test(testing::TestArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
@@ -54,6 +62,9 @@ fn main() -> ExitCode {
         Command::Setup { check } => setup(check),
         Command::Build => build::build_all().map(|path| println!("build: {}", path.display())),
         Command::Run { args } => build::build_all().and_then(|netcopy| run::run(&netcopy, &args)),
+        Command::Bench { args } => {
+            build::build_all().and_then(|netcopy| bench::bench(&netcopy, &args))
+        }
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
     };

@@ -1,0 +1,278 @@
+//! Where the figures came from: the machine, the kernel, the date and the source tree.
+
+use std::{process::Command, time::SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::memcpy;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MachineInfo {
+    pub hostname: String,
+    /// `model name` of /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Logical CPUs this process may run on.
+    pub cpus: usize,
+    pub kernel: String,
+    pub memory_bytes: Option<u64>,
+    pub llc_bytes: Option<u64>,
+    /// `hypervisor` flag in /proc/cpuinfo: a virtual machine.
+    pub virtualized: bool,
+    /// UTC, RFC 3339, when the benchmark started.
+    pub date: String,
+    /// The source tree the benchmark ran from.
+    pub source: SourceTree,
+}
+
+/// The git commit of the working directory, and whether files differ from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceTree {
+    pub commit: Option<String>,
+    /// Tracked files with uncommitted changes (other work in progress may be built in).
+    pub modified_files: Option<usize>,
+    /// Why the commit is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl SourceTree {
+    pub fn describe(&self) -> String {
+        match (&self.commit, self.modified_files) {
+            (Some(c), Some(0)) => format!("commit {c}"),
+            (Some(c), Some(n)) => format!(
+                "commit {c} with uncommitted changes in {n} tracked file{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            (Some(c), None) => format!("commit {c}"),
+            (None, _) => format!(
+                "commit unknown ({})",
+                self.note.as_deref().unwrap_or("not a git checkout")
+            ),
+        }
+    }
+}
+
+impl MachineInfo {
+    pub fn collect() -> MachineInfo {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        MachineInfo {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            cpu_model: cpuinfo_field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: crate::sys::kernel_release(),
+            memory_bytes: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| memcpy::meminfo_field(&m, "MemTotal")),
+            llc_bytes: memcpy::last_level_cache_bytes(),
+            virtualized: cpuinfo_field(&cpuinfo, "flags")
+                .is_some_and(|f| f.split_whitespace().any(|w| w == "hypervisor")),
+            date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            source: source_tree(),
+        }
+    }
+
+    /// One line: `Intel(R) Xeon(R) Processor, 2 CPUs, kernel 6.18.44, 2026-11-25T06:00:00Z`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {} CPUs{}, {} GiB, LLC {}, kernel {}, {}",
+            self.cpu_model,
+            self.cpus,
+            if self.virtualized {
+                " (virtual machine)"
+            } else {
+                ""
+            },
+            self.memory_bytes.map_or("?".into(), |m| format!(
+                "{:.0}",
+                m as f64 / (1u64 << 30) as f64
+            )),
+            self.llc_bytes
+                .map_or("unknown".into(), |l| format!("{} MiB", l >> 20)),
+            self.kernel,
+            self.date
+        )
+    }
+}
+
+/// The value of the first `name : value` line of /proc/cpuinfo.
+pub fn cpuinfo_field(cpuinfo: &str, name: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim().to_string())
+    })
+}
+
+fn source_tree() -> SourceTree {
+    let git = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new("git")
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Ok(commit) => SourceTree {
+            commit: Some(commit.trim().to_string()),
+            modified_files: git(&["status", "--porcelain", "--untracked-files=no"])
+                .ok()
+                .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count()),
+            note: None,
+        },
+        Err(note) => SourceTree {
+            commit: None,
+            modified_files: None,
+            note: Some(note),
+        },
+    }
+}
+
+/// CPU time of the whole machine and of this process tree at one moment: two snapshots
+/// tell how much CPU other processes took while a part of the benchmark ran (on a
+/// shared 2-CPU machine, the main source of noise).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    /// user + nice + system of all CPUs, clock ticks.
+    task_ticks: u64,
+    steal_ticks: u64,
+    /// This process and its waited-for children, user + system, ns.
+    ours_ns: u64,
+    at: std::time::Instant,
+}
+
+/// What other processes (and the hypervisor) took between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForeignLoad {
+    /// CPU-seconds of user and kernel time not spent by netcopy, its servers or iperf3.
+    pub other_cpu_seconds: f64,
+    /// The same as a share of all CPUs over the interval, percent.
+    pub other_pct: f64,
+    /// Time the hypervisor gave our CPUs to someone else, percent of all CPUs.
+    pub steal_pct: f64,
+    pub seconds: f64,
+}
+
+impl ForeignLoad {
+    pub fn describe(&self) -> String {
+        format!(
+            "other processes used {:.1}% of the CPUs ({:.1} CPU-s in {:.0} s), steal {:.1}%",
+            self.other_pct, self.other_cpu_seconds, self.seconds, self.steal_pct
+        )
+    }
+
+    /// Above this, figures are likely disturbed.
+    pub fn is_busy(&self) -> bool {
+        self.other_pct > 5.0 || self.steal_pct > 5.0
+    }
+}
+
+impl CpuSnapshot {
+    pub fn take() -> Option<CpuSnapshot> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let (task_ticks, steal_ticks) = parse_proc_stat_cpu(&stat)?;
+        Some(CpuSnapshot {
+            task_ticks,
+            steal_ticks,
+            ours_ns: rusage_ns(libc::RUSAGE_SELF)? + rusage_ns(libc::RUSAGE_CHILDREN)?,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    pub fn since(&self, earlier: &CpuSnapshot, cpus: usize) -> ForeignLoad {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64();
+        let all = self.task_ticks.saturating_sub(earlier.task_ticks) as f64 / hz;
+        let ours = self.ours_ns.saturating_sub(earlier.ours_ns) as f64 / 1e9;
+        let steal = self.steal_ticks.saturating_sub(earlier.steal_ticks) as f64 / hz;
+        let capacity = seconds * cpus.max(1) as f64;
+        let other = (all - ours).max(0.0);
+        ForeignLoad {
+            other_cpu_seconds: other,
+            other_pct: if capacity > 0.0 {
+                other / capacity * 100.0
+            } else {
+                0.0
+            },
+            steal_pct: if capacity > 0.0 {
+                steal / capacity * 100.0
+            } else {
+                0.0
+            },
+            seconds,
+        }
+    }
+}
+
+/// (user + nice + system, steal) of the `cpu` line of /proc/stat, in clock ticks.
+/// irq and softirq time are left out: the kernel charges them to no task, so they would
+/// count our own loopback traffic as someone else's.
+pub fn parse_proc_stat_cpu(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((
+        v.first()? + v.get(1)? + v.get(2)?,
+        v.get(7).copied().unwrap_or(0),
+    ))
+}
+
+fn rusage_ns(who: libc::c_int) -> Option<u64> {
+    // SAFETY: rusage is plain old data that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return None;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    Some(ns(usage.ru_utime) + ns(usage.ru_stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuinfo_fields() {
+        let text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu hypervisor avx\n";
+        assert_eq!(
+            cpuinfo_field(text, "model name").as_deref(),
+            Some("Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(
+            cpuinfo_field(text, "flags").as_deref(),
+            Some("fpu hypervisor avx")
+        );
+        assert_eq!(cpuinfo_field(text, "bogomips"), None);
+    }
+
+    #[test]
+    fn proc_stat_cpu_line() {
+        let stat = "cpu  102580 5 22391 413544 1918 0 2985 37 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_proc_stat_cpu(stat), Some((102580 + 5 + 22391, 37)));
+        assert_eq!(parse_proc_stat_cpu("cpu0 1 2 3\n"), None);
+        assert_eq!(parse_proc_stat_cpu("cpu  x 2 3 4\n"), None);
+    }
+
+    #[test]
+    fn source_tree_descriptions() {
+        let clean = SourceTree {
+            commit: Some("abc".into()),
+            modified_files: Some(0),
+            note: None,
+        };
+        assert_eq!(clean.describe(), "commit abc");
+        let dirty = SourceTree {
+            modified_files: Some(3),
+            ..clean
+        };
+        assert!(dirty.describe().contains("3 tracked files"));
+    }
+}

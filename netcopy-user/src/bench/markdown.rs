@@ -1,0 +1,345 @@
+//! BENCHMARKS.md: the method and the figures of one `netcopy bench` run.
+
+use super::{
+    tracing, BenchReport, Instrument, Outcome, Summary, OVERHEAD_SIZE, PEER_SIZE, PEER_STREAMS,
+    TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT, ZERO_COPY_MECHANISMS,
+};
+use crate::size::format_size;
+
+fn cell(s: &Summary, digits: usize) -> String {
+    format!(
+        "{:.*} ({:.*} – {:.*})",
+        digits, s.median, digits, s.min, digits, s.max
+    )
+}
+
+fn why(o: Option<String>) -> String {
+    o.unwrap_or_default().replace('|', "\\|")
+}
+
+pub fn render(r: &BenchReport) -> String {
+    let m = &r.machine;
+    let mut out = String::new();
+    out.push_str("# netcopy benchmarks\n\n");
+    out.push_str(
+        "Written by `netcopy bench --write-markdown BENCHMARKS.md` (`cargo xtask bench` runs it \
+         as root after `cargo xtask build`). Every figure below comes from the run described \
+         here; rerun on your machine to get yours. No test asserts any of these speeds.\n\n",
+    );
+    out.push_str("## Machine and run\n\n| | |\n|---|---|\n");
+    let iperf = r
+        .peers
+        .measured()
+        .map(|p| match &p.iperf3 {
+            Outcome::Measured(i) => i.version.clone(),
+            other => why(other.why_not()),
+        })
+        .unwrap_or_else(|| "not used".into());
+    for (k, v) in [
+        ("CPU", m.cpu_model.clone()),
+        (
+            "CPUs",
+            format!(
+                "{}{}",
+                m.cpus,
+                if m.virtualized {
+                    " (virtual machine: `hypervisor` flag set)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "Memory",
+            m.memory_bytes.map_or("unknown".into(), |b| {
+                format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+            }),
+        ),
+        (
+            "Last-level cache (sysfs)",
+            m.llc_bytes
+                .map_or("unknown".into(), |b| format!("{} MiB", b >> 20)),
+        ),
+        ("Kernel", m.kernel.clone()),
+        ("Date (UTC)", m.date.clone()),
+        ("Source", m.source.describe()),
+        ("Tool", r.tool.clone()),
+        ("iperf3", iperf),
+        (
+            "Rounds",
+            format!(
+                "{} per comparison, {} s per run, sides alternating (ABAB…)",
+                r.rounds, r.seconds
+            ),
+        ),
+        ("Whole run", format!("{:.0} s", r.elapsed_seconds)),
+    ] {
+        out.push_str(&format!("| {k} | {v} |\n"));
+    }
+
+    out.push_str("\n## Method\n\n");
+    out.push_str(&format!(
+        "All traffic is loopback TCP (127.0.0.1). Each comparison runs its sides in one \
+         invocation, alternating them round by round, and reports the median of the rounds \
+         with min – max in parentheses; ratios are ratios of medians. Throughput is payload \
+         bits per second (10^9 bits = 1 Gbit).\n\n\
+         1. **Against iperf3.** `netcopy server --mode one-copy` (a child process) and the \
+         netcopy client in the benchmark process, stream pattern, {size} messages, for {s} s; \
+         against `iperf3 -c 127.0.0.1 -l {size} -t {s} --json` with an `iperf3 -s` started on \
+         a free port for the run and stopped afterwards, taking the receiver's \
+         `end.sum_received.bits_per_second`. The same once more with both sides on one CPU \
+         (netcopy's server and client threads pinned with `sched_setaffinity`, iperf3 with \
+         `-A n,n`), which takes away the parallelism between sender and receiver and \
+         compares CPU cost per byte; with {p} streams (`--threads {p}` vs `-P {p}`); and \
+         netcopy zero-copy vs `iperf3 -Z`. netcopy's client verifies every \
+         message (CRC32C of the payload, sequence number, field stamps) and reads the 16-byte \
+         message header with its own `read()`; iperf3's receiver discards the data.\n\
+         2. **The ceiling.** Single-thread `std::ptr::copy_nonoverlapping` between two \
+         buffers of at least 256 MiB and at least twice the last-level cache (both written \
+         before timing), one warm-up pass and 5 timed passes, each through `black_box`. \
+         Loopback TCP copies every payload byte twice in the kernel (into the socket buffer \
+         on send, out of it on receive), so one stream cannot move more than roughly memcpy / 2 \
+         bytes per second of one core: that estimate is the per-stream ceiling, and CPUs × it \
+         the whole machine's. It is an estimate, not a bound: the two copies run on different \
+         CPUs in parallel, and the kernel's copy routines are not glibc's memcpy.\n\
+         3. **Probe overhead.** One-copy, {osize} messages, 1 thread, {s} s per run, server \
+         and client pinned to one CPU, three ways alternating within each round: no probes loaded; copy counting \
+         (`CopyProbes::load()`, server and client processes watched); full syscall tracing \
+         (the probes loaded with a trace ring buffer, `trace::SyscallTracer` started on both \
+         processes, and its ring buffer drained by a thread of the benchmark process, as \
+         `netcopy trace` does). Probes are loaded and attached before each run and unloaded \
+         after it (load time is reported, not counted). CPU is perf task-clock (user + \
+         kernel, `netcopy::counters`) of the server process plus the client process (which \
+         includes the trace-draining thread) per payload byte. Overheads compare the medians \
+         with those of the no-probe runs. Why pinned: unpinned, this stream is bimodal on a \
+         2-CPU guest (server and client on one CPU: about 20 Gbit/s; on two CPUs: 13 to 27 \
+         Gbit/s, since every cross-CPU wake-up costs a VM exit) and the scheduler picks either \
+         at random, a spread of 20-40% that drowns a 3% overhead; pinned, the spread is about \
+         1-2% and every nanosecond a probe adds to the pipeline shows in the throughput. The \
+         trace-draining thread stays unpinned, on the other CPU, and is counted in the CPU \
+         figure, not in the throughput.\n\
+         4. **Trace capacity.** {generator}. Rates from 10 000 to 600 000 calls per second, \
+         then unpaced with 1 thread, one thread per CPU and two per CPU, {s} s each, counting the events delivered and those lost (ring buffer \
+         full, in-flight map full). Then the densest cells of `netcopy run`'s default sweep \
+         (1K messages; two-copy, one-copy, zero-copy; 1 and 8 threads; 1 s each) are traced \
+         and their events and losses counted.\n",
+        size = format_size(PEER_SIZE),
+        s = r.seconds,
+        p = PEER_STREAMS,
+        osize = format_size(OVERHEAD_SIZE),
+        generator = {
+            let mut g = tracing::GENERATOR.to_string();
+            if let Some(first) = g.get(..1) {
+                g = first.to_uppercase() + &g[1..];
+            }
+            g
+        },
+    ));
+    out.push_str(&format!("\nOn `iperf3 -Z`: {ZERO_COPY_MECHANISMS}\n"));
+
+    out.push_str("\n## Results\n\n### 1. Against iperf3\n\n");
+    match &r.peers {
+        Outcome::Measured(p) => {
+            out.push_str(
+                "| comparison | netcopy, Gbit/s | iperf3, Gbit/s | ratio |\n|---|---|---|---|\n",
+            );
+            for c in &p.comparisons {
+                match c {
+                    Outcome::Measured(c) => out.push_str(&format!(
+                        "| {} (`{}` vs `{}`) | {} | {} | {} |\n",
+                        c.name,
+                        c.ours_label,
+                        c.theirs_label,
+                        cell(&c.ours_gbps, 2),
+                        match &c.theirs_gbps {
+                            Outcome::Measured(t) => cell(t, 2),
+                            other => why(other.why_not()),
+                        },
+                        c.ratio.map_or("–".into(), |r| format!("{r:.3}"))
+                    )),
+                    other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
+                }
+            }
+            let notes: Vec<&String> = p
+                .comparisons
+                .iter()
+                .filter_map(Outcome::measured)
+                .flat_map(|c| c.notes.iter())
+                .filter(|n| n.as_str() != ZERO_COPY_MECHANISMS)
+                .collect();
+            for n in notes {
+                out.push_str(&format!("\n- {n}"));
+            }
+            out.push('\n');
+        }
+        other => out.push_str(&format!("{}\n", why(other.why_not()))),
+    }
+
+    out.push_str("\n### 2. The ceiling\n\n");
+    match &r.ceiling {
+        Outcome::Measured(c) => {
+            out.push_str(&format!(
+                "- memcpy, 1 thread, {} MiB buffers: **{} GB/s** (median, min – max of {} passes)\n\
+                 - estimated loopback TCP ceiling: **{:.1} Gbit/s per stream**, {:.1} Gbit/s for all {} CPUs\n",
+                c.memcpy.buffer_bytes >> 20,
+                cell(&c.memcpy.gbytes_per_s, 2),
+                c.memcpy.passes,
+                c.per_stream_gbps,
+                c.machine_gbps,
+                m.cpus
+            ));
+            for note in &c.memcpy.notes {
+                out.push_str(&format!("- note: {note}\n"));
+            }
+            for (label, best) in [
+                ("single stream", &c.best_single_stream),
+                ("several streams", &c.best_multi_stream),
+            ] {
+                if let Some(b) = best {
+                    out.push_str(&format!(
+                        "- our best, {label}: `{}` at {:.2} Gbit/s = **{:.0}%** of the ceiling\n",
+                        b.what,
+                        b.gbps,
+                        b.fraction_of_ceiling * 100.0
+                    ));
+                }
+            }
+        }
+        other => out.push_str(&format!("{}\n", why(other.why_not()))),
+    }
+
+    out.push_str("\n### 3. Probe overhead\n\n");
+    match &r.overhead {
+        Outcome::Measured(o) => {
+            out.push_str(
+                "| | Gbit/s | CPU ns per payload byte | throughput overhead | CPU overhead | load + attach |\n\
+                 |---|---|---|---|---|---|\n",
+            );
+            for v in &o.variants {
+                match v {
+                    Outcome::Measured(v) => out.push_str(&format!(
+                        "| {} | {} | {} | {} | {} | {} |\n",
+                        v.instrument.label(),
+                        cell(&v.gbps, 2),
+                        v.cpu_ns_per_byte
+                            .as_ref()
+                            .map_or_else(|| why(v.cpu_unavailable.clone()), |c| cell(c, 4)),
+                        pct(v.instrument, v.throughput_loss_pct),
+                        pct(v.instrument, v.cpu_increase_pct),
+                        v.setup_seconds
+                            .as_ref()
+                            .map_or("–".into(), |s| format!("{:.2} s", s.median)),
+                    )),
+                    other => out.push_str(&format!("| {} | | | | | |\n", why(other.why_not()))),
+                }
+            }
+            for v in o.variants.iter().filter_map(Outcome::measured) {
+                for e in &v.evidence {
+                    out.push_str(&format!("\n- {}: {e}", v.instrument.label()));
+                }
+            }
+            if let Some(Outcome::Measured(base)) = o.variants.first() {
+                if let Some(spread) = base.gbps.spread() {
+                    out.push_str(&format!(
+                        "\n- noise: the no-probe rounds spread over {:.1}% of their median; \
+                         overheads smaller than that are within the noise of this machine",
+                        spread * 100.0
+                    ));
+                }
+            }
+            out.push('\n');
+        }
+        other => out.push_str(&format!("{}\n", why(other.why_not()))),
+    }
+
+    out.push_str("\n### 4. Trace capacity\n\n");
+    match &r.trace_capacity {
+        Outcome::Measured(c) => {
+            out.push_str(&format!(
+                "Ring buffer {} MiB (`netcopy trace`'s default).\n\n| generator threads | target calls/s | calls/s made | events/s delivered | lost |\n|---|---|---|---|---|\n",
+                c.ring_bytes >> 20
+            ));
+            for s in &c.steps {
+                out.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.0} | {} |\n",
+                    s.threads,
+                    s.target_per_s
+                        .map_or("unpaced".into(), |r| format!("{r:.0}")),
+                    s.calls_per_s,
+                    s.delivered_per_s(),
+                    s.stats.lost()
+                ));
+            }
+            out.push_str(&format!(
+                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n\n\
+                 | densest default-sweep cell | calls/s | delivered/s | lost (ring full, in-flight map full) |\n|---|---|---|---|\n",
+                c.lossless_events_per_s
+                    .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
+                c.lowest_lossy_calls_per_s.map_or(
+                    "no loss at any rate the generator reached".into(),
+                    |r| format!("{r:.0} calls/s")
+                ),
+            ));
+            for w in &c.workloads {
+                match w {
+                    Outcome::Measured(w) => out.push_str(&format!(
+                        "| {} | {:.0} | {:.0} | {} ({}, {}) |\n",
+                        w.label,
+                        w.stats.offered_per_second(),
+                        w.stats.events_per_second(),
+                        w.stats.lost(),
+                        w.stats.lost_ring_full,
+                        w.stats.lost_inflight_full
+                    )),
+                    other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{}\n", why(other.why_not()))),
+    }
+
+    if !r.load.is_empty() {
+        out.push_str(
+            "\n### Load during the run\n\nCPU taken by other processes (not netcopy, its \
+             servers or iperf3) and by the hypervisor (steal) while each part ran: on a shared \
+             2-CPU machine the main source of noise.\n\n| part | other processes | steal |\n|---|---|---|\n",
+        );
+        for l in &r.load {
+            out.push_str(&format!(
+                "| {} | {:.1}% of the CPUs | {:.1}% |\n",
+                super::part_name(l.part),
+                l.load.other_pct,
+                l.load.steal_pct
+            ));
+        }
+    }
+
+    out.push_str("\n## Targets\n\n| target | measured | |\n|---|---|---|\n");
+    for t in &r.targets {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            t.goal,
+            t.measured.replace('|', "\\|"),
+            t.verdict.word()
+        ));
+    }
+    out.push_str(&format!(
+        "\nTargets: one-copy ≥ {TARGET_PEER_RATIO} × iperf3 at the same settings; copy \
+         counting ≤ {TARGET_COUNTING_PCT}% and syscall tracing ≤ {TARGET_TRACING_PCT}% of \
+         throughput and of CPU per byte; no lost events at the default sweep's event rate. \
+         They are reported, never asserted.\n"
+    ));
+    out.push_str(
+        "\n## Reproduce\n\n```sh\n$ cargo xtask bench                       # build, then netcopy bench as root\n\
+         $ sudo target/release/netcopy bench --rounds 9 --seconds 3 --json\n\
+         $ sudo target/release/netcopy bench --write-markdown BENCHMARKS.md\n```\n",
+    );
+    out
+}
+
+fn pct(instrument: Instrument, value: Option<f64>) -> String {
+    if instrument == Instrument::None {
+        return "(baseline)".into();
+    }
+    value.map_or("n/a".into(), |p| format!("{p:+.1}%"))
+}

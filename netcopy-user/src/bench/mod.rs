@@ -1,0 +1,1465 @@
+//! `netcopy bench`: where netcopy stands against what users would pick instead (iperf3),
+//! against the machine's limits (memcpy bandwidth), and what its own instruments cost
+//! (copy counting, syscall tracing).
+//!
+//! Every comparison runs both sides in one run, alternating them round by round
+//! (ABAB...), and reports the median, min and max of the rounds and the ratio of the
+//! medians. Targets are printed as met / NOT met; nothing here asserts a speed.
+
+mod affinity;
+mod iperf;
+mod machine;
+mod markdown;
+mod memcpy;
+mod stats;
+mod tracing;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use netcopy_common::CopySite;
+use serde::{Deserialize, Serialize};
+
+pub use iperf::{Iperf3, Iperf3Options, Iperf3Result};
+pub use machine::{CpuSnapshot, ForeignLoad, MachineInfo, SourceTree};
+pub use memcpy::MemcpyFigures;
+pub use stats::Summary;
+
+use crate::{
+    client::{run_client, ClientConfig, RunLimit},
+    counters::{CounterKind, ProcessCounters},
+    ebpf::CopyProbes,
+    harness::ServerProcess,
+    ledger::{CLIENT_SLOT, SERVER_SLOT},
+    modes::Mode,
+    size::format_size,
+    sys,
+};
+
+/// Message size of the comparisons with iperf3 (`iperf3 -l 128K`).
+pub const PEER_SIZE: u64 = 128 << 10;
+/// Streams of the multi-stream comparison (`-P 4` / `--threads 4`).
+pub const PEER_STREAMS: u32 = 4;
+/// Message size of the probe-overhead runs.
+pub const OVERHEAD_SIZE: u64 = 64 << 10;
+/// memcpy passes measured (after one warm-up).
+pub const MEMCPY_PASSES: u32 = 5;
+
+/// Target: one-copy throughput at least this fraction of iperf3's at the same settings.
+pub const TARGET_PEER_RATIO: f64 = 0.95;
+/// Target: copy counting costs at most this much throughput and CPU, percent.
+pub const TARGET_COUNTING_PCT: f64 = 3.0;
+/// Target: syscall tracing costs at most this much throughput and CPU, percent.
+pub const TARGET_TRACING_PCT: f64 = 10.0;
+
+/// The parts of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    /// One-copy and zero-copy against iperf3.
+    Peers,
+    /// memcpy bandwidth and the loopback TCP ceiling it implies.
+    Ceiling,
+    /// Throughput and CPU with no probes, with copy counting, with syscall tracing.
+    Probes,
+    /// Events per second the trace path carries without loss.
+    Trace,
+}
+
+/// `netcopy bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Rounds of each comparison; the two sides alternate within every round.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
+    /// Seconds of every single run (whole seconds: iperf3 -t takes no fractions).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub seconds: u32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the method and the figures as Markdown (BENCHMARKS.md) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub write_markdown: Option<PathBuf>,
+    /// Run only these parts, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+impl BenchArgs {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
+}
+
+/// A figure that was measured, or why not.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome<T> {
+    Measured(T),
+    NotMeasured { reason: String },
+    Failed { error: String },
+}
+
+impl<T> Outcome<T> {
+    pub fn measured(&self) -> Option<&T> {
+        match self {
+            Outcome::Measured(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Why there is no figure, for a "not measured" line.
+    pub fn why_not(&self) -> Option<String> {
+        match self {
+            Outcome::Measured(_) => None,
+            Outcome::NotMeasured { reason } => Some(format!("not measured: {reason}")),
+            Outcome::Failed { error } => Some(format!("FAILED: {error}")),
+        }
+    }
+}
+
+/// Two sides of a comparison, measured alternately.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparison {
+    pub name: String,
+    /// Streams (connections) on each side.
+    pub streams: u32,
+    /// What our side ran.
+    pub ours_label: String,
+    /// What the other side ran (an iperf3 command line).
+    pub theirs_label: String,
+    /// Our throughput per round, Gbit/s of payload.
+    pub ours_gbps: Summary,
+    /// Theirs per round (iperf3: the receiver's bits_per_second), or why not measured.
+    pub theirs_gbps: Outcome<Summary>,
+    /// Median of ours / median of theirs.
+    pub ratio: Option<f64>,
+    /// Ours / theirs within each round.
+    pub round_ratios: Vec<f64>,
+    /// Facts about our side worth knowing (e.g. zero-copy completions flagged COPIED).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerSection {
+    /// The iperf3 used, or why there is none.
+    pub iperf3: Outcome<Iperf3>,
+    pub size: u64,
+    pub seconds: u32,
+    pub comparisons: Vec<Outcome<Comparison>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CeilingSection {
+    pub memcpy: MemcpyFigures,
+    /// memcpy / 2 in Gbit/s: the estimated loopback TCP ceiling of one stream.
+    pub per_stream_gbps: f64,
+    /// The same times the CPUs: every CPU doing nothing but the kernel's copies.
+    pub machine_gbps: f64,
+    /// Our best single-stream figure of this run, and which mode gave it.
+    pub best_single_stream: Option<BestFigure>,
+    pub best_multi_stream: Option<BestFigure>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BestFigure {
+    pub what: String,
+    pub gbps: f64,
+    /// Fraction of the matching ceiling.
+    pub fraction_of_ceiling: f64,
+}
+
+/// One way of running the probe-overhead workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instrument {
+    None,
+    CopyCounting,
+    SyscallTracing,
+}
+
+impl Instrument {
+    pub fn label(self) -> &'static str {
+        match self {
+            Instrument::None => "no probes",
+            Instrument::CopyCounting => "copy counting",
+            Instrument::SyscallTracing => "syscall tracing",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantFigures {
+    pub instrument: Instrument,
+    pub gbps: Summary,
+    /// (server + client task-clock) / payload bytes.
+    pub cpu_ns_per_byte: Option<Summary>,
+    /// Why there is no CPU figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_unavailable: Option<String>,
+    /// Versus no probes, from the medians; positive = slower.
+    pub throughput_loss_pct: Option<f64>,
+    /// Versus no probes, from the medians; positive = more CPU per byte.
+    pub cpu_increase_pct: Option<f64>,
+    /// Seconds to load and attach the probes before each run (not part of the run).
+    pub setup_seconds: Option<Summary>,
+    /// Evidence that the instrument was active (bytes it counted, events it recorded).
+    pub evidence: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverheadSection {
+    pub mode: Mode,
+    pub size: u64,
+    pub threads: usize,
+    pub seconds: u32,
+    /// The CPU server and client were both pinned to (the trace-draining thread is not
+    /// pinned); None when pinning was not possible (`pin_note` says why).
+    pub pinned_cpu: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_note: Option<String>,
+    pub variants: Vec<Outcome<VariantFigures>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartLoad {
+    pub part: Part,
+    pub load: ForeignLoad,
+}
+
+/// How a target came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Met,
+    NotMet,
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::NotMet => "NOT met",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    pub goal: String,
+    pub measured: String,
+    pub verdict: Verdict,
+}
+
+/// Everything `netcopy bench` measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// `netcopy X.Y.Z`.
+    pub tool: String,
+    pub machine: MachineInfo,
+    pub rounds: u32,
+    pub seconds: u32,
+    pub peers: Outcome<PeerSection>,
+    pub ceiling: Outcome<CeilingSection>,
+    pub overhead: Outcome<OverheadSection>,
+    pub trace_capacity: Outcome<tracing::CapacitySection>,
+    pub targets: Vec<Target>,
+    /// CPU other processes took while each part ran (noise).
+    pub load: Vec<PartLoad>,
+    /// Wall-clock seconds the whole benchmark took.
+    pub elapsed_seconds: f64,
+}
+
+impl BenchReport {
+    /// True when some part failed (as opposed to being skipped with a reason).
+    pub fn failed(&self) -> bool {
+        let failed = |o: Option<String>| o.is_some_and(|s| s.starts_with("FAILED"));
+        failed(self.peers.why_not())
+            || failed(self.ceiling.why_not())
+            || failed(self.overhead.why_not())
+            || failed(self.trace_capacity.why_not())
+            || self.peers.measured().is_some_and(|p| {
+                p.comparisons.iter().any(|c| match c {
+                    Outcome::Failed { .. } => true,
+                    Outcome::Measured(c) => matches!(c.theirs_gbps, Outcome::Failed { .. }),
+                    Outcome::NotMeasured { .. } => false,
+                })
+            })
+            || self.overhead.measured().is_some_and(|o| {
+                o.variants
+                    .iter()
+                    .any(|v| matches!(v, Outcome::Failed { .. }))
+            })
+    }
+}
+
+/// Progress lines go to standard error, so that `--json` output stays clean.
+fn progress(text: &str) {
+    eprintln!("bench: {text}");
+}
+
+/// Runs `netcopy bench`.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.write_markdown {
+        check_writable(path)?;
+    }
+    let started = Instant::now();
+    let machine = MachineInfo::collect();
+    progress(&format!("machine: {}", machine.describe()));
+    let seconds = args.seconds;
+
+    let mut load = Vec::new();
+    let mut measure_load = |part: Part, before: Option<CpuSnapshot>| {
+        if let (Some(before), Some(after)) = (before, CpuSnapshot::take()) {
+            let l = after.since(&before, machine.cpus);
+            progress(&format!("{}: {}", part_name(part), l.describe()));
+            load.push(PartLoad { part, load: l });
+        }
+    };
+
+    let peers = if args.runs(Part::Peers) {
+        let before = CpuSnapshot::take();
+        let p = Outcome::Measured(peer_section(args.rounds, seconds));
+        measure_load(Part::Peers, before);
+        p
+    } else {
+        not_selected("peers")
+    };
+    let ceiling = if args.runs(Part::Ceiling) {
+        progress("memcpy bandwidth (single thread)");
+        let before = CpuSnapshot::take();
+        let c = match memcpy::measure(MEMCPY_PASSES) {
+            Ok(m) => Outcome::Measured(ceiling_section(m, &peers, machine.cpus)),
+            Err(e) => Outcome::Failed {
+                error: format!("{e:#}"),
+            },
+        };
+        measure_load(Part::Ceiling, before);
+        c
+    } else {
+        not_selected("ceiling")
+    };
+    let tracer = tracing::Tracer::find();
+    let overhead = if args.runs(Part::Probes) {
+        let before = CpuSnapshot::take();
+        let o = overhead_section(args.rounds, seconds, &tracer);
+        measure_load(Part::Probes, before);
+        o
+    } else {
+        not_selected("probes")
+    };
+    let trace_capacity = if args.runs(Part::Trace) {
+        let before = CpuSnapshot::take();
+        let t = match &tracer {
+            Err(reason) => Outcome::NotMeasured {
+                reason: reason.clone(),
+            },
+            Ok(tracer) => match tracing::capacity(tracer, seconds) {
+                Ok(section) => Outcome::Measured(section),
+                Err(e) => Outcome::Failed {
+                    error: format!("{e:#}"),
+                },
+            },
+        };
+        measure_load(Part::Trace, before);
+        t
+    } else {
+        not_selected("trace")
+    };
+    let mut report = BenchReport {
+        tool: format!("netcopy {}", env!("CARGO_PKG_VERSION")),
+        machine,
+        rounds: args.rounds,
+        seconds,
+        peers,
+        ceiling,
+        overhead,
+        trace_capacity,
+        targets: Vec::new(),
+        load,
+        elapsed_seconds: 0.0,
+    };
+    report.targets = targets(&report);
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+
+    if let Some(path) = &args.write_markdown {
+        let text = markdown::render(&report);
+        write_atomically(path, &text)?;
+        progress(&format!("wrote {}", path.display()));
+    }
+    if args.json {
+        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else {
+        crate::emit(&render(&report))?;
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn part_name(part: Part) -> &'static str {
+    match part {
+        Part::Peers => "peers",
+        Part::Ceiling => "ceiling",
+        Part::Probes => "probes",
+        Part::Trace => "trace",
+    }
+}
+
+/// The load line of one part, with a warning when the machine was busy.
+fn load_line(r: &BenchReport, part: Part) -> String {
+    match r.load.iter().find(|l| l.part == part) {
+        Some(l) => format!(
+            "   load: {}{}\n",
+            l.load.describe(),
+            if l.load.is_busy() {
+                " -- WARNING: the machine was not quiet, figures are disturbed"
+            } else {
+                ""
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+fn not_selected<T>(part: &str) -> Outcome<T> {
+    Outcome::NotMeasured {
+        reason: format!("{part} not selected (--only)"),
+    }
+}
+
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--write-markdown {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("--write-markdown {}: is a directory", path.display());
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+// ---- Our side ----
+
+/// One stream run of ours: a `netcopy server` child in `mode`, the client in this process.
+struct OurRun {
+    gbps: f64,
+    /// Zero-copy: completed bytes and those flagged COPIED.
+    completed_bytes: u64,
+    copied_bytes: u64,
+}
+
+fn our_stream(
+    mode: Mode,
+    size: u64,
+    threads: usize,
+    seconds: u32,
+    cpu: Option<usize>,
+) -> Result<OurRun> {
+    let server = ServerProcess::spawn(mode, &[])?;
+    let config = ClientConfig::new(
+        &server.addr,
+        size,
+        threads,
+        RunLimit::Duration(Duration::from_secs(u64::from(seconds))),
+    );
+    let pin = match cpu {
+        Some(cpu) => {
+            affinity::pin_process(server.pid(), &[cpu])?;
+            Some(affinity::PinnedThread::pin(&[cpu])?)
+        }
+        None => None,
+    };
+    let client = run_client(&config);
+    drop(pin);
+    let totals = server.stop();
+    let report = client.map_err(|f| anyhow!("netcopy client ({mode}): {f}"))?;
+    let totals = totals?;
+    if report.messages == 0 {
+        bail!("netcopy client ({mode}) received no complete message");
+    }
+    Ok(OurRun {
+        gbps: report.throughput_gbps,
+        completed_bytes: totals.total.sender.completed_bytes,
+        copied_bytes: totals.total.sender.copied_bytes,
+    })
+}
+
+// ---- Peers ----
+
+struct PeerPlan {
+    name: &'static str,
+    mode: Mode,
+    threads: u32,
+    options: Iperf3Options,
+}
+
+/// Name of the single-stream comparison with both sides pinned to one CPU.
+pub const PINNED_NAME: &str = "single stream, one CPU";
+
+fn peer_section(rounds: u32, seconds: u32) -> PeerSection {
+    let iperf3 = match Iperf3::find() {
+        Ok(i) => {
+            progress(&format!("iperf3: {} ({})", i.path.display(), i.version));
+            Outcome::Measured(i)
+        }
+        Err(reason) => {
+            progress(&format!("iperf3: {reason}; iperf3 comparisons skipped"));
+            Outcome::NotMeasured { reason }
+        }
+    };
+    let server = match &iperf3 {
+        Outcome::Measured(i) => Some(iperf::Iperf3Server::start(i)),
+        _ => None,
+    };
+    let last_cpu = affinity::allowed_cpus()
+        .ok()
+        .and_then(|c| c.last().copied());
+    let mut plans = vec![PeerPlan {
+        name: "single stream",
+        mode: Mode::OneCopy,
+        threads: 1,
+        options: Iperf3Options {
+            streams: 1,
+            block: PEER_SIZE,
+            seconds,
+            zerocopy: false,
+            cpu: None,
+        },
+    }];
+    if let Some(cpu) = last_cpu {
+        plans.push(PeerPlan {
+            name: PINNED_NAME,
+            mode: Mode::OneCopy,
+            threads: 1,
+            options: Iperf3Options {
+                streams: 1,
+                block: PEER_SIZE,
+                seconds,
+                zerocopy: false,
+                cpu: Some(cpu),
+            },
+        });
+    }
+    plans.extend([
+        PeerPlan {
+            name: "4 streams",
+            mode: Mode::OneCopy,
+            threads: PEER_STREAMS,
+            options: Iperf3Options {
+                streams: PEER_STREAMS,
+                block: PEER_SIZE,
+                seconds,
+                zerocopy: false,
+                cpu: None,
+            },
+        },
+        PeerPlan {
+            name: "zero-copy, single stream",
+            mode: Mode::ZeroCopy,
+            threads: 1,
+            options: Iperf3Options {
+                streams: 1,
+                block: PEER_SIZE,
+                seconds,
+                zerocopy: true,
+                cpu: None,
+            },
+        },
+    ]);
+    let mut comparisons = Vec::new();
+    for plan in &plans {
+        let theirs = match (&iperf3, &server) {
+            (Outcome::Measured(i), Some(Ok(s))) => Ok((i, s.port)),
+            (_, Some(Err(e))) => Err(Outcome::Failed {
+                error: format!("the iperf3 server did not start: {e:#}"),
+            }),
+            (_, _) => Err(Outcome::NotMeasured {
+                reason: "iperf3 is not installed (see the iperf3 line)".to_string(),
+            }),
+        };
+        let outcome = match compare_with_iperf3(plan, theirs, rounds) {
+            Ok(c) => Outcome::Measured(c),
+            Err(e) => {
+                progress(&format!("{}: FAILED: {e:#}", plan.name));
+                Outcome::Failed {
+                    error: format!("{}: {e:#}", plan.name),
+                }
+            }
+        };
+        comparisons.push(outcome);
+    }
+    if let Some(Ok(server)) = server {
+        server.stop();
+    }
+    PeerSection {
+        iperf3,
+        size: PEER_SIZE,
+        seconds,
+        comparisons,
+    }
+}
+
+fn compare_with_iperf3(
+    plan: &PeerPlan,
+    theirs: std::result::Result<(&Iperf3, u16), Outcome<Summary>>,
+    rounds: u32,
+) -> Result<Comparison> {
+    let mut ours = Vec::new();
+    let mut their_samples = Vec::new();
+    let mut round_ratios = Vec::new();
+    let (mut completed, mut copied) = (0u64, 0u64);
+    for round in 1..=rounds {
+        let run = our_stream(
+            plan.mode,
+            PEER_SIZE,
+            plan.threads as usize,
+            plan.options.seconds,
+            plan.options.cpu,
+        )?;
+        completed += run.completed_bytes;
+        copied += run.copied_bytes;
+        ours.push(run.gbps);
+        let mut line = format!(
+            "{} round {round}/{rounds}: netcopy {} {:.2} Gbit/s",
+            plan.name, plan.mode, run.gbps
+        );
+        if let Ok((iperf3, port)) = &theirs {
+            let result = iperf::run_client(iperf3, *port, &plan.options)?;
+            let gbps = result.receiver_gbps();
+            their_samples.push(gbps);
+            if let Some(r) = stats::ratio(run.gbps, gbps) {
+                round_ratios.push(r);
+            }
+            line.push_str(&format!(", iperf3 {gbps:.2} Gbit/s"));
+        }
+        progress(&line);
+    }
+    let ours_gbps = Summary::of(&ours).ok_or_else(|| anyhow!("no valid figure of ours"))?;
+    let theirs_gbps = match theirs {
+        Ok(_) => Outcome::Measured(
+            Summary::of(&their_samples).ok_or_else(|| anyhow!("no valid iperf3 figure"))?,
+        ),
+        Err(outcome) => outcome,
+    };
+    let ratio = theirs_gbps
+        .measured()
+        .and_then(|t| stats::ratio(ours_gbps.median, t.median));
+    let mut notes = Vec::new();
+    if plan.mode == Mode::ZeroCopy {
+        if completed > 0 {
+            notes.push(format!(
+                "netcopy zero-copy: {:.1}% of the completed bytes were flagged \
+                 SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pages after all)",
+                copied as f64 * 100.0 / completed as f64
+            ));
+        }
+        notes.push(ZERO_COPY_MECHANISMS.to_string());
+    }
+    if let Some(cpu) = plan.options.cpu {
+        notes.push(format!(
+            "both sides on CPU {cpu} (netcopy: server and client threads pinned; iperf3: -A \
+             {cpu},{cpu}): no parallelism between sender and receiver, so this compares the CPU \
+             cost per byte; netcopy's client also verifies every message (CRC32C, sequence \
+             number, field stamps) where iperf3's receiver discards the data"
+        ));
+    }
+    if plan.threads > 1 {
+        notes.push(format!(
+            "iperf3 {} runs all -P streams in one thread per side (iperf3 >= 3.16 uses a \
+             thread per stream); netcopy uses a thread per connection on both sides",
+            "3.12 and older"
+        ));
+    }
+    Ok(Comparison {
+        name: plan.name.to_string(),
+        streams: plan.threads,
+        ours_label: format!(
+            "netcopy {} --threads {} --size {}{}",
+            plan.mode,
+            plan.threads,
+            format_size(PEER_SIZE),
+            plan.options
+                .cpu
+                .map_or(String::new(), |cpu| format!(" on CPU {cpu}"))
+        ),
+        theirs_label: plan.options.command_line(),
+        ours_gbps,
+        theirs_gbps,
+        ratio,
+        round_ratios,
+        notes,
+    })
+}
+
+/// Why `iperf3 -Z` and MSG_ZEROCOPY are not the same thing.
+pub const ZERO_COPY_MECHANISMS: &str = "iperf3 -Z is a different mechanism: it sends with \
+sendfile(2) from a file, so the socket takes page-cache pages by reference, with no user \
+buffer and no completion notifications; netcopy's zero-copy is sendmsg(MSG_ZEROCOPY) on \
+pinned user memory, completed through the socket error queue, and on loopback the kernel \
+copies those pages before a local receiver may see them. The ratio compares what each \
+delivers, not the same code path.";
+
+// ---- Ceiling ----
+
+fn ceiling_section(
+    memcpy: MemcpyFigures,
+    peers: &Outcome<PeerSection>,
+    cpus: usize,
+) -> CeilingSection {
+    let per_stream = memcpy::tcp_ceiling_gbps(memcpy.gbytes_per_s.median);
+    let machine_gbps = per_stream * cpus as f64;
+    let mut single: Option<(String, f64)> = None;
+    let mut multi: Option<(String, f64)> = None;
+    if let Some(p) = peers.measured() {
+        for c in p.comparisons.iter().filter_map(Outcome::measured) {
+            let slot = if c.streams == 1 {
+                &mut single
+            } else {
+                &mut multi
+            };
+            if slot.as_ref().is_none_or(|(_, g)| c.ours_gbps.median > *g) {
+                *slot = Some((c.ours_label.clone(), c.ours_gbps.median));
+            }
+        }
+    }
+    let best = |b: Option<(String, f64)>, ceiling: f64| {
+        b.map(|(what, gbps)| BestFigure {
+            what,
+            gbps,
+            fraction_of_ceiling: gbps / ceiling,
+        })
+    };
+    CeilingSection {
+        per_stream_gbps: per_stream,
+        machine_gbps,
+        best_single_stream: best(single, per_stream),
+        best_multi_stream: best(multi, machine_gbps),
+        memcpy,
+    }
+}
+
+// ---- Probe overhead ----
+
+struct VariantRun {
+    gbps: f64,
+    cpu_ns_per_byte: std::result::Result<f64, String>,
+    setup_seconds: Option<f64>,
+    evidence: Option<String>,
+}
+
+fn overhead_section(
+    rounds: u32,
+    seconds: u32,
+    tracer: &std::result::Result<tracing::Tracer, String>,
+) -> Outcome<OverheadSection> {
+    if !sys::is_root() {
+        return Outcome::NotMeasured {
+            reason: "loading the copy probes needs root (or CAP_BPF + CAP_PERFMON + \
+                     CAP_SYS_ADMIN); run `sudo netcopy bench` or `cargo xtask bench`"
+                .into(),
+        };
+    }
+    let (pinned_cpu, pin_note) = match affinity::allowed_cpus() {
+        Ok(cpus) if !cpus.is_empty() => (cpus.last().copied(), None),
+        Ok(_) => (
+            None,
+            Some("no CPU in this thread's affinity mask".to_string()),
+        ),
+        Err(e) => (None, Some(format!("cannot read the CPU affinity: {e}"))),
+    };
+    let mut instruments = vec![Instrument::None, Instrument::CopyCounting];
+    if tracer.is_ok() {
+        instruments.push(Instrument::SyscallTracing);
+    }
+    let mut runs: Vec<Vec<VariantRun>> = instruments.iter().map(|_| Vec::new()).collect();
+    let mut failures: Vec<Option<String>> = instruments.iter().map(|_| None).collect();
+    for round in 1..=rounds {
+        for (i, &instrument) in instruments.iter().enumerate() {
+            if failures[i].is_some() {
+                continue;
+            }
+            match overhead_run(instrument, seconds, tracer.as_ref().ok(), pinned_cpu) {
+                Ok(run) => {
+                    progress(&format!(
+                        "probe overhead round {round}/{rounds}: {}: {:.2} Gbit/s, {}",
+                        instrument.label(),
+                        run.gbps,
+                        match &run.cpu_ns_per_byte {
+                            Ok(c) => format!("{c:.4} CPU ns/byte"),
+                            Err(e) => format!("CPU unavailable ({e})"),
+                        }
+                    ));
+                    runs[i].push(run);
+                }
+                Err(e) => {
+                    progress(&format!(
+                        "probe overhead: {}: FAILED: {e:#}",
+                        instrument.label()
+                    ));
+                    failures[i] = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    let base = runs[0].as_slice();
+    let base_gbps = Summary::of(&base.iter().map(|r| r.gbps).collect::<Vec<_>>());
+    let base_cpu = cpu_summary(base).0;
+    let mut variants = Vec::new();
+    for (i, &instrument) in instruments.iter().enumerate() {
+        if let Some(error) = failures[i].take() {
+            variants.push(Outcome::Failed { error });
+            continue;
+        }
+        let samples = &runs[i];
+        let Some(gbps) = Summary::of(&samples.iter().map(|r| r.gbps).collect::<Vec<_>>()) else {
+            variants.push(Outcome::Failed {
+                error: "no valid throughput figure".into(),
+            });
+            continue;
+        };
+        let (cpu, cpu_unavailable) = cpu_summary(samples);
+        let setup: Vec<f64> = samples.iter().filter_map(|r| r.setup_seconds).collect();
+        let mut evidence: Vec<String> = samples.iter().filter_map(|r| r.evidence.clone()).collect();
+        evidence.dedup();
+        evidence.truncate(1);
+        let is_base = instrument == Instrument::None;
+        variants.push(Outcome::Measured(VariantFigures {
+            instrument,
+            throughput_loss_pct: (!is_base)
+                .then(|| {
+                    base_gbps
+                        .as_ref()
+                        .and_then(|b| stats::throughput_loss_pct(b.median, gbps.median))
+                })
+                .flatten(),
+            cpu_increase_pct: (!is_base)
+                .then(|| match (&base_cpu, &cpu) {
+                    (Some(b), Some(c)) => stats::cost_increase_pct(b.median, c.median),
+                    _ => None,
+                })
+                .flatten(),
+            gbps,
+            cpu_ns_per_byte: cpu,
+            cpu_unavailable,
+            setup_seconds: Summary::of(&setup),
+            evidence,
+        }));
+    }
+    if let Err(reason) = tracer {
+        variants.push(Outcome::NotMeasured {
+            reason: format!("syscall tracing: {reason}"),
+        });
+    }
+    Outcome::Measured(OverheadSection {
+        mode: Mode::OneCopy,
+        size: OVERHEAD_SIZE,
+        threads: 1,
+        seconds,
+        pinned_cpu,
+        pin_note,
+        variants,
+    })
+}
+
+fn cpu_summary(runs: &[VariantRun]) -> (Option<Summary>, Option<String>) {
+    let mut values = Vec::new();
+    for run in runs {
+        match &run.cpu_ns_per_byte {
+            Ok(v) => values.push(*v),
+            Err(reason) => return (None, Some(reason.clone())),
+        }
+    }
+    (Summary::of(&values), None)
+}
+
+/// One run of the overhead workload (one-copy, 64K, 1 thread) under `instrument`.
+fn overhead_run(
+    instrument: Instrument,
+    seconds: u32,
+    tracer: Option<&tracing::Tracer>,
+    pinned_cpu: Option<usize>,
+) -> Result<VariantRun> {
+    let server = ServerProcess::spawn(Mode::OneCopy, &[])?;
+    let own = std::process::id();
+    let setup_start = Instant::now();
+    let mut probes = None;
+    let mut trace = None;
+    match instrument {
+        Instrument::None => {}
+        Instrument::CopyCounting => {
+            let mut p = CopyProbes::load()?;
+            p.watch_process(server.pid(), SERVER_SLOT, false)?;
+            p.watch_process(own, CLIENT_SLOT, false)?;
+            probes = Some(p);
+        }
+        Instrument::SyscallTracing => {
+            let tracer = tracer.ok_or_else(|| anyhow!("the tracer is not available"))?;
+            trace = Some(tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?);
+        }
+    }
+    let setup_seconds =
+        (instrument != Instrument::None).then(|| setup_start.elapsed().as_secs_f64());
+    let before = match probes.as_mut() {
+        Some(p) => Some(p.read_counters()?),
+        None => None,
+    };
+    let mut server_cpu = ProcessCounters::open(server.pid(), true);
+    let mut client_cpu = ProcessCounters::open(own, true);
+    server_cpu.enable();
+    client_cpu.enable();
+    let config = ClientConfig::new(
+        &server.addr,
+        OVERHEAD_SIZE,
+        1,
+        RunLimit::Duration(Duration::from_secs(u64::from(seconds))),
+    );
+    // Server and client on one CPU (see `affinity`); the probes' setup above and the
+    // trace-draining thread (created before) are not pinned.
+    let pin = match pinned_cpu {
+        Some(cpu) => {
+            affinity::pin_process(server.pid(), &[cpu])?;
+            Some(affinity::PinnedThread::pin(&[cpu])?)
+        }
+        None => None,
+    };
+    let client = run_client(&config);
+    drop(pin);
+    client_cpu.disable();
+    server_cpu.disable();
+    let trace_stats = trace.map(|t| t.stop());
+    let totals = server.stop();
+    let report = client.map_err(|f| anyhow!("netcopy client: {f}"))?;
+    totals?;
+    let task_clock = |c: &mut ProcessCounters| c.read().get(CounterKind::TaskClock);
+    let (s, c) = (task_clock(&mut server_cpu), task_clock(&mut client_cpu));
+    let cpu_ns_per_byte = match (s.value(), c.value()) {
+        _ if report.bytes == 0 => Err("no payload bytes".to_string()),
+        (Some(s), Some(c)) => Ok((s + c) as f64 / report.bytes as f64),
+        _ => Err(format!(
+            "task-clock unavailable: {}",
+            s.reason().or(c.reason()).unwrap_or("?")
+        )),
+    };
+    let evidence = match (probes.as_mut(), before) {
+        (Some(p), Some(before)) => {
+            let delta = p.read_counters()?.since(&before);
+            let recv = delta.get(CLIENT_SLOT, CopySite::KernelRecvCopy).bytes;
+            let send = delta.get(SERVER_SLOT, CopySite::KernelSendCopy).bytes;
+            Some(format!(
+                "the probes counted {:.3} bytes copied on receive and {:.3} on send per \
+                 payload byte",
+                recv as f64 / report.bytes as f64,
+                send as f64 / report.bytes as f64
+            ))
+        }
+        _ => match trace_stats {
+            Some(stats) => Some(stats?.describe()),
+            None => None,
+        },
+    };
+    drop(probes);
+    Ok(VariantRun {
+        gbps: report.throughput_gbps,
+        cpu_ns_per_byte,
+        setup_seconds,
+        evidence,
+    })
+}
+
+// ---- Targets ----
+
+fn pct_target(
+    goal: String,
+    variant: std::result::Result<&VariantFigures, String>,
+    pick: impl Fn(&VariantFigures) -> Option<f64>,
+    limit: f64,
+    what: &str,
+    noise_pct: Option<f64>,
+) -> Target {
+    match variant {
+        Ok(v) => match pick(v) {
+            Some(p) => Target {
+                goal,
+                measured: format!(
+                    "{p:+.1}% {what}{}",
+                    match noise_pct {
+                        Some(n) if (p - limit).abs() <= n => format!(
+                            " (within {n:.1}% of the limit, the spread of the no-probe \
+                             rounds: the verdict could go either way)"
+                        ),
+                        _ => String::new(),
+                    }
+                ),
+                verdict: if p <= limit {
+                    Verdict::Met
+                } else {
+                    Verdict::NotMet
+                },
+            },
+            None => Target {
+                goal,
+                measured: v
+                    .cpu_unavailable
+                    .clone()
+                    .unwrap_or_else(|| "no figure".into()),
+                verdict: Verdict::NotMeasured,
+            },
+        },
+        Err(measured) => Target {
+            goal,
+            measured,
+            verdict: Verdict::NotMeasured,
+        },
+    }
+}
+
+/// The figures of one instrument, or why there are none.
+fn variant_for(
+    report: &BenchReport,
+    instrument: Instrument,
+) -> std::result::Result<&VariantFigures, String> {
+    let section = match &report.overhead {
+        Outcome::Measured(s) => s,
+        other => return Err(other.why_not().unwrap_or_default()),
+    };
+    let position = match instrument {
+        Instrument::None => 0,
+        Instrument::CopyCounting => 1,
+        Instrument::SyscallTracing => 2,
+    };
+    match section.variants.get(position) {
+        Some(Outcome::Measured(v)) if v.instrument == instrument => Ok(v),
+        Some(other) => Err(other.why_not().unwrap_or_default()),
+        None => Err("not measured".into()),
+    }
+}
+
+fn targets(report: &BenchReport) -> Vec<Target> {
+    let mut out = Vec::new();
+    for name in ["single stream", PINNED_NAME, "4 streams"] {
+        let goal = format!(
+            "one-copy >= {TARGET_PEER_RATIO:.2} x iperf3, {name}, {}",
+            format_size(PEER_SIZE)
+        );
+        let comparison = match &report.peers {
+            Outcome::Measured(p) => p
+                .comparisons
+                .iter()
+                .find(|c| match c {
+                    Outcome::Measured(c) => c.name == name,
+                    Outcome::Failed { error } => error.starts_with(name),
+                    Outcome::NotMeasured { .. } => false,
+                })
+                .ok_or_else(|| "not measured".to_string()),
+            other => Err(other.why_not().unwrap_or_default()),
+        };
+        out.push(match comparison {
+            Ok(Outcome::Measured(c)) => match c.ratio {
+                Some(r) => Target {
+                    goal,
+                    measured: format!("{r:.3} x"),
+                    verdict: if r >= TARGET_PEER_RATIO {
+                        Verdict::Met
+                    } else {
+                        Verdict::NotMet
+                    },
+                },
+                None => Target {
+                    goal,
+                    measured: c.theirs_gbps.why_not().unwrap_or_default(),
+                    verdict: Verdict::NotMeasured,
+                },
+            },
+            Ok(other) => Target {
+                goal,
+                measured: other.why_not().unwrap_or_default(),
+                verdict: Verdict::NotMeasured,
+            },
+            Err(measured) => Target {
+                goal,
+                measured,
+                verdict: Verdict::NotMeasured,
+            },
+        });
+    }
+    let base = variant_for(report, Instrument::None).ok();
+    let noise_gbps = base.and_then(|b| b.gbps.spread()).map(|s| s * 100.0);
+    let noise_cpu = base
+        .and_then(|b| b.cpu_ns_per_byte.as_ref())
+        .and_then(Summary::spread)
+        .map(|s| s * 100.0);
+    for (instrument, limit) in [
+        (Instrument::CopyCounting, TARGET_COUNTING_PCT),
+        (Instrument::SyscallTracing, TARGET_TRACING_PCT),
+    ] {
+        out.push(pct_target(
+            format!("{} throughput overhead <= {limit:.0}%", instrument.label()),
+            variant_for(report, instrument),
+            |v| v.throughput_loss_pct,
+            limit,
+            "throughput",
+            noise_gbps,
+        ));
+        out.push(pct_target(
+            format!("{} CPU overhead <= {limit:.0}%", instrument.label()),
+            variant_for(report, instrument),
+            |v| v.cpu_increase_pct,
+            limit,
+            "CPU per byte",
+            noise_cpu,
+        ));
+    }
+    out.push(tracing::lossless_target(&report.trace_capacity));
+    out
+}
+
+// ---- Text ----
+
+fn summary_text(s: &Summary, unit: &str, digits: usize) -> String {
+    format!(
+        "{:.*} {unit} (min {:.*}, max {:.*})",
+        digits, s.median, digits, s.min, digits, s.max
+    )
+}
+
+/// The human-readable report.
+pub fn render(r: &BenchReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "netcopy bench: {} rounds of {} s per side, alternating\nmachine: {}\nsource: {}\n",
+        r.rounds,
+        r.seconds,
+        r.machine.describe(),
+        r.machine.source.describe()
+    ));
+
+    out.push_str("\n1. against iperf3 (loopback 127.0.0.1, medians of the rounds)\n");
+    match &r.peers {
+        Outcome::Measured(p) => {
+            if let Some(reason) = p.iperf3.why_not() {
+                out.push_str(&format!("   iperf3: {reason}\n"));
+            } else if let Outcome::Measured(i) = &p.iperf3 {
+                out.push_str(&format!(
+                    "   iperf3: {} ({})\n",
+                    i.version,
+                    i.path.display()
+                ));
+            }
+            for c in &p.comparisons {
+                match c {
+                    Outcome::Measured(c) => {
+                        out.push_str(&format!("   {}:\n", c.name));
+                        out.push_str(&format!(
+                            "     ours    {:<52} {}\n",
+                            c.ours_label,
+                            summary_text(&c.ours_gbps, "Gbit/s", 2)
+                        ));
+                        match &c.theirs_gbps {
+                            Outcome::Measured(t) => out.push_str(&format!(
+                                "     theirs  {:<52} {}\n",
+                                c.theirs_label,
+                                summary_text(t, "Gbit/s", 2)
+                            )),
+                            other => out.push_str(&format!(
+                                "     theirs  {:<52} {}\n",
+                                c.theirs_label,
+                                other.why_not().unwrap_or_default()
+                            )),
+                        }
+                        if let Some(ratio) = c.ratio {
+                            out.push_str(&format!("     ratio ours/theirs: {ratio:.3}\n"));
+                        }
+                        for note in &c.notes {
+                            out.push_str(&format!("     note: {note}\n"));
+                        }
+                    }
+                    other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+                }
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Peers));
+
+    out.push_str("\n2. the ceiling\n");
+    match &r.ceiling {
+        Outcome::Measured(c) => {
+            let m = &c.memcpy;
+            out.push_str(&format!(
+                "   memcpy, 1 thread, {} MiB buffers (LLC {}), {} passes: {}\n",
+                m.buffer_bytes >> 20,
+                m.llc_bytes
+                    .map_or("unknown".to_string(), |l| format!("{} MiB", l >> 20)),
+                m.passes,
+                summary_text(&m.gbytes_per_s, "GB/s", 2)
+            ));
+            for note in &m.notes {
+                out.push_str(&format!("   note: {note}\n"));
+            }
+            out.push_str(&format!(
+                "   estimated loopback TCP ceiling (every byte copied twice by the kernel: \
+                 memcpy / 2): {:.1} Gbit/s per stream, {:.1} Gbit/s for all {} CPUs\n",
+                c.per_stream_gbps, c.machine_gbps, r.machine.cpus
+            ));
+            for (label, best) in [
+                ("single stream", &c.best_single_stream),
+                ("several streams", &c.best_multi_stream),
+            ] {
+                match best {
+                    Some(b) => out.push_str(&format!(
+                        "   our best, {label}: {} at {:.2} Gbit/s = {:.0}% of the ceiling\n",
+                        b.what,
+                        b.gbps,
+                        b.fraction_of_ceiling * 100.0
+                    )),
+                    None => out.push_str(&format!(
+                        "   our best, {label}: not measured (needs the peers part)\n"
+                    )),
+                }
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Ceiling));
+
+    out.push_str("\n3. probe overhead\n");
+    match &r.overhead {
+        Outcome::Measured(o) => {
+            out.push_str(&format!(
+                "   workload: {} {}, {} thread, {} s per run, {}; CPU = task-clock of server + \
+                 client per payload byte\n",
+                o.mode,
+                format_size(o.size),
+                o.threads,
+                o.seconds,
+                match (o.pinned_cpu, &o.pin_note) {
+                    (Some(cpu), _) => format!("server and client pinned to CPU {cpu}"),
+                    (None, note) => format!("not pinned ({})", note.as_deref().unwrap_or("?")),
+                }
+            ));
+            for v in &o.variants {
+                match v {
+                    Outcome::Measured(v) => {
+                        out.push_str(&format!(
+                            "   {:<16} {}",
+                            v.instrument.label(),
+                            summary_text(&v.gbps, "Gbit/s", 2)
+                        ));
+                        match &v.cpu_ns_per_byte {
+                            Some(c) => {
+                                out.push_str(&format!(", {}", summary_text(c, "CPU ns/byte", 4)))
+                            }
+                            None => out.push_str(&format!(
+                                ", CPU unavailable ({})",
+                                v.cpu_unavailable.as_deref().unwrap_or("?")
+                            )),
+                        }
+                        out.push('\n');
+                        if v.instrument != Instrument::None {
+                            out.push_str(&format!(
+                                "   {:<16} overhead: throughput {}, CPU per byte {}{}\n",
+                                "",
+                                v.throughput_loss_pct
+                                    .map_or("n/a".into(), |p| format!("{p:+.1}%")),
+                                v.cpu_increase_pct
+                                    .map_or("n/a".into(), |p| format!("{p:+.1}%")),
+                                v.setup_seconds.as_ref().map_or(String::new(), |s| format!(
+                                    "; loading and attaching took {:.2} s (not in the run)",
+                                    s.median
+                                ))
+                            ));
+                        }
+                        for e in &v.evidence {
+                            out.push_str(&format!("   {:<16} {e}\n", ""));
+                        }
+                    }
+                    other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+                }
+            }
+            if let Some(Outcome::Measured(base)) = o.variants.first() {
+                if let Some(spread) = base.gbps.spread() {
+                    out.push_str(&format!(
+                        "   noise: the rounds without probes spread over {:.1}% of their median\n",
+                        spread * 100.0
+                    ));
+                }
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Probes));
+
+    out.push_str("\n4. trace capacity\n");
+    out.push_str(&tracing::render_capacity(&r.trace_capacity));
+    out.push_str(&load_line(r, Part::Trace));
+
+    out.push_str("\ntargets\n");
+    for t in &r.targets {
+        out.push_str(&format!(
+            "   [{:<12}] {:<56} {}\n",
+            t.verdict.word(),
+            t.goal,
+            t.measured
+        ));
+    }
+    out.push_str(&format!("\nbench took {:.0} s\n", r.elapsed_seconds));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(values: &[f64]) -> Summary {
+        Summary::of(values).unwrap()
+    }
+
+    fn variant(instrument: Instrument, gbps: f64, loss: f64, cpu: f64) -> VariantFigures {
+        VariantFigures {
+            instrument,
+            gbps: summary(&[gbps]),
+            cpu_ns_per_byte: Some(summary(&[0.5])),
+            cpu_unavailable: None,
+            throughput_loss_pct: (instrument != Instrument::None).then_some(loss),
+            cpu_increase_pct: (instrument != Instrument::None).then_some(cpu),
+            setup_seconds: None,
+            evidence: Vec::new(),
+        }
+    }
+
+    fn report(ratio_single: Option<f64>) -> BenchReport {
+        let comparison = |name: &str, ratio: Option<f64>| Comparison {
+            name: name.to_string(),
+            streams: 1,
+            ours_label: "netcopy one-copy --threads 1 --size 128K".into(),
+            theirs_label: "iperf3".into(),
+            ours_gbps: summary(&[20.0]),
+            theirs_gbps: match ratio {
+                Some(_) => Outcome::Measured(summary(&[21.0])),
+                None => Outcome::NotMeasured {
+                    reason: "iperf3 is not installed".into(),
+                },
+            },
+            ratio,
+            round_ratios: Vec::new(),
+            notes: Vec::new(),
+        };
+        BenchReport {
+            tool: "netcopy test".into(),
+            machine: MachineInfo::collect(),
+            rounds: 1,
+            seconds: 1,
+            peers: Outcome::Measured(PeerSection {
+                iperf3: Outcome::NotMeasured {
+                    reason: "test".into(),
+                },
+                size: PEER_SIZE,
+                seconds: 1,
+                comparisons: vec![
+                    Outcome::Measured(comparison("single stream", ratio_single)),
+                    Outcome::Failed {
+                        error: "4 streams: the client failed".into(),
+                    },
+                ],
+            }),
+            ceiling: not_selected("ceiling"),
+            overhead: Outcome::Measured(OverheadSection {
+                mode: Mode::OneCopy,
+                size: OVERHEAD_SIZE,
+                threads: 1,
+                seconds: 1,
+                pinned_cpu: Some(1),
+                pin_note: None,
+                variants: vec![
+                    Outcome::Measured(variant(Instrument::None, 20.0, 0.0, 0.0)),
+                    Outcome::Measured(variant(Instrument::CopyCounting, 19.8, 1.0, 4.0)),
+                    Outcome::NotMeasured {
+                        reason: "syscall tracing: the tracer is not available in this build".into(),
+                    },
+                ],
+            }),
+            trace_capacity: Outcome::NotMeasured {
+                reason: "the tracer is not available in this build".into(),
+            },
+            targets: Vec::new(),
+            load: Vec::new(),
+            elapsed_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn targets_are_met_missed_or_not_measured_never_faked() {
+        let r = report(Some(0.96));
+        let t = targets(&r);
+        let verdicts: Vec<Verdict> = t.iter().map(|t| t.verdict).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Met,         // 0.96 >= 0.95
+                Verdict::NotMeasured, // no pinned comparison in this report
+                Verdict::NotMeasured, // the 4-stream comparison failed
+                Verdict::Met,         // counting throughput +1% <= 3%
+                Verdict::NotMet,      // counting CPU +4% > 3%
+                Verdict::NotMeasured, // no tracer
+                Verdict::NotMeasured,
+                Verdict::NotMeasured, // no capacity figures
+            ]
+        );
+        assert!(
+            t[2].measured.contains("the client failed"),
+            "{}",
+            t[2].measured
+        );
+        assert!(t[5].measured.contains("tracer is not available"));
+        assert!(r.failed(), "a failed comparison makes the run fail");
+
+        let below = targets(&report(Some(0.90)));
+        assert_eq!(below[0].verdict, Verdict::NotMet);
+        let no_iperf = targets(&report(None));
+        assert_eq!(no_iperf[0].verdict, Verdict::NotMeasured);
+        assert!(no_iperf[0].measured.contains("iperf3 is not installed"));
+    }
+
+    #[test]
+    fn text_and_markdown_name_every_part() {
+        let mut r = report(Some(1.0));
+        r.targets = targets(&r);
+        let text = render(&r);
+        for needle in [
+            "1. against iperf3",
+            "2. the ceiling",
+            "3. probe overhead",
+            "4. trace capacity",
+            "tracing: not measured: the tracer is not available in this build",
+            "[NOT met     ]",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        let md = markdown::render(&r);
+        assert!(md.contains("## Method") && md.contains("## Targets"));
+        assert!(md.contains(&r.machine.cpu_model));
+    }
+}
