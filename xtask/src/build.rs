@@ -79,8 +79,9 @@ pub fn build_ebpf(toolchain: &EbpfToolchain, bpf_linker: &Path) -> Result<PathBu
         .env("CARGO_TARGET_DIR", root.join("target/ebpf"))
         .env("PATH", path)
         .current_dir(root.join("netcopy-ebpf"));
-    println!("build: eBPF programs with {}", toolchain.describe());
+    eprintln!("build: eBPF programs with {}", toolchain.describe());
     let status = cmd
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("running {}", toolchain::render(&cmd)))?;
     if !status.success() {
@@ -102,6 +103,7 @@ pub fn build_user(object: &Path) -> Result<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--package", "netcopy-user"])
+        .stdout(std::io::stderr())
         .env("NETCOPY_EBPF_OBJECT", object)
         .current_dir(&root)
         .status()

@@ -234,7 +234,7 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
                 missing.join(" ")
             );
         }
-        println!("setup: installing Debian packages: {}", missing.join(" "));
+        eprintln!("setup: installing Debian packages: {}", missing.join(" "));
         run_step(Command::new("apt-get").arg("update").arg("-q"))?;
         run_step(
             Command::new("apt-get")
@@ -243,7 +243,7 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     } else if !packages.is_empty() && is_debian_like() {
-        println!("setup: Debian packages present: {}", packages.join(" "));
+        eprintln!("setup: Debian packages present: {}", packages.join(" "));
     }
     if !scope.ebpf {
         return Ok(None);
@@ -256,7 +256,7 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
                 readiness.missing_commands().join("\n  ")
             );
         }
-        println!("setup: installing bpf-linker {BPF_LINKER_VERSION} (takes a few minutes)");
+        eprintln!("setup: installing bpf-linker {BPF_LINKER_VERSION} (takes a few minutes)");
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         run_step(
             Command::new(cargo)
@@ -268,7 +268,7 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
     }
     match readiness.ready() {
         Some(ready) => {
-            println!(
+            eprintln!(
                 "setup: eBPF toolchain: {}; bpf-linker: {}",
                 ready.0.describe(),
                 ready.1.display()
@@ -283,8 +283,11 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
 }
 
 pub fn run_step(cmd: &mut Command) -> Result<()> {
-    println!("setup: $ {}", render(cmd));
+    eprintln!("setup: $ {}", render(cmd));
+    // Setup's own output goes to stderr, like cargo's: stdout stays for the results of
+    // the command that asked for the setup (e.g. `cargo xtask bench --json`).
     let status = cmd
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("running {}", render(cmd)))?;
     if !status.success() {
