@@ -4,6 +4,7 @@
 //! Data flows one way: run -> samples -> analysis -> outputs.
 
 pub mod analysis;
+pub mod bench;
 pub mod capabilities;
 pub mod client;
 pub mod counters;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod size;
 pub mod sockets;
 pub mod sys;
+pub mod trace;
 pub mod verify;
 
 /// Writes `text` to standard output. A closed pipe (`netcopy probes | head`) ends the

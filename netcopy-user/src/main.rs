@@ -22,8 +22,13 @@ enum Command {
     Server(netcopy::server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
     Client(netcopy::client::ClientArgs),
+    /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
+    Bench(netcopy::bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
     Report(netcopy::report::ReportArgs),
+    /// Record every send and receive system call of a process, with the copies the kernel
+    /// made inside each (`--pid PID` or `-- COMMAND`).
+    Trace(netcopy::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,7 +40,9 @@ fn main() -> ExitCode {
         Command::Verify(args) => netcopy::verify::run(&args),
         Command::Server(args) => netcopy::server::run_server_command(args),
         Command::Client(args) => netcopy::client::run_client_command(args),
+        Command::Bench(args) => netcopy::bench::run(&args),
         Command::Report(args) => netcopy::report::run_report(&args),
+        Command::Trace(args) => netcopy::trace::run(&args),
     };
     match result {
         Ok(code) => code,

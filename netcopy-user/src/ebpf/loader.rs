@@ -2,25 +2,27 @@
 
 use std::{
     collections::HashMap,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProbeKind, Program},
     Btf, Ebpf, EbpfLoader,
 };
 use netcopy_common::{
-    counter_index, CopySite, FilterEntry, KernelOffsets, SiteCounter, SITE_COUNT, SLOT_COUNT,
+    counter_index, CopySite, FilterEntry, KernelOffsets, SiteCounter, TraceOffsets, SITE_COUNT,
+    SLOT_COUNT,
 };
 
 use super::{
     btf::{KernelBtf, VMLINUX_BTF},
     object,
     plan::{
-        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, Layout, RejectedStrategy, Strategy,
-        PROBES,
+        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, KernelEvent, Layout, ProbeDecl,
+        RejectedStrategy, Strategy, ON_DEMAND, PROBES,
     },
     tracefs::TracepointFormat,
 };
@@ -184,16 +186,37 @@ impl OffsetDiscovery {
     }
 }
 
+/// How to load the probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Size in bytes of the syscall trace's ring buffer (a power of two, at least a page),
+    /// so that a `trace::SyscallTracer` can run on these probes. None: no tracing; the
+    /// trace maps get their minimum sizes and copy counting pays no memory for them.
+    pub trace_ring_bytes: Option<u32>,
+}
+
+/// In-flight map entries when tracing: threads inside a traced call at the same moment.
+const TRACE_INFLIGHT_ENTRIES: u32 = 8192;
+
 /// netcopy's probes, loaded and attached; dropping it detaches and unloads everything.
 pub struct CopyProbes {
     ebpf: Ebpf,
     plan: AttachPlan,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    discovery: OffsetDiscovery,
+    options: LoadOptions,
+    /// On-demand events attached now.
+    on_demand_attached: Vec<KernelEvent>,
 }
 
 impl CopyProbes {
     /// Loads the embedded object and attaches the best strategy for every event.
     pub fn load() -> Result<Self> {
+        Self::load_with(LoadOptions::default())
+    }
+
+    /// [`CopyProbes::load`] with options (e.g. room for a syscall trace).
+    pub fn load_with(options: LoadOptions) -> Result<Self> {
         sys::require_root("loading the copy probes")?;
         let bytes = object::bytes()?;
         let tracefs = sys::tracefs()?;
@@ -202,8 +225,40 @@ impl CopyProbes {
         raise_memlock();
         let kernel_btf = KernelBtf::load().ok();
         let aya_btf = Btf::from_sys_fs().ok();
-        let discovery = OffsetDiscovery::run(&tracefs, kernel_btf.as_ref());
-        let mut ebpf = EbpfLoader::new()
+        let mut discovery = OffsetDiscovery::run(&tracefs, kernel_btf.as_ref());
+        let trace_layout =
+            crate::trace::layout::TraceLayout::discover(&tracefs, kernel_btf.as_ref());
+        discovery
+            .missing
+            .extend(trace_layout.missing.iter().cloned());
+        // The object holds the trace's ring buffer, which the kernel must support to load it.
+        if !matches!(
+            aya::sys::is_map_supported(aya::maps::MapType::RingBuf),
+            Ok(true)
+        ) {
+            return Err(anyhow!(
+                "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux >= 5.8), \
+                 which netcopy's eBPF object needs"
+            ));
+        }
+        let page = sys_page_size();
+        let (ring_bytes, inflight_entries) = match options.trace_ring_bytes {
+            Some(bytes) => {
+                if !bytes.is_power_of_two() || bytes < page {
+                    return Err(anyhow!(
+                        "trace ring buffer size {bytes} must be a power of two of at least \
+                         one page ({page} bytes)"
+                    ));
+                }
+                (bytes, TRACE_INFLIGHT_ENTRIES)
+            }
+            None => (page, 1),
+        };
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(crate::trace::RING_MAP, ring_bytes)
+            .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries);
+        let mut ebpf = loader
             .load(bytes)
             .context("loading netcopy's eBPF object into the kernel")?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
@@ -215,6 +270,13 @@ impl CopyProbes {
             offsets
                 .set(0, discovery.offsets, 0)
                 .context("writing kernel offsets to the eBPF map")?;
+            let mut trace_offsets: Array<_, TraceOffsets> =
+                Array::try_from(ebpf.map_mut(crate::trace::OFFSETS_MAP).ok_or_else(|| {
+                    anyhow!("eBPF object has no map {}", crate::trace::OFFSETS_MAP)
+                })?)?;
+            trace_offsets
+                .set(0, trace_layout.offsets, 0)
+                .context("writing trace offsets to the eBPF map")?;
         }
         let mut plan = AttachPlan::default();
         for decl in PROBES {
@@ -240,11 +302,134 @@ impl CopyProbes {
             }
             plan.events.push(event_plan);
         }
-        Ok(Self { ebpf, plan, logger })
+        // On-demand events: checked (layouts, tracepoints) but not attached. Their programs
+        // are loaded now only when a trace was asked for (the verifier then has its say
+        // before anything starts); otherwise the first attach loads them, and probes that
+        // only count copies pay neither the ~40 ms of verification nor the memory.
+        let prepare_started = std::time::Instant::now();
+        let load_now = options.trace_ring_bytes.is_some();
+        for decl in ON_DEMAND {
+            let mut event_plan = EventPlan {
+                event: decl.event,
+                chosen: None,
+                rejected: Vec::new(),
+            };
+            for strategy in decl.strategies {
+                match prepare_strategy(&mut ebpf, strategy, &discovery, &tracefs, load_now) {
+                    Ok(()) => {
+                        event_plan.chosen = Some(ChosenStrategy {
+                            label: strategy.label,
+                            sources: strategy.sources,
+                        });
+                        break;
+                    }
+                    Err(e) => event_plan.rejected.push(RejectedStrategy {
+                        label: strategy.label,
+                        reason: format!("{e:#}"),
+                    }),
+                }
+            }
+            plan.events.push(event_plan);
+        }
+        log::debug!(
+            "on-demand events prepared (programs loaded: {load_now}) in {:?}",
+            prepare_started.elapsed()
+        );
+        Ok(Self {
+            ebpf,
+            plan,
+            logger,
+            discovery,
+            options,
+            on_demand_attached: Vec::new(),
+        })
     }
 
     pub fn plan(&self) -> &AttachPlan {
         &self.plan
+    }
+
+    /// The options these probes were loaded with.
+    pub fn options(&self) -> LoadOptions {
+        self.options
+    }
+
+    /// Attaches on-demand event `event` (see [`ON_DEMAND`]) with the strategy the plan
+    /// chose at load. Attaching an attached event is an error.
+    pub fn attach_on_demand(&mut self, event: KernelEvent) -> Result<()> {
+        if self.on_demand_attached.contains(&event) {
+            return Err(anyhow!("{} is already attached", event.name()));
+        }
+        let strategy = self.on_demand_strategy(event)?;
+        attach_strategy(&mut self.ebpf, strategy, &self.discovery, None)
+            .with_context(|| format!("attaching {}", event.name()))?;
+        self.on_demand_attached.push(event);
+        Ok(())
+    }
+
+    /// Detaches on-demand event `event`: its programs are unloaded, so nothing of it is
+    /// left in the kernel; the next [`CopyProbes::attach_on_demand`] loads them again.
+    pub fn detach_on_demand(&mut self, event: KernelEvent) -> Result<()> {
+        let strategy = self.on_demand_strategy(event)?;
+        for p in strategy.programs {
+            if let Some(program) = self.ebpf.program_mut(p.program) {
+                unload(program);
+            }
+        }
+        self.on_demand_attached.retain(|e| *e != event);
+        Ok(())
+    }
+
+    fn on_demand_strategy(&self, event: KernelEvent) -> Result<&'static Strategy> {
+        let decl: &'static ProbeDecl = ON_DEMAND
+            .iter()
+            .find(|d| d.event == event)
+            .ok_or_else(|| anyhow!("{} is not an on-demand event", event.name()))?;
+        let planned = self
+            .plan
+            .get(event)
+            .ok_or_else(|| anyhow!("{} is not in the attach plan", event.name()))?;
+        let Some(chosen) = &planned.chosen else {
+            let reasons: Vec<String> = planned
+                .rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.label, r.reason))
+                .collect();
+            return Err(anyhow!(
+                "{} is not possible on this kernel: {}",
+                event.name(),
+                reasons.join("; ")
+            ));
+        };
+        decl.strategies
+            .iter()
+            .find(|s| s.label == chosen.label)
+            .ok_or_else(|| anyhow!("{}: strategy {} not declared", event.name(), chosen.label))
+    }
+
+    /// An independent handle on map `name` of the loaded object (a duplicated fd), for
+    /// readers that must not borrow the probes (e.g. a ring buffer drained by a tracer).
+    pub fn map_handle(&self, name: &str) -> Result<Map> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("eBPF object has no map {name}"))?;
+        let data = match map {
+            Map::Array(d)
+            | Map::HashMap(d)
+            | Map::LruHashMap(d)
+            | Map::PerCpuArray(d)
+            | Map::PerCpuHashMap(d)
+            | Map::RingBuf(d) => d,
+            _ => return Err(anyhow!("map {name} has a type map_handle does not support")),
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .with_context(|| format!("duplicating the fd of map {name}"))?;
+        let data = MapData::from_fd(fd).with_context(|| format!("reopening map {name}"))?;
+        Map::from_map_data(data).with_context(|| format!("reopening map {name}"))
     }
 
     /// Counts the copies of process `tgid` in counter slot `slot`; with `follow_forks`
@@ -352,6 +537,78 @@ fn attach_strategy(
         }
     }
     result
+}
+
+/// Checks an on-demand strategy (layouts, tracepoints, programs) and, with `load`, loads
+/// its programs without attaching them. On-demand events use classic tracepoints only.
+fn prepare_strategy(
+    ebpf: &mut Ebpf,
+    strategy: &Strategy,
+    discovery: &OffsetDiscovery,
+    tracefs: &Path,
+    load: bool,
+) -> Result<()> {
+    for need in strategy.needs {
+        if let Some(reason) = discovery.missing.get(need) {
+            return Err(anyhow!("kernel layout unknown: {reason}"));
+        }
+    }
+    let mut loaded: Vec<&'static str> = Vec::new();
+    let mut result = Ok(());
+    for p in strategy.programs {
+        let AttachPoint::Tracepoint { category, name } = p.point else {
+            result = Err(anyhow!(
+                "{}: on-demand events support tracepoints only",
+                p.point
+            ));
+            break;
+        };
+        if !tracefs.join("events").join(category).join(name).is_dir() {
+            result = Err(anyhow!(
+                "tracepoint {category}/{name} does not exist on this kernel ({})",
+                tracefs.join("events").join(category).join(name).display()
+            ));
+            break;
+        }
+        match ebpf.program_mut(p.program) {
+            Some(Program::TracePoint(tp)) => {
+                if load && tp.fd().is_err() {
+                    if let Err(e) = tp.load() {
+                        result = Err(anyhow!(
+                            "{} ({}): {}",
+                            p.point,
+                            p.program,
+                            super::describe_error(&e)
+                        ));
+                        break;
+                    }
+                    loaded.push(p.program);
+                }
+            }
+            Some(_) => {
+                result = Err(anyhow!("the program has the wrong type for {}", p.point));
+                break;
+            }
+            None => {
+                result = Err(anyhow!("eBPF object has no program {}", p.program));
+                break;
+            }
+        }
+    }
+    if result.is_err() {
+        for name in loaded {
+            if let Some(program) = ebpf.program_mut(name) {
+                unload(program);
+            }
+        }
+    }
+    result
+}
+
+fn sys_page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096)
 }
 
 fn need_btf(btf: Option<&Btf>) -> Result<&Btf> {

@@ -41,6 +41,12 @@ pub enum KernelEvent {
     Completion,
     /// Socket data copied to user memory on receive.
     RecvCopy,
+    /// `netcopy trace`: sendto, sendmsg, sendmmsg, recvfrom, recvmsg, recvmmsg, one record
+    /// per call (attached only while a trace runs, see [`ON_DEMAND`]).
+    TraceSocketCalls,
+    /// `netcopy trace`: write, read, writev, readv on sockets (attached only while a trace
+    /// runs, see [`ON_DEMAND`]).
+    TraceSocketReadWrite,
 }
 
 impl KernelEvent {
@@ -51,6 +57,8 @@ impl KernelEvent {
             KernelEvent::DeferredCopy => "deferred-copy",
             KernelEvent::Completion => "completion",
             KernelEvent::RecvCopy => "recv-copy",
+            KernelEvent::TraceSocketCalls => "trace-socket",
+            KernelEvent::TraceSocketReadWrite => "trace-rw",
         }
     }
 }
@@ -104,6 +112,12 @@ pub enum Layout {
     SkbZerocopyOwner,
     SkbDataLen,
     UargBytelen,
+    /// `syscalls/sys_enter_*` argument and `sys_exit_*` `ret` offsets of the socket calls.
+    TraceSyscallArgs,
+    /// The same for write, read, writev and readv.
+    TraceReadWriteArgs,
+    /// task->files->fdt->fd[]->f_inode->i_mode, to tell a socket fd from others.
+    TraceSocketFd,
 }
 
 /// One program of the object and where it goes.
@@ -376,3 +390,67 @@ impl AttachPlan {
         out
     }
 }
+
+const fn syscall_tp(program: &'static str, name: &'static str) -> ProgramAttach {
+    ProgramAttach {
+        program,
+        point: AttachPoint::Tracepoint {
+            category: "syscalls",
+            name,
+        },
+    }
+}
+
+/// Events attached only on request (`CopyProbes::attach_on_demand`), never at load: the
+/// syscall tracepoints of `netcopy trace` fire on every send, receive, read and write of
+/// the machine, and experiments that only count copies must not pay for them. At load the
+/// loader checks them (layouts found, tracepoints present: `netcopy probes` shows the
+/// verdict) and, when the probes are loaded for tracing, loads their programs; it attaches
+/// nothing until a trace starts, and detaches (unloads) them when it stops. They share the
+/// copy probes' maps, so the copies counted inside a traced call are booked to it.
+pub const ON_DEMAND: &[ProbeDecl] = &[
+    ProbeDecl {
+        event: KernelEvent::TraceSocketCalls,
+        strategies: &[Strategy {
+            label: "tracepoints syscalls/sys_{enter,exit}_{sendto,sendmsg,sendmmsg,recvfrom,recvmsg,recvmmsg} (attached only while tracing)",
+            sources: &[],
+            programs: &[
+                syscall_tp("netcopy_trace_sendto", "sys_enter_sendto"),
+                syscall_tp("netcopy_trace_sendmsg", "sys_enter_sendmsg"),
+                syscall_tp("netcopy_trace_sendmmsg", "sys_enter_sendmmsg"),
+                syscall_tp("netcopy_trace_recvfrom", "sys_enter_recvfrom"),
+                syscall_tp("netcopy_trace_recvmsg", "sys_enter_recvmsg"),
+                syscall_tp("netcopy_trace_recvmmsg", "sys_enter_recvmmsg"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_sendto"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_sendmsg"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_sendmmsg"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvfrom"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvmsg"),
+                syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvmmsg"),
+            ],
+            needs: &[Layout::TraceSyscallArgs],
+        }],
+    },
+    ProbeDecl {
+        event: KernelEvent::TraceSocketReadWrite,
+        // Telling a socket fd from a pipe or a file in the program (S_IFSOCK in the inode
+        // mode) records failed calls on sockets too and never a call on anything else;
+        // inferring it from a socket-layer event inside the call would miss calls that
+        // fail before reaching the socket layer.
+        strategies: &[Strategy {
+            label: "tracepoints syscalls/sys_{enter,exit}_{write,read,writev,readv}, socket fds only (attached only while tracing)",
+            sources: &[],
+            programs: &[
+                syscall_tp("netcopy_trace_write", "sys_enter_write"),
+                syscall_tp("netcopy_trace_read", "sys_enter_read"),
+                syscall_tp("netcopy_trace_writev", "sys_enter_writev"),
+                syscall_tp("netcopy_trace_readv", "sys_enter_readv"),
+                syscall_tp("netcopy_trace_exit_rw", "sys_exit_write"),
+                syscall_tp("netcopy_trace_exit_rw", "sys_exit_read"),
+                syscall_tp("netcopy_trace_exit_rw", "sys_exit_writev"),
+                syscall_tp("netcopy_trace_exit_rw", "sys_exit_readv"),
+            ],
+            needs: &[Layout::TraceReadWriteArgs, Layout::TraceSocketFd],
+        }],
+    },
+];

@@ -1,0 +1,352 @@
+//! One traced system call, decoded from the eBPF record, and the names users read:
+//! flag bits and errno names.
+
+use netcopy_common::{
+    CopySite, SiteCounter, SyscallEvent, TracedSyscall, TRACE_INFO_MSG_FLAGS_OUT,
+    TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
+};
+use serde_json::{json, Value};
+
+/// A traced call as user space sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallRecord {
+    pub syscall: TracedSyscall,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    /// CLOCK_MONOTONIC at entry, ns.
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The `flags` argument (MSG_*).
+    pub flags: u32,
+    /// Bytes asked for (length argument or iovec total).
+    pub requested: u64,
+    /// `requested` is a lower bound (too many iovecs/messages, or unreadable memory).
+    pub requested_partial: bool,
+    pub iovecs: u32,
+    pub messages: u32,
+    /// Raw return value: bytes, messages (mmsg) or `-errno`.
+    pub ret: i64,
+    /// Bytes moved (for mmsg the sum of `msg_len`).
+    pub returned: u64,
+    pub returned_partial: bool,
+    /// recvmsg: `msg_flags` the kernel wrote back.
+    pub msg_flags_out: Option<u32>,
+    /// Copies inside the call, per copy site.
+    pub copies: [SiteCounter; netcopy_common::SITE_COUNT],
+}
+
+impl SyscallRecord {
+    /// Decodes an eBPF record; None for an unknown syscall number.
+    pub fn from_event(e: &SyscallEvent) -> Option<SyscallRecord> {
+        Some(SyscallRecord {
+            syscall: TracedSyscall::from_u32(e.syscall)?,
+            pid: e.pid,
+            tid: e.tid,
+            fd: e.fd,
+            start_ns: e.start_ns,
+            duration_ns: e.end_ns.saturating_sub(e.start_ns),
+            flags: e.flags,
+            requested: e.requested,
+            requested_partial: e.info & TRACE_INFO_REQUESTED_PARTIAL != 0,
+            iovecs: e.iovecs,
+            messages: e.messages,
+            ret: e.ret,
+            returned: e.returned,
+            returned_partial: e.info & TRACE_INFO_RETURNED_PARTIAL != 0,
+            msg_flags_out: (e.info & TRACE_INFO_MSG_FLAGS_OUT != 0).then_some(e.msg_flags_out),
+            copies: e.copies,
+        })
+    }
+
+    /// The errno of a failed call.
+    pub fn errno(&self) -> Option<i32> {
+        (self.ret < 0).then(|| i32::try_from(-self.ret).unwrap_or(i32::MAX))
+    }
+
+    pub fn copy(&self, site: CopySite) -> SiteCounter {
+        self.copies[site as usize]
+    }
+
+    /// Bytes the kernel copied inside this call (send copies plus receive copies; a
+    /// zero-copy attach is not a copy).
+    pub fn copied_bytes(&self) -> u64 {
+        self.copy(CopySite::KernelSendCopy).bytes + self.copy(CopySite::KernelRecvCopy).bytes
+    }
+
+    /// Copies inside this call: send copies and receive copies (a zero-copy attach pins
+    /// pages and is not a copy).
+    pub fn copy_events(&self) -> u64 {
+        self.copy(CopySite::KernelSendCopy).calls + self.copy(CopySite::KernelRecvCopy).calls
+    }
+
+    /// The record as one JSON object (a line of syscalls.jsonl). `t0_ns` is the trace's
+    /// start on the same clock.
+    pub fn to_json(&self, t0_ns: u64) -> Value {
+        let site = |s: CopySite| {
+            let c = self.copy(s);
+            json!({ "calls": c.calls, "bytes": c.bytes })
+        };
+        json!({
+            "type": "syscall",
+            "syscall": self.syscall.name(),
+            "pid": self.pid,
+            "tid": self.tid,
+            "fd": self.fd,
+            "start_ns": self.start_ns.saturating_sub(t0_ns),
+            "monotonic_ns": self.start_ns,
+            "duration_ns": self.duration_ns,
+            "flags": self.flags,
+            "flag_names": msg_flag_names(self.flags),
+            "requested_bytes": self.requested,
+            "requested_partial": self.requested_partial,
+            "iovecs": self.iovecs,
+            "messages": self.messages,
+            "ret": self.ret,
+            "returned_bytes": if self.ret < 0 { Value::Null } else { json!(self.returned) },
+            "returned_partial": self.returned_partial,
+            "error": self.errno().map(errno_name),
+            "msg_flags_out": self.msg_flags_out,
+            "msg_flags_out_names": self.msg_flags_out.map(msg_flag_names),
+            "copies": {
+                "kernel_send_copy": site(CopySite::KernelSendCopy),
+                "zerocopy_attach": site(CopySite::ZeroCopyAttach),
+                "kernel_recv_copy": site(CopySite::KernelRecvCopy),
+            },
+            "copied_bytes": self.copied_bytes(),
+        })
+    }
+}
+
+/// MSG_* bits of Linux's socket.h, by name.
+pub const MSG_FLAGS: &[(u32, &str)] = &[
+    (0x1, "MSG_OOB"),
+    (0x2, "MSG_PEEK"),
+    (0x4, "MSG_DONTROUTE"),
+    (0x8, "MSG_CTRUNC"),
+    (0x10, "MSG_PROXY"),
+    (0x20, "MSG_TRUNC"),
+    (0x40, "MSG_DONTWAIT"),
+    (0x80, "MSG_EOR"),
+    (0x100, "MSG_WAITALL"),
+    (0x200, "MSG_FIN"),
+    (0x400, "MSG_SYN"),
+    (0x800, "MSG_CONFIRM"),
+    (0x1000, "MSG_RST"),
+    (0x2000, "MSG_ERRQUEUE"),
+    (0x4000, "MSG_NOSIGNAL"),
+    (0x8000, "MSG_MORE"),
+    (0x10000, "MSG_WAITFORONE"),
+    (0x40000, "MSG_BATCH"),
+    (0x200_0000, "MSG_SOCK_DEVMEM"),
+    (0x400_0000, "MSG_ZEROCOPY"),
+    (0x2000_0000, "MSG_FASTOPEN"),
+    (0x4000_0000, "MSG_CMSG_CLOEXEC"),
+];
+
+/// The names of the bits set in `flags`; unknown bits as one hex value.
+pub fn msg_flag_names(flags: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = flags;
+    for (bit, name) in MSG_FLAGS {
+        if flags & bit != 0 {
+            names.push((*name).to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    names
+}
+
+/// `MSG_ZEROCOPY|MSG_DONTWAIT`, or `0`.
+pub fn msg_flags_text(flags: u32) -> String {
+    let names = msg_flag_names(flags);
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+/// Linux errno names (x86_64/generic numbering, as the libc crate defines them).
+pub fn errno_name(errno: i32) -> String {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ESRCH, "ESRCH"),
+        (libc::EINTR, "EINTR"),
+        (libc::EIO, "EIO"),
+        (libc::ENXIO, "ENXIO"),
+        (libc::E2BIG, "E2BIG"),
+        (libc::EBADF, "EBADF"),
+        (libc::EAGAIN, "EAGAIN"),
+        (libc::ENOMEM, "ENOMEM"),
+        (libc::EACCES, "EACCES"),
+        (libc::EFAULT, "EFAULT"),
+        (libc::EBUSY, "EBUSY"),
+        (libc::EEXIST, "EEXIST"),
+        (libc::ENODEV, "ENODEV"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EISDIR, "EISDIR"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENFILE, "ENFILE"),
+        (libc::EMFILE, "EMFILE"),
+        (libc::EFBIG, "EFBIG"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::ESPIPE, "ESPIPE"),
+        (libc::EPIPE, "EPIPE"),
+        (libc::ERANGE, "ERANGE"),
+        (libc::ENOSYS, "ENOSYS"),
+        (libc::ENODATA, "ENODATA"),
+        (libc::ETIME, "ETIME"),
+        (libc::EOVERFLOW, "EOVERFLOW"),
+        (libc::EILSEQ, "EILSEQ"),
+        (libc::ERESTART, "ERESTART"),
+        (libc::ENOTSOCK, "ENOTSOCK"),
+        (libc::EDESTADDRREQ, "EDESTADDRREQ"),
+        (libc::EMSGSIZE, "EMSGSIZE"),
+        (libc::EPROTOTYPE, "EPROTOTYPE"),
+        (libc::ENOPROTOOPT, "ENOPROTOOPT"),
+        (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
+        (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::EPFNOSUPPORT, "EPFNOSUPPORT"),
+        (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
+        (libc::EADDRINUSE, "EADDRINUSE"),
+        (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+        (libc::ENETDOWN, "ENETDOWN"),
+        (libc::ENETUNREACH, "ENETUNREACH"),
+        (libc::ENETRESET, "ENETRESET"),
+        (libc::ECONNABORTED, "ECONNABORTED"),
+        (libc::ECONNRESET, "ECONNRESET"),
+        (libc::ENOBUFS, "ENOBUFS"),
+        (libc::EISCONN, "EISCONN"),
+        (libc::ENOTCONN, "ENOTCONN"),
+        (libc::ESHUTDOWN, "ESHUTDOWN"),
+        (libc::ETOOMANYREFS, "ETOOMANYREFS"),
+        (libc::ETIMEDOUT, "ETIMEDOUT"),
+        (libc::ECONNREFUSED, "ECONNREFUSED"),
+        (libc::EHOSTDOWN, "EHOSTDOWN"),
+        (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+        (libc::EALREADY, "EALREADY"),
+        (libc::EINPROGRESS, "EINPROGRESS"),
+        (libc::ECANCELED, "ECANCELED"),
+        // Kernel-internal restart codes can reach a tracepoint before the signal code
+        // turns them into EINTR or a restart.
+        (512, "ERESTARTSYS"),
+        (513, "ERESTARTNOINTR"),
+        (514, "ERESTARTNOHAND"),
+        (516, "ERESTART_RESTARTBLOCK"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == errno)
+        .map(|(_, name)| (*name).to_string())
+        .unwrap_or_else(|| format!("errno {errno}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_named_and_unknown_bits_kept() {
+        assert_eq!(
+            msg_flag_names(0x400_0000 | 0x40 | 0x4000),
+            vec!["MSG_DONTWAIT", "MSG_NOSIGNAL", "MSG_ZEROCOPY"]
+        );
+        assert_eq!(msg_flags_text(0), "0");
+        assert_eq!(msg_flags_text(0x2000 | 0x2), "MSG_PEEK|MSG_ERRQUEUE");
+        assert_eq!(
+            msg_flag_names(0x8000_0000 | 0x100),
+            vec!["MSG_WAITALL", "0x80000000"]
+        );
+        assert_eq!(msg_flag_names(0x8000), vec!["MSG_MORE"]);
+        // The table agrees with the libc crate where it defines the flag.
+        for (bit, name) in [
+            (libc::MSG_PEEK, "MSG_PEEK"),
+            (libc::MSG_DONTWAIT, "MSG_DONTWAIT"),
+            (libc::MSG_WAITALL, "MSG_WAITALL"),
+            (libc::MSG_ERRQUEUE, "MSG_ERRQUEUE"),
+            (libc::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
+            (libc::MSG_MORE, "MSG_MORE"),
+            (libc::MSG_ZEROCOPY, "MSG_ZEROCOPY"),
+            (libc::MSG_TRUNC, "MSG_TRUNC"),
+        ] {
+            assert_eq!(msg_flag_names(bit as u32), vec![name]);
+        }
+    }
+
+    #[test]
+    fn errnos_are_named() {
+        assert_eq!(errno_name(libc::EAGAIN), "EAGAIN");
+        assert_eq!(errno_name(libc::EPIPE), "EPIPE");
+        assert_eq!(errno_name(libc::ENOBUFS), "ENOBUFS");
+        assert_eq!(errno_name(4095), "errno 4095");
+    }
+
+    fn event() -> SyscallEvent {
+        let mut e = SyscallEvent {
+            start_ns: 1_000,
+            end_ns: 3_500,
+            requested: 1000,
+            ret: 1000,
+            returned: 1000,
+            pid: 7,
+            tid: 8,
+            syscall: TracedSyscall::Sendmsg as u32,
+            fd: 3,
+            flags: libc::MSG_NOSIGNAL as u32,
+            iovecs: 3,
+            messages: 1,
+            ..SyscallEvent::default()
+        };
+        e.copies[CopySite::KernelSendCopy as usize] = SiteCounter {
+            calls: 1,
+            bytes: 1000,
+        };
+        e
+    }
+
+    #[test]
+    fn decodes_an_event_and_writes_json() {
+        let r = SyscallRecord::from_event(&event()).unwrap();
+        assert_eq!(r.duration_ns, 2_500);
+        assert_eq!(r.errno(), None);
+        assert_eq!(r.copied_bytes(), 1000);
+        assert_eq!(r.copy_events(), 1);
+        let j = r.to_json(500);
+        assert_eq!(j["syscall"], "sendmsg");
+        assert_eq!(j["start_ns"], 500);
+        assert_eq!(j["flag_names"][0], "MSG_NOSIGNAL");
+        assert_eq!(j["copies"]["kernel_send_copy"]["bytes"], 1000);
+        assert_eq!(j["returned_bytes"], 1000);
+        assert!(j["error"].is_null());
+        assert!(j["msg_flags_out"].is_null());
+    }
+
+    #[test]
+    fn failed_calls_carry_the_errno_name() {
+        let mut e = event();
+        e.syscall = TracedSyscall::Recvmsg as u32;
+        e.ret = -i64::from(libc::EAGAIN);
+        e.returned = 0;
+        e.info = TRACE_INFO_MSG_FLAGS_OUT;
+        e.msg_flags_out = libc::MSG_ERRQUEUE as u32;
+        let r = SyscallRecord::from_event(&e).unwrap();
+        assert_eq!(r.errno(), Some(libc::EAGAIN));
+        let j = r.to_json(0);
+        assert_eq!(j["error"], "EAGAIN");
+        assert!(j["returned_bytes"].is_null());
+        assert_eq!(j["msg_flags_out_names"][0], "MSG_ERRQUEUE");
+    }
+
+    #[test]
+    fn unknown_syscall_numbers_are_refused() {
+        let mut e = event();
+        e.syscall = 99;
+        assert!(SyscallRecord::from_event(&e).is_none());
+    }
+}

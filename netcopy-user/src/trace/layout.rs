@@ -1,0 +1,261 @@
+//! What the trace programs need to know about the running kernel, found at run time:
+//! the `syscalls/sys_enter_*` and `sys_exit_*` record layouts from tracefs, the kernel
+//! struct offsets that lead from the current task to an fd's inode (BTF), and the user
+//! ABI layouts of `struct msghdr`, `struct mmsghdr` and `struct iovec` (from the libc
+//! crate's definitions for this target: they are part of the system call ABI).
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use netcopy_common::{SyscallArgOffsets, TraceOffsets, TracedSyscall};
+
+use crate::ebpf::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
+
+/// Field names of one call's `sys_enter_*` record, in [`SyscallArgOffsets`] order.
+struct EnterFields {
+    fd: &'static str,
+    ptr: &'static str,
+    len: Option<&'static str>,
+    flags: Option<&'static str>,
+}
+
+fn enter_fields(syscall: TracedSyscall) -> EnterFields {
+    let f = |fd, ptr, len, flags| EnterFields {
+        fd,
+        ptr,
+        len,
+        flags,
+    };
+    match syscall {
+        TracedSyscall::Sendto => f("fd", "buff", Some("len"), Some("flags")),
+        TracedSyscall::Sendmsg => f("fd", "msg", None, Some("flags")),
+        TracedSyscall::Sendmmsg => f("fd", "mmsg", Some("vlen"), Some("flags")),
+        TracedSyscall::Recvfrom => f("fd", "ubuf", Some("size"), Some("flags")),
+        TracedSyscall::Recvmsg => f("fd", "msg", None, Some("flags")),
+        TracedSyscall::Recvmmsg => f("fd", "mmsg", Some("vlen"), Some("flags")),
+        TracedSyscall::Write | TracedSyscall::Read => f("fd", "buf", Some("count"), None),
+        TracedSyscall::Writev | TracedSyscall::Readv => f("fd", "vec", Some("vlen"), None),
+    }
+}
+
+/// The socket calls, recorded by the `trace-socket` event.
+pub const SOCKET_CALLS: [TracedSyscall; 6] = [
+    TracedSyscall::Sendto,
+    TracedSyscall::Sendmsg,
+    TracedSyscall::Sendmmsg,
+    TracedSyscall::Recvfrom,
+    TracedSyscall::Recvmsg,
+    TracedSyscall::Recvmmsg,
+];
+
+/// The generic calls recorded only on sockets, by the `trace-rw` event.
+pub const READ_WRITE_CALLS: [TracedSyscall; 4] = [
+    TracedSyscall::Write,
+    TracedSyscall::Read,
+    TracedSyscall::Writev,
+    TracedSyscall::Readv,
+];
+
+/// Offsets for the trace programs, and for each layout that could not be found, why.
+#[derive(Clone, Debug)]
+pub struct TraceLayout {
+    pub offsets: TraceOffsets,
+    pub missing: Vec<(Layout, String)>,
+}
+
+impl TraceLayout {
+    /// Reads what it can; never fails as a whole (a missing piece disables the events
+    /// that need it, with the reason).
+    pub fn discover(tracefs: &Path, btf: Option<&KernelBtf>) -> TraceLayout {
+        let mut offsets = TraceOffsets::default();
+        let mut missing = Vec::new();
+        let mut exit_ret: Option<(u32, &'static str)> = None;
+        for (layout, calls) in [
+            (Layout::TraceSyscallArgs, &SOCKET_CALLS[..]),
+            (Layout::TraceReadWriteArgs, &READ_WRITE_CALLS[..]),
+        ] {
+            let result = (|| -> Result<()> {
+                for &call in calls {
+                    offsets.syscalls[call as usize] = enter_offsets(tracefs, call)?;
+                    let ret = exit_ret_offset(tracefs, call)?;
+                    match exit_ret {
+                        None => exit_ret = Some((ret, call.name())),
+                        Some((seen, other)) if seen != ret => {
+                            return Err(anyhow!(
+                                "syscalls/sys_exit_{} has `ret` at offset {ret} but \
+                                 sys_exit_{other} at {seen}; one exit program cannot read both",
+                                call.name()
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                for &call in calls {
+                    offsets.syscalls[call as usize] = SyscallArgOffsets::UNKNOWN;
+                }
+                missing.push((layout, format!("{e:#}")));
+            }
+        }
+        if let Some((ret, _)) = exit_ret {
+            offsets.exit_ret = ret;
+        }
+        match btf {
+            Some(btf) => {
+                if let Err(e) = socket_fd_offsets(btf, &mut offsets) {
+                    missing.push((Layout::TraceSocketFd, format!("{e:#}")));
+                }
+            }
+            None => missing.push((
+                Layout::TraceSocketFd,
+                "kernel BTF is unavailable: cannot tell socket fds from others".to_string(),
+            )),
+        }
+        user_abi_offsets(&mut offsets);
+        TraceLayout { offsets, missing }
+    }
+}
+
+fn enter_offsets(tracefs: &Path, call: TracedSyscall) -> Result<SyscallArgOffsets> {
+    let format =
+        TracepointFormat::read(tracefs, "syscalls", &format!("sys_enter_{}", call.name()))?;
+    let fields = enter_fields(call);
+    // Every syscall tracepoint argument is stored as 8 bytes, whatever its C type.
+    let opt = |name: Option<&str>| -> Result<u32> {
+        match name {
+            Some(name) => format.offset(name, 8),
+            None => Ok(netcopy_common::OFFSET_UNKNOWN),
+        }
+    };
+    Ok(SyscallArgOffsets {
+        fd: format.offset(fields.fd, 8)?,
+        ptr: format.offset(fields.ptr, 8)?,
+        len: opt(fields.len)?,
+        flags: opt(fields.flags)?,
+    })
+}
+
+fn exit_ret_offset(tracefs: &Path, call: TracedSyscall) -> Result<u32> {
+    TracepointFormat::read(tracefs, "syscalls", &format!("sys_exit_{}", call.name()))?
+        .offset("ret", 8)
+}
+
+fn socket_fd_offsets(btf: &KernelBtf, o: &mut TraceOffsets) -> Result<()> {
+    o.task_files = btf.member_offset("task_struct", "files")?;
+    o.files_fdt = btf.member_offset("files_struct", "fdt")?;
+    o.fdtable_fd = btf.member_offset("fdtable", "fd")?;
+    o.fdtable_max_fds = btf.member_offset("fdtable", "max_fds")?;
+    o.file_f_inode = btf.member_offset("file", "f_inode")?;
+    o.inode_i_mode = btf.member_offset("inode", "i_mode")?;
+    Ok(())
+}
+
+fn user_abi_offsets(o: &mut TraceOffsets) {
+    use std::mem::{offset_of, size_of};
+    // Offsets of these structs are at most a few dozen bytes: the casts cannot truncate.
+    o.msghdr_iov = offset_of!(libc::msghdr, msg_iov) as u32;
+    o.msghdr_iovlen = offset_of!(libc::msghdr, msg_iovlen) as u32;
+    o.msghdr_flags = offset_of!(libc::msghdr, msg_flags) as u32;
+    o.mmsghdr_len = offset_of!(libc::mmsghdr, msg_len) as u32;
+    o.mmsghdr_size = size_of::<libc::mmsghdr>() as u32;
+    o.iovec_len = offset_of!(libc::iovec, iov_len) as u32;
+    o.iovec_size = size_of::<libc::iovec>() as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_format(dir: &Path, name: &str, fields: &[(&str, u32)]) {
+        let d = dir.join("events/syscalls").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut text = format!("name: {name}\nID: 1\nformat:\n");
+        text.push_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n");
+        text.push_str("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n");
+        for (field, offset) in fields {
+            text.push_str(&format!(
+                "\tfield:unsigned long {field};\toffset:{offset};\tsize:8;\tsigned:0;\n"
+            ));
+        }
+        std::fs::write(d.join("format"), text).unwrap();
+    }
+
+    fn fake_tracefs(tag: &str, exit_ret_of_readv: u32) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("netcopy-trace-layout-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for call in TracedSyscall::ALL {
+            let f = enter_fields(call);
+            let mut fields = vec![(f.fd, 16), (f.ptr, 24)];
+            if let Some(len) = f.len {
+                fields.push((len, 32));
+            }
+            if let Some(flags) = f.flags {
+                fields.push((flags, 40));
+            }
+            write_format(&dir, &format!("sys_enter_{}", call.name()), &fields);
+            let ret = if call == TracedSyscall::Readv {
+                exit_ret_of_readv
+            } else {
+                16
+            };
+            write_format(&dir, &format!("sys_exit_{}", call.name()), &[("ret", ret)]);
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_every_call_from_the_format_files() {
+        let dir = fake_tracefs("ok", 16);
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let sendmsg = layout.offsets.syscalls[TracedSyscall::Sendmsg as usize];
+        assert_eq!((sendmsg.fd, sendmsg.ptr), (16, 24));
+        assert_eq!(sendmsg.len, netcopy_common::OFFSET_UNKNOWN);
+        assert_eq!(sendmsg.flags, 40);
+        let write = layout.offsets.syscalls[TracedSyscall::Write as usize];
+        assert_eq!(
+            (write.len, write.flags),
+            (32, netcopy_common::OFFSET_UNKNOWN)
+        );
+        assert_eq!(layout.offsets.exit_ret, 16);
+        // Without BTF only the socket-fd check is missing.
+        assert_eq!(layout.missing.len(), 1, "{:?}", layout.missing);
+        assert_eq!(layout.missing[0].0, Layout::TraceSocketFd);
+        assert_eq!(layout.offsets.iovec_size, 16);
+        assert_eq!(layout.offsets.mmsghdr_size, 64);
+    }
+
+    #[test]
+    fn disagreeing_exit_layouts_disable_only_their_event() {
+        let dir = fake_tracefs("ret", 24);
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let rw = layout
+            .missing
+            .iter()
+            .find(|(l, _)| *l == Layout::TraceReadWriteArgs)
+            .expect("read/write event disabled");
+        assert!(rw.1.contains("sys_exit_readv"), "{}", rw.1);
+        assert!(!layout
+            .missing
+            .iter()
+            .any(|(l, _)| *l == Layout::TraceSyscallArgs));
+    }
+
+    #[test]
+    fn a_missing_tracepoint_is_named() {
+        let dir = fake_tracefs("missing", 16);
+        std::fs::remove_dir_all(dir.join("events/syscalls/sys_enter_sendmmsg")).unwrap();
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (_, reason) = layout
+            .missing
+            .iter()
+            .find(|(l, _)| *l == Layout::TraceSyscallArgs)
+            .expect("socket calls disabled");
+        assert!(reason.contains("syscalls/sys_enter_sendmmsg"), "{reason}");
+    }
+}

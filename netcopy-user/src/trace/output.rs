@@ -1,0 +1,268 @@
+//! The files a trace is written to: `syscalls.jsonl` (one call per line, then a last
+//! `trace_end` line with the lost count), `trace.json` (Chrome trace event format, opens
+//! in the Perfetto UI: one track per thread, each call a complete "X" slice) and
+//! `summary.json`.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use netcopy_common::CopySite;
+use serde_json::{json, Value};
+
+use super::{
+    event::{errno_name, msg_flags_text},
+    TraceOutput,
+};
+
+/// Where [`write_outputs`] put the files.
+#[derive(Clone, Debug)]
+pub struct OutputPaths {
+    pub dir: PathBuf,
+    pub jsonl: PathBuf,
+    pub chrome_trace: PathBuf,
+    pub summary: PathBuf,
+}
+
+/// Writes `syscalls.jsonl`, `trace.json` and `summary.json` into `dir` (created if needed).
+pub fn write_outputs(dir: &Path, output: &TraceOutput) -> Result<OutputPaths> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let paths = OutputPaths {
+        dir: dir.to_path_buf(),
+        jsonl: dir.join("syscalls.jsonl"),
+        chrome_trace: dir.join("trace.json"),
+        summary: dir.join("summary.json"),
+    };
+    write_jsonl(&paths.jsonl, output)?;
+    write_chrome_trace(&paths.chrome_trace, output)?;
+    let summary = serde_json::to_string_pretty(&summary_json(output))?;
+    fs::write(&paths.summary, summary + "\n")
+        .with_context(|| format!("writing {}", paths.summary.display()))?;
+    Ok(paths)
+}
+
+/// The summary object printed by `--json` and written to `summary.json`.
+pub fn summary_json(output: &TraceOutput) -> Value {
+    let mut j = output.summary.to_json();
+    j["notes"] = json!(output.notes);
+    j
+}
+
+/// One JSON object per line: every call, then `{"type":"trace_end", "lost_events": N, ...}`.
+pub fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
+    let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    for r in &output.events {
+        serde_json::to_writer(&mut w, &r.to_json(output.start_ns))?;
+        w.write_all(b"\n")?;
+    }
+    let end = json!({
+        "type": "trace_end",
+        "events": output.events.len(),
+        "lost_events": output.lost.total(),
+        "lost": output.lost.to_json(),
+        "duration_ns": output.end_ns.saturating_sub(output.start_ns),
+        "start_unix_ns": output.start_unix_ns,
+        "notes": output.notes,
+    });
+    serde_json::to_writer(&mut w, &end)?;
+    w.write_all(b"\n")?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The trace in Chrome trace event format.
+pub fn chrome_trace(output: &TraceOutput) -> Value {
+    let t0 = output.start_ns;
+    let us = |ns: u64| ns.saturating_sub(t0) as f64 / 1000.0;
+    let mut events = Vec::with_capacity(output.events.len() + 16);
+    let mut threads: BTreeMap<u32, u32> = BTreeMap::new();
+    for r in &output.events {
+        threads.insert(r.tid, r.pid);
+    }
+    let mut pids: Vec<u32> = threads.values().copied().collect();
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let name = output
+            .names
+            .get(&pid)
+            .map(|n| format!("{n} ({pid})"))
+            .unwrap_or_else(|| format!("pid {pid}"));
+        events.push(json!({
+            "ph": "M", "name": "process_name", "pid": pid, "tid": pid,
+            "args": { "name": name },
+        }));
+    }
+    for (tid, pid) in &threads {
+        let name = output
+            .names
+            .get(tid)
+            .map(|n| format!("{n} ({tid})"))
+            .unwrap_or_else(|| format!("tid {tid}"));
+        events.push(json!({
+            "ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+            "args": { "name": name },
+        }));
+    }
+    for r in &output.events {
+        let mut args = json!({
+            "fd": r.fd,
+            "flags": msg_flags_text(r.flags),
+            "requested_bytes": r.requested,
+            "ret": r.ret,
+            "kernel_send_copy_bytes": r.copy(CopySite::KernelSendCopy).bytes,
+            "zerocopy_attach_bytes": r.copy(CopySite::ZeroCopyAttach).bytes,
+            "kernel_recv_copy_bytes": r.copy(CopySite::KernelRecvCopy).bytes,
+            "copy_events": r.copy_events(),
+        });
+        if r.iovecs > 1 || r.messages > 1 {
+            args["iovecs"] = json!(r.iovecs);
+            args["messages"] = json!(r.messages);
+        }
+        match r.errno() {
+            Some(errno) => args["error"] = json!(errno_name(errno)),
+            None => args["returned_bytes"] = json!(r.returned),
+        }
+        if let Some(out) = r.msg_flags_out {
+            args["msg_flags_out"] = json!(msg_flags_text(out));
+        }
+        events.push(json!({
+            "ph": "X",
+            "cat": "syscall",
+            "name": r.syscall.name(),
+            "pid": r.pid,
+            "tid": r.tid,
+            "ts": us(r.start_ns),
+            "dur": r.duration_ns as f64 / 1000.0,
+            "args": args,
+        }));
+    }
+    if output.lost.total() > 0 {
+        // A global instant at the end, so that a lossy trace says so on screen.
+        events.push(json!({
+            "ph": "i", "s": "g", "name": format!("{} calls lost", output.lost.total()),
+            "pid": 0, "tid": 0, "ts": us(output.end_ns),
+            "args": output.lost.to_json(),
+        }));
+    }
+    json!({
+        "traceEvents": events,
+        "displayTimeUnit": "ns",
+        "otherData": {
+            "tool": "netcopy trace",
+            "events": output.events.len(),
+            "lost_events": output.lost.total(),
+            "lost": output.lost.to_json(),
+            "start_unix_ns": output.start_unix_ns,
+            "notes": output.notes,
+        },
+    })
+}
+
+pub fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
+    let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    serde_json::to_writer(&mut w, &chrome_trace(output))?;
+    w.write_all(b"\n")?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{event::SyscallRecord, summary::LostCounts, TraceSummary};
+    use netcopy_common::{SiteCounter, SyscallEvent, TracedSyscall};
+
+    fn sample() -> TraceOutput {
+        let mut events = Vec::new();
+        for (i, (call, ret)) in [
+            (TracedSyscall::Sendmsg, 1000i64),
+            (TracedSyscall::Recvfrom, -i64::from(libc::EAGAIN)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut e = SyscallEvent {
+                start_ns: 5_000 + i as u64 * 1_000,
+                end_ns: 5_500 + i as u64 * 1_000,
+                ret,
+                returned: ret.max(0) as u64,
+                pid: 10,
+                tid: 11 + i as u32,
+                syscall: call as u32,
+                fd: 4,
+                flags: libc::MSG_DONTWAIT as u32,
+                ..SyscallEvent::default()
+            };
+            e.copies[CopySite::KernelSendCopy as usize] = SiteCounter {
+                calls: 1,
+                bytes: ret.max(0) as u64,
+            };
+            events.push(SyscallRecord::from_event(&e).unwrap());
+        }
+        let lost = LostCounts {
+            ring_full: 2,
+            inflight_full: 0,
+        };
+        TraceOutput {
+            summary: TraceSummary::build(&events, lost, 10_000),
+            events,
+            lost,
+            start_ns: 4_000,
+            end_ns: 14_000,
+            start_unix_ns: 1,
+            names: [(10, "helper".to_string()), (11, "worker".to_string())].into(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn chrome_trace_has_one_track_per_thread_and_complete_slices() {
+        let j = chrome_trace(&sample());
+        let events = j["traceEvents"].as_array().unwrap();
+        let slices: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+        assert_eq!(slices.len(), 2);
+        assert_eq!(slices[0]["ts"], 1.0);
+        assert_eq!(slices[0]["dur"], 0.5);
+        assert_eq!(slices[0]["args"]["flags"], "MSG_DONTWAIT");
+        assert_eq!(slices[0]["args"]["returned_bytes"], 1000);
+        assert_eq!(slices[1]["args"]["error"], "EAGAIN");
+        let names: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["name"] == "thread_name")
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[0]["args"]["name"], "worker (11)");
+        assert_eq!(names[1]["args"]["name"], "tid 12");
+        assert_eq!(j["otherData"]["lost_events"], 2);
+        assert!(events.iter().any(|e| e["ph"] == "i"));
+    }
+
+    #[test]
+    fn files_parse_back() {
+        let dir = std::env::temp_dir().join(format!("netcopy-trace-out-{}", std::process::id()));
+        let paths = write_outputs(&dir, &sample()).unwrap();
+        let jsonl = fs::read_to_string(&paths.jsonl).unwrap();
+        let lines: Vec<Value> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["type"], "syscall");
+        assert_eq!(lines[2]["type"], "trace_end");
+        assert_eq!(lines[2]["lost_events"], 2);
+        let trace: Value =
+            serde_json::from_str(&fs::read_to_string(&paths.chrome_trace).unwrap()).unwrap();
+        assert!(trace["traceEvents"].is_array());
+        let summary: Value =
+            serde_json::from_str(&fs::read_to_string(&paths.summary).unwrap()).unwrap();
+        assert_eq!(summary["lost_events"], 2);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,328 @@
+//! The library side of `netcopy trace`: start tracing the processes of some filter slots
+//! on loaded [`CopyProbes`], drain the ring buffer, stop and get every call back.
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, AsRawFd},
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
+use netcopy_common::{SyscallEvent, SLOT_COUNT, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL};
+
+use super::{
+    event::SyscallRecord,
+    summary::{LostCounts, TraceSummary},
+    INFLIGHT_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
+};
+use crate::ebpf::{plan::KernelEvent, CopyProbes};
+
+/// Everything a finished trace recorded.
+#[derive(Clone, Debug)]
+pub struct TraceOutput {
+    /// Every recorded call, in the order the ring buffer delivered them (completion
+    /// order per CPU; sort by `start_ns` for a timeline).
+    pub events: Vec<SyscallRecord>,
+    /// Calls that could not be recorded.
+    pub lost: LostCounts,
+    pub summary: TraceSummary,
+    /// CLOCK_MONOTONIC when the trace started and stopped, ns (the clock of the events).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Wall clock at the start, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Thread and process names (`comm`) by tid, as seen while tracing.
+    pub names: BTreeMap<u32, String>,
+    /// What the trace could not cover on this kernel, in words.
+    pub notes: Vec<String>,
+}
+
+/// A running syscall trace. Only one can run on a [`CopyProbes`] at a time.
+pub struct SyscallTracer {
+    ring: RingBuf<MapData>,
+    ring_id: u32,
+    slots: Array<MapData, u32>,
+    lost: PerCpuArray<MapData, u64>,
+    inflight: BpfHashMap<MapData, u32, SyscallEvent>,
+    lost_baseline: LostCounts,
+    attached: Vec<KernelEvent>,
+    records: Vec<SyscallRecord>,
+    names: BTreeMap<u32, String>,
+    notes: Vec<String>,
+    malformed: u64,
+    start_ns: u64,
+    start_unix_ns: u64,
+    active: bool,
+}
+
+/// The events a trace attaches: the socket calls are required, write/read on sockets are
+/// traced where the kernel allows it (a note says when not).
+const REQUIRED: KernelEvent = KernelEvent::TraceSocketCalls;
+const OPTIONAL: KernelEvent = KernelEvent::TraceSocketReadWrite;
+
+impl SyscallTracer {
+    /// Starts tracing every process in filter slots `slots` (put them there with
+    /// [`CopyProbes::watch_process`]; with `follow_forks` their children are traced too).
+    /// The probes must have been loaded with `LoadOptions::trace_ring_bytes`.
+    pub fn start(probes: &mut CopyProbes, slots: &[u32]) -> Result<SyscallTracer> {
+        if probes.options().trace_ring_bytes.is_none() {
+            bail!(
+                "these probes were loaded without room for a syscall trace: load them with \
+                 CopyProbes::load_with(LoadOptions {{ trace_ring_bytes: Some(..) }})"
+            );
+        }
+        let mut mask = 0u32;
+        for &slot in slots {
+            if slot as usize >= SLOT_COUNT {
+                bail!("slot {slot} out of range (0..{SLOT_COUNT})");
+            }
+            mask |= 1 << slot;
+        }
+        if mask == 0 {
+            bail!("no filter slot to trace");
+        }
+        let ring_map = probes.map_handle(RING_MAP)?;
+        let ring_id = map_id(&ring_map)?;
+        let ring = RingBuf::try_from(ring_map).context("opening the trace ring buffer")?;
+        let slots_map: Array<MapData, u32> = Array::try_from(probes.map_handle(SLOTS_MAP)?)?;
+        let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(probes.map_handle(LOST_MAP)?)?;
+        let inflight: BpfHashMap<MapData, u32, SyscallEvent> =
+            BpfHashMap::try_from(probes.map_handle(INFLIGHT_MAP)?)?;
+        if slots_map
+            .get(&0, 0)
+            .context("reading the trace slot mask")?
+            != 0
+        {
+            bail!("a syscall trace is already running on these probes");
+        }
+        let mut tracer = SyscallTracer {
+            ring,
+            ring_id,
+            slots: slots_map,
+            lost,
+            inflight,
+            lost_baseline: LostCounts::default(),
+            attached: Vec::new(),
+            records: Vec::new(),
+            names: BTreeMap::new(),
+            notes: Vec::new(),
+            malformed: 0,
+            start_ns: 0,
+            start_unix_ns: 0,
+            active: false,
+        };
+        // Leftovers of an earlier trace that stopped with calls in flight.
+        tracer.clear_inflight()?;
+        while tracer.ring.next().is_some() {}
+        tracer.lost_baseline = tracer.read_lost()?;
+        if let Err(e) = probes.attach_on_demand(REQUIRED) {
+            return Err(e.context("cannot trace socket system calls"));
+        }
+        tracer.attached.push(REQUIRED);
+        match probes.attach_on_demand(OPTIONAL) {
+            Ok(()) => tracer.attached.push(OPTIONAL),
+            Err(e) => tracer.notes.push(format!(
+                "write, read, writev and readv on sockets are not traced: {e:#}"
+            )),
+        }
+        tracer.start_ns = monotonic_ns();
+        tracer.start_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        if let Err(e) = tracer.slots.set(0, mask, 0) {
+            for event in tracer.attached.drain(..) {
+                let _ = probes.detach_on_demand(event);
+            }
+            return Err(anyhow::Error::new(e).context("enabling the trace"));
+        }
+        tracer.active = true;
+        Ok(tracer)
+    }
+
+    /// The ring buffer's fd, to poll it alongside other fds; call [`SyscallTracer::drain`]
+    /// when it is readable.
+    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ring.as_fd()
+    }
+
+    /// Waits up to `timeout` for events, then drains them; returns how many were added.
+    pub fn poll(&mut self, timeout: Duration) -> Result<usize> {
+        let mut fds = [libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(anyhow::Error::new(err).context("polling the trace ring buffer"));
+            }
+        }
+        Ok(self.drain())
+    }
+
+    /// Takes every event waiting in the ring buffer; returns how many.
+    pub fn drain(&mut self) -> usize {
+        let mut batch = Vec::new();
+        let mut malformed = 0;
+        while let Some(item) = self.ring.next() {
+            if item.len() < std::mem::size_of::<SyscallEvent>() {
+                malformed += 1;
+                continue;
+            }
+            // SAFETY: the item holds at least one SyscallEvent written by our program;
+            // read_unaligned copes with any alignment of the ring's data area.
+            batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const SyscallEvent) });
+        }
+        let mut added = 0;
+        for event in batch {
+            match SyscallRecord::from_event(&event) {
+                Some(record) => {
+                    self.learn_names(record.pid, record.tid);
+                    self.records.push(record);
+                    added += 1;
+                }
+                None => malformed += 1,
+            }
+        }
+        self.malformed += malformed;
+        added
+    }
+
+    /// Calls recorded so far (drained).
+    pub fn events(&self) -> &[SyscallRecord] {
+        &self.records
+    }
+
+    /// Calls lost since the start.
+    pub fn lost(&self) -> Result<LostCounts> {
+        let now = self.read_lost()?;
+        Ok(LostCounts {
+            ring_full: now.ring_full.wrapping_sub(self.lost_baseline.ring_full),
+            inflight_full: now
+                .inflight_full
+                .wrapping_sub(self.lost_baseline.inflight_full),
+        })
+    }
+
+    /// Stops recording, detaches the trace programs (they are unloaded: nothing of the
+    /// trace stays in the kernel), drains what is left and returns the whole trace.
+    /// `probes` must be the probes the trace was started on.
+    pub fn stop(mut self, probes: &mut CopyProbes) -> Result<TraceOutput> {
+        let same = probes
+            .map_handle(RING_MAP)
+            .and_then(|m| map_id(&m))
+            .map(|id| id == self.ring_id)
+            .unwrap_or(false);
+        if !same {
+            bail!("SyscallTracer::stop was given other probes than the trace was started on");
+        }
+        // New calls are no longer recorded; calls already in flight still complete and
+        // are delivered until the programs are detached.
+        self.slots.set(0, 0, 0).context("disabling the trace")?;
+        self.active = false;
+        let mut detach_errors = Vec::new();
+        for event in std::mem::take(&mut self.attached) {
+            if let Err(e) = probes.detach_on_demand(event) {
+                detach_errors.push(format!("{e:#}"));
+            }
+        }
+        self.drain();
+        let end_ns = monotonic_ns();
+        let lost = self.lost()?;
+        self.clear_inflight()?;
+        if !detach_errors.is_empty() {
+            bail!("detaching the trace programs: {}", detach_errors.join("; "));
+        }
+        if self.malformed > 0 {
+            self.notes.push(format!(
+                "{} ring buffer records were malformed and skipped",
+                self.malformed
+            ));
+        }
+        let records = std::mem::take(&mut self.records);
+        let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
+        Ok(TraceOutput {
+            events: records,
+            lost,
+            summary,
+            start_ns: self.start_ns,
+            end_ns,
+            start_unix_ns: self.start_unix_ns,
+            names: std::mem::take(&mut self.names),
+            notes: std::mem::take(&mut self.notes),
+        })
+    }
+
+    fn read_lost(&self) -> Result<LostCounts> {
+        let sum = |index: u32| -> Result<u64> {
+            let per_cpu = self
+                .lost
+                .get(&index, 0)
+                .context("reading the trace's lost counters")?;
+            Ok(per_cpu.iter().copied().fold(0u64, u64::wrapping_add))
+        };
+        Ok(LostCounts {
+            ring_full: sum(TRACE_LOST_RING_FULL)?,
+            inflight_full: sum(TRACE_LOST_INFLIGHT_FULL)?,
+        })
+    }
+
+    fn clear_inflight(&mut self) -> Result<()> {
+        let keys: Vec<u32> = self.inflight.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            match self.inflight.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("clearing in-flight calls")),
+            }
+        }
+        Ok(())
+    }
+
+    fn learn_names(&mut self, pid: u32, tid: u32) {
+        for (id, path) in [
+            (pid, format!("/proc/{pid}/comm")),
+            (tid, format!("/proc/{pid}/task/{tid}/comm")),
+        ] {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.names.entry(id) {
+                if let Ok(name) = std::fs::read_to_string(path) {
+                    slot.insert(name.trim_end().to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SyscallTracer {
+    fn drop(&mut self) {
+        if self.active {
+            // Not stopped: at least stop recording. The programs stay attached until
+            // the probes are dropped (stop() needs them to detach).
+            let _ = self.slots.set(0, 0, 0);
+            log::warn!("a syscall trace was dropped without stop(); its programs stay attached until the probes are dropped");
+        }
+    }
+}
+
+fn map_id(map: &Map) -> Result<u32> {
+    match map {
+        Map::RingBuf(data) => Ok(data.info().context("reading map info")?.id()),
+        _ => Err(anyhow!("{RING_MAP} is not a ring buffer")),
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
