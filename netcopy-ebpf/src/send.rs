@@ -15,13 +15,13 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    EbpfContext,
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::{
         BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
         TracePointContext,
     },
+    EbpfContext,
 };
 use netcopy_common::{
     CopySite, KernelOffsets, SendInFlight, MSG_SPLICE_PAGES, MSG_ZEROCOPY, OFFSET_UNKNOWN,

@@ -42,12 +42,22 @@ fn slot_of_uarg(uarg: u64, off: &KernelOffsets) -> Option<u32> {
 fn deferred_copy(skb: u64) {
     let Some(off) = maps::offsets() else { return };
     // SAFETY: probe reads at BTF offsets.
-    let Some(head) = (unsafe { read::<u64>(skb, off.skb_head) }) else { return };
-    let Some(end) = (unsafe { read::<u32>(skb, off.skb_end) }) else { return };
+    let Some(head) = (unsafe { read::<u64>(skb, off.skb_head) }) else {
+        return;
+    };
+    let Some(end) = (unsafe { read::<u32>(skb, off.skb_end) }) else {
+        return;
+    };
     let shinfo = head + u64::from(end);
-    let Some(uarg) = (unsafe { read::<u64>(shinfo, off.shinfo_destructor_arg) }) else { return };
-    let Some(slot) = slot_of_uarg(uarg, off) else { return };
-    let Some(bytes) = (unsafe { read::<u32>(skb, off.skb_data_len) }) else { return };
+    let Some(uarg) = (unsafe { read::<u64>(shinfo, off.shinfo_destructor_arg) }) else {
+        return;
+    };
+    let Some(slot) = slot_of_uarg(uarg, off) else {
+        return;
+    };
+    let Some(bytes) = (unsafe { read::<u32>(skb, off.skb_data_len) }) else {
+        return;
+    };
     maps::count(slot, CopySite::DeferredCopy, u64::from(bytes));
 }
 
@@ -56,7 +66,9 @@ fn deferred_copy(skb: u64) {
 #[inline(always)]
 fn completion(uarg: u64) {
     let Some(off) = maps::offsets() else { return };
-    let Some(slot) = slot_of_uarg(uarg, off) else { return };
+    let Some(slot) = slot_of_uarg(uarg, off) else {
+        return;
+    };
     // SAFETY: probe reads at BTF offsets.
     let bytes: u32 = unsafe { read(uarg, off.uarg_bytelen) }.unwrap_or(0);
     maps::count(slot, CopySite::ZeroCopyCompletion, u64::from(bytes));

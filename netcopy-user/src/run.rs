@@ -34,7 +34,12 @@ use crate::{
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// Modes to measure, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "two-copy,one-copy,zero-copy")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "two-copy,one-copy,zero-copy"
+    )]
     pub modes: Vec<Mode>,
     /// Message sizes, comma-separated (K/M are binary units).
     #[arg(long, value_delimiter = ',', value_parser = size_arg, default_value = "1K,4K,16K,64K,256K,1M")]
@@ -59,7 +64,11 @@ pub struct RunArgs {
 impl RunArgs {
     fn config(&self) -> RunConfig {
         let (sizes, threads, stream) = if self.quick {
-            (vec![4 << 10, 64 << 10, 1 << 20], vec![1, 2], Duration::from_millis(400))
+            (
+                vec![4 << 10, 64 << 10, 1 << 20],
+                vec![1, 2],
+                Duration::from_millis(400),
+            )
         } else {
             (
                 self.sizes.clone(),
@@ -151,7 +160,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("cell {mode} {} x{threads}", format_size(size)));
         match cell {
             Ok(cell) => {
-                progress_line(&bar, format!(
+                progress_line(
+                    &bar,
+                    format!(
                     "{mode:<9} {:>5} x{threads}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
                     format_size(size),
                     cell.stream.throughput_gbps,
@@ -159,7 +170,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                     cell.copies_per_byte
                         .map(|c| format!("{c:.2}"))
                         .unwrap_or_else(|| "n/a".into())
-                ));
+                ),
+                );
                 results.cells.push(cell);
                 write_results(&dir, &results)?;
             }
@@ -184,7 +196,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     eprintln!(
         "netcopy run: {} cells{} -> {}",
         results.cells.len(),
-        if results.interrupted { " (interrupted)" } else { "" },
+        if results.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
         dir.display()
     );
     for path in outputs {
@@ -209,9 +225,9 @@ fn progress_line(bar: &ProgressBar, line: String) {
 
 fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} cells  {msg}  ETA {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "[{elapsed_precise}] {bar:30} {pos}/{len} cells  {msg}  ETA {eta}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -406,7 +422,11 @@ fn machine(perf_hw_available: bool, perf_hw_reason: &str) -> Machine {
     let memory_bytes = read("/proc/meminfo")
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
+        .and_then(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0);
     Machine {
