@@ -563,6 +563,8 @@ pub fn render_report(results: &Results, a: &Analysis) -> String {
         );
     }
 
+    trace_samples_section(&mut o, results);
+
     provenance_section(&mut o, results, a);
 
     let _ = writeln!(o, "## Files\n");
@@ -1016,6 +1018,32 @@ fn cpu_sources(r: &Results) -> String {
     } else {
         s.into_iter().collect::<Vec<_>>().join("; ")
     }
+}
+
+/// Where each cell's syscall trace sample is (written by `netcopy run` beside results.json).
+fn trace_samples_section(o: &mut String, r: &Results) {
+    let samples: Vec<&str> = r
+        .cells
+        .iter()
+        .filter_map(|c| c.trace_sample.as_deref())
+        .collect();
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Syscall trace samples
+"
+    );
+    let _ = writeln!(
+        o,
+        "Each cell has a short traced stream of its own (not the measured phases): every send \
+         and receive call of server and client with the copies the kernel made inside it. \
+         `syscalls.jsonl` has one call per line, `trace.json` opens in the Perfetto UI, \
+         `summary.json` has the per-syscall table. {} samples, e.g. `{}/`.\n",
+        samples.len(),
+        samples[0]
+    );
 }
 
 fn provenance_section(o: &mut String, r: &Results, a: &Analysis) {

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::{
     client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
     counters::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    ebpf::CopyProbes,
+    ebpf::{loader::LoadOptions, CopyProbes},
     harness::ServerProcess,
     ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -28,7 +28,9 @@ use crate::{
     },
     server::stop_flag_on_signals,
     size::{duration_arg, format_size, size_arg},
-    sys, verify,
+    sys,
+    trace::{self, SyscallTracer},
+    verify,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +61,9 @@ pub struct RunArgs {
     /// Output directory (default: results/<UTC timestamp>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Do not record a syscall trace sample per cell.
+    #[arg(long)]
+    pub no_trace: bool,
 }
 
 impl RunArgs {
@@ -88,6 +93,14 @@ impl RunArgs {
     }
 }
 
+/// Messages in each cell's syscall trace sample: enough to show every call pattern of the
+/// mode, few enough that tracing never loses events and the sample stays small.
+const TRACE_SAMPLE_MESSAGES: u64 = 16;
+/// Ring buffer of the trace samples.
+const TRACE_RING_BYTES: u32 = 8 << 20;
+/// The trace samples record the server and the client.
+const TRACED_SLOTS: [u32; 2] = [SERVER_SLOT, CLIENT_SLOT];
+
 /// Messages per mode in the exact verification that opens every run.
 const VERIFY_MESSAGES: u64 = 32;
 const VERIFY_SIZE: u64 = 64 << 10;
@@ -108,7 +121,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
 
-    let mut probes = CopyProbes::load()?;
+    let mut probes = CopyProbes::load_with(LoadOptions {
+        trace_ring_bytes: (!args.no_trace).then_some(TRACE_RING_BYTES),
+    })?;
     let hw = counters::capability_hw();
     let mut results = Results {
         schema_version: SCHEMA_VERSION,
@@ -145,6 +160,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             })
         })
         .collect();
+    // One tracer for the whole run, paused except during each cell's trace sample.
+    let mut tracer = if args.no_trace {
+        None
+    } else {
+        let mut tracer = SyscallTracer::start(&mut probes, &TRACED_SLOTS)?;
+        tracer.pause()?;
+        Some(tracer)
+    };
     let bar = progress_bar(cells.len() as u64);
     for (mode, size, threads, repeat) in cells {
         if stop.load(Ordering::SeqCst) {
@@ -156,7 +179,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             format_size(size),
             repeat + 1
         ));
+        let trace_dir = (!args.no_trace).then(|| {
+            PathBuf::from("traces").join(format!(
+                "{mode}-{}-t{threads}-r{}",
+                format_size(size),
+                repeat + 1
+            ))
+        });
         let cell = measure_cell(&mut probes, &config, mode, size, threads, repeat)
+            .and_then(|mut cell| {
+                if let (Some(rel), Some(tracer)) = (trace_dir, tracer.as_mut()) {
+                    trace_sample(&mut probes, tracer, mode, size, threads, &dir.join(&rel))?;
+                    cell.trace_sample = Some(rel.display().to_string());
+                }
+                Ok(cell)
+            })
             .with_context(|| format!("cell {mode} {} x{threads}", format_size(size)));
         match cell {
             Ok(cell) => {
@@ -189,6 +226,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(tracer) = tracer {
+        tracer.stop(&mut probes)?;
+    }
     results.complete = !results.interrupted;
     results.finished_at_unix = Some(unix_now());
     write_results(&dir, &results)?;
@@ -350,6 +390,42 @@ fn measure_cell(
         client_counters: Some(client_readings),
         trace_sample: None,
     })
+}
+
+/// A short stream of TRACE_SAMPLE_MESSAGES messages with every send and receive call of
+/// server and client recorded, written to `dir` (syscalls.jsonl, trace.json, summary.json).
+/// Separate from the measured phases, and the tracer is paused outside it, so tracing
+/// costs them nothing but the paused programs' early return.
+fn trace_sample(
+    probes: &mut CopyProbes,
+    tracer: &mut SyscallTracer,
+    mode: Mode,
+    size: u64,
+    threads: usize,
+    dir: &Path,
+) -> Result<()> {
+    let server = ServerProcess::spawn(mode, &["--max-size".to_string(), size.to_string()])?;
+    let own_pid = std::process::id();
+    probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+    probes.watch_process(own_pid, CLIENT_SLOT, false)?;
+    // Calls of earlier phases that were still in the ring belong to no sample.
+    tracer.take_sample()?;
+    tracer.resume(&TRACED_SLOTS)?;
+    let messages = TRACE_SAMPLE_MESSAGES.max(threads as u64);
+    let client = run_client(&ClientConfig::new(
+        &server.addr,
+        size,
+        threads,
+        RunLimit::Messages(messages),
+    ));
+    let stopped = server.stop();
+    let paused = tracer.pause();
+    probes.unwatch_process(own_pid)?;
+    client.map_err(|f| anyhow!("trace sample: {f}"))?;
+    stopped?;
+    paused?;
+    trace::write_outputs(dir, &tracer.take_sample()?)?;
+    Ok(())
 }
 
 fn stream_figures(r: &ClientReport) -> StreamFigures {

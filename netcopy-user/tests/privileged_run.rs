@@ -64,6 +64,21 @@ fn quick_sweep_writes_every_cell_and_every_output() {
         }
     }
     for cell in cells {
+        // Every cell keeps a syscall trace sample, complete and loss-free.
+        let sample = dir.join(cell["trace_sample"].as_str().expect("trace_sample"));
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(sample.join("summary.json")).expect("summary.json"),
+        )
+        .expect("summary.json is JSON");
+        assert_eq!(summary["lost_events"], 0, "{}", sample.display());
+        assert!(summary["events"].as_u64().unwrap() > 0);
+        let chrome: Value = serde_json::from_str(
+            &std::fs::read_to_string(sample.join("trace.json")).expect("trace.json"),
+        )
+        .expect("trace.json is JSON");
+        assert!(chrome["traceEvents"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()));
         assert_eq!(cell["stream"]["integrity_errors"], 0);
         assert!(cell["stream"]["messages"].as_u64().unwrap() > 0);
         assert!(cell["latency"]["transactions"].as_u64().unwrap() > 0);

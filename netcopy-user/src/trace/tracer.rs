@@ -194,6 +194,56 @@ impl SyscallTracer {
         added
     }
 
+    /// Stops recording new calls without detaching the programs (the slot mask goes to 0,
+    /// so they return at once). Detaching costs an RCU grace period per tracepoint (over a
+    /// second for all of them in a VM); a caller that takes many short samples, like
+    /// `netcopy run`, pauses between them instead.
+    pub fn pause(&mut self) -> Result<()> {
+        self.slots.set(0, 0, 0).context("pausing the trace")?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Records again after [`SyscallTracer::pause`], for the same slots as at the start.
+    pub fn resume(&mut self, slots: &[u32]) -> Result<()> {
+        let mask = slots
+            .iter()
+            .filter(|&&s| (s as usize) < SLOT_COUNT)
+            .fold(0u32, |m, &s| m | 1 << s);
+        if mask == 0 {
+            bail!("no filter slot to trace");
+        }
+        self.slots.set(0, mask, 0).context("resuming the trace")?;
+        Ok(())
+    }
+
+    /// Everything recorded since the start or the previous take, as a finished trace of
+    /// its own; the tracer keeps running (or paused) and starts a new sample.
+    pub fn take_sample(&mut self) -> Result<TraceOutput> {
+        self.drain();
+        let end_ns = monotonic_ns();
+        let lost = self.lost()?;
+        let records = std::mem::take(&mut self.records);
+        let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
+        let output = TraceOutput {
+            events: records,
+            lost,
+            summary,
+            start_ns: self.start_ns,
+            end_ns,
+            start_unix_ns: self.start_unix_ns,
+            names: self.names.clone(),
+            notes: self.notes.clone(),
+        };
+        self.lost_baseline = self.read_lost()?;
+        self.start_ns = end_ns;
+        self.start_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Ok(output)
+    }
+
     /// Calls recorded so far (drained).
     pub fn events(&self) -> &[SyscallRecord] {
         &self.records
