@@ -68,6 +68,25 @@ fn lost(index: u32) {
     }
 }
 
+/// Ring buffer submit flags: wake the reader only once an eighth of the ring is waiting.
+/// A wake-up per event is an inter-processor interrupt per traced call (a VM exit in a
+/// guest), which cost more than the rest of the tracing together; the reader polls with a
+/// timeout anyway, so quiet periods are still drained.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_RING_SIZE: u64 = 1;
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let size = EVENTS.query(BPF_RB_RING_SIZE);
+    if waiting >= size / 8 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// The slot mask, or 0 when tracing is off.
 #[inline(always)]
 fn slot_mask() -> u32 {
@@ -329,7 +348,10 @@ fn exit(ctx: &TracePointContext) {
                 (*event).info |= TRACE_INFO_MSG_FLAGS_OUT;
             }
         }
-        if EVENTS.output::<SyscallEvent>(&*event, 0).is_err() {
+        if EVENTS
+            .output::<SyscallEvent>(&*event, wakeup_flags())
+            .is_err()
+        {
             lost(TRACE_LOST_RING_FULL);
         }
     }
