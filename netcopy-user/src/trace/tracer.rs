@@ -335,6 +335,10 @@ impl SyscallTracer {
     }
 
     fn learn_names(&mut self, pid: u32, tid: u32) {
+        // Called for every event: only a thread not seen before costs a path and a read.
+        if self.names.contains_key(&pid) && self.names.contains_key(&tid) {
+            return;
+        }
         for (id, path) in [
             (pid, format!("/proc/{pid}/comm")),
             (tid, format!("/proc/{pid}/task/{tid}/comm")),
