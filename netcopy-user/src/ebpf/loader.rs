@@ -280,27 +280,9 @@ impl CopyProbes {
         }
         let mut plan = AttachPlan::default();
         for decl in PROBES {
-            let mut event_plan = EventPlan {
-                event: decl.event,
-                chosen: None,
-                rejected: Vec::new(),
-            };
-            for strategy in decl.strategies {
-                match attach_strategy(&mut ebpf, strategy, &discovery, aya_btf.as_ref()) {
-                    Ok(()) => {
-                        event_plan.chosen = Some(ChosenStrategy {
-                            label: strategy.label,
-                            sources: strategy.sources,
-                        });
-                        break;
-                    }
-                    Err(e) => event_plan.rejected.push(RejectedStrategy {
-                        label: strategy.label,
-                        reason: format!("{e:#}"),
-                    }),
-                }
-            }
-            plan.events.push(event_plan);
+            plan.events.push(choose_strategy(decl, |strategy| {
+                attach_strategy(&mut ebpf, strategy, &discovery, aya_btf.as_ref())
+            }));
         }
         // On-demand events: checked (layouts, tracepoints) but not attached. Their programs
         // are loaded now only when a trace was asked for (the verifier then has its say
@@ -309,27 +291,9 @@ impl CopyProbes {
         let prepare_started = std::time::Instant::now();
         let load_now = options.trace_ring_bytes.is_some();
         for decl in ON_DEMAND {
-            let mut event_plan = EventPlan {
-                event: decl.event,
-                chosen: None,
-                rejected: Vec::new(),
-            };
-            for strategy in decl.strategies {
-                match prepare_strategy(&mut ebpf, strategy, &discovery, &tracefs, load_now) {
-                    Ok(()) => {
-                        event_plan.chosen = Some(ChosenStrategy {
-                            label: strategy.label,
-                            sources: strategy.sources,
-                        });
-                        break;
-                    }
-                    Err(e) => event_plan.rejected.push(RejectedStrategy {
-                        label: strategy.label,
-                        reason: format!("{e:#}"),
-                    }),
-                }
-            }
-            plan.events.push(event_plan);
+            plan.events.push(choose_strategy(decl, |strategy| {
+                prepare_strategy(&mut ebpf, strategy, &discovery, &tracefs, load_now)
+            }));
         }
         log::debug!(
             "on-demand events prepared (programs loaded: {load_now}) in {:?}",
@@ -494,6 +458,35 @@ impl CopyProbes {
         }
         Ok(out)
     }
+}
+
+/// Tries `decl`'s strategies best first with `attempt`; the first that succeeds is chosen,
+/// and every better one that failed is kept with its reason.
+fn choose_strategy(
+    decl: &ProbeDecl,
+    mut attempt: impl FnMut(&'static Strategy) -> Result<()>,
+) -> EventPlan {
+    let mut event_plan = EventPlan {
+        event: decl.event,
+        chosen: None,
+        rejected: Vec::new(),
+    };
+    for strategy in decl.strategies {
+        match attempt(strategy) {
+            Ok(()) => {
+                event_plan.chosen = Some(ChosenStrategy {
+                    label: strategy.label,
+                    sources: strategy.sources,
+                });
+                break;
+            }
+            Err(e) => event_plan.rejected.push(RejectedStrategy {
+                label: strategy.label,
+                reason: format!("{e:#}"),
+            }),
+        }
+    }
+    event_plan
 }
 
 fn attach_strategy(
