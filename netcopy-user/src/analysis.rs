@@ -1193,63 +1193,48 @@ fn site_median(c: &ModeCopies, site: LedgerSite) -> Option<(f64, FigureSource)> 
 }
 
 fn crossover_text(x: &Crossover) -> String {
+    // "one-copy 8.69 vs two-copy 7.70 Gbit/s"
+    let versus = |c: &Compared| {
+        format!(
+            "{} {} vs {} {} {}",
+            x.challenger,
+            num(c.challenger),
+            x.baseline,
+            num(c.baseline),
+            x.metric.unit()
+        )
+    };
+    // "; it also led at 4K, 16K but fell behind again", or nothing.
+    let leads = |before: &str, after: &str| {
+        if x.earlier_leads.is_empty() {
+            return String::new();
+        }
+        let sizes: Vec<String> = x.earlier_leads.iter().map(|s| format_size(*s)).collect();
+        format!("; {before} {} {after}", sizes.join(", "))
+    };
     let head = match x.point {
-        CrossoverPoint::At(s) => {
-            let c = x.compared.iter().find(|c| c.size == s);
-            format!(
-                "from {} on ({}{})",
-                format_size(s),
-                c.map(|c| format!(
-                    "{} {} vs {} {} {} at that size",
-                    x.challenger,
-                    num(c.challenger),
-                    x.baseline,
-                    num(c.baseline),
-                    x.metric.unit()
-                ))
+        CrossoverPoint::At(s) => format!(
+            "from {} on ({}{})",
+            format_size(s),
+            x.compared
+                .iter()
+                .find(|c| c.size == s)
+                .map(|c| format!("{} at that size", versus(c)))
                 .unwrap_or_default(),
-                if x.earlier_leads.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; it also led at {} but fell behind again",
-                        x.earlier_leads
-                            .iter()
-                            .map(|s| format_size(*s))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            )
-        }
-        CrossoverPoint::Never => {
-            let last = x.compared.last();
-            format!(
-                "never{}{}",
-                last.map(|c| format!(
-                    " (at the largest size, {}: {} {} vs {} {} {})",
+            leads("it also led at", "but fell behind again")
+        ),
+        CrossoverPoint::Never => format!(
+            "never{}{}",
+            x.compared
+                .last()
+                .map(|c| format!(
+                    " (at the largest size, {}: {})",
                     format_size(c.size),
-                    x.challenger,
-                    num(c.challenger),
-                    x.baseline,
-                    num(c.baseline),
-                    x.metric.unit()
+                    versus(c)
                 ))
                 .unwrap_or_default(),
-                if x.earlier_leads.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; it led at {} but not for good",
-                        x.earlier_leads
-                            .iter()
-                            .map(|s| format_size(*s))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            )
-        }
+            leads("it led at", "but not for good")
+        ),
         CrossoverPoint::NoData => "no size has figures for both modes".to_string(),
     };
     let deciding = match x.point {
