@@ -307,11 +307,15 @@ pub struct TraceOffsets {
     pub mmsghdr_len: u32,
     /// `sizeof(struct mmsghdr)` (user ABI).
     pub mmsghdr_size: u32,
-    /// `struct iovec.iov_len` (user ABI).
-    pub iovec_len: u32,
-    /// `sizeof(struct iovec)` (user ABI).
-    pub iovec_size: u32,
 }
+
+/// `sizeof(struct iovec)` in the 64-bit user ABI: `{ void *iov_base; size_t iov_len; }`.
+/// A constant, not a loader-found offset, because the trace program reads iovec arrays
+/// in chunks of [`TRACE_IOVEC_CHUNK`] as `u64` pairs (one probe read per chunk instead of
+/// one per iovec); the user side checks libc agrees at compile time.
+pub const IOVEC_SIZE: u32 = 16;
+/// iovecs read from user memory by one probe read.
+pub const TRACE_IOVEC_CHUNK: u32 = 8;
 
 impl Default for TraceOffsets {
     fn default() -> Self {
@@ -329,8 +333,6 @@ impl Default for TraceOffsets {
             msghdr_flags: OFFSET_UNKNOWN,
             mmsghdr_len: OFFSET_UNKNOWN,
             mmsghdr_size: OFFSET_UNKNOWN,
-            iovec_len: OFFSET_UNKNOWN,
-            iovec_size: OFFSET_UNKNOWN,
         }
     }
 }
@@ -357,14 +359,41 @@ pub const TRACE_INFO_MSG_FLAGS_OUT: u32 = 4;
 /// Index of the per-CPU lost counter for events the ring buffer had no room for.
 pub const TRACE_LOST_RING_FULL: u32 = 0;
 /// Index of the per-CPU lost counter for calls not recorded because the in-flight map
-/// was full (more threads inside traced calls at once than it holds).
+/// was full (more live traced threads with calls than it holds).
 pub const TRACE_LOST_INFLIGHT_FULL: u32 = 1;
 /// Number of lost counters.
 pub const TRACE_LOST_COUNTERS: usize = 2;
 
+/// The copy sites a traced call carries: those that happen inside the call, on the
+/// calling thread. Deferred copies and completions belong to earlier sends and are never
+/// booked to a call, so a record has no room for them (it is copied twice per call and
+/// read once by user space: every byte of it costs).
+pub const TRACE_SITES: [CopySite; TRACE_SITE_COUNT] = [
+    CopySite::KernelSendCopy,
+    CopySite::ZeroCopyAttach,
+    CopySite::KernelRecvCopy,
+];
+/// Number of [`TRACE_SITES`].
+pub const TRACE_SITE_COUNT: usize = 3;
+
+impl CopySite {
+    /// Index of this site in [`SyscallEvent::copies`], None for a site a call never has.
+    #[inline(always)]
+    pub const fn trace_index(self) -> Option<usize> {
+        match self {
+            CopySite::KernelSendCopy => Some(0),
+            CopySite::ZeroCopyAttach => Some(1),
+            CopySite::KernelRecvCopy => Some(2),
+            CopySite::DeferredCopy
+            | CopySite::ZeroCopyCompletion
+            | CopySite::ZeroCopyCompletionCopied => None,
+        }
+    }
+}
+
 /// One traced system call: filled at `sys_enter`, completed at `sys_exit`, then sent to
 /// user space through the ring buffer. Copies counted on the calling thread while the
-/// call was in flight are added to `copies` (indexed by [`CopySite`]).
+/// call was in flight are added to `copies` (indexed by [`CopySite::trace_index`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallEvent {
@@ -380,8 +409,8 @@ pub struct SyscallEvent {
     pub returned: u64,
     /// The user pointer argument (kept for the exit: msghdr/mmsghdr).
     pub arg_ptr: u64,
-    /// Copies the kernel made inside this call, per copy site.
-    pub copies: [SiteCounter; SITE_COUNT],
+    /// Copies the kernel made inside this call, per [`TRACE_SITES`] entry.
+    pub copies: [SiteCounter; TRACE_SITE_COUNT],
     pub pid: u32,
     pub tid: u32,
     /// A [`TracedSyscall`] value.
@@ -401,10 +430,13 @@ pub struct SyscallEvent {
     pub slot: u32,
 }
 
+// The record crosses the ring buffer as raw bytes: no padding, a size both sides agree on.
+const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 136);
+
 #[cfg(feature = "user")]
 mod trace_pod {
     // SAFETY: repr(C) structs of u32/u64/i32/i64 fields with no padding: SyscallArgOffsets
-    // and TraceOffsets are all u32, SyscallEvent is 6 u64 + 12 u64 (copies) + 10 u32.
+    // and TraceOffsets are all u32, SyscallEvent is 6 u64 + 6 u64 (copies) + 10 u32.
     unsafe impl aya::Pod for super::SyscallArgOffsets {}
     unsafe impl aya::Pod for super::TraceOffsets {}
     unsafe impl aya::Pod for super::SyscallEvent {}

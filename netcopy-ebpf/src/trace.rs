@@ -17,20 +17,23 @@
 //! experiments pays nothing for them; `on_copy` checks the slot mask (an inlined array
 //! lookup) before anything else.
 
+use core::{ffi::c_void, ptr::write_volatile};
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use netcopy_common::{
-    CopySite, SyscallEvent, TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SITE_COUNT,
+    CopySite, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
     TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
-    TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS,
-    TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
+    TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL,
+    TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
+    TRACE_SITE_COUNT,
 };
 
 use crate::filter::current_slot;
@@ -43,8 +46,9 @@ static TRACE_SLOTS: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "NETCOPY_TRACE_OFFSETS")]
 static TRACE_OFFSETS: Array<TraceOffsets> = Array::with_max_entries(1, 0);
 
-/// tid -> the traced call it is inside. The loader sizes it (1 entry when tracing was not
-/// requested at load, so that it costs no memory).
+/// tid -> the traced call it is inside (`end_ns == 0`) or its last one (idle). The
+/// loader sizes it (1 entry when tracing was not requested at load, so that it costs no
+/// memory).
 #[map(name = "NETCOPY_TRACE_INFLIGHT")]
 static INFLIGHT: HashMap<u32, SyscallEvent> = HashMap::with_max_entries(8192, 0);
 
@@ -52,6 +56,11 @@ static INFLIGHT: HashMap<u32, SyscallEvent> = HashMap::with_max_entries(8192, 0)
 /// requested at load).
 #[map(name = "NETCOPY_TRACE_EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// One all-zero record, never written: the value a thread's first in-flight entry is
+/// created from.
+#[map(name = "NETCOPY_TRACE_TEMPLATE")]
+static TRACE_TEMPLATE: Array<SyscallEvent> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counts of calls that could not be recorded (`TRACE_LOST_*`).
 #[map(name = "NETCOPY_TRACE_LOST")]
@@ -98,11 +107,8 @@ fn slot_mask() -> u32 {
 /// call: they belong to earlier sends, even when they run on this thread's stack.
 #[inline(always)]
 pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
-    let index = match site {
-        CopySite::KernelSendCopy | CopySite::ZeroCopyAttach | CopySite::KernelRecvCopy => {
-            site as usize
-        }
-        _ => return,
+    let Some(index) = site.trace_index() else {
+        return;
     };
     let mask = slot_mask();
     if mask == 0 || slot >= 32 || mask & (1 << slot) == 0 {
@@ -110,7 +116,7 @@ pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
     }
     let tid = bpf_get_current_pid_tgid() as u32;
     if let Some(event) = INFLIGHT.get_ptr_mut(&tid) {
-        if index < SITE_COUNT {
+        if index < TRACE_SITE_COUNT {
             // SAFETY: the entry belongs to this thread, which is running this program.
             unsafe {
                 (*event).copies[index].calls += 1;
@@ -176,27 +182,70 @@ fn is_socket(fd: i32, off: &TraceOffsets) -> bool {
 }
 
 /// Sum of `iov_len` over the first `count` iovecs at `iov` (at most `max`).
+///
+/// Reads [`TRACE_IOVEC_CHUNK`] iovecs per probe read: a probe read costs about as much
+/// as the rest of the entry program, and one-copy's sendmsg carries 9 iovecs.
 #[inline(always)]
-fn sum_iovecs(iov: u64, count: u64, max: u32, off: &TraceOffsets, event: &mut SyscallEvent) {
-    let mut i: u32 = 0;
-    while i < max {
-        if u64::from(i) >= count {
+fn sum_iovecs(iov: u64, count: u64, max: u32, event: &mut SyscallEvent) {
+    const WORDS: usize = 2 * TRACE_IOVEC_CHUNK as usize;
+    let limit = if count > u64::from(max) {
+        event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+        u64::from(max)
+    } else {
+        count
+    };
+    // The chunk's first index is a constant in every pass of the loop (never a running
+    // sum of what earlier passes read), so the verifier sees one state per pass.
+    let mut chunk: u32 = 0;
+    while chunk < max.div_ceil(TRACE_IOVEC_CHUNK) {
+        let first = u64::from(chunk * TRACE_IOVEC_CHUNK);
+        if first >= limit {
             return;
         }
-        let base = iov + u64::from(i) * u64::from(off.iovec_size);
-        // SAFETY: user memory of the current task, read with a fault-tolerant helper.
-        match unsafe { user::<u64>(base, off.iovec_len) } {
-            Some(len) => event.requested += len,
-            None => {
-                event.info |= TRACE_INFO_REQUESTED_PARTIAL;
-                return;
-            }
+        let left = limit - first;
+        let n = if left > u64::from(TRACE_IOVEC_CHUNK) {
+            u64::from(TRACE_IOVEC_CHUNK)
+        } else {
+            left
+        };
+        // A read of variable size must land in initialised stack. Volatile stores: a
+        // plain zero array becomes a byte-wise memset loop that the verifier walks byte
+        // by byte, in every pass.
+        let mut words = core::mem::MaybeUninit::<[u64; WORDS]>::uninit();
+        let base = words.as_mut_ptr() as *mut u64;
+        let mut w = 0;
+        while w < WORDS {
+            // SAFETY: w < WORDS, inside `words`.
+            unsafe { write_volatile(base.add(w), 0) };
+            w += 1;
         }
-        event.iovecs += 1;
-        i += 1;
-    }
-    if count > u64::from(max) {
-        event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+        let src = iov + first * u64::from(IOVEC_SIZE);
+        // SAFETY: user memory of the current task, read with a fault-tolerant helper
+        // into `words`, which holds TRACE_IOVEC_CHUNK iovecs (n <= TRACE_IOVEC_CHUNK).
+        let rc = unsafe {
+            generated::bpf_probe_read_user(
+                base as *mut c_void,
+                (n as u32) * IOVEC_SIZE,
+                src as *const c_void,
+            )
+        };
+        if rc != 0 {
+            event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+            return;
+        }
+        let mut i: usize = 0;
+        while i < TRACE_IOVEC_CHUNK as usize {
+            if i as u64 >= n {
+                break;
+            }
+            // iov_len, the second word of each iovec. Read through the pointer: moving
+            // `words` out of the MaybeUninit would bring the memset back.
+            // SAFETY: 2 * i + 1 < WORDS, initialised above and filled by the helper.
+            event.requested += unsafe { core::ptr::read(base.add(2 * i + 1)) };
+            i += 1;
+        }
+        event.iovecs += n as u32;
+        chunk += 1;
     }
 }
 
@@ -207,7 +256,7 @@ fn sum_msghdr(msg: u64, max: u32, off: &TraceOffsets, event: &mut SyscallEvent) 
     let iov = unsafe { user::<u64>(msg, off.msghdr_iov) };
     let count = unsafe { user::<u64>(msg, off.msghdr_iovlen) };
     match (iov, count) {
-        (Some(iov), Some(count)) => sum_iovecs(iov, count, max, off, event),
+        (Some(iov), Some(count)) => sum_iovecs(iov, count, max, event),
         _ => event.info |= TRACE_INFO_REQUESTED_PARTIAL,
     }
 }
@@ -243,16 +292,39 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let mut event = SyscallEvent {
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        syscall: syscall as u32,
-        fd,
-        flags: read(args.flags).unwrap_or(0) as u32,
-        messages: 1,
-        slot,
-        ..SyscallEvent::default()
+    let tid = pid_tgid as u32;
+    let Some(event) = inflight_entry(tid) else {
+        lost(TRACE_LOST_INFLIGHT_FULL);
+        return;
     };
+    // SAFETY: the entry belongs to this thread, which is running this program. Every
+    // field is stored one by one: a struct literal becomes a call to the byte-wise
+    // memset/memmove of the eBPF target (hundreds of instructions per call).
+    let event = unsafe { &mut *event };
+    event.pid = (pid_tgid >> 32) as u32;
+    event.tid = tid;
+    event.syscall = syscall as u32;
+    event.fd = fd;
+    event.flags = read(args.flags).unwrap_or(0) as u32;
+    event.messages = 1;
+    event.slot = slot;
+    // Volatile: LLVM would merge adjacent zero stores back into a memset call.
+    // SAFETY: plain stores to fields of the entry.
+    unsafe {
+        write_volatile(&mut event.info, 0);
+        write_volatile(&mut event.iovecs, 0);
+        write_volatile(&mut event.requested, 0);
+        write_volatile(&mut event.returned, 0);
+        write_volatile(&mut event.ret, 0);
+        write_volatile(&mut event.msg_flags_out, 0);
+        write_volatile(&mut event.end_ns, 0);
+        let mut i = 0;
+        while i < TRACE_SITE_COUNT {
+            write_volatile(&mut event.copies[i].calls, 0);
+            write_volatile(&mut event.copies[i].bytes, 0);
+            i += 1;
+        }
+    }
     let ptr = read(args.ptr).unwrap_or(0);
     let len = read(args.len).unwrap_or(0);
     event.arg_ptr = ptr;
@@ -265,10 +337,10 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
             event.iovecs = 1;
         }
         TracedSyscall::Sendmsg | TracedSyscall::Recvmsg => {
-            sum_msghdr(ptr, TRACE_MAX_IOVECS, off, &mut event);
+            sum_msghdr(ptr, TRACE_MAX_IOVECS, off, event);
         }
         TracedSyscall::Writev | TracedSyscall::Readv => {
-            sum_iovecs(ptr, len, TRACE_MAX_IOVECS, off, &mut event);
+            sum_iovecs(ptr, len, TRACE_MAX_IOVECS, event);
         }
         TracedSyscall::Sendmmsg | TracedSyscall::Recvmmsg => {
             event.messages = len as u32;
@@ -278,7 +350,7 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
                     break;
                 }
                 let msg = ptr + u64::from(m) * u64::from(off.mmsghdr_size);
-                sum_msghdr(msg, TRACE_MAX_MMSG_IOVECS, off, &mut event);
+                sum_msghdr(msg, TRACE_MAX_MMSG_IOVECS, off, event);
                 m += 1;
             }
             if len > u64::from(TRACE_MAX_MMSG) {
@@ -289,9 +361,22 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
     // Taken last, so that reading the iovecs is not counted in the call's duration.
     // SAFETY: no preconditions.
     event.start_ns = unsafe { bpf_ktime_get_ns() };
-    if INFLIGHT.insert(&event.tid, &event, 0).is_err() {
-        lost(TRACE_LOST_INFLIGHT_FULL);
+}
+
+/// The in-flight entry of thread `tid`, created on its first traced call. An entry stays
+/// in the map between the thread's calls (`end_ns != 0` marks it idle) and is rewritten
+/// in place: a hash insert and delete per call would cost more than the rest of the two
+/// programs. `netcopy_trace_thread_exit` removes it with the thread.
+#[inline(always)]
+fn inflight_entry(tid: u32) -> Option<*mut SyscallEvent> {
+    if let Some(entry) = INFLIGHT.get_ptr_mut(&tid) {
+        return Some(entry);
     }
+    // The template is a map value that nothing writes (all zero): inserting from it
+    // copies inside the kernel, not with the eBPF target's byte loops.
+    let template = TRACE_TEMPLATE.get(0)?;
+    INFLIGHT.insert(&tid, template, 0).ok()?;
+    INFLIGHT.get_ptr_mut(&tid)
 }
 
 #[inline(always)]
@@ -300,6 +385,11 @@ fn exit(ctx: &TracePointContext) {
     let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
         return;
     };
+    // SAFETY: the entry belongs to this thread, which is running this program.
+    if unsafe { (*event).end_ns } != 0 {
+        // Idle: this exit is of a call that was not traced (a read on a pipe, say).
+        return;
+    }
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(off) = TRACE_OFFSETS.get(0) else {
@@ -314,6 +404,8 @@ fn exit(ctx: &TracePointContext) {
         } else {
             ctx.read_at::<i64>(off.exit_ret as usize).unwrap_or(0)
         };
+        // Nonzero: marks the entry idle once the record is out (a clock that reads 0
+        // would only cost this one call).
         (*event).end_ns = now;
         (*event).ret = ret;
         let syscall = (*event).syscall;
@@ -355,7 +447,15 @@ fn exit(ctx: &TracePointContext) {
             lost(TRACE_LOST_RING_FULL);
         }
     }
+}
+
+/// `sched/sched_process_exit`, in the context of every exiting thread while a trace
+/// runs: frees the thread's in-flight entry (entries stay between calls, see `enter`).
+#[tracepoint]
+pub fn netcopy_trace_thread_exit(_ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
     let _ = INFLIGHT.remove(&tid);
+    0
 }
 
 #[tracepoint]

@@ -28,6 +28,13 @@ const SENDMSG_IOVECS: [usize; 3] = [300, 300, 400];
 const WRITE_CALLS: usize = 5;
 const WRITE_BYTES: usize = 777;
 const WRITEV_IOVECS: [usize; 2] = [100, 200];
+/// iovecs of 1..=19 bytes: the trace program reads iovecs 8 at a time, so this sendmsg
+/// crosses two chunk boundaries and ends inside a chunk.
+const CHUNKED_IOVECS: usize = 19;
+const CHUNKED_BYTES: usize = CHUNKED_IOVECS * (CHUNKED_IOVECS + 1) / 2;
+/// One more iovec than the trace program reads (`TRACE_MAX_IOVECS`), 1 byte each: the
+/// requested size is reported as a lower bound of the first 64.
+const LONG_WRITEV_IOVECS: usize = netcopy_common::TRACE_MAX_IOVECS as usize + 1;
 const MMSG_MESSAGES: usize = 4;
 const MMSG_IOVECS: [usize; 2] = [64, 64];
 const ZEROCOPY_CALLS: usize = 7;
@@ -37,8 +44,15 @@ const RECVFROM_BYTES: usize = 100;
 const TOTAL: u64 = (SENDMSG_CALLS * 1000
     + WRITE_CALLS * WRITE_BYTES
     + 300
+    + CHUNKED_BYTES
+    + LONG_WRITEV_IOVECS
     + MMSG_MESSAGES * 128
     + ZEROCOPY_CALLS * ZEROCOPY_BYTES) as u64;
+/// All sendmsg calls of the sender and the bytes they copy.
+const SENDMSG_SUM: (u64, u64) = (
+    SENDMSG_CALLS as u64 + 1,
+    (SENDMSG_CALLS * 1000 + CHUNKED_BYTES) as u64,
+);
 /// sendmsg calls of the flood mode.
 const FLOOD_CALLS: u64 = 300;
 
@@ -151,6 +165,23 @@ fn sequence(out: &Path) {
     assert_eq!(
         check(unsafe { libc::writev(fd, iov.as_ptr(), 2) }, "writev"),
         300
+    );
+    let lens: Vec<usize> = (1..=CHUNKED_IOVECS).collect();
+    let mut iov = iovecs(&payload, &lens);
+    let msg = msghdr(&mut iov);
+    // SAFETY: msg points at live iovecs over payload.
+    assert_eq!(
+        check(unsafe { libc::sendmsg(fd, &msg, 0) }, "sendmsg"),
+        CHUNKED_BYTES
+    );
+    let iov = iovecs(&payload, &[1; LONG_WRITEV_IOVECS]);
+    // SAFETY: valid iovecs.
+    assert_eq!(
+        check(
+            unsafe { libc::writev(fd, iov.as_ptr(), LONG_WRITEV_IOVECS as i32) },
+            "writev"
+        ),
+        LONG_WRITEV_IOVECS
     );
     let mut iov_sets: Vec<Vec<libc::iovec>> = (0..MMSG_MESSAGES)
         .map(|_| iovecs(&payload, &MMSG_IOVECS))
@@ -355,6 +386,8 @@ struct Expect {
     flags: i32,
     requested: u64,
     iovecs: u64,
+    /// `requested` is a lower bound (more iovecs than the program reads).
+    partial: bool,
     messages: u64,
     ret: i64,
     returned: Option<u64>,
@@ -369,6 +402,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         flags: 0,
         requested,
         iovecs,
+        partial: false,
         messages: 1,
         ret: requested as i64,
         returned: Some(requested),
@@ -382,11 +416,27 @@ fn expected_sender_calls() -> Vec<Expect> {
         v.push(plain("write", WRITE_BYTES as u64, 1));
     }
     v.push(plain("writev", 300, 2));
+    v.push(plain(
+        "sendmsg",
+        CHUNKED_BYTES as u64,
+        CHUNKED_IOVECS as u64,
+    ));
+    let max = u64::from(netcopy_common::TRACE_MAX_IOVECS);
+    v.push(Expect {
+        requested: max,
+        iovecs: max,
+        partial: true,
+        ret: LONG_WRITEV_IOVECS as i64,
+        returned: Some(LONG_WRITEV_IOVECS as u64),
+        send_copy: (1, LONG_WRITEV_IOVECS as u64),
+        ..plain("writev", 0, 0)
+    });
     v.push(Expect {
         syscall: "sendmmsg",
         flags: libc::MSG_NOSIGNAL,
         requested: 512,
         iovecs: 8,
+        partial: false,
         messages: 4,
         ret: 4,
         returned: Some(512),
@@ -399,6 +449,7 @@ fn expected_sender_calls() -> Vec<Expect> {
             flags: libc::MSG_ZEROCOPY,
             requested: ZEROCOPY_BYTES as u64,
             iovecs: 1,
+            partial: false,
             messages: 1,
             ret: ZEROCOPY_BYTES as i64,
             returned: Some(ZEROCOPY_BYTES as u64),
@@ -412,6 +463,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         flags: libc::MSG_ERRQUEUE,
         requested: 0,
         iovecs: 0,
+        partial: false,
         messages: 1,
         ret: 0,
         returned: Some(0),
@@ -423,6 +475,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         flags: libc::MSG_DONTWAIT,
         requested: RECVFROM_BYTES as u64,
         iovecs: 1,
+        partial: false,
         messages: 1,
         ret: -i64::from(libc::EAGAIN),
         returned: None,
@@ -451,7 +504,7 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         assert_eq!(c["fd"], fd, "{at}");
         assert_eq!(c["flags"], e.flags, "{at}");
         assert_eq!(c["requested_bytes"], e.requested, "{at}");
-        assert_eq!(c["requested_partial"], false, "{at}");
+        assert_eq!(c["requested_partial"], e.partial, "{at}");
         assert_eq!(c["iovecs"], e.iovecs, "{at}");
         assert_eq!(c["messages"], e.messages, "{at}");
         assert_eq!(c["ret"], e.ret, "{at}");
@@ -465,7 +518,7 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         assert_eq!(copy(c, "kernel_recv_copy"), (0, 0), "{at}");
         assert!(c["duration_ns"].as_u64().unwrap() > 0, "{at}");
     }
-    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 2];
+    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 4];
     assert_eq!(zc["flag_names"][0], "MSG_ZEROCOPY");
     let errq = &calls[calls.len() - 2];
     assert!(
@@ -601,8 +654,8 @@ fn traces_exactly_the_known_calls_and_nothing_of_untraced_processes() {
     assert_known_sequence(&events, &ids_a);
     let summary = &output.summary;
     let sendmsg = summary.get(netcopy_common::TracedSyscall::Sendmsg).unwrap();
-    assert_eq!(sendmsg.calls, SENDMSG_CALLS as u64);
-    assert_eq!(sendmsg.send_copy_bytes, SENDMSG_CALLS as u64 * 1000);
+    assert_eq!(sendmsg.calls, SENDMSG_SUM.0);
+    assert_eq!(sendmsg.send_copy_bytes, SENDMSG_SUM.1);
     assert_eq!(sendmsg.copied_per_byte(), Some(1.0));
     let read = summary.get(netcopy_common::TracedSyscall::Read).unwrap();
     assert_eq!(read.returned_bytes, TOTAL);
@@ -706,11 +759,8 @@ fn cli_traces_a_command_from_its_first_call_and_returns_its_exit_code() {
         .iter()
         .find(|s| s["syscall"] == "sendmsg")
         .expect("sendmsg in summary");
-    assert_eq!(sendmsg["calls"], SENDMSG_CALLS as u64);
-    assert_eq!(
-        sendmsg["kernel_send_copy_bytes"],
-        SENDMSG_CALLS as u64 * 1000
-    );
+    assert_eq!(sendmsg["calls"], SENDMSG_SUM.0);
+    assert_eq!(sendmsg["kernel_send_copy_bytes"], SENDMSG_SUM.1);
     assert!(sendmsg["latency_us"]["p50"].as_f64().unwrap() > 0.0);
 
     let lines = lines_of(&dir.join("out/syscalls.jsonl"));

@@ -195,7 +195,8 @@ pub struct LoadOptions {
     pub trace_ring_bytes: Option<u32>,
 }
 
-/// In-flight map entries when tracing: threads inside a traced call at the same moment.
+/// In-flight map entries when tracing: live threads of the traced processes that have
+/// made a traced call (an entry is kept between a thread's calls and freed at its exit).
 const TRACE_INFLIGHT_ENTRIES: u32 = 8192;
 
 /// netcopy's probes, loaded and attached; dropping it detaches and unloads everything.

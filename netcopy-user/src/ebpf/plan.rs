@@ -412,7 +412,7 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
     ProbeDecl {
         event: KernelEvent::TraceSocketCalls,
         strategies: &[Strategy {
-            label: "tracepoints syscalls/sys_{enter,exit}_{sendto,sendmsg,sendmmsg,recvfrom,recvmsg,recvmmsg} (attached only while tracing)",
+            label: "tracepoints syscalls/sys_{enter,exit}_{sendto,sendmsg,sendmmsg,recvfrom,recvmsg,recvmmsg} and sched/sched_process_exit (attached only while tracing)",
             sources: &[],
             programs: &[
                 syscall_tp("netcopy_trace_sendto", "sys_enter_sendto"),
@@ -427,6 +427,13 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
                 syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvfrom"),
                 syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvmsg"),
                 syscall_tp("netcopy_trace_exit_sock", "sys_exit_recvmmsg"),
+                ProgramAttach {
+                    program: "netcopy_trace_thread_exit",
+                    point: AttachPoint::Tracepoint {
+                        category: "sched",
+                        name: "sched_process_exit",
+                    },
+                },
             ],
             needs: &[Layout::TraceSyscallArgs],
         }],

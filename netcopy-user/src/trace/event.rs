@@ -55,7 +55,13 @@ impl SyscallRecord {
             returned: e.returned,
             returned_partial: e.info & TRACE_INFO_RETURNED_PARTIAL != 0,
             msg_flags_out: (e.info & TRACE_INFO_MSG_FLAGS_OUT != 0).then_some(e.msg_flags_out),
-            copies: e.copies,
+            copies: {
+                let mut all = [SiteCounter::default(); netcopy_common::SITE_COUNT];
+                for (site, counter) in netcopy_common::TRACE_SITES.iter().zip(e.copies) {
+                    all[*site as usize] = counter;
+                }
+                all
+            },
         })
     }
 
@@ -303,7 +309,7 @@ mod tests {
             messages: 1,
             ..SyscallEvent::default()
         };
-        e.copies[CopySite::KernelSendCopy as usize] = SiteCounter {
+        e.copies[CopySite::KernelSendCopy.trace_index().unwrap()] = SiteCounter {
             calls: 1,
             bytes: 1000,
         };

@@ -160,9 +160,13 @@ fn user_abi_offsets(o: &mut TraceOffsets) {
     o.msghdr_flags = offset_of!(libc::msghdr, msg_flags) as u32;
     o.mmsghdr_len = offset_of!(libc::mmsghdr, msg_len) as u32;
     o.mmsghdr_size = size_of::<libc::mmsghdr>() as u32;
-    o.iovec_len = offset_of!(libc::iovec, iov_len) as u32;
-    o.iovec_size = size_of::<libc::iovec>() as u32;
 }
+
+// The trace program reads iovec arrays as u64 pairs (see `IOVEC_SIZE`).
+const _: () = assert!(
+    std::mem::size_of::<libc::iovec>() == netcopy_common::IOVEC_SIZE as usize
+        && std::mem::offset_of!(libc::iovec, iov_len) == 8
+);
 
 #[cfg(test)]
 mod tests {
@@ -224,7 +228,6 @@ mod tests {
         // Without BTF only the socket-fd check is missing.
         assert_eq!(layout.missing.len(), 1, "{:?}", layout.missing);
         assert_eq!(layout.missing[0].0, Layout::TraceSocketFd);
-        assert_eq!(layout.offsets.iovec_size, 16);
         assert_eq!(layout.offsets.mmsghdr_size, 64);
     }
 

@@ -200,7 +200,7 @@ mod tests {
                 flags: libc::MSG_DONTWAIT as u32,
                 ..SyscallEvent::default()
             };
-            e.copies[CopySite::KernelSendCopy as usize] = SiteCounter {
+            e.copies[CopySite::KernelSendCopy.trace_index().unwrap()] = SiteCounter {
                 calls: 1,
                 bytes: ret.max(0) as u64,
             };

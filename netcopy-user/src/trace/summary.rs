@@ -231,13 +231,13 @@ mod tests {
             ..SyscallEvent::default()
         };
         if send > 0 {
-            e.copies[CopySite::KernelSendCopy as usize] = SiteCounter {
+            e.copies[CopySite::KernelSendCopy.trace_index().unwrap()] = SiteCounter {
                 calls: 1,
                 bytes: send,
             };
         }
         if recv > 0 {
-            e.copies[CopySite::KernelRecvCopy as usize] = SiteCounter {
+            e.copies[CopySite::KernelRecvCopy.trace_index().unwrap()] = SiteCounter {
                 calls: 2,
                 bytes: recv,
             };
