@@ -964,10 +964,16 @@ fn cli_command_trace_forwards_a_stop_signal_and_a_second_one_stops_without_waiti
     let _serial = common::serial();
     let dir = scratch("cli-signals");
     // A command that ignores SIGTERM, so that only the second signal can end the trace.
+    // It says when the trap is set: a signal forwarded before that would kill it.
+    let ready = dir.join("trap-set");
+    let script = format!(
+        "trap '' TERM; touch '{}'; while :; do sleep 1; done",
+        ready.display()
+    );
     let mut trace = netcopy()
         .args(["trace", "--out"])
         .arg(dir.join("out"))
-        .args(["--", "sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+        .args(["--", "sh", "-c", &script])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -988,6 +994,14 @@ fn cli_command_trace_forwards_a_stop_signal_and_a_second_one_stops_without_waiti
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.parse().ok())
         .expect("command pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never set its trap"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(trace.id() as i32, libc::SIGTERM) }, 0);
     read_until(&mut stderr, &mut line, "waiting for the command to exit");

@@ -122,7 +122,10 @@ pub fn render(r: &BenchReport) -> String {
          then unpaced with 1 thread, one thread per CPU and two per CPU, {s} s each, counting the events delivered and those lost (ring buffer \
          full, in-flight map full). Then the densest cells of `netcopy run`'s default sweep \
          (1K messages; two-copy, one-copy, zero-copy; 1 and 8 threads; 1 s each) are traced \
-         and their events and losses counted.\n",
+         and their events and losses counted. The draining thread runs at nice -20, as in \
+         `netcopy trace`: at the default nice it gets a fair share only (1/17 of a CPU against \
+         16 busy threads in the 8-thread cells) and the ring fills; its CPU time per event \
+         in the busiest unpaced step gives the rate it carries with a CPU to itself.\n",
         size = format_size(PEER_SIZE),
         s = r.seconds,
         p = PEER_STREAMS,
@@ -271,7 +274,7 @@ pub fn render(r: &BenchReport) -> String {
                 ));
             }
             out.push_str(&format!(
-                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n\n\
+                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n- {}\n\n\
                  | densest default-sweep cell | calls/s | delivered/s | lost (ring full, in-flight map full) |\n|---|---|---|---|\n",
                 c.lossless_events_per_s
                     .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
@@ -279,6 +282,7 @@ pub fn render(r: &BenchReport) -> String {
                     "no loss at any rate the generator reached".into(),
                     |r| format!("{r:.0} calls/s")
                 ),
+                super::tracing::drain_ceiling_sentence(c),
             ));
             for w in &c.workloads {
                 match w {

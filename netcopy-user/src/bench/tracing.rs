@@ -93,6 +93,13 @@ pub struct TraceStats {
 }
 
 impl TraceStats {
+    /// Events the draining thread handles per second of its own CPU time: the rate it
+    /// could carry with a CPU to itself.
+    pub fn drain_events_per_cpu_second(&self) -> Option<f64> {
+        (self.drain_cpu_seconds > 0.0 && self.events > 0)
+            .then(|| self.events as f64 / self.drain_cpu_seconds)
+    }
+
     pub fn lost(&self) -> u64 {
         self.lost_ring_full + self.lost_inflight_full
     }
@@ -227,6 +234,13 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
             return;
         }
     };
+    // As `netcopy trace` does: this thread is the drain.
+    let priority_note = crate::trace::prioritize_drain_thread().err().map(|e| {
+        format!(
+            "the draining thread runs at normal priority (raising it to nice {} failed: {e})",
+            crate::trace::DRAIN_NICE
+        )
+    });
     // (tracer, started, thread CPU at start, first drain error)
     let mut running: Option<(SyscallTracer, Instant, f64, Option<anyhow::Error>)> = None;
     loop {
@@ -288,7 +302,7 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                         seconds,
                         // Includes stop(): the last drain and the summary it builds.
                         drain_cpu_seconds: thread_cpu_seconds() - cpu_start,
-                        notes: out.notes,
+                        notes: out.notes.into_iter().chain(priority_note.clone()).collect(),
                     }),
                 };
                 let _ = reply.send(result);
@@ -349,6 +363,14 @@ pub struct CapacitySection {
     pub lossless_events_per_s: Option<f64>,
     /// The lowest call rate of a step that lost events.
     pub lowest_lossy_calls_per_s: Option<f64>,
+    /// What the draining thread can carry on a CPU of its own: events per second of its
+    /// CPU time in the busiest unpaced step (beyond it the ring fills; how fast depends
+    /// on its size).
+    #[serde(default)]
+    pub drain_ceiling_events_per_s: Option<f64>,
+    /// Records the ring buffer holds.
+    #[serde(default)]
+    pub ring_records: u64,
     /// The densest cells of the default `netcopy run` sweep.
     pub workloads: Vec<Outcome<WorkloadRate>>,
 }
@@ -495,7 +517,16 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
         .fold(None, |acc: Option<f64>, r| {
             Some(acc.map_or(r, |a| a.min(r)))
         });
+    let busiest_unpaced = steps
+        .iter()
+        .filter(|s| s.target_per_s.is_none())
+        .max_by(|a, b| a.stats.events.cmp(&b.stats.events));
     Ok(CapacitySection {
+        drain_ceiling_events_per_s: busiest_unpaced
+            .and_then(|s| s.stats.drain_events_per_cpu_second()),
+        // Each record: an 8-byte ring header and the event, 8-byte aligned.
+        ring_records: u64::from(tracer.ring_bytes)
+            / (8 + std::mem::size_of::<netcopy_common::SyscallEvent>() as u64),
         ring_bytes: tracer.ring_bytes,
         generator: GENERATOR.to_string(),
         steps,
@@ -503,6 +534,27 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
         lowest_lossy_calls_per_s: lowest_lossy,
         workloads,
     })
+}
+
+/// Where the trace starts to lose, from the drain's own cost.
+pub fn drain_ceiling_sentence(c: &CapacitySection) -> String {
+    match c.drain_ceiling_events_per_s {
+        Some(rate) => format!(
+            "the draining thread (nice {}) needs {:.3} us of CPU per event: with a CPU to \
+             itself it carries about {:.0} events/s; a faster stream loses events once the \
+             ring's {} records are full{}",
+            crate::trace::DRAIN_NICE,
+            1e6 / rate,
+            rate,
+            c.ring_records,
+            if c.lowest_lossy_calls_per_s.is_none() {
+                " (the generator could not reach that rate on this machine)"
+            } else {
+                ""
+            }
+        ),
+        None => "the draining thread's CPU time was not measured".to_string(),
+    }
 }
 
 /// One second of a dense cell (1K messages) under the trace.
@@ -618,6 +670,7 @@ pub fn render_capacity(section: &Outcome<CapacitySection>) -> String {
             |r| format!("{r:.0} calls/s")
         )
     ));
+    out.push_str(&format!("   {}\n", drain_ceiling_sentence(c)));
     out.push_str("   densest cells of the default `netcopy run` sweep, traced:\n");
     for w in &c.workloads {
         match w {

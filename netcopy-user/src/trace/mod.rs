@@ -39,7 +39,7 @@ use clap::{ArgGroup, Args};
 pub use event::SyscallRecord;
 pub use output::{chrome_trace, summary_json, write_chrome_trace, write_jsonl, write_outputs};
 pub use summary::{LostCounts, SyscallStats, TraceSummary};
-pub use tracer::{SyscallTracer, TraceOutput};
+pub use tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE};
 
 use crate::ebpf::{loader::LoadOptions, CopyProbes};
 
@@ -168,6 +168,12 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         ),
     }
 
+    // After the command was started: it keeps the priority it was given.
+    if let Err(e) = prioritize_drain_thread() {
+        eprintln!(
+            "netcopy: warning: cannot raise the trace reader's priority (nice {DRAIN_NICE}):              {e}; a busy target may fill the ring buffer"
+        );
+    }
     let started = Instant::now();
     let mut signals_seen = 0;
     let exit_fd = pidfd.or_else(|| watched_pidfd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
