@@ -87,13 +87,17 @@ pub fn render(r: &BenchReport) -> String {
          netcopy client in the benchmark process, stream pattern, {size} messages, for {s} s; \
          against `iperf3 -c 127.0.0.1 -l {size} -t {s} --json` with an `iperf3 -s` started on \
          a free port for the run and stopped afterwards, taking the receiver's \
-         `end.sum_received.bits_per_second`. The same once more with both sides on one CPU \
-         (netcopy's server and client threads pinned with `sched_setaffinity`, iperf3 with \
-         `-A n,n`), which takes away the parallelism between sender and receiver and \
-         compares CPU cost per byte; with {p} streams (`--threads {p}` vs `-P {p}`); and \
-         netcopy zero-copy vs `iperf3 -Z`. netcopy's client verifies every \
-         message (CRC32C of the payload, sequence number, field stamps) and reads the 16-byte \
-         message header with its own `read()`; iperf3's receiver discards the data.\n\
+         `end.sum_received.bits_per_second`. netcopy's client verifies every message \
+         (CRC32C of the payload, sequence number, field stamps) and reads the 16-byte \
+         message header with its own `read()`; iperf3's receiver discards the data. The same \
+         once more with both sides on one CPU (netcopy's server and client threads pinned \
+         with `sched_setaffinity`, iperf3 with `-A n,n`), which takes away the parallelism \
+         between sender and receiver and compares CPU cost per byte: there netcopy's client \
+         runs twice, with `--verify framing` (sequence numbers, lengths and field stamps, no \
+         payload checksum: the receive work of iperf3, the like-for-like comparison and the \
+         one the target reads) and with its full verification (the difference is what the \
+         CRC32C costs); with {p} streams (`--threads {p}` vs `-P {p}`); and netcopy \
+         zero-copy vs `iperf3 -Z`.\n\
          2. **The ceiling.** Single-thread `std::ptr::copy_nonoverlapping` between two \
          buffers of at least 256 MiB and at least twice the last-level cache (both written \
          before timing), one warm-up pass and 5 timed passes, each through `black_box`. \

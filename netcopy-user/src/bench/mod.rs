@@ -30,7 +30,7 @@ pub use memcpy::MemcpyFigures;
 pub use stats::Summary;
 
 use crate::{
-    client::{run_client, ClientConfig, RunLimit},
+    client::{run_client, ClientConfig, RunLimit, Verification},
     counters::{CounterKind, ProcessCounters},
     ebpf::CopyProbes,
     harness::ServerProcess,
@@ -477,14 +477,16 @@ fn our_stream(
     threads: usize,
     seconds: u32,
     cpu: Option<usize>,
+    verification: Verification,
 ) -> Result<OurRun> {
     let server = ServerProcess::spawn(mode, &[])?;
-    let config = ClientConfig::new(
+    let mut config = ClientConfig::new(
         &server.addr,
         size,
         threads,
         RunLimit::Duration(Duration::from_secs(u64::from(seconds))),
     );
+    config.verification = verification;
     let pin = match cpu {
         Some(cpu) => {
             affinity::pin_process(server.pid(), &[cpu])?;
@@ -513,11 +515,16 @@ struct PeerPlan {
     name: &'static str,
     mode: Mode,
     threads: u32,
+    verification: Verification,
     options: Iperf3Options,
 }
 
-/// Name of the single-stream comparison with both sides pinned to one CPU.
+/// Name of the single-stream comparison with both sides pinned to one CPU, netcopy's
+/// client checking framing only: the same receive work as iperf3's.
 pub const PINNED_NAME: &str = "single stream, one CPU";
+/// The same with netcopy's full verification (CRC32C of every payload): what the
+/// checksum costs when nothing runs in parallel.
+pub const PINNED_CRC_NAME: &str = "single stream, one CPU, netcopy with CRC32C";
 
 fn peer_section(rounds: u32, seconds: u32) -> PeerSection {
     let iperf3 = match Iperf3::find() {
@@ -541,6 +548,7 @@ fn peer_section(rounds: u32, seconds: u32) -> PeerSection {
         name: "single stream",
         mode: Mode::OneCopy,
         threads: 1,
+        verification: Verification::Full,
         options: Iperf3Options {
             streams: 1,
             block: PEER_SIZE,
@@ -550,24 +558,31 @@ fn peer_section(rounds: u32, seconds: u32) -> PeerSection {
         },
     }];
     if let Some(cpu) = last_cpu {
-        plans.push(PeerPlan {
-            name: PINNED_NAME,
-            mode: Mode::OneCopy,
-            threads: 1,
-            options: Iperf3Options {
-                streams: 1,
-                block: PEER_SIZE,
-                seconds,
-                zerocopy: false,
-                cpu: Some(cpu),
-            },
-        });
+        for (name, verification) in [
+            (PINNED_NAME, Verification::Framing),
+            (PINNED_CRC_NAME, Verification::Full),
+        ] {
+            plans.push(PeerPlan {
+                name,
+                mode: Mode::OneCopy,
+                threads: 1,
+                verification,
+                options: Iperf3Options {
+                    streams: 1,
+                    block: PEER_SIZE,
+                    seconds,
+                    zerocopy: false,
+                    cpu: Some(cpu),
+                },
+            });
+        }
     }
     plans.extend([
         PeerPlan {
             name: "4 streams",
             mode: Mode::OneCopy,
             threads: PEER_STREAMS,
+            verification: Verification::Full,
             options: Iperf3Options {
                 streams: PEER_STREAMS,
                 block: PEER_SIZE,
@@ -580,6 +595,7 @@ fn peer_section(rounds: u32, seconds: u32) -> PeerSection {
             name: "zero-copy, single stream",
             mode: Mode::ZeroCopy,
             threads: 1,
+            verification: Verification::Full,
             options: Iperf3Options {
                 streams: 1,
                 block: PEER_SIZE,
@@ -638,6 +654,7 @@ fn compare_with_iperf3(
             plan.threads as usize,
             plan.options.seconds,
             plan.options.cpu,
+            plan.verification,
         )?;
         completed += run.completed_bytes;
         copied += run.copied_bytes;
@@ -682,8 +699,19 @@ fn compare_with_iperf3(
         notes.push(format!(
             "both sides on CPU {cpu} (netcopy: server and client threads pinned; iperf3: -A \
              {cpu},{cpu}): no parallelism between sender and receiver, so this compares the CPU \
-             cost per byte; netcopy's client also verifies every message (CRC32C, sequence \
-             number, field stamps) where iperf3's receiver discards the data"
+             cost per byte; {}",
+            match plan.verification {
+                Verification::Framing => {
+                    "netcopy's client checks sequence numbers, lengths and field stamps \
+                     (--verify framing) and no payload checksum, as iperf3's receiver \
+                     discards the data: the same receive work"
+                }
+                Verification::Full => {
+                    "netcopy's client also computes the CRC32C of every payload, which \
+                     iperf3's receiver does not: the difference to the framing-only row is \
+                     the checksum's cost"
+                }
+            }
         ));
     }
     if plan.threads > 1 {
@@ -697,10 +725,14 @@ fn compare_with_iperf3(
         name: plan.name.to_string(),
         streams: plan.threads,
         ours_label: format!(
-            "netcopy {} --threads {} --size {}{}",
+            "netcopy {} --threads {} --size {}{}{}",
             plan.mode,
             plan.threads,
             format_size(PEER_SIZE),
+            match plan.verification {
+                Verification::Full => "",
+                Verification::Framing => " --verify framing",
+            },
             plan.options
                 .cpu
                 .map_or(String::new(), |cpu| format!(" on CPU {cpu}"))
@@ -1070,7 +1102,7 @@ fn targets(report: &BenchReport) -> Vec<Target> {
                 .iter()
                 .find(|c| match c {
                     Outcome::Measured(c) => c.name == name,
-                    Outcome::Failed { error } => error.starts_with(name),
+                    Outcome::Failed { error } => error.starts_with(&format!("{name}: ")),
                     Outcome::NotMeasured { .. } => false,
                 })
                 .ok_or_else(|| "not measured".to_string()),
