@@ -68,22 +68,28 @@ pub struct FilterEntry {
     pub follow_forks: u32,
 }
 
+/// `len` in the `skb/skb_copy_datagram_iovec` record (after the 8-byte `trace_entry` and
+/// `skbaddr`). The programs that run on every copy read tracepoint fields at constant
+/// offsets, a direct load from the context where a loader-found offset costs a
+/// probe-read helper call per event; the loader checks each constant against the
+/// kernel's tracefs format file and leaves the program unattached when it differs.
+pub const TP_SKB_COPY_LEN_OFFSET: u32 = 16;
+/// `sk` in the `sock/sock_send_length` record (see [`TP_SKB_COPY_LEN_OFFSET`]).
+pub const TP_SEND_LENGTH_SK_OFFSET: u32 = 8;
+/// `ret` in the `sock/sock_send_length` record, after `sk`, `family` and `protocol`.
+pub const TP_SEND_LENGTH_RET_OFFSET: u32 = 20;
+
 /// Field offsets the programs need, found at run time by the loader (tracefs `format`
-/// files and kernel BTF): Rust eBPF has no CO-RE, so nothing here is hard-coded.
+/// files and kernel BTF): Rust eBPF has no CO-RE, so nothing here is hard-coded but the
+/// few tracepoint fields above, which the loader checks.
 /// A value of [`OFFSET_UNKNOWN`] means "not found"; programs that need it are not attached.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
-    /// `len` in the `skb/skb_copy_datagram_iovec` tracepoint record.
-    pub tp_skb_copy_len: u32,
     /// `parent_pid` in the `sched/sched_process_fork` tracepoint record.
     pub tp_fork_parent_pid: u32,
     /// `child_pid` in the `sched/sched_process_fork` tracepoint record.
     pub tp_fork_child_pid: u32,
-    /// `sk` in the `sock/sock_send_length` tracepoint record.
-    pub tp_send_length_sk: u32,
-    /// `ret` in the `sock/sock_send_length` tracepoint record.
-    pub tp_send_length_ret: u32,
     /// `struct msghdr.msg_flags`.
     pub msghdr_msg_flags: u32,
     /// `struct sock.sk_flags` (unsigned long bit set of `enum sock_flags`).
@@ -118,11 +124,8 @@ pub const OFFSET_UNKNOWN: u32 = u32::MAX;
 impl Default for KernelOffsets {
     fn default() -> Self {
         Self {
-            tp_skb_copy_len: OFFSET_UNKNOWN,
             tp_fork_parent_pid: OFFSET_UNKNOWN,
             tp_fork_child_pid: OFFSET_UNKNOWN,
-            tp_send_length_sk: OFFSET_UNKNOWN,
-            tp_send_length_ret: OFFSET_UNKNOWN,
             msghdr_msg_flags: OFFSET_UNKNOWN,
             sock_sk_flags: OFFSET_UNKNOWN,
             sock_sk_route_caps: OFFSET_UNKNOWN,
@@ -179,8 +182,8 @@ mod pod {
 
 // ---- Syscall trace (`netcopy trace`) ----
 
-/// The system calls `netcopy trace` records; the value indexes
-/// [`TraceOffsets::syscalls`] and is the `syscall` field of a [`SyscallEvent`].
+/// The system calls `netcopy trace` records; the value is the `syscall` field of a
+/// [`SyscallEvent`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TracedSyscall {
@@ -274,17 +277,61 @@ impl SyscallArgOffsets {
     };
 }
 
-/// Everything the trace programs need to know about this kernel, found by the loader at
-/// run time: tracepoint record layouts (tracefs), kernel struct offsets for telling a
-/// socket fd from any other (BTF), and the user ABI layouts of msghdr, mmsghdr and iovec.
+impl TracedSyscall {
+    /// Where its `sys_enter_*` record keeps each argument. The record is
+    /// `struct syscall_trace_enter`: an 8-byte `trace_entry`, the int syscall number
+    /// (padded to 8), then every argument as 8 bytes in the call's own order. The trace
+    /// programs read these offsets as constants (a direct load from the context, where a
+    /// loader-found offset costs a probe-read helper call per argument); the loader checks
+    /// them against the kernel's tracefs format files and disables an event whose records
+    /// differ.
+    pub const fn arg_offsets(self) -> SyscallArgOffsets {
+        const fn arg(index: u32) -> u32 {
+            16 + 8 * index
+        }
+        match self {
+            // (fd, buf, len, flags, ...) and (fd, mmsg, vlen, flags, ...)
+            TracedSyscall::Sendto
+            | TracedSyscall::Recvfrom
+            | TracedSyscall::Sendmmsg
+            | TracedSyscall::Recvmmsg => SyscallArgOffsets {
+                fd: arg(0),
+                ptr: arg(1),
+                len: arg(2),
+                flags: arg(3),
+            },
+            // (fd, msg, flags)
+            TracedSyscall::Sendmsg | TracedSyscall::Recvmsg => SyscallArgOffsets {
+                fd: arg(0),
+                ptr: arg(1),
+                len: OFFSET_UNKNOWN,
+                flags: arg(2),
+            },
+            // (fd, buf, count) and (fd, vec, vlen)
+            TracedSyscall::Write
+            | TracedSyscall::Read
+            | TracedSyscall::Writev
+            | TracedSyscall::Readv => SyscallArgOffsets {
+                fd: arg(0),
+                ptr: arg(1),
+                len: arg(2),
+                flags: OFFSET_UNKNOWN,
+            },
+        }
+    }
+}
+
+/// `ret` in every `sys_exit_*` record (`struct syscall_trace_exit`: `trace_entry`, the
+/// syscall number, then `long ret`); a constant for the same reason as
+/// [`TracedSyscall::arg_offsets`], checked the same way.
+pub const SYSCALL_EXIT_RET_OFFSET: u32 = 16;
+
+/// Everything the trace programs need to know about this kernel that is not a constant,
+/// found by the loader at run time: kernel struct offsets for telling a socket fd from any
+/// other (BTF), and the user ABI layouts of msghdr and mmsghdr.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceOffsets {
-    /// Per [`TracedSyscall`]: its `sys_enter_*` argument offsets.
-    pub syscalls: [SyscallArgOffsets; TRACED_SYSCALL_COUNT],
-    /// `ret` in the `sys_exit_*` records (one exit program serves all of them, so the
-    /// loader checks they agree).
-    pub exit_ret: u32,
     /// `struct task_struct.files`.
     pub task_files: u32,
     /// `struct files_struct.fdt`.
@@ -320,8 +367,6 @@ pub const TRACE_IOVEC_CHUNK: u32 = 8;
 impl Default for TraceOffsets {
     fn default() -> Self {
         Self {
-            syscalls: [SyscallArgOffsets::UNKNOWN; TRACED_SYSCALL_COUNT],
-            exit_ret: OFFSET_UNKNOWN,
             task_files: OFFSET_UNKNOWN,
             files_fdt: OFFSET_UNKNOWN,
             fdtable_fd: OFFSET_UNKNOWN,

@@ -25,7 +25,8 @@ use aya_ebpf::{
 };
 use netcopy_common::{
     CopySite, KernelOffsets, SendInFlight, MSG_SPLICE_PAGES, MSG_ZEROCOPY, OFFSET_UNKNOWN,
-    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
+    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY, TP_SEND_LENGTH_RET_OFFSET,
+    TP_SEND_LENGTH_SK_OFFSET,
 };
 
 use crate::{filter::current_slot, maps};
@@ -188,7 +189,10 @@ pub fn netcopy_zerocopy_attach_kretprobe(ctx: RetProbeContext) -> u32 {
 /// before the copy-or-pin branch; the first pass of a send records the decision.
 #[btf_tracepoint(function = "tcp_sendmsg_locked")]
 pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
-    let (sk, msg) = (raw_arg(&ctx, 0), raw_arg(&ctx, 1));
+    // Both arguments with one helper call (this program runs for every skb a send fills).
+    // SAFETY: the tracing context is an array of u64 arguments, sk and msg first.
+    let [sk, msg] =
+        unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 2]) }.unwrap_or([0, 0]);
     // SAFETY: plain data owned by this thread's entry.
     match unsafe { SENDS.get(&tid()) } {
         Some(state) if state.sk == sk => {}
@@ -206,15 +210,14 @@ pub fn netcopy_send_length(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = SENDS.remove(&tid);
-    let Some(off) = maps::offsets() else { return 0 };
-    // SAFETY: offsets from this kernel's tracefs format file.
-    let sk: u64 = match unsafe { ctx.read_at(off.tp_send_length_sk as usize) } {
-        Ok(sk) => sk,
-        Err(_) => return 0,
-    };
-    let ret: i32 = match unsafe { ctx.read_at(off.tp_send_length_ret as usize) } {
-        Ok(ret) => ret,
-        Err(_) => return 0,
+    // SAFETY: constant offsets inside the record, checked against this kernel's tracefs
+    // format file by the loader.
+    let (sk, ret) = unsafe {
+        let record = ctx.as_ptr() as *const u8;
+        (
+            *(record.add(TP_SEND_LENGTH_SK_OFFSET as usize) as *const u64),
+            *(record.add(TP_SEND_LENGTH_RET_OFFSET as usize) as *const i32),
+        )
     };
     if sk != state.sk || ret <= 0 {
         return 0;

@@ -27,13 +27,14 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
+    EbpfContext,
 };
 use netcopy_common::{
     CopySite, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
-    TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
-    TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL,
-    TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
-    TRACE_SITE_COUNT,
+    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_PARTIAL,
+    TRACE_INFO_RETURNED_PARTIAL, TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL,
+    TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS,
+    TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
 };
 
 use crate::filter::current_slot;
@@ -274,13 +275,14 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
     let Some(off) = TRACE_OFFSETS.get(0) else {
         return;
     };
-    let args = off.syscalls[syscall as usize];
+    let args = syscall.arg_offsets();
     let read = |offset: u32| -> Option<u64> {
         if offset == OFFSET_UNKNOWN {
             return None;
         }
-        // SAFETY: the offset comes from this kernel's tracefs format file.
-        unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
+        // SAFETY: a constant offset inside the record (`syscall` is a constant in every
+        // program), checked against this kernel's tracefs format file by the loader.
+        Some(unsafe { *(ctx.as_ptr().add(offset as usize) as *const u64) })
     };
     let Some(fd) = read(args.fd) else { return };
     let fd = fd as i32;
@@ -395,15 +397,11 @@ fn exit(ctx: &TracePointContext) {
     let Some(off) = TRACE_OFFSETS.get(0) else {
         return;
     };
-    // SAFETY: the offset comes from this kernel's tracefs format files (checked equal for
-    // every exit tracepoint this program is attached to); the entry belongs to this
-    // thread, which is running this program.
+    // SAFETY: a constant offset inside the record, checked against this kernel's tracefs
+    // format file of every exit tracepoint this program is attached to; the entry belongs
+    // to this thread, which is running this program.
     unsafe {
-        let ret: i64 = if off.exit_ret == OFFSET_UNKNOWN {
-            0
-        } else {
-            ctx.read_at::<i64>(off.exit_ret as usize).unwrap_or(0)
-        };
+        let ret: i64 = *(ctx.as_ptr().add(SYSCALL_EXIT_RET_OFFSET as usize) as *const i64);
         // Nonzero: marks the entry idle once the record is out (a clock that reads 0
         // would only cost this one call).
         (*event).end_ns = now;

@@ -123,6 +123,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 
     let mut probes = CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: (!args.no_trace).then_some(TRACE_RING_BYTES),
+        ..LoadOptions::default()
     })?;
     let hw = counters::capability_hw();
     let mut results = Results {

@@ -8,7 +8,11 @@ use serde::Serialize;
 
 use crate::{
     client::{run_client, ClientConfig, RunLimit},
-    ebpf::{plan::AttachPlan, CopyProbes},
+    ebpf::{
+        loader::LoadOptions,
+        plan::{AttachPlan, HookKind, HookKinds},
+        CopyProbes,
+    },
     harness::ServerProcess,
     ledger::{self, LedgerSite, ModeLedger, Verdict, Workload, CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -30,6 +34,10 @@ pub struct VerifyArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Hook kinds not to use (comma-separated or repeated): each figure then comes from
+    /// the next strategy in rank, to cross-check one way of observing against another.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
+    pub avoid: Vec<HookKind>,
 }
 
 /// The whole verification.
@@ -54,7 +62,10 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         args.modes.clone()
     };
-    let mut probes = CopyProbes::load()?;
+    let mut probes = CopyProbes::load_with(LoadOptions {
+        avoid: HookKinds::of(&args.avoid),
+        ..LoadOptions::default()
+    })?;
     let mut ledgers = Vec::new();
     for mode in modes {
         ledgers.push(

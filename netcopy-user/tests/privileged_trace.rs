@@ -602,6 +602,7 @@ fn bpf_fds() -> (usize, Vec<String>) {
 fn trace_probes(ring: u32) -> CopyProbes {
     CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: Some(ring),
+        ..LoadOptions::default()
     })
     .expect("load probes with a trace ring")
 }

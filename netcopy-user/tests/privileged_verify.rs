@@ -7,9 +7,14 @@ use std::process::Command;
 use serde_json::Value;
 
 fn verify(size: &str, messages: u64) -> (Value, bool) {
+    verify_with(size, messages, &[])
+}
+
+fn verify_with(size: &str, messages: u64, extra: &[&str]) -> (Value, bool) {
     let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
         .args(["verify", "--json", "--size", size, "--messages"])
         .arg(messages.to_string())
+        .args(extra)
         .output()
         .expect("run netcopy verify");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -105,10 +110,49 @@ fn verify_counts_exact_bytes_per_mode_at_odd_and_round_sizes() {
     check("1M", 1 << 20, 5);
 }
 
+/// With tp_btf ruled out the receive copy comes from the next strategy in rank, the
+/// classic tracepoint, and its figures are as exact.
+#[test]
+fn the_fallback_receive_strategy_counts_the_same_bytes() {
+    if !common::privileged("the_fallback_receive_strategy_counts_the_same_bytes") {
+        return;
+    }
+    let _serial = common::serial();
+    let (size, messages) = (65537u64, 9u64);
+    let (json, _) = verify_with(
+        "65537",
+        messages,
+        &["--mode", "one-copy", "--avoid", "tp_btf"],
+    );
+    let recv = json["plan"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "recv-copy")
+        .expect("recv-copy in the plan");
+    assert_eq!(
+        recv["chosen"]["label"], "tracepoint skb/skb_copy_datagram_iovec",
+        "{recv:#}"
+    );
+    assert!(
+        recv["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("avoided on request"),
+        "{recv:#}"
+    );
+    let mode = &json["modes"][0];
+    assert_eq!(
+        observed(mode, "kernel_recv_copy"),
+        size * messages + 16 * messages + 24 + 16
+    );
+}
+
 #[test]
 fn verify_rejects_bad_arguments_without_running() {
     for args in [
-        &["verify", "--size", "0"][..],
+        &["verify", "--avoid", "uprobe"][..],
+        &["verify", "--size", "0"],
         &["verify", "--size", "12Q"],
         &["verify", "--messages", "0"],
         &["verify", "--mode", "three-copy"],

@@ -224,6 +224,7 @@ impl Drop for TraceHost {
 fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<()>>) {
     let mut probes = match CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: Some(ring_bytes),
+        ..LoadOptions::default()
     }) {
         Ok(p) => {
             let _ = ready.send(Ok(()));

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProbeKind, Program},
@@ -21,8 +21,8 @@ use super::{
     btf::{KernelBtf, VMLINUX_BTF},
     object,
     plan::{
-        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, KernelEvent, Layout, ProbeDecl,
-        RejectedStrategy, Strategy, ON_DEMAND, PROBES,
+        AttachPlan, AttachPoint, ChosenStrategy, EventPlan, HookKinds, KernelEvent, Layout,
+        ProbeDecl, RejectedStrategy, Strategy, ON_DEMAND, PROBES,
     },
     tracefs::TracepointFormat,
 };
@@ -79,6 +79,17 @@ impl OffsetDiscovery {
         let tp = |category: &str, name: &str, field: &str, size: u32| -> Result<u32> {
             TracepointFormat::read(tracefs, category, name)?.offset(field, size)
         };
+        // A field the programs read at a constant offset: this kernel must agree.
+        let tp_at = |category: &str, name: &str, field: &str, size: u32, at: u32| -> Result<()> {
+            let found = tp(category, name, field, size)?;
+            if found != at {
+                bail!(
+                    "{category}/{name} keeps `{field}` at offset {found}; netcopy's program \
+                     reads it at {at} (the layout of every kernel it was built for)"
+                );
+            }
+            Ok(())
+        };
         let mut record = |layout: Layout, result: Result<()>| {
             if let Err(e) = result {
                 missing.insert(layout, format!("{e:#}"));
@@ -86,10 +97,13 @@ impl OffsetDiscovery {
         };
         record(
             Layout::TpSkbCopyLen,
-            (|| {
-                o.tp_skb_copy_len = tp("skb", "skb_copy_datagram_iovec", "len", 4)?;
-                Ok(())
-            })(),
+            tp_at(
+                "skb",
+                "skb_copy_datagram_iovec",
+                "len",
+                4,
+                netcopy_common::TP_SKB_COPY_LEN_OFFSET,
+            ),
         );
         record(
             Layout::TpForkPids,
@@ -102,9 +116,20 @@ impl OffsetDiscovery {
         record(
             Layout::TpSendLength,
             (|| {
-                o.tp_send_length_sk = tp("sock", "sock_send_length", "sk", 8)?;
-                o.tp_send_length_ret = tp("sock", "sock_send_length", "ret", 4)?;
-                Ok(())
+                tp_at(
+                    "sock",
+                    "sock_send_length",
+                    "sk",
+                    8,
+                    netcopy_common::TP_SEND_LENGTH_SK_OFFSET,
+                )?;
+                tp_at(
+                    "sock",
+                    "sock_send_length",
+                    "ret",
+                    4,
+                    netcopy_common::TP_SEND_LENGTH_RET_OFFSET,
+                )
             })(),
         );
         let Some(btf) = btf else {
@@ -193,6 +218,9 @@ pub struct LoadOptions {
     /// so that a `trace::SyscallTracer` can run on these probes. None: no tracing; the
     /// trace maps get their minimum sizes and copy counting pays no memory for them.
     pub trace_ring_bytes: Option<u32>,
+    /// Hook kinds not to use: strategies that need one are skipped (and listed as not
+    /// used, with this as the reason).
+    pub avoid: HookKinds,
 }
 
 /// In-flight map entries when tracing: live threads of the traced processes that have
@@ -282,6 +310,7 @@ impl CopyProbes {
         let mut plan = AttachPlan::default();
         for decl in PROBES {
             plan.events.push(choose_strategy(decl, |strategy| {
+                not_avoided(strategy, options.avoid)?;
                 attach_strategy(&mut ebpf, strategy, &discovery, aya_btf.as_ref())
             }));
         }
@@ -293,6 +322,7 @@ impl CopyProbes {
         let load_now = options.trace_ring_bytes.is_some();
         for decl in ON_DEMAND {
             plan.events.push(choose_strategy(decl, |strategy| {
+                not_avoided(strategy, options.avoid)?;
                 prepare_strategy(&mut ebpf, strategy, &discovery, &tracefs, load_now)
             }));
         }
@@ -458,6 +488,18 @@ impl CopyProbes {
             }
         }
         Ok(out)
+    }
+}
+
+/// Fails for a strategy that needs a hook kind the caller asked to avoid.
+fn not_avoided(strategy: &Strategy, avoid: HookKinds) -> Result<()> {
+    match strategy.avoided_hook(avoid) {
+        Some(point) => bail!(
+            "avoided on request ({} is a {} hook)",
+            point,
+            point.kind().name()
+        ),
+        None => Ok(()),
     }
 }
 
@@ -679,4 +721,54 @@ fn raise_memlock() {
 /// Where the tracefs `events` directory is, for messages.
 pub fn tracefs_path() -> Option<PathBuf> {
     sys::tracefs().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_format(root: &Path, category: &str, name: &str, fields: &[(&str, u32, u32)]) {
+        let dir = root.join("events").join(category).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = format!("name: {name}\nID: 1\nformat:\n");
+        text.push_str("\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n");
+        for (field, offset, size) in fields {
+            text.push_str(&format!(
+                "\tfield:long {field};\toffset:{offset};\tsize:{size};\tsigned:1;\n"
+            ));
+        }
+        std::fs::write(dir.join("format"), text).unwrap();
+    }
+
+    #[test]
+    fn tracepoint_fields_read_at_constant_offsets_are_checked() {
+        let root = std::env::temp_dir().join(format!("netcopy-loader-tp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // The receive copy's record as every kernel lays it out; sock_send_length with
+        // `ret` moved.
+        write_format(
+            &root,
+            "skb",
+            "skb_copy_datagram_iovec",
+            &[
+                ("skbaddr", 8, 8),
+                ("len", netcopy_common::TP_SKB_COPY_LEN_OFFSET, 4),
+            ],
+        );
+        write_format(
+            &root,
+            "sock",
+            "sock_send_length",
+            &[("sk", 8, 8), ("ret", 24, 4)],
+        );
+        let discovery = OffsetDiscovery::run(&root, None);
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(!discovery.missing.contains_key(&Layout::TpSkbCopyLen));
+        let why = &discovery.missing[&Layout::TpSendLength];
+        assert!(
+            why.contains("sock/sock_send_length keeps `ret` at offset 24")
+                && why.contains("reads it at 20"),
+            "{why}"
+        );
+    }
 }

@@ -88,6 +88,69 @@ pub enum AttachPoint {
     },
 }
 
+/// The kinds of kernel hook a strategy attaches with. `LoadOptions::avoid` rules kinds
+/// out, so that a figure can be cross-checked under the next strategy in rank (as
+/// `netcopy verify --avoid tp_btf` does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// fentry and fexit.
+    Fentry,
+    /// kprobe and kretprobe.
+    Kprobe,
+    /// BTF-typed tracepoints (tp_btf).
+    #[value(name = "tp_btf")]
+    TpBtf,
+    /// Classic tracepoints.
+    Tracepoint,
+}
+
+impl HookKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            HookKind::Fentry => "fentry",
+            HookKind::Kprobe => "kprobe",
+            HookKind::TpBtf => "tp_btf",
+            HookKind::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// A set of [`HookKind`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookKinds(u8);
+
+impl HookKinds {
+    pub fn of(kinds: &[HookKind]) -> HookKinds {
+        HookKinds(kinds.iter().fold(0, |set, &k| set | 1 << k as u8))
+    }
+
+    pub fn contains(self, kind: HookKind) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+}
+
+impl AttachPoint {
+    pub const fn kind(&self) -> HookKind {
+        match self {
+            AttachPoint::Tracepoint { .. } => HookKind::Tracepoint,
+            AttachPoint::BtfTracepoint { .. } => HookKind::TpBtf,
+            AttachPoint::Kprobe { .. } | AttachPoint::Kretprobe { .. } => HookKind::Kprobe,
+            AttachPoint::Fentry { .. } | AttachPoint::Fexit { .. } => HookKind::Fentry,
+        }
+    }
+}
+
+impl Strategy {
+    /// The first hook of this strategy whose kind is in `avoid`.
+    pub fn avoided_hook(&self, avoid: HookKinds) -> Option<AttachPoint> {
+        self.programs
+            .iter()
+            .map(|p| p.point)
+            .find(|point| avoid.contains(point.kind()))
+    }
+}
+
 impl std::fmt::Display for AttachPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -301,19 +364,34 @@ pub const PROBES: &[ProbeDecl] = &[
     ProbeDecl {
         event: KernelEvent::RecvCopy,
         // The tracepoint sits inside skb_copy_datagram_iter right before the copy; a kprobe
-        // or fentry there sees the same (skb, len), so the stable tracepoint ranks first.
-        strategies: &[Strategy {
-            label: "tracepoint skb/skb_copy_datagram_iovec",
-            sources: &[site("kernel_recv_copy", Source::Observed)],
-            programs: &[program(
-                "netcopy_recv_copy",
-                AttachPoint::Tracepoint {
-                    category: "skb",
-                    name: "skb_copy_datagram_iovec",
-                },
-            )],
-            needs: &[Layout::TpSkbCopyLen],
-        }],
+        // or fentry there sees the same (skb, len), so the stable tracepoint is used on
+        // every kernel: typed (tp_btf: no trace record is built, the arguments are read
+        // directly) where the kernel has BTF, classic otherwise.
+        strategies: &[
+            Strategy {
+                label: "tp_btf skb_copy_datagram_iovec",
+                sources: &[site("kernel_recv_copy", Source::Observed)],
+                programs: &[program(
+                    "netcopy_recv_copy_tp_btf",
+                    AttachPoint::BtfTracepoint {
+                        name: "skb_copy_datagram_iovec",
+                    },
+                )],
+                needs: &[],
+            },
+            Strategy {
+                label: "tracepoint skb/skb_copy_datagram_iovec",
+                sources: &[site("kernel_recv_copy", Source::Observed)],
+                programs: &[program(
+                    "netcopy_recv_copy",
+                    AttachPoint::Tracepoint {
+                        category: "skb",
+                        name: "skb_copy_datagram_iovec",
+                    },
+                )],
+                needs: &[Layout::TpSkbCopyLen],
+            },
+        ],
     },
 ];
 

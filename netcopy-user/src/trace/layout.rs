@@ -1,17 +1,18 @@
 //! What the trace programs need to know about the running kernel, found at run time:
-//! the `syscalls/sys_enter_*` and `sys_exit_*` record layouts from tracefs, the kernel
-//! struct offsets that lead from the current task to an fd's inode (BTF), and the user
-//! ABI layouts of `struct msghdr`, `struct mmsghdr` and `struct iovec` (from the libc
-//! crate's definitions for this target: they are part of the system call ABI).
+//! whether the `syscalls/sys_enter_*` and `sys_exit_*` records in tracefs have the layout
+//! the programs read as constants ([`TracedSyscall::arg_offsets`]), the kernel struct
+//! offsets that lead from the current task to an fd's inode (BTF), and the user ABI
+//! layouts of `struct msghdr`, `struct mmsghdr` and `struct iovec` (from the libc crate's
+//! definitions for this target: they are part of the system call ABI).
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use netcopy_common::{SyscallArgOffsets, TraceOffsets, TracedSyscall};
+use netcopy_common::{TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET};
 
 use crate::ebpf::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
 
-/// Field names of one call's `sys_enter_*` record, in [`SyscallArgOffsets`] order.
+/// Field names of one call's `sys_enter_*` record, in `SyscallArgOffsets` order.
 struct EnterFields {
     fd: &'static str,
     ptr: &'static str,
@@ -69,38 +70,17 @@ impl TraceLayout {
     pub fn discover(tracefs: &Path, btf: Option<&KernelBtf>) -> TraceLayout {
         let mut offsets = TraceOffsets::default();
         let mut missing = Vec::new();
-        let mut exit_ret: Option<(u32, &'static str)> = None;
         for (layout, calls) in [
             (Layout::TraceSyscallArgs, &SOCKET_CALLS[..]),
             (Layout::TraceReadWriteArgs, &READ_WRITE_CALLS[..]),
         ] {
-            let result = (|| -> Result<()> {
-                for &call in calls {
-                    offsets.syscalls[call as usize] = enter_offsets(tracefs, call)?;
-                    let ret = exit_ret_offset(tracefs, call)?;
-                    match exit_ret {
-                        None => exit_ret = Some((ret, call.name())),
-                        Some((seen, other)) if seen != ret => {
-                            return Err(anyhow!(
-                                "syscalls/sys_exit_{} has `ret` at offset {ret} but \
-                                 sys_exit_{other} at {seen}; one exit program cannot read both",
-                                call.name()
-                            ))
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Ok(())
-            })();
+            let result = calls.iter().try_for_each(|&call| {
+                check_enter_record(tracefs, call)?;
+                check_exit_record(tracefs, call)
+            });
             if let Err(e) = result {
-                for &call in calls {
-                    offsets.syscalls[call as usize] = SyscallArgOffsets::UNKNOWN;
-                }
                 missing.push((layout, format!("{e:#}")));
             }
-        }
-        if let Some((ret, _)) = exit_ret {
-            offsets.exit_ret = ret;
         }
         match btf {
             Some(btf) => {
@@ -118,28 +98,42 @@ impl TraceLayout {
     }
 }
 
-fn enter_offsets(tracefs: &Path, call: TracedSyscall) -> Result<SyscallArgOffsets> {
-    let format =
-        TracepointFormat::read(tracefs, "syscalls", &format!("sys_enter_{}", call.name()))?;
+/// Checks that `sys_enter_<call>` keeps each argument where the programs read it.
+fn check_enter_record(tracefs: &Path, call: TracedSyscall) -> Result<()> {
+    let name = format!("sys_enter_{}", call.name());
+    let format = TracepointFormat::read(tracefs, "syscalls", &name)?;
     let fields = enter_fields(call);
-    // Every syscall tracepoint argument is stored as 8 bytes, whatever its C type.
-    let opt = |name: Option<&str>| -> Result<u32> {
-        match name {
-            Some(name) => format.offset(name, 8),
-            None => Ok(netcopy_common::OFFSET_UNKNOWN),
+    let expected = call.arg_offsets();
+    for (field, at) in [
+        (Some(fields.fd), expected.fd),
+        (Some(fields.ptr), expected.ptr),
+        (fields.len, expected.len),
+        (fields.flags, expected.flags),
+    ] {
+        let Some(field) = field else { continue };
+        // Every syscall tracepoint argument is stored as 8 bytes, whatever its C type.
+        let found = format.offset(field, 8)?;
+        if at == OFFSET_UNKNOWN || found != at {
+            return Err(anyhow!(
+                "syscalls/{name} keeps `{field}` at offset {found}; netcopy's trace programs \
+                 read it at {at} (the layout of every kernel it was built for)"
+            ));
         }
-    };
-    Ok(SyscallArgOffsets {
-        fd: format.offset(fields.fd, 8)?,
-        ptr: format.offset(fields.ptr, 8)?,
-        len: opt(fields.len)?,
-        flags: opt(fields.flags)?,
-    })
+    }
+    Ok(())
 }
 
-fn exit_ret_offset(tracefs: &Path, call: TracedSyscall) -> Result<u32> {
-    TracepointFormat::read(tracefs, "syscalls", &format!("sys_exit_{}", call.name()))?
-        .offset("ret", 8)
+/// Checks that `sys_exit_<call>` keeps `ret` where the exit programs read it.
+fn check_exit_record(tracefs: &Path, call: TracedSyscall) -> Result<()> {
+    let name = format!("sys_exit_{}", call.name());
+    let found = TracepointFormat::read(tracefs, "syscalls", &name)?.offset("ret", 8)?;
+    if found != SYSCALL_EXIT_RET_OFFSET {
+        return Err(anyhow!(
+            "syscalls/{name} keeps `ret` at offset {found}; netcopy's trace programs read it \
+             at {SYSCALL_EXIT_RET_OFFSET}"
+        ));
+    }
+    Ok(())
 }
 
 fn socket_fd_offsets(btf: &KernelBtf, o: &mut TraceOffsets) -> Result<()> {
@@ -191,13 +185,14 @@ mod tests {
             std::env::temp_dir().join(format!("netcopy-trace-layout-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for call in TracedSyscall::ALL {
+            // As the kernel lays them out: 8 bytes an argument, in the call's order.
             let f = enter_fields(call);
             let mut fields = vec![(f.fd, 16), (f.ptr, 24)];
-            if let Some(len) = f.len {
-                fields.push((len, 32));
-            }
-            if let Some(flags) = f.flags {
-                fields.push((flags, 40));
+            match (f.len, f.flags) {
+                (Some(len), Some(flags)) => fields.extend([(len, 32), (flags, 40)]),
+                (Some(len), None) => fields.push((len, 32)),
+                (None, Some(flags)) => fields.push((flags, 32)),
+                (None, None) => {}
             }
             write_format(&dir, &format!("sys_enter_{}", call.name()), &fields);
             let ret = if call == TracedSyscall::Readv {
@@ -211,20 +206,10 @@ mod tests {
     }
 
     #[test]
-    fn reads_every_call_from_the_format_files() {
+    fn accepts_the_kernel_record_layout() {
         let dir = fake_tracefs("ok", 16);
         let layout = TraceLayout::discover(&dir, None);
         let _ = std::fs::remove_dir_all(&dir);
-        let sendmsg = layout.offsets.syscalls[TracedSyscall::Sendmsg as usize];
-        assert_eq!((sendmsg.fd, sendmsg.ptr), (16, 24));
-        assert_eq!(sendmsg.len, netcopy_common::OFFSET_UNKNOWN);
-        assert_eq!(sendmsg.flags, 40);
-        let write = layout.offsets.syscalls[TracedSyscall::Write as usize];
-        assert_eq!(
-            (write.len, write.flags),
-            (32, netcopy_common::OFFSET_UNKNOWN)
-        );
-        assert_eq!(layout.offsets.exit_ret, 16);
         // Without BTF only the socket-fd check is missing.
         assert_eq!(layout.missing.len(), 1, "{:?}", layout.missing);
         assert_eq!(layout.missing[0].0, Layout::TraceSocketFd);
@@ -232,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn disagreeing_exit_layouts_disable_only_their_event() {
+    fn a_record_laid_out_otherwise_disables_only_its_event() {
         let dir = fake_tracefs("ret", 24);
         let layout = TraceLayout::discover(&dir, None);
         let _ = std::fs::remove_dir_all(&dir);
@@ -242,10 +227,33 @@ mod tests {
             .find(|(l, _)| *l == Layout::TraceReadWriteArgs)
             .expect("read/write event disabled");
         assert!(rw.1.contains("sys_exit_readv"), "{}", rw.1);
+        assert!(rw.1.contains("offset 24"), "{}", rw.1);
         assert!(!layout
             .missing
             .iter()
             .any(|(l, _)| *l == Layout::TraceSyscallArgs));
+    }
+
+    #[test]
+    fn an_argument_elsewhere_disables_the_socket_calls() {
+        let dir = fake_tracefs("arg", 16);
+        write_format(
+            &dir,
+            "sys_enter_sendmsg",
+            &[("fd", 16), ("msg", 24), ("flags", 40)],
+        );
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (_, reason) = layout
+            .missing
+            .iter()
+            .find(|(l, _)| *l == Layout::TraceSyscallArgs)
+            .expect("socket calls disabled");
+        assert!(
+            reason.contains("sys_enter_sendmsg keeps `flags` at offset 40")
+                && reason.contains("at 32"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! # fn main() -> anyhow::Result<()> {
 //! use netcopy::ebpf::{loader::LoadOptions, CopyProbes};
 //! use netcopy::trace::{write_outputs, SyscallTracer};
-//! let mut probes = CopyProbes::load_with(LoadOptions { trace_ring_bytes: Some(8 << 20) })?;
+//! let mut probes = CopyProbes::load_with(LoadOptions {
+//!     trace_ring_bytes: Some(8 << 20),
+//!     ..LoadOptions::default()
+//! })?;
 //! probes.watch_process(1234, 0, true)?;
 //! let mut tracer = SyscallTracer::start(&mut probes, &[0])?;
 //! tracer.poll(std::time::Duration::from_millis(100))?; // call regularly to drain
@@ -122,6 +125,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("results").join(format!("trace-{}", utc_timestamp())));
     let mut probes = CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: Some(ring_bytes),
+        ..LoadOptions::default()
     })?;
     launch::catch_stop_signals()?;
 

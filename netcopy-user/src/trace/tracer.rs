@@ -47,7 +47,7 @@ pub struct SyscallTracer {
     inflight: BpfHashMap<MapData, u32, SyscallEvent>,
     lost_baseline: LostCounts,
     attached: Vec<KernelEvent>,
-    records: Vec<SyscallRecord>,
+    raw: RawRecords,
     names: BTreeMap<u32, String>,
     notes: Vec<String>,
     malformed: u64,
@@ -72,7 +72,7 @@ impl SyscallTracer {
         if probes.options().trace_ring_bytes.is_none() {
             bail!(
                 "these probes were loaded without room for a syscall trace: load them with \
-                 CopyProbes::load_with(LoadOptions {{ trace_ring_bytes: Some(..) }})"
+                 CopyProbes::load_with(LoadOptions {{ trace_ring_bytes: Some(..), .. }})"
             );
         }
         let mut mask = 0u32;
@@ -107,7 +107,7 @@ impl SyscallTracer {
             inflight,
             lost_baseline: LostCounts::default(),
             attached: Vec::new(),
-            records: Vec::new(),
+            raw: RawRecords::default(),
             names: BTreeMap::new(),
             notes: Vec::new(),
             malformed: 0,
@@ -174,7 +174,7 @@ impl SyscallTracer {
     pub fn drain(&mut self) -> usize {
         let SyscallTracer {
             ring,
-            records,
+            raw,
             names,
             malformed,
             last_named,
@@ -191,19 +191,22 @@ impl SyscallTracer {
             let event = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const SyscallEvent) };
             // Release the record at once: the producer reuses its space.
             drop(item);
-            match SyscallRecord::from_event(&event) {
-                Some(record) => {
-                    if *last_named != (record.pid, record.tid) {
-                        learn_names(names, record.pid, record.tid);
-                        *last_named = (record.pid, record.tid);
-                    }
-                    records.push(record);
-                    added += 1;
-                }
-                None => *malformed += 1,
+            // Names now: the thread may be gone by the time the trace stops.
+            if *last_named != (event.pid, event.tid) {
+                learn_names(names, event.pid, event.tid);
+                *last_named = (event.pid, event.tid);
             }
+            raw.push(event);
+            added += 1;
         }
         added
+    }
+
+    /// Decodes what was drained since the last call (counting undecodable records).
+    fn take_records(&mut self) -> Vec<SyscallRecord> {
+        let (records, malformed) = std::mem::take(&mut self.raw).decode();
+        self.malformed += malformed;
+        records
     }
 
     /// Stops recording new calls without detaching the programs (the slot mask goes to 0,
@@ -235,7 +238,7 @@ impl SyscallTracer {
         self.drain();
         let end_ns = monotonic_ns();
         let lost = self.lost()?;
-        let records = std::mem::take(&mut self.records);
+        let records = self.take_records();
         let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
         let output = TraceOutput {
             events: records,
@@ -256,9 +259,9 @@ impl SyscallTracer {
         Ok(output)
     }
 
-    /// Calls recorded so far (drained).
-    pub fn events(&self) -> &[SyscallRecord] {
-        &self.records
+    /// Calls recorded so far (drained) in the current sample.
+    pub fn recorded(&self) -> usize {
+        self.raw.len()
     }
 
     /// Calls lost since the start.
@@ -301,13 +304,13 @@ impl SyscallTracer {
         if !detach_errors.is_empty() {
             bail!("detaching the trace programs: {}", detach_errors.join("; "));
         }
+        let records = self.take_records();
         if self.malformed > 0 {
             self.notes.push(format!(
                 "{} ring buffer records were malformed and skipped",
                 self.malformed
             ));
         }
-        let records = std::mem::take(&mut self.records);
         let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
         Ok(TraceOutput {
             events: records,
@@ -372,6 +375,48 @@ impl Drop for SyscallTracer {
             let _ = self.slots.set(0, 0, 0);
             log::warn!("a syscall trace was dropped without stop(); its programs stay attached until the probes are dropped");
         }
+    }
+}
+
+/// Records as they came out of the ring buffer, in chunks of fixed capacity: the drain
+/// only copies each into place and decodes nothing. A growing `Vec` of decoded records
+/// spent most of the drain's time copying itself into ever larger buffers and faulting
+/// their fresh pages in.
+#[derive(Default)]
+struct RawRecords {
+    chunks: Vec<Vec<SyscallEvent>>,
+}
+
+/// Records per chunk (4.25 MiB).
+const CHUNK_RECORDS: usize = 32 * 1024;
+
+impl RawRecords {
+    fn push(&mut self, event: SyscallEvent) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(event),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
+                chunk.push(event);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// The decoded records, and how many could not be decoded.
+    fn decode(self) -> (Vec<SyscallRecord>, u64) {
+        let mut records = Vec::with_capacity(self.len());
+        let mut malformed = 0;
+        for event in self.chunks.iter().flatten() {
+            match SyscallRecord::from_event(event) {
+                Some(record) => records.push(record),
+                None => malformed += 1,
+            }
+        }
+        (records, malformed)
     }
 }
 
