@@ -167,15 +167,14 @@ pub fn render(r: &BenchReport) -> String {
                     other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
                 }
             }
-            let notes: Vec<&String> = p
+            let notes = p
                 .comparisons
                 .iter()
                 .filter_map(Outcome::measured)
-                .flat_map(|c| c.notes.iter())
-                .filter(|n| n.as_str() != ZERO_COPY_MECHANISMS)
-                .collect();
-            for n in notes {
-                out.push_str(&format!("\n- {n}"));
+                .flat_map(|c| c.notes.iter().map(move |n| (&c.name, n)))
+                .filter(|(_, n)| n.as_str() != ZERO_COPY_MECHANISMS);
+            for (name, n) in notes {
+                out.push_str(&format!("\n- {name}: {n}"));
             }
             out.push('\n');
         }
