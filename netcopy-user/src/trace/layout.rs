@@ -234,6 +234,19 @@ mod tests {
             .any(|(l, _)| *l == Layout::TraceSyscallArgs));
     }
 
+    /// Discovers the layout of the fake tracefs `dir` (then removes it) and returns why
+    /// the socket calls cannot be traced.
+    fn socket_calls_disabled(dir: &Path) -> String {
+        let layout = TraceLayout::discover(dir, None);
+        let _ = std::fs::remove_dir_all(dir);
+        layout
+            .missing
+            .into_iter()
+            .find(|(l, _)| *l == Layout::TraceSyscallArgs)
+            .expect("socket calls disabled")
+            .1
+    }
+
     #[test]
     fn an_argument_elsewhere_disables_the_socket_calls() {
         let dir = fake_tracefs("arg", 16);
@@ -242,13 +255,7 @@ mod tests {
             "sys_enter_sendmsg",
             &[("fd", 16), ("msg", 24), ("flags", 40)],
         );
-        let layout = TraceLayout::discover(&dir, None);
-        let _ = std::fs::remove_dir_all(&dir);
-        let (_, reason) = layout
-            .missing
-            .iter()
-            .find(|(l, _)| *l == Layout::TraceSyscallArgs)
-            .expect("socket calls disabled");
+        let reason = socket_calls_disabled(&dir);
         assert!(
             reason.contains("sys_enter_sendmsg keeps `flags` at offset 40")
                 && reason.contains("at 32"),
@@ -260,13 +267,7 @@ mod tests {
     fn a_missing_tracepoint_is_named() {
         let dir = fake_tracefs("missing", 16);
         std::fs::remove_dir_all(dir.join("events/syscalls/sys_enter_sendmmsg")).unwrap();
-        let layout = TraceLayout::discover(&dir, None);
-        let _ = std::fs::remove_dir_all(&dir);
-        let (_, reason) = layout
-            .missing
-            .iter()
-            .find(|(l, _)| *l == Layout::TraceSyscallArgs)
-            .expect("socket calls disabled");
+        let reason = socket_calls_disabled(&dir);
         assert!(reason.contains("syscalls/sys_enter_sendmmsg"), "{reason}");
     }
 }
