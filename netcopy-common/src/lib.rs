@@ -69,15 +69,11 @@ pub struct FilterEntry {
 }
 
 /// `len` in the `skb/skb_copy_datagram_iovec` record (after the 8-byte `trace_entry` and
-/// `skbaddr`). The programs that run on every copy read tracepoint fields at constant
+/// `skbaddr`), for kernels without BTF. The programs that run on every copy read tracepoint fields at constant
 /// offsets, a direct load from the context where a loader-found offset costs a
 /// probe-read helper call per event; the loader checks each constant against the
 /// kernel's tracefs format file and leaves the program unattached when it differs.
 pub const TP_SKB_COPY_LEN_OFFSET: u32 = 16;
-/// `sk` in the `sock/sock_send_length` record (see [`TP_SKB_COPY_LEN_OFFSET`]).
-pub const TP_SEND_LENGTH_SK_OFFSET: u32 = 8;
-/// `ret` in the `sock/sock_send_length` record, after `sk`, `family` and `protocol`.
-pub const TP_SEND_LENGTH_RET_OFFSET: u32 = 20;
 
 /// Field offsets the programs need, found at run time by the loader (tracefs `format`
 /// files and kernel BTF): Rust eBPF has no CO-RE, so nothing here is hard-coded but the

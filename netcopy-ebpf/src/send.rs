@@ -8,25 +8,21 @@
 //!   attached was copied into socket buffers. The copy routine itself
 //!   (`_copy_from_iter`) lives in lib/iov_iter.c, which distribution kernels build
 //!   `notrace`, so neither kprobes nor fentry can see it;
-//! - tp_btf `tcp_sendmsg_locked` + tracepoint `sock/sock_send_length` (inferred): the
+//! - tp_btf `tcp_sendmsg_locked` + tp_btf `sock_send_length` (inferred): the
 //!   kernel's own inputs to its copy-or-pin decision (msg_flags, SOCK_ZEROCOPY, the
 //!   route's scatter-gather feature), read from the tracepoint's typed arguments, and the
 //!   bytes the send accepted.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map},
     maps::{HashMap, LruHashMap},
-    programs::{
-        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
-        TracePointContext,
-    },
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use netcopy_common::{
     CopySite, KernelOffsets, SendInFlight, MSG_SPLICE_PAGES, MSG_ZEROCOPY, OFFSET_UNKNOWN,
-    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY, TP_SEND_LENGTH_RET_OFFSET,
-    TP_SEND_LENGTH_SK_OFFSET,
+    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
 use crate::{filter::current_slot, maps};
@@ -183,7 +179,7 @@ pub fn netcopy_zerocopy_attach_kretprobe(ctx: RetProbeContext) -> u32 {
     0
 }
 
-// ---- tp_btf + tracepoint (inferred) ----
+// ---- tp_btf (inferred) ----
 
 /// `tcp_sendmsg_locked(sk, msg, skb, size_goal)`: fires on every pass of the copy loop,
 /// before the copy-or-pin branch; the first pass of a send records the decision.
@@ -201,24 +197,22 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// `sock/sock_send_length` fires when `sock_sendmsg` returns, with the bytes accepted.
-#[tracepoint]
-pub fn netcopy_send_length(ctx: TracePointContext) -> u32 {
+/// `sock_send_length(sk, ret, flags)` fires when `sock_sendmsg` returns, with the bytes
+/// accepted; as tp_btf, so that no trace record is built for it.
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
     let tid = tid();
     // SAFETY: plain data owned by this thread's entry.
     let Some(state) = (unsafe { SENDS.get(&tid) }).copied() else {
         return 0;
     };
     let _ = SENDS.remove(&tid);
-    // SAFETY: constant offsets inside the record, checked against this kernel's tracefs
-    // format file by the loader.
-    let (sk, ret) = unsafe {
-        let record = ctx.as_ptr() as *const u8;
-        (
-            *(record.add(TP_SEND_LENGTH_SK_OFFSET as usize) as *const u64),
-            *(record.add(TP_SEND_LENGTH_RET_OFFSET as usize) as *const i32),
-        )
+    // SAFETY: the tracing context is an array of u64 arguments, sk and ret first (an int
+    // argument is stored zero-extended).
+    let Ok([sk, ret]) = (unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 2]) }) else {
+        return 0;
     };
+    let ret = ret as u32 as i32;
     if sk != state.sk || ret <= 0 {
         return 0;
     }

@@ -113,25 +113,6 @@ impl OffsetDiscovery {
                 Ok(())
             })(),
         );
-        record(
-            Layout::TpSendLength,
-            (|| {
-                tp_at(
-                    "sock",
-                    "sock_send_length",
-                    "sk",
-                    8,
-                    netcopy_common::TP_SEND_LENGTH_SK_OFFSET,
-                )?;
-                tp_at(
-                    "sock",
-                    "sock_send_length",
-                    "ret",
-                    4,
-                    netcopy_common::TP_SEND_LENGTH_RET_OFFSET,
-                )
-            })(),
-        );
         let Some(btf) = btf else {
             for layout in [
                 Layout::SendDecision,
@@ -744,30 +725,19 @@ mod tests {
     fn tracepoint_fields_read_at_constant_offsets_are_checked() {
         let root = std::env::temp_dir().join(format!("netcopy-loader-tp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        // The receive copy's record as every kernel lays it out; sock_send_length with
-        // `ret` moved.
+        // The receive copy's record with `len` moved.
         write_format(
             &root,
             "skb",
             "skb_copy_datagram_iovec",
-            &[
-                ("skbaddr", 8, 8),
-                ("len", netcopy_common::TP_SKB_COPY_LEN_OFFSET, 4),
-            ],
-        );
-        write_format(
-            &root,
-            "sock",
-            "sock_send_length",
-            &[("sk", 8, 8), ("ret", 24, 4)],
+            &[("skbaddr", 8, 8), ("len", 24, 4)],
         );
         let discovery = OffsetDiscovery::run(&root, None);
         let _ = std::fs::remove_dir_all(&root);
-        assert!(!discovery.missing.contains_key(&Layout::TpSkbCopyLen));
-        let why = &discovery.missing[&Layout::TpSendLength];
+        let why = &discovery.missing[&Layout::TpSkbCopyLen];
         assert!(
-            why.contains("sock/sock_send_length keeps `ret` at offset 24")
-                && why.contains("reads it at 20"),
+            why.contains("skb/skb_copy_datagram_iovec keeps `len` at offset 24")
+                && why.contains("reads it at 16"),
             "{why}"
         );
     }

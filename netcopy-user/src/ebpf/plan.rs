@@ -170,7 +170,6 @@ impl std::fmt::Display for AttachPoint {
 pub enum Layout {
     TpSkbCopyLen,
     TpForkPids,
-    TpSendLength,
     SendDecision,
     SkbZerocopyOwner,
     SkbDataLen,
@@ -293,7 +292,7 @@ pub const PROBES: &[ProbeDecl] = &[
                 needs: &[Layout::SendDecision],
             },
             Strategy {
-                label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tracepoint sock/sock_send_length",
+                label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tp_btf sock_send_length",
                 sources: &[
                     site("kernel_send_copy", Source::Inferred),
                     site("zerocopy_attach", Source::Inferred),
@@ -305,13 +304,12 @@ pub const PROBES: &[ProbeDecl] = &[
                     ),
                     program(
                         "netcopy_send_length",
-                        AttachPoint::Tracepoint {
-                            category: "sock",
+                        AttachPoint::BtfTracepoint {
                             name: "sock_send_length",
                         },
                     ),
                 ],
-                needs: &[Layout::SendDecision, Layout::TpSendLength],
+                needs: &[Layout::SendDecision],
             },
         ],
     },
