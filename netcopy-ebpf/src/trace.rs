@@ -185,7 +185,11 @@ fn is_socket(fd: i32, off: &TraceOffsets) -> bool {
 /// Sum of `iov_len` over the first `count` iovecs at `iov` (at most `max`).
 ///
 /// Reads [`TRACE_IOVEC_CHUNK`] iovecs per probe read: a probe read costs about as much
-/// as the rest of the entry program, and one-copy's sendmsg carries 9 iovecs.
+/// as the rest of the entry program, and one-copy's sendmsg carries 9 iovecs. The read
+/// is always of a whole chunk (a constant size: older verifiers lose the bounds of a
+/// computed one), even when fewer iovecs are left: the words past the array are not
+/// used. Only when the array ends right before memory that is not mapped does the chunk
+/// read fail; then the chunk's iovecs are read one at a time.
 #[inline(always)]
 fn sum_iovecs(iov: u64, count: u64, max: u32, event: &mut SyscallEvent) {
     const WORDS: usize = 2 * TRACE_IOVEC_CHUNK as usize;
@@ -204,48 +208,52 @@ fn sum_iovecs(iov: u64, count: u64, max: u32, event: &mut SyscallEvent) {
             return;
         }
         let left = limit - first;
-        let n = if left > u64::from(TRACE_IOVEC_CHUNK) {
-            u64::from(TRACE_IOVEC_CHUNK)
-        } else {
-            left
-        };
-        // A read of variable size must land in initialised stack. Volatile stores: a
-        // plain zero array becomes a byte-wise memset loop that the verifier walks byte
-        // by byte, in every pass.
+        let src = iov + first * u64::from(IOVEC_SIZE);
+        // Filled by the helper (a constant-size read initialises all of it for the
+        // verifier); read through the pointer, since moving the array out of the
+        // MaybeUninit would add a byte-wise copy.
         let mut words = core::mem::MaybeUninit::<[u64; WORDS]>::uninit();
         let base = words.as_mut_ptr() as *mut u64;
-        let mut w = 0;
-        while w < WORDS {
-            // SAFETY: w < WORDS, inside `words`.
-            unsafe { write_volatile(base.add(w), 0) };
-            w += 1;
-        }
-        let src = iov + first * u64::from(IOVEC_SIZE);
         // SAFETY: user memory of the current task, read with a fault-tolerant helper
-        // into `words`, which holds TRACE_IOVEC_CHUNK iovecs (n <= TRACE_IOVEC_CHUNK).
+        // into `words`, which is exactly TRACE_IOVEC_CHUNK iovecs long.
         let rc = unsafe {
             generated::bpf_probe_read_user(
                 base as *mut c_void,
-                (n as u32) * IOVEC_SIZE,
+                TRACE_IOVEC_CHUNK * IOVEC_SIZE,
                 src as *const c_void,
             )
         };
-        if rc != 0 {
-            event.info |= TRACE_INFO_REQUESTED_PARTIAL;
-            return;
-        }
-        let mut i: usize = 0;
-        while i < TRACE_IOVEC_CHUNK as usize {
-            if i as u64 >= n {
-                break;
+        // Two loops, not one choosing per iovec: an Option crossing the branches leaves
+        // LLVM an undefined register to copy, which the verifier refuses to read.
+        let mut i: u32 = 0;
+        if rc == 0 {
+            while i < TRACE_IOVEC_CHUNK {
+                if u64::from(i) >= left {
+                    break;
+                }
+                // iov_len, the second word of each iovec.
+                // SAFETY: 2 * i + 1 < WORDS, written by the helper.
+                event.requested += unsafe { core::ptr::read(base.add(2 * i as usize + 1)) };
+                event.iovecs += 1;
+                i += 1;
             }
-            // iov_len, the second word of each iovec. Read through the pointer: moving
-            // `words` out of the MaybeUninit would bring the memset back.
-            // SAFETY: 2 * i + 1 < WORDS, initialised above and filled by the helper.
-            event.requested += unsafe { core::ptr::read(base.add(2 * i + 1)) };
-            i += 1;
+        } else {
+            while i < TRACE_IOVEC_CHUNK {
+                if u64::from(i) >= left {
+                    break;
+                }
+                // SAFETY: user memory of the current task.
+                match unsafe { user::<u64>(src + u64::from(i * IOVEC_SIZE), 8) } {
+                    Some(len) => event.requested += len,
+                    None => {
+                        event.info |= TRACE_INFO_REQUESTED_PARTIAL;
+                        return;
+                    }
+                }
+                event.iovecs += 1;
+                i += 1;
+            }
         }
-        event.iovecs += n as u32;
         chunk += 1;
     }
 }

@@ -32,6 +32,10 @@ const WRITEV_IOVECS: [usize; 2] = [100, 200];
 /// crosses two chunk boundaries and ends inside a chunk.
 const CHUNKED_IOVECS: usize = 19;
 const CHUNKED_BYTES: usize = CHUNKED_IOVECS * (CHUNKED_IOVECS + 1) / 2;
+/// iovecs placed at the very end of a page whose next page is inaccessible: the program's
+/// whole-chunk read fails there and it must read them one at a time.
+const EDGE_IOVECS: [usize; 3] = [5, 6, 7];
+const EDGE_BYTES: usize = 5 + 6 + 7;
 /// One more iovec than the trace program reads (`TRACE_MAX_IOVECS`), 1 byte each: the
 /// requested size is reported as a lower bound of the first 64.
 const LONG_WRITEV_IOVECS: usize = netcopy_common::TRACE_MAX_IOVECS as usize + 1;
@@ -45,13 +49,14 @@ const TOTAL: u64 = (SENDMSG_CALLS * 1000
     + WRITE_CALLS * WRITE_BYTES
     + 300
     + CHUNKED_BYTES
+    + EDGE_BYTES
     + LONG_WRITEV_IOVECS
     + MMSG_MESSAGES * 128
     + ZEROCOPY_CALLS * ZEROCOPY_BYTES) as u64;
 /// All sendmsg calls of the sender and the bytes they copy.
 const SENDMSG_SUM: (u64, u64) = (
-    SENDMSG_CALLS as u64 + 1,
-    (SENDMSG_CALLS * 1000 + CHUNKED_BYTES) as u64,
+    SENDMSG_CALLS as u64 + 2,
+    (SENDMSG_CALLS * 1000 + CHUNKED_BYTES + EDGE_BYTES) as u64,
 );
 /// sendmsg calls of the flood mode.
 const FLOOD_CALLS: u64 = 300;
@@ -86,6 +91,46 @@ fn msghdr(iov: &mut [libc::iovec]) -> libc::msghdr {
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len() as _;
     msg
+}
+
+/// sendmsg of EDGE_IOVECS over `payload`, with the iovec array ending exactly where an
+/// inaccessible (PROT_NONE) page begins.
+fn sendmsg_at_page_edge(fd: i32, payload: &[u8]) -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: a fresh private anonymous mapping of two pages.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap");
+    // SAFETY: the second page of our own mapping.
+    let rc = unsafe { libc::mprotect(map.cast::<u8>().add(page).cast(), page, libc::PROT_NONE) };
+    assert_eq!(rc, 0, "mprotect");
+    let iov = iovecs(payload, &EDGE_IOVECS);
+    let bytes = std::mem::size_of_val(iov.as_slice());
+    // SAFETY: the array fits in the first page, ending at its last byte.
+    let at_edge = unsafe { map.cast::<u8>().add(page - bytes).cast::<libc::iovec>() };
+    // SAFETY: writable memory of the first page; iovec is plain data.
+    unsafe { std::ptr::copy_nonoverlapping(iov.as_ptr(), at_edge, iov.len()) };
+    // SAFETY: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = at_edge;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: msg points at iovecs over payload.
+    let sent = check(
+        unsafe { libc::sendmsg(fd, &msg, 0) },
+        "sendmsg at a page edge",
+    );
+    // SAFETY: our own mapping, no longer used.
+    unsafe { libc::munmap(map, 2 * page) };
+    sent
 }
 
 /// A connected loopback pair: (client, accepted server side).
@@ -174,6 +219,7 @@ fn sequence(out: &Path) {
         check(unsafe { libc::sendmsg(fd, &msg, 0) }, "sendmsg"),
         CHUNKED_BYTES
     );
+    assert_eq!(sendmsg_at_page_edge(fd, &payload), EDGE_BYTES);
     let iov = iovecs(&payload, &[1; LONG_WRITEV_IOVECS]);
     // SAFETY: valid iovecs.
     assert_eq!(
@@ -421,6 +467,11 @@ fn expected_sender_calls() -> Vec<Expect> {
         CHUNKED_BYTES as u64,
         CHUNKED_IOVECS as u64,
     ));
+    v.push(plain(
+        "sendmsg",
+        EDGE_BYTES as u64,
+        EDGE_IOVECS.len() as u64,
+    ));
     let max = u64::from(netcopy_common::TRACE_MAX_IOVECS);
     v.push(Expect {
         requested: max,
@@ -518,7 +569,7 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         assert_eq!(copy(c, "kernel_recv_copy"), (0, 0), "{at}");
         assert!(c["duration_ns"].as_u64().unwrap() > 0, "{at}");
     }
-    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 4];
+    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 5];
     assert_eq!(zc["flag_names"][0], "MSG_ZEROCOPY");
     let errq = &calls[calls.len() - 2];
     assert!(

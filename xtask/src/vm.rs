@@ -603,6 +603,7 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
+            traced_verify(),
         ]
     } else {
         args.run
@@ -615,6 +616,61 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
         commands.extend(debug_commands());
     }
     Ok(commands)
+}
+
+/// Messages of the traced verify run in the guest.
+const TRACED_MESSAGES: u64 = 4;
+/// Their payload size.
+const TRACED_SIZE: u64 = 65536;
+
+/// `netcopy trace` of a one-copy `netcopy verify`: the syscall tracer's programs must load
+/// and record on the guest kernel too (its verifier is older than the host's).
+fn traced_verify() -> GuestCommand {
+    GuestCommand::netcopy([
+        "trace".to_string(),
+        "--json".into(),
+        "--out".into(),
+        "/tmp/netcopy-trace".into(),
+        "--".into(),
+        guest::GUEST_NETCOPY.into(),
+        "verify".into(),
+        "--mode".into(),
+        "one-copy".into(),
+        "--size".into(),
+        TRACED_SIZE.to_string(),
+        "--messages".into(),
+        TRACED_MESSAGES.to_string(),
+    ])
+}
+
+/// The traced verify recorded the server's sends exactly: one sendmsg per message, each
+/// copying its 16-byte header and payload, and lost nothing.
+fn check_traced_verify(stdout: &str) -> Result<()> {
+    // The verify table comes first (the traced command's own output), the summary last.
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("`netcopy trace --json` printed no JSON summary in the guest")?;
+    let summary: serde_json::Value =
+        serde_json::from_str(line).context("the trace summary is not JSON")?;
+    if summary["lost_events"] != 0 {
+        bail!("the guest trace lost events: {summary}");
+    }
+    let sendmsg = summary["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["syscall"] == "sendmsg")
+        .context("the guest trace recorded no sendmsg")?;
+    let bytes = TRACED_MESSAGES * (TRACED_SIZE + 16);
+    if sendmsg["calls"] != TRACED_MESSAGES || sendmsg["kernel_send_copy_bytes"] != bytes {
+        bail!(
+            "the guest trace recorded sendmsg {sendmsg}; expected {TRACED_MESSAGES} calls \
+             copying {bytes} bytes"
+        );
+    }
+    Ok(())
 }
 
 /// True when qemu-system-x86_64 is installed.
@@ -785,6 +841,24 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
             mode["verdict"].as_str().unwrap_or("?")
         );
     }
+    let traced = outcome
+        .commands
+        .iter()
+        .find(|c| c.command == traced_verify())
+        .context("the traced verify did not run in the guest")?;
+    if !traced.success() {
+        bail!(
+            "`{}` failed in the guest (exit {}): {}",
+            traced.command,
+            traced.exit_code,
+            traced.stderr.lines().next().unwrap_or("")
+        );
+    }
+    check_traced_verify(&traced.stdout)?;
+    println!(
+        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the one-copy server recorded \
+         exactly, nothing lost"
+    );
     Ok(())
 }
 
@@ -880,6 +954,28 @@ mod tests {
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({})).is_err());
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!([1])).is_err());
         assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({"kprobe": "yes"})).is_err());
+    }
+
+    #[test]
+    fn traced_verify_check() {
+        let summary = |calls: u64, bytes: u64, lost: u64| {
+            format!(
+                "one-copy -- MATCH\n{}\n",
+                serde_json::json!({
+                    "lost_events": lost,
+                    "syscalls": [
+                        {"syscall": "sendto", "calls": 2, "kernel_send_copy_bytes": 40},
+                        {"syscall": "sendmsg", "calls": calls, "kernel_send_copy_bytes": bytes},
+                    ]
+                })
+            )
+        };
+        let exact = TRACED_MESSAGES * (TRACED_SIZE + 16);
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact, 0)).is_ok());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact - 1, 0)).is_err());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES - 1, exact, 0)).is_err());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact, 3)).is_err());
+        assert!(check_traced_verify("netcopy: error: cannot trace\n").is_err());
     }
 
     #[test]
