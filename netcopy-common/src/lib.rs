@@ -153,6 +153,21 @@ pub struct SendInFlight {
     pub attached: u64,
 }
 
+/// Value of the per-socket map (key: `struct sock *`), for sockets a watched process sent
+/// on: which slot the socket's copies go to, and (tp_btf strategy) the send in progress.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketSend {
+    /// Counter slot of the process that last sent on the socket.
+    pub slot: u32,
+    /// tp_btf strategy: the tid of the thread whose send is between its first pass
+    /// through `tcp_sendmsg_locked` and its `sock_send_length`; 0 when none is.
+    pub sender_tid: u32,
+    /// `SEND_KIND_*` of that send.
+    pub kind: u32,
+    pub reserved: u32,
+}
+
 /// The kernel copies the payload into socket buffers.
 pub const SEND_KIND_COPY: u32 = 0;
 /// MSG_ZEROCOPY on a SO_ZEROCOPY socket whose route can scatter-gather: pages are pinned.
@@ -174,6 +189,7 @@ mod pod {
     unsafe impl aya::Pod for super::FilterEntry {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::SendInFlight {}
+    unsafe impl aya::Pod for super::SocketSend {}
 }
 
 // ---- Syscall trace (`netcopy trace`) ----
@@ -357,8 +373,9 @@ pub struct TraceOffsets {
 /// in chunks of [`TRACE_IOVEC_CHUNK`] as `u64` pairs (one probe read per chunk instead of
 /// one per iovec); the user side checks libc agrees at compile time.
 pub const IOVEC_SIZE: u32 = 16;
-/// iovecs read from user memory by one probe read.
-pub const TRACE_IOVEC_CHUNK: u32 = 8;
+/// iovecs read from user memory by one probe read: 16 covers the 9 of a one-copy
+/// sendmsg (a header and 8 fields) in one read; the 256-byte buffer fits the eBPF stack.
+pub const TRACE_IOVEC_CHUNK: u32 = 16;
 
 impl Default for TraceOffsets {
     fn default() -> Self {

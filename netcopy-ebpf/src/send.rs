@@ -20,21 +20,25 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
+use core::ptr::{read_volatile, write_volatile};
+
 use netcopy_common::{
-    CopySite, KernelOffsets, SendInFlight, MSG_SPLICE_PAGES, MSG_ZEROCOPY, OFFSET_UNKNOWN,
-    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
+    CopySite, KernelOffsets, SendInFlight, SocketSend, MSG_SPLICE_PAGES, MSG_ZEROCOPY,
+    OFFSET_UNKNOWN, SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
 use crate::{filter::current_slot, maps};
 
-/// tid -> the TCP send it is inside.
+/// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
+/// only for a send on a socket another thread is already sending on).
 #[map(name = "NETCOPY_SENDS")]
 static SENDS: HashMap<u32, SendInFlight> = HashMap::with_max_entries(16384, 0);
 
-/// `struct sock *` -> slot, for sockets a watched process sent on: deferred copies and
-/// completions run in other contexts (softirq, the receiver) and are attributed by socket.
+/// `struct sock *` -> its slot and (tp_btf strategy) its send in progress, for sockets a
+/// watched process sent on: deferred copies and completions run in other contexts
+/// (softirq, the receiver) and are attributed by socket.
 #[map(name = "NETCOPY_SOCKETS")]
-pub static SOCKETS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+pub static SOCKETS: LruHashMap<u64, SocketSend> = LruHashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
 fn tid() -> u32 {
@@ -73,7 +77,7 @@ fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
     SEND_KIND_ZEROCOPY
 }
 
-/// Entry of `tcp_sendmsg_locked(sk, msg, size)` for a watched process.
+/// Entry of `tcp_sendmsg_locked(sk, msg, size)` for a watched process, kept per thread.
 #[inline(always)]
 fn enter_send(sk: u64, msg: u64) {
     let Some(slot) = current_slot() else { return };
@@ -85,11 +89,30 @@ fn enter_send(sk: u64, msg: u64) {
         attached: 0,
     };
     let _ = SENDS.insert(&tid(), &state, 0);
-    // An LRU insert allocates a node even when the key is there: look first, since a
-    // connection sends many times.
-    // SAFETY: plain data.
-    if unsafe { SOCKETS.get(&sk) } != Some(&slot) {
-        let _ = SOCKETS.insert(&sk, &slot, 0);
+    remember_socket(sk, slot);
+}
+
+/// Books socket `sk` to `slot`. An LRU insert allocates a node even when the key is
+/// there, and a connection sends many times: the entry is written in place when it exists.
+#[inline(always)]
+fn remember_socket(sk: u64, slot: u32) {
+    match SOCKETS.get_ptr_mut(&sk) {
+        // SAFETY: a map value; the slot is a plain word that only this path writes.
+        Some(entry) => unsafe {
+            if (*entry).slot != slot {
+                (*entry).slot = slot;
+            }
+        },
+        None => {
+            let _ = SOCKETS.insert(
+                &sk,
+                &SocketSend {
+                    slot,
+                    ..SocketSend::default()
+                },
+                0,
+            );
+        }
     }
 }
 
@@ -180,47 +203,122 @@ pub fn netcopy_zerocopy_attach_kretprobe(ctx: RetProbeContext) -> u32 {
 }
 
 // ---- tp_btf (inferred) ----
+//
+// The tracepoint in `tcp_sendmsg_locked` fires on every pass of its copy loop (one per
+// page fragment filled: about four for a 64 KiB send), and `sock_send_length` once per
+// send, for every socket of every process. Both run on the hot path of every send on the
+// machine, so the state of a send lives in its socket's entry in `SOCKETS`: a later pass
+// costs one lookup and two compares, and a send costs no map insert or delete. A send on
+// a socket that another thread is already sending on (its `sock_send_length` not yet
+// reached) is kept per thread in `SENDS` instead, so concurrent senders stay exact.
 
-/// `tcp_sendmsg_locked(sk, msg, skb, size_goal)`: fires on every pass of the copy loop,
-/// before the copy-or-pin branch; the first pass of a send records the decision.
+/// Both arguments as plain numbers (the send-kind reads add offsets to them, which the
+/// verifier forbids on the typed pointers): one helper call, made once per send.
+#[inline(always)]
+fn sk_and_msg(ctx: &BtfTracePointContext) -> [u64; 2] {
+    // SAFETY: the tracing context is an array of u64 arguments, sk and msg first.
+    unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 2]) }.unwrap_or([0, 0])
+}
+
+/// `tcp_sendmsg_locked(sk, msg, skb, size_goal)`: fires before the copy-or-pin branch;
+/// the first pass of a send records the decision.
 #[btf_tracepoint(function = "tcp_sendmsg_locked")]
 pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
-    // Both arguments with one helper call (this program runs for every skb a send fills).
-    // SAFETY: the tracing context is an array of u64 arguments, sk and msg first.
-    let [sk, msg] =
-        unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 2]) }.unwrap_or([0, 0]);
+    // A direct load from the context, used only as a map key.
+    let sk: u64 = ctx.arg(0);
+    let tid = tid();
+    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+        claim_new_socket(&ctx, tid);
+        return 0;
+    };
+    // SAFETY: a map value; `sender_tid` is claimed under the socket lock, which the
+    // caller of this tracepoint holds, and released by the sender itself.
+    let sender = unsafe { read_volatile(&(*entry).sender_tid) };
+    if sender == tid {
+        // A later pass of the send this thread recorded.
+        return 0;
+    }
+    if sender == 0 {
+        let Some(slot) = current_slot() else { return 0 };
+        let Some(off) = maps::offsets() else { return 0 };
+        let [sk, msg] = sk_and_msg(&ctx);
+        // SAFETY: as above; the owner word is written last.
+        unsafe {
+            write_volatile(&mut (*entry).slot, slot);
+            write_volatile(&mut (*entry).kind, send_kind(sk, msg, off));
+            write_volatile(&mut (*entry).sender_tid, tid);
+        }
+        return 0;
+    }
+    // Another thread's send on this socket is still in flight: keep this one per thread.
+    let [sk, msg] = sk_and_msg(&ctx);
     // SAFETY: plain data owned by this thread's entry.
-    match unsafe { SENDS.get(&tid()) } {
+    match unsafe { SENDS.get(&tid) } {
         Some(state) if state.sk == sk => {}
         _ => enter_send(sk, msg),
     }
     0
 }
 
+/// The first send of a watched process on a socket not yet in `SOCKETS`.
+#[inline(always)]
+fn claim_new_socket(ctx: &BtfTracePointContext, tid: u32) {
+    let Some(slot) = current_slot() else { return };
+    let Some(off) = maps::offsets() else { return };
+    let [sk, msg] = sk_and_msg(ctx);
+    let entry = SocketSend {
+        slot,
+        sender_tid: tid,
+        kind: send_kind(sk, msg, off),
+        reserved: 0,
+    };
+    let _ = SOCKETS.insert(&sk, &entry, 0);
+}
+
+/// Books the bytes a send accepted to the site its kind says.
+#[inline(always)]
+fn count_accepted(slot: u32, kind: u32, accepted: i32) {
+    if accepted <= 0 {
+        return;
+    }
+    let site = match kind {
+        SEND_KIND_COPY => CopySite::KernelSendCopy,
+        SEND_KIND_ZEROCOPY => CopySite::ZeroCopyAttach,
+        _ => return,
+    };
+    maps::count(slot, site, accepted as u64);
+}
+
 /// `sock_send_length(sk, ret, flags)` fires when `sock_sendmsg` returns, with the bytes
 /// accepted; as tp_btf, so that no trace record is built for it.
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    // An int argument is stored zero-extended in its u64 slot.
+    let ret = ctx.arg::<u64>(1) as u32 as i32;
+    // Sockets no watched process sent on (the machine's other traffic) stop here.
+    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+        return 0;
+    };
     let tid = tid();
+    // SAFETY: a map value, see netcopy_send_tp_btf. What the send recorded is read before
+    // the owner word is released: the next send may claim the socket right after.
+    unsafe {
+        if read_volatile(&(*entry).sender_tid) == tid {
+            let slot = read_volatile(&(*entry).slot);
+            let kind = read_volatile(&(*entry).kind);
+            write_volatile(&mut (*entry).sender_tid, 0);
+            count_accepted(slot, kind, ret);
+            return 0;
+        }
+    }
     // SAFETY: plain data owned by this thread's entry.
     let Some(state) = (unsafe { SENDS.get(&tid) }).copied() else {
         return 0;
     };
     let _ = SENDS.remove(&tid);
-    // SAFETY: the tracing context is an array of u64 arguments, sk and ret first (an int
-    // argument is stored zero-extended).
-    let Ok([sk, ret]) = (unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 2]) }) else {
-        return 0;
-    };
-    let ret = ret as u32 as i32;
-    if sk != state.sk || ret <= 0 {
-        return 0;
+    if state.sk == sk {
+        count_accepted(state.slot, state.kind, ret);
     }
-    let site = match state.kind {
-        SEND_KIND_COPY => CopySite::KernelSendCopy,
-        SEND_KIND_ZEROCOPY => CopySite::ZeroCopyAttach,
-        _ => return 0,
-    };
-    maps::count(state.slot, site, ret as u64);
     0
 }

@@ -261,9 +261,22 @@ fn sum_iovecs(iov: u64, count: u64, max: u32, event: &mut SyscallEvent) {
 /// The iovecs of the `struct user_msghdr` at `msg`.
 #[inline(always)]
 fn sum_msghdr(msg: u64, max: u32, off: &TraceOffsets, event: &mut SyscallEvent) {
+    // `msg_iovlen` follows `msg_iov` in every 64-bit ABI: one probe read for both (a
+    // probe read of user memory costs about as much as the rest of the entry program).
     // SAFETY: user memory of the current task.
-    let iov = unsafe { user::<u64>(msg, off.msghdr_iov) };
-    let count = unsafe { user::<u64>(msg, off.msghdr_iovlen) };
+    let (iov, count) = if off.msghdr_iovlen == off.msghdr_iov.wrapping_add(8) {
+        match unsafe { user::<[u64; 2]>(msg, off.msghdr_iov) } {
+            Some([iov, count]) => (Some(iov), Some(count)),
+            None => (None, None),
+        }
+    } else {
+        unsafe {
+            (
+                user::<u64>(msg, off.msghdr_iov),
+                user::<u64>(msg, off.msghdr_iovlen),
+            )
+        }
+    };
     match (iov, count) {
         (Some(iov), Some(count)) => sum_iovecs(iov, count, max, event),
         _ => event.info |= TRACE_INFO_REQUESTED_PARTIAL,

@@ -5,6 +5,7 @@ mod common;
 use std::{
     io::{BufReader, Read, Write},
     net::{TcpListener, TcpStream},
+    os::fd::AsRawFd,
     process::{Command, Stdio},
     thread,
 };
@@ -155,6 +156,85 @@ fn unwatched_process_is_not_counted() {
     }
 }
 
+/// Threads writing to one TCP socket at the same time: a send can start (under the
+/// socket lock) while another thread's send has released the lock but not yet returned,
+/// which the tp_btf strategy must keep apart (per thread) to count every byte once.
+#[test]
+fn concurrent_senders_on_one_socket_are_counted_exactly() {
+    if !common::privileged("concurrent_senders_on_one_socket_are_counted_exactly") {
+        return;
+    }
+    let _serial = common::serial();
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 750_007;
+    let mut probes = CopyProbes::load().expect("load probes");
+    probes
+        .watch_process(std::process::id(), 0, false)
+        .expect("watch self");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (mut conn, _) = listener.accept().expect("accept");
+    // Small buffers and a receiver that starts late: the senders fill the socket and wait
+    // for room inside tcp_sendmsg_locked, which releases the socket lock to the others.
+    set_buffer(stream.as_raw_fd(), libc::SO_SNDBUF, 32 << 10);
+    set_buffer(conn.as_raw_fd(), libc::SO_RCVBUF, 32 << 10);
+    let before = probes.read_counters().expect("read counters");
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            let mut stream = stream.try_clone().expect("clone the socket");
+            thread::spawn(move || {
+                // Odd chunk sizes, different per thread, so sends interleave unevenly.
+                let chunk = vec![i as u8; 24_571 + 4_099 * i];
+                let mut left = PER_SENDER;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    stream.write_all(&chunk[..n]).expect("write");
+                    left -= n;
+                }
+            })
+        })
+        .collect();
+    let total = SENDERS * PER_SENDER;
+    thread::sleep(std::time::Duration::from_millis(200));
+    let mut buf = vec![0u8; 100_003];
+    let mut received = 0;
+    while received < total {
+        match conn.read(&mut buf).expect("read") {
+            0 => break,
+            n => received += n,
+        }
+    }
+    for s in senders {
+        s.join().expect("sender thread");
+    }
+    let delta = probes
+        .read_counters()
+        .expect("read counters")
+        .since(&before);
+    assert_eq!(received, total);
+    assert_eq!(
+        delta.get(0, CopySite::KernelSendCopy).bytes,
+        total as u64,
+        "every byte of every sender counted once"
+    );
+    assert_eq!(delta.get(0, CopySite::ZeroCopyAttach).bytes, 0);
+    assert_eq!(delta.get(0, CopySite::KernelRecvCopy).bytes, total as u64);
+}
+
+fn set_buffer(fd: i32, option: i32, bytes: i32) {
+    // SAFETY: a valid socket fd and an int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
 /// What a zero-copy transfer moved.
 struct ZeroCopyTransfer {
     received: usize,
@@ -185,7 +265,6 @@ fn bytes_retransmitted(fd: i32) -> u64 {
 
 /// Sends `bytes` with MSG_ZEROCOPY on a SO_ZEROCOPY socket, in sends of at most `chunk`.
 fn zerocopy_transfer(bytes: usize, chunk: usize) -> ZeroCopyTransfer {
-    use std::os::fd::AsRawFd;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let sender = thread::spawn(move || {
