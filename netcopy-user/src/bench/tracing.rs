@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{progress, Outcome, Target, Verdict};
 use crate::{
     client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::LoadOptions, CopyProbes},
+    ebpf::{loader::LoadOptions, runstats::LoadedProgram, CopyProbes},
     harness::ServerProcess,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -145,6 +145,7 @@ enum Command {
     Unwatch(u32, Sender<Result<()>>),
     Start(Vec<u32>, Sender<Result<()>>),
     Stop(Sender<Result<TraceStats>>),
+    Programs(Sender<Result<Vec<LoadedProgram>>>),
 }
 
 /// A thread that owns loaded probes and, while a trace runs, drains its ring buffer.
@@ -193,6 +194,11 @@ impl TraceHost {
 
     pub fn start(&self, slots: Vec<u32>) -> Result<()> {
         self.ask(|tx| Command::Start(slots, tx))
+    }
+
+    /// The programs the host has loaded, with their kernel ids.
+    pub fn loaded_programs(&self) -> Result<Vec<LoadedProgram>> {
+        self.ask(Command::Programs)
     }
 
     /// Stops the trace (the probes stay loaded) and returns what it recorded.
@@ -266,6 +272,9 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
         match command {
             Command::Watch(pid, slot, reply) => {
                 let _ = reply.send(probes.watch_process(pid, slot, false));
+            }
+            Command::Programs(reply) => {
+                let _ = reply.send(Ok(probes.loaded_programs()));
             }
             Command::Unwatch(pid, reply) => {
                 let _ = reply.send(probes.unwatch_process(pid));

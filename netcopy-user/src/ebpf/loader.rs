@@ -442,6 +442,12 @@ impl CopyProbes {
         }
     }
 
+    /// The programs loaded now (attached, or loaded for an on-demand event), with their
+    /// kernel ids: what `runstats::read` reads the kernel's accounting of.
+    pub fn loaded_programs(&self) -> Vec<super::runstats::LoadedProgram> {
+        super::runstats::loaded_in(&self.ebpf)
+    }
+
     /// Current counters, summed over CPUs. Take two readings and use
     /// [`CopyCounts::since`] to measure an interval.
     pub fn read_counters(&mut self) -> Result<CopyCounts> {
@@ -622,7 +628,7 @@ fn prepare_strategy(
     result
 }
 
-fn sys_page_size() -> u32 {
+pub(super) fn sys_page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u32::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096)

@@ -5,6 +5,7 @@ pub mod btf;
 pub mod loader;
 pub mod object;
 pub mod plan;
+pub mod runstats;
 pub mod tracefs;
 
 pub use loader::{CopyCounts, CopyProbes};

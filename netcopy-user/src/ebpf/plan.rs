@@ -224,6 +224,17 @@ const fn program(program: &'static str, point: AttachPoint) -> ProgramAttach {
     ProgramAttach { program, point }
 }
 
+/// Where program `name` attaches, as the first strategy that declares it says.
+pub fn declared_point(name: &str) -> Option<AttachPoint> {
+    PROBES
+        .iter()
+        .chain(ON_DEMAND)
+        .flat_map(|decl| decl.strategies)
+        .flat_map(|strategy| strategy.programs)
+        .find(|p| p.program == name)
+        .map(|p| p.point)
+}
+
 /// Every probe netcopy uses.
 pub const PROBES: &[ProbeDecl] = &[
     ProbeDecl {
