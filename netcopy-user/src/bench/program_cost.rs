@@ -77,10 +77,7 @@ impl ProgramCost {
                 delta.nanos,
                 ProgramFigure {
                     program: program.program.clone(),
-                    hook: program
-                        .point
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "(not in the plan)".into()),
+                    hook: program.hooks(),
                     runs: delta.runs,
                     ns_per_run,
                     runs_per_message: delta.runs as f64 / messages as f64,
@@ -209,7 +206,13 @@ mod tests {
         LoadedProgram {
             id,
             program: name.into(),
-            point: Some(AttachPoint::BtfTracepoint { name: "somewhere" }),
+            points: vec![
+                AttachPoint::BtfTracepoint { name: "somewhere" },
+                AttachPoint::Tracepoint {
+                    category: "syscalls",
+                    name: "sys_exit_recvfrom",
+                },
+            ],
         }
     }
 
@@ -245,7 +248,10 @@ mod tests {
         assert_eq!(cost.programs[0].program, "send");
         assert_eq!(cost.programs[0].runs_per_message, 4.0);
         assert_eq!(cost.programs[1].ns_per_run, 150.0);
-        assert_eq!(cost.programs[0].hook, "tp_btf somewhere");
+        assert_eq!(
+            cost.programs[0].hook,
+            "tp_btf somewhere, tracepoint syscalls/sys_exit_recvfrom"
+        );
         assert_eq!(cost.drain_ns_per_byte, None);
         let cost = cost.relative_to(Some(0.5));
         assert!((cost.pct_of_base_cpu.unwrap() - 10.8).abs() < 1e-9);

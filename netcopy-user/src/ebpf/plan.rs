@@ -224,15 +224,23 @@ const fn program(program: &'static str, point: AttachPoint) -> ProgramAttach {
     ProgramAttach { program, point }
 }
 
-/// Where program `name` attaches, as the first strategy that declares it says.
-pub fn declared_point(name: &str) -> Option<AttachPoint> {
+/// Where program `name` attaches, as the first strategy that declares it says (one
+/// program can be attached to several tracepoints, e.g. every socket call's exit).
+pub fn declared_points(name: &str) -> Vec<AttachPoint> {
     PROBES
         .iter()
         .chain(ON_DEMAND)
         .flat_map(|decl| decl.strategies)
-        .flat_map(|strategy| strategy.programs)
-        .find(|p| p.program == name)
-        .map(|p| p.point)
+        .find(|strategy| strategy.programs.iter().any(|p| p.program == name))
+        .map(|strategy| {
+            strategy
+                .programs
+                .iter()
+                .filter(|p| p.program == name)
+                .map(|p| p.point)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Every probe netcopy uses.
@@ -548,3 +556,25 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
         }],
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_points_list_every_hook_of_a_program() {
+        let exits = declared_points("netcopy_trace_exit_sock");
+        assert!(exits.len() >= 6, "{exits:?}");
+        assert!(exits.contains(&AttachPoint::Tracepoint {
+            category: "syscalls",
+            name: "sys_exit_recvmsg",
+        }));
+        assert_eq!(
+            declared_points("netcopy_recv_copy_tp_btf"),
+            vec![AttachPoint::BtfTracepoint {
+                name: "skb_copy_datagram_iovec"
+            }]
+        );
+        assert!(declared_points("no_such_program").is_empty());
+    }
+}

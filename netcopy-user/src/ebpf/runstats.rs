@@ -42,12 +42,27 @@ impl RunCounter {
     }
 }
 
-/// One loaded program of ours: its kernel id, name in netcopy-ebpf and hook.
+/// One loaded program of ours: its kernel id, name in netcopy-ebpf and hooks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedProgram {
     pub id: u32,
     pub program: String,
-    pub point: Option<AttachPoint>,
+    /// Every hook the plan attaches it to (empty: not in the plan).
+    pub points: Vec<AttachPoint>,
+}
+
+impl LoadedProgram {
+    /// The hooks, comma-separated.
+    pub fn hooks(&self) -> String {
+        if self.points.is_empty() {
+            return "(not in the plan)".into();
+        }
+        self.points
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Turns the kernel's run-time accounting on for as long as the value lives (the kernel
@@ -97,7 +112,7 @@ pub fn loaded_in(ebpf: &Ebpf) -> Vec<LoadedProgram> {
             Some(LoadedProgram {
                 id,
                 program: name.to_string(),
-                point: super::plan::declared_point(name),
+                points: super::plan::declared_points(name),
             })
         })
         .collect()
