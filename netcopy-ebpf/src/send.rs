@@ -228,7 +228,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
     let tid = tid();
     let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
-        claim_new_socket(&ctx, tid);
+        claim_new_socket(&ctx, sk, tid);
         return 0;
     };
     // SAFETY: a map value; `sender_tid` is claimed under the socket lock, which the
@@ -239,13 +239,13 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     if sender == 0 {
-        let Some(slot) = current_slot() else { return 0 };
-        let Some(off) = maps::offsets() else { return 0 };
-        let [sk, msg] = sk_and_msg(&ctx);
+        let Some((slot, kind)) = new_send(&ctx) else {
+            return 0;
+        };
         // SAFETY: as above; the owner word is written last.
         unsafe {
             write_volatile(&mut (*entry).slot, slot);
-            write_volatile(&mut (*entry).kind, send_kind(sk, msg, off));
+            write_volatile(&mut (*entry).kind, kind);
             write_volatile(&mut (*entry).sender_tid, tid);
         }
         return 0;
@@ -260,16 +260,25 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
+/// The slot and kind of a send that starts now, or None when the caller is not watched.
+#[inline(always)]
+fn new_send(ctx: &BtfTracePointContext) -> Option<(u32, u32)> {
+    let slot = current_slot()?;
+    let off = maps::offsets()?;
+    let [sk, msg] = sk_and_msg(ctx);
+    Some((slot, send_kind(sk, msg, off)))
+}
+
 /// The first send of a watched process on a socket not yet in `SOCKETS`.
 #[inline(always)]
-fn claim_new_socket(ctx: &BtfTracePointContext, tid: u32) {
-    let Some(slot) = current_slot() else { return };
-    let Some(off) = maps::offsets() else { return };
-    let [sk, msg] = sk_and_msg(ctx);
+fn claim_new_socket(ctx: &BtfTracePointContext, sk: u64, tid: u32) {
+    let Some((slot, kind)) = new_send(ctx) else {
+        return;
+    };
     let entry = SocketSend {
         slot,
         sender_tid: tid,
-        kind: send_kind(sk, msg, off),
+        kind,
         reserved: 0,
     };
     let _ = SOCKETS.insert(&sk, &entry, 0);

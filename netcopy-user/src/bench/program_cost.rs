@@ -115,9 +115,7 @@ impl ProgramCost {
             .map(|b| self.added_ns_per_byte() / b * 100.0);
         self
     }
-}
 
-impl ProgramCost {
     /// One sentence: the total and what it is made of.
     pub fn summary(&self) -> String {
         let mut text = format!(

@@ -251,26 +251,7 @@ impl CopyProbes {
                  which netcopy's eBPF object needs"
             ));
         }
-        let page = sys_page_size();
-        let (ring_bytes, inflight_entries) = match options.trace_ring_bytes {
-            Some(bytes) => {
-                if !bytes.is_power_of_two() || bytes < page {
-                    return Err(anyhow!(
-                        "trace ring buffer size {bytes} must be a power of two of at least \
-                         one page ({page} bytes)"
-                    ));
-                }
-                (bytes, TRACE_INFLIGHT_ENTRIES)
-            }
-            None => (page, 1),
-        };
-        let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(crate::trace::RING_MAP, ring_bytes)
-            .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries);
-        let mut ebpf = loader
-            .load(bytes)
-            .context("loading netcopy's eBPF object into the kernel")?;
+        let mut ebpf = load_object(bytes, options.trace_ring_bytes)?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
         {
             let mut offsets: Array<_, KernelOffsets> = Array::try_from(
@@ -628,7 +609,33 @@ fn prepare_strategy(
     result
 }
 
-pub(super) fn sys_page_size() -> u32 {
+/// Loads the object `bytes` into the kernel with its trace maps sized for a trace ring
+/// buffer of `trace_ring_bytes` (a power of two, at least a page); None: no trace, the
+/// trace maps at their smallest (one page of ring, one in-flight entry).
+pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result<Ebpf> {
+    let page = sys_page_size();
+    let (ring_bytes, inflight_entries) = match trace_ring_bytes {
+        Some(bytes) => {
+            if !bytes.is_power_of_two() || bytes < page {
+                return Err(anyhow!(
+                    "trace ring buffer size {bytes} must be a power of two of at least one \
+                     page ({page} bytes)"
+                ));
+            }
+            (bytes, TRACE_INFLIGHT_ENTRIES)
+        }
+        None => (page, 1),
+    };
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(crate::trace::RING_MAP, ring_bytes)
+        .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries);
+    loader
+        .load(bytes)
+        .context("loading netcopy's eBPF object into the kernel")
+}
+
+fn sys_page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u32::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096)

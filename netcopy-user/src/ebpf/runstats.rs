@@ -13,7 +13,7 @@ use std::{collections::HashMap, os::fd::OwnedFd};
 use anyhow::{anyhow, Context, Result};
 use aya::{
     programs::{loaded_programs, Program},
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,14 +138,8 @@ impl EmptyProgram {
     pub fn attach(tracepoint: &'static str) -> Result<EmptyProgram> {
         sys::require_root("attaching an eBPF program")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let page = super::loader::sys_page_size();
-        let mut loader = EbpfLoader::new();
         // The object's trace maps at their smallest: this copy only runs one program.
-        loader
-            .map_max_entries(crate::trace::RING_MAP, page)
-            .map_max_entries(crate::trace::INFLIGHT_MAP, 1);
-        let mut ebpf = loader
-            .load(object::bytes()?)
+        let mut ebpf = super::loader::load_object(object::bytes()?, None)
             .context("loading netcopy's eBPF object for the empty program")?;
         let program: &mut aya::programs::BtfTracePoint = ebpf
             .program_mut(EMPTY_PROGRAM)
