@@ -78,23 +78,41 @@ fn lost(index: u32) {
     }
 }
 
-/// Ring buffer submit flags: wake the reader only once an eighth of the ring is waiting.
-/// A wake-up per event is an inter-processor interrupt per traced call (a VM exit in a
-/// guest), which cost more than the rest of the tracing together; the reader polls with a
+/// Records a CPU may output before it wakes the reader: set by the loader to an eighth of
+/// the ring's records shared out among the possible CPUs (0 before the loader sets it:
+/// wake on every record).
+#[no_mangle]
+static NETCOPY_TRACE_WAKE_EVERY: u64 = 0;
+
+/// Per-CPU: records output since this CPU last woke the reader.
+#[map(name = "NETCOPY_TRACE_UNWOKEN")]
+static UNWOKEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Ring buffer submit flags: wake the reader once per [`NETCOPY_TRACE_WAKE_EVERY`]
+/// records of this CPU. A wake-up per event is an inter-processor interrupt per traced
+/// call (a VM exit in a guest), which cost more than the rest of the tracing together.
+/// The count is per CPU, not the ring's fill level: asking the ring for that reads the
+/// reader's position, a cache line the reader writes on another CPU, on every call. At
+/// most an eighth of the ring waits un-woken over all CPUs, and the reader polls with a
 /// timeout anyway, so quiet periods are still drained.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
-    const BPF_RB_AVAIL_DATA: u64 = 0;
-    const BPF_RB_RING_SIZE: u64 = 1;
-    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
-    let size = EVENTS.query(BPF_RB_RING_SIZE);
-    if waiting >= size / 8 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
+    // SAFETY: a constant the loader set before loading (read-only data).
+    let every = unsafe { core::ptr::read_volatile(&NETCOPY_TRACE_WAKE_EVERY) };
+    let Some(unwoken) = UNWOKEN.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP;
+    };
+    // SAFETY: a per-CPU slot, only touched by programs on this CPU.
+    unsafe {
+        *unwoken += 1;
+        if *unwoken >= every {
+            *unwoken = 0;
+            return BPF_RB_FORCE_WAKEUP;
+        }
     }
+    BPF_RB_NO_WAKEUP
 }
 
 /// The slot mask, or 0 when tracing is off.

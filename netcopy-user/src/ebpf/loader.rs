@@ -626,13 +626,25 @@ pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result
         }
         None => (page, 1),
     };
+    let wake_every = crate::trace::wake_every(ring_bytes, possible_cpus());
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(crate::trace::RING_MAP, ring_bytes)
-        .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries);
+        .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries)
+        .override_global(crate::trace::WAKE_EVERY_GLOBAL, &wake_every, true);
     loader
         .load(bytes)
         .context("loading netcopy's eBPF object into the kernel")
+}
+
+/// CPUs the kernel may run programs on (per-CPU maps have one slot for each); 1 when the
+/// list cannot be read, which only makes the trace wake its reader more often.
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus()
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
 }
 
 fn sys_page_size() -> u32 {

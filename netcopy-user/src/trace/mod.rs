@@ -55,6 +55,17 @@ pub const LOST_MAP: &str = "NETCOPY_TRACE_LOST";
 
 /// Default ring buffer: 8 MiB holds about 45,000 calls between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+/// The eBPF global that holds [`wake_every`]'s answer.
+pub const WAKE_EVERY_GLOBAL: &str = "NETCOPY_TRACE_WAKE_EVERY";
+
+/// Records each CPU outputs between wake-ups of the reader: an eighth of the records a
+/// ring of `ring_bytes` holds, shared out among `cpus`, so that at most an eighth of the
+/// ring waits un-woken whatever the CPUs do (at least 1: wake on every record).
+pub fn wake_every(ring_bytes: u32, cpus: u32) -> u64 {
+    // Every record carries the ring's 8-byte header; both are multiples of 8.
+    let record = (std::mem::size_of::<netcopy_common::SyscallEvent>() + 8) as u64;
+    (u64::from(ring_bytes) / record / 8 / u64::from(cpus.max(1))).max(1)
+}
 
 /// Filter slot the traced processes are put in.
 const TRACE_SLOT: u32 = 0;
@@ -337,6 +348,17 @@ mod tests {
         assert_eq!(format_utc(0), "19700101T000000Z");
         assert_eq!(format_utc(951_782_400), "20000229T000000Z");
         assert_eq!(format_utc(1_795_587_300), "20261125T061500Z");
+    }
+
+    #[test]
+    fn the_reader_is_woken_per_eighth_of_the_ring() {
+        // 144-byte records (136 + header): 8 MiB holds 58254, an eighth is 7281.
+        assert_eq!(wake_every(8 << 20, 1), 7281);
+        assert_eq!(wake_every(8 << 20, 2), 3640);
+        // A one-page ring (no trace requested) or a machine with many CPUs: every record.
+        assert_eq!(wake_every(4096, 2), 1);
+        assert_eq!(wake_every(1 << 20, 4096), 1);
+        assert_eq!(wake_every(8 << 20, 0), 7281);
     }
 
     #[test]
