@@ -156,6 +156,45 @@ fn unwatched_process_is_not_counted() {
     }
 }
 
+/// The programs cache filter answers per CPU: an unwatch must reach every CPU's cache at
+/// once, and a watch with another slot must move the counts to it.
+#[test]
+fn unwatch_and_rewatch_take_effect_at_once() {
+    if !common::privileged("unwatch_and_rewatch_take_effect_at_once") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut probes = CopyProbes::load().expect("load probes");
+    let me = std::process::id();
+    let received = |probes: &mut CopyProbes, bytes: usize| {
+        let before = probes.read_counters().expect("read counters");
+        assert_eq!(loopback_transfer(bytes), bytes);
+        let delta = probes
+            .read_counters()
+            .expect("read counters")
+            .since(&before);
+        (0..netcopy_common::SLOT_COUNT as u32)
+            .map(|slot| delta.get(slot, CopySite::KernelRecvCopy).bytes)
+            .collect::<Vec<u64>>()
+    };
+    probes.watch_process(me, 1, false).expect("watch self");
+    let counted = received(&mut probes, 100_001);
+    assert_eq!(counted[1], 100_001, "watched in slot 1: {counted:?}");
+    probes.unwatch_process(me).expect("unwatch self");
+    let counted = received(&mut probes, 100_003);
+    assert!(counted.iter().all(|b| *b == 0), "unwatched: {counted:?}");
+    probes
+        .watch_process(me, 2, false)
+        .expect("watch self again");
+    let counted = received(&mut probes, 100_005);
+    assert_eq!(counted[2], 100_005, "watched in slot 2: {counted:?}");
+    assert_eq!(
+        counted.iter().sum::<u64>(),
+        100_005,
+        "only slot 2: {counted:?}"
+    );
+}
+
 /// Threads writing to one TCP socket at the same time: a send can start (under the
 /// socket lock) while another thread's send has released the lock but not yet returned,
 /// which the tp_btf strategy must keep apart (per thread) to count every byte once.

@@ -29,6 +29,7 @@ use super::{
 use crate::sys;
 
 const FILTER_MAP: &str = "NETCOPY_FILTER";
+const FILTER_GENERATION_MAP: &str = "NETCOPY_FILTER_GENERATION";
 const COUNTERS_MAP: &str = "NETCOPY_COUNTERS";
 const OFFSETS_MAP: &str = "NETCOPY_OFFSETS";
 
@@ -407,7 +408,7 @@ impl CopyProbes {
         filter
             .insert(tgid, entry, 0)
             .with_context(|| format!("adding process {tgid} to the filter"))?;
-        Ok(())
+        self.bump_filter_generation()
     }
 
     /// Stops counting process `tgid` (no error if it was not watched).
@@ -418,9 +419,30 @@ impl CopyProbes {
                 .ok_or_else(|| anyhow!("eBPF object has no map {FILTER_MAP}"))?,
         )?;
         match filter.remove(&tgid) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing process {tgid} from the filter")),
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing process {tgid} from the filter"))
+            }
         }
+        self.bump_filter_generation()
+    }
+
+    /// Invalidates the programs' per-CPU cache of filter answers. Called after every
+    /// change to the filter: an answer cached before it is dropped, whichever CPU holds it.
+    fn bump_filter_generation(&mut self) -> Result<()> {
+        let mut generation: Array<_, u64> = Array::try_from(
+            self.ebpf
+                .map_mut(FILTER_GENERATION_MAP)
+                .ok_or_else(|| anyhow!("eBPF object has no map {FILTER_GENERATION_MAP}"))?,
+        )?;
+        let next = generation
+            .get(&0, 0)
+            .context("reading the filter generation")?
+            .wrapping_add(1)
+            .max(1);
+        generation
+            .set(0, next, 0)
+            .context("bumping the filter generation")
     }
 
     /// The programs loaded now (attached, or loaded for an on-demand event), with their
