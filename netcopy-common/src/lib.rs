@@ -112,6 +112,20 @@ pub struct KernelOffsets {
     pub uarg_bytelen: u32,
     /// Bit offset (from the start of the struct) of its `zerocopy:1` bit field.
     pub uarg_zerocopy_bit: u32,
+    /// `struct msghdr.msg_iter.iter_type` (u8), for the trace: see `msghdr_iter_count`.
+    pub msghdr_iter_type: u32,
+    /// `struct msghdr.msg_iter.count`: the bytes a send still has to take; at the first
+    /// pass of `tcp_sendmsg_locked`, the whole request. The trace reads a sendmsg's
+    /// request here instead of reading the caller's msghdr and iovecs (two user-memory
+    /// reads that cost more than the rest of the entry program).
+    pub msghdr_iter_count: u32,
+    /// `struct msghdr.msg_iter.nr_segs`: the iovecs of an `ITER_IOVEC` iterator.
+    pub msghdr_iter_nr_segs: u32,
+    /// Values of `ITER_IOVEC` and `ITER_UBUF` in `enum iter_type` (`ITER_UBUF`: a
+    /// single-iovec request, which newer kernels import as a plain user buffer;
+    /// [`OFFSET_UNKNOWN`] on kernels without it).
+    pub iter_iovec: u32,
+    pub iter_ubuf: u32,
 }
 
 /// Marks an offset the loader could not find on this kernel.
@@ -135,6 +149,11 @@ impl Default for KernelOffsets {
             shinfo_destructor_arg: OFFSET_UNKNOWN,
             uarg_bytelen: OFFSET_UNKNOWN,
             uarg_zerocopy_bit: OFFSET_UNKNOWN,
+            msghdr_iter_type: OFFSET_UNKNOWN,
+            msghdr_iter_count: OFFSET_UNKNOWN,
+            msghdr_iter_nr_segs: OFFSET_UNKNOWN,
+            iter_iovec: OFFSET_UNKNOWN,
+            iter_ubuf: OFFSET_UNKNOWN,
         }
     }
 }
@@ -413,6 +432,13 @@ pub const TRACE_INFO_REQUESTED_PARTIAL: u32 = 1;
 pub const TRACE_INFO_RETURNED_PARTIAL: u32 = 2;
 /// `msg_flags_out` holds the `msg_flags` the kernel wrote back (recvmsg).
 pub const TRACE_INFO_MSG_FLAGS_OUT: u32 = 4;
+/// `requested` and `iovecs` come from the kernel's iov_iter of the call (a TCP sendmsg
+/// on the tp_btf strategy), not from the caller's msghdr in user memory.
+pub const TRACE_INFO_REQUESTED_KERNEL: u32 = 8;
+/// Inside the kernel only, never in a record that reaches user space: a sendmsg whose
+/// `requested` and `iovecs` are still to be found, from the kernel's own iov_iter when a
+/// TCP send sees it, or else from user memory when the call exits.
+pub const TRACE_INFO_REQUESTED_PENDING: u32 = 1 << 31;
 
 /// Index of the per-CPU lost counter for events the ring buffer had no room for.
 pub const TRACE_LOST_RING_FULL: u32 = 0;

@@ -255,7 +255,12 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // SAFETY: plain data owned by this thread's entry.
     match unsafe { SENDS.get(&tid) } {
         Some(state) if state.sk == sk => {}
-        _ => enter_send(sk, msg),
+        _ => {
+            enter_send(sk, msg);
+            if let Some(off) = maps::offsets() {
+                crate::trace::on_send_start(msg, off);
+            }
+        }
     }
     0
 }
@@ -266,6 +271,7 @@ fn new_send(ctx: &BtfTracePointContext) -> Option<(u32, u32)> {
     let slot = current_slot()?;
     let off = maps::offsets()?;
     let [sk, msg] = sk_and_msg(ctx);
+    crate::trace::on_send_start(msg, off);
     Some((slot, send_kind(sk, msg, off)))
 }
 

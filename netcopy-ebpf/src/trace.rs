@@ -30,8 +30,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use netcopy_common::{
-    CopySite, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
-    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_PARTIAL,
+    CopySite, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
+    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING,
     TRACE_INFO_RETURNED_PARTIAL, TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL,
     TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS,
     TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
@@ -142,6 +142,53 @@ pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
                 (*event).copies[index].bytes += bytes;
             }
         }
+    }
+}
+
+/// Called by the tp_btf send program at the first pass of a TCP send through
+/// `tcp_sendmsg_locked`, with its `struct msghdr *`: a traced sendmsg in flight on this
+/// thread takes its request from the kernel's iov_iter, which already holds the total
+/// and the iovec count, instead of reading the caller's msghdr and iovecs from user
+/// memory (two reads that cost more than the rest of the entry program). Only a
+/// user-backed iterator is the caller's request: a protocol that sends through TCP with
+/// buffers of its own (kernel TLS, MPTCP) passes a kernel iterator, and the call exit
+/// then reads user memory as before.
+#[inline(always)]
+pub fn on_send_start(msg: u64, off: &KernelOffsets) {
+    if slot_mask() == 0 || off.msghdr_iter_type == OFFSET_UNKNOWN {
+        return;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: the entry belongs to this thread, which is running this program; probe
+    // reads of kernel memory at offsets from this kernel's BTF.
+    unsafe {
+        if (*event).end_ns != 0 || (*event).info & TRACE_INFO_REQUESTED_PENDING == 0 {
+            return;
+        }
+        let Some(kind) = kernel::<u8>(msg, off.msghdr_iter_type) else {
+            return;
+        };
+        let kind = u32::from(kind);
+        let iovecs = if kind == off.iter_iovec {
+            match kernel::<u64>(msg, off.msghdr_iter_nr_segs) {
+                Some(segs) => segs as u32,
+                None => return,
+            }
+        } else if kind == off.iter_ubuf {
+            1
+        } else {
+            return;
+        };
+        let Some(count) = kernel::<u64>(msg, off.msghdr_iter_count) else {
+            return;
+        };
+        (*event).requested = count;
+        (*event).iovecs = iovecs;
+        (*event).info =
+            ((*event).info & !TRACE_INFO_REQUESTED_PENDING) | TRACE_INFO_REQUESTED_KERNEL;
     }
 }
 
@@ -377,7 +424,11 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
             event.requested = len;
             event.iovecs = 1;
         }
-        TracedSyscall::Sendmsg | TracedSyscall::Recvmsg => {
+        TracedSyscall::Sendmsg => {
+            // Found later: see `on_send_start`.
+            event.info |= TRACE_INFO_REQUESTED_PENDING;
+        }
+        TracedSyscall::Recvmsg => {
             sum_msghdr(ptr, TRACE_MAX_IOVECS, off, event);
         }
         TracedSyscall::Writev | TracedSyscall::Readv => {
@@ -470,6 +521,13 @@ fn exit(ctx: &TracePointContext) {
             }
         } else if ret > 0 {
             (*event).returned = ret as u64;
+        }
+        if (*event).info & TRACE_INFO_REQUESTED_PENDING != 0 {
+            // No TCP send saw the request (another protocol, an early error, or a
+            // strategy without tp_btf): read it from the caller's memory, which the call
+            // leaves as it was.
+            (*event).info &= !TRACE_INFO_REQUESTED_PENDING;
+            sum_msghdr(ptr, TRACE_MAX_IOVECS, off, &mut *event);
         }
         if syscall == TracedSyscall::Recvmsg as u32 {
             if let Some(flags) = user::<u32>(ptr, off.msghdr_flags) {

@@ -39,6 +39,13 @@ const EDGE_BYTES: usize = 5 + 6 + 7;
 /// One more iovec than the trace program reads (`TRACE_MAX_IOVECS`), 1 byte each: the
 /// requested size is reported as a lower bound of the first 64.
 const LONG_WRITEV_IOVECS: usize = netcopy_common::TRACE_MAX_IOVECS as usize + 1;
+/// The same as a sendmsg on TCP: under the tp_btf strategy the trace takes the request
+/// from the kernel's iov_iter, which has all of it; otherwise from user memory, a lower
+/// bound like the writev's.
+const LONG_SENDMSG_IOVECS: usize = LONG_WRITEV_IOVECS;
+/// A sendmsg of empty iovecs never enters TCP's copy loop, so the trace reads its request
+/// from user memory whatever the strategy.
+const EMPTY_SENDMSG_IOVECS: usize = 2;
 const MMSG_MESSAGES: usize = 4;
 const MMSG_IOVECS: [usize; 2] = [64, 64];
 const ZEROCOPY_CALLS: usize = 7;
@@ -51,12 +58,13 @@ const TOTAL: u64 = (SENDMSG_CALLS * 1000
     + CHUNKED_BYTES
     + EDGE_BYTES
     + LONG_WRITEV_IOVECS
+    + LONG_SENDMSG_IOVECS
     + MMSG_MESSAGES * 128
     + ZEROCOPY_CALLS * ZEROCOPY_BYTES) as u64;
 /// All sendmsg calls of the sender and the bytes they copy.
 const SENDMSG_SUM: (u64, u64) = (
-    SENDMSG_CALLS as u64 + 2,
-    (SENDMSG_CALLS * 1000 + CHUNKED_BYTES + EDGE_BYTES) as u64,
+    SENDMSG_CALLS as u64 + 4,
+    (SENDMSG_CALLS * 1000 + CHUNKED_BYTES + EDGE_BYTES + LONG_SENDMSG_IOVECS) as u64,
 );
 /// sendmsg calls of the flood mode.
 const FLOOD_CALLS: u64 = 300;
@@ -229,6 +237,17 @@ fn sequence(out: &Path) {
         ),
         LONG_WRITEV_IOVECS
     );
+    let mut iov = iovecs(&payload, &[1; LONG_SENDMSG_IOVECS]);
+    let msg = msghdr(&mut iov);
+    // SAFETY: msg points at live iovecs over payload.
+    assert_eq!(
+        check(unsafe { libc::sendmsg(fd, &msg, 0) }, "sendmsg"),
+        LONG_SENDMSG_IOVECS
+    );
+    let mut iov = iovecs(&payload, &[0; EMPTY_SENDMSG_IOVECS]);
+    let msg = msghdr(&mut iov);
+    // SAFETY: msg points at live (empty) iovecs.
+    assert_eq!(check(unsafe { libc::sendmsg(fd, &msg, 0) }, "sendmsg"), 0);
     let mut iov_sets: Vec<Vec<libc::iovec>> = (0..MMSG_MESSAGES)
         .map(|_| iovecs(&payload, &MMSG_IOVECS))
         .collect();
@@ -434,6 +453,9 @@ struct Expect {
     iovecs: u64,
     /// `requested` is a lower bound (more iovecs than the program reads).
     partial: bool,
+    /// A sendmsg whose request TCP's copy loop sees: its `requested_source` is that of
+    /// the run's other TCP sendmsg calls; every other call's is "arguments".
+    tcp_sendmsg: bool,
     messages: u64,
     ret: i64,
     returned: Option<u64>,
@@ -441,7 +463,8 @@ struct Expect {
     attach: (u64, u64),
 }
 
-fn expected_sender_calls() -> Vec<Expect> {
+/// `tcp_from_kernel`: the trace took the TCP sendmsg requests from the kernel's iov_iter.
+fn expected_sender_calls(tcp_from_kernel: bool) -> Vec<Expect> {
     let mut v = Vec::new();
     let plain = |syscall, requested: u64, iovecs| Expect {
         syscall,
@@ -449,6 +472,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         requested,
         iovecs,
         partial: false,
+        tcp_sendmsg: syscall == "sendmsg",
         messages: 1,
         ret: requested as i64,
         returned: Some(requested),
@@ -482,12 +506,32 @@ fn expected_sender_calls() -> Vec<Expect> {
         send_copy: (1, LONG_WRITEV_IOVECS as u64),
         ..plain("writev", 0, 0)
     });
+    let (requested, partial) = if tcp_from_kernel {
+        (LONG_SENDMSG_IOVECS as u64, false)
+    } else {
+        (max, true)
+    };
+    v.push(Expect {
+        requested,
+        iovecs: requested,
+        partial,
+        ret: LONG_SENDMSG_IOVECS as i64,
+        returned: Some(LONG_SENDMSG_IOVECS as u64),
+        send_copy: (1, LONG_SENDMSG_IOVECS as u64),
+        ..plain("sendmsg", 0, 0)
+    });
+    v.push(Expect {
+        tcp_sendmsg: false,
+        send_copy: (0, 0),
+        ..plain("sendmsg", 0, EMPTY_SENDMSG_IOVECS as u64)
+    });
     v.push(Expect {
         syscall: "sendmmsg",
         flags: libc::MSG_NOSIGNAL,
         requested: 512,
         iovecs: 8,
         partial: false,
+        tcp_sendmsg: false,
         messages: 4,
         ret: 4,
         returned: Some(512),
@@ -501,6 +545,7 @@ fn expected_sender_calls() -> Vec<Expect> {
             requested: ZEROCOPY_BYTES as u64,
             iovecs: 1,
             partial: false,
+            tcp_sendmsg: false,
             messages: 1,
             ret: ZEROCOPY_BYTES as i64,
             returned: Some(ZEROCOPY_BYTES as u64),
@@ -515,6 +560,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         requested: 0,
         iovecs: 0,
         partial: false,
+        tcp_sendmsg: false,
         messages: 1,
         ret: 0,
         returned: Some(0),
@@ -527,6 +573,7 @@ fn expected_sender_calls() -> Vec<Expect> {
         requested: RECVFROM_BYTES as u64,
         iovecs: 1,
         partial: false,
+        tcp_sendmsg: false,
         messages: 1,
         ret: -i64::from(libc::EAGAIN),
         returned: None,
@@ -538,10 +585,13 @@ fn expected_sender_calls() -> Vec<Expect> {
 
 /// The sender's calls are exactly the known sequence, and the receiver's reads account
 /// for every byte, each copied exactly once into its buffer.
-fn assert_known_sequence(events: &[Value], out: &Path) {
+/// Returns the source of the TCP sendmsg requests ("kernel_iov_iter" or "arguments").
+fn assert_known_sequence(events: &[Value], out: &Path) -> String {
     let (pid, sender, receiver) = helper_ids(out);
     let calls = calls_of(events, sender);
-    let expected = expected_sender_calls();
+    // The first call is a TCP sendmsg.
+    let tcp_source = calls[0]["requested_source"].as_str().unwrap().to_string();
+    let expected = expected_sender_calls(tcp_source == "kernel_iov_iter");
     let names: Vec<&str> = calls
         .iter()
         .map(|c| c["syscall"].as_str().unwrap())
@@ -556,6 +606,12 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         assert_eq!(c["flags"], e.flags, "{at}");
         assert_eq!(c["requested_bytes"], e.requested, "{at}");
         assert_eq!(c["requested_partial"], e.partial, "{at}");
+        let source = if e.tcp_sendmsg {
+            tcp_source.as_str()
+        } else {
+            "arguments"
+        };
+        assert_eq!(c["requested_source"], source, "{at}");
         assert_eq!(c["iovecs"], e.iovecs, "{at}");
         assert_eq!(c["messages"], e.messages, "{at}");
         assert_eq!(c["ret"], e.ret, "{at}");
@@ -569,7 +625,7 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         assert_eq!(copy(c, "kernel_recv_copy"), (0, 0), "{at}");
         assert!(c["duration_ns"].as_u64().unwrap() > 0, "{at}");
     }
-    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 5];
+    let zc = &calls[SENDMSG_CALLS + WRITE_CALLS + 7];
     assert_eq!(zc["flag_names"][0], "MSG_ZEROCOPY");
     let errq = &calls[calls.len() - 2];
     assert!(
@@ -606,6 +662,7 @@ fn assert_known_sequence(events: &[Value], out: &Path) {
         .filter(|e| e["type"] == "syscall" && e["tid"] != sender && e["tid"] != receiver)
         .collect();
     assert!(others.is_empty(), "unexpected calls: {others:?}");
+    tcp_source
 }
 
 fn records_json(output: &TraceOutput) -> Vec<Value> {
@@ -703,7 +760,24 @@ fn traces_exactly_the_known_calls_and_nothing_of_untraced_processes() {
     assert!(!events
         .iter()
         .any(|e| e["pid"] == u64::from(std::process::id())));
-    assert_known_sequence(&events, &ids_a);
+    let tcp_source = assert_known_sequence(&events, &ids_a);
+    // The kernel's iov_iter is read by the tp_btf send program where the kernel has the
+    // layout; the other strategies leave the request to user memory.
+    let send = probes
+        .plan()
+        .get(netcopy::ebpf::plan::KernelEvent::SendPath)
+        .and_then(|e| e.chosen.clone())
+        .expect("a strategy for the send path");
+    eprintln!(
+        "send strategy: {}; TCP sendmsg requests from {tcp_source}",
+        send.label
+    );
+    assert_eq!(
+        tcp_source == "kernel_iov_iter",
+        send.label.starts_with("tp_btf"),
+        "send strategy {}",
+        send.label
+    );
     let summary = &output.summary;
     let sendmsg = summary.get(netcopy_common::TracedSyscall::Sendmsg).unwrap();
     assert_eq!(sendmsg.calls, SENDMSG_SUM.0);
@@ -818,7 +892,7 @@ fn cli_traces_a_command_from_its_first_call_and_returns_its_exit_code() {
     let lines = lines_of(&dir.join("out/syscalls.jsonl"));
     assert_eq!(lines.last().unwrap()["type"], "trace_end");
     assert_eq!(lines.last().unwrap()["lost_events"], 0);
-    assert_known_sequence(&lines, &ids);
+    let _ = assert_known_sequence(&lines, &ids);
     assert_eq!(
         helper_ids(&ids).0,
         u64::from(child_pid_of_trace(&stderr)),
@@ -855,7 +929,7 @@ fn cli_traces_a_command_from_its_first_call_and_returns_its_exit_code() {
         u64::from(shell),
         "the helper is the shell's child"
     );
-    assert_known_sequence(&lines_of(&dir.join("out-child/syscalls.jsonl")), &ids);
+    let _ = assert_known_sequence(&lines_of(&dir.join("out-child/syscalls.jsonl")), &ids);
 
     // The command's exit code is netcopy's.
     let out = netcopy()
@@ -963,7 +1037,7 @@ fn cli_pid_trace_follows_all_threads_and_stops_when_the_process_exits() {
     let out = trace.wait_with_output().unwrap();
     assert!(out.status.success());
     let lines = lines_of(&dir.join("out/syscalls.jsonl"));
-    assert_known_sequence(&lines, &ids);
+    let _ = assert_known_sequence(&lines, &ids);
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -13,8 +13,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use netcopy_common::{
-    counter_index, CopySite, FilterEntry, KernelOffsets, SiteCounter, TraceOffsets, SITE_COUNT,
-    SLOT_COUNT,
+    counter_index, CopySite, FilterEntry, KernelOffsets, SiteCounter, TraceOffsets, OFFSET_UNKNOWN,
+    SITE_COUNT, SLOT_COUNT,
 };
 
 use super::{
@@ -186,6 +186,33 @@ impl OffsetDiscovery {
                 Ok(())
             })(),
         );
+        // Optional, for the trace only: without it a sendmsg's request is read from user
+        // memory, as on the kprobe and fentry strategies.
+        let send_iter = (|| -> Result<[u32; 5]> {
+            let iter = btf.member_offset("msghdr", "msg_iter")?;
+            let value = |name: &str| -> Result<u32> {
+                u32::try_from(btf.enum_value(name)?)
+                    .map_err(|_| anyhow!("{name} does not fit 32 bits"))
+            };
+            Ok([
+                iter + btf.member_offset("iov_iter", "iter_type")?,
+                iter + btf.member_offset("iov_iter", "count")?,
+                iter + btf.member_offset("iov_iter", "nr_segs")?,
+                value("ITER_IOVEC")?,
+                // Kernels before 6.0 have no ITER_UBUF: every request is ITER_IOVEC.
+                value("ITER_UBUF").unwrap_or(OFFSET_UNKNOWN),
+            ])
+        })();
+        match send_iter {
+            Ok([kind, count, segs, iovec, ubuf]) => {
+                o.msghdr_iter_type = kind;
+                o.msghdr_iter_count = count;
+                o.msghdr_iter_nr_segs = segs;
+                o.iter_iovec = iovec;
+                o.iter_ubuf = ubuf;
+            }
+            Err(e) => log::debug!("the trace reads sendmsg requests from user memory: {e:#}"),
+        }
         Self {
             offsets: o,
             missing,

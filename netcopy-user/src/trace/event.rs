@@ -3,7 +3,7 @@
 
 use netcopy_common::{
     CopySite, SiteCounter, SyscallEvent, TracedSyscall, TRACE_INFO_MSG_FLAGS_OUT,
-    TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
+    TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
 };
 use serde_json::{json, Value};
 
@@ -23,6 +23,9 @@ pub struct SyscallRecord {
     pub requested: u64,
     /// `requested` is a lower bound (too many iovecs/messages, or unreadable memory).
     pub requested_partial: bool,
+    /// `requested` and `iovecs` were read from the kernel's iov_iter of the call (a TCP
+    /// sendmsg under the tp_btf strategy), not from the caller's memory.
+    pub requested_from_kernel: bool,
     pub iovecs: u32,
     pub messages: u32,
     /// Raw return value: bytes, messages (mmsg) or `-errno`.
@@ -49,6 +52,7 @@ impl SyscallRecord {
             flags: e.flags,
             requested: e.requested,
             requested_partial: e.info & TRACE_INFO_REQUESTED_PARTIAL != 0,
+            requested_from_kernel: e.info & TRACE_INFO_REQUESTED_KERNEL != 0,
             iovecs: e.iovecs,
             messages: e.messages,
             ret: e.ret,
@@ -106,6 +110,7 @@ impl SyscallRecord {
             "flag_names": msg_flag_names(self.flags),
             "requested_bytes": self.requested,
             "requested_partial": self.requested_partial,
+            "requested_source": if self.requested_from_kernel { "kernel_iov_iter" } else { "arguments" },
             "iovecs": self.iovecs,
             "messages": self.messages,
             "ret": self.ret,
