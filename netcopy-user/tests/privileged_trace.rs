@@ -802,7 +802,7 @@ fn a_full_ring_buffer_counts_every_lost_call_and_the_outputs_report_them() {
     }
     let _serial = common::serial();
     let dir = scratch("flood");
-    // One page: room for about 21 calls, and nobody drains it until the end.
+    // One page: room for 15 calls per CPU on 2 CPUs, and nobody drains it until the end.
     let mut probes = trace_probes(4096);
     let mut helper = spawn_waiting_helper("flood", &dir.join("unused"));
     probes.watch_process(helper.id(), 0, false).unwrap();
@@ -812,7 +812,7 @@ fn a_full_ring_buffer_counts_every_lost_call_and_the_outputs_report_them() {
     let output = tracer.stop(&mut probes).expect("stop trace");
     let lost = output.lost;
     eprintln!("recorded {}, lost {lost:?}", output.events.len());
-    assert!(lost.ring_full > 0, "the ring buffer overflowed");
+    assert!(lost.ring_full > 0, "a CPU's ring overflowed");
     assert_eq!(lost.inflight_full, 0);
     assert_eq!(
         output.events.len() as u64 + lost.total(),

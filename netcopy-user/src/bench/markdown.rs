@@ -109,8 +109,8 @@ pub fn render(r: &BenchReport) -> String {
          3. **Probe overhead.** One-copy, {osize} messages, 1 thread, {s} s per run, server \
          and client pinned to one CPU, three ways alternating within each round: no probes loaded; copy counting \
          (`CopyProbes::load()`, server and client processes watched); full syscall tracing \
-         (the probes loaded with a trace ring buffer, `trace::SyscallTracer` started on both \
-         processes, and its ring buffer drained by a thread of the benchmark process, as \
+         (the probes loaded with room for a trace, `trace::SyscallTracer` started on both \
+         processes, and its per-CPU rings drained by a thread of the benchmark process, as \
          `netcopy trace` does). Probes are loaded and attached before each run and unloaded \
          after it (load time is reported, not counted). CPU is perf task-clock (user + \
          kernel, `netcopy::counters`) of the server process plus the client process (which \

@@ -378,7 +378,7 @@ pub struct CapacitySection {
     /// on its size).
     #[serde(default)]
     pub drain_ceiling_events_per_s: Option<f64>,
-    /// Records the ring buffer holds.
+    /// Records the per-CPU rings hold, all CPUs together.
     #[serde(default)]
     pub ring_records: u64,
     /// The densest cells of the default `netcopy run` sweep.
@@ -388,7 +388,7 @@ pub struct CapacitySection {
 pub const GENERATOR: &str = "threads of the benchmark process calling \
 recvfrom(MSG_DONTWAIT) on an empty UDP socket each (every call fails at once with EAGAIN and \
 is one traced event), paced to the target rate or unpaced, while a thread of the same \
-process drains the ring buffer as `netcopy trace` does";
+process drains the per-CPU rings as `netcopy trace` does";
 
 /// `threads` generator threads making `rate` calls per second together (None: unpaced)
 /// for `duration`; returns the calls made.
@@ -534,9 +534,10 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
     Ok(CapacitySection {
         drain_ceiling_events_per_s: busiest_unpaced
             .and_then(|s| s.stats.drain_events_per_cpu_second()),
-        // Each record: an 8-byte ring header and the event, 8-byte aligned.
-        ring_records: u64::from(tracer.ring_bytes)
-            / (8 + std::mem::size_of::<netcopy_common::SyscallEvent>() as u64),
+        ring_records: u64::from(
+            crate::trace::LogLayout::new(tracer.ring_bytes, crate::ebpf::loader::possible_cpus())
+                .entries(),
+        ),
         ring_bytes: tracer.ring_bytes,
         generator: GENERATOR.to_string(),
         steps,
@@ -552,7 +553,7 @@ pub fn drain_ceiling_sentence(c: &CapacitySection) -> String {
         Some(rate) => format!(
             "the draining thread (nice {}) needs {:.3} us of CPU per event: with a CPU to \
              itself it carries about {:.0} events/s; a faster stream loses events once the \
-             ring's {} records are full{}",
+             rings' {} records (all CPUs) are full{}",
             crate::trace::DRAIN_NICE,
             1e6 / rate,
             rate,

@@ -223,8 +223,9 @@ impl OffsetDiscovery {
 /// How to load the probes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Size in bytes of the syscall trace's ring buffer (a power of two, at least a page),
-    /// so that a `trace::SyscallTracer` can run on these probes. None: no tracing; the
+    /// Bytes of room for traced calls waiting to be read, shared out in one ring per CPU
+    /// (`trace::LogLayout`; a power of two, at least a page), so that a
+    /// `trace::SyscallTracer` can run on these probes. None: no tracing; the
     /// trace maps get their minimum sizes and copy counting pays no memory for them.
     pub trace_ring_bytes: Option<u32>,
     /// Hook kinds not to use: strategies that need one are skipped (and listed as not
@@ -658,9 +659,9 @@ fn prepare_strategy(
     result
 }
 
-/// Loads the object `bytes` into the kernel with its trace maps sized for a trace ring
-/// buffer of `trace_ring_bytes` (a power of two, at least a page); None: no trace, the
-/// trace maps at their smallest (one page of ring, one in-flight entry).
+/// Loads the object `bytes` into the kernel with its trace maps sized for
+/// `trace_ring_bytes` of calls (a power of two, at least a page); None: no trace, the
+/// trace maps at their smallest (a page of calls, one in-flight entry).
 pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result<Ebpf> {
     let page = sys_page_size();
     let (ring_bytes, inflight_entries) = match trace_ring_bytes {
@@ -675,12 +676,16 @@ pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result
         }
         None => (page, 1),
     };
-    let wake_every = crate::trace::wake_every(ring_bytes, possible_cpus());
+    let log = crate::trace::LogLayout::new(ring_bytes, possible_cpus());
+    let records = u64::from(log.records_per_cpu);
     let mut loader = EbpfLoader::new();
     loader
-        .map_max_entries(crate::trace::RING_MAP, ring_bytes)
+        .map_max_entries(crate::trace::RING_MAP, page)
+        .map_max_entries(crate::trace::LOG_MAP, log.entries())
+        .map_max_entries(crate::trace::LOG_POS_MAP, 2 * log.cpus)
         .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries)
-        .override_global(crate::trace::WAKE_EVERY_GLOBAL, &wake_every, true);
+        .override_global(crate::trace::LOG_RECORDS_GLOBAL, &records, true)
+        .override_global(crate::trace::WAKE_EVERY_GLOBAL, &log.wake_every, true);
     loader
         .load(bytes)
         .context("loading netcopy's eBPF object into the kernel")
@@ -688,7 +693,7 @@ pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result
 
 /// CPUs the kernel may run programs on (per-CPU maps have one slot for each); 1 when the
 /// list cannot be read, which only makes the trace wake its reader more often.
-fn possible_cpus() -> u32 {
+pub(crate) fn possible_cpus() -> u32 {
     aya::util::nr_cpus()
         .ok()
         .and_then(|n| u32::try_from(n).ok())

@@ -25,6 +25,7 @@
 pub mod event;
 pub mod launch;
 pub mod layout;
+mod log;
 pub mod output;
 pub mod summary;
 pub mod tracer;
@@ -48,23 +49,48 @@ use crate::ebpf::{loader::LoadOptions, CopyProbes};
 
 /// Map names shared with netcopy-ebpf/src/trace.rs.
 pub const RING_MAP: &str = "NETCOPY_TRACE_EVENTS";
+pub const LOG_MAP: &str = "NETCOPY_TRACE_LOG";
+pub const LOG_POS_MAP: &str = "NETCOPY_TRACE_LOG_POS";
 pub const INFLIGHT_MAP: &str = "NETCOPY_TRACE_INFLIGHT";
 pub const OFFSETS_MAP: &str = "NETCOPY_TRACE_OFFSETS";
 pub const SLOTS_MAP: &str = "NETCOPY_TRACE_SLOTS";
 pub const LOST_MAP: &str = "NETCOPY_TRACE_LOST";
-
-/// Default ring buffer: 8 MiB holds about 45,000 calls between two drains.
-pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
-/// The eBPF global that holds [`wake_every`]'s answer.
+/// The eBPF globals that hold [`LogLayout`]'s figures.
+pub const LOG_RECORDS_GLOBAL: &str = "NETCOPY_TRACE_LOG_RECORDS";
 pub const WAKE_EVERY_GLOBAL: &str = "NETCOPY_TRACE_WAKE_EVERY";
 
-/// Records each CPU outputs between wake-ups of the reader: an eighth of the records a
-/// ring of `ring_bytes` holds, shared out among `cpus`, so that at most an eighth of the
-/// ring waits un-woken whatever the CPUs do (at least 1: wake on every record).
-pub fn wake_every(ring_bytes: u32, cpus: u32) -> u64 {
-    // Every record carries the ring's 8-byte header; both are multiples of 8.
-    let record = (std::mem::size_of::<netcopy_common::SyscallEvent>() + 8) as u64;
-    (u64::from(ring_bytes) / record / 8 / u64::from(cpus.max(1))).max(1)
+/// Default room for calls between two drains: 8 MiB, about 61,000 calls over all CPUs.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// How the room for a trace's calls (`--ring-size`) is shared out: one log per CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLayout {
+    /// CPUs with a log (the kernel's possible CPUs).
+    pub cpus: u32,
+    /// Records each CPU's log holds.
+    pub records_per_cpu: u32,
+    /// Records a CPU logs between two rings of the reader's doorbell: an eighth of its
+    /// log, so that a reader woken then has seven eighths left to catch up in.
+    pub wake_every: u64,
+}
+
+impl LogLayout {
+    /// The logs that `bytes` of records make on `cpus` CPUs (at least one record each).
+    pub fn new(bytes: u32, cpus: u32) -> LogLayout {
+        let cpus = cpus.max(1);
+        let record = std::mem::size_of::<netcopy_common::SyscallEvent>() as u32;
+        let records_per_cpu = (bytes / record / cpus).max(1);
+        LogLayout {
+            cpus,
+            records_per_cpu,
+            wake_every: u64::from(records_per_cpu / 8).max(1),
+        }
+    }
+
+    /// Entries of the log array, all CPUs together.
+    pub fn entries(&self) -> u32 {
+        self.cpus.saturating_mul(self.records_per_cpu)
+    }
 }
 
 /// Filter slot the traced processes are put in.
@@ -87,8 +113,8 @@ pub struct TraceArgs {
     /// Print the summary as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Size of the ring buffer that carries the calls to netcopy (a power of two, e.g.
-    /// 8M); calls that find it full are counted as lost.
+    /// Room for the calls waiting for netcopy, shared out in one ring per CPU (a power
+    /// of two, e.g. 8M); calls that find their CPU's ring full are counted as lost.
     #[arg(long, value_parser = crate::size::size_arg, default_value = "8M")]
     pub ring_size: u64,
     /// The command to start and trace from its first instruction, with its children
@@ -351,14 +377,20 @@ mod tests {
     }
 
     #[test]
-    fn the_reader_is_woken_per_eighth_of_the_ring() {
-        // 144-byte records (136 + header): 8 MiB holds 58254, an eighth is 7281.
-        assert_eq!(wake_every(8 << 20, 1), 7281);
-        assert_eq!(wake_every(8 << 20, 2), 3640);
-        // A one-page ring (no trace requested) or a machine with many CPUs: every record.
-        assert_eq!(wake_every(4096, 2), 1);
-        assert_eq!(wake_every(1 << 20, 4096), 1);
-        assert_eq!(wake_every(8 << 20, 0), 7281);
+    fn the_room_for_calls_is_shared_out_per_cpu() {
+        // 136-byte records: 8 MiB holds 61680, 30840 per CPU on 2 CPUs.
+        let two = LogLayout::new(8 << 20, 2);
+        assert_eq!((two.records_per_cpu, two.wake_every), (30840, 3855));
+        assert_eq!(two.entries(), 61680);
+        let one = LogLayout::new(8 << 20, 1);
+        assert_eq!((one.records_per_cpu, one.wake_every), (61680, 7710));
+        // One page on 2 CPUs: 15 records each, the doorbell on every one.
+        let page = LogLayout::new(4096, 2);
+        assert_eq!((page.records_per_cpu, page.wake_every), (15, 1));
+        // Never less than one record per CPU, and no CPU count of 0.
+        let many = LogLayout::new(4096, 4096);
+        assert_eq!((many.records_per_cpu, many.entries()), (1, 4096));
+        assert_eq!(LogLayout::new(8 << 20, 0), one);
     }
 
     #[test]

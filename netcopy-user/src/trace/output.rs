@@ -52,11 +52,11 @@ pub fn summary_json(output: &TraceOutput) -> Value {
     j
 }
 
-/// One JSON object per line: every call, then `{"type":"trace_end", "lost_events": N, ...}`.
+/// One JSON object per line: every call in the order the calls started, then `{"type":"trace_end", "lost_events": N, ...}`.
 pub fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
-    for r in &output.events {
+    for r in output.in_start_order() {
         serde_json::to_writer(&mut w, &r.to_json(output.start_ns))?;
         w.write_all(b"\n")?;
     }
@@ -242,6 +242,26 @@ mod tests {
         assert_eq!(names[1]["args"]["name"], "tid 12");
         assert_eq!(j["otherData"]["lost_events"], 2);
         assert!(events.iter().any(|e| e["ph"] == "i"));
+    }
+
+    #[test]
+    fn the_jsonl_file_lists_calls_in_the_order_they_started() {
+        // Delivered out of order, as two CPUs' logs are: the second call first.
+        let mut output = sample();
+        output.events.reverse();
+        let dir = std::env::temp_dir().join(format!("netcopy-trace-order-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("calls.jsonl");
+        write_jsonl(&path, &output).unwrap();
+        let starts: Vec<u64> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "syscall")
+            .map(|v| v["monotonic_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(starts, vec![5_000, 6_000]);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::event::SyscallRecord;
 /// Calls that could not be recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LostCounts {
-    /// The ring buffer had no room for the finished call.
+    /// The ring of the CPU the call ended on had no room for it.
     pub ring_full: u64,
     /// The in-flight map was full when the call started.
     pub inflight_full: u64,

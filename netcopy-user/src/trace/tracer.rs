@@ -1,5 +1,5 @@
 //! The library side of `netcopy trace`: start tracing the processes of some filter slots
-//! on loaded [`CopyProbes`], drain the ring buffer, stop and get every call back.
+//! on loaded [`CopyProbes`], drain the per-CPU call logs, stop and get every call back.
 
 use std::{
     collections::BTreeMap,
@@ -13,16 +13,17 @@ use netcopy_common::{SyscallEvent, SLOT_COUNT, TRACE_LOST_INFLIGHT_FULL, TRACE_L
 
 use super::{
     event::SyscallRecord,
+    log::CallLog,
     summary::{LostCounts, TraceSummary},
-    INFLIGHT_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
+    LogLayout, INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
 };
 use crate::ebpf::{plan::KernelEvent, CopyProbes};
 
 /// Everything a finished trace recorded.
 #[derive(Clone, Debug)]
 pub struct TraceOutput {
-    /// Every recorded call, in the order the ring buffer delivered them (completion
-    /// order per CPU; sort by `start_ns` for a timeline).
+    /// Every recorded call, as the logs delivered them: at every drain, each CPU's calls
+    /// in the order they ended ([`TraceOutput::in_start_order`] gives a timeline).
     pub events: Vec<SyscallRecord>,
     /// Calls that could not be recorded.
     pub lost: LostCounts,
@@ -38,9 +39,22 @@ pub struct TraceOutput {
     pub notes: Vec<String>,
 }
 
+impl TraceOutput {
+    /// The calls in the order they started (of equal starts, in delivery order). Sorts
+    /// references: sorting the records themselves (about 150 bytes each) costs more than
+    /// draining them did.
+    pub fn in_start_order(&self) -> Vec<&SyscallRecord> {
+        let mut calls: Vec<&SyscallRecord> = self.events.iter().collect();
+        calls.sort_by_key(|r| r.start_ns);
+        calls
+    }
+}
+
 /// A running syscall trace. Only one can run on a [`CopyProbes`] at a time.
 pub struct SyscallTracer {
+    /// The doorbell: the programs ring it every so many calls; its fd is what to poll.
     ring: RingBuf<MapData>,
+    log: CallLog,
     ring_id: u32,
     slots: Array<MapData, u32>,
     lost: PerCpuArray<MapData, u64>,
@@ -69,12 +83,12 @@ impl SyscallTracer {
     /// [`CopyProbes::watch_process`]; with `follow_forks` their children are traced too).
     /// The probes must have been loaded with `LoadOptions::trace_ring_bytes`.
     pub fn start(probes: &mut CopyProbes, slots: &[u32]) -> Result<SyscallTracer> {
-        if probes.options().trace_ring_bytes.is_none() {
+        let Some(ring_bytes) = probes.options().trace_ring_bytes else {
             bail!(
                 "these probes were loaded without room for a syscall trace: load them with \
                  CopyProbes::load_with(LoadOptions {{ trace_ring_bytes: Some(..), .. }})"
             );
-        }
+        };
         let mut mask = 0u32;
         for &slot in slots {
             if slot as usize >= SLOT_COUNT {
@@ -87,7 +101,14 @@ impl SyscallTracer {
         }
         let ring_map = probes.map_handle(RING_MAP)?;
         let ring_id = map_id(&ring_map)?;
-        let ring = RingBuf::try_from(ring_map).context("opening the trace ring buffer")?;
+        let ring = RingBuf::try_from(ring_map).context("opening the trace doorbell ring buffer")?;
+        // The loader laid the logs out the same way.
+        let layout = LogLayout::new(ring_bytes, crate::ebpf::loader::possible_cpus());
+        let log = CallLog::open(
+            &probes.map_handle(LOG_MAP)?,
+            &probes.map_handle(LOG_POS_MAP)?,
+            layout,
+        )?;
         let slots_map: Array<MapData, u32> = Array::try_from(probes.map_handle(SLOTS_MAP)?)?;
         let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(probes.map_handle(LOST_MAP)?)?;
         let inflight: BpfHashMap<MapData, u32, SyscallEvent> =
@@ -101,6 +122,7 @@ impl SyscallTracer {
         }
         let mut tracer = SyscallTracer {
             ring,
+            log,
             ring_id,
             slots: slots_map,
             lost,
@@ -119,6 +141,7 @@ impl SyscallTracer {
         // Leftovers of an earlier trace that stopped with calls in flight.
         tracer.clear_inflight()?;
         while tracer.ring.next().is_some() {}
+        tracer.log.discard();
         tracer.lost_baseline = tracer.read_lost()?;
         if let Err(e) = probes.attach_on_demand(REQUIRED) {
             return Err(e.context("cannot trace socket system calls"));
@@ -145,7 +168,7 @@ impl SyscallTracer {
         Ok(tracer)
     }
 
-    /// The ring buffer's fd, to poll it alongside other fds; call [`SyscallTracer::drain`]
+    /// The doorbell ring buffer's fd, to poll it alongside other fds; call [`SyscallTracer::drain`]
     /// when it is readable.
     pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.ring.as_fd()
@@ -164,42 +187,31 @@ impl SyscallTracer {
         if rc < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(anyhow::Error::new(err).context("polling the trace ring buffer"));
+                return Err(anyhow::Error::new(err).context("polling the trace doorbell"));
             }
         }
         Ok(self.drain())
     }
 
-    /// Takes every event waiting in the ring buffer; returns how many.
+    /// Takes every call waiting in the logs; returns how many.
     pub fn drain(&mut self) -> usize {
+        // The doorbell's records carry nothing: they only woke this thread.
+        while self.ring.next().is_some() {}
         let SyscallTracer {
-            ring,
+            log,
             raw,
             names,
-            malformed,
             last_named,
             ..
         } = self;
-        let mut added = 0;
-        while let Some(item) = ring.next() {
-            if item.len() < std::mem::size_of::<SyscallEvent>() {
-                *malformed += 1;
-                continue;
-            }
-            // SAFETY: the item holds at least one SyscallEvent written by our program;
-            // read_unaligned copes with any alignment of the ring's data area.
-            let event = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const SyscallEvent) };
-            // Release the record at once: the producer reuses its space.
-            drop(item);
+        log.drain(|event| {
             // Names now: the thread may be gone by the time the trace stops.
             if *last_named != (event.pid, event.tid) {
                 learn_names(names, event.pid, event.tid);
                 *last_named = (event.pid, event.tid);
             }
             raw.push(event);
-            added += 1;
-        }
-        added
+        })
     }
 
     /// Decodes what was drained since the last call (counting undecodable records).
@@ -307,7 +319,7 @@ impl SyscallTracer {
         let records = self.take_records();
         if self.malformed > 0 {
             self.notes.push(format!(
-                "{} ring buffer records were malformed and skipped",
+                "{} records were malformed (an unknown system call) and skipped",
                 self.malformed
             ));
         }
@@ -378,7 +390,7 @@ impl Drop for SyscallTracer {
     }
 }
 
-/// Records as they came out of the ring buffer, in chunks of fixed capacity: the drain
+/// Records as they came out of the call logs, in chunks of fixed capacity: the drain
 /// only copies each into place and decodes nothing. A growing `Vec` of decoded records
 /// spent most of the drain's time copying itself into ever larger buffers and faulting
 /// their fresh pages in.
@@ -393,7 +405,7 @@ const CHUNK_RECORDS: usize = 32 * 1024;
 impl RawRecords {
     fn push(&mut self, event: SyscallEvent) {
         match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(event),
+            Some(chunk) if chunk.len() < CHUNK_RECORDS => chunk.push(event),
             _ => {
                 let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
                 chunk.push(event);
@@ -420,11 +432,11 @@ impl RawRecords {
     }
 }
 
-/// Nice value of the thread that drains a trace's ring buffer.
+/// Nice value of the thread that drains a trace's call logs.
 pub const DRAIN_NICE: i32 = -20;
 
 /// Raises the calling thread's scheduling weight to [`DRAIN_NICE`]: call it from the
-/// thread that drains the ring buffer. A traced workload with more busy threads than
+/// thread that drains the call logs. A traced workload with more busy threads than
 /// CPUs otherwise leaves the drain its fair share only (1/17 of a CPU against 16
 /// threads), the ring fills and calls are lost; at nice -20 the drain takes the CPU it
 /// needs (about 0.2 us per call) when it needs it, and sleeps in poll() otherwise. Its
