@@ -129,7 +129,9 @@ pub fn render(r: &BenchReport) -> String {
          reads per call, so an empty program attached to tp_btf `skb_copy_datagram_iovec` \
          (which fires on the same CPU several times per message) measures that floor in the \
          same run, and it is taken off every program's mean. The programs' net time (plus, \
-         for tracing, the draining thread's CPU time) per payload byte, against the no-probe \
+         for tracing, the draining thread's CPU time while the workload ran; stopping the \
+         trace and decoding and summarizing its calls afterwards is reported beside it) per \
+         payload byte, against the no-probe \
          rounds' median CPU per byte, is the overhead by the kernel's accounting: exact where \
          the wall clock is noisy, but a lower bound, since the kernel's dispatch to the \
          programs and the cache lines they take from the workload are not in it.\n\

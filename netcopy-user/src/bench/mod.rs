@@ -1264,7 +1264,8 @@ fn targets(report: &BenchReport) -> Vec<Target> {
             limit,
             if instrument == Instrument::SyscallTracing {
                 "CPU per byte (the programs' run time less the accounting's floor, and the \
-                 draining thread; the kernel's dispatch to the programs is not in it)"
+                 draining thread while the workload ran; the kernel's dispatch to the \
+                 programs is not in it)"
             } else {
                 "CPU per byte (the programs' run time less the accounting's floor; the \
                  kernel's dispatch to the programs is not in it)"

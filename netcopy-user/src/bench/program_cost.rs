@@ -124,7 +124,9 @@ impl ProgramCost {
             self.programs_ns_per_byte
         );
         if let Some(drain) = self.drain_ns_per_byte {
-            text.push_str(&format!(", the draining thread {drain:.4}"));
+            text.push_str(&format!(
+                ", the draining thread {drain:.4} while the workload ran"
+            ));
         }
         match self.pct_of_base_cpu {
             Some(p) => text.push_str(&format!(": {p:+.1}% of the no-probe CPU per byte")),

@@ -86,9 +86,15 @@ pub struct TraceStats {
     pub lost_inflight_full: u64,
     /// From start to stop.
     pub seconds: f64,
-    /// CPU time of the thread that drained the ring buffer (user space's share of the
-    /// trace's cost), from start to stop.
+    /// CPU time of the thread that drained the per-CPU rings while the traced workload
+    /// ran (user space's share of what tracing costs it): from the start to the drain
+    /// that empties the rings at the stop.
     pub drain_cpu_seconds: f64,
+    /// CPU time of the same thread stopping the trace after the workload: detaching the
+    /// programs, decoding the records and building the summary. Reported, not counted as
+    /// overhead: it runs once, after the workload is done.
+    #[serde(default)]
+    pub finish_cpu_seconds: f64,
     pub notes: Vec<String>,
 }
 
@@ -124,7 +130,9 @@ impl TraceStats {
     pub fn describe(&self) -> String {
         format!(
             "the trace recorded {} calls ({:.0} per second), lost {} (ring full {}, in-flight \
-             map full {}); the draining thread used {:.2} CPU-s ({:.2} us per call)",
+             map full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) while \
+             the workload ran, and {:.3} CPU-s after it to stop the trace and decode and \
+             summarize the calls",
             self.events,
             self.events_per_second(),
             self.lost(),
@@ -135,7 +143,8 @@ impl TraceStats {
                 self.drain_cpu_seconds * 1e6 / self.events as f64
             } else {
                 0.0
-            }
+            },
+            self.finish_cpu_seconds,
         )
     }
 }
@@ -295,11 +304,15 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                 }
             }
             Command::Stop(reply) => {
-                let Some((tracer, started, cpu_start, poll_error)) = running.take() else {
+                let Some((mut tracer, started, cpu_start, poll_error)) = running.take() else {
                     let _ = reply.send(Err(anyhow!("no trace is running")));
                     continue;
                 };
                 let seconds = started.elapsed().as_secs_f64();
+                // What the workload left in the rings, drained as during the run.
+                tracer.drain();
+                let drain_cpu_seconds = thread_cpu_seconds() - cpu_start;
+                let finish_start = thread_cpu_seconds();
                 let result = match poll_error {
                     Some(e) => {
                         let _ = tracer.stop(&mut probes);
@@ -310,8 +323,8 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                         lost_ring_full: out.lost.ring_full,
                         lost_inflight_full: out.lost.inflight_full,
                         seconds,
-                        // Includes stop(): the last drain and the summary it builds.
-                        drain_cpu_seconds: thread_cpu_seconds() - cpu_start,
+                        drain_cpu_seconds,
+                        finish_cpu_seconds: thread_cpu_seconds() - finish_start,
                         notes: out.notes.into_iter().chain(priority_note.clone()).collect(),
                     }),
                 };
