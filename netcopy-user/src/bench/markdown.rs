@@ -316,7 +316,7 @@ pub fn render(r: &BenchReport) -> String {
                 ));
             }
             out.push_str(&format!(
-                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n- {}\n\n\
+                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n- {}\n- {}\n\n\
                  | densest default-sweep cell | calls/s | delivered/s | lost (ring full, in-flight map full) |\n|---|---|---|---|\n",
                 c.lossless_events_per_s
                     .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
@@ -325,6 +325,7 @@ pub fn render(r: &BenchReport) -> String {
                     |r| format!("{r:.0} calls/s")
                 ),
                 super::tracing::drain_ceiling_sentence(c),
+                super::tracing::per_call_cost_sentence(c),
             ));
             for w in &c.workloads {
                 match w {

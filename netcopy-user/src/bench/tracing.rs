@@ -391,6 +391,10 @@ pub struct CapacitySection {
     /// on its size).
     #[serde(default)]
     pub drain_ceiling_events_per_s: Option<f64>,
+    /// Calls per second of one unpaced generator thread with no trace running: with the
+    /// sweep's traced one-thread unpaced step, what a traced call costs all in.
+    #[serde(default)]
+    pub untraced_calls_per_s: Option<f64>,
     /// Records the per-CPU rings hold, all CPUs together.
     #[serde(default)]
     pub ring_records: u64,
@@ -466,6 +470,10 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
     host.watch(own, CLIENT_SLOT)?;
     let duration = Duration::from_secs(u64::from(seconds));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The same generator, untraced (the probes loaded and the process watched, the trace
+    // programs not attached): the baseline of the per-call cost.
+    let untraced = generate(None, 1, duration)?;
+    let untraced_calls_per_s = Some(untraced as f64 / duration.as_secs_f64());
     let mut steps = Vec::new();
     for (rate, threads) in SWEEP {
         let threads = match threads {
@@ -547,6 +555,7 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
     Ok(CapacitySection {
         drain_ceiling_events_per_s: busiest_unpaced
             .and_then(|s| s.stats.drain_events_per_cpu_second()),
+        untraced_calls_per_s,
         ring_records: u64::from(
             crate::trace::LogLayout::new(tracer.ring_bytes, crate::ebpf::loader::possible_cpus())
                 .entries(),
@@ -558,6 +567,28 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
         lowest_lossy_calls_per_s: lowest_lossy,
         workloads,
     })
+}
+
+/// What a traced call costs the thread that makes it, all in (the programs, the kernel's
+/// dispatch to them, the cache lines they take): one generator thread's time per call
+/// traced, less untraced.
+pub fn per_call_cost_sentence(c: &CapacitySection) -> String {
+    let traced = c
+        .steps
+        .iter()
+        .find(|s| s.target_per_s.is_none() && s.threads == 1)
+        .map(|s| s.calls_per_s);
+    match (c.untraced_calls_per_s, traced) {
+        (Some(u), Some(t)) if u > 0.0 && t > 0.0 => format!(
+            "a traced call costs the calling thread {:.0} ns more than an untraced one, all \
+             in ({:.0} ns per recvfrom untraced, {:.0} ns traced, one unpaced thread; the \
+             kernel's accounting of the programs' run time is in the probe overhead part)",
+            1e9 / t - 1e9 / u,
+            1e9 / u,
+            1e9 / t
+        ),
+        _ => "the cost of a traced call was not measured".to_string(),
+    }
 }
 
 /// Where the trace starts to lose, from the drain's own cost.
@@ -695,6 +726,7 @@ pub fn render_capacity(section: &Outcome<CapacitySection>) -> String {
         )
     ));
     out.push_str(&format!("   {}\n", drain_ceiling_sentence(c)));
+    out.push_str(&format!("   {}\n", per_call_cost_sentence(c)));
     out.push_str("   densest cells of the default `netcopy run` sweep, traced:\n");
     for w in &c.workloads {
         match w {
@@ -711,4 +743,59 @@ pub fn render_capacity(section: &Outcome<CapacitySection>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(untraced: Option<f64>, steps: &[(Option<f64>, usize, f64)]) -> CapacitySection {
+        CapacitySection {
+            ring_bytes: 1 << 20,
+            generator: GENERATOR.to_string(),
+            steps: steps
+                .iter()
+                .map(|&(target_per_s, threads, calls_per_s)| CapacityStep {
+                    target_per_s,
+                    threads,
+                    calls_per_s,
+                    calls: 0,
+                    stats: TraceStats::default(),
+                })
+                .collect(),
+            lossless_events_per_s: None,
+            lowest_lossy_calls_per_s: None,
+            drain_ceiling_events_per_s: None,
+            untraced_calls_per_s: untraced,
+            ring_records: 0,
+            workloads: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_traced_call_costs_the_difference_of_one_thread_unpaced() {
+        // 2M calls/s untraced (500 ns), 1M traced (1000 ns): 500 ns more. The paced step
+        // and the two-thread step are not the comparison.
+        let c = section(
+            Some(2e6),
+            &[(Some(1e5), 1, 1e5), (None, 1, 1e6), (None, 2, 1.5e6)],
+        );
+        let text = per_call_cost_sentence(&c);
+        assert!(
+            text.starts_with("a traced call costs the calling thread 500 ns more"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(500 ns per recvfrom untraced, 1000 ns traced"),
+            "{text}"
+        );
+        assert_eq!(
+            per_call_cost_sentence(&section(None, &[(None, 1, 1e6)])),
+            "the cost of a traced call was not measured"
+        );
+        assert_eq!(
+            per_call_cost_sentence(&section(Some(2e6), &[(None, 2, 1e6)])),
+            "the cost of a traced call was not measured"
+        );
+    }
 }
