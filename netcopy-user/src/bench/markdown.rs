@@ -135,13 +135,17 @@ pub fn render(r: &BenchReport) -> String {
          rounds' median CPU per byte, is the overhead by the kernel's accounting: exact where \
          the wall clock is noisy, but a lower bound, since the kernel's dispatch to the \
          programs and the cache lines they take from the workload are not in it.\n\
-         4. **Trace capacity.** {generator}. Rates from 10 000 to 600 000 calls per second, \
-         then unpaced with 1 thread, one thread per CPU and two per CPU, {s} s each, counting the events delivered and those lost (ring buffer \
-         full, in-flight map full). Then the densest cells of `netcopy run`'s default sweep \
+         4. **Trace capacity.** {generator}. First one thread unpaced with no trace \
+         running, then traced: rates from 10 000 to 600 000 calls per second, \
+         then unpaced with 1 thread, one thread per CPU and two per CPU, {s} s each, counting \
+         the events delivered and those lost (a CPU's ring full, in-flight map full). The \
+         one-thread unpaced rates, traced and untraced, give what a traced call costs the \
+         thread that makes it, all in: the programs, the kernel's dispatch to them and the \
+         cache lines they take. Then the densest cells of `netcopy run`'s default sweep \
          (1K messages; two-copy, one-copy, zero-copy; 1 and 8 threads; 1 s each) are traced \
          and their events and losses counted. The draining thread runs at nice -20, as in \
          `netcopy trace`: at the default nice it gets a fair share only (1/17 of a CPU against \
-         16 busy threads in the 8-thread cells) and the ring fills; its CPU time per event \
+         16 busy threads in the 8-thread cells) and the rings fill; its CPU time per event \
          in the busiest unpaced step gives the rate it carries with a CPU to itself.\n",
         size = format_size(PEER_SIZE),
         s = r.seconds,
