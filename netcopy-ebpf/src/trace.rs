@@ -23,8 +23,8 @@ use core::{ffi::c_void, ptr::write_volatile};
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -33,10 +33,11 @@ use aya_ebpf::{
 };
 use netcopy_common::{
     CopySite, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
-    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING,
-    TRACE_INFO_RETURNED_PARTIAL, TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL,
-    TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS,
-    TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
+    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL,
+    TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING, TRACE_INFO_RETURNED_PARTIAL,
+    TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL,
+    TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
+    TRACE_SITE_COUNT,
 };
 
 use crate::filter::current_slot;
@@ -91,7 +92,9 @@ const EVENT_WORDS: usize = core::mem::size_of::<SyscallEvent>() / 8;
 ///
 /// The words are copied with volatile accesses: a struct copy becomes the eBPF target's
 /// byte-wise memcpy. The head is stored after the record, and x86-64 keeps stores in
-/// order, so a reader that sees the new head sees the whole record.
+/// order, so a reader that sees the new head sees the whole record. A weakly ordered CPU
+/// (arm64) would need a store-release here, which BPF has only since Linux 6.15;
+/// netcopy is built and tested on x86-64.
 #[inline(always)]
 unsafe fn append(event: *const SyscallEvent) -> bool {
     let per_cpu = core::ptr::read_volatile(&NETCOPY_TRACE_LOG_RECORDS);
