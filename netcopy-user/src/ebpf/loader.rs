@@ -244,6 +244,8 @@ pub struct CopyProbes {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     discovery: OffsetDiscovery,
     options: LoadOptions,
+    /// How the trace's per-CPU rings were sized at load.
+    trace_log: crate::trace::LogLayout,
     /// On-demand events attached now.
     on_demand_attached: Vec<KernelEvent>,
 }
@@ -280,7 +282,7 @@ impl CopyProbes {
                  which netcopy's eBPF object needs"
             ));
         }
-        let mut ebpf = load_object(bytes, options.trace_ring_bytes)?;
+        let (mut ebpf, trace_log) = load_object(bytes, options.trace_ring_bytes)?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
         {
             let mut offsets: Array<_, KernelOffsets> = Array::try_from(
@@ -327,6 +329,7 @@ impl CopyProbes {
             logger,
             discovery,
             options,
+            trace_log,
             on_demand_attached: Vec::new(),
         })
     }
@@ -338,6 +341,11 @@ impl CopyProbes {
     /// The options these probes were loaded with.
     pub fn options(&self) -> LoadOptions {
         self.options
+    }
+
+    /// How the trace's per-CPU rings were laid out at load: what a reader maps.
+    pub fn trace_log_layout(&self) -> crate::trace::LogLayout {
+        self.trace_log
     }
 
     /// Attaches on-demand event `event` (see [`ON_DEMAND`]) with the strategy the plan
@@ -661,8 +669,12 @@ fn prepare_strategy(
 
 /// Loads the object `bytes` into the kernel with its trace maps sized for
 /// `trace_ring_bytes` of calls (a power of two, at least a page); None: no trace, the
-/// trace maps at their smallest (a page of calls, one in-flight entry).
-pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result<Ebpf> {
+/// trace maps at their smallest (a page of calls, one in-flight entry). Returns the
+/// object and how its per-CPU trace rings are laid out.
+pub(super) fn load_object(
+    bytes: &[u8],
+    trace_ring_bytes: Option<u32>,
+) -> Result<(Ebpf, crate::trace::LogLayout)> {
     let page = sys_page_size();
     let (ring_bytes, inflight_entries) = match trace_ring_bytes {
         Some(bytes) => {
@@ -686,9 +698,10 @@ pub(super) fn load_object(bytes: &[u8], trace_ring_bytes: Option<u32>) -> Result
         .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries)
         .override_global(crate::trace::LOG_RECORDS_GLOBAL, &records, true)
         .override_global(crate::trace::WAKE_EVERY_GLOBAL, &log.wake_every, true);
-    loader
+    let ebpf = loader
         .load(bytes)
-        .context("loading netcopy's eBPF object into the kernel")
+        .context("loading netcopy's eBPF object into the kernel")?;
+    Ok((ebpf, log))
 }
 
 /// CPUs the kernel may run programs on (per-CPU maps have one slot for each); 1 when the

@@ -139,7 +139,7 @@ impl EmptyProgram {
         sys::require_root("attaching an eBPF program")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         // The object's trace maps at their smallest: this copy only runs one program.
-        let mut ebpf = super::loader::load_object(object::bytes()?, None)
+        let (mut ebpf, _) = super::loader::load_object(object::bytes()?, None)
             .context("loading netcopy's eBPF object for the empty program")?;
         let program: &mut aya::programs::BtfTracePoint = ebpf
             .program_mut(EMPTY_PROGRAM)

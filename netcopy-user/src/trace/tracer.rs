@@ -15,7 +15,7 @@ use super::{
     event::SyscallRecord,
     log::CallLog,
     summary::{LostCounts, TraceSummary},
-    LogLayout, INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
+    INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
 };
 use crate::ebpf::{plan::KernelEvent, CopyProbes};
 
@@ -83,12 +83,12 @@ impl SyscallTracer {
     /// [`CopyProbes::watch_process`]; with `follow_forks` their children are traced too).
     /// The probes must have been loaded with `LoadOptions::trace_ring_bytes`.
     pub fn start(probes: &mut CopyProbes, slots: &[u32]) -> Result<SyscallTracer> {
-        let Some(ring_bytes) = probes.options().trace_ring_bytes else {
+        if probes.options().trace_ring_bytes.is_none() {
             bail!(
                 "these probes were loaded without room for a syscall trace: load them with \
                  CopyProbes::load_with(LoadOptions {{ trace_ring_bytes: Some(..), .. }})"
             );
-        };
+        }
         let mut mask = 0u32;
         for &slot in slots {
             if slot as usize >= SLOT_COUNT {
@@ -102,12 +102,10 @@ impl SyscallTracer {
         let ring_map = probes.map_handle(RING_MAP)?;
         let ring_id = map_id(&ring_map)?;
         let ring = RingBuf::try_from(ring_map).context("opening the trace doorbell ring buffer")?;
-        // The loader laid the logs out the same way.
-        let layout = LogLayout::new(ring_bytes, crate::ebpf::loader::possible_cpus());
         let log = CallLog::open(
             &probes.map_handle(LOG_MAP)?,
             &probes.map_handle(LOG_POS_MAP)?,
-            layout,
+            probes.trace_log_layout(),
         )?;
         let slots_map: Array<MapData, u32> = Array::try_from(probes.map_handle(SLOTS_MAP)?)?;
         let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(probes.map_handle(LOST_MAP)?)?;
