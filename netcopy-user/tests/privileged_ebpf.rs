@@ -145,15 +145,21 @@ fn unwatched_process_is_not_counted() {
     }
     let _serial = common::serial();
     let mut probes = CopyProbes::load().expect("load probes");
+    let counted = received_per_slot(&mut probes, 200_003);
+    assert!(counted.iter().all(|b| *b == 0), "{counted:?}");
+}
+
+/// Receive-copy bytes booked to each slot while this process moves `bytes` over loopback.
+fn received_per_slot(probes: &mut CopyProbes, bytes: usize) -> Vec<u64> {
     let before = probes.read_counters().expect("read counters");
-    assert_eq!(loopback_transfer(200_003), 200_003);
+    assert_eq!(loopback_transfer(bytes), bytes);
     let delta = probes
         .read_counters()
         .expect("read counters")
         .since(&before);
-    for slot in 0..netcopy_common::SLOT_COUNT as u32 {
-        assert_eq!(delta.get(slot, CopySite::KernelRecvCopy).bytes, 0);
-    }
+    (0..netcopy_common::SLOT_COUNT as u32)
+        .map(|slot| delta.get(slot, CopySite::KernelRecvCopy).bytes)
+        .collect()
 }
 
 /// The programs cache filter answers per CPU: an unwatch must reach every CPU's cache at
@@ -166,27 +172,16 @@ fn unwatch_and_rewatch_take_effect_at_once() {
     let _serial = common::serial();
     let mut probes = CopyProbes::load().expect("load probes");
     let me = std::process::id();
-    let received = |probes: &mut CopyProbes, bytes: usize| {
-        let before = probes.read_counters().expect("read counters");
-        assert_eq!(loopback_transfer(bytes), bytes);
-        let delta = probes
-            .read_counters()
-            .expect("read counters")
-            .since(&before);
-        (0..netcopy_common::SLOT_COUNT as u32)
-            .map(|slot| delta.get(slot, CopySite::KernelRecvCopy).bytes)
-            .collect::<Vec<u64>>()
-    };
     probes.watch_process(me, 1, false).expect("watch self");
-    let counted = received(&mut probes, 100_001);
+    let counted = received_per_slot(&mut probes, 100_001);
     assert_eq!(counted[1], 100_001, "watched in slot 1: {counted:?}");
     probes.unwatch_process(me).expect("unwatch self");
-    let counted = received(&mut probes, 100_003);
+    let counted = received_per_slot(&mut probes, 100_003);
     assert!(counted.iter().all(|b| *b == 0), "unwatched: {counted:?}");
     probes
         .watch_process(me, 2, false)
         .expect("watch self again");
-    let counted = received(&mut probes, 100_005);
+    let counted = received_per_slot(&mut probes, 100_005);
     assert_eq!(counted[2], 100_005, "watched in slot 2: {counted:?}");
     assert_eq!(
         counted.iter().sum::<u64>(),
