@@ -190,6 +190,30 @@ fn unwatch_and_rewatch_take_effect_at_once() {
     );
 }
 
+/// Suspended probes stay loaded but count nothing; resumed, they count every byte again,
+/// many times over (the benchmark switches them on and off hundreds of times a run).
+#[test]
+fn suspended_probes_count_nothing_and_resumed_count_everything() {
+    if !common::privileged("suspended_probes_count_nothing_and_resumed_count_everything") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut probes = CopyProbes::load().expect("load probes");
+    probes
+        .watch_process(std::process::id(), 1, false)
+        .expect("watch self");
+    for round in 0..5usize {
+        probes.suspend().expect("suspend");
+        assert!(probes.suspend().is_err(), "suspending twice is an error");
+        let counted = received_per_slot(&mut probes, 100_001 + round);
+        assert!(counted.iter().all(|b| *b == 0), "suspended: {counted:?}");
+        probes.resume().expect("resume");
+        assert!(probes.resume().is_err(), "resuming twice is an error");
+        let counted = received_per_slot(&mut probes, 200_001 + round);
+        assert_eq!(counted[1], 200_001 + round as u64, "resumed: {counted:?}");
+    }
+}
+
 /// Threads writing to one TCP socket at the same time: a send can start (under the
 /// socket lock) while another thread's send has released the lock but not yet returned,
 /// which the tp_btf strategy must keep apart (per thread) to count every byte once.

@@ -9,7 +9,10 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray},
-    programs::{ProbeKind, Program},
+    programs::{
+        fentry::FEntryLink, fexit::FExitLink, kprobe::KProbeLink, tp_btf::BtfTracePointLink,
+        trace_point::TracePointLink, ProbeKind, Program,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use netcopy_common::{
@@ -248,6 +251,29 @@ pub struct CopyProbes {
     trace_log: crate::trace::LogLayout,
     /// On-demand events attached now.
     on_demand_attached: Vec<KernelEvent>,
+    /// Every program attached now, with its link (what [`CopyProbes::suspend`] detaches).
+    links: Vec<Attachment>,
+    /// While suspended: what [`CopyProbes::resume`] attaches again.
+    suspended: Option<Vec<(&'static str, AttachPoint)>>,
+}
+
+/// One program attached to one hook, and the link that keeps it there: dropping it
+/// detaches the program (which stays loaded).
+struct Attachment {
+    program: &'static str,
+    point: AttachPoint,
+    _link: Link,
+}
+
+/// An attachment's link, owned (taken from aya's per-program table), by program type.
+/// Never read: held for its drop, which detaches.
+#[allow(dead_code)]
+enum Link {
+    TracePoint(TracePointLink),
+    BtfTracePoint(BtfTracePointLink),
+    KProbe(KProbeLink),
+    FEntry(FEntryLink),
+    FExit(FExitLink),
 }
 
 impl CopyProbes {
@@ -301,10 +327,17 @@ impl CopyProbes {
                 .context("writing trace offsets to the eBPF map")?;
         }
         let mut plan = AttachPlan::default();
+        let mut links = Vec::new();
         for decl in PROBES {
             plan.events.push(choose_strategy(decl, |strategy| {
                 not_avoided(strategy, options.avoid)?;
-                attach_strategy(&mut ebpf, strategy, &discovery, aya_btf.as_ref())
+                links.extend(attach_strategy(
+                    &mut ebpf,
+                    strategy,
+                    &discovery,
+                    aya_btf.as_ref(),
+                )?);
+                Ok(())
             }));
         }
         // On-demand events: checked (layouts, tracepoints) but not attached. Their programs
@@ -331,6 +364,8 @@ impl CopyProbes {
             options,
             trace_log,
             on_demand_attached: Vec::new(),
+            links,
+            suspended: None,
         })
     }
 
@@ -354,9 +389,16 @@ impl CopyProbes {
         if self.on_demand_attached.contains(&event) {
             return Err(anyhow!("{} is already attached", event.name()));
         }
+        if self.suspended.is_some() {
+            return Err(anyhow!(
+                "cannot attach {} while the probes are suspended",
+                event.name()
+            ));
+        }
         let strategy = self.on_demand_strategy(event)?;
-        attach_strategy(&mut self.ebpf, strategy, &self.discovery, None)
+        let links = attach_strategy(&mut self.ebpf, strategy, &self.discovery, None)
             .with_context(|| format!("attaching {}", event.name()))?;
+        self.links.extend(links);
         self.on_demand_attached.push(event);
         Ok(())
     }
@@ -366,11 +408,63 @@ impl CopyProbes {
     pub fn detach_on_demand(&mut self, event: KernelEvent) -> Result<()> {
         let strategy = self.on_demand_strategy(event)?;
         for p in strategy.programs {
+            self.links.retain(|a| a.program != p.program);
             if let Some(program) = self.ebpf.program_mut(p.program) {
                 unload(program);
             }
+            if let Some(suspended) = self.suspended.as_mut() {
+                suspended.retain(|(name, _)| *name != p.program);
+            }
         }
         self.on_demand_attached.retain(|e| *e != event);
+        Ok(())
+    }
+
+    /// Detaches every attached program but keeps them loaded, with their maps and
+    /// counters, until [`CopyProbes::resume`]: while suspended the probes cost the
+    /// kernel nothing at their hooks. Attaching again takes milliseconds where loading
+    /// takes the verifier's tenths of a second, which is what lets the benchmark switch
+    /// the probes on and off many times a second on one running workload.
+    pub fn suspend(&mut self) -> Result<()> {
+        if self.suspended.is_some() {
+            return Err(anyhow!("the probes are already suspended"));
+        }
+        let links: Vec<Attachment> = self.links.drain(..).collect();
+        self.suspended = Some(links.iter().map(|a| (a.program, a.point)).collect());
+        // Each detach of a classic tracepoint's last user waits for an RCU grace period
+        // in the kernel (tens of milliseconds; ~1.5 s for the trace's dozen one after
+        // another). Detached side by side, the waits overlap.
+        std::thread::scope(|scope| {
+            for attachment in links {
+                let spawned = std::thread::Builder::new()
+                    .name("netcopy-detach".into())
+                    .spawn_scoped(scope, move || drop(attachment));
+                // Without a thread the detach happens here, in turn (the closure, and
+                // the attachment in it, is dropped with the error).
+                drop(spawned);
+            }
+        });
+        Ok(())
+    }
+
+    /// Attaches again what [`CopyProbes::suspend`] detached, to the same hooks.
+    pub fn resume(&mut self) -> Result<()> {
+        let Some(detached) = self.suspended.take() else {
+            return Err(anyhow!("the probes are not suspended"));
+        };
+        for (name, point) in detached {
+            let program = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
+            let link = attach_loaded(program, point)
+                .with_context(|| format!("attaching {point} ({name}) again"))?;
+            self.links.push(Attachment {
+                program: name,
+                point,
+                _link: link,
+            });
+        }
         Ok(())
     }
 
@@ -563,13 +657,13 @@ fn attach_strategy(
     strategy: &Strategy,
     discovery: &OffsetDiscovery,
     btf: Option<&Btf>,
-) -> Result<()> {
+) -> Result<Vec<Attachment>> {
     for need in strategy.needs {
         if let Some(reason) = discovery.missing.get(need) {
             return Err(anyhow!("kernel layout unknown: {reason}"));
         }
     }
-    let mut attached: Vec<&'static str> = Vec::new();
+    let mut attached: Vec<Attachment> = Vec::new();
     let mut result = Ok(());
     for p in strategy.programs {
         let program = match ebpf.program_mut(p.program) {
@@ -579,26 +673,35 @@ fn attach_strategy(
                 break;
             }
         };
-        if let Err(e) = attach_program(program, p.point, btf) {
-            let detail = match e.downcast_ref::<aya::programs::ProgramError>() {
-                Some(pe) => super::describe_error(pe),
-                None => format!("{e:#}"),
-            };
-            result = Err(anyhow!("{} ({}): {detail}", p.point, p.program));
-            break;
+        match attach_program(program, p.point, btf) {
+            Ok(link) => attached.push(Attachment {
+                program: p.program,
+                point: p.point,
+                _link: link,
+            }),
+            Err(e) => {
+                let detail = match e.downcast_ref::<aya::programs::ProgramError>() {
+                    Some(pe) => super::describe_error(pe),
+                    None => format!("{e:#}"),
+                };
+                result = Err(anyhow!("{} ({}): {detail}", p.point, p.program));
+                break;
+            }
         }
-        attached.push(p.program);
     }
-    if result.is_err() {
-        // A strategy is all or nothing: unload what it attached so the next one does not
-        // count the same copies twice.
-        for name in attached {
+    if let Err(e) = result {
+        // A strategy is all or nothing: detach and unload what it attached so the next
+        // one does not count the same copies twice.
+        let names: Vec<&'static str> = attached.iter().map(|a| a.program).collect();
+        drop(attached);
+        for name in names {
             if let Some(program) = ebpf.program_mut(name) {
                 unload(program);
             }
         }
+        return Err(e);
     }
-    result
+    Ok(attached)
 }
 
 /// Checks an on-demand strategy (layouts, tracepoints, programs) and, with `load`, loads
@@ -724,45 +827,82 @@ fn need_btf(btf: Option<&Btf>) -> Result<&Btf> {
     btf.ok_or_else(|| anyhow!("needs kernel BTF ({VMLINUX_BTF}), which is unavailable"))
 }
 
-fn attach_program(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) -> Result<()> {
-    match (point, program) {
-        (AttachPoint::Tracepoint { category, name }, Program::TracePoint(tp)) => {
-            if tp.fd().is_err() {
-                tp.load()?;
+/// Loads `program` for `point` (unless it is loaded) and attaches it there.
+fn attach_program(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) -> Result<Link> {
+    if program_fd_missing(program) {
+        match (point, &mut *program) {
+            (AttachPoint::Tracepoint { .. }, Program::TracePoint(tp)) => tp.load()?,
+            (AttachPoint::BtfTracepoint { name }, Program::BtfTracePoint(tp)) => {
+                tp.load(name, need_btf(btf)?)?
             }
-            tp.attach(category, name)?;
+            (AttachPoint::Kprobe { .. }, Program::KProbe(kp))
+                if matches!(kp.kind(), ProbeKind::Entry) =>
+            {
+                kp.load()?
+            }
+            (AttachPoint::Kretprobe { .. }, Program::KProbe(kp))
+                if matches!(kp.kind(), ProbeKind::Return) =>
+            {
+                kp.load()?
+            }
+            (AttachPoint::Fentry { function }, Program::FEntry(fe)) => {
+                fe.load(function, need_btf(btf)?)?
+            }
+            (AttachPoint::Fexit { function }, Program::FExit(fe)) => {
+                fe.load(function, need_btf(btf)?)?
+            }
+            (point, _) => return Err(anyhow!("the program has the wrong type for {point}")),
         }
-        (AttachPoint::BtfTracepoint { name }, Program::BtfTracePoint(tp)) => {
-            tp.load(name, need_btf(btf)?)?;
-            tp.attach()?;
+    }
+    attach_loaded(program, point)
+}
+
+fn program_fd_missing(program: &Program) -> bool {
+    match program {
+        Program::TracePoint(p) => p.fd().is_err(),
+        Program::BtfTracePoint(p) => p.fd().is_err(),
+        Program::KProbe(p) => p.fd().is_err(),
+        Program::FEntry(p) => p.fd().is_err(),
+        Program::FExit(p) => p.fd().is_err(),
+        _ => true,
+    }
+}
+
+/// Attaches the loaded `program` to `point` (tp_btf, fentry and fexit programs were
+/// loaded for their hook, so `point` only names it) and takes the link out of aya's
+/// table, so that the attachment lives exactly as long as the returned link.
+fn attach_loaded(program: &mut Program, point: AttachPoint) -> Result<Link> {
+    Ok(match (point, program) {
+        (AttachPoint::Tracepoint { category, name }, Program::TracePoint(tp)) => {
+            let id = tp.attach(category, name)?;
+            Link::TracePoint(tp.take_link(id)?)
+        }
+        (AttachPoint::BtfTracepoint { .. }, Program::BtfTracePoint(tp)) => {
+            let id = tp.attach()?;
+            Link::BtfTracePoint(tp.take_link(id)?)
         }
         (AttachPoint::Kprobe { function }, Program::KProbe(kp))
             if matches!(kp.kind(), ProbeKind::Entry) =>
         {
-            if kp.fd().is_err() {
-                kp.load()?;
-            }
-            kp.attach(function, 0)?;
+            let id = kp.attach(function, 0)?;
+            Link::KProbe(kp.take_link(id)?)
         }
         (AttachPoint::Kretprobe { function }, Program::KProbe(kp))
             if matches!(kp.kind(), ProbeKind::Return) =>
         {
-            if kp.fd().is_err() {
-                kp.load()?;
-            }
-            kp.attach(function, 0)?;
+            let id = kp.attach(function, 0)?;
+            Link::KProbe(kp.take_link(id)?)
         }
-        (AttachPoint::Fentry { function }, Program::FEntry(fe)) => {
-            fe.load(function, need_btf(btf)?)?;
-            fe.attach()?;
+        (AttachPoint::Fentry { .. }, Program::FEntry(fe)) => {
+            let id = fe.attach()?;
+            Link::FEntry(fe.take_link(id)?)
         }
-        (AttachPoint::Fexit { function }, Program::FExit(fe)) => {
-            fe.load(function, need_btf(btf)?)?;
-            fe.attach()?;
+        (AttachPoint::Fexit { .. }, Program::FExit(fe)) => {
+            let id = fe.attach()?;
+            Link::FExit(fe.take_link(id)?)
         }
         (point, _) => return Err(anyhow!("the program has the wrong type for {point}")),
-    }
-    Ok(())
+    })
 }
 
 fn unload(program: &mut Program) {
