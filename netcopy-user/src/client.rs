@@ -23,7 +23,10 @@ use std::{
     net::{SocketAddr, TcpStream, ToSocketAddrs},
     os::fd::AsRawFd,
     process::ExitCode,
-    sync::{Arc, Barrier},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Barrier,
+    },
     time::{Duration, Instant},
 };
 
@@ -91,6 +94,12 @@ pub struct ClientConfig {
     /// A server that sends nothing for this long is an error.
     pub io_timeout: Duration,
     pub verification: Verification,
+    /// Payload bytes of verified messages so far, all threads, for an observer that
+    /// samples the run while it goes (the benchmark's windows); None: not kept.
+    pub progress: Option<Arc<AtomicU64>>,
+    /// Set by an observer to end the run early, as its deadline would (a duration run
+    /// then ends within one read slice); None: only the limit ends it.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl ClientConfig {
@@ -103,6 +112,8 @@ impl ClientConfig {
             pattern: Pattern::Stream,
             io_timeout: Duration::from_secs(30),
             verification: Verification::Full,
+            progress: None,
+            stop: None,
         }
     }
 }
@@ -383,6 +394,7 @@ struct ThreadOutcome {
     ended: Option<Instant>,
     integrity_notes: Vec<String>,
     error: Option<String>,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl ThreadOutcome {
@@ -405,6 +417,7 @@ impl ThreadOutcome {
             ended: None,
             integrity_notes: Vec::new(),
             error: None,
+            progress: None,
         }
     }
 
@@ -435,6 +448,7 @@ enum Cut {
 struct Reader<'a> {
     stream: &'a TcpStream,
     deadline: Option<Instant>,
+    stop: Option<&'a AtomicBool>,
     io_timeout: Duration,
     received: u64,
 }
@@ -498,6 +512,7 @@ impl Reader<'_> {
 
     fn deadline_passed(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -512,6 +527,7 @@ struct Verifier {
 
 fn run_thread(plan: ThreadPlan) -> ThreadOutcome {
     let mut outcome = ThreadOutcome::new();
+    outcome.progress = plan.config.progress.clone();
     let layout = match FieldLayout::new(plan.config.size) {
         Ok(layout) => layout,
         Err(err) => {
@@ -536,6 +552,7 @@ fn run_thread(plan: ThreadPlan) -> ThreadOutcome {
     let mut reader = Reader {
         stream: &plan.stream,
         deadline,
+        stop: plan.config.stop.as_deref(),
         io_timeout: plan.config.io_timeout,
         received: 0,
     };
@@ -694,6 +711,9 @@ fn read_message(
     if problems.is_empty() {
         outcome.messages += 1;
         outcome.bytes += verifier.size;
+        if let Some(progress) = &outcome.progress {
+            progress.fetch_add(verifier.size, Ordering::Relaxed);
+        }
     } else {
         outcome.integrity_error(format!("message {expected_seq}: {}", problems.join("; ")));
     }
@@ -851,6 +871,8 @@ impl ClientArgs {
             pattern: self.pattern,
             io_timeout: self.io_timeout,
             verification: self.verify,
+            progress: None,
+            stop: None,
         }
     }
 }
@@ -962,6 +984,7 @@ mod tests {
         let mut reader = Reader {
             stream: &stream,
             deadline: None,
+            stop: None,
             io_timeout: Duration::from_secs(10),
             received: 0,
         };
