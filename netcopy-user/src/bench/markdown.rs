@@ -1,8 +1,9 @@
 //! BENCHMARKS.md: the method and the figures of one `netcopy bench` run.
 
 use super::{
-    tracing, BenchReport, Instrument, Outcome, Summary, OVERHEAD_SIZE, PEER_SIZE, PEER_STREAMS,
-    TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT, ZERO_COPY_MECHANISMS,
+    tracing, BenchReport, Instrument, Outcome, PairedFigure, Summary, CONFIDENCE, OVERHEAD_SIZE,
+    PEER_SIZE, PEER_STREAMS, SETTLE_MS, TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT,
+    WINDOW_MS, ZERO_COPY_MECHANISMS,
 };
 use crate::size::format_size;
 
@@ -68,8 +69,12 @@ pub fn render(r: &BenchReport) -> String {
         (
             "Rounds",
             format!(
-                "{} per comparison, {} s per run, sides alternating (ABAB…)",
-                r.rounds, r.seconds
+                "{} per comparison, {} s per run, sides alternating (ABAB…); probe overhead: \
+                 {} blocks of {} ms windows",
+                r.rounds,
+                r.seconds,
+                r.overhead.measured().map_or(0, |o| o.blocks),
+                WINDOW_MS
             ),
         ),
         ("Whole run", format!("{:.0} s", r.elapsed_seconds)),
@@ -106,23 +111,38 @@ pub fn render(r: &BenchReport) -> String {
          bytes per second of one core: that estimate is the per-stream ceiling, and CPUs × it \
          the whole machine's. It is an estimate, not a bound: the two copies run on different \
          CPUs in parallel, and the kernel's copy routines are not glibc's memcpy.\n\
-         3. **Probe overhead.** One-copy, {osize} messages, 1 thread, {s} s per run, server \
-         and client pinned to one CPU, three ways alternating within each round: no probes loaded; copy counting \
-         (`CopyProbes::load()`, server and client processes watched); full syscall tracing \
-         (the probes loaded with room for a trace, `trace::SyscallTracer` started on both \
-         processes, and its per-CPU rings drained by a thread of the benchmark process, as \
-         `netcopy trace` does). Probes are loaded and attached before each run and unloaded \
-         after it (load time is reported, not counted). CPU is perf task-clock (user + \
-         kernel, `netcopy::counters`) of the server process plus the client process (which \
-         includes the trace-draining thread) per payload byte. Overheads compare the medians \
-         with those of the no-probe runs. Why pinned: unpinned, this stream is bimodal on a \
-         2-CPU guest (server and client on one CPU: about 20 Gbit/s; on two CPUs: 13 to 27 \
-         Gbit/s, since every cross-CPU wake-up costs a VM exit) and the scheduler picks either \
-         at random, a spread of 20-40% that drowns a 3% overhead; pinned, every nanosecond a \
-         probe adds to the pipeline shows in the throughput, though a shared host still moves \
-         the runs by more than that (the noise line below says by how much). The \
-         trace-draining thread stays unpinned, on the other CPU, and is counted in the CPU \
-         figure, not in the throughput. Then, for each instrument, one more run with the \
+         3. **Probe overhead.** One-copy, {osize} messages, 1 thread, server and client \
+         pinned to one CPU, one connection running from start to end while the instruments \
+         take turns on it: blocks of one {window} ms window each, in the order control, copy \
+         counting, no probes, syscall tracing, every window opening {settle} ms after its \
+         switch. No probes and control: nothing attached. Copy counting: `CopyProbes::load()` \
+         with the server and client processes watched. Syscall tracing: the probes loaded with \
+         room for a trace, `trace::SyscallTracer` started on both processes and its per-CPU \
+         rings drained by a thread of the benchmark process, as `netcopy trace` does. Both \
+         are loaded once before the first block (load time reported) and switched by \
+         detaching and attaching their programs (`CopyProbes::suspend`, `resume`; the \
+         programs stay loaded, so a switch takes milliseconds, outside every window). \
+         Throughput is the payload bytes the client verified in the window; CPU is the CPU \
+         time of the server process plus the benchmark process (client thread and \
+         trace-draining thread) in the window, per payload byte. Why windows: on a shared \
+         virtual machine loopback throughput wanders by 10-30% between runs and within a \
+         run, which drowns a 3% overhead when whole runs are compared; but it wanders \
+         slowly (100 ms windows of one run correlate at 0.7-0.8 with their neighbours), so \
+         each instrument's window is compared with the no-probe window next to it in the \
+         same block, and the overhead is the median of the blocks' overheads, with its \
+         distribution-free {conf:.0}% interval (order statistics of the binomial \
+         distribution: no assumption about the noise's shape). A target is met when that \
+         whole interval is within the limit, not met when it is all beyond it, and \
+         undecided otherwise. The order puts each instrument next to the no-probe window, \
+         with a fast switch between them (attaching takes ~15 ms, detaching copy counting \
+         ~60 ms); detaching the trace takes most of a second (the kernel waits for an RCU \
+         grace period for each classic tracepoint in turn, under one lock), so that switch \
+         falls between blocks. The control window, no probes either, is compared with the \
+         no-probe window like an instrument, one window further away than any instrument: \
+         its figure is the method's own error. Why pinned: unpinned, this stream is bimodal \
+         on a 2-CPU guest (server and client on one CPU or on two, picked by the scheduler \
+         at random); pinned, every nanosecond a probe adds to the pipeline shows in the \
+         throughput. The trace-draining thread is not pinned. Then, for each instrument, one more run with the \
          kernel's own accounting of its eBPF programs on (`BPF_ENABLE_STATS`: runs and \
          nanoseconds of every program, read before and after the run by program id): per \
          program, calls per message and nanoseconds per call. The accounting costs two clock \
@@ -132,7 +152,7 @@ pub fn render(r: &BenchReport) -> String {
          for tracing, the draining thread's CPU time while the workload ran; stopping the \
          trace and decoding and summarizing its calls afterwards is reported beside it) per \
          payload byte, against the no-probe \
-         rounds' median CPU per byte, is the overhead by the kernel's accounting: exact where \
+         windows' median CPU per byte, is the overhead by the kernel's accounting: exact where \
          the wall clock is noisy, but a lower bound, since the kernel's dispatch to the \
          programs and the cache lines they take from the workload are not in it.\n\
          4. **Trace capacity.** {generator}. First one thread unpaced with no trace \
@@ -151,6 +171,9 @@ pub fn render(r: &BenchReport) -> String {
         s = r.seconds,
         p = PEER_STREAMS,
         osize = format_size(OVERHEAD_SIZE),
+        window = WINDOW_MS,
+        settle = SETTLE_MS,
+        conf = CONFIDENCE * 100.0,
         generator = {
             let mut g = tracing::GENERATOR.to_string();
             if let Some(first) = g.get(..1) {
@@ -235,40 +258,44 @@ pub fn render(r: &BenchReport) -> String {
     match &r.overhead {
         Outcome::Measured(o) => {
             out.push_str(
-                "| | Gbit/s | CPU ns per payload byte | throughput overhead | CPU overhead | load + attach |\n\
-                 |---|---|---|---|---|---|\n",
+                "| | Gbit/s (windows) | CPU ns per payload byte (windows) | throughput overhead | CPU overhead | load + first attach | switching on |\n\
+                 |---|---|---|---|---|---|---|\n",
             );
             for v in &o.variants {
                 match v {
                     Outcome::Measured(v) => out.push_str(&format!(
-                        "| {} | {} | {} | {} | {} | {} |\n",
+                        "| {} | {} | {} | {} | {} | {} | {} |\n",
                         v.instrument.label(),
                         cell(&v.gbps, 2),
                         v.cpu_ns_per_byte
                             .as_ref()
                             .map_or_else(|| why(v.cpu_unavailable.clone()), |c| cell(c, 4)),
-                        pct(v.instrument, v.throughput_loss_pct),
-                        pct(v.instrument, v.cpu_increase_pct),
+                        pct(v.instrument, v.throughput_loss),
+                        pct(v.instrument, v.cpu_increase),
                         v.setup_seconds
                             .as_ref()
                             .map_or("–".into(), |s| format!("{:.2} s", s.median)),
+                        v.switch_seconds
+                            .as_ref()
+                            .map_or("–".into(), |s| format!("{:.3} s", s.median)),
                     )),
-                    other => out.push_str(&format!("| {} | | | | | |\n", why(other.why_not()))),
+                    other => out.push_str(&format!("| {} | | | | | | |\n", why(other.why_not()))),
                 }
             }
+            out.push_str(&format!(
+                "\n{} blocks; overheads are the median of the blocks' overheads, each against \
+                 the no-probe window of its block, with the distribution-free {:.0}% interval \
+                 of that median.\n",
+                o.blocks,
+                CONFIDENCE * 100.0
+            ));
             for v in o.variants.iter().filter_map(Outcome::measured) {
                 for e in &v.evidence {
                     out.push_str(&format!("\n- {}: {e}", v.instrument.label()));
                 }
             }
-            if let Some(Outcome::Measured(base)) = o.variants.first() {
-                if let Some(spread) = base.gbps.spread() {
-                    out.push_str(&format!(
-                        "\n- noise: the no-probe rounds spread over {:.1}% of their median; \
-                         overheads smaller than that are within the noise of this machine",
-                        spread * 100.0
-                    ));
-                }
+            if let Some(noise) = o.noise_sentence() {
+                out.push_str(&format!("\n- noise: {noise}"));
             }
             out.push('\n');
             for v in o.variants.iter().filter_map(Outcome::measured) {
@@ -388,9 +415,9 @@ pub fn render(r: &BenchReport) -> String {
     out
 }
 
-fn pct(instrument: Instrument, value: Option<f64>) -> String {
+fn pct(instrument: Instrument, value: Option<PairedFigure>) -> String {
     if instrument == Instrument::None {
         return "(baseline)".into();
     }
-    value.map_or("n/a".into(), |p| format!("{p:+.1}%"))
+    value.map_or("n/a".into(), |p| p.text())
 }

@@ -14,6 +14,7 @@ mod memcpy;
 mod program_cost;
 mod stats;
 mod tracing;
+mod windows;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,7 +23,6 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context, Result};
-use netcopy_common::CopySite;
 use serde::{Deserialize, Serialize};
 
 pub use iperf::{Iperf3, Iperf3Options, Iperf3Result};
@@ -34,7 +34,6 @@ pub use stats::Summary;
 
 use crate::{
     client::{run_client, ClientConfig, RunLimit, Verification},
-    counters::{CounterKind, ProcessCounters},
     ebpf::CopyProbes,
     harness::ServerProcess,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
@@ -58,6 +57,14 @@ pub const TARGET_PEER_RATIO: f64 = 0.95;
 pub const TARGET_COUNTING_PCT: f64 = 3.0;
 /// Target: syscall tracing costs at most this much throughput and CPU, percent.
 pub const TARGET_TRACING_PCT: f64 = 10.0;
+/// Probe overhead: each instrument's window in a block, the settling time after every
+/// switch, and blocks per round-second of `--rounds` x `--seconds` (the default 5 x 2
+/// gives 60 blocks, about 100 s).
+pub const WINDOW_MS: u64 = 200;
+pub const SETTLE_MS: u64 = 50;
+pub const BLOCKS_PER_ROUND_SECOND: u32 = 6;
+/// Of the intervals around the overheads' medians.
+pub const CONFIDENCE: f64 = 0.95;
 
 /// The parts of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -184,6 +191,9 @@ pub enum Instrument {
     None,
     CopyCounting,
     SyscallTracing,
+    /// No probes either, in a window of its own: compared with the no-probe window as
+    /// the instruments are, it shows the method's own error (an A/A comparison).
+    Control,
 }
 
 impl Instrument {
@@ -192,7 +202,12 @@ impl Instrument {
             Instrument::None => "no probes",
             Instrument::CopyCounting => "copy counting",
             Instrument::SyscallTracing => "syscall tracing",
+            Instrument::Control => "no probes (control)",
         }
+    }
+
+    pub fn has_probes(self) -> bool {
+        matches!(self, Instrument::CopyCounting | Instrument::SyscallTracing)
     }
 }
 
@@ -205,12 +220,21 @@ pub struct VariantFigures {
     /// Why there is no CPU figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_unavailable: Option<String>,
-    /// Versus no probes, from the medians; positive = slower.
+    /// Versus no probes: the median of the blocks' overheads; positive = slower.
     pub throughput_loss_pct: Option<f64>,
-    /// Versus no probes, from the medians; positive = more CPU per byte.
+    /// Versus no probes: the median of the blocks' overheads; positive = more CPU per byte.
     pub cpu_increase_pct: Option<f64>,
-    /// Seconds to load and attach the probes before each run (not part of the run).
+    /// The throughput overhead with its interval (None for no probes).
+    #[serde(default)]
+    pub throughput_loss: Option<PairedFigure>,
+    /// The CPU overhead with its interval (None for no probes).
+    #[serde(default)]
+    pub cpu_increase: Option<PairedFigure>,
+    /// Seconds to load the probes and attach them the first time (before the windows).
     pub setup_seconds: Option<Summary>,
+    /// Seconds each switch to this instrument took (between windows, not in them).
+    #[serde(default)]
+    pub switch_seconds: Option<Summary>,
     /// Evidence that the instrument was active (bytes it counted, events it recorded).
     pub evidence: Vec<String>,
     /// One more run with the kernel's accounting of the programs' run time on (not among
@@ -219,18 +243,81 @@ pub struct VariantFigures {
     pub program_cost: Option<Outcome<ProgramCost>>,
 }
 
+/// An overhead measured block by block against the no-probe window of the same block.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedFigure {
+    /// Median of the blocks' overheads, percent.
+    pub median_pct: f64,
+    /// Distribution-free interval of that median at [`CONFIDENCE`]; None with too few
+    /// blocks.
+    pub interval_pct: Option<(f64, f64)>,
+    pub blocks: usize,
+}
+
+impl PairedFigure {
+    /// `+3.5% (95% interval +1.5% to +5.9%)`.
+    pub fn text(&self) -> String {
+        match self.interval_pct {
+            Some((lo, hi)) => format!(
+                "{:+.1}% ({:.0}% interval {lo:+.1}% to {hi:+.1}%)",
+                self.median_pct,
+                CONFIDENCE * 100.0
+            ),
+            None => format!("{:+.1}% (too few blocks for an interval)", self.median_pct),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OverheadSection {
     pub mode: Mode,
     pub size: u64,
     pub threads: usize,
+    /// Seconds of each run with the kernel's accounting on.
     pub seconds: u32,
+    /// Each instrument's window per block, milliseconds.
+    #[serde(default)]
+    pub window_ms: u64,
+    /// Milliseconds the workload runs after each switch before the window opens.
+    #[serde(default)]
+    pub settle_ms: u64,
+    /// Blocks measured (each with one window per instrument).
+    #[serde(default)]
+    pub blocks: u32,
     /// The CPU server and client were both pinned to (the trace-draining thread is not
     /// pinned); None when pinning was not possible (`pin_note` says why).
     pub pinned_cpu: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_note: Option<String>,
     pub variants: Vec<Outcome<VariantFigures>>,
+}
+
+impl OverheadSection {
+    /// How noisy the machine was, and how much of it the pairing left: the no-probe
+    /// windows' spread, and the control window's figure against them.
+    pub fn noise_sentence(&self) -> Option<String> {
+        let measured = |i: Instrument| {
+            self.variants
+                .iter()
+                .filter_map(Outcome::measured)
+                .find(|v| v.instrument == i)
+        };
+        let spread = measured(Instrument::None)?.gbps.spread()?;
+        let mut text = format!(
+            "the no-probe windows spread over {:.1}% of their median throughput",
+            spread * 100.0
+        );
+        if let Some(control) = measured(Instrument::Control) {
+            text.push_str(&format!(
+                "; paired block by block, a second no-probe window (the control) came out at \
+                 {} in throughput and {} in CPU per byte against them: the method's own error, \
+                 which the instruments' intervals should resemble in width",
+                control.throughput_loss.map_or("n/a".into(), |p| p.text()),
+                control.cpu_increase.map_or("n/a".into(), |p| p.text()),
+            ));
+        }
+        Some(text)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,6 +332,8 @@ pub struct PartLoad {
 pub enum Verdict {
     Met,
     NotMet,
+    /// Measured, but the figure's confidence interval straddles the limit.
+    Undecided,
     NotMeasured,
 }
 
@@ -253,6 +342,7 @@ impl Verdict {
         match self {
             Verdict::Met => "met",
             Verdict::NotMet => "NOT met",
+            Verdict::Undecided => "undecided",
             Verdict::NotMeasured => "not measured",
         }
     }
@@ -802,22 +892,6 @@ fn ceiling_section(
 
 // ---- Probe overhead ----
 
-struct VariantRun {
-    gbps: f64,
-    cpu_ns_per_byte: std::result::Result<f64, String>,
-    setup_seconds: Option<f64>,
-    evidence: Option<String>,
-    /// With `Metering::Programs`: the kernel's accounting of the run.
-    program_cost: Option<std::result::Result<ProgramCost, String>>,
-}
-
-/// Whether a run switches on the kernel's accounting of the programs' run time.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Metering {
-    Off,
-    Programs,
-}
-
 fn overhead_section(
     rounds: u32,
     seconds: u32,
@@ -838,66 +912,69 @@ fn overhead_section(
         ),
         Err(e) => (None, Some(format!("cannot read the CPU affinity: {e}"))),
     };
-    let mut instruments = vec![Instrument::None, Instrument::CopyCounting];
-    if tracer.is_ok() {
-        instruments.push(Instrument::SyscallTracing);
-    }
-    let mut runs: Vec<Vec<VariantRun>> = instruments.iter().map(|_| Vec::new()).collect();
-    let mut failures: Vec<Option<String>> = instruments.iter().map(|_| None).collect();
-    for round in 1..=rounds {
-        for (i, &instrument) in instruments.iter().enumerate() {
-            if failures[i].is_some() {
-                continue;
-            }
-            match overhead_run(
-                instrument,
-                seconds,
-                tracer.as_ref().ok(),
-                pinned_cpu,
-                Metering::Off,
-            ) {
-                Ok(run) => {
-                    progress(&format!(
-                        "probe overhead round {round}/{rounds}: {}: {:.2} Gbit/s, {}",
-                        instrument.label(),
-                        run.gbps,
-                        match &run.cpu_ns_per_byte {
-                            Ok(c) => format!("{c:.4} CPU ns/byte"),
-                            Err(e) => format!("CPU unavailable ({e})"),
-                        }
-                    ));
-                    runs[i].push(run);
-                }
-                Err(e) => {
-                    progress(&format!(
-                        "probe overhead: {}: FAILED: {e:#}",
-                        instrument.label()
-                    ));
-                    failures[i] = Some(format!("{e:#}"));
-                }
-            }
+    // In the order of the report's rows (see `variant_for`); without a tracer its row
+    // says why.
+    let all = [
+        Instrument::None,
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Control,
+    ];
+    let instruments: Vec<Instrument> = all
+        .into_iter()
+        .filter(|i| *i != Instrument::SyscallTracing || tracer.is_ok())
+        .collect();
+    let plan = windows::WindowPlan {
+        window_ms: WINDOW_MS,
+        settle_ms: SETTLE_MS,
+        blocks: rounds
+            .saturating_mul(seconds)
+            .saturating_mul(BLOCKS_PER_ROUND_SECOND),
+    };
+    progress(&format!(
+        "probe overhead: {} blocks of {} windows of {} ms on one running workload",
+        plan.blocks,
+        instruments.len(),
+        plan.window_ms
+    ));
+    let run = match windows::run(
+        plan,
+        &instruments,
+        tracer.as_ref().ok(),
+        pinned_cpu,
+        &progress,
+    ) {
+        Ok(run) => run,
+        Err(e) => {
+            progress(&format!("probe overhead: FAILED: {e:#}"));
+            return Outcome::Failed {
+                error: format!("{e:#}"),
+            };
         }
-    }
-    let base = runs[0].as_slice();
-    let base_gbps = Summary::of(&base.iter().map(|r| r.gbps).collect::<Vec<_>>());
-    let base_cpu = cpu_summary(base).0;
+    };
+    let mut failures: Vec<Option<String>> = all
+        .iter()
+        .map(|i| {
+            run.failed
+                .iter()
+                .find(|(f, _)| f == i)
+                .map(|(_, why)| why.clone())
+        })
+        .collect();
+    let base_cpu = Summary::of(
+        &run.samples
+            .iter()
+            .filter(|w| w.instrument == Instrument::None)
+            .filter_map(windows::WindowSample::cpu_ns_per_byte)
+            .collect::<Vec<_>>(),
+    );
     let mut program_costs: Vec<Option<Outcome<ProgramCost>>> = Vec::new();
-    for (i, &instrument) in instruments.iter().enumerate() {
-        if instrument == Instrument::None || failures[i].is_some() {
+    for (i, &instrument) in all.iter().enumerate() {
+        if !instruments.contains(&instrument) || !instrument.has_probes() || failures[i].is_some() {
             program_costs.push(None);
             continue;
         }
-        let run = overhead_run(
-            instrument,
-            seconds,
-            tracer.as_ref().ok(),
-            pinned_cpu,
-            Metering::Programs,
-        );
-        let cost = run.map_err(|e| format!("{e:#}")).and_then(|r| {
-            r.program_cost
-                .unwrap_or_else(|| Err("the run did not account its programs".into()))
-        });
+        let cost = accounted_run(instrument, seconds, tracer.as_ref().ok(), pinned_cpu);
         let outcome = match cost {
             Ok(cost) => {
                 let cost = cost.relative_to(base_cpu.as_ref().map(|b| b.median));
@@ -920,217 +997,196 @@ fn overhead_section(
         program_costs.push(Some(outcome));
     }
     let mut variants = Vec::new();
-    for (i, &instrument) in instruments.iter().enumerate() {
+    for (i, &instrument) in all.iter().enumerate() {
         if let Some(error) = failures[i].take() {
             variants.push(Outcome::Failed { error });
             continue;
         }
-        let samples = &runs[i];
-        let Some(gbps) = Summary::of(&samples.iter().map(|r| r.gbps).collect::<Vec<_>>()) else {
+        if let (Instrument::SyscallTracing, Err(reason)) = (instrument, tracer) {
+            variants.push(Outcome::NotMeasured {
+                reason: format!("syscall tracing: {reason}"),
+            });
+            continue;
+        }
+        let windows: Vec<&windows::WindowSample> = run
+            .samples
+            .iter()
+            .filter(|w| w.instrument == instrument)
+            .collect();
+        let Some(gbps) = Summary::of(&windows.iter().filter_map(|w| w.gbps()).collect::<Vec<_>>())
+        else {
             variants.push(Outcome::Failed {
-                error: "no valid throughput figure".into(),
+                error: "no window moved any data".into(),
             });
             continue;
         };
-        let (cpu, cpu_unavailable) = cpu_summary(samples);
-        let setup: Vec<f64> = samples.iter().filter_map(|r| r.setup_seconds).collect();
-        let mut evidence: Vec<String> = samples.iter().filter_map(|r| r.evidence.clone()).collect();
-        evidence.dedup();
-        evidence.truncate(1);
+        let cpu_values: Vec<f64> = windows.iter().filter_map(|w| w.cpu_ns_per_byte()).collect();
+        let cpu = (cpu_values.len() == windows.len())
+            .then(|| Summary::of(&cpu_values))
+            .flatten();
         let is_base = instrument == Instrument::None;
+        let losses = windows::paired(
+            &run.samples,
+            instrument,
+            windows::WindowSample::gbps,
+            stats::throughput_loss_pct,
+        );
+        let increases = windows::paired(
+            &run.samples,
+            instrument,
+            windows::WindowSample::cpu_ns_per_byte,
+            stats::cost_increase_pct,
+        );
+        let paired = |values: &[f64]| {
+            (!is_base)
+                .then(|| {
+                    Some(PairedFigure {
+                        median_pct: stats::median(values)?,
+                        interval_pct: stats::median_interval(values, CONFIDENCE),
+                        blocks: values.len(),
+                    })
+                })
+                .flatten()
+        };
+        let pick = |list: &[(Instrument, f64)]| {
+            Summary::of(
+                &list
+                    .iter()
+                    .filter(|(i, _)| *i == instrument)
+                    .map(|(_, s)| *s)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let evidence = match instrument {
+            Instrument::None | Instrument::Control => Vec::new(),
+            Instrument::CopyCounting => run
+                .counted
+                .map(|(recv, send)| {
+                    format!(
+                        "the probes counted {recv:.3} bytes copied on receive and {send:.3} on \
+                         send per payload byte while attached"
+                    )
+                })
+                .into_iter()
+                .collect(),
+            Instrument::SyscallTracing => match &run.trace {
+                Some(Ok(stats)) => vec![stats.describe_windows()],
+                Some(Err(e)) => vec![format!("the trace failed: {e:#}")],
+                None => Vec::new(),
+            },
+        };
         variants.push(Outcome::Measured(VariantFigures {
             instrument,
-            throughput_loss_pct: (!is_base)
-                .then(|| {
-                    base_gbps
-                        .as_ref()
-                        .and_then(|b| stats::throughput_loss_pct(b.median, gbps.median))
-                })
-                .flatten(),
-            cpu_increase_pct: (!is_base)
-                .then(|| match (&base_cpu, &cpu) {
-                    (Some(b), Some(c)) => stats::cost_increase_pct(b.median, c.median),
-                    _ => None,
-                })
-                .flatten(),
+            throughput_loss_pct: paired(&losses).map(|p| p.median_pct),
+            cpu_increase_pct: paired(&increases).map(|p| p.median_pct),
+            throughput_loss: paired(&losses),
+            cpu_increase: paired(&increases),
             gbps,
             cpu_ns_per_byte: cpu,
-            cpu_unavailable,
-            setup_seconds: Summary::of(&setup),
+            cpu_unavailable: (cpu_values.len() != windows.len())
+                .then(|| "the CPU clock of the server or of this process was unreadable".into()),
+            setup_seconds: pick(&run.setup_seconds),
+            switch_seconds: pick(&run.switch_seconds),
             evidence,
             program_cost: program_costs[i].take(),
         }));
-    }
-    if let Err(reason) = tracer {
-        variants.push(Outcome::NotMeasured {
-            reason: format!("syscall tracing: {reason}"),
-        });
     }
     Outcome::Measured(OverheadSection {
         mode: Mode::OneCopy,
         size: OVERHEAD_SIZE,
         threads: 1,
         seconds,
+        window_ms: plan.window_ms,
+        settle_ms: plan.settle_ms,
+        blocks: run.samples.iter().map(|w| w.block + 1).max().unwrap_or(0),
         pinned_cpu,
         pin_note,
         variants,
     })
 }
 
-fn cpu_summary(runs: &[VariantRun]) -> (Option<Summary>, Option<String>) {
-    let mut values = Vec::new();
-    for run in runs {
-        match &run.cpu_ns_per_byte {
-            Ok(v) => values.push(*v),
-            Err(reason) => return (None, Some(reason.clone())),
-        }
-    }
-    (Summary::of(&values), None)
-}
-
-/// One run of the overhead workload (one-copy, 64K, 1 thread) under `instrument`.
-fn overhead_run(
+/// One run of the overhead workload (one-copy, 64K, 1 thread, server and client on
+/// `pinned_cpu`) under `instrument`, with the kernel's accounting of the programs' run
+/// time on: what the programs cost, by the kernel's own clock. A run of its own, since
+/// the accounting has a cost of its own.
+fn accounted_run(
     instrument: Instrument,
     seconds: u32,
     tracer: Option<&tracing::Tracer>,
     pinned_cpu: Option<usize>,
-    metering: Metering,
-) -> Result<VariantRun> {
-    let server = ServerProcess::spawn(Mode::OneCopy, &[])?;
+) -> std::result::Result<ProgramCost, String> {
+    let server = ServerProcess::spawn(Mode::OneCopy, &[]).map_err(|e| format!("{e:#}"))?;
     let own = std::process::id();
-    let setup_start = Instant::now();
     let mut probes = None;
     let mut trace = None;
-    match instrument {
-        Instrument::None => {}
-        Instrument::CopyCounting => {
-            let mut p = CopyProbes::load()?;
-            p.watch_process(server.pid(), SERVER_SLOT, false)?;
-            p.watch_process(own, CLIENT_SLOT, false)?;
-            probes = Some(p);
+    let loaded = (|| -> Result<Vec<crate::ebpf::runstats::LoadedProgram>> {
+        match instrument {
+            Instrument::CopyCounting => {
+                let mut p = CopyProbes::load()?;
+                p.watch_process(server.pid(), SERVER_SLOT, false)?;
+                p.watch_process(own, CLIENT_SLOT, false)?;
+                let programs = p.loaded_programs();
+                probes = Some(p);
+                Ok(programs)
+            }
+            Instrument::SyscallTracing => {
+                let tracer = tracer.ok_or_else(|| anyhow!("the tracer is not available"))?;
+                let host = tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?;
+                let programs = host.loaded_programs();
+                trace = Some(host);
+                programs
+            }
+            Instrument::None | Instrument::Control => bail!("no probes to account"),
         }
-        Instrument::SyscallTracing => {
-            let tracer = tracer.ok_or_else(|| anyhow!("the tracer is not available"))?;
-            trace = Some(tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?);
-        }
-    }
-    let setup_seconds =
-        (instrument != Instrument::None).then(|| setup_start.elapsed().as_secs_f64());
-    let meter = match (metering, &probes, &trace) {
-        (Metering::Off, _, _) => None,
-        (Metering::Programs, Some(p), _) => Some(ProgramMeter::start(p.loaded_programs())),
-        (Metering::Programs, None, Some(t)) => {
-            Some(t.loaded_programs().and_then(ProgramMeter::start))
-        }
-        (Metering::Programs, None, None) => None,
-    };
-    let before = match probes.as_mut() {
-        Some(p) => Some(p.read_counters()?),
-        None => None,
-    };
-    let mut server_cpu = ProcessCounters::open(server.pid(), true);
-    let mut client_cpu = ProcessCounters::open(own, true);
-    server_cpu.enable();
-    client_cpu.enable();
-    let config = ClientConfig::new(
-        &server.addr,
-        OVERHEAD_SIZE,
-        1,
-        RunLimit::Duration(Duration::from_secs(u64::from(seconds))),
-    );
-    // Server and client on one CPU (see `affinity`); the probes' setup above and the
-    // trace-draining thread (created before) are not pinned.
-    let pin = match pinned_cpu {
-        Some(cpu) => {
-            affinity::pin_process(server.pid(), &[cpu])?;
-            Some(affinity::PinnedThread::pin(&[cpu])?)
-        }
-        None => None,
-    };
-    let client = run_client(&config);
-    drop(pin);
-    client_cpu.disable();
-    server_cpu.disable();
-    // Read while the programs are loaded: stopping a trace unloads them.
-    let program_cost = meter.map(|meter| {
-        let (messages, bytes) = client
-            .as_ref()
-            .map(|r| (r.messages, r.bytes))
-            .unwrap_or((0, 0));
-        meter
-            .and_then(|m| m.finish(messages, bytes))
-            .map_err(|e| format!("{e:#}"))
-    });
-    let trace_stats = trace.map(|t| t.stop());
-    let totals = server.stop();
-    let report = client.map_err(|f| anyhow!("netcopy client: {f}"))?;
-    totals?;
-    let task_clock = |c: &mut ProcessCounters| c.read().get(CounterKind::TaskClock);
-    let (s, c) = (task_clock(&mut server_cpu), task_clock(&mut client_cpu));
-    let cpu_ns_per_byte = match (s.value(), c.value()) {
-        _ if report.bytes == 0 => Err("no payload bytes".to_string()),
-        (Some(s), Some(c)) => Ok((s + c) as f64 / report.bytes as f64),
-        _ => Err(format!(
-            "task-clock unavailable: {}",
-            s.reason().or(c.reason()).unwrap_or("?")
-        )),
-    };
-    let evidence = match (probes.as_mut(), before) {
-        (Some(p), Some(before)) => {
-            let delta = p.read_counters()?.since(&before);
-            let recv = delta.get(CLIENT_SLOT, CopySite::KernelRecvCopy).bytes;
-            let send = delta.get(SERVER_SLOT, CopySite::KernelSendCopy).bytes;
-            Some(format!(
-                "the probes counted {:.3} bytes copied on receive and {:.3} on send per \
-                 payload byte",
-                recv as f64 / report.bytes as f64,
-                send as f64 / report.bytes as f64
-            ))
-        }
-        _ => match &trace_stats {
-            Some(Ok(stats)) => Some(stats.describe()),
-            Some(Err(e)) => return Err(anyhow!("{e:#}")),
+    })();
+    let outcome = (|| -> Result<ProgramCost> {
+        let meter = ProgramMeter::start(loaded?)?;
+        let config = ClientConfig::new(
+            &server.addr,
+            OVERHEAD_SIZE,
+            1,
+            RunLimit::Duration(Duration::from_secs(u64::from(seconds))),
+        );
+        let pin = match pinned_cpu {
+            Some(cpu) => {
+                affinity::pin_process(server.pid(), &[cpu])?;
+                Some(affinity::PinnedThread::pin(&[cpu])?)
+            }
             None => None,
-        },
-    };
+        };
+        let client = run_client(&config);
+        drop(pin);
+        let report = client.map_err(|f| anyhow!("netcopy client: {f}"))?;
+        // Read while the programs are loaded: stopping a trace unloads them.
+        let cost = meter.finish(report.messages, report.bytes)?;
+        Ok(match trace.take().map(|t| t.stop()) {
+            Some(stats) => cost.with_drain(stats?.drain_cpu_seconds),
+            None => cost,
+        })
+    })();
+    drop(trace);
     drop(probes);
-    let program_cost = match (program_cost, &trace_stats) {
-        (Some(Ok(cost)), Some(Ok(stats))) => Some(Ok(cost.with_drain(stats.drain_cpu_seconds))),
-        (cost, _) => cost,
-    };
-    Ok(VariantRun {
-        gbps: report.throughput_gbps,
-        cpu_ns_per_byte,
-        setup_seconds,
-        evidence,
-        program_cost,
-    })
+    let totals = server.stop();
+    let cost = outcome.map_err(|e| format!("{e:#}"))?;
+    totals.map_err(|e| format!("{e:#}"))?;
+    Ok(cost)
 }
 
 // ---- Targets ----
 
+/// A target on a figure with no interval (the kernel's accounting: exact, not sampled).
 fn pct_target(
     goal: String,
     variant: std::result::Result<&VariantFigures, String>,
     pick: impl Fn(&VariantFigures) -> Option<f64>,
     limit: f64,
     what: &str,
-    noise_pct: Option<f64>,
 ) -> Target {
     match variant {
         Ok(v) => match pick(v) {
             Some(p) => Target {
                 goal,
-                measured: format!(
-                    "{p:+.1}% {what}{}",
-                    match noise_pct {
-                        Some(n) if (p - limit).abs() <= n => format!(
-                            " (within {n:.1}% of the limit, the spread of the no-probe \
-                             rounds: the verdict could go either way)"
-                        ),
-                        _ => String::new(),
-                    }
-                ),
+                measured: format!("{p:+.1}% {what}"),
                 verdict: if p <= limit {
                     Verdict::Met
                 } else {
@@ -1154,6 +1210,68 @@ fn pct_target(
     }
 }
 
+/// A target on an overhead measured block by block: met when the whole confidence
+/// interval of the median is within the limit, not met when it is all beyond it,
+/// undecided when it straddles the limit (the machine is too noisy to tell).
+fn interval_target(
+    goal: String,
+    variant: std::result::Result<&VariantFigures, String>,
+    pick: impl Fn(&VariantFigures) -> Option<PairedFigure>,
+    limit: f64,
+    what: &str,
+) -> Target {
+    let variant = match variant {
+        Ok(v) => v,
+        Err(measured) => {
+            return Target {
+                goal,
+                measured,
+                verdict: Verdict::NotMeasured,
+            }
+        }
+    };
+    let Some(figure) = pick(variant) else {
+        return Target {
+            goal,
+            measured: variant
+                .cpu_unavailable
+                .clone()
+                .unwrap_or_else(|| "no figure".into()),
+            verdict: Verdict::NotMeasured,
+        };
+    };
+    let median = figure.median_pct;
+    let (measured, verdict) = match figure.interval_pct {
+        Some((lo, hi)) => (
+            format!(
+                "{median:+.1}% {what} ({:.0}% interval {lo:+.1}% to {hi:+.1}%, {} blocks)",
+                CONFIDENCE * 100.0,
+                figure.blocks
+            ),
+            if hi <= limit {
+                Verdict::Met
+            } else if lo > limit {
+                Verdict::NotMet
+            } else {
+                Verdict::Undecided
+            },
+        ),
+        None => (
+            format!(
+                "{median:+.1}% {what} (only {} blocks: too few for a {:.0}% interval)",
+                figure.blocks,
+                CONFIDENCE * 100.0
+            ),
+            Verdict::Undecided,
+        ),
+    };
+    Target {
+        goal,
+        measured,
+        verdict,
+    }
+}
+
 /// The figures of one instrument, or why there are none.
 fn variant_for(
     report: &BenchReport,
@@ -1167,11 +1285,16 @@ fn variant_for(
         Instrument::None => 0,
         Instrument::CopyCounting => 1,
         Instrument::SyscallTracing => 2,
+        Instrument::Control => 3,
     };
     match section.variants.get(position) {
         Some(Outcome::Measured(v)) if v.instrument == instrument => Ok(v),
+        Some(Outcome::Measured(_)) | None => section
+            .variants
+            .iter()
+            .find_map(|o| o.measured().filter(|v| v.instrument == instrument))
+            .ok_or_else(|| "not measured".into()),
         Some(other) => Err(other.why_not().unwrap_or_default()),
-        None => Err("not measured".into()),
     }
 }
 
@@ -1223,31 +1346,23 @@ fn targets(report: &BenchReport) -> Vec<Target> {
             },
         });
     }
-    let base = variant_for(report, Instrument::None).ok();
-    let noise_gbps = base.and_then(|b| b.gbps.spread()).map(|s| s * 100.0);
-    let noise_cpu = base
-        .and_then(|b| b.cpu_ns_per_byte.as_ref())
-        .and_then(Summary::spread)
-        .map(|s| s * 100.0);
     for (instrument, limit) in [
         (Instrument::CopyCounting, TARGET_COUNTING_PCT),
         (Instrument::SyscallTracing, TARGET_TRACING_PCT),
     ] {
-        out.push(pct_target(
+        out.push(interval_target(
             format!("{} throughput overhead <= {limit:.0}%", instrument.label()),
             variant_for(report, instrument),
-            |v| v.throughput_loss_pct,
+            |v| v.throughput_loss,
             limit,
             "throughput",
-            noise_gbps,
         ));
-        out.push(pct_target(
+        out.push(interval_target(
             format!("{} CPU overhead <= {limit:.0}%", instrument.label()),
             variant_for(report, instrument),
-            |v| v.cpu_increase_pct,
+            |v| v.cpu_increase,
             limit,
             "CPU per byte",
-            noise_cpu,
         ));
         let accounted = variant_for(report, instrument).and_then(|v| match &v.program_cost {
             Some(Outcome::Measured(_)) => Ok(v),
@@ -1270,7 +1385,6 @@ fn targets(report: &BenchReport) -> Vec<Target> {
                 "CPU per byte (the programs' run time less the accounting's floor; the \
                  kernel's dispatch to the programs is not in it)"
             },
-            None,
         ));
     }
     out.push(tracing::lossless_target(&report.trace_capacity));
@@ -1390,22 +1504,26 @@ pub fn render(r: &BenchReport) -> String {
     match &r.overhead {
         Outcome::Measured(o) => {
             out.push_str(&format!(
-                "   workload: {} {}, {} thread, {} s per run, {}; CPU = task-clock of server + \
-                 client per payload byte\n",
+                "   workload: {} {}, {} thread, {}; {} blocks of one {} ms window per \
+                 instrument (after {} ms to settle), all on one running connection; overheads \
+                 are medians of the blocks against the block's no-probe window; CPU = CPU \
+                 time of the server and benchmark processes per payload byte\n",
                 o.mode,
                 format_size(o.size),
                 o.threads,
-                o.seconds,
                 match (o.pinned_cpu, &o.pin_note) {
                     (Some(cpu), _) => format!("server and client pinned to CPU {cpu}"),
                     (None, note) => format!("not pinned ({})", note.as_deref().unwrap_or("?")),
-                }
+                },
+                o.blocks,
+                o.window_ms,
+                o.settle_ms,
             ));
             for v in &o.variants {
                 match v {
                     Outcome::Measured(v) => {
                         out.push_str(&format!(
-                            "   {:<16} {}",
+                            "   {:<19} {}",
                             v.instrument.label(),
                             summary_text(&v.gbps, "Gbit/s", 2)
                         ));
@@ -1421,34 +1539,36 @@ pub fn render(r: &BenchReport) -> String {
                         out.push('\n');
                         if v.instrument != Instrument::None {
                             out.push_str(&format!(
-                                "   {:<16} overhead: throughput {}, CPU per byte {}{}\n",
+                                "   {:<19} overhead: throughput {}, CPU per byte {}{}{}\n",
                                 "",
-                                v.throughput_loss_pct
-                                    .map_or("n/a".into(), |p| format!("{p:+.1}%")),
-                                v.cpu_increase_pct
-                                    .map_or("n/a".into(), |p| format!("{p:+.1}%")),
+                                v.throughput_loss.map_or("n/a".into(), |p| p.text()),
+                                v.cpu_increase.map_or("n/a".into(), |p| p.text()),
                                 v.setup_seconds.as_ref().map_or(String::new(), |s| format!(
-                                    "; loading and attaching took {:.2} s (not in the run)",
+                                    "; loading and attaching took {:.2} s",
+                                    s.median
+                                )),
+                                v.switch_seconds.as_ref().map_or(String::new(), |s| format!(
+                                    ", switching on {:.3} s (median; between windows)",
                                     s.median
                                 ))
                             ));
                         }
                         for e in &v.evidence {
-                            out.push_str(&format!("   {:<16} {e}\n", ""));
+                            out.push_str(&format!("   {:<19} {e}\n", ""));
                         }
                         match &v.program_cost {
                             Some(Outcome::Measured(cost)) => {
-                                out.push_str(&format!("   {:<16} {}\n", "", cost.summary()));
+                                out.push_str(&format!("   {:<19} {}\n", "", cost.summary()));
                                 for p in &cost.programs {
                                     out.push_str(&format!(
-                                        "   {:<16}   {:<34} {:<42} {:>5.2} runs/message {:>7.0} ns/run\n",
+                                        "   {:<19}   {:<34} {:<42} {:>5.2} runs/message {:>7.0} ns/run\n",
                                         "", p.program, p.hook, p.runs_per_message, p.ns_per_run
                                     ));
                                 }
-                                out.push_str(&format!("   {:<16}   {}\n", "", cost.floor_text()));
+                                out.push_str(&format!("   {:<19}   {}\n", "", cost.floor_text()));
                             }
                             Some(other) => out.push_str(&format!(
-                                "   {:<16} kernel's accounting: {}\n",
+                                "   {:<19} kernel's accounting: {}\n",
                                 "",
                                 other.why_not().unwrap_or_default()
                             )),
@@ -1458,13 +1578,8 @@ pub fn render(r: &BenchReport) -> String {
                     other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
                 }
             }
-            if let Some(Outcome::Measured(base)) = o.variants.first() {
-                if let Some(spread) = base.gbps.spread() {
-                    out.push_str(&format!(
-                        "   noise: the rounds without probes spread over {:.1}% of their median\n",
-                        spread * 100.0
-                    ));
-                }
+            if let Some(noise) = o.noise_sentence() {
+                out.push_str(&format!("   noise: {noise}\n"));
             }
         }
         other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
@@ -1496,17 +1611,35 @@ mod tests {
         Summary::of(values).unwrap()
     }
 
-    fn variant(instrument: Instrument, gbps: f64, loss: f64, cpu: f64) -> VariantFigures {
+    /// An overhead of `median`% with the interval `lo`..`hi` over 60 blocks.
+    fn paired(median: f64, lo: f64, hi: f64) -> PairedFigure {
+        PairedFigure {
+            median_pct: median,
+            interval_pct: Some((lo, hi)),
+            blocks: 60,
+        }
+    }
+
+    fn variant(
+        instrument: Instrument,
+        gbps: f64,
+        loss: PairedFigure,
+        cpu: PairedFigure,
+    ) -> VariantFigures {
+        let compared = instrument != Instrument::None;
         VariantFigures {
             instrument,
             gbps: summary(&[gbps]),
             cpu_ns_per_byte: Some(summary(&[0.5])),
             cpu_unavailable: None,
-            throughput_loss_pct: (instrument != Instrument::None).then_some(loss),
-            cpu_increase_pct: (instrument != Instrument::None).then_some(cpu),
+            throughput_loss_pct: compared.then_some(loss.median_pct),
+            cpu_increase_pct: compared.then_some(cpu.median_pct),
+            throughput_loss: compared.then_some(loss),
+            cpu_increase: compared.then_some(cpu),
             setup_seconds: None,
+            switch_seconds: None,
             evidence: Vec::new(),
-            program_cost: (instrument != Instrument::None).then(|| {
+            program_cost: instrument.has_probes().then(|| {
                 Outcome::Measured(ProgramCost {
                     programs: vec![ProgramFigure {
                         program: "netcopy_recv_copy_tp_btf".into(),
@@ -1568,14 +1701,33 @@ mod tests {
                 size: OVERHEAD_SIZE,
                 threads: 1,
                 seconds: 1,
+                window_ms: WINDOW_MS,
+                settle_ms: SETTLE_MS,
+                blocks: 60,
                 pinned_cpu: Some(1),
                 pin_note: None,
                 variants: vec![
-                    Outcome::Measured(variant(Instrument::None, 20.0, 0.0, 0.0)),
-                    Outcome::Measured(variant(Instrument::CopyCounting, 19.8, 1.0, 4.0)),
+                    Outcome::Measured(variant(
+                        Instrument::None,
+                        20.0,
+                        paired(0.0, 0.0, 0.0),
+                        paired(0.0, 0.0, 0.0),
+                    )),
+                    Outcome::Measured(variant(
+                        Instrument::CopyCounting,
+                        19.8,
+                        paired(1.0, -0.5, 2.5),
+                        paired(4.0, 3.2, 5.0),
+                    )),
                     Outcome::NotMeasured {
                         reason: "syscall tracing: the tracer is not available in this build".into(),
                     },
+                    Outcome::Measured(variant(
+                        Instrument::Control,
+                        20.1,
+                        paired(0.2, -1.9, 1.7),
+                        paired(-0.1, -2.0, 1.5),
+                    )),
                 ],
             }),
             trace_capacity: Outcome::NotMeasured {
@@ -1598,8 +1750,8 @@ mod tests {
                 Verdict::Met,         // 0.96 >= 0.95
                 Verdict::NotMeasured, // no pinned comparison in this report
                 Verdict::NotMeasured, // the 4-stream comparison failed
-                Verdict::Met,         // counting throughput +1% <= 3%
-                Verdict::NotMet,      // counting CPU +4% > 3%
+                Verdict::Met,         // counting throughput: all of -0.5%..+2.5% <= 3%
+                Verdict::NotMet,      // counting CPU: all of +3.2%..+5.0% > 3%
                 Verdict::Met,         // counting by the kernel's accounting: +2% <= 3%
                 Verdict::NotMeasured, // no tracer
                 Verdict::NotMeasured,
@@ -1621,6 +1773,44 @@ mod tests {
         assert!(t[6].measured.contains("tracer is not available"));
         assert!(t[8].measured.contains("tracer is not available"));
         assert!(r.failed(), "a failed comparison makes the run fail");
+
+        assert!(
+            t[3].measured
+                .contains("95% interval -0.5% to +2.5%, 60 blocks"),
+            "{}",
+            t[3].measured
+        );
+        // An interval across the limit decides nothing; neither do too few blocks.
+        let r = report(Some(1.0));
+        let counting = variant_for(&r, Instrument::CopyCounting);
+        let straddling = interval_target(
+            "g".into(),
+            counting.clone(),
+            |_| Some(paired(2.5, 1.0, 4.0)),
+            3.0,
+            "throughput",
+        );
+        assert_eq!(straddling.verdict, Verdict::Undecided);
+        let few = interval_target(
+            "g".into(),
+            counting,
+            |_| {
+                Some(PairedFigure {
+                    median_pct: 0.5,
+                    interval_pct: None,
+                    blocks: 4,
+                })
+            },
+            3.0,
+            "throughput",
+        );
+        assert_eq!(few.verdict, Verdict::Undecided);
+        assert!(few.measured.contains("only 4 blocks"), "{}", few.measured);
+        // The control is found by instrument, not position.
+        assert_eq!(
+            variant_for(&r, Instrument::Control).map(|v| v.gbps.median),
+            Ok(20.1)
+        );
 
         let below = targets(&report(Some(0.90)));
         assert_eq!(below[0].verdict, Verdict::NotMet);
@@ -1645,6 +1835,8 @@ mod tests {
              payload byte: +2.0% of the no-probe CPU per byte",
             "netcopy_recv_copy_tp_btf",
             "an empty program on tp_btf skb_copy_datagram_iovec ran 70 ns per call",
+            "a second no-probe window (the control) came out at +0.2% (95% interval -1.9% \
+             to +1.7%)",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

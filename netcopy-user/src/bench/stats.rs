@@ -65,6 +65,40 @@ pub fn cost_increase_pct(base: f64, with: f64) -> Option<f64> {
     ratio(with - base, base).map(|r| r * 100.0)
 }
 
+/// A distribution-free confidence interval for the median of `samples` at `confidence`
+/// (e.g. 0.95): the order statistics x(k) and x(n+1-k), with k the largest rank for which
+/// P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2. It assumes only that the samples are
+/// independent draws of one distribution, nothing about its shape. None when there are
+/// too few samples for that confidence (fewer than 6 at 95%) or one is not finite.
+pub fn median_interval(samples: &[f64], confidence: f64) -> Option<(f64, f64)> {
+    let n = samples.len();
+    if n == 0 || samples.iter().any(|s| !s.is_finite()) || !(0.0..1.0).contains(&confidence) {
+        return None;
+    }
+    let tail = (1.0 - confidence) / 2.0;
+    // P(B <= i) for B ~ Binomial(n, 1/2), summed in log space so large n cannot underflow.
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let mut ln_choose = 0.0f64;
+    let mut cdf = 0.0f64;
+    let mut k = 0usize;
+    for i in 0..n {
+        cdf += (ln_choose + ln_half_n).exp();
+        if cdf > tail {
+            break;
+        }
+        // P(B <= k - 1) <= tail with k = i + 1: x(k) may bound the interval.
+        k = i + 1;
+        ln_choose += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    if k == 0 || 2 * k > n {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // x(k) and x(n + 1 - k), 1-based ranks.
+    Some((sorted[k - 1], sorted[n - k]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +122,28 @@ mod tests {
         assert!((s.spread().unwrap() - 0.4).abs() < 1e-12);
         assert!(Summary::of(&[]).is_none());
         assert!(Summary::of(&[1.0, f64::INFINITY]).is_none());
+    }
+
+    #[test]
+    fn median_interval_uses_the_binomial_ranks() {
+        let ascending: Vec<f64> = (1..=6).map(f64::from).collect();
+        // n = 6: P(B <= 0) = 1/64 <= 2.5%, P(B <= 1) = 7/64 > 2.5%: the extremes.
+        assert_eq!(median_interval(&ascending, 0.95), Some((1.0, 6.0)));
+        assert_eq!(median_interval(&ascending[..5], 0.95), None);
+        // n = 20: P(B <= 5) = 2.07% <= 2.5% < P(B <= 6) = 5.77%: ranks 6 and 15.
+        let twenty: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(median_interval(&twenty, 0.95), Some((6.0, 15.0)));
+        // n = 100: the textbook ranks 40 and 61.
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(median_interval(&hundred, 0.95), Some((40.0, 61.0)));
+        // Large n does not underflow.
+        let many: Vec<f64> = (0..5000).map(f64::from).collect();
+        let (lo, hi) = median_interval(&many, 0.95).unwrap();
+        assert!(lo < 2499.5 && hi > 2499.5 && hi - lo < 200.0, "{lo} {hi}");
+        assert_eq!(
+            median_interval(&[1.0, f64::NAN, 2.0, 3.0, 4.0, 5.0], 0.95),
+            None
+        );
     }
 
     #[test]

@@ -127,6 +127,28 @@ impl TraceStats {
         }
     }
 
+    /// [`TraceStats::describe`] for a trace that was attached only part of the time (the
+    /// benchmark's windows): totals, no rates.
+    pub fn describe_windows(&self) -> String {
+        format!(
+            "the trace recorded {} calls in its windows, lost {} (ring full {}, in-flight map \
+             full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) over the \
+             whole run, and {:.3} CPU-s after it to stop the trace and decode and summarize \
+             the calls",
+            self.events,
+            self.lost(),
+            self.lost_ring_full,
+            self.lost_inflight_full,
+            self.drain_cpu_seconds,
+            if self.events > 0 {
+                self.drain_cpu_seconds * 1e6 / self.events as f64
+            } else {
+                0.0
+            },
+            self.finish_cpu_seconds,
+        )
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "the trace recorded {} calls ({:.0} per second), lost {} (ring full {}, in-flight \
@@ -155,6 +177,8 @@ enum Command {
     Start(Vec<u32>, Sender<Result<()>>),
     Stop(Sender<Result<TraceStats>>),
     Programs(Sender<Result<Vec<LoadedProgram>>>),
+    /// Detach (true) or attach again (false) every program; the trace keeps running.
+    Suspend(bool, Sender<Result<()>>),
 }
 
 /// A thread that owns loaded probes and, while a trace runs, drains its ring buffer.
@@ -208,6 +232,17 @@ impl TraceHost {
     /// The programs the host has loaded, with their kernel ids.
     pub fn loaded_programs(&self) -> Result<Vec<LoadedProgram>> {
         self.ask(Command::Programs)
+    }
+
+    /// Detaches every program (they stay loaded; the trace goes on with nothing to
+    /// record) until [`TraceHost::resume`].
+    pub fn suspend(&self) -> Result<()> {
+        self.ask(|tx| Command::Suspend(true, tx))
+    }
+
+    /// Attaches again what [`TraceHost::suspend`] detached.
+    pub fn resume(&self) -> Result<()> {
+        self.ask(|tx| Command::Suspend(false, tx))
     }
 
     /// Stops the trace (the probes stay loaded) and returns what it recorded.
@@ -287,6 +322,13 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
             }
             Command::Unwatch(pid, reply) => {
                 let _ = reply.send(probes.unwatch_process(pid));
+            }
+            Command::Suspend(suspend, reply) => {
+                let _ = reply.send(if suspend {
+                    probes.suspend()
+                } else {
+                    probes.resume()
+                });
             }
             Command::Start(slots, reply) => {
                 if running.is_some() {
