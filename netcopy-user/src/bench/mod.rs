@@ -13,8 +13,8 @@ mod markdown;
 mod memcpy;
 mod program_cost;
 mod stats;
-mod tracing;
-mod windows;
+pub mod tracing;
+pub mod windows;
 
 use std::{
     path::{Path, PathBuf},
@@ -937,7 +937,9 @@ fn overhead_section(
         instruments.len(),
         plan.window_ms
     ));
+    // /proc/self/exe: this very binary, even if the file is replaced during the run.
     let run = match windows::run(
+        Path::new("/proc/self/exe"),
         plan,
         &instruments,
         tracer.as_ref().ok(),

@@ -178,16 +178,18 @@ pub fn block_order(instruments: &[Instrument]) -> Vec<Instrument> {
     .collect()
 }
 
-/// Runs the one-copy 64K workload with server and client on `pinned_cpu` and switches
-/// `instruments` (no probes first) window by window.
+/// Runs the one-copy 64K workload (the server: `server_exe server ...`, a netcopy
+/// binary) with server and client on `pinned_cpu`, and switches `instruments` window by
+/// window.
 pub fn run(
+    server_exe: &std::path::Path,
     plan: WindowPlan,
     instruments: &[Instrument],
     tracer: Option<&tracing::Tracer>,
     pinned_cpu: Option<usize>,
     progress_line: &dyn Fn(&str),
 ) -> Result<WindowRun> {
-    let server = ServerProcess::spawn(Mode::OneCopy, &[])?;
+    let server = ServerProcess::spawn_with(server_exe, Mode::OneCopy, &[])?;
     let own = std::process::id();
     if let Some(cpu) = pinned_cpu {
         affinity::pin_process(server.pid(), &[cpu])?;

@@ -1,0 +1,98 @@
+//! The probe-overhead benchmark's windows, run for real (root): the instruments take
+//! turns on one running workload in the planned order, every window moves data, and what
+//! each instrument saw in its windows is what it should have seen. No speed is asserted.
+
+mod common;
+
+use netcopy::bench::{
+    tracing::Tracer,
+    windows::{self, block_order, WindowPlan, WindowSample},
+    Instrument,
+};
+
+#[test]
+fn instruments_take_turns_on_one_workload_and_see_their_windows() {
+    if !common::privileged("instruments_take_turns_on_one_workload_and_see_their_windows") {
+        return;
+    }
+    let _serial = common::serial();
+    let tracer = Tracer::find().expect("root finds the tracer");
+    let instruments = [
+        Instrument::None,
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Control,
+    ];
+    let plan = WindowPlan {
+        window_ms: 100,
+        settle_ms: 20,
+        blocks: 3,
+    };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_netcopy"));
+    let run = windows::run(exe, plan, &instruments, Some(&tracer), None, &|_| {})
+        .expect("the windows ran");
+    assert!(run.failed.is_empty(), "{:?}", run.failed);
+
+    let expected: Vec<(u32, Instrument)> = (0..plan.blocks)
+        .flat_map(|b| block_order(&instruments).into_iter().map(move |i| (b, i)))
+        .collect();
+    let got: Vec<(u32, Instrument)> = run
+        .samples
+        .iter()
+        .map(|w| (w.block, w.instrument))
+        .collect();
+    assert_eq!(got, expected);
+    for w in &run.samples {
+        assert!(w.payload_bytes > 0, "a window without data: {w:?}");
+        assert!(w.seconds >= 0.1, "a window shorter than planned: {w:?}");
+        assert!(w.cpu_seconds.is_some_and(|c| c > 0.0), "no CPU time: {w:?}");
+    }
+    // One comparison per block for every instrument, none for the baseline itself.
+    for instrument in [
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Control,
+    ] {
+        let losses = windows::paired(
+            &run.samples,
+            instrument,
+            WindowSample::gbps,
+            |base, with| Some(with / base),
+        );
+        assert_eq!(losses.len(), plan.blocks as usize, "{instrument:?}");
+    }
+
+    // Copy counting saw every byte of its windows: the counter readings bracket each
+    // window by a few microseconds, so at most a message or two more, never fewer.
+    let (recv, send) = run.counted.expect("copy counting booked its windows");
+    for (what, ratio) in [("receive", recv), ("send", send)] {
+        assert!(
+            (0.99..1.02).contains(&ratio),
+            "{what}: {ratio} bytes counted per payload byte"
+        );
+    }
+    // Setup once per instrument with probes; a switch on for each of their windows.
+    assert_eq!(run.setup_seconds.len(), 2);
+    assert_eq!(run.switch_seconds.len(), 2 * plan.blocks as usize);
+
+    // The trace recorded the traced windows' calls and lost none: 3 calls per message (a
+    // sendmsg, two recvfrom), more with the settling time before each window.
+    let stats = run
+        .trace
+        .expect("the trace ran")
+        .expect("the trace stopped cleanly");
+    assert_eq!(stats.lost(), 0, "{}", stats.describe_windows());
+    let traced_payload: u64 = run
+        .samples
+        .iter()
+        .filter(|w| w.instrument == Instrument::SyscallTracing)
+        .map(|w| w.payload_bytes)
+        .sum();
+    let message = 64 << 10;
+    assert!(
+        stats.events >= 3 * traced_payload / message,
+        "{} events for {} traced messages",
+        stats.events,
+        traced_payload / message
+    );
+}
