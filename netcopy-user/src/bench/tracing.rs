@@ -130,33 +130,22 @@ impl TraceStats {
     /// [`TraceStats::describe`] for a trace that was attached only part of the time (the
     /// benchmark's windows): totals, no rates.
     pub fn describe_windows(&self) -> String {
-        format!(
-            "the trace recorded {} calls in its windows, lost {} (ring full {}, in-flight map \
-             full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) over the \
-             whole run, and {:.3} CPU-s after it to stop the trace and decode and summarize \
-             the calls",
-            self.events,
-            self.lost(),
-            self.lost_ring_full,
-            self.lost_inflight_full,
-            self.drain_cpu_seconds,
-            if self.events > 0 {
-                self.drain_cpu_seconds * 1e6 / self.events as f64
-            } else {
-                0.0
-            },
-            self.finish_cpu_seconds,
-        )
+        self.describe_as("in its windows".into(), "over the whole run")
     }
 
     pub fn describe(&self) -> String {
+        self.describe_as(
+            format!("({:.0} per second)", self.events_per_second()),
+            "while the workload ran",
+        )
+    }
+
+    fn describe_as(&self, calls_note: String, drain_span: &str) -> String {
         format!(
-            "the trace recorded {} calls ({:.0} per second), lost {} (ring full {}, in-flight \
-             map full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) while \
-             the workload ran, and {:.3} CPU-s after it to stop the trace and decode and \
-             summarize the calls",
+            "the trace recorded {} calls {calls_note}, lost {} (ring full {}, in-flight map \
+             full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) {drain_span}, \
+             and {:.3} CPU-s after it to stop the trace and decode and summarize the calls",
             self.events,
-            self.events_per_second(),
             self.lost(),
             self.lost_ring_full,
             self.lost_inflight_full,
