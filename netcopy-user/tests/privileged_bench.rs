@@ -62,12 +62,15 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         assert_eq!(losses.len(), plan.blocks as usize, "{instrument:?}");
     }
 
-    // Copy counting saw every byte of its windows: the counter readings bracket each
-    // window by a few microseconds, so at most a message or two more, never fewer.
+    // Copy counting was on in its windows, and only its probes counted: about one byte
+    // copied per payload byte each way. Not exactly one: the client verifies a message
+    // after its last receive copy, and the server's sends run ahead of the client by what
+    // the socket buffers hold (dozens of 64 KiB messages), which need not be the same at
+    // both ends of a 100 ms window. Suspended probes would count 0, doubled ones 2.
     let (recv, send) = run.counted.expect("copy counting booked its windows");
     for (what, ratio) in [("receive", recv), ("send", send)] {
         assert!(
-            (0.99..1.02).contains(&ratio),
+            (0.9..1.1).contains(&ratio),
             "{what}: {ratio} bytes counted per payload byte"
         );
     }
