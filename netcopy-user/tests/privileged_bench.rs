@@ -22,6 +22,7 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
+        Instrument::EmptyPrograms,
     ];
     let plan = WindowPlan {
         window_ms: 100,
@@ -52,6 +53,7 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
+        Instrument::EmptyPrograms,
     ] {
         let losses = windows::paired(
             &run.samples,
@@ -74,9 +76,16 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
             "{what}: {ratio} bytes counted per payload byte"
         );
     }
-    // Setup once per instrument with probes; a switch on for each of their windows.
-    assert_eq!(run.setup_seconds.len(), 2);
-    assert_eq!(run.switch_seconds.len(), 2 * plan.blocks as usize);
+    // Setup once per instrument with programs; a switch on for each of their windows.
+    assert_eq!(run.setup_seconds.len(), 3);
+    assert_eq!(run.switch_seconds.len(), 3 * plan.blocks as usize);
+    // The empty programs went on copy counting's tp_btf hooks (this test runs where the
+    // tp_btf strategy is chosen: the host kernel, not the fentry/kprobe guests).
+    assert!(
+        run.empty_hooks.contains(&"skb_copy_datagram_iovec"),
+        "{:?}",
+        run.empty_hooks
+    );
 
     // The trace recorded the traced windows' calls and lost none: 3 calls per message (a
     // sendmsg, two recvfrom), more with the settling time before each window.

@@ -113,9 +113,12 @@ pub fn render(r: &BenchReport) -> String {
          CPUs in parallel, and the kernel's copy routines are not glibc's memcpy.\n\
          3. **Probe overhead.** One-copy, {osize} messages, 1 thread, server and client \
          pinned to one CPU, one connection running from start to end while the instruments \
-         take turns on it: blocks of one {window} ms window each, in the order control, copy \
-         counting, no probes, syscall tracing, every window opening {settle} ms after its \
-         switch. No probes and control: nothing attached. Copy counting: `CopyProbes::load()` \
+         take turns on it: blocks of one {window} ms window each, in the order control, empty \
+         programs, copy counting, no probes, syscall tracing, every window opening {settle} \
+         ms after its switch. No probes and control: nothing attached. Empty programs: a \
+         program that does nothing on each tp_btf hook copy counting uses, so that its \
+         overhead is the kernel's dispatch to a program there, the floor under any copy \
+         counter on those hooks. Copy counting: `CopyProbes::load()` \
          with the server and client processes watched. Syscall tracing: the probes loaded with \
          room for a trace, `trace::SyscallTracer` started on both processes and its per-CPU \
          rings drained by a thread of the benchmark process, as `netcopy trace` does. Both \
@@ -138,8 +141,9 @@ pub fn render(r: &BenchReport) -> String {
          ~60 ms); detaching the trace takes most of a second (the kernel waits for an RCU \
          grace period for each classic tracepoint in turn, under one lock), so that switch \
          falls between blocks. The control window, no probes either, is compared with the \
-         no-probe window like an instrument, one window further away than any instrument: \
-         its figure is the method's own error. Why pinned: unpinned, this stream is bimodal \
+         no-probe window like an instrument from three windows away (the empty programs are \
+         two away, netcopy's instruments one): its figure is the method's own error, if \
+         anything overstated. Why pinned: unpinned, this stream is bimodal \
          on a 2-CPU guest (server and client on one CPU or on two, picked by the scheduler \
          at random); pinned, every nanosecond a probe adds to the pipeline shows in the \
          throughput. The trace-draining thread is not pinned. Then, for each instrument, one more run with the \

@@ -194,6 +194,9 @@ pub enum Instrument {
     /// No probes either, in a window of its own: compared with the no-probe window as
     /// the instruments are, it shows the method's own error (an A/A comparison).
     Control,
+    /// An empty program on each tp_btf hook copy counting uses: what the kernel's
+    /// dispatch to any program there costs, the floor under copy counting.
+    EmptyPrograms,
 }
 
 impl Instrument {
@@ -203,10 +206,20 @@ impl Instrument {
             Instrument::CopyCounting => "copy counting",
             Instrument::SyscallTracing => "syscall tracing",
             Instrument::Control => "no probes (control)",
+            Instrument::EmptyPrograms => "empty programs",
         }
     }
 
+    /// Attaches programs of some kind (switch times are recorded for it).
     pub fn has_probes(self) -> bool {
+        matches!(
+            self,
+            Instrument::CopyCounting | Instrument::SyscallTracing | Instrument::EmptyPrograms
+        )
+    }
+
+    /// One of netcopy's instruments, whose programs the kernel's accounting measures.
+    pub fn is_netcopy(self) -> bool {
         matches!(self, Instrument::CopyCounting | Instrument::SyscallTracing)
     }
 }
@@ -919,6 +932,7 @@ fn overhead_section(
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
+        Instrument::EmptyPrograms,
     ];
     let instruments: Vec<Instrument> = all
         .into_iter()
@@ -1061,6 +1075,11 @@ fn overhead_section(
         };
         let evidence = match instrument {
             Instrument::None | Instrument::Control => Vec::new(),
+            Instrument::EmptyPrograms => vec![format!(
+                "an empty tp_btf program on each of {}: no work, so its overhead is what the \
+                 kernel's dispatch to a program on copy counting's hooks costs",
+                run.empty_hooks.join(", ")
+            )],
             Instrument::CopyCounting => run
                 .counted
                 .map(|(recv, send)| {
@@ -1138,7 +1157,9 @@ fn accounted_run(
                 trace = Some(host);
                 programs
             }
-            Instrument::None | Instrument::Control => bail!("no probes to account"),
+            Instrument::None | Instrument::Control | Instrument::EmptyPrograms => {
+                bail!("no netcopy probes to account")
+            }
         }
     })();
     let outcome = (|| -> Result<ProgramCost> {
@@ -1288,6 +1309,7 @@ fn variant_for(
         Instrument::CopyCounting => 1,
         Instrument::SyscallTracing => 2,
         Instrument::Control => 3,
+        Instrument::EmptyPrograms => 4,
     };
     match section.variants.get(position) {
         Some(Outcome::Measured(v)) if v.instrument == instrument => Ok(v),

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::{affinity, tracing, Instrument, OVERHEAD_SIZE};
 use crate::{
     client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::CopyCounts, CopyProbes},
+    ebpf::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyProgram, CopyProbes},
     harness::ServerProcess,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -81,6 +81,8 @@ pub struct WindowRun {
     pub counted: Option<(f64, f64)>,
     /// Syscall tracing: what the trace recorded over all its windows.
     pub trace: Option<Result<tracing::TraceStats>>,
+    /// The tp_btf hooks the empty programs were on.
+    pub empty_hooks: Vec<&'static str>,
 }
 
 /// An instrument that can be switched on and off on the running workload.
@@ -88,6 +90,7 @@ enum Switchable {
     None,
     Counting(Box<Counting>),
     Tracing(tracing::TraceHost),
+    Empty(Vec<EmptyProgram>),
 }
 
 struct Counting {
@@ -105,6 +108,7 @@ impl Switchable {
             Switchable::None => Ok(()),
             Switchable::Counting(c) => c.probes.resume(),
             Switchable::Tracing(host) => host.resume(),
+            Switchable::Empty(programs) => programs.iter_mut().try_for_each(|p| p.attach_again()),
         }
     }
 
@@ -113,6 +117,7 @@ impl Switchable {
             Switchable::None => Ok(()),
             Switchable::Counting(c) => c.probes.suspend(),
             Switchable::Tracing(host) => host.suspend(),
+            Switchable::Empty(programs) => programs.iter_mut().try_for_each(|p| p.detach()),
         }
     }
 
@@ -158,17 +163,18 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// The order of the instruments in every block: the control window (no probes, compared
-/// with the no-probe window like an instrument: the method's own error), copy counting,
-/// no probes, syscall tracing. Each instrument's window then sits next to the no-probe
-/// window it is compared with, with a fast switch between them: attaching takes ~15 ms
-/// and detaching copy counting ~60 ms, but detaching the trace takes the better part of a
-/// second (the kernel waits for an RCU grace period for each of its classic tracepoints
-/// in turn, under one lock), so that switch falls between blocks, where no comparison
-/// spans it. The control is one window further from its no-probe window than any
-/// instrument: if anything it overstates the method's error.
+/// with the no-probe window like an instrument: the method's own error), the empty
+/// programs, copy counting, no probes, syscall tracing. netcopy's two instruments then
+/// sit next to the no-probe window they are compared with, with a fast switch between
+/// them: attaching takes ~15 ms and detaching copy counting ~60 ms, but detaching the
+/// trace takes the better part of a second (the kernel waits for an RCU grace period for
+/// each of its classic tracepoints in turn, under one lock), so that switch falls between
+/// blocks, where no comparison spans it. The empty programs and the control are two and
+/// three windows from theirs: if anything their figures are the noisier.
 pub fn block_order(instruments: &[Instrument]) -> Vec<Instrument> {
     [
         Instrument::Control,
+        Instrument::EmptyPrograms,
         Instrument::CopyCounting,
         Instrument::None,
         Instrument::SyscallTracing,
@@ -198,9 +204,12 @@ pub fn run(
     let mut setup_seconds = Vec::new();
     let mut failed = Vec::new();
     let mut running = Vec::new();
+    // The empty programs go on copy counting's tp_btf hooks, known once it is loaded.
+    let mut counting_hooks: Option<Vec<&'static str>> = None;
+    let mut empty_hooks = Vec::new();
     for &instrument in instruments {
         let started = Instant::now();
-        let set_up = || -> Result<Switchable> {
+        let mut set_up = || -> Result<Switchable> {
             Ok(match instrument {
                 Instrument::None | Instrument::Control => Switchable::None,
                 Instrument::CopyCounting => {
@@ -208,6 +217,16 @@ pub fn run(
                     probes.watch_process(server.pid(), SERVER_SLOT, false)?;
                     probes.watch_process(own, CLIENT_SLOT, false)?;
                     probes.suspend()?;
+                    counting_hooks = Some(
+                        probes
+                            .attach_points()
+                            .into_iter()
+                            .filter_map(|point| match point {
+                                AttachPoint::BtfTracepoint { name } => Some(name),
+                                _ => None,
+                            })
+                            .collect(),
+                    );
                     Switchable::Counting(Box::new(Counting {
                         probes,
                         at_open: None,
@@ -219,6 +238,19 @@ pub fn run(
                     let host = tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?;
                     host.suspend()?;
                     Switchable::Tracing(host)
+                }
+                Instrument::EmptyPrograms => {
+                    let hooks = match &counting_hooks {
+                        Some(hooks) if !hooks.is_empty() => hooks.clone(),
+                        Some(_) => anyhow::bail!("copy counting uses no tp_btf hook here"),
+                        None => anyhow::bail!("copy counting did not load"),
+                    };
+                    let mut programs = Vec::new();
+                    for hook in &hooks {
+                        programs.push(EmptyProgram::load(hook)?);
+                    }
+                    empty_hooks = hooks;
+                    Switchable::Empty(programs)
                 }
             })
         };
@@ -355,6 +387,7 @@ pub fn run(
                 }
             }
             Switchable::Tracing(host) => trace = Some(host.stop()),
+            Switchable::Empty(_) => {}
         }
     }
     let totals = server.stop();
@@ -370,6 +403,7 @@ pub fn run(
         switch_seconds,
         counted,
         trace,
+        empty_hooks,
     })
 }
 
@@ -445,12 +479,14 @@ mod tests {
             Instrument::CopyCounting,
             Instrument::SyscallTracing,
             Instrument::Control,
+            Instrument::EmptyPrograms,
         ];
         let order = block_order(&all);
         assert_eq!(
             order,
             vec![
                 Instrument::Control,
+                Instrument::EmptyPrograms,
                 Instrument::CopyCounting,
                 Instrument::None,
                 Instrument::SyscallTracing

@@ -447,6 +447,14 @@ impl CopyProbes {
         Ok(())
     }
 
+    /// Where the programs are attached (or will be again, while suspended).
+    pub fn attach_points(&self) -> Vec<AttachPoint> {
+        match &self.suspended {
+            Some(detached) => detached.iter().map(|(_, point)| *point).collect(),
+            None => self.links.iter().map(|a| a.point).collect(),
+        }
+    }
+
     /// Attaches again what [`CopyProbes::suspend`] detached, to the same hooks.
     pub fn resume(&mut self) -> Result<()> {
         let Some(detached) = self.suspended.take() else {

@@ -125,42 +125,77 @@ fn program_id(program: &Program) -> Option<u32> {
 /// Program of the object that does nothing; loaded here onto any tp_btf hook.
 const EMPTY_PROGRAM: &str = "netcopy_trial_tp_btf";
 
-/// An eBPF program that does nothing, attached (tp_btf) to one tracepoint: its run time
-/// under the kernel's accounting is the accounting's own cost on that hook.
+/// An eBPF program that does nothing, on one tracepoint (tp_btf): its run time under the
+/// kernel's accounting is the accounting's own cost on that hook, and attached without
+/// the accounting, what the kernel's dispatch to any program on that hook costs.
 pub struct EmptyProgram {
     // Holds the program and its link.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     pub id: u32,
     pub tracepoint: &'static str,
+    link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
 }
 
 impl EmptyProgram {
+    /// Loads the empty program for `tracepoint` and attaches it.
     pub fn attach(tracepoint: &'static str) -> Result<EmptyProgram> {
-        sys::require_root("attaching an eBPF program")?;
+        let mut empty = Self::load(tracepoint)?;
+        empty.attach_again()?;
+        Ok(empty)
+    }
+
+    /// Loads the empty program for `tracepoint`, not attached.
+    pub fn load(tracepoint: &'static str) -> Result<EmptyProgram> {
+        sys::require_root("loading an eBPF program")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         // The object's trace maps at their smallest: this copy only runs one program.
         let (mut ebpf, _) = super::loader::load_object(object::bytes()?, None)
             .context("loading netcopy's eBPF object for the empty program")?;
-        let program: &mut aya::programs::BtfTracePoint = ebpf
-            .program_mut(EMPTY_PROGRAM)
-            .ok_or_else(|| anyhow!("eBPF object has no program {EMPTY_PROGRAM}"))?
-            .try_into()
-            .map_err(|e| anyhow!("{EMPTY_PROGRAM}: {e}"))?;
+        let program = Self::program(&mut ebpf)?;
         program
             .load(tracepoint, &btf)
             .with_context(|| format!("loading the empty program on tp_btf {tracepoint}"))?;
-        program
-            .attach()
-            .with_context(|| format!("attaching the empty program to tp_btf {tracepoint}"))?;
         let id = program
             .info()
             .context("reading the empty program's id")?
             .id();
         Ok(EmptyProgram {
-            _ebpf: ebpf,
+            ebpf,
             id,
             tracepoint,
+            link: None,
         })
+    }
+
+    fn program(ebpf: &mut Ebpf) -> Result<&mut aya::programs::BtfTracePoint> {
+        ebpf.program_mut(EMPTY_PROGRAM)
+            .ok_or_else(|| anyhow!("eBPF object has no program {EMPTY_PROGRAM}"))?
+            .try_into()
+            .map_err(|e| anyhow!("{EMPTY_PROGRAM}: {e}"))
+    }
+
+    /// Attaches the loaded program (again); attaching an attached one is a no-op.
+    pub fn attach_again(&mut self) -> Result<()> {
+        if self.link.is_some() {
+            return Ok(());
+        }
+        let tracepoint = self.tracepoint;
+        let link = Self::program(&mut self.ebpf)?
+            .attach()
+            .with_context(|| format!("attaching the empty program to tp_btf {tracepoint}"))?;
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Detaches the program; it stays loaded.
+    pub fn detach(&mut self) -> Result<()> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        let tracepoint = self.tracepoint;
+        Self::program(&mut self.ebpf)?
+            .detach(link)
+            .with_context(|| format!("detaching the empty program from tp_btf {tracepoint}"))
     }
 }
 
