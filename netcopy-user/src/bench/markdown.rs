@@ -136,7 +136,10 @@ pub fn render(r: &BenchReport) -> String {
          distribution-free {conf:.0}% interval (order statistics of the binomial \
          distribution: no assumption about the noise's shape). A target is met when that \
          whole interval is within the limit, not met when it is all beyond it, and \
-         undecided otherwise. The order puts each instrument next to the no-probe window, \
+         undecided otherwise. The interval treats the blocks as independent draws: slow \
+         changes on the host that move the overhead itself, not only the throughput, make \
+         separate runs differ by more than one run's interval, so a verdict near a limit \
+         deserves a second run (`--rounds` and `--seconds` raise the number of blocks). The order puts each instrument next to the no-probe window, \
          with a fast switch between them (attaching takes ~15 ms, detaching copy counting \
          ~60 ms); detaching the trace takes most of a second (the kernel waits for an RCU \
          grace period for each classic tracepoint in turn, under one lock), so that switch \
