@@ -83,7 +83,8 @@ pub enum Part {
 /// `netcopy bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Rounds of each comparison; the two sides alternate within every round.
+    /// Rounds of each comparison; the two sides alternate within every round. The probe
+    /// overhead runs rounds x seconds x 6 blocks of 200 ms windows instead (60 by default).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
     /// Seconds of every single run (whole seconds: iperf3 -t takes no fractions).
