@@ -17,13 +17,7 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
     }
     let _serial = common::serial();
     let tracer = Tracer::find().expect("root finds the tracer");
-    let instruments = [
-        Instrument::None,
-        Instrument::CopyCounting,
-        Instrument::SyscallTracing,
-        Instrument::Control,
-        Instrument::EmptyPrograms,
-    ];
+    let instruments = Instrument::ALL;
     let plan = WindowPlan {
         window_ms: 100,
         settle_ms: 20,

@@ -201,6 +201,15 @@ pub enum Instrument {
 }
 
 impl Instrument {
+    /// Every instrument, in the order of the report's rows.
+    pub const ALL: [Instrument; 5] = [
+        Instrument::None,
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Control,
+        Instrument::EmptyPrograms,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Instrument::None => "no probes",
@@ -926,15 +935,8 @@ fn overhead_section(
         ),
         Err(e) => (None, Some(format!("cannot read the CPU affinity: {e}"))),
     };
-    // In the order of the report's rows (see `variant_for`); without a tracer its row
-    // says why.
-    let all = [
-        Instrument::None,
-        Instrument::CopyCounting,
-        Instrument::SyscallTracing,
-        Instrument::Control,
-        Instrument::EmptyPrograms,
-    ];
+    // Every row is reported; without a tracer its row says why.
+    let all = Instrument::ALL;
     let instruments: Vec<Instrument> = all
         .into_iter()
         .filter(|i| *i != Instrument::SyscallTracing || tracer.is_ok())
@@ -987,7 +989,7 @@ fn overhead_section(
     );
     let mut program_costs: Vec<Option<Outcome<ProgramCost>>> = Vec::new();
     for (i, &instrument) in all.iter().enumerate() {
-        if !instruments.contains(&instrument) || !instrument.has_probes() || failures[i].is_some() {
+        if !instruments.contains(&instrument) || !instrument.is_netcopy() || failures[i].is_some() {
             program_costs.push(None);
             continue;
         }
@@ -1305,13 +1307,10 @@ fn variant_for(
         Outcome::Measured(s) => s,
         other => return Err(other.why_not().unwrap_or_default()),
     };
-    let position = match instrument {
-        Instrument::None => 0,
-        Instrument::CopyCounting => 1,
-        Instrument::SyscallTracing => 2,
-        Instrument::Control => 3,
-        Instrument::EmptyPrograms => 4,
-    };
+    let position = Instrument::ALL
+        .iter()
+        .position(|i| *i == instrument)
+        .unwrap_or(0);
     match section.variants.get(position) {
         Some(Outcome::Measured(v)) if v.instrument == instrument => Ok(v),
         Some(Outcome::Measured(_)) | None => section
@@ -1664,7 +1663,7 @@ mod tests {
             setup_seconds: None,
             switch_seconds: None,
             evidence: Vec::new(),
-            program_cost: instrument.has_probes().then(|| {
+            program_cost: instrument.is_netcopy().then(|| {
                 Outcome::Measured(ProgramCost {
                     programs: vec![ProgramFigure {
                         program: "netcopy_recv_copy_tp_btf".into(),

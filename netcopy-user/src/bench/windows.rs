@@ -474,14 +474,7 @@ mod tests {
 
     #[test]
     fn every_compared_window_is_next_to_a_no_probe_window() {
-        let all = [
-            Instrument::None,
-            Instrument::CopyCounting,
-            Instrument::SyscallTracing,
-            Instrument::Control,
-            Instrument::EmptyPrograms,
-        ];
-        let order = block_order(&all);
+        let order = block_order(&Instrument::ALL);
         assert_eq!(
             order,
             vec![
