@@ -1067,6 +1067,7 @@ fn overhead_section(
                 })
                 .flatten()
         };
+        let (throughput_loss, cpu_increase) = (paired(&losses), paired(&increases));
         let pick = |list: &[(Instrument, f64)]| {
             Summary::of(
                 &list
@@ -1101,10 +1102,10 @@ fn overhead_section(
         };
         variants.push(Outcome::Measured(VariantFigures {
             instrument,
-            throughput_loss_pct: paired(&losses).map(|p| p.median_pct),
-            cpu_increase_pct: paired(&increases).map(|p| p.median_pct),
-            throughput_loss: paired(&losses),
-            cpu_increase: paired(&increases),
+            throughput_loss_pct: throughput_loss.map(|p| p.median_pct),
+            cpu_increase_pct: cpu_increase.map(|p| p.median_pct),
+            throughput_loss,
+            cpu_increase,
             gbps,
             cpu_ns_per_byte: cpu,
             cpu_unavailable: (cpu_values.len() != windows.len())

@@ -5,9 +5,9 @@
 //! Why not separate runs per instrument: on a shared virtual machine loopback throughput
 //! wanders by 10-30% from one run to the next and within a run, which drowns a 3%
 //! overhead. The wander is slow, though: 100 ms windows of one run correlate at 0.7-0.8
-//! with their neighbours. Windows of a few hundred milliseconds, the instruments in
-//! rotating order inside every block, and overheads taken block by block against the
-//! no-probe window of the same block, cancel most of it; the median of the blocks and
+//! with their neighbours. Windows of a few hundred milliseconds, each instrument's next
+//! to a no-probe window in every block (see [`block_order`]), and overheads taken block
+//! by block against the no-probe window of the same block, cancel most of it; the median of the blocks and
 //! its distribution-free confidence interval then say whether a target is met, missed,
 //! or not decidable on this machine.
 //!
@@ -200,13 +200,12 @@ pub fn run(
     if let Some(cpu) = pinned_cpu {
         affinity::pin_process(server.pid(), &[cpu])?;
     }
-    let mut switchable = Vec::new();
+    // The instruments that could be set up, each with its switch.
+    let mut switchable: Vec<(Instrument, Switchable)> = Vec::new();
     let mut setup_seconds = Vec::new();
     let mut failed = Vec::new();
-    let mut running = Vec::new();
     // The empty programs go on copy counting's tp_btf hooks, known once it is loaded.
     let mut counting_hooks: Option<Vec<&'static str>> = None;
-    let mut empty_hooks = Vec::new();
     for &instrument in instruments {
         let started = Instant::now();
         let mut set_up = || -> Result<Switchable> {
@@ -241,15 +240,14 @@ pub fn run(
                 }
                 Instrument::EmptyPrograms => {
                     let hooks = match &counting_hooks {
-                        Some(hooks) if !hooks.is_empty() => hooks.clone(),
+                        Some(hooks) if !hooks.is_empty() => hooks,
                         Some(_) => anyhow::bail!("copy counting uses no tp_btf hook here"),
                         None => anyhow::bail!("copy counting did not load"),
                     };
-                    let mut programs = Vec::new();
-                    for hook in &hooks {
-                        programs.push(EmptyProgram::load(hook)?);
-                    }
-                    empty_hooks = hooks;
+                    let programs = hooks
+                        .iter()
+                        .map(|hook| EmptyProgram::load(hook))
+                        .collect::<Result<Vec<_>>>()?;
                     Switchable::Empty(programs)
                 }
             })
@@ -259,13 +257,12 @@ pub fn run(
                 if instrument.has_probes() {
                     setup_seconds.push((instrument, started.elapsed().as_secs_f64()));
                 }
-                switchable.push(s);
-                running.push(instrument);
+                switchable.push((instrument, s));
             }
             Err(e) => failed.push((instrument, format!("{e:#}"))),
         }
     }
-    let instruments = running.as_slice();
+    let instruments: Vec<Instrument> = switchable.iter().map(|(i, _)| *i).collect();
 
     // The client runs until it is told to stop, after the last window; its duration limit
     // is only a backstop (switches take milliseconds to a few tenths of a second).
@@ -306,7 +303,7 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
     'blocks: for block in 0..plan.blocks {
-        for instrument in block_order(instruments) {
+        for instrument in block_order(&instruments) {
             if client.is_finished() {
                 failure.get_or_insert(anyhow!(
                     "the client stopped before the last window (backstop of {backstop:?})"
@@ -323,9 +320,9 @@ pub fn run(
                     return Ok(());
                 }
                 if let Some(previous) = current.take() {
-                    switchable[previous].off()?;
+                    switchable[previous].1.off()?;
                 }
-                switchable[index].on()?;
+                switchable[index].1.on()?;
                 current = Some(index);
                 Ok(())
             })();
@@ -338,11 +335,11 @@ pub fn run(
             }
             std::thread::sleep(Duration::from_millis(plan.settle_ms));
             // The counters' reading brackets the window's (a few microseconds wider).
-            let opened = switchable[index].window_opens();
+            let opened = switchable[index].1.window_opens();
             let (t0, b0, c0) = sample(&progress);
             std::thread::sleep(Duration::from_millis(plan.window_ms));
             let (t1, b1, c1) = sample(&progress);
-            if let Err(e) = opened.and_then(|()| switchable[index].window_closed(b1 - b0)) {
+            if let Err(e) = opened.and_then(|()| switchable[index].1.window_closed(b1 - b0)) {
                 failure = Some(e.context("reading the copy counters around a window"));
                 break 'blocks;
             }
@@ -363,7 +360,7 @@ pub fn run(
         }
     }
     if let Some(previous) = current.take() {
-        if let Err(e) = switchable[previous].off() {
+        if let Err(e) = switchable[previous].1.off() {
             failure.get_or_insert(e.context("switching the last instrument off"));
         }
     }
@@ -374,7 +371,8 @@ pub fn run(
         .and_then(|r| r);
     let mut counted = None;
     let mut trace = None;
-    for s in switchable {
+    let mut empty_hooks = Vec::new();
+    for (_, s) in switchable {
         match s {
             Switchable::None => {}
             Switchable::Counting(c) => {
@@ -387,7 +385,9 @@ pub fn run(
                 }
             }
             Switchable::Tracing(host) => trace = Some(host.stop()),
-            Switchable::Empty(_) => {}
+            Switchable::Empty(programs) => {
+                empty_hooks = programs.iter().map(|p| p.tracepoint).collect()
+            }
         }
     }
     let totals = server.stop();

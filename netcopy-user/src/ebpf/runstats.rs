@@ -129,7 +129,7 @@ const EMPTY_PROGRAM: &str = "netcopy_trial_tp_btf";
 /// kernel's accounting is the accounting's own cost on that hook, and attached without
 /// the accounting, what the kernel's dispatch to any program on that hook costs.
 pub struct EmptyProgram {
-    // Holds the program and its link.
+    // Holds the program (the object stays loaded while this lives).
     ebpf: Ebpf,
     pub id: u32,
     pub tracepoint: &'static str,
