@@ -1,9 +1,11 @@
 //! Programs that do nothing: `netcopy probes` loads and attaches them to find out which
-//! program types this kernel accepts, with the kernel's own error when it refuses.
+//! program types this kernel accepts, with the kernel's own error when it refuses, and
+//! `netcopy bench` attaches them to the hooks of its instruments to measure what the
+//! kernel's dispatch to a program there costs on its own.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+    macros::{btf_tracepoint, fentry, kprobe, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 
 #[kprobe]
@@ -18,5 +20,12 @@ pub fn netcopy_trial_fentry(_ctx: FEntryContext) -> u32 {
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn netcopy_trial_tp_btf(_ctx: BtfTracePointContext) -> u32 {
+    0
+}
+
+/// One program for any number of classic tracepoints (the attach target of a classic
+/// tracepoint program is chosen at attach, not at load).
+#[tracepoint]
+pub fn netcopy_trial_tp(_ctx: TracePointContext) -> u32 {
     0
 }

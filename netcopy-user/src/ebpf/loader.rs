@@ -431,19 +431,7 @@ impl CopyProbes {
         }
         let links: Vec<Attachment> = self.links.drain(..).collect();
         self.suspended = Some(links.iter().map(|a| (a.program, a.point)).collect());
-        // Each detach of a classic tracepoint's last user waits for an RCU grace period
-        // in the kernel (tens of milliseconds; ~1.5 s for the trace's dozen one after
-        // another). Detached side by side, the waits overlap.
-        std::thread::scope(|scope| {
-            for attachment in links {
-                let spawned = std::thread::Builder::new()
-                    .name("netcopy-detach".into())
-                    .spawn_scoped(scope, move || drop(attachment));
-                // Without a thread the detach happens here, in turn (the closure, and
-                // the attachment in it, is dropped with the error).
-                drop(spawned);
-            }
-        });
+        detach_side_by_side(links);
         Ok(())
     }
 
@@ -911,6 +899,23 @@ fn attach_loaded(program: &mut Program, point: AttachPoint) -> Result<Link> {
         }
         (point, _) => return Err(anyhow!("the program has the wrong type for {point}")),
     })
+}
+
+/// Drops `links` (owned links: dropping one detaches its program) from threads of their
+/// own. Each detach of a classic tracepoint's last user waits for an RCU grace period in
+/// the kernel (tens of milliseconds; ~1.5 s for the trace's dozen one after another).
+/// Detached side by side, the waits overlap.
+pub(crate) fn detach_side_by_side<L: Send>(links: Vec<L>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            let spawned = std::thread::Builder::new()
+                .name("netcopy-detach".into())
+                .spawn_scoped(scope, move || drop(link));
+            // Without a thread the detach happens here, in turn (the closure, and the
+            // link in it, is dropped with the error).
+            drop(spawned);
+        }
+    });
 }
 
 fn unload(program: &mut Program) {

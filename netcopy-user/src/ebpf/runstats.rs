@@ -10,9 +10,9 @@
 
 use std::{collections::HashMap, os::fd::OwnedFd};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    programs::{loaded_programs, Program},
+    programs::{loaded_programs, trace_point::TracePointLink, Program, TracePoint},
     Btf, Ebpf,
 };
 use serde::{Deserialize, Serialize};
@@ -199,9 +199,147 @@ impl EmptyProgram {
     }
 }
 
+/// Program of the object that does nothing, for any classic tracepoint.
+const EMPTY_CLASSIC_PROGRAM: &str = "netcopy_trial_tp";
+
+/// Empty programs on a whole set of hooks (an instrument's): attached, what the kernel's
+/// dispatch to programs on those hooks costs with no program doing any work, the floor
+/// under any instrument on them. A tp_btf hook gets an [`EmptyProgram`] of its own (a
+/// tp_btf program's hook is fixed when it is loaded); the classic tracepoints share one
+/// loaded program, attached to each.
+pub struct EmptyHooks {
+    btf: Vec<EmptyProgram>,
+    classic: Option<EmptyClassic>,
+}
+
+struct EmptyClassic {
+    // Declared first: the links are dropped (detached) before the object.
+    links: Vec<TracePointLink>,
+    ebpf: Ebpf,
+    tracepoints: Vec<(&'static str, &'static str)>,
+}
+
+impl EmptyClassic {
+    fn program(&mut self) -> Result<&mut TracePoint> {
+        self.ebpf
+            .program_mut(EMPTY_CLASSIC_PROGRAM)
+            .ok_or_else(|| anyhow!("eBPF object has no program {EMPTY_CLASSIC_PROGRAM}"))?
+            .try_into()
+            .map_err(|e| anyhow!("{EMPTY_CLASSIC_PROGRAM}: {e}"))
+    }
+}
+
+impl EmptyHooks {
+    /// Loads an empty program for each of `points`, none attached. Only tracepoints and
+    /// tp_btf hooks are covered: another kind of hook is an error, not left out, so that
+    /// a floor is never measured on part of an instrument's hooks.
+    pub fn load(points: &[AttachPoint]) -> Result<EmptyHooks> {
+        let mut btf = Vec::new();
+        let mut tracepoints = Vec::new();
+        for point in points {
+            match *point {
+                AttachPoint::BtfTracepoint { name } => {
+                    if !btf.iter().any(|p: &EmptyProgram| p.tracepoint == name) {
+                        btf.push(EmptyProgram::load(name)?);
+                    }
+                }
+                AttachPoint::Tracepoint { category, name } => {
+                    if !tracepoints.contains(&(category, name)) {
+                        tracepoints.push((category, name));
+                    }
+                }
+                other => bail!(
+                    "no empty program for {other}: the empty programs cover tracepoints and \
+                     tp_btf hooks only"
+                ),
+            }
+        }
+        let classic = if tracepoints.is_empty() {
+            None
+        } else {
+            sys::require_root("loading an eBPF program")?;
+            let (ebpf, _) = super::loader::load_object(object::bytes()?, None)
+                .context("loading netcopy's eBPF object for the empty tracepoint program")?;
+            let mut classic = EmptyClassic {
+                links: Vec::new(),
+                ebpf,
+                tracepoints,
+            };
+            classic
+                .program()?
+                .load()
+                .context("loading the empty tracepoint program")?;
+            Some(classic)
+        };
+        Ok(EmptyHooks { btf, classic })
+    }
+
+    /// Attaches every program (again); attaching attached ones is a no-op.
+    pub fn attach(&mut self) -> Result<()> {
+        for program in &mut self.btf {
+            program.attach_again()?;
+        }
+        if let Some(classic) = &mut self.classic {
+            if classic.links.is_empty() {
+                let tracepoints = classic.tracepoints.clone();
+                for (category, name) in tracepoints {
+                    let program = classic.program()?;
+                    let link = program
+                        .attach(category, name)
+                        .and_then(|id| program.take_link(id))
+                        .with_context(|| {
+                            format!("attaching the empty program to tracepoint {category}/{name}")
+                        })?;
+                    classic.links.push(link);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every program; they stay loaded.
+    pub fn detach(&mut self) -> Result<()> {
+        for program in &mut self.btf {
+            program.detach()?;
+        }
+        if let Some(classic) = &mut self.classic {
+            super::loader::detach_side_by_side(std::mem::take(&mut classic.links));
+        }
+        Ok(())
+    }
+
+    /// The hooks, in the order they were given.
+    pub fn points(&self) -> Vec<AttachPoint> {
+        let btf = self
+            .btf
+            .iter()
+            .map(|p| AttachPoint::BtfTracepoint { name: p.tracepoint });
+        let classic = self
+            .classic
+            .iter()
+            .flat_map(|c| c.tracepoints.iter())
+            .map(|&(category, name)| AttachPoint::Tracepoint { category, name });
+        btf.chain(classic).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_programs_refuse_hooks_they_cannot_cover() {
+        // Refused before anything is loaded: no root needed.
+        let error = EmptyHooks::load(&[AttachPoint::Kprobe {
+            function: "tcp_sendmsg_locked",
+        }])
+        .err()
+        .expect("a kprobe hook is refused");
+        assert!(
+            format!("{error:#}").contains("no empty program for kprobe tcp_sendmsg_locked"),
+            "{error:#}"
+        );
+    }
 
     #[test]
     fn counters_subtract_and_average() {
