@@ -47,7 +47,8 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
-        Instrument::EmptyPrograms,
+        Instrument::EmptyCountingHooks,
+        Instrument::EmptyTracingHooks,
     ] {
         let losses = windows::paired(
             &run.samples,
@@ -71,14 +72,36 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         );
     }
     // Setup once per instrument with programs; a switch on for each of their windows.
-    assert_eq!(run.setup_seconds.len(), 3);
-    assert_eq!(run.switch_seconds.len(), 3 * plan.blocks as usize);
-    // The empty programs went on copy counting's tp_btf hooks (this test runs where the
-    // tp_btf strategy is chosen: the host kernel, not the fentry/kprobe guests).
+    assert_eq!(run.setup_seconds.len(), 4);
+    assert_eq!(run.switch_seconds.len(), 4 * plan.blocks as usize);
+    // The empty programs went on the hooks of the instrument they stand for (this test
+    // runs where the tp_btf strategy is chosen: the host kernel, not the fentry/kprobe
+    // guests): copy counting's, and copy counting's plus the trace's.
+    let hooks = |of: Instrument| -> Vec<String> {
+        let found: Vec<_> = run.empty_hooks.iter().filter(|(i, _)| *i == of).collect();
+        assert_eq!(found.len(), 1, "{of:?}: {:?}", run.empty_hooks);
+        found[0].1.iter().map(ToString::to_string).collect()
+    };
+    let counting = hooks(Instrument::EmptyCountingHooks);
+    let tracing = hooks(Instrument::EmptyTracingHooks);
+    for hook in [
+        "tp_btf skb_copy_datagram_iovec",
+        "tp_btf tcp_sendmsg_locked",
+    ] {
+        assert!(counting.iter().any(|h| h == hook), "{hook}: {counting:?}");
+    }
+    for hook in &counting {
+        assert!(tracing.contains(hook), "{hook}: {tracing:?}");
+    }
+    for hook in [
+        "tracepoint syscalls/sys_enter_sendmsg",
+        "tracepoint syscalls/sys_exit_recvfrom",
+    ] {
+        assert!(tracing.iter().any(|h| h == hook), "{hook}: {tracing:?}");
+    }
     assert!(
-        run.empty_hooks.contains(&"skb_copy_datagram_iovec"),
-        "{:?}",
-        run.empty_hooks
+        !counting.iter().any(|h| h.contains("syscalls/")),
+        "{counting:?}"
     );
 
     // The trace recorded the traced windows' calls and lost none: 3 calls per message (a

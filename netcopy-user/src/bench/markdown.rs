@@ -114,11 +114,13 @@ pub fn render(r: &BenchReport) -> String {
          3. **Probe overhead.** One-copy, {osize} messages, 1 thread, server and client \
          pinned to one CPU, one connection running from start to end while the instruments \
          take turns on it: blocks of one {window} ms window each, in the order control, empty \
-         programs, copy counting, no probes, syscall tracing, every window opening {settle} \
-         ms after its switch. No probes and control: nothing attached. Empty programs: a \
-         program that does nothing on each tp_btf hook copy counting uses, so that its \
-         overhead is the kernel's dispatch to a program there, the floor under any copy \
-         counter on those hooks. Copy counting: `CopyProbes::load()` \
+         programs on counting's hooks, copy counting, no probes, syscall tracing, empty \
+         programs on tracing's hooks, every window opening {settle} ms after its switch. No \
+         probes and control: nothing attached. Empty programs: a program that does nothing \
+         on each hook an instrument uses (copy counting's tp_btf hooks; for tracing, those \
+         and the trace's classic syscall tracepoints), so that its overhead is the kernel's \
+         dispatch to a program there: the floor under any instrument on those hooks, which \
+         the targets report beside each figure. Copy counting: `CopyProbes::load()` \
          with the server and client processes watched. Syscall tracing: the probes loaded with \
          room for a trace, `trace::SyscallTracer` started on both processes and its per-CPU \
          rings drained by a thread of the benchmark process, as `netcopy trace` does. Both \
@@ -139,14 +141,16 @@ pub fn render(r: &BenchReport) -> String {
          undecided otherwise. The interval treats the blocks as independent draws: slow \
          changes on the host that move the overhead itself, not only the throughput, make \
          separate runs differ by more than one run's interval, so a verdict near a limit \
-         deserves a second run (`--rounds` and `--seconds` raise the number of blocks). The order puts each instrument next to the no-probe window, \
-         with a fast switch between them (attaching takes ~15 ms, detaching copy counting \
-         ~60 ms); detaching the trace takes most of a second (the kernel waits for an RCU \
-         grace period for each classic tracepoint in turn, under one lock), so that switch \
-         falls between blocks. The control window, no probes either, is compared with the \
-         no-probe window like an instrument from three windows away (the empty programs are \
-         two away, netcopy's instruments one): its figure is the method's own error, if \
-         anything overstated. Why pinned: unpinned, this stream is bimodal \
+         deserves a second run (`--rounds` and `--seconds` raise the number of blocks). The \
+         order puts each of netcopy's instruments next to the no-probe window, with a fast \
+         switch between them (attaching takes ~15 ms, detaching copy counting ~60 ms); \
+         detaching the trace, or the empty programs on its tracepoints, takes most of a \
+         second (the kernel waits for an RCU grace period for each classic tracepoint, under \
+         one lock), so those switches fall after syscall tracing's window and between \
+         blocks. The control window, no probes either, is compared with the no-probe window \
+         like an instrument from three windows away (the empty programs are two away, \
+         netcopy's instruments one): its figure is the method's own error, if anything \
+         overstated. Why pinned: unpinned, this stream is bimodal \
          on a 2-CPU guest (server and client on one CPU or on two, picked by the scheduler \
          at random); pinned, every nanosecond a probe adds to the pipeline shows in the \
          throughput. The trace-draining thread is not pinned. Then, for each instrument, one more run with the \

@@ -195,19 +195,24 @@ pub enum Instrument {
     /// No probes either, in a window of its own: compared with the no-probe window as
     /// the instruments are, it shows the method's own error (an A/A comparison).
     Control,
-    /// An empty program on each tp_btf hook copy counting uses: what the kernel's
-    /// dispatch to any program there costs, the floor under copy counting.
-    EmptyPrograms,
+    /// An empty program on each hook copy counting uses: what the kernel's dispatch to
+    /// any program there costs, the floor under copy counting.
+    #[serde(alias = "empty-programs")]
+    EmptyCountingHooks,
+    /// An empty program on each hook syscall tracing uses (copy counting's and the
+    /// trace's): the floor under syscall tracing.
+    EmptyTracingHooks,
 }
 
 impl Instrument {
     /// Every instrument, in the order of the report's rows.
-    pub const ALL: [Instrument; 5] = [
+    pub const ALL: [Instrument; 6] = [
         Instrument::None,
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
-        Instrument::EmptyPrograms,
+        Instrument::EmptyCountingHooks,
+        Instrument::EmptyTracingHooks,
     ];
 
     pub fn label(self) -> &'static str {
@@ -216,7 +221,24 @@ impl Instrument {
             Instrument::CopyCounting => "copy counting",
             Instrument::SyscallTracing => "syscall tracing",
             Instrument::Control => "no probes (control)",
-            Instrument::EmptyPrograms => "empty programs",
+            Instrument::EmptyCountingHooks => "empty programs on counting's hooks",
+            Instrument::EmptyTracingHooks => "empty programs on tracing's hooks",
+        }
+    }
+
+    /// The empty programs on this instrument's hooks: its floor.
+    pub fn floor(self) -> Option<Instrument> {
+        Instrument::ALL
+            .into_iter()
+            .find(|f| f.floor_of() == Some(self))
+    }
+
+    /// The instrument whose hooks these empty programs are on.
+    pub fn floor_of(self) -> Option<Instrument> {
+        match self {
+            Instrument::EmptyCountingHooks => Some(Instrument::CopyCounting),
+            Instrument::EmptyTracingHooks => Some(Instrument::SyscallTracing),
+            _ => None,
         }
     }
 
@@ -224,7 +246,10 @@ impl Instrument {
     pub fn has_probes(self) -> bool {
         matches!(
             self,
-            Instrument::CopyCounting | Instrument::SyscallTracing | Instrument::EmptyPrograms
+            Instrument::CopyCounting
+                | Instrument::SyscallTracing
+                | Instrument::EmptyCountingHooks
+                | Instrument::EmptyTracingHooks
         )
     }
 
@@ -1079,11 +1104,25 @@ fn overhead_section(
         };
         let evidence = match instrument {
             Instrument::None | Instrument::Control => Vec::new(),
-            Instrument::EmptyPrograms => vec![format!(
-                "an empty tp_btf program on each of {}: no work, so its overhead is what the \
-                 kernel's dispatch to a program on copy counting's hooks costs",
-                run.empty_hooks.join(", ")
-            )],
+            Instrument::EmptyCountingHooks | Instrument::EmptyTracingHooks => run
+                .empty_hooks
+                .iter()
+                .filter(|(i, _)| *i == instrument)
+                .map(|(_, hooks)| {
+                    format!(
+                        "a program that does nothing on each of {} hooks ({}): its overhead \
+                         is what the kernel's dispatch to a program on {}'s hooks costs, \
+                         the floor under any program there",
+                        hooks.len(),
+                        hooks
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        instrument.floor_of().map_or("these", |i| i.label())
+                    )
+                })
+                .collect(),
             Instrument::CopyCounting => run
                 .counted
                 .map(|(recv, send)| {
@@ -1161,7 +1200,10 @@ fn accounted_run(
                 trace = Some(host);
                 programs
             }
-            Instrument::None | Instrument::Control | Instrument::EmptyPrograms => {
+            Instrument::None
+            | Instrument::Control
+            | Instrument::EmptyCountingHooks
+            | Instrument::EmptyTracingHooks => {
                 bail!("no netcopy probes to account")
             }
         }
@@ -1323,6 +1365,9 @@ fn variant_for(
     }
 }
 
+/// Which paired figure of an instrument a target is on.
+type PickPaired = fn(&VariantFigures) -> Option<PairedFigure>;
+
 fn targets(report: &BenchReport) -> Vec<Target> {
     let mut out = Vec::new();
     for name in ["single stream", PINNED_NAME, "4 streams"] {
@@ -1375,20 +1420,32 @@ fn targets(report: &BenchReport) -> Vec<Target> {
         (Instrument::CopyCounting, TARGET_COUNTING_PCT),
         (Instrument::SyscallTracing, TARGET_TRACING_PCT),
     ] {
-        out.push(interval_target(
-            format!("{} throughput overhead <= {limit:.0}%", instrument.label()),
-            variant_for(report, instrument),
-            |v| v.throughput_loss,
-            limit,
-            "throughput",
-        ));
-        out.push(interval_target(
-            format!("{} CPU overhead <= {limit:.0}%", instrument.label()),
-            variant_for(report, instrument),
-            |v| v.cpu_increase,
-            limit,
-            "CPU per byte",
-        ));
+        // The same figure for empty programs on the instrument's hooks: how much of the
+        // limit the kernel's dispatch alone already takes.
+        let floor = |pick: PickPaired| {
+            let floor = variant_for(report, instrument.floor()?).ok()?;
+            Some(format!(
+                "; empty programs on its hooks alone: {}",
+                pick(floor)?.text()
+            ))
+        };
+        let pickers: [(&str, &str, PickPaired); 2] = [
+            ("throughput", "throughput", |v| v.throughput_loss),
+            ("CPU", "CPU per byte", |v| v.cpu_increase),
+        ];
+        for (name, what, pick) in pickers {
+            let mut target = interval_target(
+                format!("{} {name} overhead <= {limit:.0}%", instrument.label()),
+                variant_for(report, instrument),
+                pick,
+                limit,
+                what,
+            );
+            if target.verdict != Verdict::NotMeasured {
+                target.measured.push_str(&floor(pick).unwrap_or_default());
+            }
+            out.push(target);
+        }
         let accounted = variant_for(report, instrument).and_then(|v| match &v.program_cost {
             Some(Outcome::Measured(_)) => Ok(v),
             Some(other) => Err(other.why_not().unwrap_or_default()),
@@ -1753,6 +1810,12 @@ mod tests {
                         paired(0.2, -1.9, 1.7),
                         paired(-0.1, -2.0, 1.5),
                     )),
+                    Outcome::Measured(variant(
+                        Instrument::EmptyCountingHooks,
+                        19.9,
+                        paired(0.8, -0.6, 2.0),
+                        paired(1.5, 0.5, 2.9),
+                    )),
                 ],
             }),
             trace_capacity: Outcome::NotMeasured {
@@ -1804,6 +1867,33 @@ mod tests {
                 .contains("95% interval -0.5% to +2.5%, 60 blocks"),
             "{}",
             t[3].measured
+        );
+        // Each interval target says what empty programs on the same hooks cost.
+        assert!(
+            t[3].measured.ends_with(
+                "; empty programs on its hooks alone: +0.8% (95% interval -0.6% to +2.0%)"
+            ),
+            "{}",
+            t[3].measured
+        );
+        assert!(
+            t[4].measured.ends_with(
+                "; empty programs on its hooks alone: +1.5% (95% interval +0.5% to +2.9%)"
+            ),
+            "{}",
+            t[4].measured
+        );
+        // Not for the kernel's accounting (the empty programs have none), nor for an
+        // instrument that was not measured.
+        assert!(
+            !t[5].measured.contains("empty programs"),
+            "{}",
+            t[5].measured
+        );
+        assert!(
+            !t[6].measured.contains("empty programs"),
+            "{}",
+            t[6].measured
         );
         // An interval across the limit decides nothing; neither do too few blocks.
         let r = report(Some(1.0));

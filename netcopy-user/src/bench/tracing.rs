@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{progress, Outcome, Target, Verdict};
 use crate::{
     client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::LoadOptions, runstats::LoadedProgram, CopyProbes},
+    ebpf::{loader::LoadOptions, plan::AttachPoint, runstats::LoadedProgram, CopyProbes},
     harness::ServerProcess,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -166,6 +166,7 @@ enum Command {
     Start(Vec<u32>, Sender<Result<()>>),
     Stop(Sender<Result<TraceStats>>),
     Programs(Sender<Result<Vec<LoadedProgram>>>),
+    AttachPoints(Sender<Result<Vec<AttachPoint>>>),
     /// Detach (true) or attach again (false) every program; the trace keeps running.
     Suspend(bool, Sender<Result<()>>),
 }
@@ -221,6 +222,12 @@ impl TraceHost {
     /// The programs the host has loaded, with their kernel ids.
     pub fn loaded_programs(&self) -> Result<Vec<LoadedProgram>> {
         self.ask(Command::Programs)
+    }
+
+    /// Every hook the host's programs are on (or will be again, while suspended): copy
+    /// counting's, and while a trace runs, the trace's.
+    pub fn attach_points(&self) -> Result<Vec<AttachPoint>> {
+        self.ask(Command::AttachPoints)
     }
 
     /// Detaches every program (they stay loaded; the trace goes on with nothing to
@@ -308,6 +315,9 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
             }
             Command::Programs(reply) => {
                 let _ = reply.send(Ok(probes.loaded_programs()));
+            }
+            Command::AttachPoints(reply) => {
+                let _ = reply.send(Ok(probes.attach_points()));
             }
             Command::Unwatch(pid, reply) => {
                 let _ = reply.send(probes.unwatch_process(pid));

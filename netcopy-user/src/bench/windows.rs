@@ -22,13 +22,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{affinity, tracing, Instrument, OVERHEAD_SIZE};
 use crate::{
     client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyProgram, CopyProbes},
+    ebpf::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
     harness::ServerProcess,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     modes::Mode,
@@ -81,8 +81,8 @@ pub struct WindowRun {
     pub counted: Option<(f64, f64)>,
     /// Syscall tracing: what the trace recorded over all its windows.
     pub trace: Option<Result<tracing::TraceStats>>,
-    /// The tp_btf hooks the empty programs were on.
-    pub empty_hooks: Vec<&'static str>,
+    /// The hooks each set of empty programs was on.
+    pub empty_hooks: Vec<(Instrument, Vec<AttachPoint>)>,
 }
 
 /// An instrument that can be switched on and off on the running workload.
@@ -90,7 +90,7 @@ enum Switchable {
     None,
     Counting(Box<Counting>),
     Tracing(tracing::TraceHost),
-    Empty(Vec<EmptyProgram>),
+    Empty(EmptyHooks),
 }
 
 struct Counting {
@@ -108,7 +108,7 @@ impl Switchable {
             Switchable::None => Ok(()),
             Switchable::Counting(c) => c.probes.resume(),
             Switchable::Tracing(host) => host.resume(),
-            Switchable::Empty(programs) => programs.iter_mut().try_for_each(|p| p.attach_again()),
+            Switchable::Empty(programs) => programs.attach(),
         }
     }
 
@@ -117,7 +117,7 @@ impl Switchable {
             Switchable::None => Ok(()),
             Switchable::Counting(c) => c.probes.suspend(),
             Switchable::Tracing(host) => host.suspend(),
-            Switchable::Empty(programs) => programs.iter_mut().try_for_each(|p| p.detach()),
+            Switchable::Empty(programs) => programs.detach(),
         }
     }
 
@@ -164,20 +164,25 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
 
 /// The order of the instruments in every block: the control window (no probes, compared
 /// with the no-probe window like an instrument: the method's own error), the empty
-/// programs, copy counting, no probes, syscall tracing. netcopy's two instruments then
-/// sit next to the no-probe window they are compared with, with a fast switch between
-/// them: attaching takes ~15 ms and detaching copy counting ~60 ms, but detaching the
-/// trace takes the better part of a second (the kernel waits for an RCU grace period for
-/// each of its classic tracepoints in turn, under one lock), so that switch falls between
-/// blocks, where no comparison spans it. The empty programs and the control are two and
-/// three windows from theirs: if anything their figures are the noisier.
+/// programs on copy counting's hooks, copy counting, no probes, syscall tracing, the
+/// empty programs on syscall tracing's hooks. netcopy's two instruments then sit next to
+/// the no-probe window they are compared with, with a fast switch between them:
+/// attaching takes ~15 ms and detaching copy counting ~60 ms, but detaching the trace
+/// takes the better part of a second (the kernel waits for an RCU grace period for each
+/// of its classic tracepoints, under one lock), and so does detaching the empty programs
+/// on the same tracepoints. The one slow switch inside a block is therefore between
+/// syscall tracing and its empty programs, whose comparison with the no-probe window is
+/// the only one that spans a slow switch; the other falls between blocks. The floors and
+/// the control are further from their no-probe window than netcopy's instruments: if
+/// anything their figures are the noisier.
 pub fn block_order(instruments: &[Instrument]) -> Vec<Instrument> {
     [
         Instrument::Control,
-        Instrument::EmptyPrograms,
+        Instrument::EmptyCountingHooks,
         Instrument::CopyCounting,
         Instrument::None,
         Instrument::SyscallTracing,
+        Instrument::EmptyTracingHooks,
     ]
     .into_iter()
     .filter(|i| instruments.contains(i))
@@ -204,8 +209,10 @@ pub fn run(
     let mut switchable: Vec<(Instrument, Switchable)> = Vec::new();
     let mut setup_seconds = Vec::new();
     let mut failed = Vec::new();
-    // The empty programs go on copy counting's tp_btf hooks, known once it is loaded.
-    let mut counting_hooks: Option<Vec<&'static str>> = None;
+    // The empty programs go on the hooks of copy counting and of syscall tracing, known
+    // once these are loaded.
+    let mut counting_hooks: Option<Vec<AttachPoint>> = None;
+    let mut tracing_hooks: Option<Vec<AttachPoint>> = None;
     for &instrument in instruments {
         let started = Instant::now();
         let mut set_up = || -> Result<Switchable> {
@@ -216,16 +223,7 @@ pub fn run(
                     probes.watch_process(server.pid(), SERVER_SLOT, false)?;
                     probes.watch_process(own, CLIENT_SLOT, false)?;
                     probes.suspend()?;
-                    counting_hooks = Some(
-                        probes
-                            .attach_points()
-                            .into_iter()
-                            .filter_map(|point| match point {
-                                AttachPoint::BtfTracepoint { name } => Some(name),
-                                _ => None,
-                            })
-                            .collect(),
-                    );
+                    counting_hooks = Some(probes.attach_points());
                     Switchable::Counting(Box::new(Counting {
                         probes,
                         at_open: None,
@@ -235,20 +233,22 @@ pub fn run(
                 Instrument::SyscallTracing => {
                     let tracer = tracer.ok_or_else(|| anyhow!("the tracer is not available"))?;
                     let host = tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?;
+                    tracing_hooks = Some(host.attach_points()?);
                     host.suspend()?;
                     Switchable::Tracing(host)
                 }
-                Instrument::EmptyPrograms => {
-                    let hooks = match &counting_hooks {
-                        Some(hooks) if !hooks.is_empty() => hooks,
-                        Some(_) => anyhow::bail!("copy counting uses no tp_btf hook here"),
-                        None => anyhow::bail!("copy counting did not load"),
+                Instrument::EmptyCountingHooks | Instrument::EmptyTracingHooks => {
+                    let (hooks, of) = if instrument == Instrument::EmptyCountingHooks {
+                        (&counting_hooks, Instrument::CopyCounting)
+                    } else {
+                        (&tracing_hooks, Instrument::SyscallTracing)
                     };
-                    let programs = hooks
-                        .iter()
-                        .map(|hook| EmptyProgram::load(hook))
-                        .collect::<Result<Vec<_>>>()?;
-                    Switchable::Empty(programs)
+                    let hooks = match hooks {
+                        Some(hooks) if !hooks.is_empty() => hooks,
+                        Some(_) => bail!("{} attaches to no hook here", of.label()),
+                        None => bail!("{} did not load, so its hooks are unknown", of.label()),
+                    };
+                    Switchable::Empty(EmptyHooks::load(hooks)?)
                 }
             })
         };
@@ -372,7 +372,7 @@ pub fn run(
     let mut counted = None;
     let mut trace = None;
     let mut empty_hooks = Vec::new();
-    for (_, s) in switchable {
+    for (instrument, s) in switchable {
         match s {
             Switchable::None => {}
             Switchable::Counting(c) => {
@@ -385,9 +385,7 @@ pub fn run(
                 }
             }
             Switchable::Tracing(host) => trace = Some(host.stop()),
-            Switchable::Empty(programs) => {
-                empty_hooks = programs.iter().map(|p| p.tracepoint).collect()
-            }
+            Switchable::Empty(programs) => empty_hooks.push((instrument, programs.points())),
         }
     }
     let totals = server.stop();
@@ -479,19 +477,28 @@ mod tests {
             order,
             vec![
                 Instrument::Control,
-                Instrument::EmptyPrograms,
+                Instrument::EmptyCountingHooks,
                 Instrument::CopyCounting,
                 Instrument::None,
-                Instrument::SyscallTracing
+                Instrument::SyscallTracing,
+                Instrument::EmptyTracingHooks,
             ]
         );
-        let none = order.iter().position(|i| *i == Instrument::None).unwrap();
+        let at = |i: Instrument| order.iter().position(|o| *o == i).unwrap();
         for neighbour in [Instrument::CopyCounting, Instrument::SyscallTracing] {
-            let at = order.iter().position(|i| *i == neighbour).unwrap();
-            assert_eq!(none.abs_diff(at), 1, "{neighbour:?} next to no probes");
+            assert_eq!(
+                at(Instrument::None).abs_diff(at(neighbour)),
+                1,
+                "{neighbour:?} next to no probes"
+            );
         }
-        // The slow switch (tracing off) is only ever between blocks.
-        assert_eq!(order.last(), Some(&Instrument::SyscallTracing));
+        // The slow switches (the classic tracepoints off) are after syscall tracing,
+        // whose comparison does not span one, and between blocks.
+        assert_eq!(
+            at(Instrument::EmptyTracingHooks),
+            at(Instrument::SyscallTracing) + 1
+        );
+        assert_eq!(order.last(), Some(&Instrument::EmptyTracingHooks));
         assert_eq!(
             block_order(&[Instrument::None, Instrument::CopyCounting]),
             vec![Instrument::CopyCounting, Instrument::None]
