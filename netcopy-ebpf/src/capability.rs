@@ -4,8 +4,11 @@
 //! kernel's dispatch to a program there costs on its own.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, tracepoint},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 
 #[kprobe]
@@ -13,8 +16,18 @@ pub fn netcopy_trial_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
+#[kretprobe]
+pub fn netcopy_trial_kretprobe(_ctx: RetProbeContext) -> u32 {
+    0
+}
+
 #[fentry(function = "tcp_sendmsg")]
 pub fn netcopy_trial_fentry(_ctx: FEntryContext) -> u32 {
+    0
+}
+
+#[fexit(function = "tcp_sendmsg")]
+pub fn netcopy_trial_fexit(_ctx: FExitContext) -> u32 {
     0
 }
 

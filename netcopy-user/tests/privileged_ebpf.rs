@@ -10,7 +10,11 @@ use std::{
     thread,
 };
 
-use netcopy::ebpf::{plan::KernelEvent, CopyProbes};
+use netcopy::ebpf::{
+    plan::{AttachPoint, KernelEvent},
+    runstats::{self, EmptyHooks, StatsEnabled},
+    CopyProbes,
+};
 use netcopy_common::CopySite;
 
 /// Not a round number, so that no chunking coincidence can make a wrong count look right.
@@ -460,6 +464,67 @@ fn zerocopy_sends_are_counted_as_attached_not_copied() {
                 delta.get(0, CopySite::ZeroCopyCompletionCopied).bytes,
                 TEST_BYTES as u64,
                 "every completion has its zerocopy bit cleared"
+            );
+        }
+    }
+}
+
+/// The benchmark's floors: empty programs go on every hook the copy probes use on this
+/// kernel (tp_btf here; fentry/fexit or kprobes in the guests) and on classic syscall
+/// tracepoints as the trace's, each runs there while attached, and none runs at all
+/// while detached (the kernel's own run counts, exact).
+#[test]
+fn empty_programs_run_on_every_hook_only_while_attached() {
+    if !common::privileged("empty_programs_run_on_every_hook_only_while_attached") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut points = {
+        let probes = CopyProbes::load().expect("load probes");
+        probes.attach_points()
+    };
+    assert!(!points.is_empty());
+    // std's send and recv are the sendto and recvfrom system calls.
+    for name in ["sys_enter_sendto", "sys_exit_recvfrom"] {
+        points.push(AttachPoint::Tracepoint {
+            category: "syscalls",
+            name,
+        });
+    }
+    let _stats = StatsEnabled::enable().expect("enable run-time statistics");
+    let mut empty = EmptyHooks::load(&points).expect("load the empty programs");
+    let mut expected = points.clone();
+    expected.sort_by_key(ToString::to_string);
+    expected.dedup();
+    let mut got = empty.points();
+    got.sort_by_key(ToString::to_string);
+    assert_eq!(got, expected, "one empty program on each hook");
+    let ids = empty.ids().expect("program ids");
+    let runs = || -> Vec<u64> {
+        let counters = runstats::read(&ids).expect("read run counts");
+        ids.iter()
+            .map(|id| counters.get(id).expect("program loaded").runs)
+            .collect()
+    };
+    // Every kind of traffic the copy probes' hooks see: a copying send and receive (and
+    // the threads' creation, for sched_process_fork), and a zero-copy send.
+    let traffic = || {
+        assert_eq!(loopback_transfer(200_003), 200_003);
+        assert_eq!(zerocopy_transfer(200_003, 65_536).received, 200_003);
+    };
+    for round in 0..2 {
+        let before = runs();
+        traffic();
+        let detached = runs();
+        assert_eq!(detached, before, "round {round}: detached programs ran");
+        empty.attach().expect("attach the empty programs");
+        traffic();
+        empty.detach();
+        let attached = runs();
+        for ((id, a), d) in ids.iter().zip(&attached).zip(&detached) {
+            assert!(
+                a > d,
+                "round {round}: empty program {id} never ran while attached"
             );
         }
     }

@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::ebpf::runstats::{self, EmptyProgram, LoadedProgram, RunCounter, StatsEnabled};
+use crate::ebpf::{
+    plan::AttachPoint,
+    runstats::{self, EmptyProgram, LoadedProgram, RunCounter, StatsEnabled},
+};
 
 /// The hook of the empty program: the receive copy, which fires several times per
 /// message on the same CPU as the send path, so its floor is the one the probes pay.
@@ -160,7 +163,7 @@ impl ProgramMeter {
             return Err(anyhow!("no eBPF program of netcopy's is loaded"));
         }
         let stats = StatsEnabled::enable()?;
-        let floor = EmptyProgram::attach(FLOOR_HOOK)?;
+        let floor = EmptyProgram::attach(AttachPoint::BtfTracepoint { name: FLOOR_HOOK })?;
         let before = runstats::read(&ids(&programs, &floor))?;
         Ok(ProgramMeter {
             programs,
@@ -200,7 +203,6 @@ fn ids(programs: &[LoadedProgram], floor: &EmptyProgram) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::plan::AttachPoint;
 
     fn program(id: u32, name: &str) -> LoadedProgram {
         LoadedProgram {

@@ -117,7 +117,10 @@ impl Switchable {
             Switchable::None => Ok(()),
             Switchable::Counting(c) => c.probes.suspend(),
             Switchable::Tracing(host) => host.suspend(),
-            Switchable::Empty(programs) => programs.detach(),
+            Switchable::Empty(programs) => {
+                programs.detach();
+                Ok(())
+            }
         }
     }
 

@@ -268,7 +268,8 @@ struct Attachment {
 /// An attachment's link, owned (taken from aya's per-program table), by program type.
 /// Never read: held for its drop, which detaches.
 #[allow(dead_code)]
-enum Link {
+/// An owned attachment of one program to one hook: dropping it detaches the program.
+pub(super) enum Link {
     TracePoint(TracePointLink),
     BtfTracePoint(BtfTracePointLink),
     KProbe(KProbeLink),
@@ -825,6 +826,13 @@ fn need_btf(btf: Option<&Btf>) -> Result<&Btf> {
 
 /// Loads `program` for `point` (unless it is loaded) and attaches it there.
 fn attach_program(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) -> Result<Link> {
+    load_for(program, point, btf)?;
+    attach_loaded(program, point)
+}
+
+/// Loads `program` for `point`, unless it is loaded (tp_btf, fentry and fexit programs
+/// are loaded for their hook, and need the kernel's BTF for it).
+pub(super) fn load_for(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) -> Result<()> {
     if program_fd_missing(program) {
         match (point, &mut *program) {
             (AttachPoint::Tracepoint { .. }, Program::TracePoint(tp)) => tp.load()?,
@@ -850,7 +858,7 @@ fn attach_program(program: &mut Program, point: AttachPoint, btf: Option<&Btf>) 
             (point, _) => return Err(anyhow!("the program has the wrong type for {point}")),
         }
     }
-    attach_loaded(program, point)
+    Ok(())
 }
 
 fn program_fd_missing(program: &Program) -> bool {
@@ -867,7 +875,7 @@ fn program_fd_missing(program: &Program) -> bool {
 /// Attaches the loaded `program` to `point` (tp_btf, fentry and fexit programs were
 /// loaded for their hook, so `point` only names it) and takes the link out of aya's
 /// table, so that the attachment lives exactly as long as the returned link.
-fn attach_loaded(program: &mut Program, point: AttachPoint) -> Result<Link> {
+pub(super) fn attach_loaded(program: &mut Program, point: AttachPoint) -> Result<Link> {
     Ok(match (point, program) {
         (AttachPoint::Tracepoint { category, name }, Program::TracePoint(tp)) => {
             let id = tp.attach(category, name)?;
@@ -905,7 +913,7 @@ fn attach_loaded(program: &mut Program, point: AttachPoint) -> Result<Link> {
 /// own. Each detach of a classic tracepoint's last user waits for an RCU grace period in
 /// the kernel (tens of milliseconds; ~1.5 s for the trace's dozen one after another).
 /// Detached side by side, the waits overlap.
-pub(crate) fn detach_side_by_side<L: Send>(links: Vec<L>) {
+pub(super) fn detach_side_by_side<L: Send>(links: Vec<L>) {
     std::thread::scope(|scope| {
         for link in links {
             let spawned = std::thread::Builder::new()

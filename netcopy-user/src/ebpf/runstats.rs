@@ -10,14 +10,18 @@
 
 use std::{collections::HashMap, os::fd::OwnedFd};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use aya::{
-    programs::{loaded_programs, trace_point::TracePointLink, Program, TracePoint},
+    programs::{loaded_programs, Program},
     Btf, Ebpf,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{object, plan::AttachPoint};
+use super::{
+    loader::{attach_loaded, detach_side_by_side, load_for, Link},
+    object,
+    plan::AttachPoint,
+};
 use crate::sys;
 
 /// Runs and time of one program so far (since it was loaded, while stats were on).
@@ -122,175 +126,165 @@ fn program_id(program: &Program) -> Option<u32> {
     program.info().ok().map(|info| info.id())
 }
 
-/// Program of the object that does nothing; loaded here onto any tp_btf hook.
-const EMPTY_PROGRAM: &str = "netcopy_trial_tp_btf";
+/// The program of netcopy's object that does nothing, for each kind of hook.
+fn empty_program_name(point: AttachPoint) -> &'static str {
+    match point {
+        AttachPoint::Tracepoint { .. } => "netcopy_trial_tp",
+        AttachPoint::BtfTracepoint { .. } => "netcopy_trial_tp_btf",
+        AttachPoint::Kprobe { .. } => "netcopy_trial_kprobe",
+        AttachPoint::Kretprobe { .. } => "netcopy_trial_kretprobe",
+        AttachPoint::Fentry { .. } => "netcopy_trial_fentry",
+        AttachPoint::Fexit { .. } => "netcopy_trial_fexit",
+    }
+}
 
-/// An eBPF program that does nothing, on one tracepoint (tp_btf): its run time under the
-/// kernel's accounting is the accounting's own cost on that hook, and attached without
-/// the accounting, what the kernel's dispatch to any program on that hook costs.
+/// True when the kernel fixes a program's hook when it is loaded (tp_btf, fentry,
+/// fexit): each hook needs a loaded copy of its own. Tracepoint and kprobe programs are
+/// loaded once and attached to any number of hooks.
+fn hook_fixed_at_load(point: AttachPoint) -> bool {
+    matches!(
+        point,
+        AttachPoint::BtfTracepoint { .. } | AttachPoint::Fentry { .. } | AttachPoint::Fexit { .. }
+    )
+}
+
+/// netcopy's object with its trace maps at their smallest (the copy runs empty programs
+/// only).
+fn load_empty_object() -> Result<Ebpf> {
+    sys::require_root("loading an eBPF program")?;
+    let (ebpf, _) = super::loader::load_object(object::bytes()?, None)
+        .context("loading netcopy's eBPF object for the empty programs")?;
+    Ok(ebpf)
+}
+
+fn empty_program(ebpf: &mut Ebpf, point: AttachPoint) -> Result<&mut Program> {
+    let name = empty_program_name(point);
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("eBPF object has no program {name}"))
+}
+
+/// An eBPF program that does nothing, on one hook: its run time under the kernel's
+/// accounting is the accounting's own cost on that hook, and attached without the
+/// accounting, what the kernel's dispatch to any program on that hook costs.
 pub struct EmptyProgram {
+    // Declared first: the link is dropped (detached) before the object.
+    link: Option<Link>,
     // Holds the program (the object stays loaded while this lives).
     ebpf: Ebpf,
     pub id: u32,
-    pub tracepoint: &'static str,
-    link: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
+    pub point: AttachPoint,
 }
 
 impl EmptyProgram {
-    /// Loads the empty program for `tracepoint` and attaches it.
-    pub fn attach(tracepoint: &'static str) -> Result<EmptyProgram> {
-        let mut empty = Self::load(tracepoint)?;
+    /// Loads the empty program for `point` and attaches it.
+    pub fn attach(point: AttachPoint) -> Result<EmptyProgram> {
+        let mut empty = Self::load(point)?;
         empty.attach_again()?;
         Ok(empty)
     }
 
-    /// Loads the empty program for `tracepoint`, not attached.
-    pub fn load(tracepoint: &'static str) -> Result<EmptyProgram> {
-        sys::require_root("loading an eBPF program")?;
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        // The object's trace maps at their smallest: this copy only runs one program.
-        let (mut ebpf, _) = super::loader::load_object(object::bytes()?, None)
-            .context("loading netcopy's eBPF object for the empty program")?;
-        let program = Self::program(&mut ebpf)?;
-        program
-            .load(tracepoint, &btf)
-            .with_context(|| format!("loading the empty program on tp_btf {tracepoint}"))?;
+    /// Loads the empty program for `point`, not attached.
+    pub fn load(point: AttachPoint) -> Result<EmptyProgram> {
+        let btf = if hook_fixed_at_load(point) {
+            Some(Btf::from_sys_fs().context("reading the kernel's BTF")?)
+        } else {
+            None
+        };
+        let mut ebpf = load_empty_object()?;
+        let program = empty_program(&mut ebpf, point)?;
+        load_for(program, point, btf.as_ref())
+            .with_context(|| format!("loading the empty program for {point}"))?;
         let id = program
             .info()
             .context("reading the empty program's id")?
             .id();
         Ok(EmptyProgram {
+            link: None,
             ebpf,
             id,
-            tracepoint,
-            link: None,
+            point,
         })
-    }
-
-    fn program(ebpf: &mut Ebpf) -> Result<&mut aya::programs::BtfTracePoint> {
-        ebpf.program_mut(EMPTY_PROGRAM)
-            .ok_or_else(|| anyhow!("eBPF object has no program {EMPTY_PROGRAM}"))?
-            .try_into()
-            .map_err(|e| anyhow!("{EMPTY_PROGRAM}: {e}"))
     }
 
     /// Attaches the loaded program (again); attaching an attached one is a no-op.
     pub fn attach_again(&mut self) -> Result<()> {
-        if self.link.is_some() {
-            return Ok(());
+        if self.link.is_none() {
+            let point = self.point;
+            let program = empty_program(&mut self.ebpf, point)?;
+            let link = attach_loaded(program, point)
+                .with_context(|| format!("attaching the empty program to {point}"))?;
+            self.link = Some(link);
         }
-        let tracepoint = self.tracepoint;
-        let link = Self::program(&mut self.ebpf)?
-            .attach()
-            .with_context(|| format!("attaching the empty program to tp_btf {tracepoint}"))?;
-        self.link = Some(link);
         Ok(())
     }
 
     /// Detaches the program; it stays loaded.
-    pub fn detach(&mut self) -> Result<()> {
-        let Some(link) = self.link.take() else {
-            return Ok(());
-        };
-        let tracepoint = self.tracepoint;
-        Self::program(&mut self.ebpf)?
-            .detach(link)
-            .with_context(|| format!("detaching the empty program from tp_btf {tracepoint}"))
+    pub fn detach(&mut self) {
+        drop(self.link.take());
     }
 }
-
-/// Program of the object that does nothing, for any classic tracepoint.
-const EMPTY_CLASSIC_PROGRAM: &str = "netcopy_trial_tp";
 
 /// Empty programs on a whole set of hooks (an instrument's): attached, what the kernel's
 /// dispatch to programs on those hooks costs with no program doing any work, the floor
-/// under any instrument on them. A tp_btf hook gets an [`EmptyProgram`] of its own (a
-/// tp_btf program's hook is fixed when it is loaded); the classic tracepoints share one
-/// loaded program, attached to each.
+/// under any instrument on them. A hook the kernel fixes at load (tp_btf, fentry, fexit)
+/// gets an [`EmptyProgram`] of its own; the others share one loaded object, whose empty
+/// tracepoint and kprobe programs are attached to each of them.
 pub struct EmptyHooks {
-    btf: Vec<EmptyProgram>,
-    classic: Option<EmptyClassic>,
+    fixed: Vec<EmptyProgram>,
+    shared: Option<SharedEmpty>,
 }
 
-struct EmptyClassic {
+struct SharedEmpty {
     // Declared first: the links are dropped (detached) before the object.
-    links: Vec<TracePointLink>,
+    links: Vec<Link>,
     ebpf: Ebpf,
-    tracepoints: Vec<(&'static str, &'static str)>,
-}
-
-impl EmptyClassic {
-    fn program(&mut self) -> Result<&mut TracePoint> {
-        self.ebpf
-            .program_mut(EMPTY_CLASSIC_PROGRAM)
-            .ok_or_else(|| anyhow!("eBPF object has no program {EMPTY_CLASSIC_PROGRAM}"))?
-            .try_into()
-            .map_err(|e| anyhow!("{EMPTY_CLASSIC_PROGRAM}: {e}"))
-    }
+    points: Vec<AttachPoint>,
 }
 
 impl EmptyHooks {
-    /// Loads an empty program for each of `points`, none attached. Only tracepoints and
-    /// tp_btf hooks are covered: another kind of hook is an error, not left out, so that
-    /// a floor is never measured on part of an instrument's hooks.
+    /// Loads an empty program for each of `points`, none attached.
     pub fn load(points: &[AttachPoint]) -> Result<EmptyHooks> {
-        let mut btf = Vec::new();
-        let mut tracepoints = Vec::new();
-        for point in points {
-            match *point {
-                AttachPoint::BtfTracepoint { name } => {
-                    if !btf.iter().any(|p: &EmptyProgram| p.tracepoint == name) {
-                        btf.push(EmptyProgram::load(name)?);
-                    }
-                }
-                AttachPoint::Tracepoint { category, name } => {
-                    if !tracepoints.contains(&(category, name)) {
-                        tracepoints.push((category, name));
-                    }
-                }
-                other => bail!(
-                    "no empty program for {other}: the empty programs cover tracepoints and \
-                     tp_btf hooks only"
-                ),
+        let mut unique: Vec<AttachPoint> = Vec::new();
+        for &point in points {
+            if !unique.contains(&point) {
+                unique.push(point);
             }
         }
-        let classic = if tracepoints.is_empty() {
+        let (fixed, shared): (Vec<AttachPoint>, Vec<AttachPoint>) =
+            unique.into_iter().partition(|&p| hook_fixed_at_load(p));
+        let fixed = fixed
+            .into_iter()
+            .map(EmptyProgram::load)
+            .collect::<Result<Vec<_>>>()?;
+        let shared = if shared.is_empty() {
             None
         } else {
-            sys::require_root("loading an eBPF program")?;
-            let (ebpf, _) = super::loader::load_object(object::bytes()?, None)
-                .context("loading netcopy's eBPF object for the empty tracepoint program")?;
-            let mut classic = EmptyClassic {
+            let mut ebpf = load_empty_object()?;
+            for &point in &shared {
+                load_for(empty_program(&mut ebpf, point)?, point, None)
+                    .with_context(|| format!("loading the empty program for {point}"))?;
+            }
+            Some(SharedEmpty {
                 links: Vec::new(),
                 ebpf,
-                tracepoints,
-            };
-            classic
-                .program()?
-                .load()
-                .context("loading the empty tracepoint program")?;
-            Some(classic)
+                points: shared,
+            })
         };
-        Ok(EmptyHooks { btf, classic })
+        Ok(EmptyHooks { fixed, shared })
     }
 
     /// Attaches every program (again); attaching attached ones is a no-op.
     pub fn attach(&mut self) -> Result<()> {
-        for program in &mut self.btf {
+        for program in &mut self.fixed {
             program.attach_again()?;
         }
-        if let Some(classic) = &mut self.classic {
-            if classic.links.is_empty() {
-                let tracepoints = classic.tracepoints.clone();
-                for (category, name) in tracepoints {
-                    let program = classic.program()?;
-                    let link = program
-                        .attach(category, name)
-                        .and_then(|id| program.take_link(id))
-                        .with_context(|| {
-                            format!("attaching the empty program to tracepoint {category}/{name}")
-                        })?;
-                    classic.links.push(link);
+        if let Some(shared) = &mut self.shared {
+            if shared.links.is_empty() {
+                for &point in &shared.points {
+                    let program = empty_program(&mut shared.ebpf, point)?;
+                    let link = attach_loaded(program, point)
+                        .with_context(|| format!("attaching the empty program to {point}"))?;
+                    shared.links.push(link);
                 }
             }
         }
@@ -298,28 +292,47 @@ impl EmptyHooks {
     }
 
     /// Detaches every program; they stay loaded.
-    pub fn detach(&mut self) -> Result<()> {
-        for program in &mut self.btf {
-            program.detach()?;
+    pub fn detach(&mut self) {
+        for program in &mut self.fixed {
+            program.detach();
         }
-        if let Some(classic) = &mut self.classic {
-            super::loader::detach_side_by_side(std::mem::take(&mut classic.links));
+        if let Some(shared) = &mut self.shared {
+            detach_side_by_side(std::mem::take(&mut shared.links));
         }
-        Ok(())
     }
 
-    /// The hooks, in the order they were given.
+    /// The kernel ids of the empty programs (a shared program once).
+    pub fn ids(&self) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.fixed.iter().map(|p| p.id).collect();
+        if let Some(shared) = &self.shared {
+            let mut names: Vec<&str> = shared
+                .points
+                .iter()
+                .map(|&p| empty_program_name(p))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                let program = shared
+                    .ebpf
+                    .program(name)
+                    .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
+                ids.push(
+                    program
+                        .info()
+                        .with_context(|| format!("reading the id of {name}"))?
+                        .id(),
+                );
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The hooks: those fixed at load first, then the shared ones.
     pub fn points(&self) -> Vec<AttachPoint> {
-        let btf = self
-            .btf
-            .iter()
-            .map(|p| AttachPoint::BtfTracepoint { name: p.tracepoint });
-        let classic = self
-            .classic
-            .iter()
-            .flat_map(|c| c.tracepoints.iter())
-            .map(|&(category, name)| AttachPoint::Tracepoint { category, name });
-        btf.chain(classic).collect()
+        let fixed = self.fixed.iter().map(|p| p.point);
+        let shared = self.shared.iter().flat_map(|s| s.points.iter().copied());
+        fixed.chain(shared).collect()
     }
 }
 
@@ -328,16 +341,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_programs_refuse_hooks_they_cannot_cover() {
-        // Refused before anything is loaded: no root needed.
-        let error = EmptyHooks::load(&[AttachPoint::Kprobe {
-            function: "tcp_sendmsg_locked",
-        }])
-        .err()
-        .expect("a kprobe hook is refused");
-        assert!(
-            format!("{error:#}").contains("no empty program for kprobe tcp_sendmsg_locked"),
-            "{error:#}"
+    fn every_kind_of_hook_has_an_empty_program_in_the_object() {
+        let points = [
+            AttachPoint::Tracepoint {
+                category: "sched",
+                name: "sched_process_fork",
+            },
+            AttachPoint::BtfTracepoint {
+                name: "sched_process_fork",
+            },
+            AttachPoint::Kprobe { function: "f" },
+            AttachPoint::Kretprobe { function: "f" },
+            AttachPoint::Fentry { function: "f" },
+            AttachPoint::Fexit { function: "f" },
+        ];
+        // What the object would have to offer: every name distinct, and the names of
+        // hooks fixed at load exactly tp_btf, fentry and fexit.
+        let names: Vec<&str> = points.iter().map(|&p| empty_program_name(p)).collect();
+        let mut distinct = names.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), points.len(), "{names:?}");
+        let fixed: Vec<&str> = points
+            .iter()
+            .filter(|&&p| hook_fixed_at_load(p))
+            .map(|&p| empty_program_name(p))
+            .collect();
+        assert_eq!(
+            fixed,
+            [
+                "netcopy_trial_tp_btf",
+                "netcopy_trial_fentry",
+                "netcopy_trial_fexit"
+            ]
         );
     }
 
