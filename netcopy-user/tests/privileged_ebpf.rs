@@ -11,7 +11,8 @@ use std::{
 };
 
 use netcopy::ebpf::{
-    plan::{AttachPoint, KernelEvent},
+    loader::LoadOptions,
+    plan::{AttachPoint, HookKind, HookKinds, KernelEvent},
     runstats::{self, EmptyHooks, StatsEnabled},
     CopyProbes,
 };
@@ -479,10 +480,17 @@ fn empty_programs_run_on_every_hook_only_while_attached() {
         return;
     }
     let _serial = common::serial();
-    let mut points = {
-        let probes = CopyProbes::load().expect("load probes");
-        probes.attach_points()
-    };
+    // The hooks of the first strategy this kernel offers, and of the next one without
+    // fentry: in the guests, fentry/fexit and kprobe/kretprobe; here, tp_btf twice.
+    let mut points = Vec::new();
+    for avoid in [&[][..], &[HookKind::Fentry][..]] {
+        let probes = CopyProbes::load_with(LoadOptions {
+            avoid: HookKinds::of(avoid),
+            ..LoadOptions::default()
+        })
+        .expect("load probes");
+        points.extend(probes.attach_points());
+    }
     assert!(!points.is_empty());
     // std's send and recv are the sendto and recvfrom system calls.
     for name in ["sys_enter_sendto", "sys_exit_recvfrom"] {
