@@ -242,15 +242,10 @@ impl Instrument {
         }
     }
 
-    /// Attaches programs of some kind (switch times are recorded for it).
+    /// Attaches programs of some kind, netcopy's or empty ones (switch times are
+    /// recorded for it).
     pub fn has_probes(self) -> bool {
-        matches!(
-            self,
-            Instrument::CopyCounting
-                | Instrument::SyscallTracing
-                | Instrument::EmptyCountingHooks
-                | Instrument::EmptyTracingHooks
-        )
+        self.is_netcopy() || self.floor_of().is_some()
     }
 
     /// One of netcopy's instruments, whose programs the kernel's accounting measures.

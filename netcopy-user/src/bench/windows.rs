@@ -212,10 +212,9 @@ pub fn run(
     let mut switchable: Vec<(Instrument, Switchable)> = Vec::new();
     let mut setup_seconds = Vec::new();
     let mut failed = Vec::new();
-    // The empty programs go on the hooks of copy counting and of syscall tracing, known
-    // once these are loaded.
-    let mut counting_hooks: Option<Vec<AttachPoint>> = None;
-    let mut tracing_hooks: Option<Vec<AttachPoint>> = None;
+    // The hooks of each of netcopy's instruments loaded so far: where the empty programs
+    // that stand for it go.
+    let mut hooks_of: Vec<(Instrument, Vec<AttachPoint>)> = Vec::new();
     for &instrument in instruments {
         let started = Instant::now();
         let mut set_up = || -> Result<Switchable> {
@@ -226,7 +225,7 @@ pub fn run(
                     probes.watch_process(server.pid(), SERVER_SLOT, false)?;
                     probes.watch_process(own, CLIENT_SLOT, false)?;
                     probes.suspend()?;
-                    counting_hooks = Some(probes.attach_points());
+                    hooks_of.push((instrument, probes.attach_points()));
                     Switchable::Counting(Box::new(Counting {
                         probes,
                         at_open: None,
@@ -236,18 +235,16 @@ pub fn run(
                 Instrument::SyscallTracing => {
                     let tracer = tracer.ok_or_else(|| anyhow!("the tracer is not available"))?;
                     let host = tracer.start(&[(server.pid(), SERVER_SLOT), (own, CLIENT_SLOT)])?;
-                    tracing_hooks = Some(host.attach_points()?);
+                    hooks_of.push((instrument, host.attach_points()?));
                     host.suspend()?;
                     Switchable::Tracing(host)
                 }
                 Instrument::EmptyCountingHooks | Instrument::EmptyTracingHooks => {
-                    let (hooks, of) = if instrument == Instrument::EmptyCountingHooks {
-                        (&counting_hooks, Instrument::CopyCounting)
-                    } else {
-                        (&tracing_hooks, Instrument::SyscallTracing)
-                    };
-                    let hooks = match hooks {
-                        Some(hooks) if !hooks.is_empty() => hooks,
+                    let of = instrument
+                        .floor_of()
+                        .ok_or_else(|| anyhow!("{} stand for no instrument", instrument.label()))?;
+                    let hooks = match hooks_of.iter().find(|(i, _)| *i == of) {
+                        Some((_, hooks)) if !hooks.is_empty() => hooks,
                         Some(_) => bail!("{} attaches to no hook here", of.label()),
                         None => bail!("{} did not load, so its hooks are unknown", of.label()),
                     };

@@ -265,10 +265,9 @@ struct Attachment {
     _link: Link,
 }
 
-/// An attachment's link, owned (taken from aya's per-program table), by program type.
-/// Never read: held for its drop, which detaches.
+/// An attachment's link, owned (taken from aya's per-program table), by program type:
+/// dropping it detaches the program. Never read: held for its drop.
 #[allow(dead_code)]
-/// An owned attachment of one program to one hook: dropping it detaches the program.
 pub(super) enum Link {
     TracePoint(TracePointLink),
     BtfTracePoint(BtfTracePointLink),

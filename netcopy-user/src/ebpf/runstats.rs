@@ -148,6 +148,10 @@ fn hook_fixed_at_load(point: AttachPoint) -> bool {
     )
 }
 
+fn kernel_btf() -> Result<Btf> {
+    Btf::from_sys_fs().context("reading the kernel's BTF")
+}
+
 /// netcopy's object with its trace maps at their smallest (the copy runs empty programs
 /// only).
 fn load_empty_object() -> Result<Ebpf> {
@@ -185,14 +189,16 @@ impl EmptyProgram {
 
     /// Loads the empty program for `point`, not attached.
     pub fn load(point: AttachPoint) -> Result<EmptyProgram> {
-        let btf = if hook_fixed_at_load(point) {
-            Some(Btf::from_sys_fs().context("reading the kernel's BTF")?)
-        } else {
-            None
-        };
+        let btf = hook_fixed_at_load(point).then(kernel_btf).transpose()?;
+        Self::load_with(point, btf.as_ref())
+    }
+
+    /// [`EmptyProgram::load`] with the kernel's BTF read already (needed for a hook fixed
+    /// at load).
+    fn load_with(point: AttachPoint, btf: Option<&Btf>) -> Result<EmptyProgram> {
         let mut ebpf = load_empty_object()?;
         let program = empty_program(&mut ebpf, point)?;
-        load_for(program, point, btf.as_ref())
+        load_for(program, point, btf)
             .with_context(|| format!("loading the empty program for {point}"))?;
         let id = program
             .info()
@@ -252,9 +258,11 @@ impl EmptyHooks {
         }
         let (fixed, shared): (Vec<AttachPoint>, Vec<AttachPoint>) =
             unique.into_iter().partition(|&p| hook_fixed_at_load(p));
+        // Read once for all the hooks fixed at load (parsing it takes a while).
+        let btf = (!fixed.is_empty()).then(kernel_btf).transpose()?;
         let fixed = fixed
             .into_iter()
-            .map(EmptyProgram::load)
+            .map(|point| EmptyProgram::load_with(point, btf.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         let shared = if shared.is_empty() {
             None
