@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netcopy::counters::{
+use netcopy::kernel::perf::{
     capability_hw, capability_sw, cpu_ns_per_byte, process_cpu_time, wait_child_cpu_time,
     CounterKind, CounterValue, CpuTimeSource, ProcessCounters,
 };

@@ -16,10 +16,12 @@ use std::{
 };
 
 use netcopy::{
-    client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
-    modes::{Mode, ZeroCopyConfig},
-    protocol::{ReplyHeader, Request, Status, MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
-    server::{Server, ServerConfig, ServerTotals},
+    workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
+    workload::modes::{Mode, ZeroCopyConfig},
+    workload::protocol::{
+        ReplyHeader, Request, Status, MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN,
+    },
+    workload::server::{Server, ServerConfig, ServerTotals},
 };
 
 const MIB: u64 = 1 << 20;

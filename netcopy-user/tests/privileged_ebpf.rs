@@ -10,7 +10,7 @@ use std::{
     thread,
 };
 
-use netcopy::ebpf::{
+use netcopy::kernel::{
     loader::LoadOptions,
     plan::{AttachPoint, HookKind, HookKinds, KernelEvent},
     runstats::{self, EmptyHooks, StatsEnabled},

@@ -18,7 +18,7 @@ use std::{
 };
 
 use netcopy::{
-    ebpf::{loader::LoadOptions, CopyProbes},
+    kernel::{loader::LoadOptions, CopyProbes},
     trace::{write_outputs, SyscallTracer, TraceOutput},
 };
 use serde_json::Value;
@@ -765,7 +765,7 @@ fn traces_exactly_the_known_calls_and_nothing_of_untraced_processes() {
     // layout; the other strategies leave the request to user memory.
     let send = probes
         .plan()
-        .get(netcopy::ebpf::plan::KernelEvent::SendPath)
+        .get(netcopy::kernel::plan::KernelEvent::SendPath)
         .and_then(|e| e.chosen.clone())
         .expect("a strategy for the send path");
     eprintln!(

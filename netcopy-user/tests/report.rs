@@ -12,15 +12,15 @@ use std::{
 };
 
 use netcopy::{
-    client::{LatencyKind, LatencySummary},
-    counters::{CounterKind, CounterReadings, CounterValue},
-    ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
-    modes::Mode,
-    plots::mode_color_hex,
-    results::{
+    experiment::output::plots::mode_color_hex,
+    experiment::results::{
         Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanEventRecord, PlanRecord,
         Results, RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
+    kernel::perf::{CounterKind, CounterReadings, CounterValue},
+    ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
+    workload::client::{LatencyKind, LatencySummary},
+    workload::modes::Mode,
 };
 
 const SIZES: [u64; 6] = [1024, 4096, 16384, 65536, 262144, 1 << 20];
@@ -861,7 +861,7 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
     cases.push(("partial-hw", partial));
     for (name, results) in cases {
         let dir = TempDir::new(name);
-        let written = netcopy::report::write_outputs(&dir.0, &results)
+        let written = netcopy::experiment::output::report::write_outputs(&dir.0, &results)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(written.len(), 7, "{name}");
         for p in &written {

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::size::format_size;
+use crate::util::units::format_size;
 
 /// How to get iperf3 when it is missing.
 pub const INSTALL_HINT: &str =

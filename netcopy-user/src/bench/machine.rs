@@ -61,7 +61,7 @@ impl MachineInfo {
                 .unwrap_or_else(|_| "unknown".into()),
             cpu_model: cpuinfo_field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: crate::sys::kernel_release(),
+            kernel: crate::util::sys::kernel_release(),
             memory_bytes: std::fs::read_to_string("/proc/meminfo")
                 .ok()
                 .and_then(|m| memcpy::meminfo_field(&m, "MemTotal")),

@@ -5,7 +5,7 @@ use super::{
     PEER_SIZE, PEER_STREAMS, SETTLE_MS, TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT,
     WINDOW_MS, ZERO_COPY_MECHANISMS,
 };
-use crate::size::format_size;
+use crate::util::units::format_size;
 
 fn cell(s: &Summary, digits: usize) -> String {
     format!(

@@ -33,13 +33,13 @@ pub use program_cost::{ProgramCost, ProgramFigure};
 pub use stats::Summary;
 
 use crate::{
-    client::{run_client, ClientConfig, RunLimit, Verification},
-    ebpf::CopyProbes,
-    harness::ServerProcess,
+    kernel::CopyProbes,
     ledger::{CLIENT_SLOT, SERVER_SLOT},
-    modes::Mode,
-    size::format_size,
-    sys,
+    util::sys,
+    util::units::format_size,
+    workload::client::{run_client, ClientConfig, RunLimit, Verification},
+    workload::harness::ServerProcess,
+    workload::modes::Mode,
 };
 
 /// Message size of the comparisons with iperf3 (`iperf3 -l 128K`).
@@ -535,9 +535,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         progress(&format!("wrote {}", path.display()));
     }
     if args.json {
-        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        crate::util::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        crate::emit(&render(&report))?;
+        crate::util::emit(&render(&report))?;
     }
     Ok(if report.failed() {
         ExitCode::FAILURE
@@ -1178,7 +1178,7 @@ fn accounted_run(
     let own = std::process::id();
     let mut probes = None;
     let mut trace = None;
-    let loaded = (|| -> Result<Vec<crate::ebpf::runstats::LoadedProgram>> {
+    let loaded = (|| -> Result<Vec<crate::kernel::runstats::LoadedProgram>> {
         match instrument {
             Instrument::CopyCounting => {
                 let mut p = CopyProbes::load()?;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::ebpf::{
+use crate::kernel::{
     plan::AttachPoint,
     runstats::{self, EmptyProgram, LoadedProgram, RunCounter, StatsEnabled},
 };

@@ -15,18 +15,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{progress, Outcome, Target, Verdict};
 use crate::{
-    client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::LoadOptions, plan::AttachPoint, runstats::LoadedProgram, CopyProbes},
-    harness::ServerProcess,
+    kernel::{loader::LoadOptions, plan::AttachPoint, runstats::LoadedProgram, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
-    modes::Mode,
-    size::format_size,
-    sys,
     trace::tracer::SyscallTracer,
+    util::sys,
+    util::units::format_size,
+    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::harness::ServerProcess,
+    workload::modes::Mode,
 };
 
 /// Ring buffer of the benchmark's traces: `netcopy trace`'s default.
-pub const RING_BYTES: u32 = crate::trace::DEFAULT_RING_BYTES;
+pub const RING_BYTES: u32 = crate::kernel::maps::DEFAULT_RING_BYTES;
 /// Steps of the capacity sweep: calls per second in total (`None`: as fast as the
 /// threads can make them) and generator threads; 0 threads means one per CPU, and
 /// u32::MAX two per CPU.
@@ -598,8 +598,11 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
             .and_then(|s| s.stats.drain_events_per_cpu_second()),
         untraced_calls_per_s,
         ring_records: u64::from(
-            crate::trace::LogLayout::new(tracer.ring_bytes, crate::ebpf::loader::possible_cpus())
-                .entries(),
+            crate::kernel::maps::LogLayout::new(
+                tracer.ring_bytes,
+                crate::kernel::loader::possible_cpus(),
+            )
+            .entries(),
         ),
         ring_bytes: tracer.ring_bytes,
         generator: GENERATOR.to_string(),

@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{affinity, tracing, Instrument, OVERHEAD_SIZE};
 use crate::{
-    client::{run_client, ClientConfig, RunLimit},
-    ebpf::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
-    harness::ServerProcess,
+    kernel::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
-    modes::Mode,
+    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::harness::ServerProcess,
+    workload::modes::Mode,
 };
 use netcopy_common::CopySite;
 

@@ -7,6 +7,8 @@ use netcopy_common::{
 };
 use serde_json::{json, Value};
 
+use crate::util::errno::errno_name;
+
 /// A traced call as user space sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyscallRecord {
@@ -181,83 +183,6 @@ pub fn msg_flags_text(flags: u32) -> String {
     }
 }
 
-/// Linux errno names (x86_64/generic numbering, as the libc crate defines them).
-pub fn errno_name(errno: i32) -> String {
-    const NAMES: &[(i32, &str)] = &[
-        (libc::EPERM, "EPERM"),
-        (libc::ENOENT, "ENOENT"),
-        (libc::ESRCH, "ESRCH"),
-        (libc::EINTR, "EINTR"),
-        (libc::EIO, "EIO"),
-        (libc::ENXIO, "ENXIO"),
-        (libc::E2BIG, "E2BIG"),
-        (libc::EBADF, "EBADF"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::ENOMEM, "ENOMEM"),
-        (libc::EACCES, "EACCES"),
-        (libc::EFAULT, "EFAULT"),
-        (libc::EBUSY, "EBUSY"),
-        (libc::EEXIST, "EEXIST"),
-        (libc::ENODEV, "ENODEV"),
-        (libc::ENOTDIR, "ENOTDIR"),
-        (libc::EISDIR, "EISDIR"),
-        (libc::EINVAL, "EINVAL"),
-        (libc::ENFILE, "ENFILE"),
-        (libc::EMFILE, "EMFILE"),
-        (libc::EFBIG, "EFBIG"),
-        (libc::ENOSPC, "ENOSPC"),
-        (libc::ESPIPE, "ESPIPE"),
-        (libc::EPIPE, "EPIPE"),
-        (libc::ERANGE, "ERANGE"),
-        (libc::ENOSYS, "ENOSYS"),
-        (libc::ENODATA, "ENODATA"),
-        (libc::ETIME, "ETIME"),
-        (libc::EOVERFLOW, "EOVERFLOW"),
-        (libc::EILSEQ, "EILSEQ"),
-        (libc::ERESTART, "ERESTART"),
-        (libc::ENOTSOCK, "ENOTSOCK"),
-        (libc::EDESTADDRREQ, "EDESTADDRREQ"),
-        (libc::EMSGSIZE, "EMSGSIZE"),
-        (libc::EPROTOTYPE, "EPROTOTYPE"),
-        (libc::ENOPROTOOPT, "ENOPROTOOPT"),
-        (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
-        (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
-        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
-        (libc::EPFNOSUPPORT, "EPFNOSUPPORT"),
-        (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
-        (libc::EADDRINUSE, "EADDRINUSE"),
-        (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
-        (libc::ENETDOWN, "ENETDOWN"),
-        (libc::ENETUNREACH, "ENETUNREACH"),
-        (libc::ENETRESET, "ENETRESET"),
-        (libc::ECONNABORTED, "ECONNABORTED"),
-        (libc::ECONNRESET, "ECONNRESET"),
-        (libc::ENOBUFS, "ENOBUFS"),
-        (libc::EISCONN, "EISCONN"),
-        (libc::ENOTCONN, "ENOTCONN"),
-        (libc::ESHUTDOWN, "ESHUTDOWN"),
-        (libc::ETOOMANYREFS, "ETOOMANYREFS"),
-        (libc::ETIMEDOUT, "ETIMEDOUT"),
-        (libc::ECONNREFUSED, "ECONNREFUSED"),
-        (libc::EHOSTDOWN, "EHOSTDOWN"),
-        (libc::EHOSTUNREACH, "EHOSTUNREACH"),
-        (libc::EALREADY, "EALREADY"),
-        (libc::EINPROGRESS, "EINPROGRESS"),
-        (libc::ECANCELED, "ECANCELED"),
-        // Kernel-internal restart codes can reach a tracepoint before the signal code
-        // turns them into EINTR or a restart.
-        (512, "ERESTARTSYS"),
-        (513, "ERESTARTNOINTR"),
-        (514, "ERESTARTNOHAND"),
-        (516, "ERESTART_RESTARTBLOCK"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == errno)
-        .map(|(_, name)| (*name).to_string())
-        .unwrap_or_else(|| format!("errno {errno}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,14 +213,6 @@ mod tests {
         ] {
             assert_eq!(msg_flag_names(bit as u32), vec![name]);
         }
-    }
-
-    #[test]
-    fn errnos_are_named() {
-        assert_eq!(errno_name(libc::EAGAIN), "EAGAIN");
-        assert_eq!(errno_name(libc::EPIPE), "EPIPE");
-        assert_eq!(errno_name(libc::ENOBUFS), "ENOBUFS");
-        assert_eq!(errno_name(4095), "errno 4095");
     }
 
     fn event() -> SyscallEvent {

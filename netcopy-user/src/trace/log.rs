@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use aya::maps::Map;
 use netcopy_common::SyscallEvent;
 
-use super::LogLayout;
+use crate::kernel::maps::LogLayout;
 
 /// Bytes of one entry of the positions array: a cache line, so that a CPU's head and the
 /// reader's tail for it are never on one line.

@@ -4,7 +4,7 @@
 //! Library use (e.g. by the experiment runner):
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use netcopy::ebpf::{loader::LoadOptions, CopyProbes};
+//! use netcopy::kernel::{loader::LoadOptions, CopyProbes};
 //! use netcopy::trace::{write_outputs, SyscallTracer};
 //! let mut probes = CopyProbes::load_with(LoadOptions {
 //!     trace_ring_bytes: Some(8 << 20),
@@ -24,7 +24,6 @@
 
 pub mod event;
 pub mod launch;
-pub mod layout;
 mod log;
 pub mod output;
 pub mod summary;
@@ -45,53 +44,7 @@ pub use output::{chrome_trace, summary_json, write_chrome_trace, write_jsonl, wr
 pub use summary::{LostCounts, SyscallStats, TraceSummary};
 pub use tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE};
 
-use crate::ebpf::{loader::LoadOptions, CopyProbes};
-
-/// Map names shared with netcopy-ebpf/src/trace.rs.
-pub const RING_MAP: &str = "NETCOPY_TRACE_EVENTS";
-pub const LOG_MAP: &str = "NETCOPY_TRACE_LOG";
-pub const LOG_POS_MAP: &str = "NETCOPY_TRACE_LOG_POS";
-pub const INFLIGHT_MAP: &str = "NETCOPY_TRACE_INFLIGHT";
-pub const OFFSETS_MAP: &str = "NETCOPY_TRACE_OFFSETS";
-pub const SLOTS_MAP: &str = "NETCOPY_TRACE_SLOTS";
-pub const LOST_MAP: &str = "NETCOPY_TRACE_LOST";
-/// The eBPF globals that hold [`LogLayout`]'s figures.
-pub const LOG_RECORDS_GLOBAL: &str = "NETCOPY_TRACE_LOG_RECORDS";
-pub const WAKE_EVERY_GLOBAL: &str = "NETCOPY_TRACE_WAKE_EVERY";
-
-/// Default room for calls between two drains: 8 MiB, about 61,000 calls over all CPUs.
-pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
-
-/// How the room for a trace's calls (`--ring-size`) is shared out: one log per CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogLayout {
-    /// CPUs with a log (the kernel's possible CPUs).
-    pub cpus: u32,
-    /// Records each CPU's log holds.
-    pub records_per_cpu: u32,
-    /// Records a CPU logs between two rings of the reader's doorbell: an eighth of its
-    /// log, so that a reader woken then has seven eighths left to catch up in.
-    pub wake_every: u64,
-}
-
-impl LogLayout {
-    /// The logs that `bytes` of records make on `cpus` CPUs (at least one record each).
-    pub fn new(bytes: u32, cpus: u32) -> LogLayout {
-        let cpus = cpus.max(1);
-        let record = std::mem::size_of::<netcopy_common::SyscallEvent>() as u32;
-        let records_per_cpu = (bytes / record / cpus).max(1);
-        LogLayout {
-            cpus,
-            records_per_cpu,
-            wake_every: u64::from(records_per_cpu / 8).max(1),
-        }
-    }
-
-    /// Entries of the log array, all CPUs together.
-    pub fn entries(&self) -> u32 {
-        self.cpus.saturating_mul(self.records_per_cpu)
-    }
-}
+use crate::kernel::{loader::LoadOptions, CopyProbes};
 
 /// Filter slot the traced processes are put in.
 const TRACE_SLOT: u32 = 0;
@@ -105,7 +58,7 @@ pub struct TraceArgs {
     pub pid: Option<u32>,
     /// Stop tracing after this long (e.g. 10s, 500ms, 2m). With a command, netcopy then
     /// waits for the command to finish without tracing it.
-    #[arg(long, value_parser = crate::size::duration_arg)]
+    #[arg(long, value_parser = crate::util::units::duration_arg)]
     pub duration: Option<Duration>,
     /// Output directory (default: results/trace-<UTC timestamp>/).
     #[arg(long)]
@@ -115,7 +68,7 @@ pub struct TraceArgs {
     pub json: bool,
     /// Room for the calls waiting for netcopy, shared out in one ring per CPU (a power
     /// of two, e.g. 8M); calls that find their CPU's ring full are counted as lost.
-    #[arg(long, value_parser = crate::size::size_arg, default_value = "8M")]
+    #[arg(long, value_parser = crate::util::units::size_arg, default_value = "8M")]
     pub ring_size: u64,
     /// The command to start and trace from its first instruction, with its children
     /// (after `--`). netcopy returns its exit code.
@@ -146,7 +99,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
     if args.pid.is_some() && !args.command.is_empty() {
         bail!("give either --pid or a command after --, not both");
     }
-    crate::sys::require_root("netcopy trace")?;
+    crate::util::sys::require_root("netcopy trace")?;
     if let Some(pid) = args.pid {
         if pid == 0 || !launch::process_exists(pid) {
             bail!("no such process: {pid}");
@@ -289,10 +242,10 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         if let Stop::CommandExited(code) = stop {
             j["exit_code"] = serde_json::json!(code);
         }
-        crate::emit(&(serde_json::to_string(&j)? + "\n"))?;
+        crate::util::emit(&(serde_json::to_string(&j)? + "\n"))?;
     } else {
-        crate::emit(&output.summary.table())?;
-        crate::emit(&format!(
+        crate::util::emit(&output.summary.table())?;
+        crate::util::emit(&format!(
             "wrote {} and {} (open it in https://ui.perfetto.dev)\n",
             paths.jsonl.display(),
             paths.chrome_trace.display()
@@ -374,23 +327,6 @@ mod tests {
         assert_eq!(format_utc(0), "19700101T000000Z");
         assert_eq!(format_utc(951_782_400), "20000229T000000Z");
         assert_eq!(format_utc(1_795_587_300), "20261125T061500Z");
-    }
-
-    #[test]
-    fn the_room_for_calls_is_shared_out_per_cpu() {
-        // 136-byte records: 8 MiB holds 61680, 30840 per CPU on 2 CPUs.
-        let two = LogLayout::new(8 << 20, 2);
-        assert_eq!((two.records_per_cpu, two.wake_every), (30840, 3855));
-        assert_eq!(two.entries(), 61680);
-        let one = LogLayout::new(8 << 20, 1);
-        assert_eq!((one.records_per_cpu, one.wake_every), (61680, 7710));
-        // One page on 2 CPUs: 15 records each, the doorbell on every one.
-        let page = LogLayout::new(4096, 2);
-        assert_eq!((page.records_per_cpu, page.wake_every), (15, 1));
-        // Never less than one record per CPU, and no CPU count of 0.
-        let many = LogLayout::new(4096, 4096);
-        assert_eq!((many.records_per_cpu, many.entries()), (1, 4096));
-        assert_eq!(LogLayout::new(8 << 20, 0), one);
     }
 
     #[test]

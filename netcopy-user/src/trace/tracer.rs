@@ -15,9 +15,12 @@ use super::{
     event::SyscallRecord,
     log::CallLog,
     summary::{LostCounts, TraceSummary},
-    INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP,
 };
-use crate::ebpf::{plan::KernelEvent, CopyProbes};
+use crate::kernel::{
+    maps::{INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP},
+    plan::KernelEvent,
+    CopyProbes,
+};
 
 /// Everything a finished trace recorded.
 #[derive(Clone, Debug)]

@@ -34,14 +34,14 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    message::{stamp_bytes, FieldLayout, MAX_PAYLOAD_SIZE, STAMP_LEN},
-    modes::Mode,
-    protocol::{
+    util::units::{duration_arg, format_size, size_arg},
+    workload::message::{stamp_bytes, FieldLayout, MAX_PAYLOAD_SIZE, STAMP_LEN},
+    workload::modes::Mode,
+    workload::protocol::{
         MessageHeader, ReplyHeader, Request, Status, MESSAGE_HEADER_LEN, REPLY_HEADER_LEN,
         REQUEST_LEN,
     },
-    size::{duration_arg, format_size, size_arg},
-    sockets,
+    workload::sockets,
 };
 
 /// Most client threads.
@@ -954,7 +954,7 @@ pub fn report_text(report: &ClientReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::ComplexMessage;
+    use crate::workload::message::ComplexMessage;
 
     /// Message `seq` as the server frames it, with `crc_flip` XORed into its header's
     /// CRC32C and `seq_shift` added to its sequence number.

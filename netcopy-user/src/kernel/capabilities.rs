@@ -14,9 +14,9 @@ use aya::{
 use serde::Serialize;
 
 use crate::{
-    counters,
-    ebpf::{btf::VMLINUX_BTF, describe_error, object, CopyProbes},
-    sys,
+    kernel::perf,
+    kernel::{btf::VMLINUX_BTF, describe_error, object, CopyProbes},
+    util::sys,
 };
 
 #[derive(clap::Args, Debug)]
@@ -48,8 +48,8 @@ impl Capability {
     }
 }
 
-impl From<counters::Capability> for Capability {
-    fn from(c: counters::Capability) -> Self {
+impl From<perf::Capability> for Capability {
+    fn from(c: perf::Capability) -> Self {
         Self {
             available: c.available,
             reason: c.reason,
@@ -86,16 +86,16 @@ pub struct ProbeReport {
     /// Each tracepoint netcopy may use, by `category/name`.
     pub tracepoints: std::collections::BTreeMap<String, Capability>,
     /// The attach plan the copy probes would use on this kernel (root only).
-    pub plan: Option<crate::ebpf::plan::AttachPlan>,
+    pub plan: Option<crate::kernel::plan::AttachPlan>,
     pub plan_error: Option<String>,
 }
 
 pub fn run(args: &ProbesArgs) -> Result<ExitCode> {
     let report = probe_kernel();
     if args.json {
-        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        crate::util::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        crate::emit(&render(&report))?;
+        crate::util::emit(&render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,7 +103,7 @@ pub fn run(args: &ProbesArgs) -> Result<ExitCode> {
 /// Runs every check. Never fails: a check that cannot run is reported unavailable.
 pub fn probe_kernel() -> ProbeReport {
     let root = sys::is_root();
-    let tracefs = sys::tracefs();
+    let tracefs = crate::kernel::host::tracefs();
     let tracepoints = TRACEPOINTS
         .iter()
         .map(|(cat, name)| {
@@ -148,8 +148,8 @@ pub fn probe_kernel() -> ProbeReport {
         tracepoint,
         tp_btf: trial.tp_btf,
         ringbuf: check_ringbuf(root),
-        perf_hw: counters::capability_hw().into(),
-        perf_sw: counters::capability_sw().into(),
+        perf_hw: perf::capability_hw().into(),
+        perf_sw: perf::capability_sw().into(),
         tracepoints,
         plan,
         plan_error,
@@ -254,12 +254,12 @@ fn trial_kprobe(program: Option<&mut Program>) -> Capability {
     let Some(Program::KProbe(kp)) = program else {
         return Capability::no("trial kprobe program missing from the eBPF object");
     };
-    let config = match sys::kernel_config("CONFIG_KPROBES") {
+    let config = match crate::kernel::host::kernel_config("CONFIG_KPROBES") {
         Ok(Some(v)) => format!("CONFIG_KPROBES={v}"),
         Ok(None) => "CONFIG_KPROBES is not set".to_string(),
         Err(e) => format!("kernel config unreadable ({e:#})"),
     };
-    let in_kallsyms = sys::kallsyms_present(&[TRIAL_FUNCTION])
+    let in_kallsyms = crate::kernel::host::kallsyms_present(&[TRIAL_FUNCTION])
         .map(|s| !s.is_empty())
         .unwrap_or(false);
     let attach = (|| -> std::result::Result<(), aya::programs::ProgramError> {

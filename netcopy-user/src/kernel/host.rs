@@ -1,4 +1,4 @@
-//! Small facts about the running system: privileges, kernel release, config, tracefs.
+//! What the running kernel offers, read from its own files: config, kallsyms, tracefs.
 
 use std::{
     collections::HashSet,
@@ -9,29 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// True when the effective user is root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// The error every privileged command gives when it is not run as root.
-pub fn require_root(what: &str) -> Result<()> {
-    if !is_root() {
-        bail!(
-            "{what} needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN) to load eBPF programs; \
-             run it with sudo"
-        );
-    }
-    Ok(())
-}
-
-/// `uname -r`.
-pub fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
-}
+use crate::util::sys::kernel_release;
 
 /// Value of a kernel config option (`CONFIG_KPROBES` -> `Some("y")`), from /proc/config.gz
 /// or /boot/config-RELEASE. `Ok(None)` when the config is readable and the option unset;
@@ -133,32 +111,6 @@ fn mount_tracefs(target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Describes an errno the way our users need it: name, number and what it means here.
-pub fn errno_text(errno: i32) -> String {
-    format!(
-        "{} ({errno}): {}",
-        errno_name(errno),
-        std::io::Error::from_raw_os_error(errno)
-    )
-}
-
-/// Symbolic name of an errno, e.g. `ENOENT`.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EACCES => "EACCES",
-        libc::EINVAL => "EINVAL",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENODEV => "ENODEV",
-        libc::E2BIG => "E2BIG",
-        libc::ENOSYS => "ENOSYS",
-        libc::EBUSY => "EBUSY",
-        libc::ESRCH => "ESRCH",
-        _ => "errno",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,11 +122,5 @@ mod tests {
         assert_eq!(config_value(text, "CONFIG_AB").as_deref(), Some("m"));
         assert_eq!(config_value(text, "CONFIG_KPROBES"), None);
         assert_eq!(config_value(text, "CONFIG_S").as_deref(), Some("\"x\""));
-    }
-
-    #[test]
-    fn errno_text_names_the_errno() {
-        assert!(errno_text(libc::EPERM).starts_with("EPERM (1): "));
-        assert!(errno_text(libc::ENOENT).contains("No such file"));
     }
 }

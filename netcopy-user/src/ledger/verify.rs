@@ -7,17 +7,17 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::{
-    client::{run_client, ClientConfig, RunLimit},
-    ebpf::{
+    kernel::{
         loader::LoadOptions,
         plan::{AttachPlan, HookKind, HookKinds},
         CopyProbes,
     },
-    harness::ServerProcess,
     ledger::{self, LedgerSite, ModeLedger, Verdict, Workload, CLIENT_SLOT, SERVER_SLOT},
-    modes::Mode,
-    size::{format_size, size_arg},
-    sys,
+    util::sys,
+    util::units::{format_size, size_arg},
+    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::harness::ServerProcess,
+    workload::modes::Mode,
 };
 
 #[derive(clap::Args, Debug)]
@@ -79,12 +79,12 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         modes: ledgers,
     };
     if args.json {
-        crate::emit(&format!(
+        crate::util::emit(&format!(
             "{}\n",
             serde_json::to_string_pretty(&verification)?
         ))?;
     } else {
-        crate::emit(&render(&verification))?;
+        crate::util::emit(&render(&verification))?;
     }
     Ok(if verification.passed() {
         ExitCode::SUCCESS

@@ -15,16 +15,16 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    analysis::{
+    experiment::analysis::{
         self, num, Analysis, CrossoverMetric, CrossoverPoint, FindingKind, Group, Severity, Stat,
         HIGH_CV, NON_MONOTONIC_DROP,
     },
-    counters::CounterKind,
+    experiment::output::plots,
+    experiment::results::{Cell, Results, SCHEMA_VERSION},
+    kernel::perf::CounterKind,
     ledger::{FigureSource, LedgerSite},
-    modes::Mode,
-    plots,
-    results::{Cell, Results, SCHEMA_VERSION},
-    size::format_size,
+    util::units::format_size,
+    workload::modes::Mode,
 };
 
 pub const RESULTS_FILE: &str = "results.json";
@@ -59,7 +59,7 @@ pub fn run_report(args: &ReportArgs) -> Result<ExitCode> {
     for p in written {
         let _ = writeln!(out, "wrote {}", p.display());
     }
-    crate::emit(&out)?;
+    crate::util::emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 

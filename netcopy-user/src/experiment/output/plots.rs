@@ -16,10 +16,10 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use crate::{
-    analysis::{num, Analysis, Group, ModeCopies, Stat},
+    experiment::analysis::{num, Analysis, Group, ModeCopies, Stat},
     ledger::{FigureSource, LedgerSite},
-    modes::Mode,
-    size::format_size,
+    util::units::format_size,
+    workload::modes::Mode,
 };
 
 pub const THROUGHPUT_VS_SIZE: &str = "throughput_vs_size.svg";
@@ -650,7 +650,7 @@ pub fn latency_vs_threads(a: &Analysis) -> Result<String> {
          per thread; p50 circles and thick lines, p99 triangles and thin lines."
             .to_string(),
     ];
-    if size != crate::analysis::REFERENCE_SIZE {
+    if size != crate::experiment::analysis::REFERENCE_SIZE {
         notes.push(format!(
             "256K was not measured; {} is the nearest measured size.",
             format_size(size)
@@ -833,7 +833,7 @@ pub fn copies_per_message(a: &Analysis) -> Result<String> {
         }
         // One copy of the message, per size (all bars share one size in a sweep).
         for c in copies.iter().take(1) {
-            let y = (c.size + crate::protocol::MESSAGE_HEADER_LEN as u64) as f64 / unit;
+            let y = (c.size + crate::workload::protocol::MESSAGE_HEADER_LEN as u64) as f64 / unit;
             chart
                 .draw_series(DashedLineSeries::new(
                     vec![(-0.6, y), (n as f64 - 0.4, y)],
@@ -849,7 +849,7 @@ pub fn copies_per_message(a: &Analysis) -> Result<String> {
             let total: f64 = stack.iter().filter_map(|s| s.1).sum();
             let x = i as f64;
             let copies_of = if c.size > 0 {
-                total / (c.size + crate::protocol::MESSAGE_HEADER_LEN as u64) as f64
+                total / (c.size + crate::workload::protocol::MESSAGE_HEADER_LEN as u64) as f64
             } else {
                 0.0
             };

@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::{
-    counters::{CounterKind, CounterValue},
+    experiment::results::{Cell, Results, ZeroCopyFigures},
+    kernel::perf::{CounterKind, CounterValue},
     ledger::{FigureSource, LedgerSite, Verdict},
-    modes::Mode,
-    results::{Cell, Results, ZeroCopyFigures},
-    size::format_size,
+    util::units::format_size,
+    workload::modes::Mode,
 };
 
 /// CV between repeats above which a group is flagged (10 %).

@@ -22,7 +22,7 @@ use super::{
     object,
     plan::AttachPoint,
 };
-use crate::sys;
+use crate::util::sys;
 
 /// Runs and time of one program so far (since it was loaded, while stats were on).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

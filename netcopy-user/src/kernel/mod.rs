@@ -1,11 +1,19 @@
-//! Everything about netcopy's eBPF programs on the user side: the embedded object, the
-//! attach plan, run-time discovery of kernel layouts (tracefs, BTF) and the loader.
+//! Kernel observation: netcopy's eBPF programs on the user side (the embedded object, the
+//! attach plan, run-time discovery of kernel layouts from tracefs and BTF, the loader),
+//! what the running kernel offers, and perf counters.
+//!
+//! Layer: above `util` and `workload`; `ledger`, `trace`, `experiment` and `bench` build on it.
 
 pub mod btf;
+pub mod capabilities;
+pub mod host;
 pub mod loader;
+pub mod maps;
 pub mod object;
+pub mod perf;
 pub mod plan;
 pub mod runstats;
+pub mod trace_layout;
 pub mod tracefs;
 
 pub use loader::{CopyCounts, CopyProbes};
@@ -28,7 +36,7 @@ pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     if let Some(errno) = errno {
-        text.push_str(&format!(" [{}]", crate::sys::errno_name(errno)));
+        text.push_str(&format!(" [{}]", crate::util::errno::errno_name(errno)));
     }
     if text.contains("devices/kprobe/type") {
         text.push_str(

@@ -1,4 +1,4 @@
-//! The three ways of sending a [`ComplexMessage`](crate::message::ComplexMessage), behind
+//! The three ways of sending a [`ComplexMessage`](crate::workload::message::ComplexMessage), behind
 //! one [`Sender`] trait.
 //!
 //! Every sender writes, per message, a 16-byte message header followed by the 8 payload
@@ -12,7 +12,7 @@ use std::{fmt, io, net::TcpStream, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{MessageHeader, MESSAGE_HEADER_LEN};
+use crate::workload::protocol::{MessageHeader, MESSAGE_HEADER_LEN};
 
 mod one_copy;
 mod two_copy;
@@ -181,7 +181,7 @@ impl SenderStats {
                 }
                 Err(err) => match err.kind() {
                     std::io::ErrorKind::Interrupted => {}
-                    std::io::ErrorKind::WouldBlock => crate::sockets::wait_writable(fd)?,
+                    std::io::ErrorKind::WouldBlock => crate::workload::sockets::wait_writable(fd)?,
                     _ => return Err(err),
                 },
             }
@@ -225,7 +225,10 @@ pub fn new_sender(
 }
 
 /// A message slot's header bytes for `message` in its current stamp.
-pub(crate) fn header_for(message: &crate::message::ComplexMessage, seq: u64) -> MessageHeader {
+pub(crate) fn header_for(
+    message: &crate::workload::message::ComplexMessage,
+    seq: u64,
+) -> MessageHeader {
     MessageHeader {
         // The message size was validated against the u32 limit when the message was built.
         payload_len: message.size() as u32,
@@ -237,15 +240,15 @@ pub(crate) fn header_for(message: &crate::message::ComplexMessage, seq: u64) -> 
 /// The cached message of senders that need only one (two-copy, one-copy): rebuilt only when
 /// the requested size changes, so an rr run of count-1 requests does not regenerate it.
 pub(crate) fn message_for(
-    cached: &mut Option<crate::message::ComplexMessage>,
+    cached: &mut Option<crate::workload::message::ComplexMessage>,
     size: u64,
-) -> io::Result<&mut crate::message::ComplexMessage> {
+) -> io::Result<&mut crate::workload::message::ComplexMessage> {
     let stale = cached
         .as_ref()
         .map(|m| m.size() as u64 != size)
         .unwrap_or(true);
     if stale {
-        let message = crate::message::ComplexMessage::new(size)
+        let message = crate::workload::message::ComplexMessage::new(size)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         *cached = Some(message);
     }

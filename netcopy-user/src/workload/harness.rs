@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::{modes::Mode, server::ServerTotals};
+use crate::{workload::modes::Mode, workload::server::ServerTotals};
 
 /// A running `netcopy server --json` child.
 pub struct ServerProcess {

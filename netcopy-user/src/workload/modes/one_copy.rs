@@ -5,9 +5,9 @@ use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
 use super::{header_for, message_for, Mode, Sender, SenderStats};
 use crate::{
-    message::{ComplexMessage, FIELD_COUNT},
-    protocol::MESSAGE_HEADER_LEN,
-    sockets,
+    workload::message::{ComplexMessage, FIELD_COUNT},
+    workload::protocol::MESSAGE_HEADER_LEN,
+    workload::sockets,
 };
 
 /// Header plus the 8 fields.

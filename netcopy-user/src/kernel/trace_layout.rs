@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use netcopy_common::{TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET};
 
-use crate::ebpf::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
+use crate::kernel::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
 
 /// Field names of one call's `sys_enter_*` record, in `SyscallArgOffsets` order.
 struct EnterFields {

@@ -45,6 +45,8 @@ use perf_event::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::util::errno::errno_name;
+
 /// Names where every figure in this module comes from.
 pub const PERF_SOURCE: &str = "perf_event_open";
 
@@ -692,31 +694,6 @@ fn join_ids(ids: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The symbolic name of an errno perf_event_open or a perf ioctl can return.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EBADF => "EBADF",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENFILE => "ENFILE",
-        libc::EMFILE => "EMFILE",
-        libc::ENOSPC => "ENOSPC",
-        libc::E2BIG => "E2BIG",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EOVERFLOW => "EOVERFLOW",
-        _ => "errno",
-    }
 }
 
 /// kernel.perf_event_paranoid, or None when it cannot be read.

@@ -10,7 +10,7 @@
 //! Library use (tests and the experiment runner):
 //! ```no_run
 //! # use std::sync::{Arc, atomic::AtomicBool};
-//! # use netcopy::{modes::Mode, server::{Server, ServerConfig}};
+//! # use netcopy::{workload::modes::Mode, workload::server::{Server, ServerConfig}};
 //! let server = Server::bind(ServerConfig::new(Mode::ZeroCopy, "127.0.0.1:0"))?;
 //! let addr = server.local_addr();
 //! let stop = Arc::new(AtomicBool::new(false));
@@ -36,11 +36,11 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    message::MAX_PAYLOAD_SIZE,
-    modes::{new_sender, Mode, Sender, SenderStats, ZeroCopyConfig},
-    protocol::{ReplyHeader, Request, Status, MAX_ERROR_TEXT_LEN, REQUEST_LEN},
-    size::{duration_arg, format_size, size_arg},
-    sockets,
+    util::units::{duration_arg, format_size, size_arg},
+    workload::message::MAX_PAYLOAD_SIZE,
+    workload::modes::{new_sender, Mode, Sender, SenderStats, ZeroCopyConfig},
+    workload::protocol::{ReplyHeader, Request, Status, MAX_ERROR_TEXT_LEN, REQUEST_LEN},
+    workload::sockets,
 };
 
 /// Everything the server needs; [`ServerConfig::new`] gives the defaults.

@@ -4,7 +4,9 @@
 use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
 use super::{header_for, message_for, Mode, Sender, SenderStats};
-use crate::{message::ComplexMessage, protocol::MESSAGE_HEADER_LEN, sockets};
+use crate::{
+    workload::message::ComplexMessage, workload::protocol::MESSAGE_HEADER_LEN, workload::sockets,
+};
 
 pub struct TwoCopySender {
     socket: TcpStream,

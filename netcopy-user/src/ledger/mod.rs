@@ -3,15 +3,17 @@
 //!
 //! Pure functions from samples to figures: nothing here touches the kernel.
 
+pub mod verify;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ebpf::{
+    kernel::{
         plan::{AttachPlan, KernelEvent, Source},
         CopyCounts,
     },
-    modes::{Mode, SenderStats},
-    protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
+    workload::modes::{Mode, SenderStats},
+    workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
 use netcopy_common::CopySite;
 
@@ -472,7 +474,7 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::plan::{ChosenStrategy, EventPlan, SiteSource};
+    use crate::kernel::plan::{ChosenStrategy, EventPlan, SiteSource};
 
     fn plan_with(events: &[(KernelEvent, Source)]) -> AttachPlan {
         AttachPlan {

@@ -20,6 +20,7 @@ use netcopy_common::{
     SITE_COUNT, SLOT_COUNT,
 };
 
+use super::maps::{self, COUNTERS_MAP, FILTER_GENERATION_MAP, FILTER_MAP, OFFSETS_MAP};
 use super::{
     btf::{KernelBtf, VMLINUX_BTF},
     object,
@@ -29,12 +30,7 @@ use super::{
     },
     tracefs::TracepointFormat,
 };
-use crate::sys;
-
-const FILTER_MAP: &str = "NETCOPY_FILTER";
-const FILTER_GENERATION_MAP: &str = "NETCOPY_FILTER_GENERATION";
-const COUNTERS_MAP: &str = "NETCOPY_COUNTERS";
-const OFFSETS_MAP: &str = "NETCOPY_OFFSETS";
+use crate::util::sys;
 
 /// Counters of every slot and site, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -227,7 +223,7 @@ impl OffsetDiscovery {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Bytes of room for traced calls waiting to be read, shared out in one ring per CPU
-    /// (`trace::LogLayout`; a power of two, at least a page), so that a
+    /// (`maps::LogLayout`; a power of two, at least a page), so that a
     /// `trace::SyscallTracer` can run on these probes. None: no tracing; the
     /// trace maps get their minimum sizes and copy counting pays no memory for them.
     pub trace_ring_bytes: Option<u32>,
@@ -248,7 +244,7 @@ pub struct CopyProbes {
     discovery: OffsetDiscovery,
     options: LoadOptions,
     /// How the trace's per-CPU rings were sized at load.
-    trace_log: crate::trace::LogLayout,
+    trace_log: maps::LogLayout,
     /// On-demand events attached now.
     on_demand_attached: Vec<KernelEvent>,
     /// Every program attached now, with its link (what [`CopyProbes::suspend`] detaches).
@@ -286,7 +282,7 @@ impl CopyProbes {
     pub fn load_with(options: LoadOptions) -> Result<Self> {
         sys::require_root("loading the copy probes")?;
         let bytes = object::bytes()?;
-        let tracefs = sys::tracefs()?;
+        let tracefs = crate::kernel::host::tracefs()?;
         // Kernels >= 5.11 charge BPF memory to the cgroup; older ones need memlock raised.
         // Failing to raise it (no CAP_SYS_RESOURCE) is not an error in itself.
         raise_memlock();
@@ -294,7 +290,7 @@ impl CopyProbes {
         let aya_btf = Btf::from_sys_fs().ok();
         let mut discovery = OffsetDiscovery::run(&tracefs, kernel_btf.as_ref());
         let trace_layout =
-            crate::trace::layout::TraceLayout::discover(&tracefs, kernel_btf.as_ref());
+            crate::kernel::trace_layout::TraceLayout::discover(&tracefs, kernel_btf.as_ref());
         discovery
             .missing
             .extend(trace_layout.missing.iter().cloned());
@@ -319,8 +315,8 @@ impl CopyProbes {
                 .set(0, discovery.offsets, 0)
                 .context("writing kernel offsets to the eBPF map")?;
             let mut trace_offsets: Array<_, TraceOffsets> =
-                Array::try_from(ebpf.map_mut(crate::trace::OFFSETS_MAP).ok_or_else(|| {
-                    anyhow!("eBPF object has no map {}", crate::trace::OFFSETS_MAP)
+                Array::try_from(ebpf.map_mut(maps::TRACE_OFFSETS_MAP).ok_or_else(|| {
+                    anyhow!("eBPF object has no map {}", maps::TRACE_OFFSETS_MAP)
                 })?)?;
             trace_offsets
                 .set(0, trace_layout.offsets, 0)
@@ -379,7 +375,7 @@ impl CopyProbes {
     }
 
     /// How the trace's per-CPU rings were laid out at load: what a reader maps.
-    pub fn trace_log_layout(&self) -> crate::trace::LogLayout {
+    pub fn trace_log_layout(&self) -> maps::LogLayout {
         self.trace_log
     }
 
@@ -773,7 +769,7 @@ fn prepare_strategy(
 pub(super) fn load_object(
     bytes: &[u8],
     trace_ring_bytes: Option<u32>,
-) -> Result<(Ebpf, crate::trace::LogLayout)> {
+) -> Result<(Ebpf, maps::LogLayout)> {
     let page = sys_page_size();
     let (ring_bytes, inflight_entries) = match trace_ring_bytes {
         Some(bytes) => {
@@ -787,16 +783,16 @@ pub(super) fn load_object(
         }
         None => (page, 1),
     };
-    let log = crate::trace::LogLayout::new(ring_bytes, possible_cpus());
+    let log = maps::LogLayout::new(ring_bytes, possible_cpus());
     let records = u64::from(log.records_per_cpu);
     let mut loader = EbpfLoader::new();
     loader
-        .map_max_entries(crate::trace::RING_MAP, page)
-        .map_max_entries(crate::trace::LOG_MAP, log.entries())
-        .map_max_entries(crate::trace::LOG_POS_MAP, 2 * log.cpus)
-        .map_max_entries(crate::trace::INFLIGHT_MAP, inflight_entries)
-        .override_global(crate::trace::LOG_RECORDS_GLOBAL, &records, true)
-        .override_global(crate::trace::WAKE_EVERY_GLOBAL, &log.wake_every, true);
+        .map_max_entries(maps::RING_MAP, page)
+        .map_max_entries(maps::LOG_MAP, log.entries())
+        .map_max_entries(maps::LOG_POS_MAP, 2 * log.cpus)
+        .map_max_entries(maps::INFLIGHT_MAP, inflight_entries)
+        .override_global(maps::LOG_RECORDS_GLOBAL, &records, true)
+        .override_global(maps::WAKE_EVERY_GLOBAL, &log.wake_every, true);
     let ebpf = loader
         .load(bytes)
         .context("loading netcopy's eBPF object into the kernel")?;
@@ -953,7 +949,7 @@ fn raise_memlock() {
 
 /// Where the tracefs `events` directory is, for messages.
 pub fn tracefs_path() -> Option<PathBuf> {
-    sys::tracefs().ok()
+    crate::kernel::host::tracefs().ok()
 }
 
 #[cfg(test)]

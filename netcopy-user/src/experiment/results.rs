@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    client::{LatencyKind, LatencySummary},
-    counters::CounterReadings,
-    ebpf::plan::AttachPlan,
+    kernel::perf::CounterReadings,
+    kernel::plan::AttachPlan,
     ledger::{FigureSource, ModeLedger},
-    modes::Mode,
+    workload::client::{LatencyKind, LatencySummary},
+    workload::modes::Mode,
 };
 
 /// Bumped on any change a reader of an older file would misread.

@@ -16,21 +16,21 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
-    client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
-    counters::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    ebpf::{loader::LoadOptions, CopyProbes},
-    harness::ServerProcess,
-    ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
-    modes::Mode,
-    results::{
+    experiment::results::{
         Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results, RunConfig,
         StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
-    server::stop_flag_on_signals,
-    size::{duration_arg, format_size, size_arg},
-    sys,
+    kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
+    kernel::{loader::LoadOptions, CopyProbes},
+    ledger::verify,
+    ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
     trace::{self, SyscallTracer},
-    verify,
+    util::sys,
+    util::units::{duration_arg, format_size, size_arg},
+    workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
+    workload::harness::ServerProcess,
+    workload::modes::Mode,
+    workload::server::stop_flag_on_signals,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -125,7 +125,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         trace_ring_bytes: (!args.no_trace).then_some(TRACE_RING_BYTES),
         ..LoadOptions::default()
     })?;
-    let hw = counters::capability_hw();
+    let hw = perf::capability_hw();
     let mut results = Results {
         schema_version: SCHEMA_VERSION,
         tool: format!("netcopy {}", env!("CARGO_PKG_VERSION")),
@@ -233,7 +233,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     results.complete = !results.interrupted;
     results.finished_at_unix = Some(unix_now());
     write_results(&dir, &results)?;
-    let outputs = crate::report::write_outputs(&dir, &results)?;
+    let outputs = crate::experiment::output::report::write_outputs(&dir, &results)?;
     eprintln!(
         "netcopy run: {} cells{} -> {}",
         results.cells.len(),
@@ -468,8 +468,8 @@ fn cpu_figures(server: &CounterReadings, client: &CounterReadings, bytes: u64) -
             .to_string(),
         server_ns_per_byte: per_byte(server_cpu),
         total_ns_per_byte: per_byte(server_cpu.zip(client_cpu).map(|(s, c)| s + c)),
-        cycles_per_byte: counters::per_byte(&cycles, bytes),
-        llc_misses_per_mib: counters::per_mib(&misses, bytes),
+        cycles_per_byte: perf::per_byte(&cycles, bytes),
+        llc_misses_per_mib: perf::per_mib(&misses, bytes),
         hw_unavailable_reason,
     }
 }

@@ -22,9 +22,9 @@ use std::{
 
 use super::{header_for, one_copy::IOV_COUNT, Mode, Sender, SenderStats};
 use crate::{
-    message::ComplexMessage,
-    protocol::MESSAGE_HEADER_LEN,
-    sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY},
+    workload::message::ComplexMessage,
+    workload::protocol::MESSAGE_HEADER_LEN,
+    workload::sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY},
 };
 
 /// How the slot pool is bounded.

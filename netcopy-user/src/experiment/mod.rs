@@ -1,0 +1,9 @@
+//! The experiment: the sweep behind `netcopy run`, its results file, the analysis of those
+//! results and the outputs written from them.
+//!
+//! Data flows one way: sweep -> results -> analysis -> output.
+
+pub mod analysis;
+pub mod output;
+pub mod results;
+pub mod sweep;

@@ -1,0 +1,79 @@
+//! Every map and global name of the eBPF object, in one place. The eBPF side declares
+//! them by these names (netcopy-ebpf/src); `tests` below checks the embedded object has each.
+
+/// The filter of watched processes (tgid -> slot), shared by every program.
+pub const FILTER_MAP: &str = "NETCOPY_FILTER";
+/// The generation the user side bumps when the filter changes (per-CPU caches drop then).
+pub const FILTER_GENERATION_MAP: &str = "NETCOPY_FILTER_GENERATION";
+/// Per-slot, per-site copy counters.
+pub const COUNTERS_MAP: &str = "NETCOPY_COUNTERS";
+/// Kernel struct and tracepoint field offsets the copy programs read.
+pub const OFFSETS_MAP: &str = "NETCOPY_OFFSETS";
+
+/// The trace's maps, shared with netcopy-ebpf/src/trace.rs.
+pub const RING_MAP: &str = "NETCOPY_TRACE_EVENTS";
+pub const LOG_MAP: &str = "NETCOPY_TRACE_LOG";
+pub const LOG_POS_MAP: &str = "NETCOPY_TRACE_LOG_POS";
+pub const INFLIGHT_MAP: &str = "NETCOPY_TRACE_INFLIGHT";
+pub const TRACE_OFFSETS_MAP: &str = "NETCOPY_TRACE_OFFSETS";
+pub const SLOTS_MAP: &str = "NETCOPY_TRACE_SLOTS";
+pub const LOST_MAP: &str = "NETCOPY_TRACE_LOST";
+/// The eBPF globals that hold [`LogLayout`]'s figures.
+pub const LOG_RECORDS_GLOBAL: &str = "NETCOPY_TRACE_LOG_RECORDS";
+pub const WAKE_EVERY_GLOBAL: &str = "NETCOPY_TRACE_WAKE_EVERY";
+
+/// Default room for calls between two drains: 8 MiB, about 61,000 calls over all CPUs.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// How the room for a trace's calls (`--ring-size`) is shared out: one log per CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLayout {
+    /// CPUs with a log (the kernel's possible CPUs).
+    pub cpus: u32,
+    /// Records each CPU's log holds.
+    pub records_per_cpu: u32,
+    /// Records a CPU logs between two rings of the reader's doorbell: an eighth of its
+    /// log, so that a reader woken then has seven eighths left to catch up in.
+    pub wake_every: u64,
+}
+
+impl LogLayout {
+    /// The logs that `bytes` of records make on `cpus` CPUs (at least one record each).
+    pub fn new(bytes: u32, cpus: u32) -> LogLayout {
+        let cpus = cpus.max(1);
+        let record = std::mem::size_of::<netcopy_common::SyscallEvent>() as u32;
+        let records_per_cpu = (bytes / record / cpus).max(1);
+        LogLayout {
+            cpus,
+            records_per_cpu,
+            wake_every: u64::from(records_per_cpu / 8).max(1),
+        }
+    }
+
+    /// Entries of the log array, all CPUs together.
+    pub fn entries(&self) -> u32 {
+        self.cpus.saturating_mul(self.records_per_cpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_for_calls_is_shared_out_per_cpu() {
+        // 136-byte records: 8 MiB holds 61680, 30840 per CPU on 2 CPUs.
+        let two = LogLayout::new(8 << 20, 2);
+        assert_eq!((two.records_per_cpu, two.wake_every), (30840, 3855));
+        assert_eq!(two.entries(), 61680);
+        let one = LogLayout::new(8 << 20, 1);
+        assert_eq!((one.records_per_cpu, one.wake_every), (61680, 7710));
+        // One page on 2 CPUs: 15 records each, the doorbell on every one.
+        let page = LogLayout::new(4096, 2);
+        assert_eq!((page.records_per_cpu, page.wake_every), (15, 1));
+        // Never less than one record per CPU, and no CPU count of 0.
+        let many = LogLayout::new(4096, 4096);
+        assert_eq!((many.records_per_cpu, many.entries()), (1, 4096));
+        assert_eq!(LogLayout::new(8 << 20, 0), one);
+    }
+}
