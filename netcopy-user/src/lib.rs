@@ -5,6 +5,7 @@
 //! `util` -> `workload` -> `kernel` -> `ledger` -> `trace` -> `experiment` -> `bench`.
 
 pub mod bench;
+pub mod cli;
 pub mod experiment;
 pub mod kernel;
 pub mod ledger;

@@ -5,6 +5,7 @@ use std::{process::Command, time::SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::memcpy;
+use crate::util::machine::HostFacts;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MachineInfo {
@@ -54,21 +55,16 @@ impl SourceTree {
 
 impl MachineInfo {
     pub fn collect() -> MachineInfo {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let host = HostFacts::collect();
         MachineInfo {
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into()),
-            cpu_model: cpuinfo_field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: crate::util::sys::kernel_release(),
-            memory_bytes: std::fs::read_to_string("/proc/meminfo")
-                .ok()
-                .and_then(|m| memcpy::meminfo_field(&m, "MemTotal")),
+            hostname: host.hostname,
+            cpu_model: host.cpu_model,
+            cpus: host.cpus,
+            kernel: host.kernel,
+            memory_bytes: host.memory_bytes,
             llc_bytes: memcpy::last_level_cache_bytes(),
-            virtualized: cpuinfo_field(&cpuinfo, "flags")
-                .is_some_and(|f| f.split_whitespace().any(|w| w == "hypervisor")),
-            date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            virtualized: host.virtualized,
+            date: crate::util::time::rfc3339(SystemTime::now()),
             source: source_tree(),
         }
     }
@@ -94,14 +90,6 @@ impl MachineInfo {
             self.date
         )
     }
-}
-
-/// The value of the first `name : value` line of /proc/cpuinfo.
-pub fn cpuinfo_field(cpuinfo: &str, name: &str) -> Option<String> {
-    cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then(|| value.trim().to_string())
-    })
 }
 
 fn source_tree() -> SourceTree {
@@ -238,20 +226,6 @@ fn rusage_ns(who: libc::c_int) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpuinfo_fields() {
-        let text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu hypervisor avx\n";
-        assert_eq!(
-            cpuinfo_field(text, "model name").as_deref(),
-            Some("Intel(R) Xeon(R) Processor")
-        );
-        assert_eq!(
-            cpuinfo_field(text, "flags").as_deref(),
-            Some("fpu hypervisor avx")
-        );
-        assert_eq!(cpuinfo_field(text, "bogomips"), None);
-    }
 
     #[test]
     fn proc_stat_cpu_line() {

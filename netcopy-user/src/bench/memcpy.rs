@@ -1,12 +1,13 @@
 //! The machine's limit: single-thread memcpy bandwidth over buffers larger than the
 //! last-level cache, and the loopback TCP ceiling it implies.
 
+use crate::util::machine::meminfo_field;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::stats::Summary;
+use crate::util::stats::Summary;
 
 /// The smallest buffer measured, whatever the cache.
 pub const MIN_BUFFER: u64 = 256 << 20;
@@ -170,15 +171,6 @@ pub fn mem_available_bytes() -> Option<u64> {
         &std::fs::read_to_string("/proc/meminfo").ok()?,
         "MemAvailable",
     )
-}
-
-/// A `NAME: N kB` field of /proc/meminfo, in bytes.
-pub fn meminfo_field(meminfo: &str, name: &str) -> Option<u64> {
-    meminfo.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-        let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        kb.checked_mul(1024)
-    })
 }
 
 #[cfg(test)]

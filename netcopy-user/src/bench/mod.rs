@@ -12,7 +12,7 @@ mod machine;
 mod markdown;
 mod memcpy;
 mod program_cost;
-mod stats;
+
 pub mod tracing;
 pub mod windows;
 
@@ -22,15 +22,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::util::stats;
+pub use crate::util::stats::Summary;
 pub use iperf::{Iperf3, Iperf3Options, Iperf3Result};
 pub use machine::{CpuSnapshot, ForeignLoad, MachineInfo, SourceTree};
 pub use memcpy::MemcpyFigures;
 use program_cost::ProgramMeter;
 pub use program_cost::{ProgramCost, ProgramFigure};
-pub use stats::Summary;
 
 use crate::{
     kernel::CopyProbes,
@@ -531,7 +532,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
     if let Some(path) = &args.write_markdown {
         let text = markdown::render(&report);
-        write_atomically(path, &text)?;
+        crate::util::fs::write_atomic(path, &text)?;
         progress(&format!("wrote {}", path.display()));
     }
     if args.json {
@@ -593,12 +594,6 @@ fn check_writable(path: &Path) -> Result<()> {
         bail!("--write-markdown {}: is a directory", path.display());
     }
     Ok(())
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 // ---- Our side ----

@@ -455,7 +455,7 @@ mod tests {
             &samples,
             Instrument::CopyCounting,
             WindowSample::gbps,
-            super::super::stats::throughput_loss_pct,
+            crate::util::stats::throughput_loss_pct,
         );
         assert_eq!(losses.len(), 2);
         assert!((losses[0] - 2.0).abs() < 1e-9, "{losses:?}");
@@ -464,7 +464,7 @@ mod tests {
             &samples,
             Instrument::CopyCounting,
             WindowSample::cpu_ns_per_byte,
-            super::super::stats::cost_increase_pct,
+            crate::util::stats::cost_increase_pct,
         );
         // 1 CPU-s for 980 bytes against 1 CPU-s for 1000 bytes.
         assert!((cpu[0] - (1000.0 / 980.0 - 1.0) * 100.0).abs() < 1e-9);

@@ -276,12 +276,8 @@ fn progress_bar(len: u64) -> ProgressBar {
 
 /// Writes results.json through a temporary file and a rename: readers never see half a file.
 pub fn write_results(dir: &Path, results: &Results) -> Result<()> {
-    let path = dir.join("results.json");
-    let tmp = dir.join("results.json.tmp");
     let text = serde_json::to_string_pretty(results).context("encoding results")?;
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::util::fs::write_atomic(&dir.join("results.json"), text)
 }
 
 /// Stream phase with copies and counters, then the latency phase, each with its own server.
@@ -483,37 +479,17 @@ fn unix_now() -> u64 {
 
 /// `20261125T061500Z`: sortable, and free of characters shells and filesystems dislike.
 fn timestamp_dir_name() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
+    crate::util::time::utc_timestamp()
 }
 
 fn machine(perf_hw_available: bool, perf_hw_reason: &str) -> Machine {
-    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
-    let cpu_model = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let memory_bytes = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .next()
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let host = crate::util::machine::HostFacts::collect();
     Machine {
-        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
-        kernel: sys::kernel_release(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        cpu_model,
-        memory_bytes,
+        hostname: host.hostname,
+        kernel: host.kernel,
+        cpus: host.cpus,
+        cpu_model: host.cpu_model,
+        memory_bytes: host.memory_bytes.unwrap_or(0),
         perf_hw_available,
         perf_hw_reason: perf_hw_reason.to_string(),
     }

@@ -109,10 +109,9 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         // Fail before loading anything when the command cannot be found.
         launch::resolve_command(program)?;
     }
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("trace-{}", utc_timestamp())));
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("trace-{}", crate::util::time::utc_timestamp()))
+    });
     let mut probes = CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: Some(ring_bytes),
         ..LoadOptions::default()
@@ -288,46 +287,9 @@ fn humanize(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// `20261125T061500Z` (UTC): sortable, and free of characters shells dislike.
-pub fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_utc(secs)
-}
-
-fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_timestamps() {
-        assert_eq!(format_utc(0), "19700101T000000Z");
-        assert_eq!(format_utc(951_782_400), "20000229T000000Z");
-        assert_eq!(format_utc(1_795_587_300), "20261125T061500Z");
-    }
 
     #[test]
     fn cli_needs_exactly_one_target() {

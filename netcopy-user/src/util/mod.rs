@@ -1,9 +1,14 @@
-//! Small utilities every layer uses: units and durations, errno names, privileges.
+//! Small utilities every layer uses: units and durations, errno names, privileges, times,
+//! atomic writes, machine facts, statistics.
 //!
 //! Layer: the bottom one; nothing here imports from another netcopy module.
 
 pub mod errno;
+pub mod fs;
+pub mod machine;
+pub mod stats;
 pub mod sys;
+pub mod time;
 pub mod units;
 
 /// Writes `text` to standard output. A closed pipe (`netcopy probes | head`) ends the

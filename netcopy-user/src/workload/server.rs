@@ -158,9 +158,8 @@ impl Server {
         if config.zero_copy.max_in_flight == 0 {
             bail!("the zero-copy pool needs room for at least one message in flight");
         }
-        if config.mode == Mode::ZeroCopy {
-            probe_zerocopy().context("zero-copy mode is unavailable")?;
-        }
+        (config.mode.spec().available)()
+            .with_context(|| format!("{} mode is unavailable", config.mode))?;
         let addrs: Vec<SocketAddr> = config
             .listen
             .to_socket_addrs()
@@ -318,20 +317,6 @@ fn join_connection(handle: JoinHandle<ConnectionReport>) -> ConnectionReport {
             errors: 1,
             ..ConnectionReport::default()
         }
-    })
-}
-
-/// Fails unless the kernel accepts SO_ZEROCOPY on a TCP socket.
-fn probe_zerocopy() -> io::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    sockets::enable_zerocopy(listener.as_raw_fd()).map_err(|err| {
-        io::Error::new(
-            err.kind(),
-            format!(
-                "the kernel refused setsockopt(SO_ZEROCOPY) ({err}); MSG_ZEROCOPY on TCP needs \
-                 Linux 4.14 or newer"
-            ),
-        )
     })
 }
 
@@ -717,7 +702,7 @@ pub fn totals_text(totals: &ServerTotals) -> String {
             "  {label}: requests {requests}, messages {}, payload bytes {}, header bytes {}, errors {errors}",
             s.messages, s.payload_bytes, s.header_bytes
         );
-        if totals.mode == Mode::ZeroCopy {
+        if totals.mode.spec().claim.completions {
             line.push_str(&format!(
                 ", zero-copy sends {}, completions {} ({} notifications), flagged copied {}, copied bytes {}",
                 s.zerocopy_sends, s.completed_sends, s.completion_notifications, s.copied_sends, s.copied_bytes

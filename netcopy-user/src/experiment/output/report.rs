@@ -118,9 +118,7 @@ pub fn write_outputs(dir: &Path, results: &Results) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let mut put = |name: &str, text: &str| -> Result<()> {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        crate::util::fs::write_atomic(&path, text)?;
         written.push(path);
         Ok(())
     };

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::workload::protocol::{MessageHeader, MESSAGE_HEADER_LEN};
 
 mod one_copy;
+mod table;
 mod two_copy;
 mod zero_copy;
 
 pub use one_copy::OneCopySender;
+pub use table::{default_sweep_names, Claim, ModeSpec, MODES};
 pub use two_copy::TwoCopySender;
 pub use zero_copy::{ZeroCopyConfig, ZeroCopySender};
 
@@ -47,32 +49,28 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the table's order.
     pub const ALL: [Mode; 3] = [Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy];
+
+    /// This mode's row of the mode table.
+    pub fn spec(self) -> &'static ModeSpec {
+        MODES
+            .iter()
+            .find(|s| s.mode == self)
+            .expect("the mode table has a row for every mode (a unit test checks it)")
+    }
 
     /// The mode byte of the reply header.
     pub fn wire(self) -> u8 {
-        match self {
-            Mode::TwoCopy => 1,
-            Mode::OneCopy => 2,
-            Mode::ZeroCopy => 3,
-        }
+        self.spec().wire
     }
 
     pub fn from_wire(byte: u8) -> Option<Mode> {
-        match byte {
-            1 => Some(Mode::TwoCopy),
-            2 => Some(Mode::OneCopy),
-            3 => Some(Mode::ZeroCopy),
-            _ => None,
-        }
+        MODES.iter().find(|s| s.wire == byte).map(|s| s.mode)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Mode::TwoCopy => "two-copy",
-            Mode::OneCopy => "one-copy",
-            Mode::ZeroCopy => "zero-copy",
-        }
+        self.spec().name
     }
 }
 
@@ -217,11 +215,7 @@ pub fn new_sender(
     socket: TcpStream,
     zero_copy: &ZeroCopyConfig,
 ) -> io::Result<Box<dyn Sender>> {
-    Ok(match mode {
-        Mode::TwoCopy => Box::new(TwoCopySender::new(socket)),
-        Mode::OneCopy => Box::new(OneCopySender::new(socket)),
-        Mode::ZeroCopy => Box::new(ZeroCopySender::new(socket, zero_copy.clone())?),
-    })
+    (mode.spec().new_sender)(socket, zero_copy)
 }
 
 /// A message slot's header bytes for `message` in its current stamp.

@@ -490,6 +490,20 @@ fn read_notification(fd: RawFd) -> io::Result<Option<Notification>> {
     Ok(Some(Notification::Other))
 }
 
+/// Fails unless the kernel accepts SO_ZEROCOPY on a TCP socket.
+pub(super) fn probe_support() -> io::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    sockets::enable_zerocopy(listener.as_raw_fd()).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "the kernel refused setsockopt(SO_ZEROCOPY) ({err}); MSG_ZEROCOPY on TCP needs \
+                 Linux 4.14 or newer"
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
