@@ -1,11 +1,17 @@
 //! BENCHMARKS.md: the method and the figures of one `netcopy bench` run.
 
 use super::{
-    tracing, BenchReport, Instrument, Outcome, PairedFigure, Summary, CONFIDENCE, OVERHEAD_SIZE,
-    PEER_SIZE, PEER_STREAMS, SETTLE_MS, TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT,
-    WINDOW_MS, ZERO_COPY_MECHANISMS,
+    capacity, ours,
+    overhead::{SETTLE_MS, WINDOW_MS},
+    peers::{PEER_SIZE, PEER_STREAMS, ZERO_COPY_MECHANISMS},
+    schema::{BenchReport, Instrument, Outcome, PairedFigure, CONFIDENCE},
+    targets::{TARGET_COUNTING_PCT, TARGET_PEER_RATIO, TARGET_TRACING_PCT},
+    windows::OVERHEAD_SIZE,
 };
-use crate::util::units::format_size;
+use crate::{
+    util::{stats::Summary, units::format_size},
+    workload::modes::ModeSpec,
+};
 
 fn cell(s: &Summary, digits: usize) -> String {
     format!(
@@ -18,8 +24,10 @@ fn why(o: Option<String>) -> String {
     o.unwrap_or_default().replace('|', "\\|")
 }
 
-pub fn render(r: &BenchReport) -> String {
+/// BENCHMARKS.md.
+pub(crate) fn render(r: &BenchReport) -> String {
     let m = &r.machine;
+    let peer = ours::peer().name;
     let mut out = String::new();
     out.push_str("# netcopy benchmarks\n\n");
     out.push_str(
@@ -88,7 +96,7 @@ pub fn render(r: &BenchReport) -> String {
          invocation, alternating them round by round, and reports the median of the rounds \
          with min – max in parentheses; ratios are ratios of medians. Throughput is payload \
          bits per second (10^9 bits = 1 Gbit).\n\n\
-         1. **Against iperf3.** `netcopy server --mode one-copy` (a child process) and the \
+         1. **Against iperf3.** `netcopy server --mode {peer}` (a child process) and the \
          netcopy client in the benchmark process, stream pattern, {size} messages, for {s} s; \
          against `iperf3 -c 127.0.0.1 -l {size} -t {s} --json` with an `iperf3 -s` started on \
          a free port for the run and stopped afterwards, taking the receiver's \
@@ -102,7 +110,7 @@ pub fn render(r: &BenchReport) -> String {
          payload checksum: the receive work of iperf3, the like-for-like comparison and the \
          one the target reads) and with its full verification (the difference is what the \
          CRC32C costs); with {p} streams (`--threads {p}` vs `-P {p}`); and netcopy \
-         zero-copy vs `iperf3 -Z`.\n\
+         {zero_copy} vs `iperf3 -Z`.\n\
          2. **The ceiling.** Single-thread `std::ptr::copy_nonoverlapping` between two \
          buffers of at least 256 MiB and at least twice the last-level cache (both written \
          before timing), one warm-up pass and 5 timed passes, each through `black_box`. \
@@ -111,7 +119,7 @@ pub fn render(r: &BenchReport) -> String {
          bytes per second of one core: that estimate is the per-stream ceiling, and CPUs × it \
          the whole machine's. It is an estimate, not a bound: the two copies run on different \
          CPUs in parallel, and the kernel's copy routines are not glibc's memcpy.\n\
-         3. **Probe overhead.** One-copy, {osize} messages, 1 thread, server and client \
+         3. **Probe overhead.** {peer_capitalized}, {osize} messages, 1 thread, server and client \
          pinned to one CPU, one connection running from start to end while the instruments \
          take turns on it: blocks of one {window} ms window each, in the order control, empty \
          programs on counting's hooks, copy counting, no probes, syscall tracing, empty \
@@ -173,7 +181,7 @@ pub fn render(r: &BenchReport) -> String {
          one-thread unpaced rates, traced and untraced, give what a traced call costs the \
          thread that makes it, all in: the programs, the kernel's dispatch to them and the \
          cache lines they take. Then the densest cells of `netcopy run`'s default sweep \
-         (1K messages; two-copy, one-copy, zero-copy; 1 and 8 threads; 1 s each) are traced \
+         (1K messages; {dense}; 1 and 8 threads; 1 s each) are traced \
          and their events and losses counted. The draining thread runs at nice -20, as in \
          `netcopy trace`: at the default nice it gets a fair share only (1/17 of a CPU against \
          16 busy threads in the 8-thread cells) and the rings fill; its CPU time per event \
@@ -185,13 +193,11 @@ pub fn render(r: &BenchReport) -> String {
         window = WINDOW_MS,
         settle = SETTLE_MS,
         conf = CONFIDENCE * 100.0,
-        generator = {
-            let mut g = tracing::GENERATOR.to_string();
-            if let Some(first) = g.get(..1) {
-                g = first.to_uppercase() + &g[1..];
-            }
-            g
-        },
+        generator = capitalized(capacity::GENERATOR),
+        peer = peer,
+        peer_capitalized = capitalized(peer),
+        zero_copy = names(ours::zero_copy_modes(), " and "),
+        dense = names(capacity::dense_modes(), ", "),
     ));
     out.push_str(&format!("\nOn `iperf3 -Z`: {ZERO_COPY_MECHANISMS}\n"));
 
@@ -366,8 +372,8 @@ pub fn render(r: &BenchReport) -> String {
                     "no loss at any rate the generator reached".into(),
                     |r| format!("{r:.0} calls/s")
                 ),
-                super::tracing::drain_ceiling_sentence(c),
-                super::tracing::per_call_cost_sentence(c),
+                capacity::drain_ceiling_sentence(c),
+                capacity::per_call_cost_sentence(c),
             ));
             for w in &c.workloads {
                 match w {
@@ -396,7 +402,7 @@ pub fn render(r: &BenchReport) -> String {
         for l in &r.load {
             out.push_str(&format!(
                 "| {} | {:.1}% of the CPUs | {:.1}% |\n",
-                super::part_name(l.part),
+                l.part.name(),
                 l.load.other_pct,
                 l.load.steal_pct
             ));
@@ -413,7 +419,7 @@ pub fn render(r: &BenchReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nTargets: one-copy ≥ {TARGET_PEER_RATIO} × iperf3 at the same settings; copy \
+        "\nTargets: {peer} ≥ {TARGET_PEER_RATIO} × iperf3 at the same settings; copy \
          counting ≤ {TARGET_COUNTING_PCT}% and syscall tracing ≤ {TARGET_TRACING_PCT}% of \
          throughput and of CPU per byte; no lost events at the default sweep's event rate. \
          They are reported, never asserted.\n"
@@ -424,6 +430,19 @@ pub fn render(r: &BenchReport) -> String {
          $ sudo target/release/netcopy bench --write-markdown BENCHMARKS.md\n```\n",
     );
     out
+}
+
+/// `Threads of ...`: the first letter upper case.
+fn capitalized(text: &str) -> String {
+    match text.get(..1) {
+        Some(first) => first.to_uppercase() + &text[1..],
+        None => text.to_string(),
+    }
+}
+
+/// The modes' names, joined by `separator`.
+fn names(modes: impl Iterator<Item = &'static ModeSpec>, separator: &str) -> String {
+    modes.map(|s| s.name).collect::<Vec<_>>().join(separator)
 }
 
 fn pct(instrument: Instrument, value: Option<PairedFigure>) -> String {

@@ -25,15 +25,17 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{affinity, tracing, Instrument, OVERHEAD_SIZE};
+use super::{affinity, ours, schema::Instrument, tracing};
 use crate::{
     kernel::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::harness::ServerProcess,
-    workload::modes::Mode,
 };
 use netcopy_common::CopySite;
+
+/// Message size of the probe-overhead workload.
+pub(super) const OVERHEAD_SIZE: u64 = 64 << 10;
 
 /// How long each instrument measures in a block, and how long the workload runs after a
 /// switch before its window opens (the first calls after an attach warm the programs up).
@@ -192,9 +194,9 @@ pub fn block_order(instruments: &[Instrument]) -> Vec<Instrument> {
     .collect()
 }
 
-/// Runs the one-copy 64K workload (the server: `server_exe server ...`, a netcopy
-/// binary) with server and client on `pinned_cpu`, and switches `instruments` window by
-/// window.
+/// Runs the overhead workload (the bench peer mode, [`OVERHEAD_SIZE`] messages, one
+/// connection; the server: `server_exe server ...`, a netcopy binary) with server and
+/// client on `pinned_cpu`, and switches `instruments` window by window.
 pub fn run(
     server_exe: &std::path::Path,
     plan: WindowPlan,
@@ -203,7 +205,7 @@ pub fn run(
     pinned_cpu: Option<usize>,
     progress_line: &dyn Fn(&str),
 ) -> Result<WindowRun> {
-    let server = ServerProcess::spawn_with(server_exe, Mode::OneCopy, &[])?;
+    let server = ServerProcess::spawn_with(server_exe, ours::peer().mode, &[])?;
     let own = std::process::id();
     if let Some(cpu) = pinned_cpu {
         affinity::pin_process(server.pid(), &[cpu])?;

@@ -2,6 +2,8 @@
 //!
 //! Layer: the top one; it may use every layer below and nothing uses it.
 
+mod bench;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +29,7 @@ enum Command {
     /// Request messages from a server with T threads, verify them, report throughput and latency.
     Client(crate::workload::client::ClientArgs),
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
     Report(crate::experiment::output::report::ReportArgs),
     /// Record every send and receive system call of a process, with the copies the kernel
@@ -44,7 +46,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => crate::ledger::verify::run(&args),
         Command::Server(args) => crate::workload::server::run_server_command(args),
         Command::Client(args) => crate::workload::client::run_client_command(args),
-        Command::Bench(args) => crate::bench::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Report(args) => crate::experiment::output::report::run_report(&args),
         Command::Trace(args) => crate::trace::run(&args),
     };

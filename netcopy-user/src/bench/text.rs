@@ -1,0 +1,327 @@
+//! The report as text, for a terminal: what `netcopy bench` prints without `--json`.
+
+use super::{
+    capacity,
+    schema::{BenchReport, CapacitySection, Instrument, Outcome, Part},
+};
+use crate::util::{stats::Summary, units::format_size};
+
+fn summary_text(s: &Summary, unit: &str, digits: usize) -> String {
+    format!(
+        "{:.*} {unit} (min {:.*}, max {:.*})",
+        digits, s.median, digits, s.min, digits, s.max
+    )
+}
+
+/// The human-readable report.
+pub(crate) fn render(r: &BenchReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "netcopy bench: {} rounds of {} s per side, alternating\nmachine: {}\nsource: {}\n",
+        r.rounds,
+        r.seconds,
+        r.machine.describe(),
+        r.machine.source.describe()
+    ));
+
+    out.push_str("\n1. against iperf3 (loopback 127.0.0.1, medians of the rounds)\n");
+    match &r.peers {
+        Outcome::Measured(p) => {
+            if let Some(reason) = p.iperf3.why_not() {
+                out.push_str(&format!("   iperf3: {reason}\n"));
+            } else if let Outcome::Measured(i) = &p.iperf3 {
+                out.push_str(&format!(
+                    "   iperf3: {} ({})\n",
+                    i.version,
+                    i.path.display()
+                ));
+            }
+            for c in &p.comparisons {
+                match c {
+                    Outcome::Measured(c) => {
+                        out.push_str(&format!("   {}:\n", c.name));
+                        out.push_str(&format!(
+                            "     ours    {:<52} {}\n",
+                            c.ours_label,
+                            summary_text(&c.ours_gbps, "Gbit/s", 2)
+                        ));
+                        match &c.theirs_gbps {
+                            Outcome::Measured(t) => out.push_str(&format!(
+                                "     theirs  {:<52} {}\n",
+                                c.theirs_label,
+                                summary_text(t, "Gbit/s", 2)
+                            )),
+                            other => out.push_str(&format!(
+                                "     theirs  {:<52} {}\n",
+                                c.theirs_label,
+                                other.why_not().unwrap_or_default()
+                            )),
+                        }
+                        if let Some(ratio) = c.ratio {
+                            out.push_str(&format!("     ratio ours/theirs: {ratio:.3}\n"));
+                        }
+                        for note in &c.notes {
+                            out.push_str(&format!("     note: {note}\n"));
+                        }
+                    }
+                    other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+                }
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Peers));
+
+    out.push_str("\n2. the ceiling\n");
+    match &r.ceiling {
+        Outcome::Measured(c) => {
+            let m = &c.memcpy;
+            out.push_str(&format!(
+                "   memcpy, 1 thread, {} MiB buffers (LLC {}), {} passes: {}\n",
+                m.buffer_bytes >> 20,
+                m.llc_bytes
+                    .map_or("unknown".to_string(), |l| format!("{} MiB", l >> 20)),
+                m.passes,
+                summary_text(&m.gbytes_per_s, "GB/s", 2)
+            ));
+            for note in &m.notes {
+                out.push_str(&format!("   note: {note}\n"));
+            }
+            out.push_str(&format!(
+                "   estimated loopback TCP ceiling (every byte copied twice by the kernel: \
+                 memcpy / 2): {:.1} Gbit/s per stream, {:.1} Gbit/s for all {} CPUs\n",
+                c.per_stream_gbps, c.machine_gbps, r.machine.cpus
+            ));
+            for (label, best) in [
+                ("single stream", &c.best_single_stream),
+                ("several streams", &c.best_multi_stream),
+            ] {
+                match best {
+                    Some(b) => out.push_str(&format!(
+                        "   our best, {label}: {} at {:.2} Gbit/s = {:.0}% of the ceiling\n",
+                        b.what,
+                        b.gbps,
+                        b.fraction_of_ceiling * 100.0
+                    )),
+                    None => out.push_str(&format!(
+                        "   our best, {label}: not measured (needs the peers part)\n"
+                    )),
+                }
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Ceiling));
+
+    out.push_str("\n3. probe overhead\n");
+    match &r.overhead {
+        Outcome::Measured(o) => {
+            out.push_str(&format!(
+                "   workload: {} {}, {} thread, {}; {} blocks of one {} ms window per \
+                 instrument (after {} ms to settle), all on one running connection; overheads \
+                 are medians of the blocks against the block's no-probe window; CPU = CPU \
+                 time of the server and benchmark processes per payload byte\n",
+                o.mode,
+                format_size(o.size),
+                o.threads,
+                match (o.pinned_cpu, &o.pin_note) {
+                    (Some(cpu), _) => format!("server and client pinned to CPU {cpu}"),
+                    (None, note) => format!("not pinned ({})", note.as_deref().unwrap_or("?")),
+                },
+                o.blocks,
+                o.window_ms,
+                o.settle_ms,
+            ));
+            for v in &o.variants {
+                match v {
+                    Outcome::Measured(v) => {
+                        out.push_str(&format!(
+                            "   {:<19} {}",
+                            v.instrument.label(),
+                            summary_text(&v.gbps, "Gbit/s", 2)
+                        ));
+                        match &v.cpu_ns_per_byte {
+                            Some(c) => {
+                                out.push_str(&format!(", {}", summary_text(c, "CPU ns/byte", 4)))
+                            }
+                            None => out.push_str(&format!(
+                                ", CPU unavailable ({})",
+                                v.cpu_unavailable.as_deref().unwrap_or("?")
+                            )),
+                        }
+                        out.push('\n');
+                        if v.instrument != Instrument::None {
+                            out.push_str(&format!(
+                                "   {:<19} overhead: throughput {}, CPU per byte {}{}{}\n",
+                                "",
+                                v.throughput_loss.map_or("n/a".into(), |p| p.text()),
+                                v.cpu_increase.map_or("n/a".into(), |p| p.text()),
+                                v.setup_seconds.as_ref().map_or(String::new(), |s| format!(
+                                    "; loading and attaching took {:.2} s",
+                                    s.median
+                                )),
+                                v.switch_seconds.as_ref().map_or(String::new(), |s| format!(
+                                    ", switching on {:.3} s (median; between windows)",
+                                    s.median
+                                ))
+                            ));
+                        }
+                        for e in &v.evidence {
+                            out.push_str(&format!("   {:<19} {e}\n", ""));
+                        }
+                        match &v.program_cost {
+                            Some(Outcome::Measured(cost)) => {
+                                out.push_str(&format!("   {:<19} {}\n", "", cost.summary()));
+                                for p in &cost.programs {
+                                    out.push_str(&format!(
+                                        "   {:<19}   {:<34} {:<42} {:>5.2} runs/message {:>7.0} ns/run\n",
+                                        "", p.program, p.hook, p.runs_per_message, p.ns_per_run
+                                    ));
+                                }
+                                out.push_str(&format!("   {:<19}   {}\n", "", cost.floor_text()));
+                            }
+                            Some(other) => out.push_str(&format!(
+                                "   {:<19} kernel's accounting: {}\n",
+                                "",
+                                other.why_not().unwrap_or_default()
+                            )),
+                            None => {}
+                        }
+                    }
+                    other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+                }
+            }
+            if let Some(noise) = o.noise_sentence() {
+                out.push_str(&format!("   noise: {noise}\n"));
+            }
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Probes));
+
+    out.push_str("\n4. trace capacity\n");
+    out.push_str(&render_capacity(&r.trace_capacity));
+    out.push_str(&load_line(r, Part::Trace));
+
+    out.push_str("\ntargets\n");
+    for t in &r.targets {
+        out.push_str(&format!(
+            "   [{:<12}] {:<56} {}\n",
+            t.verdict.word(),
+            t.goal,
+            t.measured
+        ));
+    }
+    out.push_str(&format!("\nbench took {:.0} s\n", r.elapsed_seconds));
+    out
+}
+
+/// The load line of one part, with a warning when the machine was busy.
+fn load_line(r: &BenchReport, part: Part) -> String {
+    match r.load.iter().find(|l| l.part == part) {
+        Some(l) => format!(
+            "   load: {}{}\n",
+            l.load.describe(),
+            if l.load.is_busy() {
+                " -- WARNING: the machine was not quiet, figures are disturbed"
+            } else {
+                ""
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+/// Part 4's figures.
+fn render_capacity(section: &Outcome<CapacitySection>) -> String {
+    let c = match section {
+        Outcome::Measured(c) => c,
+        other => {
+            let why = other.why_not().unwrap_or_default();
+            return if why.contains("tracer is not available") {
+                format!("   tracing: {why}\n")
+            } else {
+                format!("   {why}\n")
+            };
+        }
+    };
+    let mut out = format!(
+        "   ring buffer {} MiB; generator: {}\n",
+        c.ring_bytes >> 20,
+        c.generator
+    );
+    out.push_str(&format!(
+        "   {:>8} {:>12} {:>14} {:>16} {:>10}\n",
+        "threads", "target/s", "calls/s", "delivered/s", "lost"
+    ));
+    for s in &c.steps {
+        out.push_str(&format!(
+            "   {:>8} {:>12} {:>14.0} {:>16.0} {:>10}\n",
+            s.threads,
+            s.target_per_s
+                .map_or("unpaced".into(), |r| format!("{r:.0}")),
+            s.calls_per_s,
+            s.delivered_per_s(),
+            s.stats.lost()
+        ));
+    }
+    out.push_str(&format!(
+        "   highest rate carried without loss: {}; lowest rate that lost events: {}\n",
+        c.lossless_events_per_s
+            .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
+        c.lowest_lossy_calls_per_s.map_or(
+            "no loss at any rate the generator reached".into(),
+            |r| format!("{r:.0} calls/s")
+        )
+    ));
+    out.push_str(&format!("   {}\n", capacity::drain_ceiling_sentence(c)));
+    out.push_str(&format!("   {}\n", capacity::per_call_cost_sentence(c)));
+    out.push_str("   densest cells of the default `netcopy run` sweep, traced:\n");
+    for w in &c.workloads {
+        match w {
+            Outcome::Measured(w) => out.push_str(&format!(
+                "     {:<28} {:>10.0} calls/s, {:>10.0} delivered/s, {} lost (ring full {}, in-flight map full {})\n",
+                w.label,
+                w.stats.offered_per_second(),
+                w.stats.events_per_second(),
+                w.stats.lost(),
+                w.stats.lost_ring_full,
+                w.stats.lost_inflight_full
+            )),
+            other => out.push_str(&format!("     {}\n", other.why_not().unwrap_or_default())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{fixtures::report, markdown, targets::targets};
+
+    #[test]
+    fn text_and_markdown_name_every_part() {
+        let mut r = report(Some(1.0));
+        r.targets = targets(&r);
+        let text = render(&r);
+        for needle in [
+            "1. against iperf3",
+            "2. the ceiling",
+            "3. probe overhead",
+            "4. trace capacity",
+            "tracing: not measured: the tracer is not available in this build",
+            "[NOT met     ]",
+            "by the kernel's accounting (one more run): the programs took 0.0100 CPU ns per \
+             payload byte: +2.0% of the no-probe CPU per byte",
+            "netcopy_recv_copy_tp_btf",
+            "an empty program on tp_btf skb_copy_datagram_iovec ran 70 ns per call",
+            "a second no-probe window (the control) came out at +0.2% (95% interval -1.9% \
+             to +1.7%)",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        let md = markdown::render(&r);
+        assert!(md.contains("## Method") && md.contains("## Targets"));
+        assert!(md.contains(&r.machine.cpu_model));
+    }
+}
