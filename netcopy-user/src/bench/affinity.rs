@@ -11,7 +11,7 @@ use std::io;
 use anyhow::{Context, Result};
 
 /// The CPUs this thread may run on.
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+pub(super) fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer and size.
@@ -42,7 +42,7 @@ fn set(tid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
 }
 
 /// Pins every thread of process `pid` to `cpus` (threads it creates later inherit it).
-pub fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
+pub(super) fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
     let dir = format!("/proc/{pid}/task");
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
         let Ok(tid) = entry?.file_name().to_string_lossy().parse::<libc::pid_t>() else {
@@ -55,12 +55,12 @@ pub fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
 
 /// Pins the calling thread to `cpus` until the guard is dropped (threads it creates in
 /// the meantime keep the pinning).
-pub struct PinnedThread {
+pub(super) struct PinnedThread {
     previous: Vec<usize>,
 }
 
 impl PinnedThread {
-    pub fn pin(cpus: &[usize]) -> Result<PinnedThread> {
+    pub(super) fn pin(cpus: &[usize]) -> Result<PinnedThread> {
         let previous = allowed_cpus().context("reading this thread's CPU affinity")?;
         set(0, cpus).context("pinning this thread")?;
         Ok(PinnedThread { previous })

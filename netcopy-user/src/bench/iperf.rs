@@ -17,20 +17,20 @@ use serde::{Deserialize, Serialize};
 use crate::util::units::format_size;
 
 /// How to get iperf3 when it is missing.
-pub const INSTALL_HINT: &str =
+pub(super) const INSTALL_HINT: &str =
     "install it with `apt-get install -y iperf3` (Debian/Ubuntu) or `cargo xtask setup`";
 
 /// An iperf3 executable.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Iperf3 {
-    pub path: PathBuf,
+pub(super) struct Iperf3 {
+    pub(super) path: PathBuf,
     /// First line of `iperf3 --version`, e.g. `iperf 3.12 (cJSON 1.7.15)`.
-    pub version: String,
+    pub(super) version: String,
 }
 
 impl Iperf3 {
     /// iperf3 on PATH, or why not (with how to install it).
-    pub fn find() -> std::result::Result<Iperf3, String> {
+    pub(super) fn find() -> std::result::Result<Iperf3, String> {
         let path = find_on_path("iperf3")
             .ok_or_else(|| format!("iperf3 is not installed (not on PATH); {INSTALL_HINT}"))?;
         let output = Command::new(&path)
@@ -61,15 +61,15 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// An `iperf3 -s` we started; killed when dropped.
-pub struct Iperf3Server {
+pub(super) struct Iperf3Server {
     child: Child,
-    pub port: u16,
+    pub(super) port: u16,
     log: PathBuf,
 }
 
 impl Iperf3Server {
     /// Starts `iperf3 -s -B 127.0.0.1 -p PORT` on a free port and waits until it listens.
-    pub fn start(iperf: &Iperf3) -> Result<Iperf3Server> {
+    pub(super) fn start(iperf: &Iperf3) -> Result<Iperf3Server> {
         let mut last_error = None;
         // A port found free can be taken by someone else before iperf3 binds it: retry.
         for attempt in 0..3 {
@@ -131,7 +131,7 @@ impl Iperf3Server {
     }
 
     /// SIGTERM, then SIGKILL if it does not exit within 2 s.
-    pub fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         self.terminate();
     }
 
@@ -187,22 +187,22 @@ fn listening_in(proc_net_tcp: &str, port: u16) -> bool {
 
 /// What one iperf3 client run asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Iperf3Options {
+pub(super) struct Iperf3Options {
     /// `-P`: parallel streams.
-    pub streams: u32,
+    pub(super) streams: u32,
     /// `-l`: bytes per write.
-    pub block: u64,
+    pub(super) block: u64,
     /// `-t`: seconds (iperf3 takes whole seconds).
-    pub seconds: u32,
+    pub(super) seconds: u32,
     /// `-Z`: sendfile() from a file instead of write() from a buffer.
-    pub zerocopy: bool,
+    pub(super) zerocopy: bool,
     /// `-A n,n`: client and server (for this test) on CPU n.
-    pub cpu: Option<usize>,
+    pub(super) cpu: Option<usize>,
 }
 
 impl Iperf3Options {
     /// The client's arguments after the executable.
-    pub fn args(&self, port: u16) -> Vec<String> {
+    pub(super) fn args(&self, port: u16) -> Vec<String> {
         let mut args = vec![
             "-c".to_string(),
             "127.0.0.1".to_string(),
@@ -228,7 +228,7 @@ impl Iperf3Options {
     }
 
     /// The command line as a user would type it (for reports).
-    pub fn command_line(&self) -> String {
+    pub(super) fn command_line(&self) -> String {
         let mut line = format!(
             "iperf3 -c 127.0.0.1 -t {} -l {}",
             self.seconds,
@@ -250,30 +250,30 @@ impl Iperf3Options {
 
 /// The figures netcopy takes from one iperf3 `--json` result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Iperf3Result {
+pub(super) struct Iperf3Result {
     /// `end.sum_received.bits_per_second`: what the receiver got.
-    pub receiver_bits_per_second: f64,
-    pub receiver_bytes: u64,
-    pub receiver_seconds: f64,
+    pub(super) receiver_bits_per_second: f64,
+    pub(super) receiver_bytes: u64,
+    pub(super) receiver_seconds: f64,
     /// `end.sum_sent.bits_per_second`.
-    pub sender_bits_per_second: Option<f64>,
+    pub(super) sender_bits_per_second: Option<f64>,
     /// `end.sum_sent.retransmits`.
-    pub retransmits: Option<u64>,
+    pub(super) retransmits: Option<u64>,
     /// `start.test_start.num_streams`.
-    pub streams: Option<u64>,
+    pub(super) streams: Option<u64>,
     /// `start.test_start.blksize`.
-    pub block: Option<u64>,
+    pub(super) block: Option<u64>,
 }
 
 impl Iperf3Result {
-    pub fn receiver_gbps(&self) -> f64 {
+    pub(super) fn receiver_gbps(&self) -> f64 {
         self.receiver_bits_per_second / 1e9
     }
 }
 
 /// Parses iperf3's `--json` output. iperf3 reports its own failures in an `error` field
 /// (and may still exit 0), so that field is an error here.
-pub fn parse_result(json: &str) -> Result<Iperf3Result> {
+pub(super) fn parse_result(json: &str) -> Result<Iperf3Result> {
     let value: serde_json::Value =
         serde_json::from_str(json).context("iperf3's --json output is not JSON")?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
@@ -313,7 +313,11 @@ pub fn parse_result(json: &str) -> Result<Iperf3Result> {
 
 /// Runs one iperf3 client against `port`. A server still busy with the previous test
 /// ("the server is busy running a test") is retried a few times.
-pub fn run_client(iperf: &Iperf3, port: u16, options: &Iperf3Options) -> Result<Iperf3Result> {
+pub(super) fn run_client(
+    iperf: &Iperf3,
+    port: u16,
+    options: &Iperf3Options,
+) -> Result<Iperf3Result> {
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -8,36 +8,36 @@ use super::memcpy;
 use crate::util::machine::HostFacts;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MachineInfo {
-    pub hostname: String,
+pub(super) struct MachineInfo {
+    pub(super) hostname: String,
     /// `model name` of /proc/cpuinfo.
-    pub cpu_model: String,
+    pub(super) cpu_model: String,
     /// Logical CPUs this process may run on.
-    pub cpus: usize,
-    pub kernel: String,
-    pub memory_bytes: Option<u64>,
-    pub llc_bytes: Option<u64>,
+    pub(super) cpus: usize,
+    pub(super) kernel: String,
+    pub(super) memory_bytes: Option<u64>,
+    pub(super) llc_bytes: Option<u64>,
     /// `hypervisor` flag in /proc/cpuinfo: a virtual machine.
-    pub virtualized: bool,
+    pub(super) virtualized: bool,
     /// UTC, RFC 3339, when the benchmark started.
-    pub date: String,
+    pub(super) date: String,
     /// The source tree the benchmark ran from.
-    pub source: SourceTree,
+    pub(super) source: SourceTree,
 }
 
 /// The git commit of the working directory, and whether files differ from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SourceTree {
-    pub commit: Option<String>,
+pub(super) struct SourceTree {
+    pub(super) commit: Option<String>,
     /// Tracked files with uncommitted changes (other work in progress may be built in).
-    pub modified_files: Option<usize>,
+    pub(super) modified_files: Option<usize>,
     /// Why the commit is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(super) note: Option<String>,
 }
 
 impl SourceTree {
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match (&self.commit, self.modified_files) {
             (Some(c), Some(0)) => format!("commit {c}"),
             (Some(c), Some(n)) => format!(
@@ -54,7 +54,7 @@ impl SourceTree {
 }
 
 impl MachineInfo {
-    pub fn collect() -> MachineInfo {
+    pub(super) fn collect() -> MachineInfo {
         let host = HostFacts::collect();
         MachineInfo {
             hostname: host.hostname,
@@ -70,7 +70,7 @@ impl MachineInfo {
     }
 
     /// One line: `Intel(R) Xeon(R) Processor, 2 CPUs, kernel 6.18.44, 2026-11-25T06:00:00Z`.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "{}, {} CPUs{}, {} GiB, LLC {}, kernel {}, {}",
             self.cpu_model,
@@ -123,7 +123,7 @@ fn source_tree() -> SourceTree {
 /// tell how much CPU other processes took while a part of the benchmark ran (on a
 /// shared 2-CPU machine, the main source of noise).
 #[derive(Clone, Copy, Debug)]
-pub struct CpuSnapshot {
+pub(super) struct CpuSnapshot {
     /// user + nice + system of all CPUs, clock ticks.
     task_ticks: u64,
     steal_ticks: u64,
@@ -134,18 +134,18 @@ pub struct CpuSnapshot {
 
 /// What other processes (and the hypervisor) took between two snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ForeignLoad {
+pub(super) struct ForeignLoad {
     /// CPU-seconds of user and kernel time not spent by netcopy, its servers or iperf3.
-    pub other_cpu_seconds: f64,
+    pub(super) other_cpu_seconds: f64,
     /// The same as a share of all CPUs over the interval, percent.
-    pub other_pct: f64,
+    pub(super) other_pct: f64,
     /// Time the hypervisor gave our CPUs to someone else, percent of all CPUs.
-    pub steal_pct: f64,
-    pub seconds: f64,
+    pub(super) steal_pct: f64,
+    pub(super) seconds: f64,
 }
 
 impl ForeignLoad {
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "other processes used {:.1}% of the CPUs ({:.1} CPU-s in {:.0} s), steal {:.1}%",
             self.other_pct, self.other_cpu_seconds, self.seconds, self.steal_pct
@@ -153,13 +153,13 @@ impl ForeignLoad {
     }
 
     /// Above this, figures are likely disturbed.
-    pub fn is_busy(&self) -> bool {
+    pub(super) fn is_busy(&self) -> bool {
         self.other_pct > 5.0 || self.steal_pct > 5.0
     }
 }
 
 impl CpuSnapshot {
-    pub fn take() -> Option<CpuSnapshot> {
+    pub(super) fn take() -> Option<CpuSnapshot> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let (task_ticks, steal_ticks) = parse_proc_stat_cpu(&stat)?;
         Some(CpuSnapshot {
@@ -170,7 +170,7 @@ impl CpuSnapshot {
         })
     }
 
-    pub fn since(&self, earlier: &CpuSnapshot, cpus: usize) -> ForeignLoad {
+    pub(super) fn since(&self, earlier: &CpuSnapshot, cpus: usize) -> ForeignLoad {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let seconds = self.at.duration_since(earlier.at).as_secs_f64();
@@ -199,7 +199,7 @@ impl CpuSnapshot {
 /// (user + nice + system, steal) of the `cpu` line of /proc/stat, in clock ticks.
 /// irq and softirq time are left out: the kernel charges them to no task, so they would
 /// count our own loopback traffic as someone else's.
-pub fn parse_proc_stat_cpu(stat: &str) -> Option<(u64, u64)> {
+pub(super) fn parse_proc_stat_cpu(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()

@@ -10,29 +10,29 @@ use serde::{Deserialize, Serialize};
 use crate::util::stats::Summary;
 
 /// The smallest buffer measured, whatever the cache.
-pub const MIN_BUFFER: u64 = 256 << 20;
+pub(super) const MIN_BUFFER: u64 = 256 << 20;
 /// The largest buffer measured (each of the two).
-pub const MAX_BUFFER: u64 = 4 << 30;
+pub(super) const MAX_BUFFER: u64 = 4 << 30;
 
 /// What the memcpy measurement found.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemcpyFigures {
+pub(super) struct MemcpyFigures {
     /// Bytes of each of the two buffers.
-    pub buffer_bytes: u64,
+    pub(super) buffer_bytes: u64,
     /// Last-level cache size as the kernel reports it (sysfs), if known.
-    pub llc_bytes: Option<u64>,
+    pub(super) llc_bytes: Option<u64>,
     /// Passes measured (after one warm-up pass).
-    pub passes: u32,
+    pub(super) passes: u32,
     /// Bytes copied per second / 1e9, one sample per pass (memory traffic is twice this:
     /// each byte is read once and written once).
-    pub gbytes_per_s: Summary,
+    pub(super) gbytes_per_s: Summary,
     /// Notes about the choice of buffer size.
-    pub notes: Vec<String>,
+    pub(super) notes: Vec<String>,
 }
 
 /// Buffer size: at least [`MIN_BUFFER`], at least twice the LLC, at most a quarter of
 /// the available memory (there are two buffers) and [`MAX_BUFFER`].
-pub fn buffer_size(llc: Option<u64>, mem_available: Option<u64>) -> (u64, Vec<String>) {
+pub(super) fn buffer_size(llc: Option<u64>, mem_available: Option<u64>) -> (u64, Vec<String>) {
     let mut notes = Vec::new();
     let mut size = MIN_BUFFER.max(llc.map_or(0, |l| 2 * l));
     if size > MAX_BUFFER {
@@ -71,7 +71,7 @@ pub fn buffer_size(llc: Option<u64>, mem_available: Option<u64>) -> (u64, Vec<St
 
 /// Copies one buffer into another `passes` times (after one warm-up pass) with
 /// `copy_nonoverlapping` and `black_box`, timing each pass.
-pub fn measure(passes: u32) -> Result<MemcpyFigures> {
+pub(super) fn measure(passes: u32) -> Result<MemcpyFigures> {
     if passes == 0 {
         bail!("memcpy: at least one pass is needed");
     }
@@ -121,12 +121,12 @@ pub fn measure(passes: u32) -> Result<MemcpyFigures> {
 /// The estimated loopback TCP ceiling per stream, Gbit/s: every payload byte is copied
 /// twice by the kernel (into the socket buffer on send, out of it on receive), so one
 /// core's worth of copying moves at most memcpy / 2 bytes per second.
-pub fn tcp_ceiling_gbps(memcpy_gbytes_per_s: f64) -> f64 {
+pub(super) fn tcp_ceiling_gbps(memcpy_gbytes_per_s: f64) -> f64 {
     memcpy_gbytes_per_s / 2.0 * 8.0
 }
 
 /// The largest cache of CPU 0, from /sys/devices/system/cpu/cpu0/cache/index*/.
-pub fn last_level_cache_bytes() -> Option<u64> {
+pub(super) fn last_level_cache_bytes() -> Option<u64> {
     let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
     let mut best: Option<(u32, u64)> = None;
     for entry in dir.flatten() {
@@ -148,7 +148,7 @@ pub fn last_level_cache_bytes() -> Option<u64> {
 }
 
 /// `32768K` / `480M` / `1024` (sysfs cache `size`) in bytes.
-pub fn parse_cache_size(text: &str) -> Option<u64> {
+pub(super) fn parse_cache_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
@@ -166,7 +166,7 @@ pub fn parse_cache_size(text: &str) -> Option<u64> {
 }
 
 /// MemAvailable from /proc/meminfo, in bytes.
-pub fn mem_available_bytes() -> Option<u64> {
+pub(super) fn mem_available_bytes() -> Option<u64> {
     meminfo_field(
         &std::fs::read_to_string("/proc/meminfo").ok()?,
         "MemAvailable",

@@ -21,43 +21,43 @@ use crate::kernel::{
 
 /// The hook of the empty program: the receive copy, which fires several times per
 /// message on the same CPU as the send path, so its floor is the one the probes pay.
-pub const FLOOR_HOOK: &str = "skb_copy_datagram_iovec";
+pub(super) const FLOOR_HOOK: &str = "skb_copy_datagram_iovec";
 
 /// One program during the measured run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgramFigure {
-    pub program: String,
-    pub hook: String,
-    pub runs: u64,
+pub(super) struct ProgramFigure {
+    pub(super) program: String,
+    pub(super) hook: String,
+    pub(super) runs: u64,
     /// As the kernel accounted it, the accounting's own cost included.
-    pub ns_per_run: f64,
-    pub runs_per_message: f64,
+    pub(super) ns_per_run: f64,
+    pub(super) runs_per_message: f64,
 }
 
 /// The probes' cost during one run, by the kernel's accounting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgramCost {
+pub(super) struct ProgramCost {
     /// Busiest first (runs x ns per run).
-    pub programs: Vec<ProgramFigure>,
-    pub floor_hook: String,
+    pub(super) programs: Vec<ProgramFigure>,
+    pub(super) floor_hook: String,
     /// Nanoseconds the accounting itself adds to a run (the empty program's mean).
-    pub floor_ns_per_run: f64,
-    pub messages: u64,
-    pub payload_bytes: u64,
+    pub(super) floor_ns_per_run: f64,
+    pub(super) messages: u64,
+    pub(super) payload_bytes: u64,
     /// Sum over programs of runs x (ns per run - floor), per payload byte.
-    pub programs_ns_per_byte: f64,
+    pub(super) programs_ns_per_byte: f64,
     /// The trace-draining thread's CPU per payload byte (syscall tracing only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain_ns_per_byte: Option<f64>,
+    pub(super) drain_ns_per_byte: Option<f64>,
     /// (programs + drain) as a percentage of the no-probe runs' median CPU per byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pct_of_base_cpu: Option<f64>,
+    pub(super) pct_of_base_cpu: Option<f64>,
 }
 
 impl ProgramCost {
     /// The figures from the counters' deltas over a run that moved `messages` messages
     /// of `payload_bytes` bytes in all.
-    pub fn compute(
+    pub(super) fn compute(
         programs: &[(LoadedProgram, RunCounter)],
         floor: RunCounter,
         messages: u64,
@@ -101,18 +101,18 @@ impl ProgramCost {
     }
 
     /// Adds the trace-draining thread's CPU time during the run.
-    pub fn with_drain(mut self, drain_cpu_seconds: f64) -> ProgramCost {
+    pub(super) fn with_drain(mut self, drain_cpu_seconds: f64) -> ProgramCost {
         self.drain_ns_per_byte = Some(drain_cpu_seconds * 1e9 / self.payload_bytes as f64);
         self
     }
 
     /// CPU per payload byte the instrument adds, by this accounting.
-    pub fn added_ns_per_byte(&self) -> f64 {
+    pub(super) fn added_ns_per_byte(&self) -> f64 {
         self.programs_ns_per_byte + self.drain_ns_per_byte.unwrap_or(0.0)
     }
 
     /// Sets the percentage against the no-probe runs' CPU per byte.
-    pub fn relative_to(mut self, base_cpu_ns_per_byte: Option<f64>) -> ProgramCost {
+    pub(super) fn relative_to(mut self, base_cpu_ns_per_byte: Option<f64>) -> ProgramCost {
         self.pct_of_base_cpu = base_cpu_ns_per_byte
             .filter(|b| *b > 0.0)
             .map(|b| self.added_ns_per_byte() / b * 100.0);
@@ -120,7 +120,7 @@ impl ProgramCost {
     }
 
     /// One sentence: the total and what it is made of.
-    pub fn summary(&self) -> String {
+    pub(super) fn summary(&self) -> String {
         let mut text = format!(
             "by the kernel's accounting (one more run): the programs took {:.4} CPU ns per \
              payload byte",
@@ -139,7 +139,7 @@ impl ProgramCost {
     }
 
     /// The floor, as a sentence.
-    pub fn floor_text(&self) -> String {
+    pub(super) fn floor_text(&self) -> String {
         format!(
             "accounting floor: an empty program on tp_btf {} ran {:.0} ns per call, taken off \
              every program's mean",
@@ -150,7 +150,7 @@ impl ProgramCost {
 
 /// The accounting switched on around one run: built after the probes are loaded, read
 /// before and after the workload.
-pub struct ProgramMeter {
+pub(super) struct ProgramMeter {
     programs: Vec<LoadedProgram>,
     floor: EmptyProgram,
     before: HashMap<u32, RunCounter>,
@@ -158,7 +158,7 @@ pub struct ProgramMeter {
 }
 
 impl ProgramMeter {
-    pub fn start(programs: Vec<LoadedProgram>) -> Result<ProgramMeter> {
+    pub(super) fn start(programs: Vec<LoadedProgram>) -> Result<ProgramMeter> {
         if programs.is_empty() {
             return Err(anyhow!("no eBPF program of netcopy's is loaded"));
         }
@@ -175,7 +175,7 @@ impl ProgramMeter {
 
     /// The deltas since `start`, as figures for a run of `messages` / `payload_bytes`
     /// (read while the programs are still loaded).
-    pub fn finish(self, messages: u64, payload_bytes: u64) -> Result<ProgramCost> {
+    pub(super) fn finish(self, messages: u64, payload_bytes: u64) -> Result<ProgramCost> {
         let after = runstats::read(&ids(&self.programs, &self.floor))
             .context("reading the programs' run-time statistics")?;
         let delta = |id: u32| -> Result<RunCounter> {

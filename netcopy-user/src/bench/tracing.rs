@@ -19,12 +19,12 @@ use crate::{
 };
 
 /// Ring buffer of the benchmark's traces: `netcopy trace`'s default.
-pub const RING_BYTES: u32 = crate::kernel::maps::DEFAULT_RING_BYTES;
+pub(super) const RING_BYTES: u32 = crate::kernel::maps::DEFAULT_RING_BYTES;
 
 /// The tracer is usable in this build and on this machine (checked cheaply; a load
 /// failure shows up as a failed measurement).
 pub struct Tracer {
-    pub ring_bytes: u32,
+    pub(super) ring_bytes: u32,
 }
 
 impl Tracer {
@@ -39,7 +39,7 @@ impl Tracer {
 
     /// Loads the probes with room for a trace, watches `pids` (pid, slot) and starts
     /// tracing their slots.
-    pub fn start(&self, watch: &[(u32, u32)]) -> Result<TraceHost> {
+    pub(super) fn start(&self, watch: &[(u32, u32)]) -> Result<TraceHost> {
         let host = TraceHost::load(self.ring_bytes)?;
         for &(pid, slot) in watch {
             host.watch(pid, slot)?;
@@ -56,26 +56,26 @@ impl Tracer {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TraceStats {
     pub events: u64,
-    pub lost_ring_full: u64,
-    pub lost_inflight_full: u64,
+    pub(super) lost_ring_full: u64,
+    pub(super) lost_inflight_full: u64,
     /// From start to stop.
-    pub seconds: f64,
+    pub(super) seconds: f64,
     /// CPU time of the thread that drained the per-CPU rings while the traced workload
     /// ran (user space's share of what tracing costs it): from the start to the drain
     /// that empties the rings at the stop.
-    pub drain_cpu_seconds: f64,
+    pub(super) drain_cpu_seconds: f64,
     /// CPU time of the same thread stopping the trace after the workload: detaching the
     /// programs, decoding the records and building the summary. Reported, not counted as
     /// overhead: it runs once, after the workload is done.
     #[serde(default)]
-    pub finish_cpu_seconds: f64,
-    pub notes: Vec<String>,
+    pub(super) finish_cpu_seconds: f64,
+    pub(super) notes: Vec<String>,
 }
 
 impl TraceStats {
     /// Events the draining thread handles per second of its own CPU time: the rate it
     /// could carry with a CPU to itself.
-    pub fn drain_events_per_cpu_second(&self) -> Option<f64> {
+    pub(super) fn drain_events_per_cpu_second(&self) -> Option<f64> {
         (self.drain_cpu_seconds > 0.0 && self.events > 0)
             .then(|| self.events as f64 / self.drain_cpu_seconds)
     }
@@ -84,7 +84,7 @@ impl TraceStats {
         self.lost_ring_full + self.lost_inflight_full
     }
 
-    pub fn events_per_second(&self) -> f64 {
+    pub(super) fn events_per_second(&self) -> f64 {
         if self.seconds > 0.0 {
             self.events as f64 / self.seconds
         } else {
@@ -93,7 +93,7 @@ impl TraceStats {
     }
 
     /// Calls made per second: recorded and lost.
-    pub fn offered_per_second(&self) -> f64 {
+    pub(super) fn offered_per_second(&self) -> f64 {
         if self.seconds > 0.0 {
             (self.events + self.lost()) as f64 / self.seconds
         } else {
@@ -101,24 +101,13 @@ impl TraceStats {
         }
     }
 
-    /// [`TraceStats::describe`] for a trace that was attached only part of the time (the
-    /// benchmark's windows): totals, no rates.
+    /// One sentence for a trace that was attached only part of the time (the benchmark's
+    /// windows): totals, no rates.
     pub fn describe_windows(&self) -> String {
-        self.describe_as("in its windows".into(), "over the whole run")
-    }
-
-    pub fn describe(&self) -> String {
-        self.describe_as(
-            format!("({:.0} per second)", self.events_per_second()),
-            "while the workload ran",
-        )
-    }
-
-    fn describe_as(&self, calls_note: String, drain_span: &str) -> String {
         format!(
-            "the trace recorded {} calls {calls_note}, lost {} (ring full {}, in-flight map \
-             full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) {drain_span}, \
-             and {:.3} CPU-s after it to stop the trace and decode and summarize the calls",
+            "the trace recorded {} calls in its windows, lost {} (ring full {}, in-flight map \
+             full {}); the draining thread used {:.3} CPU-s ({:.2} us per call) over the whole \
+             run, and {:.3} CPU-s after it to stop the trace and decode and summarize the calls",
             self.events,
             self.lost(),
             self.lost_ring_full,
@@ -147,13 +136,13 @@ enum Command {
 
 /// A thread that owns loaded probes and, while a trace runs, drains its ring buffer.
 /// Dropping it stops everything and unloads the probes.
-pub struct TraceHost {
+pub(super) struct TraceHost {
     commands: Option<Sender<Command>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TraceHost {
-    pub fn load(ring_bytes: u32) -> Result<TraceHost> {
+    pub(super) fn load(ring_bytes: u32) -> Result<TraceHost> {
         let (commands, inbox) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -181,47 +170,47 @@ impl TraceHost {
             .map_err(|_| anyhow!("the trace thread ended without answering"))?
     }
 
-    pub fn watch(&self, pid: u32, slot: u32) -> Result<()> {
+    pub(super) fn watch(&self, pid: u32, slot: u32) -> Result<()> {
         self.ask(|tx| Command::Watch(pid, slot, tx))
     }
 
-    pub fn unwatch(&self, pid: u32) -> Result<()> {
+    pub(super) fn unwatch(&self, pid: u32) -> Result<()> {
         self.ask(|tx| Command::Unwatch(pid, tx))
     }
 
-    pub fn start(&self, slots: Vec<u32>) -> Result<()> {
+    pub(super) fn start(&self, slots: Vec<u32>) -> Result<()> {
         self.ask(|tx| Command::Start(slots, tx))
     }
 
     /// The programs the host has loaded, with their kernel ids.
-    pub fn loaded_programs(&self) -> Result<Vec<LoadedProgram>> {
+    pub(super) fn loaded_programs(&self) -> Result<Vec<LoadedProgram>> {
         self.ask(Command::Programs)
     }
 
     /// Every hook the host's programs are on (or will be again, while suspended): copy
     /// counting's, and while a trace runs, the trace's.
-    pub fn attach_points(&self) -> Result<Vec<AttachPoint>> {
+    pub(super) fn attach_points(&self) -> Result<Vec<AttachPoint>> {
         self.ask(Command::AttachPoints)
     }
 
     /// Detaches every program (they stay loaded; the trace goes on with nothing to
     /// record) until [`TraceHost::resume`].
-    pub fn suspend(&self) -> Result<()> {
+    pub(super) fn suspend(&self) -> Result<()> {
         self.ask(|tx| Command::Suspend(true, tx))
     }
 
     /// Attaches again what [`TraceHost::suspend`] detached.
-    pub fn resume(&self) -> Result<()> {
+    pub(super) fn resume(&self) -> Result<()> {
         self.ask(|tx| Command::Suspend(false, tx))
     }
 
     /// Stops the trace (the probes stay loaded) and returns what it recorded.
-    pub fn stop_trace(&self) -> Result<TraceStats> {
+    pub(super) fn stop_trace(&self) -> Result<TraceStats> {
         self.ask(Command::Stop)
     }
 
     /// Stops the trace and unloads everything.
-    pub fn stop(mut self) -> Result<TraceStats> {
+    pub(super) fn stop(mut self) -> Result<TraceStats> {
         let stats = self.stop_trace();
         self.shutdown();
         stats

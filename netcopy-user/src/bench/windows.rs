@@ -64,7 +64,7 @@ impl WindowSample {
             .then(|| self.payload_bytes as f64 * 8.0 / self.seconds / 1e9)
     }
 
-    pub fn cpu_ns_per_byte(&self) -> Option<f64> {
+    pub(super) fn cpu_ns_per_byte(&self) -> Option<f64> {
         let cpu = self.cpu_seconds?;
         (self.payload_bytes > 0).then(|| cpu * 1e9 / self.payload_bytes as f64)
     }
