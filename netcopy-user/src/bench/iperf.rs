@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::util::units::format_size;
 
 /// How to get iperf3 when it is missing.
-pub(super) const INSTALL_HINT: &str =
+const INSTALL_HINT: &str =
     "install it with `apt-get install -y iperf3` (Debian/Ubuntu) or `cargo xtask setup`";
 
 /// An iperf3 executable.
@@ -252,17 +252,17 @@ impl Iperf3Options {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Iperf3Result {
     /// `end.sum_received.bits_per_second`: what the receiver got.
-    pub(super) receiver_bits_per_second: f64,
-    pub(super) receiver_bytes: u64,
-    pub(super) receiver_seconds: f64,
+    receiver_bits_per_second: f64,
+    receiver_bytes: u64,
+    receiver_seconds: f64,
     /// `end.sum_sent.bits_per_second`.
-    pub(super) sender_bits_per_second: Option<f64>,
+    sender_bits_per_second: Option<f64>,
     /// `end.sum_sent.retransmits`.
-    pub(super) retransmits: Option<u64>,
+    retransmits: Option<u64>,
     /// `start.test_start.num_streams`.
-    pub(super) streams: Option<u64>,
+    streams: Option<u64>,
     /// `start.test_start.blksize`.
-    pub(super) block: Option<u64>,
+    block: Option<u64>,
 }
 
 impl Iperf3Result {
@@ -273,7 +273,7 @@ impl Iperf3Result {
 
 /// Parses iperf3's `--json` output. iperf3 reports its own failures in an `error` field
 /// (and may still exit 0), so that field is an error here.
-pub(super) fn parse_result(json: &str) -> Result<Iperf3Result> {
+fn parse_result(json: &str) -> Result<Iperf3Result> {
     let value: serde_json::Value =
         serde_json::from_str(json).context("iperf3's --json output is not JSON")?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {

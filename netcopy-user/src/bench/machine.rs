@@ -9,7 +9,7 @@ use crate::util::machine::HostFacts;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct MachineInfo {
-    pub(super) hostname: String,
+    hostname: String,
     /// `model name` of /proc/cpuinfo.
     pub(super) cpu_model: String,
     /// Logical CPUs this process may run on.
@@ -28,12 +28,12 @@ pub(super) struct MachineInfo {
 /// The git commit of the working directory, and whether files differ from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct SourceTree {
-    pub(super) commit: Option<String>,
+    commit: Option<String>,
     /// Tracked files with uncommitted changes (other work in progress may be built in).
-    pub(super) modified_files: Option<usize>,
+    modified_files: Option<usize>,
     /// Why the commit is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) note: Option<String>,
+    note: Option<String>,
 }
 
 impl SourceTree {
@@ -136,7 +136,7 @@ pub(super) struct CpuSnapshot {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct ForeignLoad {
     /// CPU-seconds of user and kernel time not spent by netcopy, its servers or iperf3.
-    pub(super) other_cpu_seconds: f64,
+    other_cpu_seconds: f64,
     /// The same as a share of all CPUs over the interval, percent.
     pub(super) other_pct: f64,
     /// Time the hypervisor gave our CPUs to someone else, percent of all CPUs.
@@ -199,7 +199,7 @@ impl CpuSnapshot {
 /// (user + nice + system, steal) of the `cpu` line of /proc/stat, in clock ticks.
 /// irq and softirq time are left out: the kernel charges them to no task, so they would
 /// count our own loopback traffic as someone else's.
-pub(super) fn parse_proc_stat_cpu(stat: &str) -> Option<(u64, u64)> {
+fn parse_proc_stat_cpu(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::util::stats::Summary;
 
 /// The smallest buffer measured, whatever the cache.
-pub(super) const MIN_BUFFER: u64 = 256 << 20;
+const MIN_BUFFER: u64 = 256 << 20;
 /// The largest buffer measured (each of the two).
-pub(super) const MAX_BUFFER: u64 = 4 << 30;
+const MAX_BUFFER: u64 = 4 << 30;
 
 /// What the memcpy measurement found.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub(super) struct MemcpyFigures {
 
 /// Buffer size: at least [`MIN_BUFFER`], at least twice the LLC, at most a quarter of
 /// the available memory (there are two buffers) and [`MAX_BUFFER`].
-pub(super) fn buffer_size(llc: Option<u64>, mem_available: Option<u64>) -> (u64, Vec<String>) {
+fn buffer_size(llc: Option<u64>, mem_available: Option<u64>) -> (u64, Vec<String>) {
     let mut notes = Vec::new();
     let mut size = MIN_BUFFER.max(llc.map_or(0, |l| 2 * l));
     if size > MAX_BUFFER {
@@ -148,7 +148,7 @@ pub(super) fn last_level_cache_bytes() -> Option<u64> {
 }
 
 /// `32768K` / `480M` / `1024` (sysfs cache `size`) in bytes.
-pub(super) fn parse_cache_size(text: &str) -> Option<u64> {
+fn parse_cache_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
@@ -166,7 +166,7 @@ pub(super) fn parse_cache_size(text: &str) -> Option<u64> {
 }
 
 /// MemAvailable from /proc/meminfo, in bytes.
-pub(super) fn mem_available_bytes() -> Option<u64> {
+fn mem_available_bytes() -> Option<u64> {
     meminfo_field(
         &std::fs::read_to_string("/proc/meminfo").ok()?,
         "MemAvailable",

@@ -57,7 +57,7 @@ pub(super) struct ProgramCost {
 impl ProgramCost {
     /// The figures from the counters' deltas over a run that moved `messages` messages
     /// of `payload_bytes` bytes in all.
-    pub(super) fn compute(
+    fn compute(
         programs: &[(LoadedProgram, RunCounter)],
         floor: RunCounter,
         messages: u64,

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Ring buffer of the benchmark's traces: `netcopy trace`'s default.
-pub(super) const RING_BYTES: u32 = crate::kernel::maps::DEFAULT_RING_BYTES;
+const RING_BYTES: u32 = crate::kernel::maps::DEFAULT_RING_BYTES;
 
 /// The tracer is usable in this build and on this machine (checked cheaply; a load
 /// failure shows up as a failed measurement).
@@ -68,7 +68,7 @@ pub struct TraceStats {
     /// programs, decoding the records and building the summary. Reported, not counted as
     /// overhead: it runs once, after the workload is done.
     #[serde(default)]
-    pub(super) finish_cpu_seconds: f64,
+    finish_cpu_seconds: f64,
     pub(super) notes: Vec<String>,
 }
 
