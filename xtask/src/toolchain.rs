@@ -28,8 +28,9 @@ pub const DEBIAN_EBPF_PACKAGES: &[&str] = &[
 ];
 /// Debian packages the VM test needs.
 pub const DEBIAN_VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
-/// Debian packages the benchmarks compare against.
-pub const DEBIAN_BENCH_PACKAGES: &[&str] = &["iperf3"];
+/// Debian packages the benchmarks compare against: iperf3 (throughput), bpftrace (copy
+/// counting), linux-perf's `perf trace` and strace (syscall tracing).
+pub const DEBIAN_BENCH_PACKAGES: &[&str] = &["iperf3", "bpftrace", "linux-perf", "strace"];
 
 /// How the eBPF crate gets built on this machine.
 #[derive(Clone, Debug)]
