@@ -16,7 +16,11 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use crate::{
-    experiment::analysis::{num, Analysis, Group, ModeCopies, Stat},
+    experiment::analysis::{
+        copies::ModeCopies,
+        groups::{Group, Stat},
+        num, Analysis,
+    },
     ledger::{FigureSource, LedgerSite},
     util::units::format_size,
     workload::modes::Mode,

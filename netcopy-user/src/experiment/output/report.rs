@@ -16,8 +16,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     experiment::analysis::{
-        self, num, Analysis, CrossoverMetric, CrossoverPoint, FindingKind, Group, Severity, Stat,
-        HIGH_CV, NON_MONOTONIC_DROP,
+        self,
+        crossovers::{CrossoverMetric, CrossoverPoint},
+        findings::{FindingKind, Severity, HIGH_CV, NON_MONOTONIC_DROP},
+        groups::{find_group, planned_cells, site_names, Group, Stat},
+        num, Analysis,
     },
     experiment::output::plots,
     experiment::results::{Cell, Results, SCHEMA_VERSION},
@@ -172,7 +175,7 @@ pub fn csv_header(results: &Results) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for site in analysis::site_names(results) {
+    for site in site_names(results) {
         for col in ["bytes", "calls", "bytes_per_message", "source"] {
             h.push(format!("{site}_{col}"));
         }
@@ -236,7 +239,7 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
     }
     r.push(l.samples.to_string());
     r.push(c.latency.integrity_errors.to_string());
-    for site in analysis::site_names(results) {
+    for site in site_names(results) {
         match c.copies.get(&site) {
             Some(f) => {
                 r.push(opt(f.bytes));
@@ -382,7 +385,7 @@ fn size_table(
     for size in sizes_in(a, threads) {
         let cells: Vec<String> = modes
             .iter()
-            .map(|m| stat_text(analysis::find_group(&a.groups, *m, size, threads).and_then(f)))
+            .map(|m| stat_text(find_group(&a.groups, *m, size, threads).and_then(f)))
             .collect();
         let _ = writeln!(
             out,
@@ -405,7 +408,7 @@ pub fn render_report(results: &Results, a: &Analysis) -> String {
         results.tool,
         results.schema_version,
         results.cells.len(),
-        analysis::planned_cells(results)
+        planned_cells(results)
     );
     if results.interrupted || !results.complete {
         let _ = writeln!(
@@ -799,7 +802,7 @@ fn latency_section(o: &mut String, a: &Analysis) {
         let cells: Vec<String> = modes
             .iter()
             .map(|m| {
-                let g = analysis::find_group(&a.groups, *m, size, t);
+                let g = find_group(&a.groups, *m, size, t);
                 format!(
                     "{} | {}",
                     stat_text(g.and_then(|g| g.latency_p50_us)),
