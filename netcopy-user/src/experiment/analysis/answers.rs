@@ -7,16 +7,16 @@ use serde::Serialize;
 
 use super::{
     copies::ModeCopies,
-    crossovers::{Better, Compared, Crossover, CrossoverPoint},
+    crossovers::{crossover_pairs, Better, Compared, Crossover, CrossoverPoint},
     format::num,
     groups::{find_group, modes_of, sizes_of, Group, SiteAggregate, Stat},
-    Analysis,
+    study, Analysis,
 };
 use crate::{
     experiment::results::Results,
     ledger::{FigureSource, LedgerSite},
     util::units::format_size,
-    workload::modes::Mode,
+    workload::modes::{Mode, ModeSpec},
 };
 
 /// An answer to one of the study's questions.
@@ -208,73 +208,10 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
             .to_string(),
     });
 
-    // Does zero-copy reduce CPU per byte here?
-    let mut zc_lines = Vec::new();
-    let mut lower = BTreeMap::<Mode, (usize, usize)>::new();
-    for size in sizes_of(groups, threads) {
-        let Some(z) = find_group(groups, Mode::ZeroCopy, size, threads).and_then(&cpu_of) else {
-            continue;
-        };
-        let mut parts = vec![format!("zero-copy {}", num(z.median))];
-        for other in [Mode::TwoCopy, Mode::OneCopy] {
-            if let Some(o) = find_group(groups, other, size, threads).and_then(&cpu_of) {
-                let e = lower.entry(other).or_insert((0, 0));
-                e.1 += 1;
-                if z.median < o.median {
-                    e.0 += 1;
-                }
-                parts.push(format!("{other} {}", num(o.median)));
-            }
-        }
-        zc_lines.push(format!("{}: {} ns/B", format_size(size), parts.join(", ")));
-    }
-    let zc_copies = a.copies.iter().find(|c| c.mode == Mode::ZeroCopy);
-    let deferred = zc_copies.and_then(|c| site_median(c, LedgerSite::DeferredCopy));
-    let zc_groups: Vec<&Group> = groups.iter().filter(|g| g.mode == Mode::ZeroCopy).collect();
-    let copied: u64 = zc_groups.iter().map(|g| g.zerocopy.copied_sends).sum();
-    let completed: u64 = zc_groups.iter().map(|g| g.zerocopy.completed_sends).sum();
-    if zc_lines.is_empty() {
-        out.push(Answer {
-            question: "Does zero-copy reduce CPU per byte here?".to_string(),
-            answer: "Cannot be answered: zero-copy has no CPU figures in this run.".to_string(),
-            basis: "unavailable".to_string(),
-        });
-    } else {
-        let counts = lower
-            .iter()
-            .map(|(m, (l, n))| format!("lower than {m} at {l} of {n} sizes"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let why = match (deferred, zc_copies) {
-            (Some((d, src)), Some(c)) if d > 0.0 => format!(
-                " The reason is in the copy sites: at {} the kernel copied {} B per message of \
-                 {} B after the send (deferred_copy, {}), and {copied} of {completed} \
-                 completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: on loopback the copy is \
-                 moved, not removed.",
-                format_size(c.size),
-                num(d),
-                c.size,
-                src.name()
-            ),
-            (Some((d, src)), Some(c)) => format!(
-                " At {} the deferred copy was {} B per message ({}).",
-                format_size(c.size),
-                num(d),
-                src.name()
-            ),
-            _ => String::new(),
-        };
-        out.push(Answer {
-            question: "Does zero-copy reduce CPU per byte here?".to_string(),
-            answer: format!(
-                "{}: zero-copy's CPU per byte was {counts}. {}.{why}",
-                cpu.label(),
-                zc_lines.join("; ")
-            ),
-            basis: "CPU time measured per process; deferred copy from the copy probes or, where \
-                    skb_copy_ubufs cannot be probed, reported by the kernel's completion flags"
-                .to_string(),
-        });
+    // Does zero-copy reduce CPU per byte here? Asked of each mode that claims no copy,
+    // against the modes it challenges.
+    for spec in study::zero_copy_modes() {
+        out.push(zero_copy_cpu_answer(a, spec, threads));
     }
 
     // What the kernel copied per mode.
@@ -323,75 +260,21 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
     }
 
     // The study's claim: sendmsg with an iovec avoids the kernel copy.
-    if let Some(one) = a.copies.iter().find(|c| c.mode == Mode::OneCopy) {
-        let answer = match site_median(one, LedgerSite::KernelSendCopy) {
-            Some((b, src)) => format!(
-                "No. With sendmsg() and an iovec the kernel still copied {} B per message of {} B \
-                 into socket buffers on send (kernel_send_copy, {}); what one-copy removes is \
-                 the user-space serialization (user_copy {} B per message).",
-                num(b),
-                one.size,
-                src.name(),
-                site_median(one, LedgerSite::UserCopy)
-                    .map(|(u, _)| num(u))
-                    .unwrap_or_else(|| "not observable".to_string())
-            ),
-            None => "Not observable on this kernel: no send-path probe.".to_string(),
-        };
-        out.push(Answer {
-            question: "Does sendmsg() with an iovec avoid the kernel copy (the study's claim)?"
-                .to_string(),
-            answer,
-            basis: "send-path copy site of the one-copy mode".to_string(),
-        });
+    for spec in study::iovec_modes() {
+        if let Some(one) = copies_of(a, spec.mode) {
+            out.push(iovec_claim_answer(one));
+        }
     }
 
     // The study's claim: zero-copy to a local socket avoids the copy.
-    if let Some(zc) = zc_copies {
-        let answer = match deferred {
-            Some((d, src)) if d > 0.0 || copied > 0 => format!(
-                "No. On this loopback the kernel copied the pinned pages after the send: {} B \
-                 per message of {} B (deferred_copy, {}), and {copied} of {completed} completions \
-                 were flagged SO_EE_CODE_ZEROCOPY_COPIED. The receive copy remains as well{}.",
-                num(d),
-                zc.size,
-                src.name(),
-                site_median(zc, LedgerSite::KernelRecvCopy)
-                    .map(|(r, s)| format!(" ({} B per message, {})", num(r), s.name()))
-                    .unwrap_or_default()
-            ),
-            Some((d, src)) => format!(
-                "Here, yes: the deferred copy was {} B per message ({}) and {copied} of \
-                 {completed} completions were flagged copied.",
-                num(d),
-                src.name()
-            ),
-            None => format!(
-                "The deferred copy was not observable; {copied} of {completed} completions were \
-                 flagged SO_EE_CODE_ZEROCOPY_COPIED."
-            ),
-        };
-        out.push(Answer {
-            question: "Does MSG_ZEROCOPY to a local socket avoid the copy (the study's claim)?"
-                .to_string(),
-            answer,
-            basis: "deferred copy from the copy probes or the kernel's completion flags \
-                    (reported); completion counts reported by the kernel on the error queue"
-                .to_string(),
-        });
+    for spec in study::zero_copy_modes() {
+        if let Some(zc) = copies_of(a, spec.mode) {
+            out.push(zero_copy_claim_answer(zc, &completions(groups, spec.mode)));
+        }
     }
 
-    // Crossover questions.
-    for (q, pair) in [
-        (
-            "At what message size does one-copy outperform two-copy?",
-            (Mode::OneCopy, Mode::TwoCopy),
-        ),
-        (
-            "At what message size does zero-copy outperform two-copy?",
-            (Mode::ZeroCopy, Mode::TwoCopy),
-        ),
-    ] {
+    // Crossover questions: each challenger over the baselines of the study's comparisons.
+    for pair in crossover_pairs().filter(|&(_, baseline)| study::is_reference(baseline)) {
         let xs: Vec<String> = a
             .crossovers
             .iter()
@@ -399,7 +282,10 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
             .map(crossover_text)
             .collect();
         out.push(Answer {
-            question: q.to_string(),
+            question: format!(
+                "At what message size does {} outperform {}?",
+                pair.0, pair.1
+            ),
             answer: if xs.is_empty() {
                 "Cannot be answered: one of the two modes was not measured.".to_string()
             } else {
@@ -498,4 +384,159 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
         });
     }
     out
+}
+
+fn copies_of(a: &Analysis, mode: Mode) -> Option<&ModeCopies> {
+    a.copies.iter().find(|c| c.mode == mode)
+}
+
+/// Sends whose completion the kernel reported, over the sweep's groups of one mode.
+struct Completions {
+    completed: u64,
+    /// Of those, flagged SO_EE_CODE_ZEROCOPY_COPIED.
+    copied: u64,
+}
+
+fn completions(groups: &[Group], mode: Mode) -> Completions {
+    let of_mode = || groups.iter().filter(move |g| g.mode == mode);
+    Completions {
+        completed: of_mode().map(|g| g.zerocopy.completed_sends).sum(),
+        copied: of_mode().map(|g| g.zerocopy.copied_sends).sum(),
+    }
+}
+
+/// Does a mode that claims no copy cost less CPU per byte than the modes it challenges?
+fn zero_copy_cpu_answer(a: &Analysis, spec: &ModeSpec, threads: usize) -> Answer {
+    let groups = &a.groups;
+    let cpu = a.cpu_metric;
+    let cpu_of = move |g: &Group| cpu.of(g);
+    let name = spec.name;
+    let question = format!("Does {name} reduce CPU per byte here?");
+    let mut lines = Vec::new();
+    let mut lower = BTreeMap::<Mode, (usize, usize)>::new();
+    for size in sizes_of(groups, threads) {
+        let Some(z) = find_group(groups, spec.mode, size, threads).and_then(&cpu_of) else {
+            continue;
+        };
+        let mut parts = vec![format!("{name} {}", num(z.median))];
+        for &other in spec.challenges {
+            if let Some(o) = find_group(groups, other, size, threads).and_then(&cpu_of) {
+                let e = lower.entry(other).or_insert((0, 0));
+                e.1 += 1;
+                if z.median < o.median {
+                    e.0 += 1;
+                }
+                parts.push(format!("{other} {}", num(o.median)));
+            }
+        }
+        lines.push(format!("{}: {} ns/B", format_size(size), parts.join(", ")));
+    }
+    if lines.is_empty() {
+        return Answer {
+            question,
+            answer: format!("Cannot be answered: {name} has no CPU figures in this run."),
+            basis: "unavailable".to_string(),
+        };
+    }
+    let counts = lower
+        .iter()
+        .map(|(m, (l, n))| format!("lower than {m} at {l} of {n} sizes"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let copies = copies_of(a, spec.mode);
+    let deferred = copies.and_then(|c| site_median(c, LedgerSite::DeferredCopy));
+    let Completions { completed, copied } = completions(groups, spec.mode);
+    let why = match (deferred, copies) {
+        (Some((d, src)), Some(c)) if d > 0.0 => format!(
+            " The reason is in the copy sites: at {} the kernel copied {} B per message of \
+             {} B after the send (deferred_copy, {}), and {copied} of {completed} \
+             completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: on loopback the copy is \
+             moved, not removed.",
+            format_size(c.size),
+            num(d),
+            c.size,
+            src.name()
+        ),
+        (Some((d, src)), Some(c)) => format!(
+            " At {} the deferred copy was {} B per message ({}).",
+            format_size(c.size),
+            num(d),
+            src.name()
+        ),
+        _ => String::new(),
+    };
+    Answer {
+        question,
+        answer: format!(
+            "{}: {name}'s CPU per byte was {counts}. {}.{why}",
+            cpu.label(),
+            lines.join("; ")
+        ),
+        basis: "CPU time measured per process; deferred copy from the copy probes or, where \
+                skb_copy_ubufs cannot be probed, reported by the kernel's completion flags"
+            .to_string(),
+    }
+}
+
+/// The study's claim that sendmsg() with an iovec avoids the kernel copy, against what the
+/// kernel copied for `one`, a mode that claims exactly that.
+fn iovec_claim_answer(one: &ModeCopies) -> Answer {
+    let answer = match site_median(one, LedgerSite::KernelSendCopy) {
+        Some((b, src)) => format!(
+            "No. With sendmsg() and an iovec the kernel still copied {} B per message of {} B \
+             into socket buffers on send (kernel_send_copy, {}); what {} removes is \
+             the user-space serialization (user_copy {} B per message).",
+            num(b),
+            one.size,
+            src.name(),
+            one.mode,
+            site_median(one, LedgerSite::UserCopy)
+                .map(|(u, _)| num(u))
+                .unwrap_or_else(|| "not observable".to_string())
+        ),
+        None => "Not observable on this kernel: no send-path probe.".to_string(),
+    };
+    Answer {
+        question: "Does sendmsg() with an iovec avoid the kernel copy (the study's claim)?"
+            .to_string(),
+        answer,
+        basis: format!("send-path copy site of the {} mode", one.mode),
+    }
+}
+
+/// The study's claim that MSG_ZEROCOPY to a local socket avoids the copy, against what the
+/// kernel copied and reported for `zc`, a mode that claims exactly that.
+fn zero_copy_claim_answer(zc: &ModeCopies, completions: &Completions) -> Answer {
+    let Completions { completed, copied } = *completions;
+    let answer = match site_median(zc, LedgerSite::DeferredCopy) {
+        Some((d, src)) if d > 0.0 || copied > 0 => format!(
+            "No. On this loopback the kernel copied the pinned pages after the send: {} B \
+             per message of {} B (deferred_copy, {}), and {copied} of {completed} completions \
+             were flagged SO_EE_CODE_ZEROCOPY_COPIED. The receive copy remains as well{}.",
+            num(d),
+            zc.size,
+            src.name(),
+            site_median(zc, LedgerSite::KernelRecvCopy)
+                .map(|(r, s)| format!(" ({} B per message, {})", num(r), s.name()))
+                .unwrap_or_default()
+        ),
+        Some((d, src)) => format!(
+            "Here, yes: the deferred copy was {} B per message ({}) and {copied} of \
+             {completed} completions were flagged copied.",
+            num(d),
+            src.name()
+        ),
+        None => format!(
+            "The deferred copy was not observable; {copied} of {completed} completions were \
+             flagged SO_EE_CODE_ZEROCOPY_COPIED."
+        ),
+    };
+    Answer {
+        question: "Does MSG_ZEROCOPY to a local socket avoid the copy (the study's claim)?"
+            .to_string(),
+        answer,
+        basis: "deferred copy from the copy probes or the kernel's completion flags \
+                (reported); completion counts reported by the kernel on the error queue"
+            .to_string(),
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::groups::{find_group, CpuMetric, Group, Stat};
-use crate::workload::modes::Mode;
+use crate::workload::modes::{Mode, MODES};
 
 /// Which way is better for a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -133,20 +133,23 @@ pub struct Crossover {
     pub earlier_leads: Vec<u64>,
 }
 
-/// The mode pairs compared: (challenger, baseline).
-pub const CROSSOVER_PAIRS: [(Mode, Mode); 3] = [
-    (Mode::OneCopy, Mode::TwoCopy),
-    (Mode::ZeroCopy, Mode::TwoCopy),
-    (Mode::ZeroCopy, Mode::OneCopy),
-];
+/// The mode pairs compared, (challenger, baseline): each row of the mode table against the
+/// modes it `challenges`, in table order.
+pub fn crossover_pairs() -> impl Iterator<Item = (Mode, Mode)> {
+    MODES.iter().flat_map(|spec| {
+        spec.challenges
+            .iter()
+            .map(move |&baseline| (spec.mode, baseline))
+    })
+}
 
-/// Crossovers of every pair in [`CROSSOVER_PAIRS`] whose modes were both measured, in
+/// Crossovers of every pair of [`crossover_pairs`] whose modes were both measured, in
 /// throughput and in CPU per byte, at `threads`.
 pub fn crossovers(groups: &[Group], cpu: CpuMetric, threads: usize) -> Vec<Crossover> {
     let modes: BTreeSet<Mode> = groups.iter().map(|g| g.mode).collect();
     let mut out = Vec::new();
     for metric in [CrossoverMetric::Throughput, CrossoverMetric::Cpu(cpu)] {
-        for (challenger, baseline) in CROSSOVER_PAIRS {
+        for (challenger, baseline) in crossover_pairs() {
             if !modes.contains(&challenger) || !modes.contains(&baseline) {
                 continue;
             }
@@ -302,5 +305,18 @@ mod tests {
         let cpu = &xs[1];
         assert_eq!(cpu.metric, CrossoverMetric::Cpu(CpuMetric::Total));
         assert_eq!(cpu.point, CrossoverPoint::Never);
+    }
+
+    #[test]
+    fn pairs_come_from_the_mode_table_in_its_order() {
+        let pairs: Vec<(Mode, Mode)> = crossover_pairs().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (Mode::OneCopy, Mode::TwoCopy),
+                (Mode::ZeroCopy, Mode::TwoCopy),
+                (Mode::ZeroCopy, Mode::OneCopy),
+            ]
+        );
     }
 }

@@ -10,7 +10,10 @@ use super::{
     hardware::HwAvailability,
 };
 use crate::{
-    experiment::results::Results, ledger::Verdict, util::units::format_size, workload::modes::Mode,
+    experiment::results::Results,
+    ledger::Verdict,
+    util::units::format_size,
+    workload::modes::{Mode, ModeSpec, MODES},
 };
 
 /// CV between repeats above which a group is flagged (10 %).
@@ -57,6 +60,12 @@ fn group_label(g: &Group) -> String {
     format!("{} {} x{}", g.mode, format_size(g.size), g.threads)
 }
 
+/// The modes whose kernel reports each send's completion, saying whether it copied the
+/// pages after all (MSG_ZEROCOPY): the ones a "copied" finding can be about.
+pub(crate) fn completion_modes() -> impl Iterator<Item = &'static ModeSpec> {
+    MODES.iter().filter(|s| s.claim.completions)
+}
+
 /// Flags what a reader must know, most important first.
 pub fn findings(results: &Results, groups: &[Group], hw: &HwAvailability) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -86,41 +95,46 @@ pub fn findings(results: &Results, groups: &[Group], hw: &HwAvailability) -> Vec
         );
     }
 
-    // Zero-copy completions flagged copied, from the sweep itself.
-    let zc: Vec<&Group> = groups.iter().filter(|g| g.mode == Mode::ZeroCopy).collect();
-    let completed: u64 = zc.iter().map(|g| g.zerocopy.completed_sends).sum();
-    let copied: u64 = zc.iter().map(|g| g.zerocopy.copied_sends).sum();
-    let copied_bytes: u64 = zc.iter().map(|g| g.zerocopy.copied_bytes).sum();
-    let sends: u64 = zc.iter().map(|g| g.zerocopy.sends).sum();
-    if copied > 0 {
-        let cells_all = zc
-            .iter()
-            .filter(|g| {
-                g.zerocopy.completed_sends > 0
-                    && g.zerocopy.copied_sends == g.zerocopy.completed_sends
-            })
-            .count();
-        push(
-            FindingKind::ZeroCopyCopied,
-            Severity::Headline,
-            format!(
-                "zero-copy did NOT avoid the copy: {copied} of {completed} completions \
-                 (completed MSG_ZEROCOPY sends, of {sends} sent) were flagged \
-                 SO_EE_CODE_ZEROCOPY_COPIED by the kernel, {copied_bytes} bytes in all \
-                 (reported by the kernel in the completion notifications); in {cells_all} of \
-                 {} zero-copy groups every completion was flagged",
-                zc.len()
-            ),
-        );
-    } else if completed > 0 {
-        push(
-            FindingKind::ZeroCopyNotCopied,
-            Severity::Note,
-            format!(
-                "0 of {completed} zero-copy completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: \
-                 the kernel reports that it sent the pinned pages without copying them"
-            ),
-        );
+    // Completions flagged copied, from the sweep itself, for each mode whose kernel reports
+    // its sends' completions (MSG_ZEROCOPY).
+    for spec in completion_modes() {
+        let name = spec.name;
+        let zc: Vec<&Group> = groups.iter().filter(|g| g.mode == spec.mode).collect();
+        let completed: u64 = zc.iter().map(|g| g.zerocopy.completed_sends).sum();
+        let copied: u64 = zc.iter().map(|g| g.zerocopy.copied_sends).sum();
+        let copied_bytes: u64 = zc.iter().map(|g| g.zerocopy.copied_bytes).sum();
+        let sends: u64 = zc.iter().map(|g| g.zerocopy.sends).sum();
+        if copied > 0 {
+            let cells_all = zc
+                .iter()
+                .filter(|g| {
+                    g.zerocopy.completed_sends > 0
+                        && g.zerocopy.copied_sends == g.zerocopy.completed_sends
+                })
+                .count();
+            push(
+                FindingKind::ZeroCopyCopied,
+                Severity::Headline,
+                format!(
+                    "{name} did NOT avoid the copy: {copied} of {completed} completions \
+                     (completed MSG_ZEROCOPY sends, of {sends} sent) were flagged \
+                     SO_EE_CODE_ZEROCOPY_COPIED by the kernel, {copied_bytes} bytes in all \
+                     (reported by the kernel in the completion notifications); in {cells_all} \
+                     of {} {name} groups every completion was flagged",
+                    zc.len()
+                ),
+            );
+        } else if completed > 0 {
+            push(
+                FindingKind::ZeroCopyNotCopied,
+                Severity::Note,
+                format!(
+                    "0 of {completed} {name} completions were flagged \
+                     SO_EE_CODE_ZEROCOPY_COPIED: the kernel reports that it sent the pinned \
+                     pages without copying them"
+                ),
+            );
+        }
     }
 
     for ledger in &results.verification {

@@ -30,6 +30,7 @@ pub mod findings;
 pub mod format;
 pub mod groups;
 pub mod hardware;
+pub mod study;
 
 pub use format::num;
 

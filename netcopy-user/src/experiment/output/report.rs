@@ -17,10 +17,10 @@ use anyhow::{bail, Context, Result};
 use crate::{
     experiment::analysis::{
         self,
-        crossovers::{CrossoverMetric, CrossoverPoint},
+        crossovers::CrossoverPoint,
         findings::{FindingKind, Severity, HIGH_CV, NON_MONOTONIC_DROP},
         groups::{find_group, planned_cells, site_names, Group, Stat},
-        num, Analysis,
+        num, study, Analysis,
     },
     experiment::output::plots,
     experiment::results::{Cell, Results, SCHEMA_VERSION},
@@ -934,29 +934,17 @@ fn crossover_section(o: &mut String, a: &Analysis) {
         );
     }
     o.push('\n');
-    let study = [
-        (
-            Mode::OneCopy,
-            Mode::TwoCopy,
-            "the study reported 4-8 KB for one-copy over two-copy",
-        ),
-        (
-            Mode::ZeroCopy,
-            Mode::TwoCopy,
-            "the study reported 64 KB for zero-copy over two-copy",
-        ),
-    ];
-    for (c, b, said) in study {
-        if let Some(x) = a.crossovers.iter().find(|x| {
-            x.challenger == c && x.baseline == b && x.metric == CrossoverMetric::Throughput
-        }) {
-            let here = match x.point {
-                CrossoverPoint::At(s) => format!("from {} on", format_size(s)),
-                CrossoverPoint::Never => "never".to_string(),
-                CrossoverPoint::NoData => "no data".to_string(),
-            };
-            let _ = writeln!(o, "- {c} over {b} in throughput here: {here} ({said}).");
-        }
+    for (x, said) in study::reported_crossovers(&a.crossovers) {
+        let here = match x.point {
+            CrossoverPoint::At(s) => format!("from {} on", format_size(s)),
+            CrossoverPoint::Never => "never".to_string(),
+            CrossoverPoint::NoData => "no data".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "- {} over {} in throughput here: {here} ({said}).",
+            x.challenger, x.baseline
+        );
     }
     o.push('\n');
 }
