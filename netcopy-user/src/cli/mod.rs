@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod report;
+
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
 #[command(name = "netcopy", version, about, long_about = None)]
@@ -29,7 +31,7 @@ enum Command {
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
     Bench(crate::bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
-    Report(crate::experiment::output::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Record every send and receive system call of a process, with the copies the kernel
     /// made inside each (`--pid PID` or `-- COMMAND`).
     Trace(crate::trace::TraceArgs),
@@ -45,7 +47,7 @@ pub fn main() -> ExitCode {
         Command::Server(args) => crate::workload::server::run_server_command(args),
         Command::Client(args) => crate::workload::client::run_client_command(args),
         Command::Bench(args) => crate::bench::run(&args),
-        Command::Report(args) => crate::experiment::output::report::run_report(&args),
+        Command::Report(args) => report::run(&args),
         Command::Trace(args) => crate::trace::run(&args),
     };
     match result {

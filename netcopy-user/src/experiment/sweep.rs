@@ -17,8 +17,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
     experiment::results::{
-        Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results, RunConfig,
-        StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
+        write_results, Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results,
+        RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
     kernel::{loader::LoadOptions, CopyProbes},
@@ -233,7 +233,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     results.complete = !results.interrupted;
     results.finished_at_unix = Some(unix_now());
     write_results(&dir, &results)?;
-    let outputs = crate::experiment::output::report::write_outputs(&dir, &results)?;
+    let outputs = crate::experiment::output::write_outputs(&dir, &results)?;
     eprintln!(
         "netcopy run: {} cells{} -> {}",
         results.cells.len(),
@@ -272,12 +272,6 @@ fn progress_bar(len: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// Writes results.json through a temporary file and a rename: readers never see half a file.
-pub fn write_results(dir: &Path, results: &Results) -> Result<()> {
-    let text = serde_json::to_string_pretty(results).context("encoding results")?;
-    crate::util::fs::write_atomic(&dir.join("results.json"), text)
 }
 
 /// Stream phase with copies and counters, then the latency phase, each with its own server.

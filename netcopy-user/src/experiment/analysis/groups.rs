@@ -256,7 +256,7 @@ pub fn planned_cells(results: &Results) -> usize {
     c.modes.len() * c.sizes.len() * c.threads.len() * c.repeat as usize
 }
 
-pub(super) fn modes_of(groups: &[Group]) -> Vec<Mode> {
+pub(crate) fn modes_of(groups: &[Group]) -> Vec<Mode> {
     groups
         .iter()
         .map(|g| g.mode)
@@ -265,7 +265,7 @@ pub(super) fn modes_of(groups: &[Group]) -> Vec<Mode> {
         .collect()
 }
 
-pub(super) fn sizes_of(groups: &[Group], threads: usize) -> Vec<u64> {
+pub(crate) fn sizes_of(groups: &[Group], threads: usize) -> Vec<u64> {
     groups
         .iter()
         .filter(|g| g.threads == threads)
