@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod report;
+mod run;
 
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
@@ -21,7 +22,7 @@ enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(crate::kernel::capabilities::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
-    Run(crate::experiment::sweep::RunArgs),
+    Run(run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
     Verify(crate::ledger::verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
@@ -42,7 +43,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Probes(args) => crate::kernel::capabilities::run(&args),
-        Command::Run(args) => crate::experiment::sweep::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Verify(args) => crate::ledger::verify::run(&args),
         Command::Server(args) => crate::workload::server::run_server_command(args),
         Command::Client(args) => crate::workload::client::run_client_command(args),
