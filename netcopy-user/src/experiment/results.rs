@@ -23,17 +23,17 @@ use crate::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The results file in a results directory.
-pub const RESULTS_FILE: &str = "results.json";
+pub(crate) const RESULTS_FILE: &str = "results.json";
 
 /// Writes `DIR/results.json` through a temporary file and a rename: readers never see half
 /// a file.
-pub fn write_results(dir: &Path, results: &Results) -> Result<()> {
+pub(crate) fn write_results(dir: &Path, results: &Results) -> Result<()> {
     let text = serde_json::to_string_pretty(results).context("encoding results")?;
     crate::util::fs::write_atomic(&dir.join(RESULTS_FILE), text)
 }
 
 /// Reads and checks `DIR/results.json`.
-pub fn load_results(dir: &Path) -> Result<Results> {
+pub(crate) fn load_results(dir: &Path) -> Result<Results> {
     if !dir.exists() {
         bail!("results directory {} does not exist", dir.display());
     }

@@ -46,7 +46,7 @@ const VERIFY_SIZE: u64 = 64 << 10;
 /// with results.json rewritten after each. Returns the results, `interrupted` when SIGINT
 /// or SIGTERM stopped it; on an error, results.json holds the cells measured before it.
 /// With `trace_samples`, each cell also records a syscall trace sample under `dir/traces`.
-pub fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> Result<Results> {
+pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> Result<Results> {
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
 
     let mut probes = CopyProbes::load_with(LoadOptions {

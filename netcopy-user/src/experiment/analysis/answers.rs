@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use super::{
     copies::ModeCopies,
     crossovers::{crossover_pairs, Better, Compared, Crossover, CrossoverPoint},
@@ -20,12 +18,12 @@ use crate::{
 };
 
 /// An answer to one of the study's questions.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Answer {
-    pub question: String,
-    pub answer: String,
+#[derive(Clone, Debug)]
+pub(crate) struct Answer {
+    pub(crate) question: String,
+    pub(crate) answer: String,
     /// How the figures behind the answer were obtained.
-    pub basis: String,
+    pub(crate) basis: String,
 }
 
 /// Per size: the modes ranked by a metric (best first), as text, and the winner counts.
@@ -156,7 +154,7 @@ fn crossover_text(x: &Crossover) -> String {
 
 /// Answers to the study's analysis questions (and to its two claims about copies), as far
 /// as the data can answer them.
-pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
+pub(super) fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
     let mut out = Vec::new();
     let Some(threads) = a.base_threads else {
         out.push(Answer {

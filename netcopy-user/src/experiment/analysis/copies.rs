@@ -2,27 +2,25 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
-
 use super::groups::{find_group, site_names, stat, Group, SiteAggregate, Stat};
 use crate::{experiment::results::Results, workload::modes::Mode};
 
 /// What each mode copied at one size, from the sweep (or from the verification run).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ModeCopies {
-    pub mode: Mode,
-    pub size: u64,
-    pub threads: usize,
+#[derive(Clone, Debug)]
+pub(crate) struct ModeCopies {
+    pub(crate) mode: Mode,
+    pub(crate) size: u64,
+    pub(crate) threads: usize,
     /// In [`site_names`] order.
-    pub sites: Vec<SiteAggregate>,
-    pub copies_per_byte: Option<Stat>,
+    pub(crate) sites: Vec<SiteAggregate>,
+    pub(crate) copies_per_byte: Option<Stat>,
     /// "sweep" or "verification".
-    pub from: &'static str,
+    pub(crate) from: &'static str,
 }
 
 /// Copies per message per mode at `size` and `threads`; a mode without copy figures in the
 /// sweep falls back to its verification ledger (observed bytes / messages).
-pub fn mode_copies(
+pub(super) fn mode_copies(
     results: &Results,
     groups: &[Group],
     size: u64,
@@ -63,7 +61,6 @@ pub fn mode_copies(
                         bytes_per_message: per.and_then(|p| stat(&[p])),
                         source: f.source,
                         how: f.how.clone(),
-                        unavailable_repeats: usize::from(per.is_none()),
                     })
                 })
                 .collect();

@@ -2,21 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
-
 use super::groups::CpuMetric;
 use crate::experiment::results::{Cell, Results};
 
 /// Pearson's correlation coefficient of paired samples.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Pearson {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pearson {
     /// None when n < 3 or either variable is constant.
-    pub r: Option<f64>,
-    pub n: usize,
+    pub(crate) r: Option<f64>,
+    pub(crate) n: usize,
 }
 
 /// Pearson r over the pairs whose both values are finite.
-pub fn pearson(pairs: &[(f64, f64)]) -> Pearson {
+fn pearson(pairs: &[(f64, f64)]) -> Pearson {
     let p: Vec<(f64, f64)> = pairs
         .iter()
         .copied()
@@ -44,17 +42,17 @@ pub fn pearson(pairs: &[(f64, f64)]) -> Pearson {
 }
 
 /// Correlation between bytes copied per byte delivered and CPU per byte.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CopyCostCorrelation {
-    pub cpu: CpuMetric,
+#[derive(Clone, Debug)]
+pub(crate) struct CopyCostCorrelation {
+    pub(crate) cpu: CpuMetric,
     /// Over every cell with both figures.
-    pub all: Pearson,
+    pub(crate) all: Pearson,
     /// Within each size (size is a confounder: per-byte CPU falls with size whatever the
     /// copies), for sizes with a defined r.
-    pub per_size: Vec<(u64, Pearson)>,
+    pub(crate) per_size: Vec<(u64, Pearson)>,
 }
 
-pub fn copy_cost_correlation(results: &Results, cpu: CpuMetric) -> CopyCostCorrelation {
+pub(super) fn copy_cost_correlation(results: &Results, cpu: CpuMetric) -> CopyCostCorrelation {
     let y = |c: &Cell| match cpu {
         CpuMetric::Total => c.cpu.total_ns_per_byte,
         CpuMetric::Server => c.cpu.server_ns_per_byte,

@@ -2,21 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
-
 use super::groups::{find_group, CpuMetric, Group, Stat};
 use crate::workload::modes::{Mode, MODES};
 
 /// Which way is better for a metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Better {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Better {
     Higher,
     Lower,
 }
 
 /// Where a challenger overtakes a baseline for good.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum CrossoverPoint {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrossoverPoint {
     /// The smallest measured size from which on the challenger is ahead at every larger
     /// measured size.
     At(u64),
@@ -28,7 +26,7 @@ pub enum CrossoverPoint {
 
 impl CrossoverPoint {
     /// `4096` / `never` / `no data` (the form the report's table uses).
-    pub fn bytes_text(self) -> String {
+    pub(crate) fn bytes_text(self) -> String {
         match self {
             CrossoverPoint::At(s) => s.to_string(),
             CrossoverPoint::Never => "never".to_string(),
@@ -46,7 +44,7 @@ impl CrossoverPoint {
 /// measured size above s: a win that is lost again at a larger size does not count (it is
 /// reported separately, see [`Crossover::earlier_leads`]). When the challenger is not ahead
 /// at the largest size the answer is [`CrossoverPoint::Never`].
-pub fn crossover_point(points: &[(u64, f64, f64)], better: Better) -> CrossoverPoint {
+fn crossover_point(points: &[(u64, f64, f64)], better: Better) -> CrossoverPoint {
     let mut p: Vec<(u64, f64, f64)> = points
         .iter()
         .copied()
@@ -75,33 +73,33 @@ fn ahead(a: f64, b: f64, better: Better) -> bool {
 }
 
 /// The metric a crossover is computed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum CrossoverMetric {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrossoverMetric {
     Throughput,
     Cpu(CpuMetric),
 }
 
 impl CrossoverMetric {
     /// `throughput` / `cpu_ns_per_byte` (the form the report's table uses).
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             CrossoverMetric::Throughput => "throughput",
             CrossoverMetric::Cpu(_) => "cpu_ns_per_byte",
         }
     }
-    pub fn better(self) -> Better {
+    pub(super) fn better(self) -> Better {
         match self {
             CrossoverMetric::Throughput => Better::Higher,
             CrossoverMetric::Cpu(_) => Better::Lower,
         }
     }
-    pub fn of(self, g: &Group) -> Option<Stat> {
+    pub(super) fn of(self, g: &Group) -> Option<Stat> {
         match self {
             CrossoverMetric::Throughput => g.throughput_gbps,
             CrossoverMetric::Cpu(m) => m.of(g),
         }
     }
-    pub fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         match self {
             CrossoverMetric::Throughput => "Gbit/s",
             CrossoverMetric::Cpu(_) => "ns/B",
@@ -110,32 +108,32 @@ impl CrossoverMetric {
 }
 
 /// One size compared in a crossover.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Compared {
-    pub size: u64,
-    pub challenger: f64,
-    pub baseline: f64,
-    pub ahead: bool,
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Compared {
+    pub(crate) size: u64,
+    pub(crate) challenger: f64,
+    pub(crate) baseline: f64,
+    pub(crate) ahead: bool,
     /// The repeats' min..max ranges of the two modes overlap: the order may be noise.
-    pub overlap: bool,
+    pub(crate) overlap: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Crossover {
-    pub challenger: Mode,
-    pub baseline: Mode,
-    pub metric: CrossoverMetric,
-    pub threads: usize,
-    pub point: CrossoverPoint,
-    pub compared: Vec<Compared>,
+#[derive(Clone, Debug)]
+pub(crate) struct Crossover {
+    pub(crate) challenger: Mode,
+    pub(crate) baseline: Mode,
+    pub(crate) metric: CrossoverMetric,
+    pub(crate) threads: usize,
+    pub(crate) point: CrossoverPoint,
+    pub(crate) compared: Vec<Compared>,
     /// Sizes below the crossover (or anywhere, for "never") where the challenger was ahead
     /// but fell behind again at a larger size.
-    pub earlier_leads: Vec<u64>,
+    pub(crate) earlier_leads: Vec<u64>,
 }
 
 /// The mode pairs compared, (challenger, baseline): each row of the mode table against the
 /// modes it `challenges`, in table order.
-pub fn crossover_pairs() -> impl Iterator<Item = (Mode, Mode)> {
+pub(super) fn crossover_pairs() -> impl Iterator<Item = (Mode, Mode)> {
     MODES.iter().flat_map(|spec| {
         spec.challenges
             .iter()
@@ -145,7 +143,7 @@ pub fn crossover_pairs() -> impl Iterator<Item = (Mode, Mode)> {
 
 /// Crossovers of every pair of [`crossover_pairs`] whose modes were both measured, in
 /// throughput and in CPU per byte, at `threads`.
-pub fn crossovers(groups: &[Group], cpu: CpuMetric, threads: usize) -> Vec<Crossover> {
+pub(super) fn crossovers(groups: &[Group], cpu: CpuMetric, threads: usize) -> Vec<Crossover> {
     let modes: BTreeSet<Mode> = groups.iter().map(|g| g.mode).collect();
     let mut out = Vec::new();
     for metric in [CrossoverMetric::Throughput, CrossoverMetric::Cpu(cpu)] {

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::{
     format::num,
     groups::{planned_cells, Group, Stat},
@@ -17,22 +15,22 @@ use crate::{
 };
 
 /// CV between repeats above which a group is flagged (10 %).
-pub const HIGH_CV: f64 = 0.10;
+pub(crate) const HIGH_CV: f64 = 0.10;
 /// Relative drop of median throughput from one size to the next larger one above which a
 /// mode's throughput curve is flagged non-monotonic (10 %).
-pub const NON_MONOTONIC_DROP: f64 = 0.10;
+pub(crate) const NON_MONOTONIC_DROP: f64 = 0.10;
 
 /// How important a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Severity {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Severity {
     /// Belongs at the top of the report.
     Headline,
     Warning,
     Note,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum FindingKind {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum FindingKind {
     Interrupted,
     ZeroCopyCopied,
     VerificationDegraded,
@@ -45,11 +43,11 @@ pub enum FindingKind {
     ZeroCopyNotCopied,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
-    pub kind: FindingKind,
-    pub severity: Severity,
-    pub text: String,
+#[derive(Clone, Debug)]
+pub(crate) struct Finding {
+    pub(crate) kind: FindingKind,
+    pub(crate) severity: Severity,
+    pub(crate) text: String,
 }
 
 fn pct(x: f64) -> String {
@@ -67,7 +65,7 @@ pub(crate) fn completion_modes() -> impl Iterator<Item = &'static ModeSpec> {
 }
 
 /// Flags what a reader must know, most important first.
-pub fn findings(results: &Results, groups: &[Group], hw: &HwAvailability) -> Vec<Finding> {
+pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut push = |kind, severity, text: String| {
         out.push(Finding {

@@ -1,7 +1,7 @@
 //! How numbers read in findings, answers, the report and the plots.
 
 /// Formats a number with about three significant digits.
-pub fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".to_string();
     }

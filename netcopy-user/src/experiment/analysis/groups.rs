@@ -3,39 +3,31 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use crate::{
     experiment::results::{Cell, Results, ZeroCopyFigures},
     ledger::{FigureSource, LedgerSite},
+    util::stats,
     workload::modes::Mode,
 };
 
 /// Median, range and spread of one figure over the repeats of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stat {
-    pub n: usize,
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Stat {
+    pub(crate) n: usize,
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
     /// Sample standard deviation / mean; None for n < 2 or a zero mean.
-    pub cv: Option<f64>,
+    pub(crate) cv: Option<f64>,
 }
 
 /// The [`Stat`] of the finite values among `values`; None when there is none.
-pub fn stat(values: &[f64]) -> Option<Stat> {
+pub(super) fn stat(values: &[f64]) -> Option<Stat> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
+    let median = stats::median(&v)?;
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
     let mean = v.iter().sum::<f64>() / n as f64;
     let cv = if n >= 2 && mean != 0.0 {
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
@@ -54,44 +46,42 @@ pub fn stat(values: &[f64]) -> Option<Stat> {
 }
 
 /// One copy site of a group.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SiteAggregate {
-    pub site: String,
+#[derive(Clone, Debug)]
+pub(crate) struct SiteAggregate {
+    pub(crate) site: String,
     /// Bytes per delivered message over the repeats where the site was observable.
-    pub bytes_per_message: Option<Stat>,
+    pub(crate) bytes_per_message: Option<Stat>,
     /// How the figure was obtained (the first repeat's source; Unavailable if never seen).
-    pub source: FigureSource,
-    pub how: String,
-    /// Repeats in which the site was not observable.
-    pub unavailable_repeats: usize,
+    pub(crate) source: FigureSource,
+    pub(crate) how: String,
 }
 
 /// One (mode, size, threads) with its repeats aggregated.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Group {
-    pub mode: Mode,
-    pub size: u64,
-    pub threads: usize,
-    pub repeats: usize,
-    pub throughput_gbps: Option<Stat>,
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub(crate) mode: Mode,
+    pub(crate) size: u64,
+    pub(crate) threads: usize,
+    pub(crate) repeats: usize,
+    pub(crate) throughput_gbps: Option<Stat>,
     /// Request/response latency percentiles (rr phase), microseconds.
-    pub latency_p50_us: Option<Stat>,
-    pub latency_p99_us: Option<Stat>,
-    pub server_ns_per_byte: Option<Stat>,
-    pub total_ns_per_byte: Option<Stat>,
-    pub cycles_per_byte: Option<Stat>,
-    pub llc_misses_per_mib: Option<Stat>,
-    pub copies_per_byte: Option<Stat>,
+    pub(crate) latency_p50_us: Option<Stat>,
+    pub(crate) latency_p99_us: Option<Stat>,
+    pub(crate) server_ns_per_byte: Option<Stat>,
+    pub(crate) total_ns_per_byte: Option<Stat>,
+    pub(crate) cycles_per_byte: Option<Stat>,
+    pub(crate) llc_misses_per_mib: Option<Stat>,
+    pub(crate) copies_per_byte: Option<Stat>,
     /// Keyed by ledger site name.
-    pub sites: BTreeMap<String, SiteAggregate>,
+    pub(crate) sites: BTreeMap<String, SiteAggregate>,
     /// Stream and rr phases, all repeats.
-    pub integrity_errors: u64,
+    pub(crate) integrity_errors: u64,
     /// Summed over the repeats.
-    pub zerocopy: ZeroCopyFigures,
+    pub(crate) zerocopy: ZeroCopyFigures,
 }
 
 /// The site names in ledger order, then any other name the cells carry.
-pub fn site_names(results: &Results) -> Vec<String> {
+pub(crate) fn site_names(results: &Results) -> Vec<String> {
     let mut names: Vec<String> = LedgerSite::ALL
         .iter()
         .map(|s| s.name().to_string())
@@ -112,7 +102,7 @@ fn collect<F: Fn(&Cell) -> Option<f64>>(cells: &[&Cell], f: F) -> Option<Stat> {
 }
 
 /// Aggregates the cells per (mode, size, threads), sorted by mode, threads, size.
-pub fn groups(results: &Results) -> Vec<Group> {
+pub(super) fn groups(results: &Results) -> Vec<Group> {
     let mut by_key: BTreeMap<(Mode, usize, u64), Vec<&Cell>> = BTreeMap::new();
     for c in &results.cells {
         by_key
@@ -146,7 +136,6 @@ pub fn groups(results: &Results) -> Vec<Group> {
                             FigureSource::Unavailable
                         },
                         how: first.how.clone(),
-                        unavailable_repeats: cells.len() - values.len(),
                     },
                 );
             }
@@ -189,8 +178,8 @@ pub fn groups(results: &Results) -> Vec<Group> {
 }
 
 /// Which CPU-per-byte figure the analysis uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum CpuMetric {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CpuMetric {
     /// Server + client CPU ns per payload byte.
     Total,
     /// Server CPU ns per payload byte (when no cell has the client's CPU time).
@@ -198,20 +187,20 @@ pub enum CpuMetric {
 }
 
 impl CpuMetric {
-    pub fn of(self, g: &Group) -> Option<Stat> {
+    pub(crate) fn of(self, g: &Group) -> Option<Stat> {
         match self {
             CpuMetric::Total => g.total_ns_per_byte,
             CpuMetric::Server => g.server_ns_per_byte,
         }
     }
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             CpuMetric::Total => "CPU ns per byte (server + client)",
             CpuMetric::Server => "CPU ns per byte (server only)",
         }
     }
     /// Chooses [`CpuMetric::Total`] when any cell has it.
-    pub fn choose(results: &Results) -> CpuMetric {
+    pub(super) fn choose(results: &Results) -> CpuMetric {
         if results
             .cells
             .iter()
@@ -225,7 +214,7 @@ impl CpuMetric {
 }
 
 /// The thread count crossovers and size plots use: 1 when measured, else the smallest.
-pub fn base_threads(groups: &[Group]) -> Option<usize> {
+pub(super) fn base_threads(groups: &[Group]) -> Option<usize> {
     let threads: BTreeSet<usize> = groups.iter().map(|g| g.threads).collect();
     if threads.contains(&1) {
         Some(1)
@@ -235,7 +224,7 @@ pub fn base_threads(groups: &[Group]) -> Option<usize> {
 }
 
 /// The measured size nearest to `target` on a log scale (ties go to the larger size).
-pub fn nearest_size(sizes: impl IntoIterator<Item = u64>, target: u64) -> Option<u64> {
+pub(super) fn nearest_size(sizes: impl IntoIterator<Item = u64>, target: u64) -> Option<u64> {
     let t = (target.max(1) as f64).log2();
     sizes.into_iter().filter(|s| *s > 0).min_by(|a, b| {
         let da = ((*a as f64).log2() - t).abs();
@@ -245,13 +234,18 @@ pub fn nearest_size(sizes: impl IntoIterator<Item = u64>, target: u64) -> Option
 }
 
 /// The group of (mode, size, threads).
-pub fn find_group(groups: &[Group], mode: Mode, size: u64, threads: usize) -> Option<&Group> {
+pub(crate) fn find_group(
+    groups: &[Group],
+    mode: Mode,
+    size: u64,
+    threads: usize,
+) -> Option<&Group> {
     groups
         .iter()
         .find(|g| g.mode == mode && g.size == size && g.threads == threads)
 }
 /// The planned number of cells.
-pub fn planned_cells(results: &Results) -> usize {
+pub(crate) fn planned_cells(results: &Results) -> usize {
     let c = &results.config;
     c.modes.len() * c.sizes.len() * c.threads.len() * c.repeat as usize
 }

@@ -3,31 +3,29 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use crate::{
     experiment::results::Results,
     kernel::perf::{CounterKind, CounterValue},
 };
 
 /// Where the hardware-counter figures are, and why not.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct HwAvailability {
-    pub cells: usize,
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HwAvailability {
+    pub(crate) cells: usize,
     /// Cells with cycles per byte.
-    pub cycles_cells: usize,
+    pub(crate) cycles_cells: usize,
     /// Cells with LLC (or cache) misses per MiB.
-    pub cache_cells: usize,
+    pub(crate) cache_cells: usize,
     /// Distinct reasons given for missing hardware figures.
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
 }
 
 impl HwAvailability {
-    pub fn none_available(&self) -> bool {
+    pub(crate) fn none_available(&self) -> bool {
         self.cycles_cells == 0 && self.cache_cells == 0
     }
     /// The reasons joined for one line of text.
-    pub fn reason_text(&self) -> String {
+    pub(crate) fn reason_text(&self) -> String {
         if self.reasons.is_empty() {
             "no reason was recorded".to_string()
         } else {
@@ -37,7 +35,7 @@ impl HwAvailability {
 }
 
 /// Collects where cycles and cache-miss figures exist and the reasons where they do not.
-pub fn hw_availability(results: &Results) -> HwAvailability {
+pub(super) fn hw_availability(results: &Results) -> HwAvailability {
     // Reason -> the events it was given for (empty: given for hardware counters at large).
     let mut reasons: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     if !results.machine.perf_hw_available && !results.machine.perf_hw_reason.is_empty() {

@@ -5,36 +5,35 @@
 //!
 //! Definitions used throughout (the report repeats them):
 //! - A *group* is one (mode, message size, thread count); its repeats are aggregated into
-//!   a [`Stat`]: median, min, max, mean and coefficient of variation (CV = sample standard
+//!   a [`Stat`](groups::Stat): median, min, max, mean and coefficient of variation (CV = sample standard
 //!   deviation / mean, n - 1 in the denominator; undefined for fewer than 2 repeats).
-//! - *High variance*: CV above [`HIGH_CV`] (10 %) between the repeats of one group.
+//! - *High variance*: CV above [`HIGH_CV`](findings::HIGH_CV) (10 %) between the repeats of one group.
 //! - *Non-monotonic throughput*: a mode's median throughput at one size is more than
-//!   [`NON_MONOTONIC_DROP`] (10 %) below its median at the next smaller measured size, at
+//!   [`NON_MONOTONIC_DROP`](findings::NON_MONOTONIC_DROP) (10 %) below its median at the next smaller measured size, at
 //!   the same thread count.
-//! - *Crossover* of a challenger over a baseline: see [`crossover_point`].
+//! - *Crossover* of a challenger over a baseline: see [`crossovers`].
 //! - *CPU per byte*: CPU time of server and client together per payload byte delivered
-//!   ([`CpuMetric::Total`]), because on loopback the receive path and the deferred copy of
+//!   ([`CpuMetric::Total`](groups::CpuMetric::Total)), because on loopback the receive path and the deferred copy of
 //!   "zero-copy" pages run in softirq context charged to whichever process is on the CPU;
 //!   the server-only figure is used only when no cell has the total.
 //!
 //! One module per concern: [`groups`] aggregates the repeats, [`crossovers`] compares modes
 //! size by size, [`hardware`] says where the PMU figures are, [`findings`] flags what a
-//! reader must know, [`correlation`] and [`copies`] feed their report sections, and
-//! [`answers`] turns all of it into the study's questions answered in English.
+//! reader must know, [`correlation`] and [`copies`] feed their report sections, [`study`]
+//! ties the study's claims to the modes by their claims in the mode table, and [`answers`]
+//! turns all of it into the study's questions answered in English.
 
-pub mod answers;
-pub mod copies;
-pub mod correlation;
-pub mod crossovers;
-pub mod findings;
-pub mod format;
-pub mod groups;
-pub mod hardware;
-pub mod study;
+pub(crate) mod answers;
+pub(crate) mod copies;
+pub(crate) mod correlation;
+pub(crate) mod crossovers;
+pub(crate) mod findings;
+pub(crate) mod format;
+pub(crate) mod groups;
+pub(crate) mod hardware;
+pub(crate) mod study;
 
-pub use format::num;
-
-use serde::Serialize;
+pub(crate) use format::num;
 
 use crate::experiment::results::Results;
 
@@ -47,26 +46,26 @@ use groups::{base_threads, groups, nearest_size, CpuMetric, Group};
 use hardware::{hw_availability, HwAvailability};
 
 /// The size the study used for its latency figure; the nearest measured size stands in.
-pub const REFERENCE_SIZE: u64 = 256 * 1024;
+pub(crate) const REFERENCE_SIZE: u64 = 256 * 1024;
 
 /// Everything the plots and the report need.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Analysis {
-    pub groups: Vec<Group>,
-    pub cpu_metric: CpuMetric,
+#[derive(Clone, Debug)]
+pub(crate) struct Analysis {
+    pub(crate) groups: Vec<Group>,
+    pub(crate) cpu_metric: CpuMetric,
     /// The thread count of the size plots and crossovers.
-    pub base_threads: Option<usize>,
+    pub(crate) base_threads: Option<usize>,
     /// The measured size nearest to 256 KiB.
-    pub reference_size: Option<u64>,
-    pub crossovers: Vec<Crossover>,
-    pub hw: HwAvailability,
-    pub findings: Vec<Finding>,
-    pub correlation: CopyCostCorrelation,
-    pub copies: Vec<ModeCopies>,
-    pub answers: Vec<Answer>,
+    pub(crate) reference_size: Option<u64>,
+    pub(crate) crossovers: Vec<Crossover>,
+    pub(crate) hw: HwAvailability,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) correlation: CopyCostCorrelation,
+    pub(crate) copies: Vec<ModeCopies>,
+    pub(crate) answers: Vec<Answer>,
 }
 
-pub fn analyze(results: &Results) -> Analysis {
+pub(crate) fn analyze(results: &Results) -> Analysis {
     let groups = groups(results);
     let cpu_metric = CpuMetric::choose(results);
     let base = base_threads(&groups);

@@ -8,7 +8,7 @@ use crate::{
 };
 
 /// The CSV file in a results directory.
-pub const CSV_FILE: &str = "results.csv";
+pub(super) const CSV_FILE: &str = "results.csv";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -23,7 +23,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 /// The CSV's header, in column order.
-pub fn csv_header(results: &Results) -> Vec<String> {
+fn csv_header(results: &Results) -> Vec<String> {
     let mut h: Vec<String> = [
         "mode",
         "size",
@@ -158,7 +158,7 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
 }
 
 /// One row per cell, flat columns; unavailable figures are empty fields.
-pub fn render_csv(results: &Results) -> String {
+pub(super) fn render_csv(results: &Results) -> String {
     let mut out = String::new();
     let line = |fields: Vec<String>| {
         fields

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use crate::experiment::{analysis, results::Results};
 
-pub mod csv;
-pub mod markdown;
+mod csv;
+mod markdown;
 pub mod plots;
 
 /// Writes results.csv, the SVG plots and report.md into `dir` (results.json is the

@@ -25,10 +25,10 @@ mod provenance;
 mod setup;
 
 /// The report file in a results directory.
-pub const REPORT_FILE: &str = "report.md";
+pub(super) const REPORT_FILE: &str = "report.md";
 
 /// The whole report.
-pub fn render_report(results: &Results, a: &Analysis) -> String {
+pub(super) fn render_report(results: &Results, a: &Analysis) -> String {
     let mut o = String::new();
     title(&mut o, results);
     headline(&mut o, a);

@@ -52,7 +52,7 @@ fn stacked_sites(c: &ModeCopies) -> Vec<(&str, Option<f64>, FigureSource)> {
         .collect()
 }
 
-pub fn copies_per_message(a: &Analysis) -> Result<String> {
+pub(super) fn copies_per_message(a: &Analysis) -> Result<String> {
     let title = "Bytes copied per message, by copy site";
     if a.copies.is_empty() {
         return unavailable_svg(

@@ -54,7 +54,7 @@ fn repeats_note(a: &Analysis) -> String {
     format!("Points: median of {n} repeats; bars: min-max of the repeats.")
 }
 
-pub fn throughput_vs_size(a: &Analysis) -> Result<String> {
+pub(super) fn throughput_vs_size(a: &Analysis) -> Result<String> {
     let t = a.base_threads.unwrap_or(1);
     line_plot(&LinePlot {
         title: format!("Throughput vs message size ({t} thread(s))"),
@@ -72,7 +72,7 @@ pub fn throughput_vs_size(a: &Analysis) -> Result<String> {
     })
 }
 
-pub fn cpu_per_byte_vs_size(a: &Analysis) -> Result<String> {
+pub(super) fn cpu_per_byte_vs_size(a: &Analysis) -> Result<String> {
     let t = a.base_threads.unwrap_or(1);
     let cpu = a.cpu_metric;
     let mut notes = vec![
@@ -100,7 +100,7 @@ pub fn cpu_per_byte_vs_size(a: &Analysis) -> Result<String> {
     })
 }
 
-pub fn cache_misses_vs_size(a: &Analysis) -> Result<String> {
+pub(super) fn cache_misses_vs_size(a: &Analysis) -> Result<String> {
     let title = "LLC cache misses vs message size";
     if a.hw.cache_cells == 0 {
         return unavailable_svg(
@@ -143,7 +143,7 @@ pub fn cache_misses_vs_size(a: &Analysis) -> Result<String> {
     })
 }
 
-pub fn latency_vs_threads(a: &Analysis) -> Result<String> {
+pub(super) fn latency_vs_threads(a: &Analysis) -> Result<String> {
     let Some(size) = a.reference_size else {
         return unavailable_svg(
             "Latency vs threads: unavailable",

@@ -25,17 +25,17 @@ mod chart;
 mod copies;
 mod lines;
 
-pub const THROUGHPUT_VS_SIZE: &str = "throughput_vs_size.svg";
-pub const LATENCY_VS_THREADS: &str = "latency_vs_threads.svg";
-pub const CPU_PER_BYTE_VS_SIZE: &str = "cpu_per_byte_vs_size.svg";
-pub const CACHE_MISSES_VS_SIZE: &str = "cache_misses_vs_size.svg";
-pub const COPIES_PER_MESSAGE: &str = "copies_per_message.svg";
+pub(super) const THROUGHPUT_VS_SIZE: &str = "throughput_vs_size.svg";
+pub(super) const LATENCY_VS_THREADS: &str = "latency_vs_threads.svg";
+pub(super) const CPU_PER_BYTE_VS_SIZE: &str = "cpu_per_byte_vs_size.svg";
+pub(super) const CACHE_MISSES_VS_SIZE: &str = "cache_misses_vs_size.svg";
+pub(super) const COPIES_PER_MESSAGE: &str = "copies_per_message.svg";
 
 /// One rendered plot.
 #[derive(Clone, Debug)]
-pub struct Plot {
-    pub file_name: &'static str,
-    pub svg: String,
+pub(super) struct Plot {
+    pub(super) file_name: &'static str,
+    pub(super) svg: String,
 }
 
 /// The colour of a mode in every plot: its row of the mode table.
@@ -50,7 +50,7 @@ pub fn mode_color_hex(mode: Mode) -> String {
 }
 
 /// Renders the five plots. A plot whose data is missing states so in its SVG.
-pub fn render_all(a: &Analysis) -> Result<Vec<Plot>> {
+pub(super) fn render_all(a: &Analysis) -> Result<Vec<Plot>> {
     Ok(vec![
         Plot {
             file_name: THROUGHPUT_VS_SIZE,
