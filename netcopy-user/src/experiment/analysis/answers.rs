@@ -7,8 +7,9 @@ use super::{
     copies::ModeCopies,
     crossovers::{crossover_pairs, Better, Compared, Crossover, CrossoverPoint},
     format::num,
-    groups::{find_group, modes_of, sizes_of, Group, SiteAggregate, Stat},
-    study, Analysis,
+    groups::{find_group, modes_of, sizes_of, CpuMetric, Group, SiteAggregate, Stat},
+    hardware::HwAvailability,
+    study,
 };
 use crate::{
     experiment::results::Results,
@@ -16,6 +17,17 @@ use crate::{
     util::units::format_size,
     workload::modes::{Mode, ModeSpec},
 };
+
+/// What the answers are drawn from: the analysis up to, not including, its answers.
+pub(super) struct Inputs<'a> {
+    pub(super) groups: &'a [Group],
+    pub(super) cpu_metric: CpuMetric,
+    pub(super) base_threads: Option<usize>,
+    pub(super) reference_size: Option<u64>,
+    pub(super) crossovers: &'a [Crossover],
+    pub(super) hw: &'a HwAvailability,
+    pub(super) copies: &'a [ModeCopies],
+}
 
 /// An answer to one of the study's questions.
 #[derive(Clone, Debug)]
@@ -154,7 +166,7 @@ fn crossover_text(x: &Crossover) -> String {
 
 /// Answers to the study's analysis questions (and to its two claims about copies), as far
 /// as the data can answer them.
-pub(super) fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
+pub(super) fn answers(results: &Results, a: &Inputs<'_>) -> Vec<Answer> {
     let mut out = Vec::new();
     let Some(threads) = a.base_threads else {
         out.push(Answer {
@@ -164,7 +176,7 @@ pub(super) fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
         });
         return out;
     };
-    let groups = &a.groups;
+    let groups = a.groups;
     let nsizes = sizes_of(groups, threads).len();
     let cpu = a.cpu_metric;
     let cpu_of = move |g: &Group| cpu.of(g);
@@ -384,7 +396,7 @@ pub(super) fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
     out
 }
 
-fn copies_of(a: &Analysis, mode: Mode) -> Option<&ModeCopies> {
+fn copies_of<'a>(a: &Inputs<'a>, mode: Mode) -> Option<&'a ModeCopies> {
     a.copies.iter().find(|c| c.mode == mode)
 }
 
@@ -404,8 +416,8 @@ fn completions(groups: &[Group], mode: Mode) -> Completions {
 }
 
 /// Does a mode that claims no copy cost less CPU per byte than the modes it challenges?
-fn zero_copy_cpu_answer(a: &Analysis, spec: &ModeSpec, threads: usize) -> Answer {
-    let groups = &a.groups;
+fn zero_copy_cpu_answer(a: &Inputs<'_>, spec: &ModeSpec, threads: usize) -> Answer {
+    let groups = a.groups;
     let cpu = a.cpu_metric;
     let cpu_of = move |g: &Group| cpu.of(g);
     let name = spec.name;

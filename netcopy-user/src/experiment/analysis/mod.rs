@@ -37,7 +37,7 @@ pub(crate) use format::num;
 
 use crate::experiment::results::Results;
 
-use answers::{answers, Answer};
+use answers::Answer;
 use copies::{mode_copies, ModeCopies};
 use correlation::{copy_cost_correlation, CopyCostCorrelation};
 use crossovers::{crossovers, Crossover};
@@ -80,7 +80,19 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
         (Some(s), Some(t)) => mode_copies(results, &groups, s, t),
         _ => mode_copies(results, &groups, 0, 0),
     };
-    let mut a = Analysis {
+    let answers = answers::answers(
+        results,
+        &answers::Inputs {
+            groups: &groups,
+            cpu_metric,
+            base_threads: base,
+            reference_size,
+            crossovers: &crossovers,
+            hw: &hw,
+            copies: &copies,
+        },
+    );
+    Analysis {
         groups,
         cpu_metric,
         base_threads: base,
@@ -90,8 +102,6 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
         findings,
         correlation,
         copies,
-        answers: Vec::new(),
-    };
-    a.answers = answers(results, &a);
-    a
+        answers,
+    }
 }

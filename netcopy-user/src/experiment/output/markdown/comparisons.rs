@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::completion_mode_names;
+use super::text::completion_mode_names;
 use crate::{
     experiment::analysis::{
         crossovers::CrossoverPoint,

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
-use super::{cell, cpu_sources, size_table, stat_text};
+use super::text::{cell, cpu_sources, size_table, stat_text};
 use crate::{
     experiment::analysis::{
         self,

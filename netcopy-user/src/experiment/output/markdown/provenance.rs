@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
-use super::{cell, completion_mode_names, cpu_sources};
+use super::text::{cell, completion_mode_names, cpu_sources};
 use crate::{
     experiment::analysis::Analysis,
     experiment::output::{csv::CSV_FILE, plots},

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use super::cell;
+use super::text::cell;
 use crate::{
     experiment::analysis::num,
     experiment::results::Results,

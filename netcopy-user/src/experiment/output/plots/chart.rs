@@ -7,11 +7,18 @@ use plotters::prelude::*;
 use crate::{
     experiment::analysis::{groups::Stat, num},
     util::units::format_size,
+    workload::modes::Mode,
 };
 
 /// Every plot's size in pixels (the unavailable SVG is shorter).
 pub(super) const WIDTH: u32 = 960;
 pub(super) const HEIGHT: u32 = 620;
+
+/// The colour of a mode in every plot: its row of the mode table.
+pub(super) fn mode_color(mode: Mode) -> RGBColor {
+    let (r, g, b) = mode.spec().colour;
+    RGBColor(r, g, b)
+}
 
 /// One point: x in data units, the median and the min..max range of the repeats.
 #[derive(Clone, Copy, Debug)]

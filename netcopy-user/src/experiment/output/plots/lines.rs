@@ -3,10 +3,7 @@
 
 use anyhow::Result;
 
-use super::{
-    chart::{line_plot, unavailable_svg, LinePlot, Marker, Pt, Series, XKind},
-    mode_color,
-};
+use super::chart::{line_plot, mode_color, unavailable_svg, LinePlot, Marker, Pt, Series, XKind};
 use crate::{
     experiment::analysis::{
         groups::{modes_of, Group, Stat},

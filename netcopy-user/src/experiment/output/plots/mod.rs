@@ -17,7 +17,6 @@
 //! per message.
 
 use anyhow::Result;
-use plotters::style::RGBColor;
 
 use crate::{experiment::analysis::Analysis, workload::modes::Mode};
 
@@ -36,12 +35,6 @@ pub(super) const COPIES_PER_MESSAGE: &str = "copies_per_message.svg";
 pub(super) struct Plot {
     pub(super) file_name: &'static str,
     pub(super) svg: String,
-}
-
-/// The colour of a mode in every plot: its row of the mode table.
-fn mode_color(mode: Mode) -> RGBColor {
-    let (r, g, b) = mode.spec().colour;
-    RGBColor(r, g, b)
 }
 
 /// `#D62728`: a mode's colour as the SVG backend writes it, the `stroke` of its series.
