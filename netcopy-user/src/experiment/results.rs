@@ -2,8 +2,8 @@
 //! cell with every figure and how it was obtained. Plots and the report are rebuilt from
 //! this file alone (`netcopy report DIR`), so everything they show must be in it.
 //!
-//! Here: the schema, [`write_results`] (atomic, so that a run killed mid-write still
-//! leaves a valid file) and [`load_results`] (which names a file of another schema version
+//! Here: the schema, `write_results` (atomic, so that a run killed mid-write still
+//! leaves a valid file) and `load_results` (which names a file of another schema version
 //! as such).
 
 use std::{collections::BTreeMap, fs, path::Path};

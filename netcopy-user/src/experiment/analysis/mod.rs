@@ -7,18 +7,20 @@
 //! - A *group* is one (mode, message size, thread count); its repeats are aggregated into
 //!   a [`Stat`](groups::Stat): median, min, max, mean and coefficient of variation (CV = sample standard
 //!   deviation / mean, n - 1 in the denominator; undefined for fewer than 2 repeats).
-//! - *High variance*: CV above [`HIGH_CV`](findings::HIGH_CV) (10 %) between the repeats of one group.
+//! - *High variance*: CV above [`HIGH_CV`](findings::HIGH_CV) (10 %) between the repeats
+//!   of one group.
 //! - *Non-monotonic throughput*: a mode's median throughput at one size is more than
-//!   [`NON_MONOTONIC_DROP`](findings::NON_MONOTONIC_DROP) (10 %) below its median at the next smaller measured size, at
-//!   the same thread count.
-//! - *Crossover* of a challenger over a baseline: see [`crossovers`].
+//!   [`NON_MONOTONIC_DROP`](findings::NON_MONOTONIC_DROP) (10 %) below its median at the
+//!   next smaller measured size, at the same thread count.
+//! - *Crossover* of a challenger over a baseline: see [`crossovers`](mod@crossovers).
 //! - *CPU per byte*: CPU time of server and client together per payload byte delivered
-//!   ([`CpuMetric::Total`](groups::CpuMetric::Total)), because on loopback the receive path and the deferred copy of
+//!   ([`CpuMetric::Total`]), because on loopback the receive path and the deferred copy of
 //!   "zero-copy" pages run in softirq context charged to whichever process is on the CPU;
 //!   the server-only figure is used only when no cell has the total.
 //!
-//! One module per concern: [`groups`] aggregates the repeats, [`crossovers`] compares modes
-//! size by size, [`hardware`] says where the PMU figures are, [`findings`] flags what a
+//! One module per concern: [`groups`](mod@groups) aggregates the repeats,
+//! [`crossovers`](mod@crossovers) compares modes size by size, [`hardware`] says where the
+//! PMU figures are, [`findings`](mod@findings) flags what a
 //! reader must know, [`correlation`] and [`copies`] feed their report sections, [`study`]
 //! ties the study's claims to the modes by their claims in the mode table, and [`answers`]
 //! turns all of it into the study's questions answered in English.

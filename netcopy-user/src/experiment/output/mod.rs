@@ -1,5 +1,5 @@
-//! What a run writes from its results, one module per format: [`csv`] (results.csv),
-//! [`markdown`] (report.md) and [`plots`] (the SVG plots). `netcopy run` writes them at
+//! What a run writes from its results, one module per format: `csv` (results.csv),
+//! `markdown` (report.md) and [`plots`] (the SVG plots). `netcopy run` writes them at
 //! the end of a sweep, `netcopy report DIR` rebuilds them from results.json alone.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! SVG plots of a run, drawn with plotters' SVG backend from an [`Analysis`].
+//! SVG plots of a run, drawn with plotters' SVG backend from the `Analysis`.
 //!
 //! Text: plotters is built without a font feature, so its "naive" layout estimates label
 //! widths and the SVG backend writes plain `<text>` elements (font-family `sans-serif`); the
@@ -12,8 +12,8 @@
 //! the mode's colour ([`mode_color_hex`]), plus one short `<polyline>` in the legend next to
 //! a `<text>` holding the series label.
 //!
-//! [`chart`] draws (a line chart over a log2 x axis, the "unavailable" SVG); [`lines`] holds
-//! the line plots over message size and thread count, [`copies`] the stacked bars of copies
+//! `chart` draws (a line chart over a log2 x axis, the "unavailable" SVG); `lines` holds
+//! the line plots over message size and thread count, `copies` the stacked bars of copies
 //! per message.
 
 use anyhow::Result;
