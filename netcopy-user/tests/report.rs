@@ -861,7 +861,7 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
     cases.push(("partial-hw", partial));
     for (name, results) in cases {
         let dir = TempDir::new(name);
-        let written = netcopy::experiment::output::report::write_outputs(&dir.0, &results)
+        let written = netcopy::experiment::output::write_outputs(&dir.0, &results)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(written.len(), 7, "{name}");
         for p in &written {

@@ -3,6 +3,8 @@
 //! Layer: the top one; it may use every layer below and nothing uses it.
 
 mod bench;
+mod report;
+mod run;
 
 use std::process::ExitCode;
 
@@ -21,7 +23,7 @@ enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(crate::kernel::capabilities::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
-    Run(crate::experiment::sweep::RunArgs),
+    Run(run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
     Verify(crate::ledger::verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
@@ -31,7 +33,7 @@ enum Command {
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
     Bench(bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
-    Report(crate::experiment::output::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Record every send and receive system call of a process, with the copies the kernel
     /// made inside each (`--pid PID` or `-- COMMAND`).
     Trace(crate::trace::TraceArgs),
@@ -42,12 +44,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Probes(args) => crate::kernel::capabilities::run(&args),
-        Command::Run(args) => crate::experiment::sweep::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Verify(args) => crate::ledger::verify::run(&args),
         Command::Server(args) => crate::workload::server::run_server_command(args),
         Command::Client(args) => crate::workload::client::run_client_command(args),
         Command::Bench(args) => bench::run(&args),
-        Command::Report(args) => crate::experiment::output::report::run_report(&args),
+        Command::Report(args) => report::run(&args),
         Command::Trace(args) => crate::trace::run(&args),
     };
     match result {

@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: sweep -> results -> analysis -> output.
 
-pub mod analysis;
+pub(crate) mod analysis;
 pub mod output;
 pub mod results;
-pub mod sweep;
+pub(crate) mod sweep;

@@ -1,9 +1,14 @@
 //! The results of `netcopy run`: one versioned JSON document (`results.json`) holding every
 //! cell with every figure and how it was obtained. Plots and the report are rebuilt from
 //! this file alone (`netcopy report DIR`), so everything they show must be in it.
+//!
+//! Here: the schema, `write_results` (atomic, so that a run killed mid-write still
+//! leaves a valid file) and `load_results` (which names a file of another schema version
+//! as such).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fs, path::Path};
 
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -16,6 +21,63 @@ use crate::{
 
 /// Bumped on any change a reader of an older file would misread.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The results file in a results directory.
+pub(crate) const RESULTS_FILE: &str = "results.json";
+
+/// Writes `DIR/results.json` through a temporary file and a rename: readers never see half
+/// a file.
+pub(crate) fn write_results(dir: &Path, results: &Results) -> Result<()> {
+    let text = serde_json::to_string_pretty(results).context("encoding results")?;
+    crate::util::fs::write_atomic(&dir.join(RESULTS_FILE), text)
+}
+
+/// Reads and checks `DIR/results.json`.
+pub(crate) fn load_results(dir: &Path) -> Result<Results> {
+    if !dir.exists() {
+        bail!("results directory {} does not exist", dir.display());
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory: pass the results directory of `netcopy run`",
+            dir.display()
+        );
+    }
+    let path = dir.join(RESULTS_FILE);
+    if !path.exists() {
+        bail!(
+            "{} has no {RESULTS_FILE}: is it the results directory of `netcopy run`?",
+            dir.display()
+        );
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_results(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Parses a results document, checking its schema version first so that a file from
+/// another version is named as such instead of failing on some missing field.
+fn parse_results(text: &str) -> Result<Results> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("not JSON (is the file truncated or corrupted?)")?;
+    let Some(obj) = value.as_object() else {
+        bail!("not a netcopy results document: the top level is not a JSON object");
+    };
+    let Some(version) = obj.get("schema_version") else {
+        bail!("not a netcopy results document: no \"schema_version\"");
+    };
+    let Some(version) = version.as_u64() else {
+        bail!("not a netcopy results document: \"schema_version\" is {version}, not a number");
+    };
+    if version != u64::from(SCHEMA_VERSION) {
+        bail!(
+            "unsupported schema_version {version}: this netcopy reads schema_version \
+             {SCHEMA_VERSION}; rebuild the report with the netcopy that wrote the file"
+        );
+    }
+    serde_json::from_str(text).with_context(|| {
+        format!("does not match the netcopy results schema (schema_version {SCHEMA_VERSION})")
+    })
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -190,4 +252,21 @@ pub struct CpuFigures {
     pub llc_misses_per_mib: Option<f64>,
     /// Why cycles/cache figures are missing, when they are.
     pub hw_unavailable_reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_documents_are_named() {
+        let e = parse_results("not json").unwrap_err();
+        assert!(format!("{e:#}").contains("not JSON"));
+        let e = parse_results("{\"schema_version\": 999}").unwrap_err();
+        assert!(format!("{e:#}").contains("unsupported schema_version 999"));
+        let e = parse_results("[1]").unwrap_err();
+        assert!(format!("{e:#}").contains("not a JSON object"));
+        let e = parse_results("{\"schema_version\": 1}").unwrap_err();
+        assert!(format!("{e:#}").contains("does not match"));
+    }
 }

@@ -1,97 +1,34 @@
-//! `netcopy run`: the whole experiment. For every cell (mode x size x threads x repeat)
-//! it starts a server child, attaches the copy probes and perf counters, measures a
+//! The sweep behind `netcopy run` (whose command line is `cli::run`). For every cell
+//! (mode x size x threads x repeat) it starts a server child, attaches the copy probes and perf counters, measures a
 //! stream phase (throughput, copies, CPU) and a request/response phase (latency), and
 //! appends the cell to `results.json`, which is rewritten atomically after every cell so
 //! that an interrupted or killed run still leaves a valid file.
 
 use std::{
-    fs,
     path::{Path, PathBuf},
-    process::ExitCode,
     sync::atomic::Ordering,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
     experiment::results::{
-        Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results, RunConfig,
-        StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
+        write_results, Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results,
+        RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
     kernel::{loader::LoadOptions, CopyProbes},
     ledger::verify,
     ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
     trace::{self, SyscallTracer},
-    util::sys,
-    util::units::{duration_arg, format_size, size_arg},
+    util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
     workload::harness::ServerProcess,
     workload::modes::Mode,
     workload::server::stop_flag_on_signals,
 };
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Modes to measure, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "two-copy,one-copy,zero-copy"
-    )]
-    pub modes: Vec<Mode>,
-    /// Message sizes, comma-separated (K/M are binary units).
-    #[arg(long, value_delimiter = ',', value_parser = size_arg, default_value = "1K,4K,16K,64K,256K,1M")]
-    pub sizes: Vec<u64>,
-    /// Client thread counts, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub threads: Vec<u64>,
-    /// Length of each cell's stream (throughput) phase; the latency phase takes half.
-    #[arg(long, value_parser = duration_arg, default_value = "1500ms")]
-    pub duration: Duration,
-    /// Repetitions of every cell.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub repeat: u32,
-    /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 400 ms).
-    #[arg(long)]
-    pub quick: bool,
-    /// Output directory (default: results/<UTC timestamp>/).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Do not record a syscall trace sample per cell.
-    #[arg(long)]
-    pub no_trace: bool,
-}
-
-impl RunArgs {
-    fn config(&self) -> RunConfig {
-        let (sizes, threads, stream) = if self.quick {
-            (
-                vec![4 << 10, 64 << 10, 1 << 20],
-                vec![1, 2],
-                Duration::from_millis(400),
-            )
-        } else {
-            (
-                self.sizes.clone(),
-                self.threads.iter().map(|&t| t as usize).collect(),
-                self.duration,
-            )
-        };
-        RunConfig {
-            modes: self.modes.clone(),
-            sizes,
-            threads,
-            repeat: self.repeat,
-            stream_seconds: stream.as_secs_f64(),
-            rr_seconds: stream.as_secs_f64() / 2.0,
-            quick: self.quick,
-        }
-    }
-}
 
 /// Messages in each cell's syscall trace sample: enough to show every call pattern of the
 /// mode, few enough that tracing never loses events and the sample stays small.
@@ -105,24 +42,15 @@ const TRACED_SLOTS: [u32; 2] = [SERVER_SLOT, CLIENT_SLOT];
 const VERIFY_MESSAGES: u64 = 32;
 const VERIFY_SIZE: u64 = 64 << 10;
 
-pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    sys::require_root("netcopy run")?;
-    let config = args.config();
-    if config.modes.is_empty() || config.sizes.is_empty() || config.threads.is_empty() {
-        bail!("nothing to run: give at least one mode, size and thread count");
-    }
-    if let Some(&zero) = config.sizes.iter().find(|&&s| s == 0) {
-        bail!("message size {zero} is invalid: sizes must be at least 1 byte");
-    }
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("results").join(timestamp_dir_name()),
-    };
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Runs the sweep of `config` into `dir`, which exists: verification, then every cell,
+/// with results.json rewritten after each. Returns the results, `interrupted` when SIGINT
+/// or SIGTERM stopped it; on an error, results.json holds the cells measured before it.
+/// With `trace_samples`, each cell also records a syscall trace sample under `dir/traces`.
+pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> Result<Results> {
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
 
     let mut probes = CopyProbes::load_with(LoadOptions {
-        trace_ring_bytes: (!args.no_trace).then_some(TRACE_RING_BYTES),
+        trace_ring_bytes: trace_samples.then_some(TRACE_RING_BYTES),
         ..LoadOptions::default()
     })?;
     let hw = perf::capability_hw();
@@ -148,11 +76,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("verify {mode}: {:?}", ledger.verdict);
         results.verification.push(ledger);
     }
-    write_results(&dir, &results)?;
+    write_results(dir, &results)?;
 
     let cells: Vec<(Mode, u64, usize, u32)> = (0..config.repeat)
         .flat_map(|r| {
-            let config = &config;
             config.modes.iter().flat_map(move |&m| {
                 config
                     .sizes
@@ -162,7 +89,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         })
         .collect();
     // One tracer for the whole run, paused except during each cell's trace sample.
-    let mut tracer = if args.no_trace {
+    let mut tracer = if !trace_samples {
         None
     } else {
         let mut tracer = SyscallTracer::start(&mut probes, &TRACED_SLOTS)?;
@@ -180,14 +107,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             format_size(size),
             repeat + 1
         ));
-        let trace_dir = (!args.no_trace).then(|| {
+        let trace_dir = trace_samples.then(|| {
             PathBuf::from("traces").join(format!(
                 "{mode}-{}-t{threads}-r{}",
                 format_size(size),
                 repeat + 1
             ))
         });
-        let cell = measure_cell(&mut probes, &config, mode, size, threads, repeat)
+        let cell = measure_cell(&mut probes, config, mode, size, threads, repeat)
             .and_then(|mut cell| {
                 if let (Some(rel), Some(tracer)) = (trace_dir, tracer.as_mut()) {
                     trace_sample(&mut probes, tracer, mode, size, threads, &dir.join(&rel))?;
@@ -211,7 +138,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 ),
                 );
                 results.cells.push(cell);
-                write_results(&dir, &results)?;
+                write_results(dir, &results)?;
             }
             // An interrupted cell is dropped; anything else is an error of the run.
             Err(_) if stop.load(Ordering::SeqCst) => {
@@ -220,7 +147,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 bar.abandon();
-                write_results(&dir, &results)?;
+                write_results(dir, &results)?;
                 return Err(e);
             }
         }
@@ -232,26 +159,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     results.complete = !results.interrupted;
     results.finished_at_unix = Some(unix_now());
-    write_results(&dir, &results)?;
-    let outputs = crate::experiment::output::report::write_outputs(&dir, &results)?;
-    eprintln!(
-        "netcopy run: {} cells{} -> {}",
-        results.cells.len(),
-        if results.interrupted {
-            " (interrupted)"
-        } else {
-            ""
-        },
-        dir.display()
-    );
-    for path in outputs {
-        eprintln!("  {}", path.display());
-    }
-    Ok(if results.interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    write_results(dir, &results)?;
+    Ok(results)
 }
 
 /// A line above the bar on a terminal; a plain line on stderr otherwise (CI logs), where
@@ -272,12 +181,6 @@ fn progress_bar(len: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// Writes results.json through a temporary file and a rename: readers never see half a file.
-pub fn write_results(dir: &Path, results: &Results) -> Result<()> {
-    let text = serde_json::to_string_pretty(results).context("encoding results")?;
-    crate::util::fs::write_atomic(&dir.join("results.json"), text)
 }
 
 /// Stream phase with copies and counters, then the latency phase, each with its own server.
@@ -475,11 +378,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// `20261125T061500Z`: sortable, and free of characters shells and filesystems dislike.
-fn timestamp_dir_name() -> String {
-    crate::util::time::utc_timestamp()
 }
 
 fn machine(perf_hw_available: bool, perf_hw_reason: &str) -> Machine {

@@ -1,4 +1,36 @@
-//! What a run writes from its results: the report and its tables, and the plots.
+//! What a run writes from its results, one module per format: `csv` (results.csv),
+//! `markdown` (report.md) and [`plots`] (the SVG plots). `netcopy run` writes them at
+//! the end of a sweep, `netcopy report DIR` rebuilds them from results.json alone.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::experiment::{analysis, results::Results};
+
+mod csv;
+mod markdown;
 pub mod plots;
-pub mod report;
+
+/// Writes results.csv, the SVG plots and report.md into `dir` (results.json is the
+/// runner's) and returns their paths.
+pub fn write_outputs(dir: &Path, results: &Results) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let analysis = analysis::analyze(results);
+    let mut written = Vec::new();
+    let mut put = |name: &str, text: &str| -> Result<()> {
+        let path = dir.join(name);
+        crate::util::fs::write_atomic(&path, text)?;
+        written.push(path);
+        Ok(())
+    };
+    put(csv::CSV_FILE, &csv::render_csv(results))?;
+    for plot in plots::render_all(&analysis)? {
+        put(plot.file_name, &plot.svg)?;
+    }
+    put(
+        markdown::REPORT_FILE,
+        &markdown::render_report(results, &analysis),
+    )?;
+    Ok(written)
+}

@@ -1,0 +1,228 @@
+//! How the run was made: the machine and kernel, how each kernel event was observed, and
+//! the exact verification of every mode's copies that opens the run.
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use super::text::cell;
+use crate::{
+    experiment::analysis::num,
+    experiment::results::Results,
+    ledger::LedgerSite,
+    util::{time::rfc3339, units::format_size},
+};
+
+pub(super) fn machine_section(o: &mut String, r: &Results) {
+    let m = &r.machine;
+    let _ = writeln!(o, "## Machine and kernel\n");
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| host | {} |", cell(&m.hostname));
+    let _ = writeln!(o, "| kernel | {} |", cell(&m.kernel));
+    let _ = writeln!(o, "| CPUs | {} ({}) |", m.cpus, cell(&m.cpu_model));
+    let _ = writeln!(
+        o,
+        "| memory | {:.1} GiB |",
+        m.memory_bytes as f64 / (1u64 << 30) as f64
+    );
+    let _ = writeln!(
+        o,
+        "| hardware counters | {} |",
+        if m.perf_hw_available {
+            "available".to_string()
+        } else {
+            format!("unavailable: {}", cell(&m.perf_hw_reason))
+        }
+    );
+    let _ = writeln!(o, "| started | {} |", unix_time(r.started_at_unix));
+    let _ = writeln!(
+        o,
+        "| finished | {} |",
+        r.finished_at_unix
+            .map(unix_time)
+            .unwrap_or_else(|| "not finished".to_string())
+    );
+    let _ = writeln!(
+        o,
+        "| state | {} |",
+        match (r.complete, r.interrupted) {
+            (true, _) => "complete",
+            (false, true) => "interrupted",
+            (false, false) => "not complete",
+        }
+    );
+    let c = &r.config;
+    let _ = writeln!(
+        o,
+        "| plan | modes {}; sizes {}; threads {}; {} repeat(s); stream {} s and \
+         request/response {} s per cell{} |\n",
+        c.modes
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.sizes
+            .iter()
+            .map(|s| format_size(*s))
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.threads
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.repeat,
+        num(c.stream_seconds),
+        num(c.rr_seconds),
+        if c.quick { " (quick)" } else { "" }
+    );
+}
+
+pub(super) fn plan_section(o: &mut String, r: &Results) {
+    let _ = writeln!(
+        o,
+        "## Probe strategies: how each kernel event was observed\n"
+    );
+    if r.plan.events.is_empty() {
+        let _ = writeln!(o, "No attach plan was recorded.\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "| event | strategy used | sites (how obtained) | better strategies rejected (why) |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for e in &r.plan.events {
+        let sources = if e.sources.is_empty() {
+            "-".to_string()
+        } else {
+            e.sources
+                .iter()
+                .map(|(s, how)| format!("{s}: {how}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let rejected = if e.rejected.is_empty() {
+            "-".to_string()
+        } else {
+            e.rejected
+                .iter()
+                .map(|(l, why)| format!("{l}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            cell(&e.event),
+            e.strategy
+                .as_deref()
+                .map(cell)
+                .unwrap_or_else(|| "**not observable**".to_string()),
+            cell(&sources),
+            cell(&rejected)
+        );
+    }
+    o.push('\n');
+}
+
+pub(super) fn verification_section(o: &mut String, r: &Results) {
+    let _ = writeln!(o, "## Verification: expected vs observed copies per mode\n");
+    if r.verification.is_empty() {
+        let _ = writeln!(o, "No verification was recorded in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "Expected: what the mode's claim implies (payload + protocol bytes). Observed: what \
+         the kernel (or the sender) counted. A site that cannot be observed on this kernel \
+         says so.\n"
+    );
+    for l in &r.verification {
+        let _ = writeln!(
+            o,
+            "### {}: {}\n",
+            l.mode,
+            format!("{:?}", l.verdict).to_lowercase()
+        );
+        let w = &l.workload;
+        let _ = writeln!(
+            o,
+            "{} messages of {} B, {} request(s).\n",
+            w.messages, w.message_size, w.requests
+        );
+        let _ = writeln!(
+            o,
+            "| site | expected bytes | observed bytes | calls | source | agrees | how |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let mut names: Vec<&String> = l.sites.keys().collect();
+        names.sort_by_key(|n| {
+            LedgerSite::ALL
+                .iter()
+                .position(|s| s.name() == n.as_str())
+                .unwrap_or(usize::MAX)
+        });
+        for n in names {
+            let f = &l.sites[n];
+            let _ = writeln!(
+                o,
+                "| {} | {} ({} + {}) | {} | {} | {} | {} | {} |",
+                cell(n),
+                f.expected_bytes,
+                f.expected_payload_bytes,
+                f.expected_protocol_bytes,
+                f.observed_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "unavailable".to_string()),
+                f.calls.map(|c| c.to_string()).unwrap_or_default(),
+                f.source.name(),
+                match f.agrees() {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "n/a",
+                },
+                cell(&f.how)
+            );
+        }
+        o.push('\n');
+        for f in &l.findings {
+            let _ = writeln!(o, "- {}", f);
+        }
+        if !l.findings.is_empty() {
+            o.push('\n');
+        }
+    }
+}
+
+/// `2023-11-14 22:13:20 UTC`: a time of results.json (seconds since the Unix epoch).
+fn unix_time(t: u64) -> String {
+    // humantime writes dates up to the end of year 9999; a later one is no time a run can
+    // have, so it is printed as recorded rather than made into a date.
+    const YEAR_10000: u64 = 253_402_300_800;
+    match UNIX_EPOCH.checked_add(Duration::from_secs(t)) {
+        Some(at) if t < YEAR_10000 => {
+            let iso = rfc3339(at);
+            let iso = iso.strip_suffix('Z').unwrap_or(&iso);
+            format!("{} UTC", iso.replacen('T', " ", 1))
+        }
+        _ => format!("{t} s after the Unix epoch"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_is_utc_civil() {
+        assert_eq!(unix_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(unix_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(unix_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(
+            unix_time(u64::MAX),
+            format!("{} s after the Unix epoch", u64::MAX)
+        );
+    }
+}

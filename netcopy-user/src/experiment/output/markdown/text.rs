@@ -1,0 +1,96 @@
+//! Text that several sections print: table cells, a figure with its spread, the table of
+//! one figure by size and mode, the CPU time sources, the names of the completion modes.
+
+use std::{collections::BTreeSet, fmt::Write as _};
+
+use crate::{
+    experiment::analysis::{
+        findings::completion_modes,
+        groups::{find_group, modes_of, sizes_of, Group, Stat},
+        num, Analysis,
+    },
+    experiment::results::Results,
+    util::units::format_size,
+};
+
+/// Makes text safe for a Markdown table cell.
+pub(super) fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub(super) fn stat_text(s: Option<Stat>) -> String {
+    match s {
+        None => "n/a".to_string(),
+        // One repeat, or repeats that agree exactly: the range adds nothing.
+        Some(s) if s.n == 1 || s.min == s.max => num(s.median),
+        Some(s) => format!(
+            "{} ({}-{}{})",
+            num(s.median),
+            num(s.min),
+            num(s.max),
+            s.cv.map(|cv| format!(", CV {:.1} %", cv * 100.0))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// A table of one figure: sizes down, modes across, at `threads`.
+pub(super) fn size_table(
+    o: &mut String,
+    a: &Analysis,
+    threads: usize,
+    unit: &str,
+    f: &dyn Fn(&Group) -> Option<Stat>,
+) {
+    let modes = modes_of(&a.groups);
+    let _ = writeln!(
+        o,
+        "| size (bytes) | {} |",
+        modes
+            .iter()
+            .map(|m| format!("{m} ({unit})"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(o, "|---|{}", "---|".repeat(modes.len()));
+    for size in sizes_of(&a.groups, threads) {
+        let cells: Vec<String> = modes
+            .iter()
+            .map(|m| stat_text(find_group(&a.groups, *m, size, threads).and_then(f)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} ({}) | {} |",
+            size,
+            format_size(size),
+            cells.join(" | ")
+        );
+    }
+    o.push('\n');
+}
+
+/// The modes whose kernel reports completions (`zero-copy` today), as the report names
+/// them; their mechanism's name when the table has none.
+pub(super) fn completion_mode_names() -> String {
+    let names: Vec<&str> = completion_modes().map(|s| s.name).collect();
+    if names.is_empty() {
+        "MSG_ZEROCOPY".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The sources of the cells' CPU times, joined for one line.
+pub(super) fn cpu_sources(r: &Results) -> String {
+    let s: BTreeSet<&str> = r
+        .cells
+        .iter()
+        .map(|c| c.cpu.source.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if s.is_empty() {
+        "not recorded".to_string()
+    } else {
+        s.into_iter().collect::<Vec<_>>().join("; ")
+    }
+}
