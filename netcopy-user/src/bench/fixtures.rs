@@ -65,6 +65,7 @@ fn variant(
                 pct_of_base_cpu: Some(2.0),
             })
         }),
+        peer: None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::util::units::format_size;
+use crate::util::{sys::find_on_path, units::format_size};
 
 /// How to get iperf3 when it is missing.
 const INSTALL_HINT: &str =
@@ -48,16 +48,6 @@ impl Iperf3 {
         }
         Ok(Iperf3 { path, version })
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// An `iperf3 -s` we started; killed when dropped.

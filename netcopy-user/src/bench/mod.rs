@@ -25,6 +25,7 @@ pub(crate) mod markdown;
 mod memcpy;
 mod ours;
 mod overhead;
+mod peer_tools;
 mod peers;
 mod program_cost;
 pub(crate) mod progress;

@@ -8,10 +8,12 @@ use std::{path::Path, time::Duration};
 use anyhow::{anyhow, bail, Result};
 
 use super::{
-    affinity, ours,
+    affinity, ours, peer_tools,
     program_cost::{ProgramCost, ProgramMeter},
     progress::progress,
-    schema::{Instrument, Outcome, OverheadSection, PairedFigure, VariantFigures, CONFIDENCE},
+    schema::{
+        Instrument, Outcome, OverheadSection, PairedFigure, PeerFigures, VariantFigures, CONFIDENCE,
+    },
     tracing::Tracer,
     windows::{self, WindowRun, WindowSample, OVERHEAD_SIZE},
 };
@@ -53,10 +55,20 @@ pub(super) fn section(
         ),
         Err(e) => (None, Some(format!("cannot read the CPU affinity: {e}"))),
     };
-    // Every row is reported; without a tracer its row says why.
+    // Every row is reported; without a tracer, or a peer tool not installed, its row
+    // says why.
+    let missing_peers: Vec<(Instrument, String)> = Instrument::ALL
+        .into_iter()
+        .filter(|i| i.is_peer())
+        .filter_map(|i| peer_tools::find(i).err().map(|why| (i, why)))
+        .collect();
+    for (peer, why) in &missing_peers {
+        progress(&format!("probe overhead: {}: {why}", peer.label()));
+    }
     let instruments: Vec<Instrument> = Instrument::ALL
         .into_iter()
         .filter(|i| *i != Instrument::SyscallTracing || tracer.is_ok())
+        .filter(|i| !missing_peers.iter().any(|(m, _)| m == i))
         .collect();
     let plan = windows::WindowPlan {
         window_ms: WINDOW_MS,
@@ -123,8 +135,26 @@ pub(super) fn section(
         .into_iter()
         .zip(program_costs)
         .map(|(instrument, program_cost)| {
+            if let Some((_, why)) = missing_peers.iter().find(|(m, _)| *m == instrument) {
+                return Outcome::NotMeasured {
+                    reason: format!("{}; {}", why, instead_of(instrument)),
+                };
+            }
             if let Some(error) = failure(instrument) {
-                return Outcome::Failed { error };
+                // A peer tool that never recorded a window cannot run here; one that
+                // failed later failed.
+                let ran = run.samples.iter().any(|w| w.instrument == instrument);
+                return if instrument.is_peer() && !ran {
+                    Outcome::NotMeasured {
+                        reason: format!(
+                            "{} could not run here: {error}; {}",
+                            instrument.label(),
+                            instead_of(instrument)
+                        ),
+                    }
+                } else {
+                    Outcome::Failed { error }
+                };
             }
             if let (Instrument::SyscallTracing, Err(reason)) = (instrument, tracer) {
                 return Outcome::NotMeasured {
@@ -218,8 +248,35 @@ fn variant(
         switch_seconds: pick(&run.switch_seconds),
         evidence: evidence(run, instrument),
         program_cost,
+        peer: peer_figures(run, instrument),
     })
 }
+
+/// What ran in place of a peer tool that could not.
+fn instead_of(peer: Instrument) -> String {
+    let of = peer.peer_of().map_or("its instrument", |i| i.label());
+    format!(
+        "{of} is reported against no probes and against empty programs on its hooks,          without this peer"
+    )
+}
+
+/// A peer tool's counts and their check against netcopy's instrument.
+fn peer_figures(run: &WindowRun, instrument: Instrument) -> Option<PeerFigures> {
+    let counts = run
+        .peer_counts
+        .iter()
+        .find(|(i, _)| *i == instrument)?
+        .1
+        .clone();
+    Some(PeerFigures {
+        check: run.peer_check(instrument)?,
+        counts,
+        switching: PEER_SWITCHING.to_string(),
+    })
+}
+
+/// How every peer tool takes its turn.
+pub(super) const PEER_SWITCHING: &str = "its own window: the tool is started before the window (and waited for until it records the workload) and stopped after it, since it cannot be detached and attached again like netcopy's programs";
 
 /// What shows that `instrument` was active in its windows.
 fn evidence(run: &WindowRun, instrument: Instrument) -> Vec<String> {
@@ -259,6 +316,17 @@ fn evidence(run: &WindowRun, instrument: Instrument) -> Vec<String> {
             Some(Err(e)) => vec![format!("the trace failed: {e:#}")],
             None => Vec::new(),
         },
+        Instrument::Bpftrace | Instrument::PerfTrace | Instrument::Strace => {
+            let mut lines: Vec<String> = run
+                .peer_check(instrument)
+                .map(|c| c.text)
+                .into_iter()
+                .collect();
+            if let Some((_, counts)) = run.peer_counts.iter().find(|(i, _)| *i == instrument) {
+                lines.extend(counts.notes.iter().cloned());
+            }
+            lines
+        }
     }
 }
 
@@ -326,7 +394,10 @@ fn accounted_run(
             Instrument::None
             | Instrument::Control
             | Instrument::EmptyCountingHooks
-            | Instrument::EmptyTracingHooks => {
+            | Instrument::EmptyTracingHooks
+            | Instrument::Bpftrace
+            | Instrument::PerfTrace
+            | Instrument::Strace => {
                 bail!("no netcopy probes to account")
             }
         }

@@ -14,6 +14,7 @@ use super::{
     iperf::Iperf3,
     machine::{ForeignLoad, MachineInfo},
     memcpy::MemcpyFigures,
+    peer_tools::{PeerCheck, PeerCounts},
     program_cost::ProgramCost,
     tracing::TraceStats,
 };
@@ -143,17 +144,26 @@ pub enum Instrument {
     /// An empty program on each hook syscall tracing uses (copy counting's and the
     /// trace's): the floor under syscall tracing.
     EmptyTracingHooks,
+    /// bpftrace counting the same bytes as copy counting (`peer_tools/copy_bytes.bt`).
+    Bpftrace,
+    /// `perf trace` recording the same calls as syscall tracing.
+    PerfTrace,
+    /// `strace -f` recording the same calls as syscall tracing.
+    Strace,
 }
 
 impl Instrument {
     /// Every instrument, in the order of the report's rows.
-    pub const ALL: [Instrument; 6] = [
+    pub const ALL: [Instrument; 9] = [
         Instrument::None,
         Instrument::CopyCounting,
         Instrument::SyscallTracing,
         Instrument::Control,
         Instrument::EmptyCountingHooks,
         Instrument::EmptyTracingHooks,
+        Instrument::Bpftrace,
+        Instrument::PerfTrace,
+        Instrument::Strace,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -164,7 +174,31 @@ impl Instrument {
             Instrument::Control => "no probes (control)",
             Instrument::EmptyCountingHooks => "empty programs on counting's hooks",
             Instrument::EmptyTracingHooks => "empty programs on tracing's hooks",
+            Instrument::Bpftrace => "bpftrace",
+            Instrument::PerfTrace => "perf trace",
+            Instrument::Strace => "strace -f",
         }
+    }
+
+    /// The tool a user would run instead of this one of netcopy's instruments.
+    pub(super) fn peers(self) -> &'static [Instrument] {
+        match self {
+            Instrument::CopyCounting => &[Instrument::Bpftrace],
+            Instrument::SyscallTracing => &[Instrument::PerfTrace, Instrument::Strace],
+            _ => &[],
+        }
+    }
+
+    /// The instrument of netcopy this peer tool stands against.
+    pub(super) fn peer_of(self) -> Option<Instrument> {
+        Instrument::ALL
+            .into_iter()
+            .find(|i| i.peers().contains(&self))
+    }
+
+    /// A tool other than netcopy, started before its window and stopped after it.
+    pub(super) fn is_peer(self) -> bool {
+        self.peer_of().is_some()
     }
 
     /// The empty programs on this instrument's hooks: its floor.
@@ -183,10 +217,10 @@ impl Instrument {
         }
     }
 
-    /// Attaches programs of some kind, netcopy's or empty ones (switch times are
-    /// recorded for it).
+    /// Attaches programs of some kind, netcopy's, empty ones or a peer tool's (switch
+    /// times are recorded for it).
     pub(super) fn has_probes(self) -> bool {
-        self.is_netcopy() || self.floor_of().is_some()
+        self.is_netcopy() || self.floor_of().is_some() || self.is_peer()
     }
 
     /// One of netcopy's instruments, whose programs the kernel's accounting measures.
@@ -225,6 +259,18 @@ pub(super) struct VariantFigures {
     /// the rounds above: the accounting has a cost of its own). None for no probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) program_cost: Option<Outcome<ProgramCost>>,
+    /// A peer tool: what it counted, and whether that agrees with netcopy's instrument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) peer: Option<PeerFigures>,
+}
+
+/// A peer tool's counts and their check against netcopy's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct PeerFigures {
+    pub(super) counts: PeerCounts,
+    pub(super) check: PeerCheck,
+    /// How the tool was switched: started before its window, stopped after.
+    pub(super) switching: String,
 }
 
 /// An overhead measured block by block against the no-probe window of the same block.

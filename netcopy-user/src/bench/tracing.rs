@@ -4,6 +4,7 @@
 //! (trace capacity) use it.
 
 use std::{
+    collections::BTreeMap,
     sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError},
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -70,6 +71,10 @@ pub struct TraceStats {
     #[serde(default)]
     finish_cpu_seconds: f64,
     pub(super) notes: Vec<String>,
+    /// The recorded calls by system call name: all of them, or those that started in
+    /// the windows the trace was stopped with ([`TraceHost::stop_counting_in`]).
+    #[serde(default)]
+    pub calls: BTreeMap<String, u64>,
 }
 
 impl TraceStats {
@@ -127,7 +132,9 @@ enum Command {
     Watch(u32, u32, Sender<Result<()>>),
     Unwatch(u32, Sender<Result<()>>),
     Start(Vec<u32>, Sender<Result<()>>),
-    Stop(Sender<Result<TraceStats>>),
+    /// Stop, counting the calls by name in these CLOCK_MONOTONIC intervals (ns; none:
+    /// all calls).
+    Stop(Vec<(u64, u64)>, Sender<Result<TraceStats>>),
     Programs(Sender<Result<Vec<LoadedProgram>>>),
     AttachPoints(Sender<Result<Vec<AttachPoint>>>),
     /// Detach (true) or attach again (false) every program; the trace keeps running.
@@ -206,7 +213,15 @@ impl TraceHost {
 
     /// Stops the trace (the probes stay loaded) and returns what it recorded.
     pub(super) fn stop_trace(&self) -> Result<TraceStats> {
-        self.ask(Command::Stop)
+        self.ask(|tx| Command::Stop(Vec::new(), tx))
+    }
+
+    /// Stops the trace and unloads everything; [`TraceStats::calls`] counts the calls
+    /// that started in `windows` (CLOCK_MONOTONIC ns, start and end).
+    pub(super) fn stop_counting_in(mut self, windows: Vec<(u64, u64)>) -> Result<TraceStats> {
+        let stats = self.ask(|tx| Command::Stop(windows, tx));
+        self.shutdown();
+        stats
     }
 
     /// Stops the trace and unloads everything.
@@ -307,7 +322,7 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                     }
                 }
             }
-            Command::Stop(reply) => {
+            Command::Stop(windows, reply) => {
                 let Some((mut tracer, started, cpu_start, poll_error)) = running.take() else {
                     let _ = reply.send(Err(anyhow!("no trace is running")));
                     continue;
@@ -323,6 +338,17 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                         Err(e.context("draining the trace ring buffer"))
                     }
                     None => tracer.stop(&mut probes).map(|out| TraceStats {
+                        calls: out
+                            .events
+                            .iter()
+                            .filter(|e| {
+                                windows.is_empty()
+                                    || windows.iter().any(|&(a, b)| (a..b).contains(&e.start_ns))
+                            })
+                            .fold(BTreeMap::new(), |mut calls, e| {
+                                *calls.entry(e.syscall.name().to_string()).or_insert(0) += 1;
+                                calls
+                            }),
                         events: out.events.len() as u64,
                         lost_ring_full: out.lost.ring_full,
                         lost_inflight_full: out.lost.inflight_full,

@@ -25,10 +25,16 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{affinity, ours, schema::Instrument, tracing};
+use super::{
+    affinity, ours,
+    peer_tools::{self, PeerCheck, PeerCounts, PeerWindow},
+    schema::Instrument,
+    tracing,
+};
 use crate::{
     kernel::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
+    util::sys::process_cpu_seconds,
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::harness::ServerProcess,
 };
@@ -85,6 +91,29 @@ pub struct WindowRun {
     pub trace: Option<Result<tracing::TraceStats>>,
     /// The hooks each set of empty programs was on.
     pub empty_hooks: Vec<(Instrument, Vec<AttachPoint>)>,
+    /// Payload bytes the client verified in syscall tracing's windows (the trace's
+    /// [`tracing::TraceStats::calls`] are those that started in the same windows).
+    pub traced_payload: u64,
+    /// What each peer tool counted in its windows.
+    pub peer_counts: Vec<(Instrument, PeerCounts)>,
+}
+
+impl WindowRun {
+    /// Whether `peer` counted what netcopy's instrument it stands against counted, in
+    /// their windows (None: not a peer, or it did not run).
+    pub fn peer_check(&self, peer: Instrument) -> Option<PeerCheck> {
+        let counts = &self.peer_counts.iter().find(|(i, _)| *i == peer)?.1;
+        Some(match peer.peer_of()? {
+            Instrument::CopyCounting => peer_tools::check_bytes(peer, counts, self.counted),
+            _ => {
+                let netcopy = match &self.trace {
+                    Some(Ok(stats)) => Some((&stats.calls, self.traced_payload)),
+                    _ => None,
+                };
+                peer_tools::check_calls(peer, counts, netcopy, OVERHEAD_SIZE)
+            }
+        })
+    }
 }
 
 /// An instrument that can be switched on and off on the running workload.
@@ -93,6 +122,7 @@ enum Switchable {
     Counting(Box<Counting>),
     Tracing(tracing::TraceHost),
     Empty(EmptyHooks),
+    Peer(Box<PeerWindow>),
 }
 
 struct Counting {
@@ -111,6 +141,7 @@ impl Switchable {
             Switchable::Counting(c) => c.probes.resume(),
             Switchable::Tracing(host) => host.resume(),
             Switchable::Empty(programs) => programs.attach(),
+            Switchable::Peer(peer) => peer.start(),
         }
     }
 
@@ -123,20 +154,45 @@ impl Switchable {
                 programs.detach();
                 Ok(())
             }
+            Switchable::Peer(peer) => peer.stop(),
         }
     }
 
-    /// Just before a window opens: copy counting reads its counters.
+    /// A process of the instrument's own whose CPU time is part of its cost.
+    fn own_process(&self) -> Option<u32> {
+        match self {
+            Switchable::Peer(peer) => peer.pid(),
+            _ => None,
+        }
+    }
+
+    /// Just before a window opens: copy counting reads its counters, a peer tool marks
+    /// the window's start in what it records.
     fn window_opens(&mut self) -> Result<()> {
-        if let Switchable::Counting(c) = self {
-            c.at_open = Some(c.probes.read_counters()?);
+        match self {
+            Switchable::Counting(c) => c.at_open = Some(c.probes.read_counters()?),
+            Switchable::Peer(peer) => peer.open()?,
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Just before a window closes (its last sample): a peer tool that takes a while to
+    /// give its reading (bpftrace) gives it here, so that the window ends where the
+    /// reading was taken.
+    fn window_closing(&mut self) -> Result<()> {
+        match self {
+            Switchable::Peer(peer) => peer.closing(),
+            _ => Ok(()),
+        }
     }
 
     /// Just after a window closed with `payload` bytes: copy counting books what its
     /// probes counted in it.
     fn window_closed(&mut self, payload: u64) -> Result<()> {
+        if let Switchable::Peer(peer) = self {
+            return peer.close(payload);
+        }
         if let Switchable::Counting(c) = self {
             if let Some(before) = c.at_open.take() {
                 let delta = c.probes.read_counters()?.since(&before);
@@ -149,44 +205,31 @@ impl Switchable {
     }
 }
 
-/// CPU seconds of process `pid` (all its threads, live and exited), from its CPU clock.
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: valid out-pointer; a pid that is gone yields an error code.
-    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
-        return None;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec and a clock id the kernel handed out.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
-}
-
 /// The order of the instruments in every block: the control window (no probes, compared
 /// with the no-probe window like an instrument: the method's own error), the empty
-/// programs on copy counting's hooks, copy counting, no probes, syscall tracing, the
-/// empty programs on syscall tracing's hooks. netcopy's two instruments then sit next to
-/// the no-probe window they are compared with, with a fast switch between them:
-/// attaching takes ~15 ms and detaching copy counting ~60 ms, but detaching the trace
-/// takes the better part of a second (the kernel waits for an RCU grace period for each
-/// of its classic tracepoints, under one lock), and so does detaching the empty programs
-/// on the same tracepoints. The one slow switch inside a block is therefore between
-/// syscall tracing and its empty programs, whose comparison with the no-probe window is
-/// the only one that spans a slow switch; the other falls between blocks. The floors and
-/// the control are further from their no-probe window than netcopy's instruments: if
-/// anything their figures are the noisier.
+/// programs on copy counting's hooks, bpftrace, copy counting, no probes, syscall
+/// tracing, perf trace, strace, the empty programs on syscall tracing's hooks. netcopy's
+/// two instruments then sit next to the no-probe window they are compared with, with a
+/// fast switch between them: attaching takes ~15 ms and detaching copy counting ~60 ms,
+/// but detaching the trace takes the better part of a second (the kernel waits for an
+/// RCU grace period for each of its classic tracepoints, under one lock), and so does
+/// detaching the empty programs on the same tracepoints. Each peer tool sits next to the
+/// instrument it stands against, one window further from the no-probe window; it is
+/// started before its window and stopped after it, a switch of a fraction of a second
+/// either way. The slowest switch (the empty programs on the tracepoints off) falls
+/// between blocks. The floors, the peers and the control are further from their
+/// no-probe window than netcopy's instruments: if anything their figures are the
+/// noisier.
 pub fn block_order(instruments: &[Instrument]) -> Vec<Instrument> {
     [
         Instrument::Control,
         Instrument::EmptyCountingHooks,
+        Instrument::Bpftrace,
         Instrument::CopyCounting,
         Instrument::None,
         Instrument::SyscallTracing,
+        Instrument::PerfTrace,
+        Instrument::Strace,
         Instrument::EmptyTracingHooks,
     ]
     .into_iter()
@@ -252,11 +295,20 @@ pub fn run(
                     };
                     Switchable::Empty(EmptyHooks::load(hooks)?)
                 }
+                Instrument::Bpftrace | Instrument::PerfTrace | Instrument::Strace => {
+                    let exe = peer_tools::find(instrument).map_err(|e| anyhow!(e))?;
+                    Switchable::Peer(Box::new(PeerWindow::new(
+                        instrument,
+                        exe,
+                        [server.pid(), own],
+                    )))
+                }
             })
         };
         match set_up() {
             Ok(s) => {
-                if instrument.has_probes() {
+                // A peer tool starts with each of its windows: its switch time says it.
+                if instrument.has_probes() && !instrument.is_peer() {
                     setup_seconds.push((instrument, started.elapsed().as_secs_f64()));
                 }
                 switchable.push((instrument, s));
@@ -292,11 +344,25 @@ pub fn run(
     let mut samples = Vec::new();
     let mut switch_seconds = Vec::new();
     let mut current: Option<usize> = None;
+    // Syscall tracing's windows (CLOCK_MONOTONIC ns) and the payload moved in them.
+    let mut traced_windows: Vec<(u64, u64)> = Vec::new();
+    let mut traced_payload = 0u64;
     let mut failure = None;
-    let sample = |progress: &AtomicU64| {
+    // A peer tool that failed is left out of the later blocks; netcopy's instruments
+    // failing ends the run.
+    let mut dropped: Vec<Instrument> = Vec::new();
+    let mut peer_failures: Vec<(Instrument, String)> = Vec::new();
+    // The CPU of the server and the benchmark process, and of the instrument's own
+    // process (a peer tool) when it has one.
+    let sample = |progress: &AtomicU64, extra: Option<u32>| {
+        let extra_cpu = match extra {
+            Some(pid) => process_cpu_seconds(pid),
+            None => Some(0.0),
+        };
         let cpu = process_cpu_seconds(server.pid())
             .zip(process_cpu_seconds(own))
-            .map(|(s, c)| s + c);
+            .zip(extra_cpu)
+            .map(|((s, c), e)| s + c + e);
         (Instant::now(), progress.load(Ordering::Relaxed), cpu)
     };
     // Wait for the stream to flow before the first window.
@@ -306,6 +372,9 @@ pub fn run(
     }
     'blocks: for block in 0..plan.blocks {
         for instrument in block_order(&instruments) {
+            if dropped.contains(&instrument) {
+                continue;
+            }
             if client.is_finished() {
                 failure.get_or_insert(anyhow!(
                     "the client stopped before the last window (backstop of {backstop:?})"
@@ -317,33 +386,77 @@ pub fn run(
                 .position(|&i| i == instrument)
                 .unwrap_or(0);
             let switch_started = Instant::now();
-            let switched = (|| -> Result<()> {
+            let mut switched = (|| -> Result<()> {
                 if current == Some(index) {
                     return Ok(());
                 }
                 if let Some(previous) = current.take() {
-                    switchable[previous].1.off()?;
+                    let (was, ref mut switch) = switchable[previous];
+                    if let Err(e) = switch.off() {
+                        let e = e.context(format!("switching {} off", was.label()));
+                        if !was.is_peer() {
+                            return Err(e);
+                        }
+                        progress_line(&format!("probe overhead: {e:#}; left out from now on"));
+                        peer_failures.push((was, format!("{e:#}")));
+                    }
                 }
                 switchable[index].1.on()?;
                 current = Some(index);
                 Ok(())
             })();
+            for (peer, why) in peer_failures.drain(..) {
+                failed.push((peer, why));
+                dropped.push(peer);
+            }
+            // Settling, then the window; a peer tool also brackets it in its own record.
+            if switched.is_ok() {
+                std::thread::sleep(Duration::from_millis(plan.settle_ms));
+                switched = switchable[index].1.window_opens();
+            }
             if let Err(e) = switched {
-                failure = Some(e.context(format!("switching to {}", instrument.label())));
-                break 'blocks;
+                let e = e.context(format!("switching to {}", instrument.label()));
+                if !instrument.is_peer() {
+                    failure = Some(e);
+                    break 'blocks;
+                }
+                progress_line(&format!("probe overhead: {e:#}; left out from now on"));
+                let _ = switchable[index].1.off();
+                current = None;
+                failed.push((instrument, format!("{e:#}")));
+                dropped.push(instrument);
+                continue;
             }
             if instrument.has_probes() {
                 switch_seconds.push((instrument, switch_started.elapsed().as_secs_f64()));
             }
-            std::thread::sleep(Duration::from_millis(plan.settle_ms));
             // The counters' reading brackets the window's (a few microseconds wider).
-            let opened = switchable[index].1.window_opens();
-            let (t0, b0, c0) = sample(&progress);
+            let extra = switchable[index].1.own_process();
+            let (t0, b0, c0) = sample(&progress, extra);
+            let opened_ns = crate::trace::tracer::monotonic_ns();
             std::thread::sleep(Duration::from_millis(plan.window_ms));
-            let (t1, b1, c1) = sample(&progress);
-            if let Err(e) = opened.and_then(|()| switchable[index].1.window_closed(b1 - b0)) {
-                failure = Some(e.context("reading the copy counters around a window"));
-                break 'blocks;
+            let closing = switchable[index].1.window_closing();
+            let closed_ns = crate::trace::tracer::monotonic_ns();
+            let (t1, b1, c1) = sample(&progress, extra);
+            if instrument == Instrument::SyscallTracing {
+                traced_windows.push((opened_ns, closed_ns));
+                traced_payload += b1.saturating_sub(b0);
+            }
+            if let Err(e) = closing.and_then(|()| switchable[index].1.window_closed(b1 - b0)) {
+                let e = e.context(format!(
+                    "reading {}'s counts around a window",
+                    instrument.label()
+                ));
+                if !instrument.is_peer() {
+                    failure = Some(e);
+                    break 'blocks;
+                }
+                progress_line(&format!("probe overhead: {e:#}; left out from now on"));
+                let _ = switchable[index].1.off();
+                current = None;
+                failed.push((instrument, format!("{e:#}")));
+                dropped.push(instrument);
+                continue;
             }
             samples.push(WindowSample {
                 block,
@@ -374,6 +487,7 @@ pub fn run(
     let mut counted = None;
     let mut trace = None;
     let mut empty_hooks = Vec::new();
+    let mut peer_counts = Vec::new();
     for (instrument, s) in switchable {
         match s {
             Switchable::None => {}
@@ -386,8 +500,14 @@ pub fn run(
                     ));
                 }
             }
-            Switchable::Tracing(host) => trace = Some(host.stop()),
+            Switchable::Tracing(host) => {
+                trace = Some(host.stop_counting_in(std::mem::take(&mut traced_windows)))
+            }
             Switchable::Empty(programs) => empty_hooks.push((instrument, programs.points())),
+            Switchable::Peer(peer) if !dropped.contains(&instrument) => {
+                peer_counts.push((instrument, peer.counts.clone()))
+            }
+            Switchable::Peer(_) => {}
         }
     }
     let totals = server.stop();
@@ -404,6 +524,8 @@ pub fn run(
         counted,
         trace,
         empty_hooks,
+        traced_payload,
+        peer_counts,
     })
 }
 
@@ -480,9 +602,12 @@ mod tests {
             vec![
                 Instrument::Control,
                 Instrument::EmptyCountingHooks,
+                Instrument::Bpftrace,
                 Instrument::CopyCounting,
                 Instrument::None,
                 Instrument::SyscallTracing,
+                Instrument::PerfTrace,
+                Instrument::Strace,
                 Instrument::EmptyTracingHooks,
             ]
         );
@@ -494,12 +619,13 @@ mod tests {
                 "{neighbour:?} next to no probes"
             );
         }
-        // The slow switches (the classic tracepoints off) are after syscall tracing,
-        // whose comparison does not span one, and between blocks.
-        assert_eq!(
-            at(Instrument::EmptyTracingHooks),
-            at(Instrument::SyscallTracing) + 1
-        );
+        // Each peer next to the instrument it stands against.
+        for peer in [Instrument::Bpftrace, Instrument::PerfTrace] {
+            let of = peer.peer_of().unwrap();
+            assert_eq!(at(peer).abs_diff(at(of)), 1, "{peer:?} next to {of:?}");
+        }
+        // The slowest switch (the empty programs on the tracepoints off) is between
+        // blocks.
         assert_eq!(order.last(), Some(&Instrument::EmptyTracingHooks));
         assert_eq!(
             block_order(&[Instrument::None, Instrument::CopyCounting]),
