@@ -17,7 +17,16 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
     }
     let _serial = common::serial();
     let tracer = Tracer::find().expect("root finds the tracer");
-    let instruments = Instrument::ALL;
+    // netcopy's instruments, their floors and the control; the peer tools have a test
+    // of their own.
+    let instruments = [
+        Instrument::None,
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Control,
+        Instrument::EmptyCountingHooks,
+        Instrument::EmptyTracingHooks,
+    ];
     let plan = WindowPlan {
         window_ms: 100,
         settle_ms: 20,
@@ -124,4 +133,89 @@ fn instruments_take_turns_on_one_workload_and_see_their_windows() {
         stats.events,
         traced_payload / message
     );
+}
+
+/// The peer tools (bpftrace, perf trace, strace -f) take their windows on the same
+/// workload: each is started before its window and stopped after it, every block, and what
+/// it counted is checked against netcopy's instrument. A tool not installed is reported as
+/// such, never as a failure; one that ran either agreed with netcopy or says it did not.
+#[test]
+fn peer_tools_take_their_windows_and_their_counts_are_checked() {
+    if !common::privileged("peer_tools_take_their_windows_and_their_counts_are_checked") {
+        return;
+    }
+    let _serial = common::serial();
+    let tracer = Tracer::find().expect("root finds the tracer");
+    let peers = [
+        Instrument::Bpftrace,
+        Instrument::PerfTrace,
+        Instrument::Strace,
+    ];
+    let instruments = [
+        Instrument::None,
+        Instrument::CopyCounting,
+        Instrument::SyscallTracing,
+        Instrument::Bpftrace,
+        Instrument::PerfTrace,
+        Instrument::Strace,
+    ];
+    let plan = WindowPlan {
+        window_ms: 100,
+        settle_ms: 20,
+        blocks: 2,
+    };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_netcopy"));
+    let run = windows::run(exe, plan, &instruments, Some(&tracer), None, &|_| {})
+        .expect("the windows ran");
+    for peer in peers {
+        if let Some((_, why)) = run.failed.iter().find(|(i, _)| *i == peer) {
+            assert!(why.contains("not installed"), "{peer:?} failed: {why}");
+            eprintln!("{peer:?}: {why}");
+            continue;
+        }
+        let windows: Vec<&WindowSample> = run
+            .samples
+            .iter()
+            .filter(|w| w.instrument == peer)
+            .collect();
+        assert_eq!(
+            windows.len(),
+            plan.blocks as usize,
+            "{peer:?}: one window per block"
+        );
+        for w in &windows {
+            assert!(
+                w.payload_bytes > 0,
+                "{peer:?}: a window without data: {w:?}"
+            );
+            // The tool's own CPU time is in the window's.
+            assert!(w.cpu_seconds.is_some_and(|c| c > 0.0), "{peer:?}: {w:?}");
+        }
+        let check = run.peer_check(peer).expect("a peer that ran is checked");
+        eprintln!("{peer:?}: {}", check.text);
+        // Either the counts agreed, or the check says why the peer is not compared.
+        assert!(
+            check.comparable
+                || check.text.contains("DISAGREE")
+                || check.text.contains("lost")
+                || check.text.contains("no complete window"),
+            "{}",
+            check.text
+        );
+        if check.comparable {
+            assert!(check.text.contains("they agree"), "{}", check.text);
+        }
+    }
+    // The instruments the peers are checked against counted too.
+    assert!(run.counted.is_some(), "copy counting booked its windows");
+    let stats = run
+        .trace
+        .expect("the trace ran")
+        .expect("the trace stopped");
+    assert!(
+        stats.calls.get("sendmsg").is_some_and(|&n| n > 0),
+        "{:?}",
+        stats.calls
+    );
+    assert!(run.traced_payload > 0);
 }

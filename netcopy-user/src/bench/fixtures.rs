@@ -8,8 +8,8 @@ use super::{
     peers::PEER_SIZE,
     program_cost::{ProgramCost, ProgramFigure, FLOOR_HOOK},
     schema::{
-        BenchReport, Comparison, Instrument, Outcome, OverheadSection, PairedFigure, PeerSection,
-        VariantFigures,
+        BenchReport, BlockOverhead, Comparison, Instrument, Outcome, OverheadSection, PairedFigure,
+        PeerSection, VariantFigures,
     },
     windows::OVERHEAD_SIZE,
 };
@@ -65,6 +65,21 @@ fn variant(
                 pct_of_base_cpu: Some(2.0),
             })
         }),
+        // 60 blocks around the medians, the same pattern in every row.
+        blocks: if compared {
+            (0..60)
+                .map(|block| {
+                    let noise = f64::from(block % 5) * 0.1 - 0.2;
+                    BlockOverhead {
+                        block,
+                        time_pct: Some(loss.median_pct + noise),
+                        cpu_pct: Some(cpu.median_pct + noise),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         peer: None,
     }
 }

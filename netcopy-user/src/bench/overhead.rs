@@ -12,7 +12,8 @@ use super::{
     program_cost::{ProgramCost, ProgramMeter},
     progress::progress,
     schema::{
-        Instrument, Outcome, OverheadSection, PairedFigure, PeerFigures, VariantFigures, CONFIDENCE,
+        BlockOverhead, Instrument, Outcome, OverheadSection, PairedFigure, PeerFigures,
+        VariantFigures, CONFIDENCE,
     },
     tracing::Tracer,
     windows::{self, WindowRun, WindowSample, OVERHEAD_SIZE},
@@ -248,15 +249,44 @@ fn variant(
         switch_seconds: pick(&run.switch_seconds),
         evidence: evidence(run, instrument),
         program_cost,
+        blocks: if is_base {
+            Vec::new()
+        } else {
+            block_overheads(run, instrument)
+        },
         peer: peer_figures(run, instrument),
     })
+}
+
+/// `instrument`'s overheads block by block: time and CPU per payload byte against the
+/// block's no-probe window.
+fn block_overheads(run: &WindowRun, instrument: Instrument) -> Vec<BlockOverhead> {
+    let time = windows::paired_by_block(
+        &run.samples,
+        instrument,
+        WindowSample::seconds_per_byte,
+        stats::cost_increase_pct,
+    );
+    let cpu = windows::paired_by_block(
+        &run.samples,
+        instrument,
+        WindowSample::cpu_ns_per_byte,
+        stats::cost_increase_pct,
+    );
+    time.iter()
+        .map(|&(block, pct)| BlockOverhead {
+            block,
+            time_pct: Some(pct),
+            cpu_pct: cpu.iter().find(|(b, _)| *b == block).map(|(_, c)| *c),
+        })
+        .collect()
 }
 
 /// What ran in place of a peer tool that could not.
 fn instead_of(peer: Instrument) -> String {
     let of = peer.peer_of().map_or("its instrument", |i| i.label());
     format!(
-        "{of} is reported against no probes and against empty programs on its hooks,          without this peer"
+        "{of} is reported against no probes and against empty programs on its hooks, without this peer"
     )
 }
 
@@ -276,7 +306,9 @@ fn peer_figures(run: &WindowRun, instrument: Instrument) -> Option<PeerFigures> 
 }
 
 /// How every peer tool takes its turn.
-pub(super) const PEER_SWITCHING: &str = "its own window: the tool is started before the window (and waited for until it records the workload) and stopped after it, since it cannot be detached and attached again like netcopy's programs";
+pub(super) const PEER_SWITCHING: &str = "its own window: the tool is started before the \
+window (and waited for until it records the workload) and stopped after it, since it cannot \
+be detached and attached again like netcopy's programs";
 
 /// What shows that `instrument` was active in its windows.
 fn evidence(run: &WindowRun, instrument: Instrument) -> Vec<String> {

@@ -259,9 +259,23 @@ pub(super) struct VariantFigures {
     /// the rounds above: the accounting has a cost of its own). None for no probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) program_cost: Option<Outcome<ProgramCost>>,
+    /// Block by block against the block's no-probe window: the targets that compare two
+    /// rows pair their blocks. Empty for no probes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) blocks: Vec<BlockOverhead>,
     /// A peer tool: what it counted, and whether that agrees with netcopy's instrument.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) peer: Option<PeerFigures>,
+}
+
+/// One block's overheads of one row, percent (positive: costlier).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct BlockOverhead {
+    pub(super) block: u32,
+    /// More wall-clock time per payload byte (the throughput overhead, unbounded).
+    pub(super) time_pct: Option<f64>,
+    /// More CPU time per payload byte.
+    pub(super) cpu_pct: Option<f64>,
 }
 
 /// A peer tool's counts and their check against netcopy's.

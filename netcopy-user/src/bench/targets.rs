@@ -5,115 +5,81 @@ use super::{
     ours,
     peers::{MULTI_NAME, PEER_SIZE, PINNED_NAME, SINGLE_NAME},
     schema::{
-        BenchReport, CapacitySection, Instrument, Outcome, PairedFigure, Target, VariantFigures,
-        Verdict, WorkloadRate, CONFIDENCE,
+        BenchReport, BlockOverhead, CapacitySection, Instrument, Outcome, PairedFigure, Target,
+        VariantFigures, Verdict, WorkloadRate, CONFIDENCE,
     },
 };
-use crate::util::units::format_size;
+use crate::util::{stats, units::format_size};
 
 /// Target: the bench peer's throughput at least this fraction of iperf3's at the same
 /// settings.
 pub(super) const TARGET_PEER_RATIO: f64 = 0.95;
-/// Target: copy counting costs at most this much throughput and CPU, percent.
-pub(super) const TARGET_COUNTING_PCT: f64 = 3.0;
-/// Target: syscall tracing costs at most this much throughput and CPU, percent.
-pub(super) const TARGET_TRACING_PCT: f64 = 10.0;
 
-/// A target on a figure with no interval (the kernel's accounting: exact, not sampled).
-fn pct_target(
-    goal: String,
-    variant: std::result::Result<&VariantFigures, String>,
-    pick: impl Fn(&VariantFigures) -> Option<f64>,
-    limit: f64,
-    what: &str,
-) -> Target {
-    match variant {
-        Ok(v) => match pick(v) {
-            Some(p) => Target {
-                goal,
-                measured: format!("{p:+.1}% {what}"),
-                verdict: if p <= limit {
-                    Verdict::Met
-                } else {
-                    Verdict::NotMet
-                },
-            },
-            None => Target {
-                goal,
-                measured: v
-                    .cpu_unavailable
-                    .clone()
-                    .unwrap_or_else(|| "no figure".into()),
-                verdict: Verdict::NotMeasured,
-            },
-        },
-        Err(measured) => Target {
-            goal,
-            measured,
-            verdict: Verdict::NotMeasured,
-        },
-    }
+/// An overhead target set by another row of the same blocks: netcopy's `instrument`
+/// costs at most `factor` x what `against` costs, plus `points` percentage points.
+pub(super) struct RelativeLimit {
+    pub(super) instrument: Instrument,
+    pub(super) against: Instrument,
+    pub(super) factor: f64,
+    pub(super) points: f64,
 }
 
-/// A target on an overhead measured block by block: met when the whole confidence
-/// interval of the median is within the limit, not met when it is all beyond it,
-/// undecided when it straddles the limit (the machine is too noisy to tell).
-fn interval_target(
-    goal: String,
-    variant: std::result::Result<&VariantFigures, String>,
-    pick: impl Fn(&VariantFigures) -> Option<PairedFigure>,
-    limit: f64,
-    what: &str,
-) -> Target {
-    let variant = match variant {
-        Ok(v) => v,
-        Err(measured) => {
-            return Target {
-                goal,
-                measured,
-                verdict: Verdict::NotMeasured,
-            }
-        }
-    };
-    let Some(figure) = pick(variant) else {
-        return Target {
-            goal,
-            measured: variant
-                .cpu_unavailable
-                .clone()
-                .unwrap_or_else(|| "no figure".into()),
-            verdict: Verdict::NotMeasured,
+/// The overhead targets: a user compares netcopy with the tool they would run instead on
+/// the same machine (bpftrace; perf trace, strace), and with what the kernel's dispatch
+/// to any program on the same hooks costs (the floor), not with zero.
+pub(super) const RELATIVE_LIMITS: [RelativeLimit; 4] = [
+    RelativeLimit {
+        instrument: Instrument::CopyCounting,
+        against: Instrument::Bpftrace,
+        factor: 0.8,
+        points: 0.0,
+    },
+    RelativeLimit {
+        instrument: Instrument::CopyCounting,
+        against: Instrument::EmptyCountingHooks,
+        factor: 1.0,
+        points: 1.0,
+    },
+    RelativeLimit {
+        instrument: Instrument::SyscallTracing,
+        against: Instrument::PerfTrace,
+        factor: 1.0,
+        points: 0.0,
+    },
+    RelativeLimit {
+        instrument: Instrument::SyscallTracing,
+        against: Instrument::Strace,
+        factor: 0.05,
+        points: 0.0,
+    },
+];
+
+impl RelativeLimit {
+    /// `copy counting <= 0.8 x bpftrace's`, `copy counting <= empty programs on its hooks
+    /// + 1 point`, `syscall tracing <= 1/20 x strace -f's`.
+    pub(super) fn describe(&self) -> String {
+        let factor = if self.factor == 1.0 {
+            String::new()
+        } else if self.factor < 0.1 {
+            format!("1/{:.0} x ", 1.0 / self.factor)
+        } else {
+            format!("{} x ", self.factor)
         };
-    };
-    let median = figure.median_pct;
-    let (measured, verdict) = match figure.interval_pct {
-        Some((lo, hi)) => (
+        let against = if self.against.floor_of().is_some() {
+            "empty programs on its hooks".to_string()
+        } else {
+            format!("{}'s", self.against.label())
+        };
+        let points = if self.points != 0.0 {
             format!(
-                "{median:+.1}% {what} ({:.0}% interval {lo:+.1}% to {hi:+.1}%, {} blocks)",
-                CONFIDENCE * 100.0,
-                figure.blocks
-            ),
-            if hi <= limit {
-                Verdict::Met
-            } else if lo > limit {
-                Verdict::NotMet
-            } else {
-                Verdict::Undecided
-            },
-        ),
-        None => (
-            format!(
-                "{median:+.1}% {what} (only {} blocks: too few for a {:.0}% interval)",
-                figure.blocks,
-                CONFIDENCE * 100.0
-            ),
-            Verdict::Undecided,
-        ),
-    };
-    Target {
-        goal,
-        measured,
-        verdict,
+                " + {} point{}",
+                self.points,
+                if self.points == 1.0 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
+        format!("{} <= {factor}{against}{points}", self.instrument.label())
     }
 }
 
@@ -141,8 +107,134 @@ fn variant_for(
     }
 }
 
-/// Which paired figure of an instrument a target is on.
-type PickPaired = fn(&VariantFigures) -> Option<PairedFigure>;
+/// Which overhead of a block a relative target is on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Metric {
+    /// Wall-clock time per payload byte (throughput, without the 100% bound of a loss).
+    Time,
+    Cpu,
+}
+
+impl Metric {
+    fn pick(self, b: &BlockOverhead) -> Option<f64> {
+        match self {
+            Metric::Time => b.time_pct,
+            Metric::Cpu => b.cpu_pct,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Metric::Time => "time per byte",
+            Metric::Cpu => "CPU per byte",
+        }
+    }
+}
+
+/// netcopy's instrument against `limit`, block by block: in each block, netcopy's
+/// overhead less `factor` x the other row's less `points`; the target is met when the
+/// whole interval of the median difference is at or below zero, not met when it is all
+/// above, undecided otherwise. A peer tool whose counts disagreed with netcopy's, or
+/// that lost events, is not compared.
+fn relative_target(report: &BenchReport, limit: &RelativeLimit, metric: Metric) -> Target {
+    let goal = format!("{} overhead, {}", limit.describe(), metric.name());
+    let not_measured = |measured: String| Target {
+        goal: goal.clone(),
+        measured,
+        verdict: Verdict::NotMeasured,
+    };
+    let ours = match variant_for(report, limit.instrument) {
+        Ok(v) => v,
+        Err(why) => return not_measured(format!("{}: {why}", limit.instrument.label())),
+    };
+    let theirs = match variant_for(report, limit.against) {
+        Ok(v) => v,
+        Err(why) => return not_measured(format!("{}: {why}", limit.against.label())),
+    };
+    if let Some(peer) = &theirs.peer {
+        if !peer.check.comparable {
+            return not_measured(peer.check.text.clone());
+        }
+    }
+    let mut differences = Vec::new();
+    let (mut our_values, mut their_values) = (Vec::new(), Vec::new());
+    for b in &ours.blocks {
+        let Some(t) = theirs.blocks.iter().find(|t| t.block == b.block) else {
+            continue;
+        };
+        if let (Some(o), Some(t)) = (metric.pick(b), metric.pick(t)) {
+            differences.push(o - limit.factor * t - limit.points);
+            our_values.push(o);
+            their_values.push(t);
+        }
+    }
+    let (Some(median), Some(o), Some(t)) = (
+        stats::median(&differences),
+        stats::median(&our_values),
+        stats::median(&their_values),
+    ) else {
+        return not_measured("no block has both figures".into());
+    };
+    let interval = stats::median_interval(&differences, CONFIDENCE);
+    let head = format!(
+        "{} {o:+.1}%, {} {t:+.1}% (medians of {} paired blocks); the difference to the limit: {median:+.1} points",
+        limit.instrument.label(),
+        limit.against.label(),
+        differences.len()
+    );
+    let (measured, verdict) = match interval {
+        Some((lo, hi)) => (
+            format!(
+                "{head} ({:.0}% interval {lo:+.1} to {hi:+.1})",
+                CONFIDENCE * 100.0
+            ),
+            if hi <= 0.0 {
+                Verdict::Met
+            } else if lo > 0.0 {
+                Verdict::NotMet
+            } else {
+                Verdict::Undecided
+            },
+        ),
+        None => (
+            format!(
+                "{head} (too few blocks for a {:.0}% interval)",
+                CONFIDENCE * 100.0
+            ),
+            Verdict::Undecided,
+        ),
+    };
+    let floor = limit
+        .instrument
+        .floor()
+        .filter(|f| *f != limit.against)
+        .and_then(|f| variant_for(report, f).ok())
+        .and_then(|f| match metric {
+            Metric::Time => f.throughput_loss,
+            Metric::Cpu => f.cpu_increase,
+        })
+        .map(|p| {
+            format!(
+                "; empty programs on its hooks alone: {}",
+                floor_text(p, metric)
+            )
+        })
+        .unwrap_or_default();
+    Target {
+        goal,
+        measured: measured + &floor,
+        verdict,
+    }
+}
+
+/// A floor's figure: its CPU overhead as it is; its throughput loss, which is what the
+/// floor's row shows, named as such.
+fn floor_text(p: PairedFigure, metric: Metric) -> String {
+    match metric {
+        Metric::Cpu => p.text(),
+        Metric::Time => format!("{} in throughput", p.text()),
+    }
+}
 
 /// Every target of the report, in its order.
 pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
@@ -194,58 +286,10 @@ pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
             },
         });
     }
-    for (instrument, limit) in [
-        (Instrument::CopyCounting, TARGET_COUNTING_PCT),
-        (Instrument::SyscallTracing, TARGET_TRACING_PCT),
-    ] {
-        // The same figure for empty programs on the instrument's hooks: how much of the
-        // limit the kernel's dispatch alone already takes.
-        let floor = |pick: PickPaired| {
-            let floor = variant_for(report, instrument.floor()?).ok()?;
-            Some(format!(
-                "; empty programs on its hooks alone: {}",
-                pick(floor)?.text()
-            ))
-        };
-        let pickers: [(&str, &str, PickPaired); 2] = [
-            ("throughput", "throughput", |v| v.throughput_loss),
-            ("CPU", "CPU per byte", |v| v.cpu_increase),
-        ];
-        for (name, what, pick) in pickers {
-            let mut target = interval_target(
-                format!("{} {name} overhead <= {limit:.0}%", instrument.label()),
-                variant_for(report, instrument),
-                pick,
-                limit,
-                what,
-            );
-            if target.verdict != Verdict::NotMeasured {
-                target.measured.push_str(&floor(pick).unwrap_or_default());
-            }
-            out.push(target);
+    for limit in &RELATIVE_LIMITS {
+        for metric in [Metric::Time, Metric::Cpu] {
+            out.push(relative_target(report, limit, metric));
         }
-        let accounted = variant_for(report, instrument).and_then(|v| match &v.program_cost {
-            Some(Outcome::Measured(_)) => Ok(v),
-            Some(other) => Err(other.why_not().unwrap_or_default()),
-            None => Err("not measured".into()),
-        });
-        out.push(pct_target(
-            format!(
-                "{} CPU overhead <= {limit:.0}%, by the kernel's accounting",
-                instrument.label()
-            ),
-            accounted,
-            |v| v.program_cost.as_ref()?.measured()?.pct_of_base_cpu,
-            limit,
-            if instrument == Instrument::SyscallTracing {
-                "CPU per byte (the programs' run time less the accounting's floor, and the \
-                 draining thread while the workload ran; the kernel's dispatch to the \
-                 programs is not in it)"
-            } else {
-                "CPU per byte (the programs' run time less the accounting's floor; the \
-                 kernel's dispatch to the programs is not in it)"
-            },
-        ));
     }
     out.push(lossless_target(&report.trace_capacity));
     out
@@ -288,112 +332,137 @@ fn lossless_target(section: &Outcome<CapacitySection>) -> Target {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::fixtures::{paired, report};
+    use crate::bench::{
+        fixtures::report,
+        peer_tools::{PeerCheck, PeerCounts},
+        schema::PeerFigures,
+    };
+
+    fn verdicts(t: &[Target]) -> Vec<Verdict> {
+        t.iter().map(|t| t.verdict).collect()
+    }
 
     #[test]
     fn targets_are_met_missed_or_not_measured_never_faked() {
         let r = report(Some(0.96));
         let t = targets(&r);
-        let verdicts: Vec<Verdict> = t.iter().map(|t| t.verdict).collect();
         assert_eq!(
-            verdicts,
+            verdicts(&t),
             vec![
                 Verdict::Met,         // 0.96 >= 0.95
                 Verdict::NotMeasured, // no pinned comparison in this report
                 Verdict::NotMeasured, // the 4-stream comparison failed
-                Verdict::Met,         // counting throughput: all of -0.5%..+2.5% <= 3%
-                Verdict::NotMet,      // counting CPU: all of +3.2%..+5.0% > 3%
-                Verdict::Met,         // counting by the kernel's accounting: +2% <= 3%
+                Verdict::NotMeasured, // counting vs bpftrace: no bpftrace row
+                Verdict::NotMeasured,
+                Verdict::Met,    // counting time: 1.0 - 0.8 - 1 point < 0 in every block
+                Verdict::NotMet, // counting CPU: 4.0 - 1.5 - 1 point > 0 in every block
                 Verdict::NotMeasured, // no tracer
+                Verdict::NotMeasured,
                 Verdict::NotMeasured,
                 Verdict::NotMeasured,
                 Verdict::NotMeasured, // no capacity figures
             ]
         );
-        assert!(t[5].goal.contains("kernel's accounting"), "{}", t[5].goal);
+        assert_eq!(
+            t[5].goal,
+            "copy counting <= empty programs on its hooks + 1 point overhead, time per byte"
+        );
         assert!(
-            t[5].measured.starts_with("+2.0% CPU per byte"),
+            t[5].measured
+                .contains("the difference to the limit: -0.8 points (95% interval -0.8 to -0.8)"),
             "{}",
             t[5].measured
+        );
+        assert!(t[3].measured.starts_with("bpftrace: "), "{}", t[3].measured);
+        assert!(
+            t[7].measured.contains("tracer is not available"),
+            "{}",
+            t[7].measured
         );
         assert!(
             t[2].measured.contains("the client failed"),
             "{}",
             t[2].measured
         );
-        assert!(t[6].measured.contains("tracer is not available"));
-        assert!(t[8].measured.contains("tracer is not available"));
         assert!(r.failed(), "a failed comparison makes the run fail");
-
-        assert!(
-            t[3].measured
-                .contains("95% interval -0.5% to +2.5%, 60 blocks"),
-            "{}",
-            t[3].measured
-        );
-        // Each interval target says what empty programs on the same hooks cost.
-        assert!(
-            t[3].measured.ends_with(
-                "; empty programs on its hooks alone: +0.8% (95% interval -0.6% to +2.0%)"
-            ),
-            "{}",
-            t[3].measured
-        );
-        assert!(
-            t[4].measured.ends_with(
-                "; empty programs on its hooks alone: +1.5% (95% interval +0.5% to +2.9%)"
-            ),
-            "{}",
-            t[4].measured
-        );
-        // Not for the kernel's accounting (the empty programs have none), nor for an
-        // instrument that was not measured.
-        assert!(
-            !t[5].measured.contains("empty programs"),
-            "{}",
-            t[5].measured
-        );
-        assert!(
-            !t[6].measured.contains("empty programs"),
-            "{}",
-            t[6].measured
-        );
-        // An interval across the limit decides nothing; neither do too few blocks.
-        let r = report(Some(1.0));
-        let counting = variant_for(&r, Instrument::CopyCounting);
-        let straddling = interval_target(
-            "g".into(),
-            counting.clone(),
-            |_| Some(paired(2.5, 1.0, 4.0)),
-            3.0,
-            "throughput",
-        );
-        assert_eq!(straddling.verdict, Verdict::Undecided);
-        let few = interval_target(
-            "g".into(),
-            counting,
-            |_| {
-                Some(PairedFigure {
-                    median_pct: 0.5,
-                    interval_pct: None,
-                    blocks: 4,
-                })
-            },
-            3.0,
-            "throughput",
-        );
-        assert_eq!(few.verdict, Verdict::Undecided);
-        assert!(few.measured.contains("only 4 blocks"), "{}", few.measured);
-        // The control is found by instrument, not position.
-        assert_eq!(
-            variant_for(&r, Instrument::Control).map(|v| v.gbps.median),
-            Ok(20.1)
-        );
 
         let below = targets(&report(Some(0.90)));
         assert_eq!(below[0].verdict, Verdict::NotMet);
         let no_iperf = targets(&report(None));
         assert_eq!(no_iperf[0].verdict, Verdict::NotMeasured);
         assert!(no_iperf[0].measured.contains("iperf3 is not installed"));
+    }
+
+    #[test]
+    fn a_peer_is_compared_only_when_its_counts_agreed() {
+        let mut r = report(Some(1.0));
+        let Outcome::Measured(section) = &mut r.overhead else {
+            unreachable!()
+        };
+        // bpftrace at twice the floor's overhead: 0.8 x 1.6% = 1.28% > copy counting's 1.0%.
+        let mut bpftrace = section.variants[4].clone();
+        if let Outcome::Measured(v) = &mut bpftrace {
+            v.instrument = Instrument::Bpftrace;
+            for b in &mut v.blocks {
+                b.time_pct = b.time_pct.map(|p| p * 2.0);
+                b.cpu_pct = b.cpu_pct.map(|p| p * 2.0);
+            }
+            v.peer = Some(PeerFigures {
+                counts: PeerCounts::default(),
+                check: PeerCheck {
+                    comparable: true,
+                    text: "they agree".into(),
+                },
+                switching: String::new(),
+            });
+        }
+        section.variants.push(bpftrace.clone());
+        let t = targets(&r);
+        // Time: 1.0 +- noise against 0.8 x 1.6 +- 1.6 x noise: an interval across zero.
+        assert_eq!(
+            t[3].goal,
+            "copy counting <= 0.8 x bpftrace's overhead, time per byte"
+        );
+        assert_ne!(t[3].verdict, Verdict::NotMeasured, "{}", t[3].measured);
+        // CPU: 4.0 against 0.8 x 3.0 = 2.4: not met.
+        assert_eq!(t[4].verdict, Verdict::NotMet, "{}", t[4].measured);
+        assert!(
+            t[4].measured.contains("empty programs on its hooks alone"),
+            "{}",
+            t[4].measured
+        );
+
+        // The same figures from a bpftrace that counted other bytes: not compared.
+        let Outcome::Measured(section) = &mut r.overhead else {
+            unreachable!()
+        };
+        if let Some(Outcome::Measured(v)) = section.variants.last_mut() {
+            if let Some(peer) = &mut v.peer {
+                peer.check = PeerCheck {
+                    comparable: false,
+                    text: "bpftrace counted 2.000 bytes ...: they DISAGREE".into(),
+                };
+            }
+        }
+        let t = targets(&r);
+        assert_eq!(t[3].verdict, Verdict::NotMeasured);
+        assert!(t[3].measured.contains("DISAGREE"), "{}", t[3].measured);
+    }
+
+    #[test]
+    fn limits_read_as_the_issue_states_them() {
+        let goals: Vec<String> = RELATIVE_LIMITS
+            .iter()
+            .map(RelativeLimit::describe)
+            .collect();
+        assert_eq!(
+            goals,
+            vec![
+                "copy counting <= 0.8 x bpftrace's",
+                "copy counting <= empty programs on its hooks + 1 point",
+                "syscall tracing <= perf trace's",
+                "syscall tracing <= 1/20 x strace -f's",
+            ]
+        );
     }
 }

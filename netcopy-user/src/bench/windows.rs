@@ -70,6 +70,12 @@ impl WindowSample {
             .then(|| self.payload_bytes as f64 * 8.0 / self.seconds / 1e9)
     }
 
+    /// Wall-clock seconds per payload byte: the throughput's inverse, which an
+    /// overhead can raise without bound (throughput can fall by 100% at most).
+    pub(super) fn seconds_per_byte(&self) -> Option<f64> {
+        (self.payload_bytes > 0).then(|| self.seconds / self.payload_bytes as f64)
+    }
+
     pub(super) fn cpu_ns_per_byte(&self) -> Option<f64> {
         let cpu = self.cpu_seconds?;
         (self.payload_bytes > 0).then(|| cpu * 1e9 / self.payload_bytes as f64)
@@ -537,6 +543,19 @@ pub fn paired(
     metric: impl Fn(&WindowSample) -> Option<f64>,
     compare: impl Fn(f64, f64) -> Option<f64>,
 ) -> Vec<f64> {
+    paired_by_block(samples, instrument, metric, compare)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// [`paired`], each figure with its block.
+pub(super) fn paired_by_block(
+    samples: &[WindowSample],
+    instrument: Instrument,
+    metric: impl Fn(&WindowSample) -> Option<f64>,
+    compare: impl Fn(f64, f64) -> Option<f64>,
+) -> Vec<(u32, f64)> {
     let find = |block: u32, which: Instrument| {
         samples
             .iter()
@@ -547,7 +566,12 @@ pub fn paired(
     blocks.dedup();
     blocks
         .into_iter()
-        .filter_map(|b| compare(find(b, Instrument::None)?, find(b, instrument)?))
+        .filter_map(|b| {
+            Some((
+                b,
+                compare(find(b, Instrument::None)?, find(b, instrument)?)?,
+            ))
+        })
         .collect()
 }
 
