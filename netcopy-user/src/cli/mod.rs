@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
 #[command(name = "netcopy", version, about, long_about = None)]
@@ -25,7 +27,7 @@ enum Command {
     /// Serve messages in one send mode until SIGINT/SIGTERM.
     Server(crate::workload::server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
-    Client(crate::workload::client::ClientArgs),
+    Client(client::ClientArgs),
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
     Bench(crate::bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
@@ -43,7 +45,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => crate::experiment::sweep::run(&args),
         Command::Verify(args) => crate::ledger::verify::run(&args),
         Command::Server(args) => crate::workload::server::run_server_command(args),
-        Command::Client(args) => crate::workload::client::run_client_command(args),
+        Command::Client(args) => client::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Report(args) => crate::experiment::output::report::run_report(&args),
         Command::Trace(args) => crate::trace::run(&args),
