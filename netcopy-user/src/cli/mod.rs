@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod server;
 
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
@@ -25,7 +26,7 @@ enum Command {
     /// Run each mode over loopback and check the kernel's copies against its claim.
     Verify(crate::ledger::verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
-    Server(crate::workload::server::ServerArgs),
+    Server(server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
     Client(client::ClientArgs),
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
@@ -44,7 +45,7 @@ pub fn main() -> ExitCode {
         Command::Probes(args) => crate::kernel::capabilities::run(&args),
         Command::Run(args) => crate::experiment::sweep::run(&args),
         Command::Verify(args) => crate::ledger::verify::run(&args),
-        Command::Server(args) => crate::workload::server::run_server_command(args),
+        Command::Server(args) => server::run(&args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Report(args) => crate::experiment::output::report::run_report(&args),
