@@ -125,26 +125,37 @@ pub fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// What [`send_all`] did.
+/// What one partial-send loop did, counted as it goes: a loop that fails part way still
+/// says how far it got (the senders' byte accounting must be exact).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SendAllOutcome {
-    pub syscalls: u64,
-    pub partial_sends: u64,
+pub(crate) struct SendTally {
+    /// send()/sendmsg() calls, failed and retried ones included.
+    pub(crate) syscalls: u64,
+    /// Calls that took fewer bytes than offered.
+    pub(crate) partial_sends: u64,
+    /// Bytes queued in the kernel.
+    pub(crate) sent: usize,
 }
 
-/// Sends all of `bytes` on a blocking socket with plain `send(MSG_NOSIGNAL)`, retrying on
-/// EINTR, on partial sends and on EAGAIN (a socket with SO_SNDTIMEO).
-pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<SendAllOutcome> {
-    let mut outcome = SendAllOutcome::default();
+/// The partial-send loop: calls `send(sent)` -- one syscall that sends what is left after
+/// `sent` bytes and returns how many it took -- until `total` bytes are queued, retrying
+/// EINTR and waiting out EAGAIN (a socket with SO_SNDTIMEO). Adds what it did to `tally`.
+pub(crate) fn send_all_with(
+    fd: RawFd,
+    total: usize,
+    tally: &mut SendTally,
+    mut send: impl FnMut(usize) -> io::Result<usize>,
+) -> io::Result<()> {
     let mut sent = 0;
-    while sent < bytes.len() {
-        outcome.syscalls += 1;
-        match send_once(fd, &bytes[sent..]) {
+    while sent < total {
+        tally.syscalls += 1;
+        match send(sent) {
             Ok(n) => {
-                if n < bytes.len() - sent {
-                    outcome.partial_sends += 1;
+                if n < total - sent {
+                    tally.partial_sends += 1;
                 }
                 sent += n;
+                tally.sent += n;
             }
             Err(err) => match err.kind() {
                 io::ErrorKind::Interrupted => {}
@@ -153,7 +164,15 @@ pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<SendAllOutcome> {
             },
         }
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// Sends all of `bytes` on a blocking socket with plain `send(MSG_NOSIGNAL)`, retrying on
+/// EINTR, on partial sends and on EAGAIN (a socket with SO_SNDTIMEO).
+pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    send_all_with(fd, bytes.len(), &mut SendTally::default(), |sent| {
+        send_once(fd, &bytes[sent..])
+    })
 }
 
 /// Waits until a socket that returned EAGAIN can take more data.
@@ -221,5 +240,41 @@ mod tests {
         assert_eq!(iov[0].iov_len, 4);
         assert_eq!(iov[0].iov_base as *const u8, b[1..].as_ptr());
         assert_eq!(remaining_iovecs(&slices, 8, &mut iov), 0);
+    }
+
+    #[test]
+    fn send_all_with_retries_eintr_and_counts_partial_sends() {
+        let mut replies = vec![
+            Ok(3),
+            Err(io::Error::from(io::ErrorKind::Interrupted)),
+            Ok(5),
+        ];
+        replies.reverse();
+        let mut offsets = Vec::new();
+        let mut tally = SendTally::default();
+        send_all_with(-1, 8, &mut tally, |sent| {
+            offsets.push(sent);
+            replies.pop().unwrap()
+        })
+        .unwrap();
+        assert_eq!(offsets, vec![0, 3, 3]);
+        assert_eq!(
+            tally,
+            SendTally {
+                syscalls: 3,
+                partial_sends: 1,
+                sent: 8
+            }
+        );
+    }
+
+    #[test]
+    fn send_all_with_says_how_far_a_failed_loop_got() {
+        let mut replies = vec![Ok(4), Err(io::Error::from(io::ErrorKind::BrokenPipe))];
+        replies.reverse();
+        let mut tally = SendTally::default();
+        let err = send_all_with(-1, 10, &mut tally, |_| replies.pop().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!((tally.syscalls, tally.partial_sends, tally.sent), (2, 1, 4));
     }
 }

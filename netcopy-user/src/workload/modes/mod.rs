@@ -12,7 +12,10 @@ use std::{fmt, io, net::TcpStream, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::protocol::{MessageHeader, MESSAGE_HEADER_LEN};
+use crate::workload::{
+    protocol::{MessageHeader, MESSAGE_HEADER_LEN},
+    sockets,
+};
 
 mod one_copy;
 mod table;
@@ -157,35 +160,25 @@ impl SenderStats {
         self.payload_bytes += (bytes - header_part) as u64;
     }
 
-    /// The partial-send loop of the copying senders: calls `send(sent)` -- one syscall
-    /// that sends what is left after `sent` bytes and returns how many it took -- until
-    /// `total` bytes of one message are queued, retrying EINTR and waiting out EAGAIN.
-    pub(crate) fn send_all(
+    /// Sends one message of `total` bytes (header first) with the partial-send loop
+    /// ([`sockets::send_all_with`]) and counts it: every call, the bytes handed over (a
+    /// message that fails part way too), and the message once all of it is queued.
+    pub(super) fn send_all(
         &mut self,
         fd: std::os::fd::RawFd,
         total: usize,
-        mut send: impl FnMut(usize) -> std::io::Result<usize>,
-    ) -> std::io::Result<()> {
-        let mut sent = 0;
-        while sent < total {
-            self.syscalls += 1;
-            match send(sent) {
-                Ok(n) => {
-                    if n < total - sent {
-                        self.partial_sends += 1;
-                    }
-                    self.count_sent(sent, n);
-                    sent += n;
-                }
-                Err(err) => match err.kind() {
-                    std::io::ErrorKind::Interrupted => {}
-                    std::io::ErrorKind::WouldBlock => crate::workload::sockets::wait_writable(fd)?,
-                    _ => return Err(err),
-                },
-            }
+        send: impl FnMut(usize) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let mut tally = sockets::SendTally::default();
+        let result = sockets::send_all_with(fd, total, &mut tally, send);
+        self.syscalls += tally.syscalls;
+        self.partial_sends += tally.partial_sends;
+        // Splitting the bytes queued so far at once equals splitting them call by call.
+        self.count_sent(0, tally.sent);
+        if result.is_ok() {
+            self.messages += 1;
         }
-        self.messages += 1;
-        Ok(())
+        result
     }
 }
 
@@ -277,5 +270,24 @@ mod tests {
         assert_eq!((stats.header_bytes, stats.payload_bytes), (16, 94));
         stats.count_sent(110, 50);
         assert_eq!((stats.header_bytes, stats.payload_bytes), (16, 144));
+    }
+
+    #[test]
+    fn send_all_counts_calls_bytes_and_the_message() {
+        let mut stats = SenderStats::default();
+        let mut chunks = vec![20, 10];
+        stats
+            .send_all(-1, 30, |_| Ok(chunks.pop().unwrap()))
+            .unwrap();
+        assert_eq!(
+            (stats.syscalls, stats.partial_sends, stats.messages),
+            (2, 1, 1)
+        );
+        assert_eq!((stats.header_bytes, stats.payload_bytes), (16, 14));
+        let err = stats
+            .send_all(-1, 30, |_| Err(io::Error::from(io::ErrorKind::BrokenPipe)))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!((stats.syscalls, stats.messages), (3, 1));
     }
 }
