@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod server;
+mod trace;
 
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
@@ -35,7 +36,7 @@ enum Command {
     Report(crate::experiment::output::report::ReportArgs),
     /// Record every send and receive system call of a process, with the copies the kernel
     /// made inside each (`--pid PID` or `-- COMMAND`).
-    Trace(crate::trace::TraceArgs),
+    Trace(trace::TraceArgs),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed here, once.
@@ -49,7 +50,7 @@ pub fn main() -> ExitCode {
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Report(args) => crate::experiment::output::report::run_report(&args),
-        Command::Trace(args) => crate::trace::run(&args),
+        Command::Trace(args) => trace::run(&args),
     };
     match result {
         Ok(code) => code,
