@@ -22,10 +22,8 @@ mod table;
 mod two_copy;
 mod zero_copy;
 
-pub use one_copy::OneCopySender;
 pub use table::{default_sweep_names, Claim, ModeSpec, MODES};
-pub use two_copy::TwoCopySender;
-pub use zero_copy::{ZeroCopyConfig, ZeroCopySender};
+pub use zero_copy::ZeroCopyConfig;
 
 /// The send mechanism under test.
 #[derive(
@@ -68,7 +66,7 @@ impl Mode {
         self.spec().wire
     }
 
-    pub fn from_wire(byte: u8) -> Option<Mode> {
+    pub(crate) fn from_wire(byte: u8) -> Option<Mode> {
         MODES.iter().find(|s| s.wire == byte).map(|s| s.mode)
     }
 
@@ -130,7 +128,7 @@ pub struct SenderStats {
 
 impl SenderStats {
     /// Adds another sender's counts; `max_in_flight` takes the maximum.
-    pub fn add(&mut self, other: &SenderStats) {
+    pub(crate) fn add(&mut self, other: &SenderStats) {
         self.messages += other.messages;
         self.payload_bytes += other.payload_bytes;
         self.header_bytes += other.header_bytes;
@@ -154,7 +152,7 @@ impl SenderStats {
 
     /// Splits `bytes` handed to the kernel for a message into header and payload bytes,
     /// given how much of the message (header first) had been sent before.
-    pub(crate) fn count_sent(&mut self, already_sent: usize, bytes: usize) {
+    fn count_sent(&mut self, already_sent: usize, bytes: usize) {
         let header_part = MESSAGE_HEADER_LEN.saturating_sub(already_sent).min(bytes);
         self.header_bytes += header_part as u64;
         self.payload_bytes += (bytes - header_part) as u64;
@@ -163,7 +161,7 @@ impl SenderStats {
     /// Sends one message of `total` bytes (header first) with the partial-send loop
     /// ([`sockets::send_all_with`]) and counts it: every call, the bytes handed over (a
     /// message that fails part way too), and the message once all of it is queued.
-    pub(super) fn send_all(
+    fn send_all(
         &mut self,
         fd: std::os::fd::RawFd,
         total: usize,
@@ -183,9 +181,7 @@ impl SenderStats {
 }
 
 /// Sends messages of one mode on one connection.
-pub trait Sender: Send {
-    fn mode(&self) -> Mode;
-
+pub(crate) trait Sender: Send {
     /// Stamps a message of `size` payload bytes with `seq` and sends header + 8 fields.
     /// Blocks until every byte is queued in the kernel (zero-copy: until the sends are
     /// issued; the slot stays reserved until completion). Errors are the socket's
@@ -197,13 +193,10 @@ pub trait Sender: Send {
     fn finish(&mut self, timeout: Duration) -> io::Result<()>;
 
     fn stats(&self) -> &SenderStats;
-
-    /// The socket this sender writes to.
-    fn socket(&self) -> &TcpStream;
 }
 
 /// Builds the sender of `mode` on an accepted, blocking TCP socket.
-pub fn new_sender(
+pub(crate) fn new_sender(
     mode: Mode,
     socket: TcpStream,
     zero_copy: &ZeroCopyConfig,
@@ -212,10 +205,7 @@ pub fn new_sender(
 }
 
 /// A message slot's header bytes for `message` in its current stamp.
-pub(crate) fn header_for(
-    message: &crate::workload::message::ComplexMessage,
-    seq: u64,
-) -> MessageHeader {
+fn header_for(message: &crate::workload::message::ComplexMessage, seq: u64) -> MessageHeader {
     MessageHeader {
         // The message size was validated against the u32 limit when the message was built.
         payload_len: message.size() as u32,
@@ -226,7 +216,7 @@ pub(crate) fn header_for(
 
 /// The cached message of senders that need only one (two-copy, one-copy): rebuilt only when
 /// the requested size changes, so an rr run of count-1 requests does not regenerate it.
-pub(crate) fn message_for(
+fn message_for(
     cached: &mut Option<crate::workload::message::ComplexMessage>,
     size: u64,
 ) -> io::Result<&mut crate::workload::message::ComplexMessage> {

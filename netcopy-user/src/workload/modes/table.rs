@@ -5,7 +5,10 @@
 
 use std::{io, net::TcpStream};
 
-use super::{Mode, OneCopySender, Sender, TwoCopySender, ZeroCopyConfig, ZeroCopySender};
+use super::{
+    one_copy::OneCopySender, two_copy::TwoCopySender, zero_copy::ZeroCopySender, Mode, Sender,
+    ZeroCopyConfig,
+};
 
 /// What a mode claims the kernel and user space do with each payload byte: the ledger's
 /// expectation. Protocol bytes (requests, reply headers) are sent by plain `send()` in every
@@ -50,7 +53,7 @@ pub struct ModeSpec {
     /// otherwise, with this error).
     pub available: fn() -> io::Result<()>,
     /// Builds the sender on an accepted, blocking TCP socket.
-    pub new_sender: fn(TcpStream, &ZeroCopyConfig) -> io::Result<Box<dyn Sender>>,
+    pub(crate) new_sender: fn(TcpStream, &ZeroCopyConfig) -> io::Result<Box<dyn Sender>>,
 }
 
 fn always() -> io::Result<()> {
