@@ -18,8 +18,6 @@ use std::{
 
 /// Where the mode module lives, relative to the workspace root.
 const MODES_DIR: &str = "netcopy-user/src/workload/modes/";
-/// The file that defines `enum Mode`.
-const MODE_ENUM_FILE: &str = "netcopy-user/src/workload/modes/mod.rs";
 /// The mode table, whose rows give the modes' names.
 const MODE_TABLE_FILE: &str = "netcopy-user/src/workload/modes/table.rs";
 /// The source trees whose non-test code is checked.
@@ -151,12 +149,18 @@ impl ModeVocabulary {
         let read = |file: &str| {
             std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
         };
-        let variants = enum_variants(&lex(&read(MODE_ENUM_FILE)), "Mode")
-            .unwrap_or_else(|| panic!("no `enum Mode {{ .. }}` in {MODE_ENUM_FILE}"));
+        // Wherever in the mode module the enum is defined.
+        let variants = rust_files(&root.join(MODES_DIR))
+            .iter()
+            .find_map(|file| {
+                let source = std::fs::read_to_string(file).expect("a source file");
+                enum_variants(&lex(&source), "Mode")
+            })
+            .unwrap_or_else(|| panic!("no `enum Mode {{ .. }}` in {MODES_DIR}"));
         let names = table_names(&lex(&read(MODE_TABLE_FILE)));
         assert!(
             !variants.is_empty() && !names.is_empty(),
-            "no variants in {MODE_ENUM_FILE} or no `name: \"..\"` rows in {MODE_TABLE_FILE}"
+            "no variants of Mode in {MODES_DIR} or no `name: \"..\"` rows in {MODE_TABLE_FILE}"
         );
         ModeVocabulary { variants, names }
     }

@@ -3,7 +3,7 @@
 
 use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
-use super::{header_for, message_for, Sender, SenderStats};
+use super::sender::{header_for, message_for, Sender, SenderStats};
 use crate::{
     workload::message::{ComplexMessage, FIELD_COUNT},
     workload::protocol::MESSAGE_HEADER_LEN,

@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{header_for, one_copy::IOV_COUNT, Sender, SenderStats};
+use super::{
+    one_copy::IOV_COUNT,
+    sender::{header_for, Sender, SenderStats},
+};
 use crate::{
     workload::message::ComplexMessage,
     workload::protocol::MESSAGE_HEADER_LEN,
