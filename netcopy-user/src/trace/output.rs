@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use netcopy_common::CopySite;
 use serde_json::{json, Value};
 
-use super::{event::msg_flags_text, TraceOutput};
+use super::{event::msg_flags_text, tracer::TraceOutput};
 use crate::util::errno::errno_name;
 
 /// Where [`write_outputs`] put the files.
