@@ -28,13 +28,31 @@ const CHECKED_TREES: [&str; 2] = ["netcopy-user/src", "xtask/src"];
 fn only_the_mode_module_names_modes_one_by_one() {
     let root = workspace_root();
     let modes = ModeVocabulary::read(&root);
-    let mut places = Vec::new();
+    let mut code = Vec::new();
     for tree in CHECKED_TREES {
         for file in rust_files(&root.join(tree)) {
             let relative = relative_path(&root, &file);
             let source = std::fs::read_to_string(&file)
                 .unwrap_or_else(|e| panic!("reading {relative}: {e}"));
-            places.extend(modes.places_in(&relative, &source));
+            code.push((file, relative, split_test_items(lex(&source))));
+        }
+    }
+    // Files of modules declared `#[cfg(test)] mod name;` are test code, with their
+    // submodules.
+    let test_only: Vec<PathBuf> = code
+        .iter()
+        .flat_map(|(file, _, split)| {
+            let dir = submodule_dir(file);
+            split
+                .test_modules
+                .iter()
+                .flat_map(move |name| [dir.join(format!("{name}.rs")), dir.join(name)])
+        })
+        .collect();
+    let mut places = Vec::new();
+    for (file, relative, split) in &code {
+        if !test_only.iter().any(|prefix| file.starts_with(prefix)) {
+            places.extend(modes.places_in(relative, &split.code));
         }
     }
 
@@ -92,10 +110,13 @@ use crate::Mode::{TwoCopy, ZeroCopy};
 const SKIPPED: [&str; 1] = ["two-copy"];
 #[cfg(test)]
 mod tests { fn t() { let _ = Mode::TwoCopy; } }
+#[cfg(test)] mod helpers;
 fn d() { let _ = b"zero-copy"; let _ = br#"two-copy"#; let _ = Mode :: TwoCopy; }
 "####;
+    let split = split_test_items(lex(source));
+    assert_eq!(split.test_modules, vec!["helpers".to_string()]);
     let found: Vec<String> = modes
-        .places_in("x.rs", source)
+        .places_in("x.rs", &split.code)
         .iter()
         .map(Place::to_string)
         .collect();
@@ -107,9 +128,9 @@ fn d() { let _ = b"zero-copy"; let _ = br#"two-copy"#; let _ = Mode :: TwoCopy; 
             "x.rs:7: \"two-copy,zero-copy\"",
             "x.rs:8: Mode::TwoCopy",
             "x.rs:8: Mode::ZeroCopy",
-            "x.rs:13: \"zero-copy\"",
-            "x.rs:13: \"two-copy\"",
-            "x.rs:13: Mode::TwoCopy",
+            "x.rs:14: \"zero-copy\"",
+            "x.rs:14: \"two-copy\"",
+            "x.rs:14: Mode::TwoCopy",
         ]
     );
 }
@@ -165,9 +186,8 @@ impl ModeVocabulary {
         ModeVocabulary { variants, names }
     }
 
-    /// The places in the non-test code of `source` that name a mode.
-    fn places_in(&self, file: &str, source: &str) -> Vec<Place> {
-        let tokens = without_test_items(lex(source));
+    /// The places in `tokens` (a file's non-test code) that name a mode.
+    fn places_in(&self, file: &str, tokens: &[Token]) -> Vec<Place> {
         let mut places = Vec::new();
         let mut place = |line: usize, what: String| {
             places.push(Place {
@@ -179,7 +199,7 @@ impl ModeVocabulary {
         let mut i = 0;
         while i < tokens.len() {
             match &tokens[i].tok {
-                Tok::Ident(id) if id == "Mode" && is_path_sep(&tokens, i + 1) => {
+                Tok::Ident(id) if id == "Mode" && is_path_sep(tokens, i + 1) => {
                     let line = tokens[i].line;
                     match tokens.get(i + 3).map(|t| &t.tok) {
                         Some(Tok::Ident(v)) if self.variants.contains(v) => {
@@ -270,10 +290,17 @@ fn table_names(tokens: &[Token]) -> Vec<String> {
         .collect()
 }
 
-/// The tokens without the items that `#[cfg(test)]` marks (test modules, test-only
-/// functions and constants): an item ends at a `;` outside brackets or at the `}` that
-/// closes its body.
-fn without_test_items(tokens: Vec<Token>) -> Vec<Token> {
+/// A file's tokens split into its non-test code and the names of the test modules it
+/// declares in files of their own.
+struct SplitSource {
+    code: Vec<Token>,
+    /// `NAME` of every `#[cfg(test)] mod NAME;`.
+    test_modules: Vec<String>,
+}
+
+/// Drops the items that `#[cfg(test)]` marks (test modules, test-only functions and
+/// constants): an item ends at a `;` outside brackets or at the `}` that closes its body.
+fn split_test_items(tokens: Vec<Token>) -> SplitSource {
     let cfg_test = [
         Tok::Punct('#'),
         Tok::Punct('['),
@@ -284,6 +311,7 @@ fn without_test_items(tokens: Vec<Token>) -> Vec<Token> {
         Tok::Punct(']'),
     ];
     let mut kept = Vec::with_capacity(tokens.len());
+    let mut test_modules = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let starts_cfg_test = tokens.len() - i >= cfg_test.len()
@@ -297,6 +325,15 @@ fn without_test_items(tokens: Vec<Token>) -> Vec<Token> {
             continue;
         }
         i += cfg_test.len();
+        // `#[cfg(test)] mod name;`: the module's own file is test code as well.
+        let tok = |k: usize| tokens.get(i + k).map(|t| &t.tok);
+        if let (Some(Tok::Ident(kw)), Some(Tok::Ident(name)), Some(Tok::Punct(';'))) =
+            (tok(0), tok(1), tok(2))
+        {
+            if kw == "mod" {
+                test_modules.push(name.clone());
+            }
+        }
         let mut depth = 0usize;
         while i < tokens.len() {
             let tok = &tokens[i].tok;
@@ -314,7 +351,20 @@ fn without_test_items(tokens: Vec<Token>) -> Vec<Token> {
             }
         }
     }
-    kept
+    SplitSource {
+        code: kept,
+        test_modules,
+    }
+}
+
+/// Where the files of `file`'s submodules live: beside a mod.rs, lib.rs or main.rs, in a
+/// directory named after any other file.
+fn submodule_dir(file: &Path) -> PathBuf {
+    let dir = file.parent().expect("a file in a directory");
+    match file.file_stem().and_then(|s| s.to_str()) {
+        Some("mod" | "lib" | "main") | None => dir.to_path_buf(),
+        Some(stem) => dir.join(stem),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
