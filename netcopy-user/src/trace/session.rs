@@ -36,7 +36,7 @@ pub struct SessionConfig {
     pub target: Target,
     /// Stop tracing after this long; a command is then waited for untraced.
     pub duration: Option<Duration>,
-    /// Output directory; None: results/trace-<UTC timestamp>/.
+    /// Output directory; None: `results/trace-<UTC timestamp>/`.
     pub out_dir: Option<PathBuf>,
     /// Room for the calls waiting to be drained, all CPUs' rings together (a power of two).
     pub ring_bytes: u32,
@@ -86,8 +86,9 @@ impl Session {
     }
 }
 
-/// Traces `config.target` until it ends (see [`Stop`]), writes the outputs and reports on
-/// standard error how the trace ended and what it could not record.
+/// Traces `config.target` until it exits, the duration passes or a stop signal arrives,
+/// writes the outputs and reports on standard error how the trace ended and what it could
+/// not record.
 pub fn run(config: &SessionConfig) -> Result<Session> {
     crate::util::sys::require_root("netcopy trace")?;
     match &config.target {

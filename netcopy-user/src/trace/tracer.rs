@@ -26,7 +26,7 @@ use crate::kernel::{
 #[derive(Clone, Debug)]
 pub struct TraceOutput {
     /// Every recorded call, as the logs delivered them: at every drain, each CPU's calls
-    /// in the order they ended ([`TraceOutput::in_start_order`] gives a timeline).
+    /// in the order they ended (`in_start_order` gives the writers a timeline).
     pub events: Vec<SyscallRecord>,
     /// Calls that could not be recorded.
     pub lost: LostCounts,

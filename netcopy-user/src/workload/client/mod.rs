@@ -13,8 +13,10 @@
 //!   (`latency_kind` `"round-trip"`).
 //!
 //! Byte accounting (exact, for the copy ledger): per request the client writes
-//! [`REQUEST_LEN`] bytes and reads a [`REPLY_HEADER_LEN`] reply header; per message a
-//! [`MESSAGE_HEADER_LEN`] header plus `size` payload bytes. `received_bytes` counts every
+//! [`REQUEST_LEN`](crate::workload::protocol::REQUEST_LEN) bytes and reads a
+//! [`REPLY_HEADER_LEN`](crate::workload::protocol::REPLY_HEADER_LEN) reply header; per
+//! message a [`MESSAGE_HEADER_LEN`](crate::workload::protocol::MESSAGE_HEADER_LEN) header
+//! plus `size` payload bytes. `received_bytes` counts every
 //! byte read from the sockets, including a partial message discarded at the end of a
 //! `--duration` run (`discarded_bytes`).
 //!

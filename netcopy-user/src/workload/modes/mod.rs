@@ -1,5 +1,5 @@
-//! The ways of sending a [`ComplexMessage`](crate::workload::message::ComplexMessage),
-//! behind one `Sender` trait, and the mode table that says everything about each.
+//! The ways of sending a `ComplexMessage` (workload/message.rs), behind one `Sender`
+//! trait, and the mode table that says everything about each.
 //!
 //! Every sender writes, per message, a 16-byte message header followed by the 8 payload
 //! fields, on a blocking TCP socket, with MSG_NOSIGNAL on every send:

@@ -9,7 +9,7 @@ use crate::workload::modes::{Mode, ZeroCopyConfig};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub mode: Mode,
-    /// `ADDR:PORT`; port 0 picks a free port ([`Server::local_addr`] tells which).
+    /// `ADDR:PORT`; port 0 picks a free port ([`Server::local_addr`](super::Server::local_addr) tells which).
     pub listen: String,
     /// Largest message size a request may ask for.
     pub max_size: u64,

@@ -3,10 +3,9 @@
 //!
 //! Per request the server sends, in this order: a 16-byte reply header with a plain
 //! `send()` (never zero-copy, so it consumes no notification id), then, for an ok status,
-//! `count` messages through the connection's [`Sender`](crate::workload::modes::Sender)
-//! (16-byte message header + payload each). A rejected request gets the reply header plus
-//! its error text, and the connection is closed after the client has had a chance to read
-//! it.
+//! `count` messages through the connection's `Sender` (16-byte message header + payload
+//! each). A rejected request gets the reply header plus its error text, and the connection
+//! is closed after the client has had a chance to read it.
 //!
 //! Library use (tests and the experiment runner):
 //! ```no_run

@@ -55,7 +55,7 @@ impl ConnectionTotals {
     }
 }
 
-/// What [`Server::run`] returns and `--json` prints as the `totals` event.
+/// What [`Server::run`](super::Server::run) returns and `--json` prints as the `totals` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerTotals {
     pub mode: Mode,
