@@ -1,0 +1,6 @@
+//! Two hosts, one ledger: `netcopy agent` serves the workload on host A and counts its own
+//! servers' copies; a controller on host B drives it over a versioned, authenticated
+//! control protocol, counts the receive side itself and merges both.
+
+pub mod auth;
+pub mod frame;
