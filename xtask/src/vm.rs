@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod guest;
 pub mod kernel;
 pub mod qemu;
+pub mod tap;
 
 use std::{
     fmt, fs,
@@ -90,6 +91,10 @@ pub struct VmOptions {
     pub work_dir: PathBuf,
     /// Copy the guest console to stderr as it arrives.
     pub echo_console: bool,
+    /// Run qemu inside this network namespace (see [`tap`]).
+    pub netns: Option<String>,
+    /// Extra files for the initramfs: (path inside, mode, contents).
+    pub files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl Default for VmOptions {
@@ -106,6 +111,8 @@ impl Default for VmOptions {
             qemu_args: Vec::new(),
             work_dir: workspace_root().join("target/vm"),
             echo_console: false,
+            netns: None,
+            files: Vec::new(),
         }
     }
 }
@@ -252,6 +259,9 @@ fn initramfs_tree(
         t.file(&path, 0o644, read(ko)?)?;
         module_paths.push((name.clone(), format!("/{path}")));
     }
+    for (path, mode, data) in &opts.files {
+        t.file(path.trim_start_matches('/'), *mode, data.clone())?;
+    }
     t.dir("ncvm/cmd")?;
     for (i, cmd) in commands.iter().enumerate() {
         t.file(
@@ -360,6 +370,7 @@ pub fn run_in_guest(
         echo: opts.echo_console,
         boot_marker: format!("@@NCVM:{nonce}:BOOT"),
         extra_args: &opts.qemu_args,
+        netns: opts.netns.as_deref(),
     });
     // The initramfs can be rebuilt in a second; do not keep tens of MB per run.
     let _ = fs::remove_file(&initrd);

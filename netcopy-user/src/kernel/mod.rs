@@ -10,6 +10,7 @@ pub mod host;
 pub mod loader;
 pub mod maps;
 pub mod object;
+pub mod path;
 pub mod perf;
 pub mod plan;
 pub mod runstats;

@@ -3,6 +3,7 @@
 //!
 //! Pure functions from samples to figures: nothing here touches the kernel.
 
+pub mod causes;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@ pub mod client;
 pub mod harness;
 pub(crate) mod message;
 pub mod modes;
+pub mod netns;
 pub mod protocol;
 pub mod server;
 pub(crate) mod sockets;
