@@ -4,16 +4,18 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
-use netcopy_common::{CopySite, FilterEntry, KernelOffsets, SiteCounter, SITE_COUNT, SLOT_COUNT};
+use netcopy_common::{
+    CopySite, FilterEntry, KernelOffsets, SiteCounter, COUNTED_SITE_COUNT, SLOT_COUNT,
+};
 
 /// tgid -> slot: the only processes whose copies are counted.
 #[map(name = "NETCOPY_FILTER")]
 pub static FILTER: HashMap<u32, FilterEntry> = HashMap::with_max_entries(1024, 0);
 
-/// Per-CPU counters, `slot * SITE_COUNT + site`; summed by the user side.
+/// Per-CPU counters, `slot * COUNTED_SITE_COUNT + counter`; summed by the user side.
 #[map(name = "NETCOPY_COUNTERS")]
 pub static COUNTERS: PerCpuArray<SiteCounter> =
-    PerCpuArray::with_max_entries((SLOT_COUNT * SITE_COUNT) as u32, 0);
+    PerCpuArray::with_max_entries((SLOT_COUNT * COUNTED_SITE_COUNT) as u32, 0);
 
 /// One entry: the field offsets the loader found for this kernel.
 #[map(name = "NETCOPY_OFFSETS")]
@@ -27,7 +29,10 @@ pub fn offsets() -> Option<&'static KernelOffsets> {
 /// Adds one call of `bytes` to `site` for `slot`.
 #[inline(always)]
 pub fn count(slot: u32, site: CopySite, bytes: u64) {
-    let index = netcopy_common::counter_index(slot, site);
+    // Every site a program counts has a counter: the `else` is never taken.
+    let Some(index) = netcopy_common::counter_index(slot, site) else {
+        return;
+    };
     if let Some(counter) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot is only touched by programs on this CPU, and eBPF
         // programs are not preempted by each other on one CPU for these program types.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{progress, Outcome, Target, Verdict};
 use crate::{
-    kernel::{loader::LoadOptions, plan::AttachPoint, runstats::LoadedProgram, CopyProbes},
+    kernel::{plan::AttachPoint, runstats::LoadedProgram, CopyProbes, LoadOptions},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     trace::tracer::SyscallTracer,
     util::sys,
@@ -600,7 +600,7 @@ pub fn capacity(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> {
         ring_records: u64::from(
             crate::kernel::maps::LogLayout::new(
                 tracer.ring_bytes,
-                crate::kernel::loader::possible_cpus(),
+                crate::kernel::attach::possible_cpus(),
             )
             .entries(),
         ),

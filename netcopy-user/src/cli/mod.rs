@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod probes;
+mod verify;
+
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
 #[command(name = "netcopy", version, about, long_about = None)]
@@ -17,11 +20,11 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
-    Probes(crate::kernel::capabilities::ProbesArgs),
+    Probes(probes::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
     Run(crate::experiment::sweep::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
-    Verify(crate::ledger::verify::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
     Server(crate::workload::server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
@@ -39,9 +42,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
-        Command::Probes(args) => crate::kernel::capabilities::run(&args),
+        Command::Probes(args) => probes::run(&args),
         Command::Run(args) => crate::experiment::sweep::run(&args),
-        Command::Verify(args) => crate::ledger::verify::run(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Server(args) => crate::workload::server::run_server_command(args),
         Command::Client(args) => crate::workload::client::run_client_command(args),
         Command::Bench(args) => crate::bench::run(&args),

@@ -18,7 +18,7 @@ use aya::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    loader::{attach_loaded, detach_side_by_side, load_for, Link},
+    attach::{self, attach_loaded, detach_side_by_side, load_for, Link},
     object,
     plan::AttachPoint,
 };
@@ -156,7 +156,7 @@ fn kernel_btf() -> Result<Btf> {
 /// only).
 fn load_empty_object() -> Result<Ebpf> {
     sys::require_root("loading an eBPF program")?;
-    let (ebpf, _) = super::loader::load_object(object::bytes()?, None)
+    let (ebpf, _) = attach::load_object(object::bytes()?, None)
         .context("loading netcopy's eBPF object for the empty programs")?;
     Ok(ebpf)
 }

@@ -4,7 +4,7 @@
 //! Library use (e.g. by the experiment runner):
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use netcopy::kernel::{loader::LoadOptions, CopyProbes};
+//! use netcopy::kernel::{CopyProbes, LoadOptions};
 //! use netcopy::trace::{write_outputs, SyscallTracer};
 //! let mut probes = CopyProbes::load_with(LoadOptions {
 //!     trace_ring_bytes: Some(8 << 20),
@@ -44,7 +44,7 @@ pub use output::{chrome_trace, summary_json, write_chrome_trace, write_jsonl, wr
 pub use summary::{LostCounts, SyscallStats, TraceSummary};
 pub use tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE};
 
-use crate::kernel::{loader::LoadOptions, CopyProbes};
+use crate::kernel::{CopyProbes, LoadOptions};
 
 /// Filter slot the traced processes are put in.
 const TRACE_SLOT: u32 = 0;

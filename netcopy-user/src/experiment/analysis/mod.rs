@@ -19,12 +19,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use netcopy_common::CopySite;
 use serde::Serialize;
 
 use crate::{
     experiment::results::{Cell, Results, ZeroCopyFigures},
     kernel::perf::{CounterKind, CounterValue},
-    ledger::{FigureSource, LedgerSite, Verdict},
+    ledger::{self, FigureSource, Verdict},
     util::units::format_size,
     workload::modes::Mode,
 };
@@ -154,10 +155,7 @@ pub struct Group {
 
 /// The site names in ledger order, then any other name the cells carry.
 pub fn site_names(results: &Results) -> Vec<String> {
-    let mut names: Vec<String> = LedgerSite::ALL
-        .iter()
-        .map(|s| s.name().to_string())
-        .collect();
+    let mut names: Vec<String> = ledger::SITES.iter().map(|s| s.name().to_string()).collect();
     let extra: BTreeSet<&String> = results
         .cells
         .iter()
@@ -1185,7 +1183,7 @@ fn site_text(s: &SiteAggregate) -> String {
     }
 }
 
-fn site_median(c: &ModeCopies, site: LedgerSite) -> Option<(f64, FigureSource)> {
+fn site_median(c: &ModeCopies, site: CopySite) -> Option<(f64, FigureSource)> {
     c.sites
         .iter()
         .find(|s| s.site == site.name())
@@ -1330,7 +1328,7 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
         zc_lines.push(format!("{}: {} ns/B", format_size(size), parts.join(", ")));
     }
     let zc_copies = a.copies.iter().find(|c| c.mode == Mode::ZeroCopy);
-    let deferred = zc_copies.and_then(|c| site_median(c, LedgerSite::DeferredCopy));
+    let deferred = zc_copies.and_then(|c| site_median(c, CopySite::DeferredCopy));
     let zc_groups: Vec<&Group> = groups.iter().filter(|g| g.mode == Mode::ZeroCopy).collect();
     let copied: u64 = zc_groups.iter().map(|g| g.zerocopy.copied_sends).sum();
     let completed: u64 = zc_groups.iter().map(|g| g.zerocopy.completed_sends).sum();
@@ -1425,7 +1423,7 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
 
     // The study's claim: sendmsg with an iovec avoids the kernel copy.
     if let Some(one) = a.copies.iter().find(|c| c.mode == Mode::OneCopy) {
-        let answer = match site_median(one, LedgerSite::KernelSendCopy) {
+        let answer = match site_median(one, CopySite::KernelSendCopy) {
             Some((b, src)) => format!(
                 "No. With sendmsg() and an iovec the kernel still copied {} B per message of {} B \
                  into socket buffers on send (kernel_send_copy, {}); what one-copy removes is \
@@ -1433,7 +1431,7 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
                 num(b),
                 one.size,
                 src.name(),
-                site_median(one, LedgerSite::UserCopy)
+                site_median(one, CopySite::UserCopy)
                     .map(|(u, _)| num(u))
                     .unwrap_or_else(|| "not observable".to_string())
             ),
@@ -1457,7 +1455,7 @@ pub fn answers(results: &Results, a: &Analysis) -> Vec<Answer> {
                 num(d),
                 zc.size,
                 src.name(),
-                site_median(zc, LedgerSite::KernelRecvCopy)
+                site_median(zc, CopySite::KernelRecvCopy)
                     .map(|(r, s)| format!(" ({} B per message, {})", num(r), s.name()))
                     .unwrap_or_default()
             ),

@@ -17,7 +17,7 @@ use plotters::prelude::*;
 
 use crate::{
     experiment::analysis::{num, Analysis, Group, ModeCopies, Stat},
-    ledger::{FigureSource, LedgerSite},
+    ledger::{self, FigureSource},
     util::units::format_size,
     workload::modes::Mode,
 };
@@ -682,7 +682,7 @@ fn stacked_sites(c: &ModeCopies) -> Vec<(&str, Option<f64>, FigureSource)> {
     c.sites
         .iter()
         .filter(|s| {
-            LedgerSite::ALL
+            ledger::SITES
                 .iter()
                 .find(|l| l.name() == s.site)
                 .is_some_and(|l| l.is_copy())

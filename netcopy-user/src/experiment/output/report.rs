@@ -22,7 +22,7 @@ use crate::{
     experiment::output::plots,
     experiment::results::{Cell, Results, SCHEMA_VERSION},
     kernel::perf::CounterKind,
-    ledger::{FigureSource, LedgerSite},
+    ledger::{self, FigureSource},
     util::units::format_size,
     workload::modes::Mode,
 };
@@ -725,7 +725,7 @@ fn verification_section(o: &mut String, r: &Results) {
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
         let mut names: Vec<&String> = l.sites.keys().collect();
         names.sort_by_key(|n| {
-            LedgerSite::ALL
+            ledger::SITES
                 .iter()
                 .position(|s| s.name() == n.as_str())
                 .unwrap_or(usize::MAX)
