@@ -1,30 +1,13 @@
-//! Maps shared by all programs. Names are the contract with the user-side loader.
+//! The copy counters: calls and bytes per filter slot and copy site, per CPU, summed by
+//! the user side (map names are the contract with it: netcopy-user/src/kernel/maps.rs).
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap, PerCpuArray},
-};
-use netcopy_common::{
-    CopySite, FilterEntry, KernelOffsets, SiteCounter, COUNTED_SITE_COUNT, SLOT_COUNT,
-};
-
-/// tgid -> slot: the only processes whose copies are counted.
-#[map(name = "NETCOPY_FILTER")]
-pub static FILTER: HashMap<u32, FilterEntry> = HashMap::with_max_entries(1024, 0);
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+use netcopy_common::{CopySite, SiteCounter, COUNTED_SITE_COUNT, SLOT_COUNT};
 
 /// Per-CPU counters, `slot * COUNTED_SITE_COUNT + counter`; summed by the user side.
 #[map(name = "NETCOPY_COUNTERS")]
-pub static COUNTERS: PerCpuArray<SiteCounter> =
+static COUNTERS: PerCpuArray<SiteCounter> =
     PerCpuArray::with_max_entries((SLOT_COUNT * COUNTED_SITE_COUNT) as u32, 0);
-
-/// One entry: the field offsets the loader found for this kernel.
-#[map(name = "NETCOPY_OFFSETS")]
-pub static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
-
-#[inline(always)]
-pub fn offsets() -> Option<&'static KernelOffsets> {
-    OFFSETS.get(0)
-}
 
 /// Adds one call of `bytes` to `site` for `slot`.
 #[inline(always)]
