@@ -127,7 +127,7 @@ fn program_id(program: &Program) -> Option<u32> {
 }
 
 /// The program of netcopy's object that does nothing, for each kind of hook.
-fn empty_program_name(point: AttachPoint) -> &'static str {
+pub(super) fn empty_program_name(point: AttachPoint) -> &'static str {
     match point {
         AttachPoint::Tracepoint { .. } => "netcopy_trial_tp",
         AttachPoint::BtfTracepoint { .. } => "netcopy_trial_tp_btf",
