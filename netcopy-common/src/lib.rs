@@ -305,7 +305,7 @@ pub enum TracedSyscall {
 }
 
 /// Number of [`TracedSyscall`] values.
-pub const TRACED_SYSCALL_COUNT: usize = 10;
+const TRACED_SYSCALL_COUNT: usize = 10;
 
 impl TracedSyscall {
     pub const ALL: [TracedSyscall; TRACED_SYSCALL_COUNT] = [
@@ -340,18 +340,6 @@ impl TracedSyscall {
             TracedSyscall::Readv => "readv",
         }
     }
-
-    /// True for the calls that move data towards the socket.
-    pub const fn is_send(self) -> bool {
-        matches!(
-            self,
-            TracedSyscall::Sendto
-                | TracedSyscall::Sendmsg
-                | TracedSyscall::Sendmmsg
-                | TracedSyscall::Write
-                | TracedSyscall::Writev
-        )
-    }
 }
 
 /// Offsets of the arguments of one `syscalls/sys_enter_*` tracepoint record, from its
@@ -367,15 +355,6 @@ pub struct SyscallArgOffsets {
     pub len: u32,
     /// The `flags` argument.
     pub flags: u32,
-}
-
-impl SyscallArgOffsets {
-    pub const UNKNOWN: SyscallArgOffsets = SyscallArgOffsets {
-        fd: OFFSET_UNKNOWN,
-        ptr: OFFSET_UNKNOWN,
-        len: OFFSET_UNKNOWN,
-        flags: OFFSET_UNKNOWN,
-    };
 }
 
 impl TracedSyscall {

@@ -50,7 +50,7 @@ impl From<perf::Capability> for Capability {
 }
 
 /// Tracepoints netcopy uses (category, name).
-pub const TRACEPOINTS: &[(&str, &str)] = &[
+const TRACEPOINTS: &[(&str, &str)] = &[
     ("skb", "skb_copy_datagram_iovec"),
     ("tcp", "tcp_sendmsg_locked"),
     ("sock", "sock_send_length"),

@@ -18,11 +18,6 @@ pub fn bytes() -> anyhow::Result<&'static [u8]> {
     }
 }
 
-/// True when the eBPF programs are embedded in this binary.
-pub fn embedded() -> bool {
-    cfg!(netcopy_ebpf_embedded)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

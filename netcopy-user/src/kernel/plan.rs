@@ -127,7 +127,7 @@ impl HookKinds {
         HookKinds(kinds.iter().fold(0, |set, &k| set | 1 << k as u8))
     }
 
-    pub fn contains(self, kind: HookKind) -> bool {
+    fn contains(self, kind: HookKind) -> bool {
         self.0 & (1 << kind as u8) != 0
     }
 }

@@ -188,7 +188,7 @@ impl EmptyProgram {
     }
 
     /// Loads the empty program for `point`, not attached.
-    pub fn load(point: AttachPoint) -> Result<EmptyProgram> {
+    fn load(point: AttachPoint) -> Result<EmptyProgram> {
         let btf = hook_fixed_at_load(point).then(kernel_btf).transpose()?;
         Self::load_with(point, btf.as_ref())
     }
@@ -213,7 +213,7 @@ impl EmptyProgram {
     }
 
     /// Attaches the loaded program (again); attaching an attached one is a no-op.
-    pub fn attach_again(&mut self) -> Result<()> {
+    fn attach_again(&mut self) -> Result<()> {
         if self.link.is_none() {
             let point = self.point;
             let program = empty_program(&mut self.ebpf, point)?;

@@ -52,7 +52,7 @@ impl Workload {
     pub fn reply_header_bytes(&self) -> u64 {
         self.requests * REPLY_HEADER_LEN as u64
     }
-    pub fn request_bytes(&self) -> u64 {
+    fn request_bytes(&self) -> u64 {
         self.requests * REQUEST_LEN as u64
     }
 }
@@ -140,7 +140,7 @@ pub struct ModeLedger {
 
 /// Expected bytes at `site` if `mode` does exactly what it claims (its row of the mode
 /// table), as (payload, protocol).
-pub fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
+fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
     let claim = mode.spec().claim;
     let payload = w.payload_bytes();
     let msg_hdr = w.message_header_bytes();
