@@ -611,10 +611,15 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
                 );
             }
         }
+        // The plain sendmsg mode: one sendmsg per message, the simplest exact trace.
+        let traced = modes_where(netcopy, |m| m["bench_peer"] == true)?
+            .into_iter()
+            .next()
+            .context("`netcopy modes` lists no bench_peer mode to trace")?;
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
-            traced_verify(),
+            traced_verify(&traced),
         ]
     } else {
         args.run
@@ -634,9 +639,37 @@ const TRACED_MESSAGES: u64 = 4;
 /// Their payload size.
 const TRACED_SIZE: u64 = 65536;
 
-/// `netcopy trace` of a one-copy `netcopy verify`: the syscall tracer's programs must load
-/// and record on the guest kernel too (its verifier is older than the host's).
-fn traced_verify() -> GuestCommand {
+/// The names of the modes whose row in `netcopy modes --json` satisfies `pick`: xtask
+/// names no mode itself, it asks the binary's mode table.
+pub fn modes_where(
+    netcopy: &Path,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<String>> {
+    let out = Command::new(netcopy)
+        .args(["modes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} modes --json", netcopy.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`{} modes --json` failed: {}",
+            netcopy.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .context("`netcopy modes --json` is not a JSON array")?;
+    Ok(rows
+        .iter()
+        .filter(|row| pick(row))
+        .filter_map(|row| row["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// `netcopy trace` of a `netcopy verify` of `mode` (the plain sendmsg one): the syscall
+/// tracer's programs must load and record on the guest kernel too (its verifier is older
+/// than the host's).
+fn traced_verify(mode: &str) -> GuestCommand {
     GuestCommand::netcopy([
         "trace".to_string(),
         "--json".into(),
@@ -646,7 +679,7 @@ fn traced_verify() -> GuestCommand {
         guest::GUEST_NETCOPY.into(),
         "verify".into(),
         "--mode".into(),
-        "one-copy".into(),
+        mode.into(),
         "--size".into(),
         TRACED_SIZE.to_string(),
         "--messages".into(),
@@ -855,7 +888,7 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     let traced = outcome
         .commands
         .iter()
-        .find(|c| c.command == traced_verify())
+        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if a.first().is_some_and(|s| s == "trace")))
         .context("the traced verify did not run in the guest")?;
     if !traced.success() {
         bail!(

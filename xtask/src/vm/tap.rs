@@ -112,31 +112,33 @@ struct RemoteVerify {
 }
 
 impl RemoteVerify {
-    fn zero_copy(&self) -> Result<&serde_json::Value> {
+    /// The verified modes, each as verify's JSON gives it.
+    fn modes(&self) -> Vec<&serde_json::Value> {
         self.json["modes"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|m| m["mode"] == "zero-copy")
-            .context("the remote verify reported no zero-copy mode")
+            .collect()
     }
 }
 
-fn remote_verify(ns: &StageNetns, netcopy: &Path, token: &Path, tap: bool) -> Result<RemoteVerify> {
+fn remote_verify(
+    ns: &StageNetns,
+    netcopy: &Path,
+    token: &Path,
+    modes: &[String],
+    tap: bool,
+) -> Result<RemoteVerify> {
     let mut c = ns.command(netcopy);
     c.args(["verify", "--remote", &format!("{GUEST_ADDR}:{AGENT_PORT}")])
         .arg("--token-file")
         .arg(token)
         // The guest boots while we start: wait for its agent.
-        .args([
-            "--remote-wait",
-            "180s",
-            "--mode",
-            "zero-copy",
-            "--size",
-            SIZE,
-        ])
-        .args(["--messages", &MESSAGES.to_string(), "--json"]);
+        .args(["--remote-wait", "180s", "--size", SIZE]);
+    for mode in modes {
+        c.args(["--mode", mode]);
+    }
+    c.args(["--messages", &MESSAGES.to_string(), "--json"]);
     if tap {
         c.arg("--packet-tap");
     }
@@ -189,12 +191,20 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
             "2".into(),
         ]),
     ];
+    // Every mode that claims to attach pages and report completions: MSG_ZEROCOPY, and
+    // the io_uring zero-copy send where the binary has it.
+    let zero_copy = super::modes_where(netcopy, |m| {
+        m["claim"]["zerocopy_attach"] == true && m["claim"]["completions"] == true
+    })?;
+    if zero_copy.is_empty() {
+        bail!("`netcopy modes` lists no zero-copy mode to verify over the tap");
+    }
     let guest_netcopy = netcopy.to_path_buf();
     let guest = thread::spawn(move || run_in_guest(&guest_netcopy, &commands, &opts));
 
-    let plain = remote_verify(&ns, netcopy, &token_path, false);
+    let plain = remote_verify(&ns, netcopy, &token_path, &zero_copy, false);
     let tapped = match &plain {
-        Ok(_) => remote_verify(&ns, netcopy, &token_path, true),
+        Ok(_) => remote_verify(&ns, netcopy, &token_path, &zero_copy, true),
         Err(_) => Err(anyhow::anyhow!("not run: the first remote verify failed")),
     };
     let outcome = guest
@@ -221,43 +231,49 @@ fn judge(
         }
     }
     let plain = plain.context("zero-copy from the guest over the tap")?;
-    let zc = plain.zero_copy()?;
-    let copied = &zc["completions"]["copied_sends"];
-    println!(
-        "vm-test: tap stage: zero-copy {} ({} of {} completed sends flagged copied)",
-        zc["verdict"].as_str().unwrap_or("?"),
-        copied,
-        zc["completions"]["completed_sends"]
-    );
-    if zc["verdict"] != "match" || copied != 0 {
-        bail!(
-            "zero-copy over the tap must be `match` with no completion flagged copied; \
-             verify said: {}",
-            serde_json::to_string_pretty(zc).unwrap_or_default()
+    for m in plain.modes() {
+        let copied = &m["completions"]["copied_sends"];
+        println!(
+            "vm-test: tap stage: {} {} ({} of {} completed sends flagged copied)",
+            m["mode"].as_str().unwrap_or("?"),
+            m["verdict"].as_str().unwrap_or("?"),
+            copied,
+            m["completions"]["completed_sends"]
         );
+        if m["verdict"] != "match" || copied != 0 {
+            bail!(
+                "{} over the tap must be `match` with no completion flagged copied; verify \
+                 said: {}",
+                m["mode"],
+                serde_json::to_string_pretty(m).unwrap_or_default()
+            );
+        }
     }
     if !plain.output.status.success() {
         bail!("`netcopy verify --remote` exited {}", plain.output.status);
     }
     let tapped = tapped.context("zero-copy with a packet socket on the guest's NIC")?;
-    let zc = tapped.zero_copy()?;
-    let causes: Vec<&str> = zc["causes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["kind"].as_str())
-        .collect();
-    println!(
-        "vm-test: tap stage: with a packet socket, zero-copy {} (causes: {})",
-        zc["verdict"].as_str().unwrap_or("?"),
-        causes.join(", ")
-    );
-    if zc["verdict"] != "degraded" || !causes.contains(&"packet_socket") {
-        bail!(
-            "with a packet socket open on the guest's NIC, zero-copy must be `degraded` with \
-             the packet socket as its cause; verify said: {}",
-            serde_json::to_string_pretty(zc).unwrap_or_default()
+    for m in tapped.modes() {
+        let causes: Vec<&str> = m["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["kind"].as_str())
+            .collect();
+        println!(
+            "vm-test: tap stage: with a packet socket, {} {} (causes: {})",
+            m["mode"].as_str().unwrap_or("?"),
+            m["verdict"].as_str().unwrap_or("?"),
+            causes.join(", ")
         );
+        if m["verdict"] != "degraded" || !causes.contains(&"packet_socket") {
+            bail!(
+                "with a packet socket open on the guest's NIC, {} must be `degraded` with the \
+                 packet socket as its cause; verify said: {}",
+                m["mode"],
+                serde_json::to_string_pretty(m).unwrap_or_default()
+            );
+        }
     }
     let agent = outcome
         .commands

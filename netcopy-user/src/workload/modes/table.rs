@@ -17,7 +17,7 @@ use super::{
 /// What a mode claims the kernel and user space do with each payload byte: the ledger's
 /// expectation. Protocol bytes (requests, reply headers) are sent by plain `send()` in every
 /// mode, so they are copied on send and on receive whatever the claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Claim {
     /// The sender memcpy's payload and message headers into one buffer in user space.
     pub user_copy: bool,
