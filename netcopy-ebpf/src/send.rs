@@ -88,7 +88,7 @@ fn enter_send(sk: u64, msg: u64) {
         slot,
         attached: 0,
     };
-    let _ = SENDS.insert(&tid(), &state, 0);
+    let _ = SENDS.insert(tid(), state, 0);
     remember_socket(sk, slot);
 }
 
@@ -96,7 +96,7 @@ fn enter_send(sk: u64, msg: u64) {
 /// there, and a connection sends many times: the entry is written in place when it exists.
 #[inline(always)]
 fn remember_socket(sk: u64, slot: u32) {
-    match SOCKETS.get_ptr_mut(&sk) {
+    match SOCKETS.get_ptr_mut(sk) {
         // SAFETY: a map value; the slot is a plain word that only this path writes.
         Some(entry) => unsafe {
             if (*entry).slot != slot {
@@ -105,8 +105,8 @@ fn remember_socket(sk: u64, slot: u32) {
         },
         None => {
             let _ = SOCKETS.insert(
-                &sk,
-                &SocketSend {
+                sk,
+                SocketSend {
                     slot,
                     ..SocketSend::default()
                 },
@@ -122,7 +122,7 @@ fn remember_socket(sk: u64, slot: u32) {
 fn exit_send(accepted: i64) {
     let tid = tid();
     // SAFETY: plain data owned by this thread's entry.
-    if let Some(state) = unsafe { SENDS.get(&tid) } {
+    if let Some(state) = unsafe { SENDS.get(tid) } {
         if accepted > 0 {
             let copied = (accepted as u64).saturating_sub(state.attached);
             if copied > 0 {
@@ -130,7 +130,7 @@ fn exit_send(accepted: i64) {
             }
         }
     }
-    let _ = SENDS.remove(&tid);
+    let _ = SENDS.remove(tid);
 }
 
 /// `skb_zerocopy_iter_stream` attached `attached` bytes of user pages.
@@ -139,7 +139,7 @@ fn attached_in_send(attached: i64) {
     if attached <= 0 {
         return;
     }
-    if let Some(state) = SENDS.get_ptr_mut(&tid()) {
+    if let Some(state) = SENDS.get_ptr_mut(tid()) {
         // SAFETY: the entry belongs to this thread, which is running this program.
         let slot = unsafe {
             (*state).attached += attached as u64;
@@ -227,7 +227,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // A direct load from the context, used only as a map key.
     let sk: u64 = ctx.arg(0);
     let tid = tid();
-    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+    let Some(entry) = SOCKETS.get_ptr_mut(sk) else {
         claim_new_socket(&ctx, sk, tid);
         return 0;
     };
@@ -253,7 +253,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // Another thread's send on this socket is still in flight: keep this one per thread.
     let [sk, msg] = sk_and_msg(&ctx);
     // SAFETY: plain data owned by this thread's entry.
-    match unsafe { SENDS.get(&tid) } {
+    match unsafe { SENDS.get(tid) } {
         Some(state) if state.sk == sk => {}
         _ => {
             enter_send(sk, msg);
@@ -287,7 +287,7 @@ fn claim_new_socket(ctx: &BtfTracePointContext, sk: u64, tid: u32) {
         kind,
         reserved: 0,
     };
-    let _ = SOCKETS.insert(&sk, &entry, 0);
+    let _ = SOCKETS.insert(sk, entry, 0);
 }
 
 /// Books the bytes a send accepted to the site its kind says.
@@ -312,7 +312,7 @@ pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
     // An int argument is stored zero-extended in its u64 slot.
     let ret = ctx.arg::<u64>(1) as u32 as i32;
     // Sockets no watched process sent on (the machine's other traffic) stop here.
-    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+    let Some(entry) = SOCKETS.get_ptr_mut(sk) else {
         return 0;
     };
     let tid = tid();
@@ -328,10 +328,10 @@ pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
         }
     }
     // SAFETY: plain data owned by this thread's entry.
-    let Some(state) = (unsafe { SENDS.get(&tid) }).copied() else {
+    let Some(state) = (unsafe { SENDS.get(tid) }).copied() else {
         return 0;
     };
-    let _ = SENDS.remove(&tid);
+    let _ = SENDS.remove(tid);
     if state.sk == sk {
         count_accepted(state.slot, state.kind, ret);
     }

@@ -34,7 +34,7 @@ fn slot_of_uarg(uarg: u64, off: &KernelOffsets) -> Option<u32> {
     // SAFETY: probe reads at offsets from this kernel's BTF; a wrong guess reads garbage
     // that simply is not found in SOCKETS.
     let sk: u64 = unsafe { read(owner_skb, off.skb_sk) }?;
-    unsafe { SOCKETS.get(&sk) }.map(|entry| entry.slot)
+    unsafe { SOCKETS.get(sk) }.map(|entry| entry.slot)
 }
 
 /// `skb_copy_ubufs(skb, gfp)`: the kernel copies the user pages of a zero-copy skb into
