@@ -27,7 +27,7 @@ use netcopy_common::{
     OFFSET_UNKNOWN, SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
-use crate::{filter::current_slot, maps};
+use crate::{counters, filter::current_slot, offsets::offsets};
 
 /// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
 /// only for a send on a socket another thread is already sending on).
@@ -81,14 +81,14 @@ fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
 #[inline(always)]
 fn enter_send(sk: u64, msg: u64) {
     let Some(slot) = current_slot() else { return };
-    let Some(off) = maps::offsets() else { return };
+    let Some(off) = offsets() else { return };
     let state = SendInFlight {
         sk,
         kind: send_kind(sk, msg, off),
         slot,
         attached: 0,
     };
-    let _ = SENDS.insert(&tid(), &state, 0);
+    let _ = SENDS.insert(tid(), state, 0);
     remember_socket(sk, slot);
 }
 
@@ -96,7 +96,7 @@ fn enter_send(sk: u64, msg: u64) {
 /// there, and a connection sends many times: the entry is written in place when it exists.
 #[inline(always)]
 fn remember_socket(sk: u64, slot: u32) {
-    match SOCKETS.get_ptr_mut(&sk) {
+    match SOCKETS.get_ptr_mut(sk) {
         // SAFETY: a map value; the slot is a plain word that only this path writes.
         Some(entry) => unsafe {
             if (*entry).slot != slot {
@@ -105,8 +105,8 @@ fn remember_socket(sk: u64, slot: u32) {
         },
         None => {
             let _ = SOCKETS.insert(
-                &sk,
-                &SocketSend {
+                sk,
+                SocketSend {
                     slot,
                     ..SocketSend::default()
                 },
@@ -122,15 +122,15 @@ fn remember_socket(sk: u64, slot: u32) {
 fn exit_send(accepted: i64) {
     let tid = tid();
     // SAFETY: plain data owned by this thread's entry.
-    if let Some(state) = unsafe { SENDS.get(&tid) } {
+    if let Some(state) = unsafe { SENDS.get(tid) } {
         if accepted > 0 {
             let copied = (accepted as u64).saturating_sub(state.attached);
             if copied > 0 {
-                maps::count(state.slot, CopySite::KernelSendCopy, copied);
+                counters::count(state.slot, CopySite::KernelSendCopy, copied);
             }
         }
     }
-    let _ = SENDS.remove(&tid);
+    let _ = SENDS.remove(tid);
 }
 
 /// `skb_zerocopy_iter_stream` attached `attached` bytes of user pages.
@@ -139,13 +139,13 @@ fn attached_in_send(attached: i64) {
     if attached <= 0 {
         return;
     }
-    if let Some(state) = SENDS.get_ptr_mut(&tid()) {
+    if let Some(state) = SENDS.get_ptr_mut(tid()) {
         // SAFETY: the entry belongs to this thread, which is running this program.
         let slot = unsafe {
             (*state).attached += attached as u64;
             (*state).slot
         };
-        maps::count(slot, CopySite::ZeroCopyAttach, attached as u64);
+        counters::count(slot, CopySite::ZeroCopyAttach, attached as u64);
     }
 }
 
@@ -227,7 +227,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // A direct load from the context, used only as a map key.
     let sk: u64 = ctx.arg(0);
     let tid = tid();
-    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+    let Some(entry) = SOCKETS.get_ptr_mut(sk) else {
         claim_new_socket(&ctx, sk, tid);
         return 0;
     };
@@ -253,11 +253,11 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // Another thread's send on this socket is still in flight: keep this one per thread.
     let [sk, msg] = sk_and_msg(&ctx);
     // SAFETY: plain data owned by this thread's entry.
-    match unsafe { SENDS.get(&tid) } {
+    match unsafe { SENDS.get(tid) } {
         Some(state) if state.sk == sk => {}
         _ => {
             enter_send(sk, msg);
-            if let Some(off) = maps::offsets() {
+            if let Some(off) = offsets() {
                 crate::trace::on_send_start(msg, off);
             }
         }
@@ -269,7 +269,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
 #[inline(always)]
 fn new_send(ctx: &BtfTracePointContext) -> Option<(u32, u32)> {
     let slot = current_slot()?;
-    let off = maps::offsets()?;
+    let off = offsets()?;
     let [sk, msg] = sk_and_msg(ctx);
     crate::trace::on_send_start(msg, off);
     Some((slot, send_kind(sk, msg, off)))
@@ -287,7 +287,7 @@ fn claim_new_socket(ctx: &BtfTracePointContext, sk: u64, tid: u32) {
         kind,
         reserved: 0,
     };
-    let _ = SOCKETS.insert(&sk, &entry, 0);
+    let _ = SOCKETS.insert(sk, entry, 0);
 }
 
 /// Books the bytes a send accepted to the site its kind says.
@@ -301,7 +301,7 @@ fn count_accepted(slot: u32, kind: u32, accepted: i32) {
         SEND_KIND_ZEROCOPY => CopySite::ZeroCopyAttach,
         _ => return,
     };
-    maps::count(slot, site, accepted as u64);
+    counters::count(slot, site, accepted as u64);
 }
 
 /// `sock_send_length(sk, ret, flags)` fires when `sock_sendmsg` returns, with the bytes
@@ -312,7 +312,7 @@ pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
     // An int argument is stored zero-extended in its u64 slot.
     let ret = ctx.arg::<u64>(1) as u32 as i32;
     // Sockets no watched process sent on (the machine's other traffic) stop here.
-    let Some(entry) = SOCKETS.get_ptr_mut(&sk) else {
+    let Some(entry) = SOCKETS.get_ptr_mut(sk) else {
         return 0;
     };
     let tid = tid();
@@ -328,10 +328,10 @@ pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
         }
     }
     // SAFETY: plain data owned by this thread's entry.
-    let Some(state) = (unsafe { SENDS.get(&tid) }).copied() else {
+    let Some(state) = (unsafe { SENDS.get(tid) }).copied() else {
         return 0;
     };
-    let _ = SENDS.remove(&tid);
+    let _ = SENDS.remove(tid);
     if state.sk == sk {
         count_accepted(state.slot, state.kind, ret);
     }

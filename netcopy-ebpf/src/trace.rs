@@ -7,7 +7,7 @@
 //!   socket: the program follows current->files->fdt->fd[fd]->f_inode->i_mode (offsets
 //!   from BTF) and checks S_IFSOCK, so a failed call on a socket is recorded as well as a
 //!   successful one, and calls on pipes and files never are.
-//! - While a call is in flight, `maps::count` adds the bytes of every send copy, zero-copy
+//! - While a call is in flight, `counters::count` adds the bytes of every send copy, zero-copy
 //!   attach and receive copy counted on the same thread to the record (`on_copy`).
 //! - `syscalls/sys_exit_*` completes the record (return value, mmsg lengths, recvmsg's
 //!   output flags) and appends it to its CPU's log in `NETCOPY_TRACE_LOG`, which the
@@ -185,7 +185,7 @@ fn slot_mask() -> u32 {
     TRACE_SLOTS.get(0).copied().unwrap_or(0)
 }
 
-/// Called by `maps::count` for every copy it counts: books it to the calling thread's
+/// Called by `counters::count` for every copy it counts: books it to the calling thread's
 /// traced call, if it has one. Deferred copies and completions are never booked to a
 /// call: they belong to earlier sends, even when they run on this thread's stack.
 #[inline(always)]
@@ -198,7 +198,7 @@ pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
         return;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(event) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(event) = INFLIGHT.get_ptr_mut(tid) {
         if index < TRACE_SITE_COUNT {
             // SAFETY: the entry belongs to this thread, which is running this program.
             unsafe {
@@ -223,7 +223,7 @@ pub fn on_send_start(msg: u64, off: &KernelOffsets) {
         return;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(event) = INFLIGHT.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: the entry belongs to this thread, which is running this program; probe
@@ -525,20 +525,20 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
 /// programs. `netcopy_trace_thread_exit` removes it with the thread.
 #[inline(always)]
 fn inflight_entry(tid: u32) -> Option<*mut SyscallEvent> {
-    if let Some(entry) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(entry) = INFLIGHT.get_ptr_mut(tid) {
         return Some(entry);
     }
     // The template is a map value that nothing writes (all zero): inserting from it
     // copies inside the kernel, not with the eBPF target's byte loops.
     let template = TRACE_TEMPLATE.get(0)?;
-    INFLIGHT.insert(&tid, template, 0).ok()?;
-    INFLIGHT.get_ptr_mut(&tid)
+    INFLIGHT.insert(tid, template, 0).ok()?;
+    INFLIGHT.get_ptr_mut(tid)
 }
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(event) = INFLIGHT.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: the entry belongs to this thread, which is running this program.
@@ -612,7 +612,7 @@ fn exit(ctx: &TracePointContext) {
 #[tracepoint]
 pub fn netcopy_trace_thread_exit(_ctx: TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = INFLIGHT.remove(&tid);
+    let _ = INFLIGHT.remove(tid);
     0
 }
 

@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod guest;
 pub mod kernel;
 pub mod qemu;
+pub mod tap;
 
 use std::{
     fmt, fs,
@@ -90,6 +91,10 @@ pub struct VmOptions {
     pub work_dir: PathBuf,
     /// Copy the guest console to stderr as it arrives.
     pub echo_console: bool,
+    /// Run qemu inside this network namespace (see [`tap`]).
+    pub netns: Option<String>,
+    /// Extra files for the initramfs: (path inside, mode, contents).
+    pub files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl Default for VmOptions {
@@ -106,6 +111,8 @@ impl Default for VmOptions {
             qemu_args: Vec::new(),
             work_dir: workspace_root().join("target/vm"),
             echo_console: false,
+            netns: None,
+            files: Vec::new(),
         }
     }
 }
@@ -252,6 +259,9 @@ fn initramfs_tree(
         t.file(&path, 0o644, read(ko)?)?;
         module_paths.push((name.clone(), format!("/{path}")));
     }
+    for (path, mode, data) in &opts.files {
+        t.file(path.trim_start_matches('/'), *mode, data.clone())?;
+    }
     t.dir("ncvm/cmd")?;
     for (i, cmd) in commands.iter().enumerate() {
         t.file(
@@ -360,6 +370,7 @@ pub fn run_in_guest(
         echo: opts.echo_console,
         boot_marker: format!("@@NCVM:{nonce}:BOOT"),
         extra_args: &opts.qemu_args,
+        netns: opts.netns.as_deref(),
     });
     // The initramfs can be rebuilt in a second; do not keep tens of MB per run.
     let _ = fs::remove_file(&initrd);
@@ -600,10 +611,15 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
                 );
             }
         }
+        // The plain sendmsg mode: one sendmsg per message, the simplest exact trace.
+        let traced = modes_where(netcopy, |m| m["bench_peer"] == true)?
+            .into_iter()
+            .next()
+            .context("`netcopy modes` lists no bench_peer mode to trace")?;
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
-            traced_verify(),
+            traced_verify(&traced),
         ]
     } else {
         args.run
@@ -623,9 +639,37 @@ const TRACED_MESSAGES: u64 = 4;
 /// Their payload size.
 const TRACED_SIZE: u64 = 65536;
 
-/// `netcopy trace` of a one-copy `netcopy verify`: the syscall tracer's programs must load
-/// and record on the guest kernel too (its verifier is older than the host's).
-fn traced_verify() -> GuestCommand {
+/// The names of the modes whose row in `netcopy modes --json` satisfies `pick`: xtask
+/// names no mode itself, it asks the binary's mode table.
+pub fn modes_where(
+    netcopy: &Path,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<String>> {
+    let out = Command::new(netcopy)
+        .args(["modes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} modes --json", netcopy.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`{} modes --json` failed: {}",
+            netcopy.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .context("`netcopy modes --json` is not a JSON array")?;
+    Ok(rows
+        .iter()
+        .filter(|row| pick(row))
+        .filter_map(|row| row["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// `netcopy trace` of a `netcopy verify` of `mode` (the plain sendmsg one): the syscall
+/// tracer's programs must load and record on the guest kernel too (its verifier is older
+/// than the host's).
+fn traced_verify(mode: &str) -> GuestCommand {
     GuestCommand::netcopy([
         "trace".to_string(),
         "--json".into(),
@@ -635,7 +679,7 @@ fn traced_verify() -> GuestCommand {
         guest::GUEST_NETCOPY.into(),
         "verify".into(),
         "--mode".into(),
-        "one-copy".into(),
+        mode.into(),
         "--size".into(),
         TRACED_SIZE.to_string(),
         "--messages".into(),
@@ -844,7 +888,7 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     let traced = outcome
         .commands
         .iter()
-        .find(|c| c.command == traced_verify())
+        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if a.first().is_some_and(|s| s == "trace")))
         .context("the traced verify did not run in the guest")?;
     if !traced.success() {
         bail!(
@@ -862,6 +906,18 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     Ok(())
 }
 
+/// The kind of hook a strategy of netcopy's attach plan uses: `kind` of a chosen
+/// strategy in `netcopy probes --json` and `netcopy verify --json` (netcopy's
+/// `kernel::plan::HookKind`; xtask reads the JSON and does not link netcopy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StrategyKind {
+    Fentry,
+    Kprobe,
+    TpBtf,
+    Tracepoint,
+}
+
 /// Fails unless the attach plan observed the send path through fentry or kprobes.
 pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> {
     let events = plan["events"]
@@ -871,8 +927,10 @@ pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> 
         .iter()
         .find(|e| e["event"] == "send-path")
         .context("the plan has no send-path event")?;
-    let label = send["chosen"]["label"].as_str().unwrap_or("");
-    if label.starts_with("fentry") || label.starts_with("kprobe") {
+    let chosen = &send["chosen"];
+    let label = chosen["label"].as_str().unwrap_or("");
+    let kind = serde_json::from_value::<StrategyKind>(chosen["kind"].clone()).ok();
+    if matches!(kind, Some(StrategyKind::Fentry | StrategyKind::Kprobe)) {
         println!("vm-test: guest send path observed with: {label}");
         Ok(())
     } else {
@@ -1017,10 +1075,19 @@ mod tests {
 mod plan_check_tests {
     use super::*;
 
+    /// A plan as `netcopy verify --json` prints it, with the send path's strategy labelled
+    /// `label`; its kind is the label's first word, as netcopy's labels are written.
     fn plan(label: &str) -> serde_json::Value {
+        let kind = label.split([' ', '/']).next().unwrap_or("");
+        with_kind(label, kind)
+    }
+
+    fn with_kind(label: &str, kind: &str) -> serde_json::Value {
         serde_json::json!({"events": [
-            {"event": "recv-copy", "chosen": {"label": "tracepoint skb/skb_copy_datagram_iovec"}},
-            {"event": "send-path", "chosen": {"label": label}}
+            {"event": "recv-copy", "chosen": {
+                "label": "tracepoint skb/skb_copy_datagram_iovec", "kind": "tracepoint"
+            }},
+            {"event": "send-path", "chosen": {"label": label, "kind": kind}}
         ]})
     }
 
@@ -1037,5 +1104,17 @@ mod plan_check_tests {
         let none = serde_json::json!({"events": [{"event": "send-path", "chosen": null}]});
         assert!(check_plan_uses_kprobe_or_fentry(&none).is_err());
         assert!(check_plan_uses_kprobe_or_fentry(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn the_kind_decides_not_the_label() {
+        let fentry_label = "fentry/fexit tcp_sendmsg_locked";
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fentry")).is_ok());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "tp_btf")).is_err());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fexit")).is_err());
+        let no_kind = serde_json::json!({"events": [
+            {"event": "send-path", "chosen": {"label": fentry_label}}
+        ]});
+        assert!(check_plan_uses_kprobe_or_fentry(&no_kind).is_err());
     }
 }

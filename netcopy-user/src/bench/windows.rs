@@ -32,7 +32,7 @@ use super::{
     tracing,
 };
 use crate::{
-    kernel::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
+    kernel::{plan::AttachPoint, runstats::EmptyHooks, CopyCounts, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     util::sys::process_cpu_seconds,
     workload::client::{run_client, ClientConfig, RunLimit},
