@@ -61,7 +61,7 @@ pub(super) fn section(
     let missing_peers: Vec<(Instrument, String)> = Instrument::ALL
         .into_iter()
         .filter(|i| i.is_peer())
-        .filter_map(|i| peer_tools::find(i).err().map(|why| (i, why)))
+        .filter_map(|i| peer_tools::find(i.peer_tool()?).err().map(|why| (i, why)))
         .collect();
     for (peer, why) in &missing_peers {
         progress(&format!("probe overhead: {}: {why}", peer.label()));

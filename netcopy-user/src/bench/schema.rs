@@ -14,7 +14,7 @@ use super::{
     iperf::Iperf3,
     machine::{ForeignLoad, MachineInfo},
     memcpy::MemcpyFigures,
-    peer_tools::{PeerCheck, PeerCounts},
+    peer_tools::{PeerCheck, PeerCounts, PeerTool},
     program_cost::ProgramCost,
     tracing::TraceStats,
 };
@@ -174,9 +174,9 @@ impl Instrument {
             Instrument::Control => "no probes (control)",
             Instrument::EmptyCountingHooks => "empty programs on counting's hooks",
             Instrument::EmptyTracingHooks => "empty programs on tracing's hooks",
-            Instrument::Bpftrace => "bpftrace",
-            Instrument::PerfTrace => "perf trace",
-            Instrument::Strace => "strace -f",
+            Instrument::Bpftrace | Instrument::PerfTrace | Instrument::Strace => {
+                self.peer_tool().map_or("", PeerTool::label)
+            }
         }
     }
 
@@ -198,7 +198,17 @@ impl Instrument {
 
     /// A tool other than netcopy, started before its window and stopped after it.
     pub(super) fn is_peer(self) -> bool {
-        self.peer_of().is_some()
+        self.peer_tool().is_some()
+    }
+
+    /// The tool this peer window runs.
+    pub(super) fn peer_tool(self) -> Option<PeerTool> {
+        match self {
+            Instrument::Bpftrace => Some(PeerTool::Bpftrace),
+            Instrument::PerfTrace => Some(PeerTool::PerfTrace),
+            Instrument::Strace => Some(PeerTool::Strace),
+            _ => None,
+        }
     }
 
     /// The empty programs on this instrument's hooks: its floor.

@@ -109,14 +109,15 @@ impl WindowRun {
     /// their windows (None: not a peer, or it did not run).
     pub fn peer_check(&self, peer: Instrument) -> Option<PeerCheck> {
         let counts = &self.peer_counts.iter().find(|(i, _)| *i == peer)?.1;
+        let tool = peer.peer_tool()?;
         Some(match peer.peer_of()? {
-            Instrument::CopyCounting => peer_tools::check_bytes(peer, counts, self.counted),
+            Instrument::CopyCounting => peer_tools::check_bytes(tool, counts, self.counted),
             _ => {
                 let netcopy = match &self.trace {
                     Some(Ok(stats)) => Some((&stats.calls, self.traced_payload)),
                     _ => None,
                 };
-                peer_tools::check_calls(peer, counts, netcopy, OVERHEAD_SIZE)
+                peer_tools::check_calls(tool, counts, netcopy, OVERHEAD_SIZE)
             }
         })
     }
@@ -302,12 +303,11 @@ pub fn run(
                     Switchable::Empty(EmptyHooks::load(hooks)?)
                 }
                 Instrument::Bpftrace | Instrument::PerfTrace | Instrument::Strace => {
-                    let exe = peer_tools::find(instrument).map_err(|e| anyhow!(e))?;
-                    Switchable::Peer(Box::new(PeerWindow::new(
-                        instrument,
-                        exe,
-                        [server.pid(), own],
-                    )))
+                    let tool = instrument
+                        .peer_tool()
+                        .ok_or_else(|| anyhow!("{} runs no tool", instrument.label()))?;
+                    let exe = peer_tools::find(tool).map_err(|e| anyhow!(e))?;
+                    Switchable::Peer(Box::new(PeerWindow::new(tool, exe, [server.pid(), own])))
                 }
             })
         };
@@ -439,10 +439,10 @@ pub fn run(
             // The counters' reading brackets the window's (a few microseconds wider).
             let extra = switchable[index].1.own_process();
             let (t0, b0, c0) = sample(&progress, extra);
-            let opened_ns = crate::trace::tracer::monotonic_ns();
+            let opened_ns = crate::util::time::monotonic_ns();
             std::thread::sleep(Duration::from_millis(plan.window_ms));
             let closing = switchable[index].1.window_closing();
-            let closed_ns = crate::trace::tracer::monotonic_ns();
+            let closed_ns = crate::util::time::monotonic_ns();
             let (t1, b1, c1) = sample(&progress, extra);
             if instrument == Instrument::SyscallTracing {
                 traced_windows.push((opened_ns, closed_ns));

@@ -21,6 +21,7 @@ use crate::kernel::{
     plan::KernelEvent,
     CopyProbes,
 };
+use crate::util::time::monotonic_ns;
 
 /// Everything a finished trace recorded.
 #[derive(Clone, Debug)]
@@ -453,15 +454,4 @@ fn map_id(map: &Map) -> Result<u32> {
         Map::RingBuf(data) => Ok(data.info().context("reading map info")?.id()),
         _ => Err(anyhow!("{RING_MAP} is not a ring buffer")),
     }
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::PeerCounts;
-use crate::bench::schema::Instrument;
+use super::PeerTool;
 
 /// Bytes per payload byte two counters may differ by and still agree: a window's ends are
 /// read a few microseconds apart by the two, and the socket buffers hold dozens of
@@ -35,11 +35,11 @@ fn common_faults(label: &str, peer: &PeerCounts) -> Option<String> {
 /// bpftrace's bytes against copy counting's (`netcopy`: bytes copied on receive and on
 /// send per payload byte, as copy counting saw them in its windows).
 pub(crate) fn check_bytes(
-    instrument: Instrument,
+    tool: PeerTool,
     peer: &PeerCounts,
     netcopy: Option<(f64, f64)>,
 ) -> PeerCheck {
-    let label = instrument.label();
+    let label = tool.label();
     if let Some(fault) = common_faults(label, peer) {
         return not_comparable(fault);
     }
@@ -78,12 +78,12 @@ pub(crate) fn check_bytes(
 /// A tracer's calls per message against netcopy's trace (`netcopy`: its calls by name and
 /// the payload bytes moved while it was attached); `size`: bytes per message.
 pub(crate) fn check_calls(
-    instrument: Instrument,
+    tool: PeerTool,
     peer: &PeerCounts,
     netcopy: Option<(&BTreeMap<String, u64>, u64)>,
     size: u64,
 ) -> PeerCheck {
-    let label = instrument.label();
+    let label = tool.label();
     if let Some(fault) = common_faults(label, peer) {
         return not_comparable(fault);
     }
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn bytes_agree_within_the_tolerance_only() {
         let ok = check_bytes(
-            Instrument::Bpftrace,
+            PeerTool::Bpftrace,
             &counts(1010, 995, 1000),
             Some((1.0, 1.0)),
         );
@@ -165,7 +165,7 @@ mod tests {
             ok.text
         );
         let off = check_bytes(
-            Instrument::Bpftrace,
+            PeerTool::Bpftrace,
             &counts(500, 1000, 1000),
             Some((1.0, 1.0)),
         );
@@ -175,10 +175,10 @@ mod tests {
             lost: 4,
             ..counts(1000, 1000, 1000)
         };
-        let lost = check_bytes(Instrument::Bpftrace, &lost, Some((1.0, 1.0)));
+        let lost = check_bytes(PeerTool::Bpftrace, &lost, Some((1.0, 1.0)));
         assert!(!lost.comparable);
         assert!(lost.text.contains("lost 4 events"), "{}", lost.text);
-        assert!(!check_bytes(Instrument::Bpftrace, &counts(1, 1, 1), None).comparable);
+        assert!(!check_bytes(PeerTool::Bpftrace, &counts(1, 1, 1), None).comparable);
     }
 
     #[test]
@@ -190,12 +190,7 @@ mod tests {
             calls: BTreeMap::from([("recvfrom".to_string(), 102), ("sendmsg".to_string(), 50)]),
             ..PeerCounts::default()
         };
-        let c = check_calls(
-            Instrument::Strace,
-            &peer,
-            Some((&netcopy, 100 * 1024)),
-            1024,
-        );
+        let c = check_calls(PeerTool::Strace, &peer, Some((&netcopy, 100 * 1024)), 1024);
         assert!(c.comparable, "{}", c.text);
         assert!(
             c.text
@@ -207,14 +202,9 @@ mod tests {
             calls: BTreeMap::from([("sendmsg".to_string(), 50)]),
             ..peer
         };
-        let c = check_calls(
-            Instrument::Strace,
-            &fewer,
-            Some((&netcopy, 100 * 1024)),
-            1024,
-        );
+        let c = check_calls(PeerTool::Strace, &fewer, Some((&netcopy, 100 * 1024)), 1024);
         assert!(!c.comparable && c.text.contains("DISAGREE"), "{}", c.text);
-        let none = check_calls(Instrument::PerfTrace, &PeerCounts::default(), None, 1024);
+        let none = check_calls(PeerTool::PerfTrace, &PeerCounts::default(), None, 1024);
         assert!(
             none.text.contains("counted no complete window"),
             "{}",

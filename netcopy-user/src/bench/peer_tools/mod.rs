@@ -1,4 +1,4 @@
-//! The tools a user would run instead of netcopy's instruments, as windows of the probe
+//! The tools a user would run instead of netcopy's tools, as windows of the probe
 //! overhead's interleaved run on the same workload: bpftrace counting the same copied
 //! bytes (against copy counting), `perf trace` and `strace -f` recording the same send and
 //! receive calls (against syscall tracing).
@@ -25,30 +25,45 @@ use serde::{Deserialize, Serialize};
 
 pub(super) use check::{check_bytes, check_calls, PeerCheck};
 
-use super::schema::Instrument;
 use crate::util::sys::find_on_path;
 
-/// The program a peer window runs, and the Debian package that has it.
-fn program(instrument: Instrument) -> Option<(&'static str, &'static str)> {
-    match instrument {
-        Instrument::Bpftrace => Some(("bpftrace", "bpftrace")),
-        Instrument::PerfTrace => Some(("perf", "linux-perf")),
-        Instrument::Strace => Some(("strace", "strace")),
-        _ => None,
+/// A tool other than netcopy that a peer window runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerTool {
+    Bpftrace,
+    PerfTrace,
+    Strace,
+}
+
+impl PeerTool {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            PeerTool::Bpftrace => "bpftrace",
+            PeerTool::PerfTrace => "perf trace",
+            PeerTool::Strace => "strace -f",
+        }
+    }
+
+    /// The program it runs, and the Debian package that has it.
+    fn program(self) -> (&'static str, &'static str) {
+        match self {
+            PeerTool::Bpftrace => ("bpftrace", "bpftrace"),
+            PeerTool::PerfTrace => ("perf", "linux-perf"),
+            PeerTool::Strace => ("strace", "strace"),
+        }
     }
 }
 
 /// The peer's executable, or why it cannot run here (with how to install it).
-pub(super) fn find(instrument: Instrument) -> std::result::Result<PathBuf, String> {
-    let (name, package) =
-        program(instrument).ok_or_else(|| format!("{} is no peer tool", instrument.label()))?;
+pub(super) fn find(tool: PeerTool) -> std::result::Result<PathBuf, String> {
+    let (name, package) = tool.program();
     let path = find_on_path(name).ok_or_else(|| {
         format!(
             "{name} is not installed (not on PATH); install it with `apt-get install -y \
              {package}` or `cargo xtask setup`"
         )
     })?;
-    if instrument == Instrument::PerfTrace {
+    if tool == PeerTool::PerfTrace {
         // Debian's /usr/bin/perf is a wrapper that fails when no perf matches the running
         // kernel's version; `perf trace -h` shows whether this one can trace.
         syscall_log::check_perf_trace(&path)?;
@@ -89,7 +104,7 @@ impl PeerCounts {
 /// bracketing one window with [`PeerWindow::open`] and [`PeerWindow::close`], stopped by
 /// [`PeerWindow::stop`].
 pub(super) struct PeerWindow {
-    instrument: Instrument,
+    tool: PeerTool,
     exe: PathBuf,
     /// The processes it watches: the server and the benchmark process (the client).
     pids: [u32; 2],
@@ -109,9 +124,9 @@ enum Running {
 }
 
 impl PeerWindow {
-    pub(super) fn new(instrument: Instrument, exe: PathBuf, pids: [u32; 2]) -> PeerWindow {
+    pub(super) fn new(tool: PeerTool, exe: PathBuf, pids: [u32; 2]) -> PeerWindow {
         PeerWindow {
-            instrument,
+            tool,
             exe,
             pids,
             running: None,
@@ -124,8 +139,8 @@ impl PeerWindow {
 
     /// Starts the tool and waits until it records the workload.
     pub(super) fn start(&mut self) -> Result<()> {
-        self.running = Some(match self.instrument {
-            Instrument::Bpftrace => Running::Bpftrace(bpftrace::Session::start(
+        self.running = Some(match self.tool {
+            PeerTool::Bpftrace => Running::Bpftrace(bpftrace::Session::start(
                 &self.exe,
                 self.pids,
                 bpftrace::SCRIPT,
@@ -148,7 +163,7 @@ impl PeerWindow {
         match self.running.as_mut() {
             Some(Running::Bpftrace(s)) => self.opening = Some(s.read()?),
             Some(Running::Log(s)) => s.mark(),
-            None => anyhow::bail!("{} is not running", self.instrument.label()),
+            None => anyhow::bail!("{} is not running", self.tool.label()),
         }
         Ok(())
     }
@@ -179,7 +194,7 @@ impl PeerWindow {
                 s.mark();
                 self.closed_payload = Some(payload);
             }
-            None => anyhow::bail!("{} is not running", self.instrument.label()),
+            None => anyhow::bail!("{} is not running", self.tool.label()),
         }
         Ok(())
     }

@@ -17,11 +17,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use netcopy_common::TracedSyscall;
 
+use super::PeerTool;
 use super::{
     process::{TempFile, ToolProcess},
     Stopped,
 };
-use crate::bench::schema::Instrument;
 
 /// The marker call's length (any will do: the marker is known by its socket).
 const MARKER_LEN: usize = 64;
@@ -41,7 +41,7 @@ fn traced_calls() -> String {
 /// gives each CPU, so that neither has the bigger buffer. perf trace's default (a few
 /// hundred KiB) loses events at this workload's rate.
 pub(super) fn perf_mmap_pages() -> u32 {
-    let cpus = crate::kernel::loader::possible_cpus().max(1);
+    let cpus = crate::kernel::attach::possible_cpus().max(1);
     let pages = crate::kernel::maps::DEFAULT_RING_BYTES / cpus / 4096;
     // The largest power of two not above it.
     1u32 << (31 - pages.max(16).leading_zeros())
@@ -67,7 +67,7 @@ pub(super) fn check_perf_trace(perf: &Path) -> std::result::Result<(), String> {
 
 /// A running `perf trace` or `strace -f`, its log in a file.
 pub(super) struct Session {
-    instrument: Instrument,
+    tool: PeerTool,
     process: ToolProcess,
     log: TempFile,
     marker: UdpSocket,
@@ -75,18 +75,18 @@ pub(super) struct Session {
 
 impl Session {
     /// Starts the tool on `pids` and waits until it records them.
-    pub(super) fn start(instrument: Instrument, exe: &Path, pids: [u32; 2]) -> Result<Session> {
-        let tool = match instrument {
-            Instrument::PerfTrace => "perf-trace",
-            Instrument::Strace => "strace",
-            other => bail!("{} writes no system call log", other.label()),
+    pub(super) fn start(tool: PeerTool, exe: &Path, pids: [u32; 2]) -> Result<Session> {
+        let name = match tool {
+            PeerTool::PerfTrace => "perf-trace",
+            PeerTool::Strace => "strace",
+            PeerTool::Bpftrace => bail!("bpftrace writes no system call log"),
         };
-        let log = TempFile::new(tool, "log");
+        let log = TempFile::new(name, "log");
         let log_path = log.0.display().to_string();
-        let args: Vec<String> = match instrument {
+        let args: Vec<String> = match tool {
             // perf trace: every thread of both processes, the calls filtered in the kernel,
             // with as much buffer per CPU as `netcopy trace` has.
-            Instrument::PerfTrace => vec![
+            PeerTool::PerfTrace => vec![
                 "trace".into(),
                 "-m".into(),
                 perf_mmap_pages().to_string(),
@@ -113,14 +113,14 @@ impl Session {
         let marker = UdpSocket::bind("127.0.0.1:0").context("binding the marker socket")?;
         let process = ToolProcess::spawn(exe, &args, Stdio::null())?;
         let mut session = Session {
-            instrument,
+            tool,
             process,
             log,
             marker,
         };
-        match instrument {
+        match tool {
             // strace says when it has attached to every thread of a process.
-            Instrument::Strace => session.process.wait_until("attach", |p| {
+            PeerTool::Strace => session.process.wait_until("attach", |p| {
                 let said = p.stderr.text();
                 Ok(pids
                     .iter()
@@ -187,30 +187,30 @@ impl Session {
     /// Stops the tool and counts the calls between the markers of its log (None, with a
     /// note, when the log does not hold both markers).
     pub(super) fn stop(mut self) -> Result<(Option<BTreeMap<String, u64>>, Stopped)> {
-        if self.instrument == Instrument::PerfTrace {
+        if self.tool == PeerTool::PerfTrace {
             self.wait_for_closing_marker();
         }
         let status = self.process.interrupt()?;
         // strace exits with status 130 after SIGINT, which is how it is stopped.
-        let strace_stopped = self.instrument == Instrument::Strace && status.code() == Some(130);
+        let strace_stopped = self.tool == PeerTool::Strace && status.code() == Some(130);
         if !ToolProcess::stopped_cleanly(status) && !strace_stopped {
             bail!(
                 "{} exited ({status}): {}",
-                self.instrument.label(),
+                self.tool.label(),
                 self.process.last_words()
             );
         }
         let log = self.log.text();
         let fd = self.marker.as_raw_fd();
-        let parsed = match self.instrument {
-            Instrument::PerfTrace => parse_perf_trace(&log, fd),
+        let parsed = match self.tool {
+            PeerTool::PerfTrace => parse_perf_trace(&log, fd),
             _ => parse_strace(&log, fd),
         };
         let mut notes = Vec::new();
         let calls = match parsed.window() {
             Ok(calls) => Some(calls),
             Err(why) => {
-                notes.push(format!("{}: {why}", self.instrument.label()));
+                notes.push(format!("{}: {why}", self.tool.label()));
                 None
             }
         };
