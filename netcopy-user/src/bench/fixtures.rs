@@ -100,6 +100,7 @@ pub(super) fn report(ratio_single: Option<f64>) -> BenchReport {
         ratio,
         round_ratios: Vec::new(),
         notes: Vec::new(),
+        by_placement: Vec::new(),
     };
     BenchReport {
         tool: "netcopy test".into(),
@@ -119,6 +120,7 @@ pub(super) fn report(ratio_single: Option<f64>) -> BenchReport {
                 },
             ],
         }),
+        bare: not_selected("bare"),
         ceiling: not_selected("ceiling"),
         overhead: Outcome::Measured(OverheadSection {
             mode: Mode::OneCopy,

@@ -120,6 +120,11 @@ impl Iperf3Server {
         }
     }
 
+    /// The server's process (iperf3 3.12 receives in its main thread).
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then SIGKILL if it does not exit within 2 s.
     pub(super) fn stop(mut self) {
         self.terminate();
@@ -303,10 +308,12 @@ fn parse_result(json: &str) -> Result<Iperf3Result> {
 
 /// Runs one iperf3 client against `port`. A server still busy with the previous test
 /// ("the server is busy running a test") is retried a few times.
+/// `started` is called with the pid of each iperf3 client started.
 pub(super) fn run_client(
     iperf: &Iperf3,
     port: u16,
     options: &Iperf3Options,
+    started: &mut dyn FnMut(u32),
 ) -> Result<Iperf3Result> {
     let mut attempt = 0;
     loop {
@@ -315,6 +322,7 @@ pub(super) fn run_client(
             &iperf.path,
             &options.args(port),
             Duration::from_secs(u64::from(options.seconds) + 30),
+            started,
         )?;
         match parse_result(&json) {
             Err(e) if attempt < 5 && format!("{e}").contains("busy") => {
@@ -335,7 +343,12 @@ pub(super) fn run_client(
 }
 
 /// Runs `program args`, returns its standard output; kills it after `limit`.
-fn run_with_timeout(program: &Path, args: &[String], limit: Duration) -> Result<String> {
+fn run_with_timeout(
+    program: &Path,
+    args: &[String],
+    limit: Duration,
+    started: &mut dyn FnMut(u32),
+) -> Result<String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -343,6 +356,7 @@ fn run_with_timeout(program: &Path, args: &[String], limit: Duration) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
+    started(child.id());
     let mut stdout = child.stdout.take().context("child stdout")?;
     let mut stderr = child.stderr.take().context("child stderr")?;
     let reader = std::thread::spawn(move || {

@@ -4,7 +4,7 @@ use super::{
     capacity, ours,
     overhead::{SETTLE_MS, WINDOW_MS},
     peers::{PEER_SIZE, PEER_STREAMS, ZERO_COPY_MECHANISMS},
-    schema::{BenchReport, Instrument, Outcome, PairedFigure, CONFIDENCE},
+    schema::{BenchReport, Comparison, Instrument, Outcome, PairedFigure, CONFIDENCE},
     targets::{RELATIVE_LIMITS, TARGET_PEER_RATIO},
     windows::OVERHEAD_SIZE,
 };
@@ -204,41 +204,32 @@ pub(crate) fn render(r: &BenchReport) -> String {
     out.push_str("\n## Results\n\n### 1. Against iperf3\n\n");
     match &r.peers {
         Outcome::Measured(p) => {
-            out.push_str(
-                "| comparison | netcopy, Gbit/s | iperf3, Gbit/s | ratio |\n|---|---|---|---|\n",
-            );
-            for c in &p.comparisons {
-                match c {
-                    Outcome::Measured(c) => out.push_str(&format!(
-                        "| {} (`{}` vs `{}`) | {} | {} | {} |\n",
-                        c.name,
-                        c.ours_label,
-                        c.theirs_label,
-                        cell(&c.ours_gbps, 2),
-                        match &c.theirs_gbps {
-                            Outcome::Measured(t) => cell(t, 2),
-                            other => why(other.why_not()),
-                        },
-                        c.ratio.map_or("–".into(), |r| format!("{r:.3}"))
-                    )),
-                    other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
-                }
-            }
-            let notes = p
-                .comparisons
-                .iter()
-                .filter_map(Outcome::measured)
-                .flat_map(|c| c.notes.iter().map(move |n| (&c.name, n)))
-                .filter(|(_, n)| n.as_str() != ZERO_COPY_MECHANISMS);
-            for (name, n) in notes {
-                out.push_str(&format!("\n- {name}: {n}"));
-            }
-            out.push('\n');
+            out.push_str(&comparison_table(
+                &p.comparisons,
+                "iperf3",
+                &[ZERO_COPY_MECHANISMS],
+            ));
         }
         other => out.push_str(&format!("{}\n", why(other.why_not()))),
     }
 
-    out.push_str("\n### 2. The ceiling\n\n");
+    out.push_str("\n### 2. Against bare send loops\n\n");
+    match &r.bare {
+        Outcome::Measured(b) => {
+            out.push_str(&format!(
+                "{} messages, {} s per run, {}.\n\n",
+                format_size(b.size),
+                b.seconds,
+                b.pinned_cpu.map_or("not pinned".into(), |c| format!(
+                    "server (or loop) and receiver on CPU {c}"
+                ))
+            ));
+            out.push_str(&comparison_table(&b.comparisons, "bare loop", &[]));
+        }
+        other => out.push_str(&format!("{}\n", why(other.why_not()))),
+    }
+
+    out.push_str("\n### 3. The ceiling\n\n");
     match &r.ceiling {
         Outcome::Measured(c) => {
             out.push_str(&format!(
@@ -271,7 +262,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
         other => out.push_str(&format!("{}\n", why(other.why_not()))),
     }
 
-    out.push_str("\n### 3. Probe overhead\n\n");
+    out.push_str("\n### 4. Probe overhead\n\n");
     match &r.overhead {
         Outcome::Measured(o) => {
             out.push_str(
@@ -345,7 +336,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
         other => out.push_str(&format!("{}\n", why(other.why_not()))),
     }
 
-    out.push_str("\n### 4. Trace capacity\n\n");
+    out.push_str("\n### 5. Trace capacity\n\n");
     match &r.trace_capacity {
         Outcome::Measured(c) => {
             out.push_str(&format!(
@@ -434,6 +425,40 @@ pub(crate) fn render(r: &BenchReport) -> String {
          $ sudo target/release/netcopy bench --rounds 9 --seconds 3 --json\n\
          $ sudo target/release/netcopy bench --write-markdown BENCHMARKS.md\n```\n",
     );
+    out
+}
+
+/// A table of comparisons (netcopy against `theirs`), then each one's notes but those in
+/// `skip` (said once elsewhere).
+fn comparison_table(list: &[Outcome<Comparison>], theirs: &str, skip: &[&str]) -> String {
+    let mut out =
+        format!("| comparison | netcopy, Gbit/s | {theirs}, Gbit/s | ratio |\n|---|---|---|---|\n");
+    for c in list {
+        match c {
+            Outcome::Measured(c) => out.push_str(&format!(
+                "| {} (`{}` vs `{}`) | {} | {} | {} |\n",
+                c.name,
+                c.ours_label,
+                c.theirs_label,
+                cell(&c.ours_gbps, 2),
+                match &c.theirs_gbps {
+                    Outcome::Measured(t) => cell(t, 2),
+                    other => why(other.why_not()),
+                },
+                c.ratio.map_or("–".into(), |r| format!("{r:.3}"))
+            )),
+            other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
+        }
+    }
+    let notes = list
+        .iter()
+        .filter_map(Outcome::measured)
+        .flat_map(|c| c.notes.iter().map(move |n| (&c.name, n)))
+        .filter(|(_, n)| !skip.contains(&n.as_str()));
+    for (name, n) in notes {
+        out.push_str(&format!("\n- {name}: {n}"));
+    }
+    out.push('\n');
     out
 }
 

@@ -15,6 +15,7 @@
 //! `schema`, never this module.
 
 mod affinity;
+mod bare;
 mod capacity;
 mod ceiling;
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod ours;
 mod overhead;
 mod peer_tools;
 mod peers;
+mod placement;
 mod program_cost;
 pub(crate) mod progress;
 mod schema;
@@ -86,6 +88,14 @@ pub(crate) fn measure(plan: &BenchPlan) -> BenchReport {
     } else {
         not_selected("peers")
     };
+    let bare = if plan.runs(Part::Bare) {
+        let before = CpuSnapshot::take();
+        let b = Outcome::Measured(bare::section(plan.rounds, seconds));
+        measure_load(Part::Bare, before);
+        b
+    } else {
+        not_selected("bare")
+    };
     let ceiling = if plan.runs(Part::Ceiling) {
         let before = CpuSnapshot::take();
         let c = ceiling::section(&peers, machine.cpus);
@@ -127,6 +137,7 @@ pub(crate) fn measure(plan: &BenchPlan) -> BenchReport {
         rounds: plan.rounds,
         seconds,
         peers,
+        bare,
         ceiling,
         overhead,
         trace_capacity,

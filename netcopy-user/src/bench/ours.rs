@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::affinity;
+use super::{affinity, placement::PlacementSampler};
 use crate::workload::{
     client::{run_client, ClientConfig, RunLimit, Verification},
     harness::ServerProcess,
@@ -35,6 +35,9 @@ pub(super) struct OurRun {
     /// Modes with completions: completed bytes and those flagged COPIED.
     pub(super) completed_bytes: u64,
     pub(super) copied_bytes: u64,
+    /// Unpinned runs: the share of samples with the server's and the client's busiest
+    /// threads on one CPU.
+    pub(super) same_cpu_share: Option<f64>,
 }
 
 /// Runs a `netcopy server` child in `mode` and the client in this process for `seconds`,
@@ -62,7 +65,12 @@ pub(super) fn stream(
         }
         None => None,
     };
+    // Where the scheduler puts an unpinned stream's two threads.
+    let placement = cpu
+        .is_none()
+        .then(|| PlacementSampler::start(server.pid(), std::process::id()));
     let client = run_client(&config);
+    let same_cpu_share = placement.and_then(PlacementSampler::finish);
     drop(pin);
     let totals = server.stop();
     let report = client.map_err(|f| anyhow!("netcopy client ({mode}): {f}"))?;
@@ -74,5 +82,6 @@ pub(super) fn stream(
         gbps: report.throughput_gbps,
         completed_bytes: totals.total.sender.completed_bytes,
         copied_bytes: totals.total.sender.copied_bytes,
+        same_cpu_share,
     })
 }

@@ -7,8 +7,9 @@ use super::{
     affinity,
     iperf::{self, Iperf3, Iperf3Options},
     ours,
+    placement::{Placement, PlacementSampler},
     progress::progress,
-    schema::{Comparison, Outcome, PeerSection},
+    schema::{Comparison, Outcome, PeerSection, PlacementFigures},
 };
 use crate::{
     util::{stats, stats::Summary, units::format_size},
@@ -121,7 +122,7 @@ pub(super) fn section(rounds: u32, seconds: u32) -> PeerSection {
     let mut comparisons = Vec::new();
     for plan in &plans(seconds) {
         let theirs = match (&iperf3, &server) {
-            (Outcome::Measured(i), Some(Ok(s))) => Ok((i, s.port)),
+            (Outcome::Measured(i), Some(Ok(s))) => Ok((i, s.port, s.pid())),
             (_, Some(Err(e))) => Err(Outcome::Failed {
                 error: format!("the iperf3 server did not start: {e:#}"),
             }),
@@ -153,13 +154,16 @@ pub(super) fn section(rounds: u32, seconds: u32) -> PeerSection {
 
 fn compare_with_iperf3(
     plan: &PeerPlan,
-    theirs: std::result::Result<(&Iperf3, u16), Outcome<Summary>>,
+    theirs: std::result::Result<(&Iperf3, u16, u32), Outcome<Summary>>,
     rounds: u32,
 ) -> Result<Comparison> {
     let mut ours = Vec::new();
     let mut their_samples = Vec::new();
     let mut round_ratios = Vec::new();
     let (mut completed, mut copied) = (0u64, 0u64);
+    // Unpinned single stream: each round's placement, ours and theirs.
+    let watch_placement = plan.options.cpu.is_none() && plan.threads == 1 && !plan.options.zerocopy;
+    let (mut our_places, mut their_places) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let run = ours::stream(
             plan.mode,
@@ -172,12 +176,24 @@ fn compare_with_iperf3(
         completed += run.completed_bytes;
         copied += run.copied_bytes;
         ours.push(run.gbps);
+        our_places.push(run.same_cpu_share.map(Placement::of));
         let mut line = format!(
             "{} round {round}/{rounds}: netcopy {} {:.2} Gbit/s",
             plan.name, plan.mode, run.gbps
         );
-        if let Ok((iperf3, port)) = &theirs {
-            let result = iperf::run_client(iperf3, *port, &plan.options)?;
+        if let Ok((iperf3, port, server_pid)) = &theirs {
+            let mut sampler = None;
+            let result = iperf::run_client(iperf3, *port, &plan.options, &mut |client| {
+                if watch_placement {
+                    // iperf3 -c sends, the server receives.
+                    sampler = Some(PlacementSampler::start(client, *server_pid));
+                }
+            })?;
+            their_places.push(
+                sampler
+                    .and_then(PlacementSampler::finish)
+                    .map(Placement::of),
+            );
             let gbps = result.receiver_gbps();
             their_samples.push(gbps);
             if let Some(r) = stats::ratio(run.gbps, gbps) {
@@ -197,6 +213,29 @@ fn compare_with_iperf3(
     let ratio = theirs_gbps
         .measured()
         .and_then(|t| stats::ratio(ours_gbps.median, t.median));
+    let by_placement: Vec<PlacementFigures> = if watch_placement {
+        Placement::ALL
+            .into_iter()
+            .map(|placement| {
+                let pick = |gbps: &[f64], places: &[Option<Placement>]| {
+                    gbps.iter()
+                        .zip(places)
+                        .filter(|(_, p)| **p == Some(placement))
+                        .map(|(g, _)| *g)
+                        .collect()
+                };
+                PlacementFigures {
+                    placement,
+                    ours_gbps: pick(&ours, &our_places),
+                    theirs_gbps: pick(&their_samples, &their_places),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut notes = notes(plan, completed, copied);
+    notes.extend(by_placement.iter().map(|p| p.describe("iperf3")));
     Ok(Comparison {
         name: plan.name.clone(),
         streams: plan.threads,
@@ -218,7 +257,8 @@ fn compare_with_iperf3(
         theirs_gbps,
         ratio,
         round_ratios,
-        notes: notes(plan, completed, copied),
+        notes,
+        by_placement,
     })
 }
 

@@ -15,10 +15,14 @@ use super::{
     machine::{ForeignLoad, MachineInfo},
     memcpy::MemcpyFigures,
     peer_tools::{PeerCheck, PeerCounts, PeerTool},
+    placement::Placement,
     program_cost::ProgramCost,
     tracing::TraceStats,
 };
-use crate::{util::stats::Summary, workload::modes::Mode};
+use crate::{
+    util::{stats, stats::Summary},
+    workload::modes::Mode,
+};
 
 /// Of the intervals around the overheads' medians.
 pub(super) const CONFIDENCE: f64 = 0.95;
@@ -29,6 +33,8 @@ pub(super) const CONFIDENCE: f64 = 0.95;
 pub(crate) enum Part {
     /// One-copy and zero-copy against iperf3.
     Peers,
+    /// The servers against bare send loops of their mechanism.
+    Bare,
     /// memcpy bandwidth and the loopback TCP ceiling it implies.
     Ceiling,
     /// Throughput and CPU with no probes, with copy counting, with syscall tracing.
@@ -42,6 +48,7 @@ impl Part {
     pub(super) fn name(self) -> &'static str {
         match self {
             Part::Peers => "peers",
+            Part::Bare => "bare",
             Part::Ceiling => "ceiling",
             Part::Probes => "probes",
             Part::Trace => "trace",
@@ -96,6 +103,50 @@ pub(super) struct Comparison {
     pub(super) round_ratios: Vec<f64>,
     /// Facts about our side worth knowing (e.g. zero-copy completions flagged COPIED).
     pub(super) notes: Vec<String>,
+    /// Unpinned single stream: the rounds of each side by where the scheduler put the
+    /// sender and the receiver, one entry per placement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) by_placement: Vec<PlacementFigures>,
+}
+
+/// The rounds of a comparison in which both threads were placed alike.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct PlacementFigures {
+    pub(super) placement: Placement,
+    /// Gbit/s of the rounds of each side in this placement.
+    pub(super) ours_gbps: Vec<f64>,
+    pub(super) theirs_gbps: Vec<f64>,
+}
+
+impl PlacementFigures {
+    /// Median of ours / median of theirs, when both sides had rounds here.
+    pub(super) fn ratio(&self) -> Option<f64> {
+        stats::ratio(
+            stats::median(&self.ours_gbps)?,
+            stats::median(&self.theirs_gbps)?,
+        )
+    }
+
+    /// `sender and receiver on one CPU: netcopy 19.20 Gbit/s (3 rounds), iperf3 21.00 (2
+    /// rounds), ratio 0.914`.
+    pub(super) fn describe(&self, theirs: &str) -> String {
+        let side = |v: &[f64]| match stats::median(v) {
+            Some(m) => format!(
+                "{m:.2} Gbit/s ({} round{})",
+                v.len(),
+                if v.len() == 1 { "" } else { "s" }
+            ),
+            None => "no round".into(),
+        };
+        format!(
+            "{}: netcopy {}, {theirs} {}{}",
+            self.placement.describe(),
+            side(&self.ours_gbps),
+            side(&self.theirs_gbps),
+            self.ratio()
+                .map_or(String::new(), |r| format!(", ratio {r:.3}"))
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +155,17 @@ pub(super) struct PeerSection {
     pub(super) iperf3: Outcome<Iperf3>,
     pub(super) size: u64,
     pub(super) seconds: u32,
+    pub(super) comparisons: Vec<Outcome<Comparison>>,
+}
+
+/// The servers against bare loops of the same mechanism (part 2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct BareSection {
+    pub(super) size: u64,
+    pub(super) seconds: u32,
+    /// The CPU both sides were pinned to; None when pinning was not possible.
+    pub(super) pinned_cpu: Option<usize>,
+    /// Ours: `netcopy server`; theirs: the bare loop.
     pub(super) comparisons: Vec<Outcome<Comparison>>,
 }
 
@@ -418,6 +480,9 @@ pub(crate) struct BenchReport {
     pub(super) rounds: u32,
     pub(super) seconds: u32,
     pub(super) peers: Outcome<PeerSection>,
+    /// Absent from results written before this part existed.
+    #[serde(default = "not_run")]
+    pub(super) bare: Outcome<BareSection>,
     pub(super) ceiling: Outcome<CeilingSection>,
     pub(super) overhead: Outcome<OverheadSection>,
     pub(super) trace_capacity: Outcome<CapacitySection>,
@@ -426,6 +491,12 @@ pub(crate) struct BenchReport {
     pub(super) load: Vec<PartLoad>,
     /// Wall-clock seconds the whole benchmark took.
     pub(super) elapsed_seconds: f64,
+}
+
+fn not_run<T>() -> Outcome<T> {
+    Outcome::NotMeasured {
+        reason: "not part of the benchmark when this report was written".into(),
+    }
 }
 
 impl BenchReport {
@@ -442,6 +513,12 @@ impl BenchReport {
                     Outcome::Measured(c) => matches!(c.theirs_gbps, Outcome::Failed { .. }),
                     Outcome::NotMeasured { .. } => false,
                 })
+            })
+            || failed(self.bare.why_not())
+            || self.bare.measured().is_some_and(|b| {
+                b.comparisons
+                    .iter()
+                    .any(|c| matches!(c, Outcome::Failed { .. }))
             })
             || self.overhead.measured().is_some_and(|o| {
                 o.variants

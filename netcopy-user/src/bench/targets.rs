@@ -5,8 +5,8 @@ use super::{
     ours,
     peers::{MULTI_NAME, PEER_SIZE, PINNED_NAME, SINGLE_NAME},
     schema::{
-        BenchReport, BlockOverhead, CapacitySection, Instrument, Outcome, PairedFigure, Target,
-        VariantFigures, Verdict, WorkloadRate, CONFIDENCE,
+        BareSection, BenchReport, BlockOverhead, CapacitySection, Instrument, Outcome,
+        PairedFigure, PlacementFigures, Target, VariantFigures, Verdict, WorkloadRate, CONFIDENCE,
     },
 };
 use crate::util::{stats, units::format_size};
@@ -14,6 +14,9 @@ use crate::util::{stats, units::format_size};
 /// Target: the bench peer's throughput at least this fraction of iperf3's at the same
 /// settings.
 pub(super) const TARGET_PEER_RATIO: f64 = 0.95;
+/// Target: each server's throughput at least this fraction of a bare loop's of the same
+/// mechanism.
+pub(super) const TARGET_BARE_RATIO: f64 = 0.9;
 
 /// An overhead target set by another row of the same blocks: netcopy's `instrument`
 /// costs at most `factor` x what `against` costs, plus `points` percentage points.
@@ -177,7 +180,8 @@ fn relative_target(report: &BenchReport, limit: &RelativeLimit, metric: Metric) 
     };
     let interval = stats::median_interval(&differences, CONFIDENCE);
     let head = format!(
-        "{} {o:+.1}%, {} {t:+.1}% (medians of {} paired blocks); the difference to the limit: {median:+.1} points",
+        "{} {o:+.1}%, {} {t:+.1}% (medians of {} paired blocks); the difference to the \
+         limit: {median:+.1} points",
         limit.instrument.label(),
         limit.against.label(),
         differences.len()
@@ -257,6 +261,13 @@ pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
                 .ok_or_else(|| "not measured".to_string()),
             other => Err(other.why_not().unwrap_or_default()),
         };
+        // The unpinned stream is bimodal: one target per placement the scheduler chose.
+        if let Ok(Outcome::Measured(c)) = &comparison {
+            if !c.by_placement.is_empty() {
+                out.extend(c.by_placement.iter().map(|p| placement_target(&goal, p)));
+                continue;
+            }
+        }
         out.push(match comparison {
             Ok(Outcome::Measured(c)) => match c.ratio {
                 Some(r) => Target {
@@ -286,6 +297,7 @@ pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
             },
         });
     }
+    out.extend(bare_targets(&report.bare));
     for limit in &RELATIVE_LIMITS {
         for metric in [Metric::Time, Metric::Cpu] {
             out.push(relative_target(report, limit, metric));
@@ -293,6 +305,86 @@ pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
     }
     out.push(lossless_target(&report.trace_capacity));
     out
+}
+
+/// The unpinned single stream's target, on the rounds of one placement only.
+fn placement_target(goal: &str, p: &PlacementFigures) -> Target {
+    let goal = format!("{goal}, {}", p.placement.describe());
+    match p.ratio() {
+        Some(r) => Target {
+            goal,
+            measured: format!(
+                "{r:.3} x ({} and {} rounds)",
+                p.ours_gbps.len(),
+                p.theirs_gbps.len()
+            ),
+            verdict: if r >= TARGET_PEER_RATIO {
+                Verdict::Met
+            } else {
+                Verdict::NotMet
+            },
+        },
+        None => Target {
+            goal,
+            measured: format!(
+                "the scheduler placed {} of netcopy's rounds and {} of iperf3's so: not on \
+                 both sides",
+                p.ours_gbps.len(),
+                p.theirs_gbps.len()
+            ),
+            verdict: Verdict::NotMeasured,
+        },
+    }
+}
+
+/// One target per server: at least [`TARGET_BARE_RATIO`] of the bare loop's throughput.
+fn bare_targets(section: &Outcome<BareSection>) -> Vec<Target> {
+    let Outcome::Measured(b) = section else {
+        return vec![Target {
+            goal: format!("each server >= {TARGET_BARE_RATIO} x a bare loop of its mechanism"),
+            measured: section.why_not().unwrap_or_default(),
+            verdict: Verdict::NotMeasured,
+        }];
+    };
+    b.comparisons
+        .iter()
+        .map(|c| match c {
+            Outcome::Measured(c) => {
+                // "one-copy vs bare sendmsg loop": "one-copy >= 0.9 x bare sendmsg loop".
+                let goal = c
+                    .name
+                    .replacen(" vs ", &format!(" >= {TARGET_BARE_RATIO} x "), 1);
+                match c.ratio {
+                    Some(r) => Target {
+                        goal,
+                        measured: format!(
+                            "{r:.3} x (rounds {})",
+                            c.round_ratios
+                                .iter()
+                                .map(|r| format!("{r:.2}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        verdict: if r >= TARGET_BARE_RATIO {
+                            Verdict::Met
+                        } else {
+                            Verdict::NotMet
+                        },
+                    },
+                    None => Target {
+                        goal,
+                        measured: "no ratio".into(),
+                        verdict: Verdict::NotMeasured,
+                    },
+                }
+            }
+            other => Target {
+                goal: format!("a server >= {TARGET_BARE_RATIO} x a bare loop"),
+                measured: other.why_not().unwrap_or_default(),
+                verdict: Verdict::NotMeasured,
+            },
+        })
+        .collect()
 }
 
 /// "No lost events at the default sweep's event rate".
@@ -352,6 +444,7 @@ mod tests {
                 Verdict::Met,         // 0.96 >= 0.95
                 Verdict::NotMeasured, // no pinned comparison in this report
                 Verdict::NotMeasured, // the 4-stream comparison failed
+                Verdict::NotMeasured, // the bare loops were not selected
                 Verdict::NotMeasured, // counting vs bpftrace: no bpftrace row
                 Verdict::NotMeasured,
                 Verdict::Met,    // counting time: 1.0 - 0.8 - 1 point < 0 in every block
@@ -364,20 +457,20 @@ mod tests {
             ]
         );
         assert_eq!(
-            t[5].goal,
+            t[6].goal,
             "copy counting <= empty programs on its hooks + 1 point overhead, time per byte"
         );
         assert!(
-            t[5].measured
+            t[6].measured
                 .contains("the difference to the limit: -0.8 points (95% interval -0.8 to -0.8)"),
             "{}",
-            t[5].measured
+            t[6].measured
         );
-        assert!(t[3].measured.starts_with("bpftrace: "), "{}", t[3].measured);
+        assert!(t[4].measured.starts_with("bpftrace: "), "{}", t[4].measured);
         assert!(
-            t[7].measured.contains("tracer is not available"),
+            t[8].measured.contains("tracer is not available"),
             "{}",
-            t[7].measured
+            t[8].measured
         );
         assert!(
             t[2].measured.contains("the client failed"),
@@ -420,16 +513,16 @@ mod tests {
         let t = targets(&r);
         // Time: 1.0 +- noise against 0.8 x 1.6 +- 1.6 x noise: an interval across zero.
         assert_eq!(
-            t[3].goal,
+            t[4].goal,
             "copy counting <= 0.8 x bpftrace's overhead, time per byte"
         );
-        assert_ne!(t[3].verdict, Verdict::NotMeasured, "{}", t[3].measured);
+        assert_ne!(t[4].verdict, Verdict::NotMeasured, "{}", t[4].measured);
         // CPU: 4.0 against 0.8 x 3.0 = 2.4: not met.
-        assert_eq!(t[4].verdict, Verdict::NotMet, "{}", t[4].measured);
+        assert_eq!(t[5].verdict, Verdict::NotMet, "{}", t[5].measured);
         assert!(
-            t[4].measured.contains("empty programs on its hooks alone"),
+            t[5].measured.contains("empty programs on its hooks alone"),
             "{}",
-            t[4].measured
+            t[5].measured
         );
 
         // The same figures from a bpftrace that counted other bytes: not compared.
@@ -445,8 +538,8 @@ mod tests {
             }
         }
         let t = targets(&r);
-        assert_eq!(t[3].verdict, Verdict::NotMeasured);
-        assert!(t[3].measured.contains("DISAGREE"), "{}", t[3].measured);
+        assert_eq!(t[4].verdict, Verdict::NotMeasured);
+        assert!(t[4].measured.contains("DISAGREE"), "{}", t[4].measured);
     }
 
     #[test]

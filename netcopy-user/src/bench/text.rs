@@ -2,7 +2,7 @@
 
 use super::{
     capacity,
-    schema::{BenchReport, CapacitySection, Instrument, Outcome, Part},
+    schema::{BenchReport, CapacitySection, Comparison, Instrument, Outcome, Part},
 };
 use crate::util::{stats::Summary, units::format_size};
 
@@ -36,43 +36,29 @@ pub(crate) fn render(r: &BenchReport) -> String {
                     i.path.display()
                 ));
             }
-            for c in &p.comparisons {
-                match c {
-                    Outcome::Measured(c) => {
-                        out.push_str(&format!("   {}:\n", c.name));
-                        out.push_str(&format!(
-                            "     ours    {:<52} {}\n",
-                            c.ours_label,
-                            summary_text(&c.ours_gbps, "Gbit/s", 2)
-                        ));
-                        match &c.theirs_gbps {
-                            Outcome::Measured(t) => out.push_str(&format!(
-                                "     theirs  {:<52} {}\n",
-                                c.theirs_label,
-                                summary_text(t, "Gbit/s", 2)
-                            )),
-                            other => out.push_str(&format!(
-                                "     theirs  {:<52} {}\n",
-                                c.theirs_label,
-                                other.why_not().unwrap_or_default()
-                            )),
-                        }
-                        if let Some(ratio) = c.ratio {
-                            out.push_str(&format!("     ratio ours/theirs: {ratio:.3}\n"));
-                        }
-                        for note in &c.notes {
-                            out.push_str(&format!("     note: {note}\n"));
-                        }
-                    }
-                    other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
-                }
-            }
+            out.push_str(&comparisons(&p.comparisons));
         }
         other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
     }
     out.push_str(&load_line(r, Part::Peers));
 
-    out.push_str("\n2. the ceiling\n");
+    out.push_str("\n2. against bare send loops (same receiver, path and size)\n");
+    match &r.bare {
+        Outcome::Measured(b) => {
+            out.push_str(&format!(
+                "   {} messages, {} s per run, {}\n",
+                format_size(b.size),
+                b.seconds,
+                b.pinned_cpu
+                    .map_or("not pinned".into(), |c| format!("both sides on CPU {c}"))
+            ));
+            out.push_str(&comparisons(&b.comparisons));
+        }
+        other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+    }
+    out.push_str(&load_line(r, Part::Bare));
+
+    out.push_str("\n3. the ceiling\n");
     match &r.ceiling {
         Outcome::Measured(c) => {
             let m = &c.memcpy;
@@ -113,7 +99,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
     }
     out.push_str(&load_line(r, Part::Ceiling));
 
-    out.push_str("\n3. probe overhead\n");
+    out.push_str("\n4. probe overhead\n");
     match &r.overhead {
         Outcome::Measured(o) => {
             out.push_str(&format!(
@@ -199,7 +185,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
     }
     out.push_str(&load_line(r, Part::Probes));
 
-    out.push_str("\n4. trace capacity\n");
+    out.push_str("\n5. trace capacity\n");
     out.push_str(&render_capacity(&r.trace_capacity));
     out.push_str(&load_line(r, Part::Trace));
 
@@ -213,6 +199,43 @@ pub(crate) fn render(r: &BenchReport) -> String {
         ));
     }
     out.push_str(&format!("\nbench took {:.0} s\n", r.elapsed_seconds));
+    out
+}
+
+/// Each comparison: ours, theirs, the ratio and the notes.
+fn comparisons(list: &[Outcome<Comparison>]) -> String {
+    let mut out = String::new();
+    for c in list {
+        match c {
+            Outcome::Measured(c) => {
+                out.push_str(&format!("   {}:\n", c.name));
+                out.push_str(&format!(
+                    "     ours    {:<52} {}\n",
+                    c.ours_label,
+                    summary_text(&c.ours_gbps, "Gbit/s", 2)
+                ));
+                match &c.theirs_gbps {
+                    Outcome::Measured(t) => out.push_str(&format!(
+                        "     theirs  {:<52} {}\n",
+                        c.theirs_label,
+                        summary_text(t, "Gbit/s", 2)
+                    )),
+                    other => out.push_str(&format!(
+                        "     theirs  {:<52} {}\n",
+                        c.theirs_label,
+                        other.why_not().unwrap_or_default()
+                    )),
+                }
+                if let Some(ratio) = c.ratio {
+                    out.push_str(&format!("     ratio ours/theirs: {ratio:.3}\n"));
+                }
+                for note in &c.notes {
+                    out.push_str(&format!("     note: {note}\n"));
+                }
+            }
+            other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
+        }
+    }
     out
 }
 
@@ -306,9 +329,10 @@ mod tests {
         let text = render(&r);
         for needle in [
             "1. against iperf3",
-            "2. the ceiling",
-            "3. probe overhead",
-            "4. trace capacity",
+            "2. against bare send loops",
+            "3. the ceiling",
+            "4. probe overhead",
+            "5. trace capacity",
             "tracing: not measured: the tracer is not available in this build",
             "[NOT met     ]",
             "by the kernel's accounting (one more run): the programs took 0.0100 CPU ns per \

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     workload::message::ComplexMessage,
     workload::protocol::MESSAGE_HEADER_LEN,
-    workload::sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY},
+    workload::sockets::{self, read_notification, Notification},
 };
 
 /// How the slot pool is bounded.
@@ -420,69 +420,6 @@ impl Drop for ZeroCopySender {
             std::mem::forget(std::mem::take(&mut self.slots));
         }
     }
-}
-
-/// One error-queue message.
-enum Notification {
-    Zerocopy {
-        lo: u32,
-        hi: u32,
-        copied: bool,
-    },
-    /// Something else on the error queue (e.g. an ICMP error); not ours to count.
-    Other,
-}
-
-/// Reads one error-queue message without blocking; `None` when the queue is empty.
-fn read_notification(fd: RawFd) -> io::Result<Option<Notification>> {
-    // u64 elements keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg describes a live control buffer and no data buffers.
-    let rc = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EAGAIN) => Ok(None),
-            _ => Err(err),
-        };
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::other(
-            "zero-copy notification truncated (control buffer too small)",
-        ));
-    }
-    // SAFETY: msg was filled by recvmsg; the CMSG_* helpers stay within msg_controllen.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: cmsg points at a complete cmsghdr inside the control buffer.
-        let header = unsafe { &*cmsg };
-        let is_recverr = (header.cmsg_level == libc::SOL_IP
-            && header.cmsg_type == libc::IP_RECVERR)
-            || (header.cmsg_level == libc::SOL_IPV6 && header.cmsg_type == libc::IPV6_RECVERR);
-        let data_len = header.cmsg_len as usize
-            // SAFETY: computing the header length has no preconditions.
-            - unsafe { libc::CMSG_LEN(0) } as usize;
-        if is_recverr && data_len >= std::mem::size_of::<libc::sock_extended_err>() {
-            // SAFETY: the data holds at least a sock_extended_err; it may be unaligned.
-            let err: libc::sock_extended_err = unsafe {
-                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>())
-            };
-            if err.ee_origin == SO_EE_ORIGIN_ZEROCOPY && err.ee_errno == 0 {
-                return Ok(Some(Notification::Zerocopy {
-                    lo: err.ee_info,
-                    hi: err.ee_data,
-                    copied: err.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
-                }));
-            }
-        }
-        // SAFETY: as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
-    Ok(Some(Notification::Other))
 }
 
 /// Fails unless the kernel accepts SO_ZEROCOPY on a TCP socket.
