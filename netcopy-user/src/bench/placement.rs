@@ -84,12 +84,13 @@ impl Drop for PlacementSampler {
 
 /// (samples with both on one CPU, samples with both seen running).
 fn sample(sender: u32, receiver: u32, stop: &AtomicBool) -> (u32, u32) {
-    let mut last: HashMap<u32, u64> = HashMap::new();
+    // One record per side: each side's threads are compared with their own last sample.
+    let (mut last_sender, mut last_receiver) = (HashMap::new(), HashMap::new());
     let (mut same, mut all) = (0, 0);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SAMPLE_EVERY);
-        let a = busiest(sender, &mut last);
-        let b = busiest(receiver, &mut last);
+        let a = busiest(sender, &mut last_sender);
+        let b = busiest(receiver, &mut last_receiver);
         if let (Some(a), Some(b)) = (a, b) {
             all += 1;
             if a == b {
