@@ -23,6 +23,37 @@ pub(super) struct MachineInfo {
     pub(super) date: String,
     /// The source tree the benchmark ran from.
     pub(super) source: SourceTree,
+    /// What the kernel says about each CPU vulnerability and its mitigation
+    /// (/sys/devices/system/cpu/vulnerabilities), by name. The mitigations that make an
+    /// indirect call or a return expensive (retbleed, spec_rstack_overflow, spectre_v2)
+    /// set the cost of dispatching to any eBPF program: they tell a costly machine from a
+    /// costly tool.
+    #[serde(default)]
+    pub(super) cpu_vulnerabilities: Vec<(String, String)>,
+}
+
+/// The vulnerabilities whose mitigations make indirect calls and returns expensive: the
+/// kernel's dispatch to a program is an indirect call, and each program returns.
+const DISPATCH_MITIGATIONS: [&str; 3] = ["retbleed", "spec_rstack_overflow", "spectre_v2"];
+
+/// Every file of /sys/devices/system/cpu/vulnerabilities, by name, in name order.
+fn cpu_vulnerabilities() -> Vec<(String, String)> {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/vulnerabilities");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                text.trim().to_string(),
+            ))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The git commit of the working directory, and whether files differ from it.
@@ -66,7 +97,32 @@ impl MachineInfo {
             virtualized: host.virtualized,
             date: crate::util::time::rfc3339(SystemTime::now()),
             source: source_tree(),
+            cpu_vulnerabilities: cpu_vulnerabilities(),
         }
+    }
+
+    /// `retbleed: Not affected; spec_rstack_overflow: ...; spectre_v2: Mitigation: ...`
+    /// first, then `the rest: NAME: TEXT; ...`.
+    pub(super) fn mitigations_sentence(&self) -> String {
+        if self.cpu_vulnerabilities.is_empty() {
+            return "the kernel reports no CPU vulnerabilities \
+                    (/sys/devices/system/cpu/vulnerabilities is absent)"
+                .into();
+        }
+        let join = |first: bool| {
+            self.cpu_vulnerabilities
+                .iter()
+                .filter(|(name, _)| DISPATCH_MITIGATIONS.contains(&name.as_str()) == first)
+                .map(|(name, text)| format!("{name}: {text}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        format!(
+            "what the kernel reports in /sys/devices/system/cpu/vulnerabilities: {} (these \
+             make the indirect call to each program and its return costly); the rest: {}",
+            join(true),
+            join(false)
+        )
     }
 
     /// One line: `Intel(R) Xeon(R) Processor, 2 CPUs, kernel 6.18.44, 2026-11-25T06:00:00Z`.
@@ -233,6 +289,25 @@ mod tests {
         assert_eq!(parse_proc_stat_cpu(stat), Some((102580 + 5 + 22391, 37)));
         assert_eq!(parse_proc_stat_cpu("cpu0 1 2 3\n"), None);
         assert_eq!(parse_proc_stat_cpu("cpu  x 2 3 4\n"), None);
+    }
+
+    #[test]
+    fn the_dispatch_mitigations_come_first() {
+        let mut m = MachineInfo::collect();
+        m.cpu_vulnerabilities = vec![
+            ("mds".into(), "Not affected".into()),
+            ("retbleed".into(), "Mitigation: untrained return thunk".into()),
+            ("spectre_v2".into(), "Mitigation: Retpolines".into()),
+        ];
+        assert_eq!(
+            m.mitigations_sentence(),
+            "what the kernel reports in /sys/devices/system/cpu/vulnerabilities: retbleed: \
+             Mitigation: untrained return thunk; spectre_v2: Mitigation: Retpolines (these make \
+             the indirect call to each program and its return costly); the rest: mds: Not \
+             affected"
+        );
+        m.cpu_vulnerabilities.clear();
+        assert!(m.mitigations_sentence().contains("absent"));
     }
 
     #[test]

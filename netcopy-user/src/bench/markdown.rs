@@ -305,6 +305,11 @@ pub(crate) fn render(r: &BenchReport) -> String {
             if let Some(noise) = o.noise_sentence() {
                 out.push_str(&format!("\n- noise: {noise}"));
             }
+            // Beside the floors: what makes the kernel's dispatch to a program costly here.
+            out.push_str(&format!(
+                "\n- CPU mitigations: {}",
+                r.machine.mitigations_sentence()
+            ));
             out.push('\n');
             for v in o.variants.iter().filter_map(Outcome::measured) {
                 match &v.program_cost {

@@ -180,6 +180,10 @@ pub(crate) fn render(r: &BenchReport) -> String {
             if let Some(noise) = o.noise_sentence() {
                 out.push_str(&format!("   noise: {noise}\n"));
             }
+            out.push_str(&format!(
+                "   CPU mitigations: {}\n",
+                r.machine.mitigations_sentence()
+            ));
         }
         other => out.push_str(&format!("   {}\n", other.why_not().unwrap_or_default())),
     }
