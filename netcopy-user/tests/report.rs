@@ -258,6 +258,7 @@ fn site(expected: u64, observed: Option<u64>, source: FigureSource, how: &str) -
         calls: observed.map(|_| 64),
         source,
         how: how.to_string(),
+        counted_on: Vec::new(),
     }
 }
 
@@ -328,6 +329,8 @@ fn ledger(mode: Mode) -> ModeLedger {
         } else {
             Vec::new()
         },
+        completions: None,
+        causes: Vec::new(),
     }
 }
 
