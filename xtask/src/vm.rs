@@ -567,6 +567,9 @@ pub struct VmTestArgs {
     /// Print the kernel config values the VM test depends on (built in, module or missing).
     #[arg(long)]
     pub show_config: bool,
+    /// Skip the tap stage (two hosts: the guest's agent behind a tap, verify --remote here).
+    #[arg(long)]
+    pub no_tap: bool,
 }
 
 /// Whether `netcopy <sub> --help` succeeds, i.e. the binary has that subcommand.
@@ -769,6 +772,7 @@ impl Default for VmTestArgs {
             cpus: 2,
             console: false,
             show_config: false,
+            no_tap: false,
         }
     }
 }
@@ -817,8 +821,14 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     );
     let outcome = run_in_guest(&netcopy, &commands, &opts)?;
     print_outcome(&outcome);
-    if args.run.is_empty() && args.shell.is_empty() && !args.debug {
+    let default_run = args.run.is_empty() && args.shell.is_empty() && !args.debug;
+    if default_run {
         check_default_outcome(&outcome)?;
+    }
+    if default_run && !args.no_tap && outcome.all_succeeded() {
+        println!("vm-test: tap stage (the guest as host A behind a vnet_hdr tap, this host as B)");
+        tap::tap_stage(&netcopy, &opts)?;
+        println!("vm-test: tap stage ok");
     }
     if outcome.all_succeeded() {
         println!(
