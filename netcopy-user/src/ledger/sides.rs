@@ -169,3 +169,62 @@ pub(super) fn hosts_of(sides: &[KernelSide], site: CopySite) -> Vec<String> {
         .map(|s| s.host.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(host: &str, role: Role, sites: &[(CopySite, u64)]) -> KernelSide {
+        KernelSide {
+            host: host.into(),
+            role,
+            probes: sites
+                .iter()
+                .map(|(s, bytes)| {
+                    (
+                        s.name().to_string(),
+                        ProbeCount {
+                            bytes: *bytes,
+                            calls: 1,
+                            source: FigureSource::Observed,
+                            how: format!("probe {}", s.name()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn two_hosts_add_up_where_both_can_have_bytes_and_each_names_itself() {
+        let a = side(
+            "a",
+            Role::Sender,
+            &[(CopySite::KernelSendCopy, 100), (CopySite::DeferredCopy, 7)],
+        );
+        let b = side(
+            "b",
+            Role::Receiver,
+            &[
+                (CopySite::KernelSendCopy, 20),
+                (CopySite::KernelRecvCopy, 5),
+            ],
+        );
+        let sides = [a.clone(), b.clone()];
+        let (bytes, calls, _, how, hosts) = probed(&sides, CopySite::KernelSendCopy).unwrap();
+        assert_eq!(
+            (bytes, calls, hosts),
+            (120, 2, vec!["a".to_string(), "b".to_string()])
+        );
+        assert!(how.contains("on a") && how.contains("on b"), "{how}");
+        // Only the sender can copy pages later: the receiver's missing probe does not matter.
+        let (bytes, _, _, how, hosts) = probed(&sides, CopySite::DeferredCopy).unwrap();
+        assert_eq!((bytes, hosts), (7, vec!["a".to_string()]));
+        assert_eq!(how, "probe deferred_copy");
+        // The sender has no receive probe: the site is not observable, not half counted.
+        assert!(probed(&sides, CopySite::KernelRecvCopy).is_none());
+        assert_eq!(hosts_of(&sides, CopySite::UserCopy), ["a"]);
+        let one = [side("h", Role::Both, &[(CopySite::KernelRecvCopy, 9)])];
+        assert_eq!(probed(&one, CopySite::KernelRecvCopy).unwrap().0, 9);
+    }
+}
