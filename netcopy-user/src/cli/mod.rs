@@ -13,6 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod probes;
+mod verify;
+
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
 #[command(name = "netcopy", version, about, long_about = None)]
@@ -24,11 +27,11 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
-    Probes(crate::kernel::capabilities::ProbesArgs),
+    Probes(probes::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
     Run(run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
-    Verify(crate::ledger::verify::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
     Server(server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
@@ -46,9 +49,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
-        Command::Probes(args) => crate::kernel::capabilities::run(&args),
+        Command::Probes(args) => probes::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Verify(args) => crate::ledger::verify::run(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Server(args) => server::run(&args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -38,7 +38,7 @@ pub struct SyscallRecord {
     /// recvmsg: `msg_flags` the kernel wrote back.
     pub msg_flags_out: Option<u32>,
     /// Copies inside the call, per copy site.
-    pub copies: [SiteCounter; netcopy_common::SITE_COUNT],
+    pub copies: [SiteCounter; netcopy_common::COUNTED_SITE_COUNT],
 }
 
 impl SyscallRecord {
@@ -62,7 +62,7 @@ impl SyscallRecord {
             returned_partial: e.info & TRACE_INFO_RETURNED_PARTIAL != 0,
             msg_flags_out: (e.info & TRACE_INFO_MSG_FLAGS_OUT != 0).then_some(e.msg_flags_out),
             copies: {
-                let mut all = [SiteCounter::default(); netcopy_common::SITE_COUNT];
+                let mut all = [SiteCounter::default(); netcopy_common::COUNTED_SITE_COUNT];
                 for (site, counter) in netcopy_common::TRACE_SITES.iter().zip(e.copies) {
                     all[*site as usize] = counter;
                 }

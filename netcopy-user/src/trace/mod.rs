@@ -4,7 +4,7 @@
 //! Library use (e.g. by the experiment runner):
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use netcopy::kernel::{loader::LoadOptions, CopyProbes};
+//! use netcopy::kernel::{CopyProbes, LoadOptions};
 //! use netcopy::trace::{write_outputs, SyscallTracer};
 //! let mut probes = CopyProbes::load_with(LoadOptions {
 //!     trace_ring_bytes: Some(8 << 20),

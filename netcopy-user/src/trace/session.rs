@@ -15,7 +15,7 @@ use super::{
     output::{write_outputs, OutputPaths},
     tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE},
 };
-use crate::kernel::{loader::LoadOptions, CopyProbes};
+use crate::kernel::{CopyProbes, LoadOptions};
 
 /// Filter slot the traced processes are put in.
 const TRACE_SLOT: u32 = 0;

@@ -1,11 +1,12 @@
 //! Groups: the repeats of one (mode, message size, thread count) aggregated into a [`Stat`]
 //! per figure, and the lookups every later step makes over them.
 
+use netcopy_common::CopySite;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
     experiment::results::{Cell, Results, ZeroCopyFigures},
-    ledger::{FigureSource, LedgerSite},
+    ledger::FigureSource,
     util::stats,
     workload::modes::Mode,
 };
@@ -82,7 +83,7 @@ pub(crate) struct Group {
 
 /// The site names in ledger order, then any other name the cells carry.
 pub(crate) fn site_names(results: &Results) -> Vec<String> {
-    let mut names: Vec<String> = LedgerSite::ALL
+    let mut names: Vec<String> = crate::ledger::SITES
         .iter()
         .map(|s| s.name().to_string())
         .collect();

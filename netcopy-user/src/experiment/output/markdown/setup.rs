@@ -1,6 +1,7 @@
 //! How the run was made: the machine and kernel, how each kernel event was observed, and
 //! the exact verification of every mode's copies that opens the run.
 
+use netcopy_common::CopySite;
 use std::{
     fmt::Write as _,
     time::{Duration, UNIX_EPOCH},
@@ -10,7 +11,6 @@ use super::text::cell;
 use crate::{
     experiment::analysis::num,
     experiment::results::Results,
-    ledger::LedgerSite,
     util::{time::rfc3339, units::format_size},
 };
 
@@ -159,7 +159,7 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
         let mut names: Vec<&String> = l.sites.keys().collect();
         names.sort_by_key(|n| {
-            LedgerSite::ALL
+            crate::ledger::SITES
                 .iter()
                 .position(|s| s.name() == n.as_str())
                 .unwrap_or(usize::MAX)
