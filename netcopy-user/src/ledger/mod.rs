@@ -158,7 +158,7 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
         CopySite::ZeroCopyAttach => claimed(claim.zerocopy_attach),
         // The claim of every mode: nothing is copied after the send.
         CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
-        CopySite::ZeroCopyCompletion => claimed(claim.completions),
+        CopySite::ZeroCopyCompletion => claimed(claim.completions.is_some()),
         CopySite::KernelRecvCopy => (payload, msg_hdr + control),
     }
 }
@@ -369,7 +369,7 @@ fn judge(
     let mut unexplained = Vec::new();
     let mut degraded = false;
     // Only a mode that gets completions can hear from the kernel that it copied after all.
-    let reported_by_kernel = mode.spec().claim.completions && sender.copied_sends > 0;
+    let reported_by_kernel = mode.spec().claim.completions.is_some() && sender.copied_sends > 0;
     for site in SITES {
         let fig = &sites[site.name()];
         let Some(observed) = fig.observed_bytes else {

@@ -61,7 +61,7 @@ fn group_label(g: &Group) -> String {
 /// The modes whose kernel reports each send's completion, saying whether it copied the
 /// pages after all (MSG_ZEROCOPY): the ones a "copied" finding can be about.
 pub(crate) fn completion_modes() -> impl Iterator<Item = &'static ModeSpec> {
-    MODES.iter().filter(|s| s.claim.completions)
+    MODES.iter().filter(|s| s.claim.completions.is_some())
 }
 
 /// Flags what a reader must know, most important first.

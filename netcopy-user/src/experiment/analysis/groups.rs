@@ -1,7 +1,6 @@
 //! Groups: the repeats of one (mode, message size, thread count) aggregated into a [`Stat`]
 //! per figure, and the lookups every later step makes over them.
 
-use netcopy_common::CopySite;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{

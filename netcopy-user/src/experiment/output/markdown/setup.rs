@@ -1,7 +1,6 @@
 //! How the run was made: the machine and kernel, how each kernel event was observed, and
 //! the exact verification of every mode's copies that opens the run.
 
-use netcopy_common::CopySite;
 use std::{
     fmt::Write as _,
     time::{Duration, UNIX_EPOCH},

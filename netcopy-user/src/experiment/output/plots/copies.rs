@@ -2,7 +2,6 @@
 //! the source of each segment's figure.
 
 use anyhow::Result;
-use netcopy_common::CopySite;
 use plotters::prelude::*;
 
 use super::chart::{draw_notes, err, notes_lines, tick, unavailable_svg, Keyed, HEIGHT, WIDTH};
