@@ -13,7 +13,7 @@ use crate::{
         plan::{AttachPlan, KernelEvent, Source},
         CopyCounts,
     },
-    workload::modes::{Mode, SenderStats},
+    workload::modes::{Completions, Mode, SenderStats},
     workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
 use netcopy_common::CopySite;
@@ -21,10 +21,11 @@ use netcopy_common::CopySite;
 /// The sites a ledger has a line for, in the order every table lists them. Completions
 /// the kernel flagged copied are no line of their own: they are counted within
 /// `zerocopy_completions`, and the deferred copy's line says what they mean.
-pub const SITES: [CopySite; 6] = [
+pub const SITES: [CopySite; 7] = [
     CopySite::UserCopy,
     CopySite::KernelSendCopy,
     CopySite::ZeroCopyAttach,
+    CopySite::PageReference,
     CopySite::DeferredCopy,
     CopySite::ZeroCopyCompletion,
     CopySite::KernelRecvCopy,
@@ -125,6 +126,9 @@ pub enum Verdict {
     Degraded,
     /// A difference nothing explains.
     Mismatch,
+    /// The mode cannot run on this kernel (its row's `available` check failed, the first
+    /// finding says why): nothing was measured, and nothing is wrong with what was.
+    Unsupported,
 }
 
 /// The ledger of one mode's run.
@@ -156,6 +160,7 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
             (payload, msg_hdr + control)
         }
         CopySite::ZeroCopyAttach => claimed(claim.zerocopy_attach),
+        CopySite::PageReference => claimed(claim.page_reference),
         // The claim of every mode: nothing is copied after the send.
         CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
         CopySite::ZeroCopyCompletion => claimed(claim.completions.is_some()),
@@ -172,6 +177,19 @@ fn kernel_sum(counts: &CopyCounts, site: CopySite) -> (u64, u64) {
     let s = counts.get(SERVER_SLOT, site);
     let c = counts.get(CLIENT_SLOT, site);
     (s.bytes + c.bytes, s.calls + c.calls)
+}
+
+impl ModeLedger {
+    /// The ledger of a mode this kernel cannot run, with why.
+    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+        ModeLedger {
+            mode,
+            verdict: Verdict::Unsupported,
+            workload: Workload::default(),
+            sites: std::collections::BTreeMap::new(),
+            findings: vec![format!("not supported by this kernel: {why}")],
+        }
+    }
 }
 
 /// Builds the ledger of one run from its samples.
@@ -293,6 +311,16 @@ fn observe(
             CopySite::ZeroCopyAttach,
         )
         .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        // Linux < 6.5 sends spliced pages through do_tcp_sendpages, which has a probe of
+        // its own; newer kernels through the send path.
+        CopySite::PageReference => from_probe(
+            plan,
+            KernelEvent::SendPages,
+            kernel,
+            CopySite::PageReference,
+        )
+        .or_else(|| from_probe(plan, KernelEvent::SendPath, kernel, CopySite::PageReference))
+        .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
         CopySite::DeferredCopy => {
             if let Some(obs) = from_probe(
                 plan,
@@ -318,8 +346,10 @@ fn observe(
                 FigureSource::Reported,
                 format!(
                     "skb_copy_ubufs not probe-able here; bytes of the {} of {} sends whose \
-                     completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED",
-                    sender.copied_sends, sender.completed_sends
+                     completions the kernel flagged {}",
+                    sender.copied_sends,
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
             )
         }
@@ -327,13 +357,39 @@ fn observe(
             unavailable("no line of the ledger: counted within zerocopy_completions")
         }
         CopySite::ZeroCopyCompletion => {
-            if let Some(obs) = from_probe(
-                plan,
-                KernelEvent::Completion,
-                kernel,
-                CopySite::ZeroCopyCompletion,
-            ) {
+            // The completion probes watch MSG_ZEROCOPY's callback; io_uring's notifications
+            // come from a callback of its own, and count as the sender read them.
+            let probed = mode.spec().claim.completions != Some(Completions::Ring);
+            if let Some(obs) = probed
+                .then(|| {
+                    from_probe(
+                        plan,
+                        KernelEvent::Completion,
+                        kernel,
+                        CopySite::ZeroCopyCompletion,
+                    )
+                })
+                .flatten()
+            {
                 return obs;
+            }
+            if mode.spec().claim.completions == Some(Completions::Ring) {
+                return (
+                    Some(if sender.completed_sends == sender.zerocopy_sends {
+                        sender.zerocopy_bytes
+                    } else {
+                        0
+                    }),
+                    Some(sender.completion_notifications),
+                    FigureSource::Reported,
+                    format!(
+                        "io_uring notification CQEs read by the sender: {} completing {} of {} \
+                         operations (bytes counted only when every operation was notified)",
+                        sender.completion_notifications,
+                        sender.completed_sends,
+                        sender.zerocopy_sends
+                    ),
+                );
             }
             (
                 Some(if sender.completed_sends == sender.zerocopy_sends {
@@ -357,6 +413,14 @@ fn observe(
             CopySite::KernelRecvCopy,
         )
         .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
+    }
+}
+
+/// The flag with which the kernel tells `mode`'s sender that it copied after all.
+fn copied_flag(mode: Mode) -> &'static str {
+    match mode.spec().claim.completions {
+        Some(Completions::Ring) => "IORING_NOTIF_USAGE_ZC_COPIED",
+        _ => "SO_EE_CODE_ZEROCOPY_COPIED",
     }
 }
 
@@ -393,12 +457,12 @@ fn judge(
                 0,
                 format!(
                     "zero-copy did NOT avoid the copy: the kernel copied {observed} bytes after \
-                     the send ({}: {}), and flagged {} of {} completed sends \
-                     SO_EE_CODE_ZEROCOPY_COPIED",
+                     the send ({}: {}), and flagged {} of {} completed sends {}",
                     fig.source.name(),
                     fig.how,
                     sender.copied_sends,
-                    sender.completed_sends
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
             );
             continue;

@@ -23,7 +23,8 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// Exit 0 when every mode matches or is degraded in a way the kernel reported.
+    /// Exit 0 when every mode matches, is degraded in a way the kernel reported, or cannot
+    /// run on this kernel.
     pub fn passed(&self) -> bool {
         self.modes.iter().all(|m| m.verdict != Verdict::Mismatch)
     }
@@ -59,12 +60,16 @@ pub fn verify(
 }
 
 /// One mode: server child in the server slot, this process's client in the client slot.
+/// A mode this kernel cannot run is a ledger saying so, not an error.
 pub fn verify_mode(
     probes: &mut CopyProbes,
     mode: Mode,
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
+    if let Err(why) = (mode.spec().available)() {
+        return Ok(ModeLedger::unsupported(mode, &why));
+    }
     // The server's default size limit (64M) must not make a larger verification fail.
     let server = ServerProcess::spawn(mode, &["--max-size".to_string(), size.to_string()])?;
     let own_pid = std::process::id();
@@ -106,6 +111,7 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Match => "MATCH",
         Verdict::Degraded => "DEGRADED",
         Verdict::Mismatch => "MISMATCH",
+        Verdict::Unsupported => "NOT SUPPORTED BY THIS KERNEL",
     }
 }
 
@@ -113,6 +119,14 @@ fn verdict_word(v: Verdict) -> &'static str {
 pub fn render(v: &Verification) -> String {
     let mut out = format!("kernel {}\n", v.kernel);
     for m in &v.modes {
+        if m.verdict == Verdict::Unsupported {
+            out.push_str(&format!(
+                "\n{} -- {}\n",
+                m.mode,
+                m.findings.first().map_or("not supported", |f| f.as_str())
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
             m.mode,

@@ -35,6 +35,7 @@ pub(crate) enum FindingKind {
     ZeroCopyCopied,
     VerificationDegraded,
     VerificationMismatch,
+    VerificationUnsupported,
     IntegrityErrors,
     NonMonotonicThroughput,
     HighVariance,
@@ -149,6 +150,19 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
                         .first()
                         .cloned()
                         .unwrap_or_else(|| "no finding recorded".to_string())
+                ),
+            ),
+            Verdict::Unsupported => push(
+                FindingKind::VerificationUnsupported,
+                Severity::Note,
+                format!(
+                    "{} was not measured: {}",
+                    ledger.mode,
+                    ledger
+                        .findings
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "not supported by this kernel".to_string())
                 ),
             ),
             Verdict::Mismatch => push(
