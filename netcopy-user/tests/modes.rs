@@ -615,6 +615,34 @@ fn cli_json_output_and_sigterm_totals() {
 }
 
 #[test]
+fn cli_modes_lists_the_table_and_what_this_kernel_supports() {
+    let output = Command::new(BIN)
+        .args(["modes", "--json"])
+        .output()
+        .expect("run modes");
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = json["modes"].as_array().expect("modes");
+    assert_eq!(rows.len(), Mode::ALL.len());
+    for (row, mode) in rows.iter().zip(Mode::ALL) {
+        let claim = mode.spec().claim;
+        assert_eq!(row["name"], mode.name());
+        assert_eq!(row["zerocopy_attach"], claim.zerocopy_attach);
+        assert_eq!(row["page_reference"], claim.page_reference);
+        assert_eq!(row["completions"].is_null(), claim.completions.is_none());
+        // Every mechanism exists on this kernel (shared/PLATFORM.md).
+        assert!(row["unsupported"].is_null(), "{row}");
+    }
+    let text = Command::new(BIN).arg("modes").output().expect("run modes");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text.matches("supported here").count(),
+        Mode::ALL.len(),
+        "{text}"
+    );
+}
+
+#[test]
 fn cli_port_in_use_fails_clearly() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -4,6 +4,7 @@
 
 mod bench;
 mod client;
+mod modes;
 mod report;
 mod run;
 mod server;
@@ -32,6 +33,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
     Verify(verify::VerifyArgs),
+    /// List the send modes, what each claims, and whether this kernel can run it.
+    Modes(modes::ModesArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
     Server(server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Probes(args) => probes::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Modes(args) => modes::run(&args),
         Command::Server(args) => server::run(&args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),

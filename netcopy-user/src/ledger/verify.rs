@@ -177,3 +177,32 @@ pub fn render(v: &Verification) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mode_this_kernel_cannot_run_is_reported_and_does_not_fail_the_verification() {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this kernel's io_uring has no IORING_OP_SENDMSG_ZC",
+        );
+        let v = Verification {
+            kernel: "6.0-test".to_string(),
+            plan: AttachPlan { events: Vec::new() },
+            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+        };
+        assert!(v.passed());
+        let text = render(&v);
+        assert!(
+            text.contains(
+                "io-uring-zc -- not supported by this kernel: this kernel's io_uring has no \
+                 IORING_OP_SENDMSG_ZC"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["modes"][0]["verdict"], "unsupported");
+    }
+}
