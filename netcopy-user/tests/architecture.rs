@@ -145,11 +145,11 @@ fn references(
                     b'{' => depth += 1,
                     b'}' if depth > 0 => depth -= 1,
                     b'}' => break,
-                    b';' | b'(' | b')' | b'<' | b'>' | b'!' | b'=' | b'&' | b'[' | b']' | b'"'
-                    | b'#' => {
-                        if depth == 0 || c == b';' {
-                            break;
-                        }
+                    b';' => break,
+                    b'(' | b')' | b'<' | b'>' | b'!' | b'=' | b'&' | b'[' | b']' | b'"' | b'#'
+                        if depth == 0 =>
+                    {
+                        break
                     }
                     b',' | b' ' | b'\n' if depth == 0 => break,
                     _ => {}
