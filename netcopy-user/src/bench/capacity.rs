@@ -247,10 +247,10 @@ pub(super) fn per_call_cost_sentence(c: &CapacitySection) -> String {
 pub(super) fn drain_ceiling_sentence(c: &CapacitySection) -> String {
     match c.drain_ceiling_events_per_s {
         Some(rate) => format!(
-            "the draining thread (nice {}) needs {:.3} us of CPU per event: with a CPU to \
+            "the draining thread ({}) needs {:.3} us of CPU per event: with a CPU to \
              itself it carries about {:.0} events/s; a faster stream loses events once the \
              rings' {} records (all CPUs) are full{}",
-            crate::trace::DRAIN_NICE,
+            crate::trace::DrainPriority::RealTime.describe(),
             1e6 / rate,
             rate,
             c.ring_records,

@@ -296,7 +296,10 @@ mod tests {
         let mut m = MachineInfo::collect();
         m.cpu_vulnerabilities = vec![
             ("mds".into(), "Not affected".into()),
-            ("retbleed".into(), "Mitigation: untrained return thunk".into()),
+            (
+                "retbleed".into(),
+                "Mitigation: untrained return thunk".into(),
+            ),
             ("spectre_v2".into(), "Mitigation: Retpolines".into()),
         ];
         assert_eq!(

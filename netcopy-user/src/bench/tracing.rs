@@ -260,12 +260,14 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
         }
     };
     // As `netcopy trace` does: this thread is the drain.
-    let priority_note = crate::trace::prioritize_drain_thread().err().map(|e| {
-        format!(
-            "the draining thread runs at normal priority (raising it to nice {} failed: {e})",
+    let priority_note = match crate::trace::prioritize_drain_thread() {
+        Ok(crate::trace::DrainPriority::RealTime) => None,
+        Ok(other) => Some(format!("the draining thread runs at {}", other.describe())),
+        Err(e) => Some(format!(
+            "the draining thread runs at normal priority (SCHED_FIFO and nice {} refused: {e})",
             crate::trace::DRAIN_NICE
-        )
-    });
+        )),
+    };
     // (tracer, started, thread CPU at start, first drain error)
     let mut running: Option<(SyscallTracer, Instant, f64, Option<anyhow::Error>)> = None;
     loop {

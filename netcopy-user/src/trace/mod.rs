@@ -35,4 +35,7 @@ pub mod tracer;
 pub use event::SyscallRecord;
 pub use output::{summary_json, write_outputs, OutputPaths};
 pub use summary::{LostCounts, SyscallStats, TraceSummary};
-pub use tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE};
+pub use tracer::{
+    end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
+    DRAIN_NICE,
+};

@@ -13,7 +13,10 @@ use anyhow::{bail, Context, Result};
 use super::{
     launch,
     output::{write_outputs, OutputPaths},
-    tracer::{prioritize_drain_thread, SyscallTracer, TraceOutput, DRAIN_NICE},
+    tracer::{
+        end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
+        DRAIN_NICE,
+    },
 };
 use crate::kernel::{CopyProbes, LoadOptions};
 
@@ -158,10 +161,16 @@ pub fn run(config: &SessionConfig) -> Result<Session> {
     }
 
     // After the command was started: it keeps the priority it was given.
-    if let Err(e) = prioritize_drain_thread() {
-        eprintln!(
-            "netcopy: warning: cannot raise the trace reader's priority (nice {DRAIN_NICE}):              {e}; a busy target may fill the ring buffer"
-        );
+    match prioritize_drain_thread() {
+        Ok(DrainPriority::RealTime) => {}
+        Ok(DrainPriority::Nice) => eprintln!(
+            "netcopy: warning: the trace reader runs at nice {DRAIN_NICE}, not real-time \
+             (SCHED_FIFO was refused); a target that keeps every CPU busy may fill the rings"
+        ),
+        Err(e) => eprintln!(
+            "netcopy: warning: cannot raise the trace reader's priority (SCHED_FIFO, nor nice \
+             {DRAIN_NICE}): {e}; a busy target may fill the ring buffer"
+        ),
     }
     let started = Instant::now();
     let mut signals_seen = 0;
@@ -204,7 +213,10 @@ pub fn run(config: &SessionConfig) -> Result<Session> {
             break Stop::Duration;
         }
     };
-    let output = tracer.stop(&mut probes)?;
+    let output = tracer.stop(&mut probes);
+    // The logs are drained: decoding and writing the trace run as a normal thread.
+    end_drain_priority();
+    let output = output?;
     let _ = probes.unwatch_process(target_pid);
     drop(probes);
 
