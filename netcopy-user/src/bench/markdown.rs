@@ -1,17 +1,13 @@
 //! BENCHMARKS.md: the method and the figures of one `netcopy bench` run.
 
 use super::{
-    capacity, ours,
-    overhead::{SETTLE_MS, WINDOW_MS},
-    peers::{PEER_SIZE, PEER_STREAMS, ZERO_COPY_MECHANISMS},
+    capacity, method, ours,
+    overhead::WINDOW_MS,
+    peers::ZERO_COPY_MECHANISMS,
     schema::{BenchReport, Comparison, Instrument, Outcome, PairedFigure, CONFIDENCE},
     targets::{RELATIVE_LIMITS, TARGET_PEER_RATIO},
-    windows::OVERHEAD_SIZE,
 };
-use crate::{
-    util::{stats::Summary, units::format_size},
-    workload::modes::ModeSpec,
-};
+use crate::util::{stats::Summary, units::format_size};
 
 fn cell(s: &Summary, digits: usize) -> String {
     format!(
@@ -91,114 +87,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
     }
 
     out.push_str("\n## Method\n\n");
-    out.push_str(&format!(
-        "All traffic is loopback TCP (127.0.0.1). Each comparison runs its sides in one \
-         invocation, alternating them round by round, and reports the median of the rounds \
-         with min – max in parentheses; ratios are ratios of medians. Throughput is payload \
-         bits per second (10^9 bits = 1 Gbit).\n\n\
-         1. **Against iperf3.** `netcopy server --mode {peer}` (a child process) and the \
-         netcopy client in the benchmark process, stream pattern, {size} messages, for {s} s; \
-         against `iperf3 -c 127.0.0.1 -l {size} -t {s} --json` with an `iperf3 -s` started on \
-         a free port for the run and stopped afterwards, taking the receiver's \
-         `end.sum_received.bits_per_second`. netcopy's client verifies every message \
-         (CRC32C of the payload, sequence number, field stamps) and reads the 16-byte \
-         message header with its own `read()`; iperf3's receiver discards the data. The same \
-         once more with both sides on one CPU (netcopy's server and client threads pinned \
-         with `sched_setaffinity`, iperf3 with `-A n,n`), which takes away the parallelism \
-         between sender and receiver and compares CPU cost per byte: there netcopy's client \
-         runs twice, with `--verify framing` (sequence numbers, lengths and field stamps, no \
-         payload checksum: the receive work of iperf3, the like-for-like comparison and the \
-         one the target reads) and with its full verification (the difference is what the \
-         CRC32C costs); with {p} streams (`--threads {p}` vs `-P {p}`); and netcopy \
-         {zero_copy} vs `iperf3 -Z`.\n\
-         2. **The ceiling.** Single-thread `std::ptr::copy_nonoverlapping` between two \
-         buffers of at least 256 MiB and at least twice the last-level cache (both written \
-         before timing), one warm-up pass and 5 timed passes, each through `black_box`. \
-         Loopback TCP copies every payload byte twice in the kernel (into the socket buffer \
-         on send, out of it on receive), so one stream cannot move more than roughly memcpy / 2 \
-         bytes per second of one core: that estimate is the per-stream ceiling, and CPUs × it \
-         the whole machine's. It is an estimate, not a bound: the two copies run on different \
-         CPUs in parallel, and the kernel's copy routines are not glibc's memcpy.\n\
-         3. **Probe overhead.** {peer_capitalized}, {osize} messages, 1 thread, server and client \
-         pinned to one CPU, one connection running from start to end while the instruments \
-         take turns on it: blocks of one {window} ms window each, in the order control, empty \
-         programs on counting's hooks, copy counting, no probes, syscall tracing, empty \
-         programs on tracing's hooks, every window opening {settle} ms after its switch. No \
-         probes and control: nothing attached. Empty programs: a program that does nothing \
-         on each hook an instrument uses (copy counting's tp_btf hooks; for tracing, those \
-         and the trace's classic syscall tracepoints), so that its overhead is the kernel's \
-         dispatch to a program there: the floor under any instrument on those hooks, which \
-         the targets report beside each figure. Copy counting: `CopyProbes::load()` \
-         with the server and client processes watched. Syscall tracing: the probes loaded with \
-         room for a trace, `trace::SyscallTracer` started on both processes and its per-CPU \
-         rings drained by a thread of the benchmark process, as `netcopy trace` does. Both \
-         are loaded once before the first block (load time reported) and switched by \
-         detaching and attaching their programs (`CopyProbes::suspend`, `resume`; the \
-         programs stay loaded, so a switch takes milliseconds, outside every window). \
-         Throughput is the payload bytes the client verified in the window; CPU is the CPU \
-         time of the server process plus the benchmark process (client thread and \
-         trace-draining thread) in the window, per payload byte. Why windows: on a shared \
-         virtual machine loopback throughput wanders by 10-30% between runs and within a \
-         run, which drowns a 3% overhead when whole runs are compared; but it wanders \
-         slowly (100 ms windows of one run correlate at 0.7-0.8 with their neighbours), so \
-         each instrument's window is compared with the no-probe window next to it in the \
-         same block, and the overhead is the median of the blocks' overheads, with its \
-         distribution-free {conf:.0}% interval (order statistics of the binomial \
-         distribution: no assumption about the noise's shape). A target is met when that \
-         whole interval is within the limit, not met when it is all beyond it, and \
-         undecided otherwise. The interval treats the blocks as independent draws: slow \
-         changes on the host that move the overhead itself, not only the throughput, make \
-         separate runs differ by more than one run's interval, so a verdict near a limit \
-         deserves a second run (`--rounds` and `--seconds` raise the number of blocks). The \
-         order puts each of netcopy's instruments next to the no-probe window, with a fast \
-         switch between them (attaching takes ~15 ms, detaching copy counting ~60 ms); \
-         detaching the trace, or the empty programs on its tracepoints, takes most of a \
-         second (the kernel waits for an RCU grace period for each classic tracepoint, under \
-         one lock), so those switches fall after syscall tracing's window and between \
-         blocks. The control window, no probes either, is compared with the no-probe window \
-         like an instrument from three windows away (the empty programs are two away, \
-         netcopy's instruments one): its figure is the method's own error, if anything \
-         overstated. Why pinned: unpinned, this stream is bimodal \
-         on a 2-CPU guest (server and client on one CPU or on two, picked by the scheduler \
-         at random); pinned, every nanosecond a probe adds to the pipeline shows in the \
-         throughput. The trace-draining thread is not pinned. Then, for each instrument, one more run with the \
-         kernel's own accounting of its eBPF programs on (`BPF_ENABLE_STATS`: runs and \
-         nanoseconds of every program, read before and after the run by program id): per \
-         program, calls per message and nanoseconds per call. The accounting costs two clock \
-         reads per call, so an empty program attached to tp_btf `skb_copy_datagram_iovec` \
-         (which fires on the same CPU several times per message) measures that floor in the \
-         same run, and it is taken off every program's mean. The programs' net time (plus, \
-         for tracing, the draining thread's CPU time while the workload ran; stopping the \
-         trace and decoding and summarizing its calls afterwards is reported beside it) per \
-         payload byte, against the no-probe \
-         windows' median CPU per byte, is the overhead by the kernel's accounting: exact where \
-         the wall clock is noisy, but a lower bound, since the kernel's dispatch to the \
-         programs and the cache lines they take from the workload are not in it.\n\
-         4. **Trace capacity.** {generator}. First one thread unpaced with no trace \
-         running, then traced: rates from 10 000 to 600 000 calls per second, \
-         then unpaced with 1 thread, one thread per CPU and two per CPU, {s} s each, counting \
-         the events delivered and those lost (a CPU's ring full, in-flight map full). The \
-         one-thread unpaced rates, traced and untraced, give what a traced call costs the \
-         thread that makes it, all in: the programs, the kernel's dispatch to them and the \
-         cache lines they take. Then the densest cells of `netcopy run`'s default sweep \
-         (1K messages; {dense}; 1 and 8 threads; 1 s each) are traced \
-         and their events and losses counted. The draining thread runs at nice -20, as in \
-         `netcopy trace`: at the default nice it gets a fair share only (1/17 of a CPU against \
-         16 busy threads in the 8-thread cells) and the rings fill; its CPU time per event \
-         in the busiest unpaced step gives the rate it carries with a CPU to itself.\n",
-        size = format_size(PEER_SIZE),
-        s = r.seconds,
-        p = PEER_STREAMS,
-        osize = format_size(OVERHEAD_SIZE),
-        window = WINDOW_MS,
-        settle = SETTLE_MS,
-        conf = CONFIDENCE * 100.0,
-        generator = capitalized(capacity::GENERATOR),
-        peer = peer,
-        peer_capitalized = capitalized(peer),
-        zero_copy = names(ours::zero_copy_modes(), " and "),
-        dense = names(capacity::dense_modes(), ", "),
-    ));
+    out.push_str(&method::text(r.seconds));
     out.push_str(&format!("\nOn `iperf3 -Z`: {ZERO_COPY_MECHANISMS}\n"));
 
     out.push_str("\n## Results\n\n### 1. Against iperf3\n\n");
@@ -465,19 +354,6 @@ fn comparison_table(list: &[Outcome<Comparison>], theirs: &str, skip: &[&str]) -
     }
     out.push('\n');
     out
-}
-
-/// `Threads of ...`: the first letter upper case.
-fn capitalized(text: &str) -> String {
-    match text.get(..1) {
-        Some(first) => first.to_uppercase() + &text[1..],
-        None => text.to_string(),
-    }
-}
-
-/// The modes' names, joined by `separator`.
-fn names(modes: impl Iterator<Item = &'static ModeSpec>, separator: &str) -> String {
-    modes.map(|s| s.name).collect::<Vec<_>>().join(separator)
 }
 
 fn pct(instrument: Instrument, value: Option<PairedFigure>) -> String {

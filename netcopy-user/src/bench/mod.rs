@@ -24,6 +24,7 @@ mod iperf;
 mod machine;
 pub(crate) mod markdown;
 mod memcpy;
+mod method;
 mod ours;
 mod overhead;
 mod peer_tools;

@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn this_process_is_sampled() {
-        // A busy thread here and the sampler on the same process: it sees one CPU.
+        // A busy thread here, and both sides of the sampler on this process.
         let pid = std::process::id();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -173,9 +173,9 @@ mod tests {
         let share = sampler.finish();
         stop.store(true, Ordering::Relaxed);
         busy.join().unwrap();
-        // The same busiest thread for both: always the same CPU, when ticks were seen.
-        if let Some(share) = share {
-            assert!((share - 1.0).abs() < 1e-9, "{share}");
-        }
+        // A share when it saw threads run. Not 1.0 for sure: other tests' threads run
+        // in this process too, and each side's busiest is read at a different moment.
+        let share = share.expect("the busy thread was seen running");
+        assert!((0.0..=1.0).contains(&share), "{share}");
     }
 }
