@@ -70,7 +70,7 @@ fn plans() -> Vec<BarePlan> {
         mode: ours::peer().mode,
         bare: BareLoop::Sendmsg,
     }];
-    plans.extend(ours::zero_copy_modes().map(|spec| BarePlan {
+    plans.extend(ours::msg_zerocopy_modes().map(|spec| BarePlan {
         mode: spec.mode,
         bare: BareLoop::Zerocopy,
     }));

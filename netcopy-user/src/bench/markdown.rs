@@ -5,7 +5,7 @@ use super::{
     overhead::WINDOW_MS,
     peers::ZERO_COPY_MECHANISMS,
     schema::{BenchReport, Comparison, Instrument, Outcome, PairedFigure, CONFIDENCE},
-    targets::{RELATIVE_LIMITS, TARGET_PEER_RATIO},
+    targets::{RELATIVE_LIMITS, TARGET_BARE_RATIO, TARGET_PEER_RATIO},
 };
 use crate::util::{stats::Summary, units::format_size};
 
@@ -304,7 +304,9 @@ pub(crate) fn render(r: &BenchReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nTargets: {peer} ≥ {TARGET_PEER_RATIO} × iperf3 at the same settings; {}, each in \
+        "\nTargets: {peer} ≥ {TARGET_PEER_RATIO} × iperf3 at the same settings (the unpinned \
+         single stream in each placement); each server ≥ {TARGET_BARE_RATIO} × the bare loop \
+         of its mechanism; {}, each in \
          time and in CPU per payload byte, block by block (a peer whose counts disagreed \
          with netcopy's, or that lost events, is not compared); no lost events at the \
          default sweep's event rate. They are reported, never asserted.\n",

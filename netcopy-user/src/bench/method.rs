@@ -43,7 +43,7 @@ pub(super) fn text(seconds: u32) -> String {
      mechanism would give: a loop written in the benchmark sends one {size} buffer again \
      and again with nothing else to do (no message structure), `sendmsg(fd, [buf], 0)` \
      against `netcopy server --mode {peer}`, and `sendmsg(fd, [buf], MSG_ZEROCOPY)` \
-     after SO_ZEROCOPY against `netcopy server --mode {zero_copy}`, its completions \
+     after SO_ZEROCOPY against `netcopy server --mode` {msg_zerocopy}, its completions \
      drained from the error queue every 32 sends, whenever a send fails with ENOBUFS, \
      and to the last one at the end, as the kernel's msg_zerocopy selftest does. Both \
      send to the same receiver, a thread of the benchmark that connects (sending the \
@@ -171,6 +171,7 @@ pub(super) fn text(seconds: u32) -> String {
     peer = peer,
     peer_capitalized = capitalized(peer),
     zero_copy = names(ours::zero_copy_modes(), " and "),
+    msg_zerocopy = names(ours::msg_zerocopy_modes(), " and "),
     dense = names(capacity::dense_modes(), ", "),
 )
 }

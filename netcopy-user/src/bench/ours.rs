@@ -10,7 +10,7 @@ use super::{affinity, placement::PlacementSampler};
 use crate::workload::{
     client::{run_client, ClientConfig, RunLimit, Verification},
     harness::ServerProcess,
-    modes::{Mode, ModeSpec, MODES},
+    modes::{Completions, Mode, ModeSpec, MODES},
 };
 
 /// The mode compared with iperf3, and the workload of the probe overhead: the table's
@@ -27,6 +27,12 @@ pub(super) fn peer() -> &'static ModeSpec {
 /// ones compared with `iperf3 -Z`.
 pub(super) fn zero_copy_modes() -> impl Iterator<Item = &'static ModeSpec> {
     MODES.iter().filter(|s| s.claim.zerocopy_attach)
+}
+
+/// The zero-copy modes that send with sendmsg(MSG_ZEROCOPY) and read their completions
+/// from the socket's error queue: those a bare MSG_ZEROCOPY loop is the limit of.
+pub(super) fn msg_zerocopy_modes() -> impl Iterator<Item = &'static ModeSpec> {
+    zero_copy_modes().filter(|s| s.claim.completions == Some(Completions::ErrorQueue))
 }
 
 /// One stream run of ours.
