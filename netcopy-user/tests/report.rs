@@ -812,6 +812,75 @@ fn bad_inputs_fail_clearly() {
     );
 }
 
+/// `netcopy report DIR` with its address space capped and a deadline, so that a report
+/// that reads without bound fails (or is killed) instead of taking the machine with it.
+fn report_bounded(dir: &Path) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netcopy"));
+    command
+        .arg("report")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("running netcopy report");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn results_json_must_be_a_regular_file_of_bounded_size() {
+    // A symlink to /dev/zero: endless bytes, never a results document.
+    let zero = TempDir::new("dev-zero");
+    std::os::unix::fs::symlink("/dev/zero", zero.0.join("results.json")).unwrap();
+    fails_with(report_bounded(&zero.0), "not a regular file");
+
+    // A FIFO: opening it would block until a writer comes.
+    let fifo = TempDir::new("fifo");
+    let path = std::ffi::CString::new(
+        fifo.0
+            .join("results.json")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    fails_with(report_bounded(&fifo.0), "not a regular file");
+
+    // A regular file larger than any results.json netcopy writes (sparse: no disk used).
+    let huge = TempDir::new("huge");
+    let file = std::fs::File::create(huge.0.join("results.json")).unwrap();
+    file.set_len(8 << 30).unwrap();
+    fails_with(report_bounded(&huge.0), "larger than");
+
+    // A symlink to a real results.json is fine.
+    let real = TempDir::new("real");
+    write_results(&real.0, &synthetic());
+    let linked = TempDir::new("linked");
+    std::os::unix::fs::symlink(real.0.join("results.json"), linked.0.join("results.json")).unwrap();
+    ok(&report_bounded(&linked.0));
+}
+
 #[test]
 fn odd_shapes_never_panic_and_stay_well_formed() {
     let base = synthetic();

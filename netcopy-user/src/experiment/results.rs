@@ -6,7 +6,7 @@
 //! leaves a valid file) and `load_results` (which names a file of another schema version
 //! as such).
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,11 @@ pub(crate) fn write_results(dir: &Path, results: &Results) -> Result<()> {
     crate::util::fs::write_atomic(&dir.join(RESULTS_FILE), text)
 }
 
+/// The largest results.json `netcopy report` reads. A run writes about 8 KiB per cell, so
+/// this holds some 30,000 cells, far beyond any sweep `netcopy run` accepts; the bound
+/// keeps a wrong file (a symlink to a device, a huge file) from exhausting memory.
+pub(crate) const MAX_RESULTS_BYTES: u64 = 256 << 20;
+
 /// Reads and checks `DIR/results.json`.
 pub(crate) fn load_results(dir: &Path) -> Result<Results> {
     if !dir.exists() {
@@ -50,8 +55,68 @@ pub(crate) fn load_results(dir: &Path) -> Result<Results> {
             dir.display()
         );
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_results(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The text of `path`, which must be a regular file (a symlink to one is fine) of at most
+/// [`MAX_RESULTS_BYTES`].
+fn read_bounded(path: &Path) -> Result<String> {
+    let regular = |meta: &fs::Metadata| -> Result<()> {
+        if meta.is_file() {
+            return Ok(());
+        }
+        bail!(
+            "not a regular file (it is {}): results.json must be the file `netcopy run` wrote",
+            file_kind(meta)
+        )
+    };
+    let too_large = |len: u64| {
+        anyhow::anyhow!(
+            "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
+             file `netcopy run` wrote",
+            MAX_RESULTS_BYTES >> 20
+        )
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let meta = fs::metadata(path)?;
+    regular(&meta)?;
+    if meta.len() > MAX_RESULTS_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // Non-blocking and checked again on the open file, in case the path changed between.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    regular(&file.metadata()?)?;
+    let mut text = String::new();
+    file.take(MAX_RESULTS_BYTES + 1)
+        .read_to_string(&mut text)
+        .context("not UTF-8 text, or unreadable")?;
+    if text.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
+
+/// "a directory", "a FIFO", ... for an error message.
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 /// Parses a results document, checking its schema version first so that a file from
