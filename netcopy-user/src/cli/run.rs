@@ -1,16 +1,27 @@
 //! `netcopy run`: the whole experiment. Checks the command line, picks the results
 //! directory, runs the sweep (`experiment::sweep`) and writes the outputs of its results.
 
-use std::{fs, path::PathBuf, process::ExitCode, sync::LazyLock, time::Duration};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::LazyLock,
+    time::Duration,
+};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::{
-    experiment::{output::write_outputs, results::RunConfig, sweep},
+    experiment::{
+        output::write_outputs,
+        results::{RunConfig, RESULTS_FILE},
+        sweep::{self, TRACES_DIR},
+    },
     util::{
         sys, time,
-        units::{duration_arg, size_arg},
+        units::{duration_arg, format_size, size_arg},
     },
+    workload::message::FieldLayout,
     workload::modes::{default_sweep_names, Mode},
 };
 
@@ -42,9 +53,13 @@ pub struct RunArgs {
     /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 400 ms).
     #[arg(long)]
     quick: bool,
-    /// Output directory (default: results/<UTC timestamp>/).
+    /// Output directory (default: results/<UTC timestamp>/). One that already holds a
+    /// results.json is refused unless --overwrite is given.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the results of an earlier run in --out (its trace samples are removed first).
+    #[arg(long)]
+    overwrite: bool,
     /// Do not record a syscall trace sample per cell.
     #[arg(long)]
     no_trace: bool,
@@ -78,19 +93,13 @@ impl RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    sys::require_root("netcopy run")?;
+    // Everything the command line decides is checked before anything starts: a bad plan
+    // must not load probes, run the verification or touch a directory first.
     let config = args.config();
-    if config.modes.is_empty() || config.sizes.is_empty() || config.threads.is_empty() {
-        bail!("nothing to run: give at least one mode, size and thread count");
-    }
-    if let Some(&zero) = config.sizes.iter().find(|&&s| s == 0) {
-        bail!("message size {zero} is invalid: sizes must be at least 1 byte");
-    }
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("results").join(time::utc_timestamp()),
-    };
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    check_plan(&config)?;
+    let dir = results_dir(args)?;
+    sys::require_root("netcopy run")?;
+    prepare_results_dir(&dir, args.overwrite)?;
     let results = sweep::run_sweep(&config, &dir, !args.no_trace)?;
     let outputs = write_outputs(&dir, &results)?;
     eprintln!(
@@ -111,6 +120,52 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Refuses a plan the sweep could not carry out, naming the flag at fault.
+fn check_plan(config: &RunConfig) -> Result<()> {
+    if config.modes.is_empty() || config.sizes.is_empty() || config.threads.is_empty() {
+        bail!("nothing to run: give at least one mode, size and thread count");
+    }
+    for &size in &config.sizes {
+        // The message layout is what every cell builds: its limits are the sweep's.
+        FieldLayout::new(size).map_err(|e| anyhow!("--sizes {}: {e}", format_size(size)))?;
+    }
+    Ok(())
+}
+
+/// The results directory: --out, else a fresh `results/<UTC timestamp>`. A directory that
+/// holds an earlier run's results.json is refused unless --overwrite says to replace it.
+fn results_dir(args: &RunArgs) -> Result<PathBuf> {
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("results").join(time::utc_timestamp()),
+    };
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} exists and is not a directory", dir.display());
+    }
+    let earlier = dir.join(RESULTS_FILE);
+    // symlink_metadata: even a dangling symlink there is something we would replace.
+    if fs::symlink_metadata(&earlier).is_ok() && !args.overwrite {
+        bail!(
+            "{} already holds the results of an earlier run ({}): choose another --out, or \
+             pass --overwrite to replace them",
+            dir.display(),
+            earlier.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Creates the results directory; with `overwrite`, first removes the earlier run's trace
+/// samples, which the new run would not all replace.
+fn prepare_results_dir(dir: &Path, overwrite: bool) -> Result<()> {
+    let traces = dir.join(TRACES_DIR);
+    if overwrite && traces.is_dir() {
+        fs::remove_dir_all(&traces)
+            .with_context(|| format!("removing the earlier run's {}", traces.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ use crate::{
     workload::server::stop_flag_on_signals,
 };
 
+/// Where the cells' syscall trace samples go, under the results directory.
+pub(crate) const TRACES_DIR: &str = "traces";
+
 /// Messages in each cell's syscall trace sample: enough to show every call pattern of the
 /// mode, few enough that tracing never loses events and the sample stays small.
 const TRACE_SAMPLE_MESSAGES: u64 = 16;
@@ -108,7 +111,7 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
             repeat + 1
         ));
         let trace_dir = trace_samples.then(|| {
-            PathBuf::from("traces").join(format!(
+            PathBuf::from(TRACES_DIR).join(format!(
                 "{mode}-{}-t{threads}-r{}",
                 format_size(size),
                 repeat + 1
