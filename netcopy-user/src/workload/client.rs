@@ -10,7 +10,8 @@
 //!   `"arrival-interval"`).
 //! - `rr`: one request with count 1 per transaction on the same connection; each sample is
 //!   the time from writing the request to reading the last payload byte
-//!   (`latency_kind` `"round-trip"`).
+//!   (`latency_kind` `"round-trip"`). A `--duration` run starts no transaction after its
+//!   deadline and finishes the one in flight, so no message is cut off.
 //!
 //! Byte accounting (exact, for the copy ledger): per request the client writes
 //! [`REQUEST_LEN`] bytes and reads a [`REPLY_HEADER_LEN`] reply header; per message a
@@ -757,7 +758,14 @@ fn rr_pattern(
     while plan.share.is_none_or(|n| transactions < n) && !reader.deadline_passed() {
         let start = Instant::now();
         send_request(plan, outcome, 1)?;
-        if !read_reply(reader, outcome)? || !read_message(reader, verifier, outcome, 0)? {
+        // A transaction once started is finished (the idle limit still bounds it): cut
+        // off, its message would be lost to the figures and the server would find its
+        // client gone in the middle of a send.
+        let (deadline, stop) = (reader.deadline.take(), reader.stop.take());
+        let answered = read_reply(reader, outcome)
+            .and_then(|ok| Ok(ok && read_message(reader, verifier, outcome, 0)?));
+        (reader.deadline, reader.stop) = (deadline, stop);
+        if !answered? {
             return Ok(());
         }
         outcome.record(start.elapsed());
