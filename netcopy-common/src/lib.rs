@@ -4,12 +4,15 @@
 //! user side reads the same bytes back. Keep it `no_std` and free of pointers.
 #![no_std]
 
-/// A place in the kernel where payload bytes are copied (or deliberately not copied).
+/// A place where payload bytes are copied (or deliberately not copied) on their way from
+/// the sender's fields to the receiver's memory: the one vocabulary of copy sites, shared
+/// by the eBPF counters, the attach plan and the ledger.
 ///
-/// The user-space serialization copy of the two-copy mode is not here: the sender
-/// counts it itself, no probe is needed to see a `memcpy` we wrote.
+/// The discriminant of a site the eBPF programs count is the index of its counter within
+/// a slot (see [`counter_index`]); [`CopySite::UserCopy`], which no program counts, comes
+/// after them and has no counter.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CopySite {
     /// User pages copied into socket buffers by `tcp_sendmsg_locked`.
     KernelSendCopy = 0,
@@ -24,13 +27,19 @@ pub enum CopySite {
     /// Zero-copy completions whose pages the kernel had to copy (`zerocopy` bit clear);
     /// user space sees these as SO_EE_CODE_ZEROCOPY_COPIED.
     ZeroCopyCompletionCopied = 5,
+    /// The two-copy mode's serialization memcpy in user space: the sender counts it
+    /// itself, no probe is needed to see a `memcpy` we wrote.
+    UserCopy = 6,
 }
 
-/// Number of [`CopySite`] values; the counter array is `SLOT_COUNT * SITE_COUNT` long.
-pub const SITE_COUNT: usize = 6;
+/// Number of sites the eBPF programs count; the counter array is
+/// `SLOT_COUNT * COUNTED_SITE_COUNT` long.
+pub const COUNTED_SITE_COUNT: usize = 6;
 
 impl CopySite {
-    pub const ALL: [CopySite; SITE_COUNT] = [
+    /// Every site.
+    pub const ALL: [CopySite; 7] = [
+        CopySite::UserCopy,
         CopySite::KernelSendCopy,
         CopySite::ZeroCopyAttach,
         CopySite::DeferredCopy,
@@ -38,16 +47,70 @@ impl CopySite {
         CopySite::KernelRecvCopy,
         CopySite::ZeroCopyCompletionCopied,
     ];
+
+    /// The sites the eBPF programs count, in counter order.
+    pub const COUNTED: [CopySite; COUNTED_SITE_COUNT] = [
+        CopySite::KernelSendCopy,
+        CopySite::ZeroCopyAttach,
+        CopySite::DeferredCopy,
+        CopySite::ZeroCopyCompletion,
+        CopySite::KernelRecvCopy,
+        CopySite::ZeroCopyCompletionCopied,
+    ];
+
+    /// Index of this site's counter within a slot, None for a site no program counts.
+    #[inline(always)]
+    pub const fn counter(self) -> Option<u32> {
+        match self {
+            CopySite::UserCopy => None,
+            counted => Some(counted as u32),
+        }
+    }
+
+    /// The site's name in results.json, reports and `netcopy probes`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CopySite::UserCopy => "user_copy",
+            CopySite::KernelSendCopy => "kernel_send_copy",
+            CopySite::ZeroCopyAttach => "zerocopy_attach",
+            CopySite::DeferredCopy => "deferred_copy",
+            CopySite::ZeroCopyCompletion => "zerocopy_completions",
+            CopySite::KernelRecvCopy => "kernel_recv_copy",
+            CopySite::ZeroCopyCompletionCopied => "zerocopy_completions_copied",
+        }
+    }
+
+    /// True for sites where bytes are copied (attaching pinned pages and completion
+    /// notifications are not copies).
+    pub const fn is_copy(self) -> bool {
+        matches!(
+            self,
+            CopySite::UserCopy
+                | CopySite::KernelSendCopy
+                | CopySite::DeferredCopy
+                | CopySite::KernelRecvCopy
+        )
+    }
+}
+
+impl core::fmt::Display for CopySite {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Processes are put in a filter map with a slot number; counters are kept per slot so
 /// that one probe set can tell the server's copies from the client's.
 pub const SLOT_COUNT: usize = 4;
 
-/// Index of the counter for `site` in the per-CPU counter array.
+/// Index of the counter for `site` in the per-CPU counter array, None for a site no
+/// program counts.
 #[inline(always)]
-pub const fn counter_index(slot: u32, site: CopySite) -> u32 {
-    slot * SITE_COUNT as u32 + site as u32
+pub const fn counter_index(slot: u32, site: CopySite) -> Option<u32> {
+    match site.counter() {
+        Some(counter) => Some(slot * COUNTED_SITE_COUNT as u32 + counter),
+        None => None,
+    }
 }
 
 /// Calls and bytes seen at one copy site on one CPU.
@@ -201,6 +264,13 @@ pub const MSG_SPLICE_PAGES: u32 = 0x0800_0000;
 pub const MSG_ZEROCOPY: u32 = 0x0400_0000;
 
 #[cfg(feature = "user")]
+impl serde::Serialize for CopySite {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+#[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are repr(C) structs of integers with no padding holes that
     // could be read uninitialised (every field is u32/u64 and sizes are multiples of 8).
@@ -235,7 +305,7 @@ pub enum TracedSyscall {
 }
 
 /// Number of [`TracedSyscall`] values.
-pub const TRACED_SYSCALL_COUNT: usize = 10;
+const TRACED_SYSCALL_COUNT: usize = 10;
 
 impl TracedSyscall {
     pub const ALL: [TracedSyscall; TRACED_SYSCALL_COUNT] = [
@@ -270,18 +340,6 @@ impl TracedSyscall {
             TracedSyscall::Readv => "readv",
         }
     }
-
-    /// True for the calls that move data towards the socket.
-    pub const fn is_send(self) -> bool {
-        matches!(
-            self,
-            TracedSyscall::Sendto
-                | TracedSyscall::Sendmsg
-                | TracedSyscall::Sendmmsg
-                | TracedSyscall::Write
-                | TracedSyscall::Writev
-        )
-    }
 }
 
 /// Offsets of the arguments of one `syscalls/sys_enter_*` tracepoint record, from its
@@ -297,15 +355,6 @@ pub struct SyscallArgOffsets {
     pub len: u32,
     /// The `flags` argument.
     pub flags: u32,
-}
-
-impl SyscallArgOffsets {
-    pub const UNKNOWN: SyscallArgOffsets = SyscallArgOffsets {
-        fd: OFFSET_UNKNOWN,
-        ptr: OFFSET_UNKNOWN,
-        len: OFFSET_UNKNOWN,
-        flags: OFFSET_UNKNOWN,
-    };
 }
 
 impl TracedSyscall {
@@ -468,7 +517,8 @@ impl CopySite {
             CopySite::KernelSendCopy => Some(0),
             CopySite::ZeroCopyAttach => Some(1),
             CopySite::KernelRecvCopy => Some(2),
-            CopySite::DeferredCopy
+            CopySite::UserCopy
+            | CopySite::DeferredCopy
             | CopySite::ZeroCopyCompletion
             | CopySite::ZeroCopyCompletionCopied => None,
         }
@@ -524,4 +574,39 @@ mod trace_pod {
     unsafe impl aya::Pod for super::SyscallArgOffsets {}
     unsafe impl aya::Pod for super::TraceOffsets {}
     unsafe impl aya::Pod for super::SyscallEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counted_site_has_its_own_counter_and_the_user_copy_none() {
+        for (index, site) in CopySite::COUNTED.iter().enumerate() {
+            assert_eq!(site.counter(), Some(index as u32), "{site:?}");
+        }
+        assert_eq!(CopySite::UserCopy.counter(), None);
+        assert_eq!(counter_index(0, CopySite::UserCopy), None);
+        let last = (SLOT_COUNT * COUNTED_SITE_COUNT - 1) as u32;
+        assert_eq!(
+            counter_index(SLOT_COUNT as u32 - 1, CopySite::ZeroCopyCompletionCopied),
+            Some(last)
+        );
+        for site in CopySite::ALL {
+            assert_eq!(
+                site.counter().is_some(),
+                CopySite::COUNTED.contains(&site),
+                "{site:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn site_names_are_distinct() {
+        for a in CopySite::ALL {
+            for b in CopySite::ALL {
+                assert_eq!(a == b, a.name() == b.name(), "{a:?} {b:?}");
+            }
+        }
+    }
 }

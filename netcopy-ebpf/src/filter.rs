@@ -3,13 +3,17 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{map, tracepoint},
-    maps::{Array, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
 use netcopy_common::FilterEntry;
 
-use crate::maps::{offsets, FILTER};
+use crate::offsets::offsets;
+
+/// tgid -> slot: the only processes whose copies are counted.
+#[map(name = "NETCOPY_FILTER")]
+static FILTER: HashMap<u32, FilterEntry> = HashMap::with_max_entries(1024, 0);
 
 /// Bumped by the user side after every change it makes to the filter (a watch or an
 /// unwatch); 0 until the first one, which turns the cache below off.

@@ -4,15 +4,22 @@
 //! Several programs observe the same copy site through different attach points (fentry,
 //! kprobe, tracepoint); the user side's attach plan loads only the best one the running
 //! kernel offers, so no byte is counted twice.
+//!
+//! Modules, each importing only from those listed before it: `offsets` (the kernel layout
+//! the loader found), `filter` (which processes are ours), `trace` (the syscall records of
+//! `netcopy trace`), `counters` (the copy counters, which also book each copy to the
+//! traced call in flight), then the programs: `send`, `recv`, `zerocopy`, and `trials`
+//! (programs that do nothing).
 #![no_std]
 #![no_main]
 
-mod capability;
+mod counters;
 mod filter;
-mod maps;
+mod offsets;
 mod recv;
 mod send;
 mod trace;
+mod trials;
 mod zerocopy;
 
 #[cfg(not(test))]

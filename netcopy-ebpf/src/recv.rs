@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use netcopy_common::{CopySite, TP_SKB_COPY_LEN_OFFSET};
 
-use crate::{filter::current_slot, maps};
+use crate::{counters, filter::current_slot};
 
 /// `skb/skb_copy_datagram_iovec` fires inside `skb_copy_datagram_iter`, right before the
 /// copy of `len` bytes to the iov_iter; TCP, UDP and unix-stream receives all go through it.
@@ -23,7 +23,7 @@ pub fn netcopy_recv_copy_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // skb_copy_datagram_iovec(const struct sk_buff *skb, int len): argument 1.
     let len: i32 = ctx.arg(1);
     if len > 0 {
-        maps::count(slot, CopySite::KernelRecvCopy, len as u64);
+        counters::count(slot, CopySite::KernelRecvCopy, len as u64);
     }
     0
 }
@@ -38,7 +38,7 @@ pub fn netcopy_recv_copy(ctx: TracePointContext) -> u32 {
     // format file by the loader.
     let len = unsafe { *(ctx.as_ptr().add(TP_SKB_COPY_LEN_OFFSET as usize) as *const i32) };
     if len > 0 {
-        maps::count(slot, CopySite::KernelRecvCopy, len as u64);
+        counters::count(slot, CopySite::KernelRecvCopy, len as u64);
     }
     0
 }

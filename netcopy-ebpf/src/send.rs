@@ -27,7 +27,7 @@ use netcopy_common::{
     OFFSET_UNKNOWN, SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
-use crate::{filter::current_slot, maps};
+use crate::{counters, filter::current_slot, offsets::offsets};
 
 /// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
 /// only for a send on a socket another thread is already sending on).
@@ -81,7 +81,7 @@ fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
 #[inline(always)]
 fn enter_send(sk: u64, msg: u64) {
     let Some(slot) = current_slot() else { return };
-    let Some(off) = maps::offsets() else { return };
+    let Some(off) = offsets() else { return };
     let state = SendInFlight {
         sk,
         kind: send_kind(sk, msg, off),
@@ -126,7 +126,7 @@ fn exit_send(accepted: i64) {
         if accepted > 0 {
             let copied = (accepted as u64).saturating_sub(state.attached);
             if copied > 0 {
-                maps::count(state.slot, CopySite::KernelSendCopy, copied);
+                counters::count(state.slot, CopySite::KernelSendCopy, copied);
             }
         }
     }
@@ -145,7 +145,7 @@ fn attached_in_send(attached: i64) {
             (*state).attached += attached as u64;
             (*state).slot
         };
-        maps::count(slot, CopySite::ZeroCopyAttach, attached as u64);
+        counters::count(slot, CopySite::ZeroCopyAttach, attached as u64);
     }
 }
 
@@ -257,7 +257,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
         Some(state) if state.sk == sk => {}
         _ => {
             enter_send(sk, msg);
-            if let Some(off) = maps::offsets() {
+            if let Some(off) = offsets() {
                 crate::trace::on_send_start(msg, off);
             }
         }
@@ -269,7 +269,7 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
 #[inline(always)]
 fn new_send(ctx: &BtfTracePointContext) -> Option<(u32, u32)> {
     let slot = current_slot()?;
-    let off = maps::offsets()?;
+    let off = offsets()?;
     let [sk, msg] = sk_and_msg(ctx);
     crate::trace::on_send_start(msg, off);
     Some((slot, send_kind(sk, msg, off)))
@@ -301,7 +301,7 @@ fn count_accepted(slot: u32, kind: u32, accepted: i32) {
         SEND_KIND_ZEROCOPY => CopySite::ZeroCopyAttach,
         _ => return,
     };
-    maps::count(slot, site, accepted as u64);
+    counters::count(slot, site, accepted as u64);
 }
 
 /// `sock_send_length(sk, ret, flags)` fires when `sock_sendmsg` returns, with the bytes

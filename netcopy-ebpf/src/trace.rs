@@ -7,7 +7,7 @@
 //!   socket: the program follows current->files->fdt->fd[fd]->f_inode->i_mode (offsets
 //!   from BTF) and checks S_IFSOCK, so a failed call on a socket is recorded as well as a
 //!   successful one, and calls on pipes and files never are.
-//! - While a call is in flight, `maps::count` adds the bytes of every send copy, zero-copy
+//! - While a call is in flight, `counters::count` adds the bytes of every send copy, zero-copy
 //!   attach and receive copy counted on the same thread to the record (`on_copy`).
 //! - `syscalls/sys_exit_*` completes the record (return value, mmsg lengths, recvmsg's
 //!   output flags) and appends it to its CPU's log in `NETCOPY_TRACE_LOG`, which the
@@ -185,7 +185,7 @@ fn slot_mask() -> u32 {
     TRACE_SLOTS.get(0).copied().unwrap_or(0)
 }
 
-/// Called by `maps::count` for every copy it counts: books it to the calling thread's
+/// Called by `counters::count` for every copy it counts: books it to the calling thread's
 /// traced call, if it has one. Deferred copies and completions are never booked to a
 /// call: they belong to earlier sends, even when they run on this thread's stack.
 #[inline(always)]

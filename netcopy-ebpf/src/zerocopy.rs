@@ -11,7 +11,8 @@ use aya_ebpf::{
 use netcopy_common::{CopySite, KernelOffsets, OFFSET_UNKNOWN};
 
 use crate::{
-    maps,
+    counters,
+    offsets::offsets,
     send::{raw_arg, SOCKETS},
 };
 
@@ -40,7 +41,7 @@ fn slot_of_uarg(uarg: u64, off: &KernelOffsets) -> Option<u32> {
 /// kernel pages; the copied bytes are the skb's paged data.
 #[inline(always)]
 fn deferred_copy(skb: u64) {
-    let Some(off) = maps::offsets() else { return };
+    let Some(off) = offsets() else { return };
     // SAFETY: probe reads at BTF offsets.
     let Some(head) = (unsafe { read::<u64>(skb, off.skb_head) }) else {
         return;
@@ -58,27 +59,27 @@ fn deferred_copy(skb: u64) {
     let Some(bytes) = (unsafe { read::<u32>(skb, off.skb_data_len) }) else {
         return;
     };
-    maps::count(slot, CopySite::DeferredCopy, u64::from(bytes));
+    counters::count(slot, CopySite::DeferredCopy, u64::from(bytes));
 }
 
 /// `__msg_zerocopy_callback(uarg)`: one completion notification for the ids in `uarg`;
 /// its `zerocopy` bit is clear when any of its pages had to be copied.
 #[inline(always)]
 fn completion(uarg: u64) {
-    let Some(off) = maps::offsets() else { return };
+    let Some(off) = offsets() else { return };
     let Some(slot) = slot_of_uarg(uarg, off) else {
         return;
     };
     // SAFETY: probe reads at BTF offsets.
     let bytes: u32 = unsafe { read(uarg, off.uarg_bytelen) }.unwrap_or(0);
-    maps::count(slot, CopySite::ZeroCopyCompletion, u64::from(bytes));
+    counters::count(slot, CopySite::ZeroCopyCompletion, u64::from(bytes));
     if off.uarg_zerocopy_bit == OFFSET_UNKNOWN {
         return;
     }
     let byte: Option<u8> = unsafe { read(uarg, off.uarg_zerocopy_bit / 8) };
     if let Some(byte) = byte {
         if byte & (1 << (off.uarg_zerocopy_bit % 8)) == 0 {
-            maps::count(slot, CopySite::ZeroCopyCompletionCopied, u64::from(bytes));
+            counters::count(slot, CopySite::ZeroCopyCompletionCopied, u64::from(bytes));
         }
     }
 }

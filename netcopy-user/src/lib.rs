@@ -9,6 +9,7 @@ pub mod cli;
 pub mod experiment;
 pub mod kernel;
 pub mod ledger;
+pub mod remote;
 pub mod trace;
 pub mod util;
 pub mod workload;

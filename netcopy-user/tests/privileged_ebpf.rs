@@ -11,10 +11,9 @@ use std::{
 };
 
 use netcopy::kernel::{
-    loader::LoadOptions,
     plan::{AttachPoint, HookKind, HookKinds, KernelEvent},
     runstats::{self, EmptyHooks, StatsEnabled},
-    CopyProbes,
+    CopyProbes, LoadOptions,
 };
 use netcopy_common::CopySite;
 

@@ -18,7 +18,7 @@ use std::{
 };
 
 use netcopy::{
-    kernel::{loader::LoadOptions, CopyProbes},
+    kernel::{CopyProbes, LoadOptions},
     trace::{write_outputs, SyscallTracer, TraceOutput},
 };
 use serde_json::Value;

@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod guest;
 pub mod kernel;
 pub mod qemu;
+pub mod tap;
 
 use std::{
     fmt, fs,
@@ -90,6 +91,10 @@ pub struct VmOptions {
     pub work_dir: PathBuf,
     /// Copy the guest console to stderr as it arrives.
     pub echo_console: bool,
+    /// Run qemu inside this network namespace (see [`tap`]).
+    pub netns: Option<String>,
+    /// Extra files for the initramfs: (path inside, mode, contents).
+    pub files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl Default for VmOptions {
@@ -106,6 +111,8 @@ impl Default for VmOptions {
             qemu_args: Vec::new(),
             work_dir: workspace_root().join("target/vm"),
             echo_console: false,
+            netns: None,
+            files: Vec::new(),
         }
     }
 }
@@ -252,6 +259,9 @@ fn initramfs_tree(
         t.file(&path, 0o644, read(ko)?)?;
         module_paths.push((name.clone(), format!("/{path}")));
     }
+    for (path, mode, data) in &opts.files {
+        t.file(path.trim_start_matches('/'), *mode, data.clone())?;
+    }
     t.dir("ncvm/cmd")?;
     for (i, cmd) in commands.iter().enumerate() {
         t.file(
@@ -360,6 +370,7 @@ pub fn run_in_guest(
         echo: opts.echo_console,
         boot_marker: format!("@@NCVM:{nonce}:BOOT"),
         extra_args: &opts.qemu_args,
+        netns: opts.netns.as_deref(),
     });
     // The initramfs can be rebuilt in a second; do not keep tens of MB per run.
     let _ = fs::remove_file(&initrd);
@@ -862,6 +873,18 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     Ok(())
 }
 
+/// The kind of hook a strategy of netcopy's attach plan uses: `kind` of a chosen
+/// strategy in `netcopy probes --json` and `netcopy verify --json` (netcopy's
+/// `kernel::plan::HookKind`; xtask reads the JSON and does not link netcopy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StrategyKind {
+    Fentry,
+    Kprobe,
+    TpBtf,
+    Tracepoint,
+}
+
 /// Fails unless the attach plan observed the send path through fentry or kprobes.
 pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> {
     let events = plan["events"]
@@ -871,8 +894,10 @@ pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> 
         .iter()
         .find(|e| e["event"] == "send-path")
         .context("the plan has no send-path event")?;
-    let label = send["chosen"]["label"].as_str().unwrap_or("");
-    if label.starts_with("fentry") || label.starts_with("kprobe") {
+    let chosen = &send["chosen"];
+    let label = chosen["label"].as_str().unwrap_or("");
+    let kind = serde_json::from_value::<StrategyKind>(chosen["kind"].clone()).ok();
+    if matches!(kind, Some(StrategyKind::Fentry | StrategyKind::Kprobe)) {
         println!("vm-test: guest send path observed with: {label}");
         Ok(())
     } else {
@@ -1017,10 +1042,19 @@ mod tests {
 mod plan_check_tests {
     use super::*;
 
+    /// A plan as `netcopy verify --json` prints it, with the send path's strategy labelled
+    /// `label`; its kind is the label's first word, as netcopy's labels are written.
     fn plan(label: &str) -> serde_json::Value {
+        let kind = label.split([' ', '/']).next().unwrap_or("");
+        with_kind(label, kind)
+    }
+
+    fn with_kind(label: &str, kind: &str) -> serde_json::Value {
         serde_json::json!({"events": [
-            {"event": "recv-copy", "chosen": {"label": "tracepoint skb/skb_copy_datagram_iovec"}},
-            {"event": "send-path", "chosen": {"label": label}}
+            {"event": "recv-copy", "chosen": {
+                "label": "tracepoint skb/skb_copy_datagram_iovec", "kind": "tracepoint"
+            }},
+            {"event": "send-path", "chosen": {"label": label, "kind": kind}}
         ]})
     }
 
@@ -1037,5 +1071,17 @@ mod plan_check_tests {
         let none = serde_json::json!({"events": [{"event": "send-path", "chosen": null}]});
         assert!(check_plan_uses_kprobe_or_fentry(&none).is_err());
         assert!(check_plan_uses_kprobe_or_fentry(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn the_kind_decides_not_the_label() {
+        let fentry_label = "fentry/fexit tcp_sendmsg_locked";
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fentry")).is_ok());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "tp_btf")).is_err());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fexit")).is_err());
+        let no_kind = serde_json::json!({"events": [
+            {"event": "send-path", "chosen": {"label": fentry_label}}
+        ]});
+        assert!(check_plan_uses_kprobe_or_fentry(&no_kind).is_err());
     }
 }

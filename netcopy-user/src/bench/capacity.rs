@@ -208,7 +208,7 @@ pub(super) fn measure(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> 
         ring_records: u64::from(
             crate::kernel::maps::LogLayout::new(
                 tracer.ring_bytes,
-                crate::kernel::loader::possible_cpus(),
+                crate::kernel::attach::possible_cpus(),
             )
             .entries(),
         ),

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::{loader::LoadOptions, plan::AttachPoint, runstats::LoadedProgram, CopyProbes},
+    kernel::{plan::AttachPoint, runstats::LoadedProgram, CopyProbes, LoadOptions},
     trace::tracer::SyscallTracer,
     util::sys,
 };

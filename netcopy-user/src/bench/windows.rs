@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{affinity, ours, schema::Instrument, tracing};
 use crate::{
-    kernel::{loader::CopyCounts, plan::AttachPoint, runstats::EmptyHooks, CopyProbes},
+    kernel::{plan::AttachPoint, runstats::EmptyHooks, CopyCounts, CopyProbes},
     ledger::{CLIENT_SLOT, SERVER_SLOT},
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::harness::ServerProcess,

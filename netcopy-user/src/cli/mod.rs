@@ -3,12 +3,18 @@
 //! Layer: the top one; it may use every layer below and nothing uses it.
 
 mod bench;
+mod client;
 mod report;
 mod run;
+mod server;
+mod trace;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod probes;
+mod verify;
 
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
@@ -21,36 +27,36 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
-    Probes(crate::kernel::capabilities::ProbesArgs),
+    Probes(probes::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
     Run(run::RunArgs),
     /// Run each mode over loopback and check the kernel's copies against its claim.
-    Verify(crate::ledger::verify::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
-    Server(crate::workload::server::ServerArgs),
+    Server(server::ServerArgs),
     /// Request messages from a server with T threads, verify them, report throughput and latency.
-    Client(crate::workload::client::ClientArgs),
+    Client(client::ClientArgs),
     /// Benchmarks against iperf3 and the machine's limits, and what the probes cost.
     Bench(bench::BenchArgs),
     /// Rebuild results.csv, the SVG plots and report.md of a run from DIR/results.json.
     Report(report::ReportArgs),
     /// Record every send and receive system call of a process, with the copies the kernel
     /// made inside each (`--pid PID` or `-- COMMAND`).
-    Trace(crate::trace::TraceArgs),
+    Trace(trace::TraceArgs),
 }
 
 /// Parses the command line and runs the subcommand; errors are printed here, once.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
-        Command::Probes(args) => crate::kernel::capabilities::run(&args),
+        Command::Probes(args) => probes::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Verify(args) => crate::ledger::verify::run(&args),
-        Command::Server(args) => crate::workload::server::run_server_command(args),
-        Command::Client(args) => crate::workload::client::run_client_command(args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Server(args) => server::run(&args),
+        Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Report(args) => report::run(&args),
-        Command::Trace(args) => crate::trace::run(&args),
+        Command::Trace(args) => trace::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -19,9 +19,9 @@ use crate::{
         RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    kernel::{loader::LoadOptions, CopyProbes},
+    kernel::{CopyProbes, LoadOptions},
     ledger::verify,
-    ledger::{self, LedgerSite, CLIENT_SLOT, SERVER_SLOT},
+    ledger::{self, CLIENT_SLOT, SERVER_SLOT},
     trace::{self, SyscallTracer},
     util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
@@ -257,7 +257,7 @@ fn measure_cell(
                 )
             })
             .collect();
-    let copied: Option<u64> = LedgerSite::ALL
+    let copied: Option<u64> = ledger::SITES
         .iter()
         .filter(|s| s.is_copy())
         .map(|s| copies[s.name()].bytes)

@@ -93,20 +93,4 @@ impl KernelBtf {
         }
         Err(anyhow!("enumerator {enumerator} not in kernel BTF"))
     }
-
-    /// True when the kernel has a BTF-typed tracepoint `name` (`btf_trace_NAME`).
-    pub fn has_btf_tracepoint(&self, name: &str) -> bool {
-        self.btf
-            .resolve_ids_by_name(&format!("btf_trace_{name}"))
-            .map(|ids| !ids.is_empty())
-            .unwrap_or(false)
-    }
-
-    /// True when the kernel's BTF describes function `name` (needed by fentry/fexit).
-    pub fn has_function(&self, name: &str) -> bool {
-        self.btf
-            .resolve_types_by_name(name)
-            .map(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
-            .unwrap_or(false)
-    }
 }

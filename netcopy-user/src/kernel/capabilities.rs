@@ -4,27 +4,19 @@
 //! perf event): a kernel config line or a symbol in kallsyms says what should work, only
 //! the kernel's answer to a trial says what does.
 
-use std::{path::Path, process::ExitCode};
+use std::path::Path;
 
-use anyhow::Result;
-use aya::{
-    programs::{BtfTracePoint, Program},
-    Btf, EbpfLoader,
-};
+use aya::{programs::Program, Btf, EbpfLoader};
 use serde::Serialize;
 
-use crate::{
-    kernel::perf,
-    kernel::{btf::VMLINUX_BTF, describe_error, object, CopyProbes},
-    util::sys,
+use super::{
+    attach::{self, trial},
+    btf::VMLINUX_BTF,
+    object, perf,
+    plan::AttachPoint,
+    CopyProbes,
 };
-
-#[derive(clap::Args, Debug)]
-pub struct ProbesArgs {
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::util::sys;
 
 /// Available or not, and why.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -58,7 +50,7 @@ impl From<perf::Capability> for Capability {
 }
 
 /// Tracepoints netcopy uses (category, name).
-pub const TRACEPOINTS: &[(&str, &str)] = &[
+const TRACEPOINTS: &[(&str, &str)] = &[
     ("skb", "skb_copy_datagram_iovec"),
     ("tcp", "tcp_sendmsg_locked"),
     ("sock", "sock_send_length"),
@@ -90,20 +82,10 @@ pub struct ProbeReport {
     pub plan_error: Option<String>,
 }
 
-pub fn run(args: &ProbesArgs) -> Result<ExitCode> {
-    let report = probe_kernel();
-    if args.json {
-        crate::util::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-    } else {
-        crate::util::emit(&render(&report))?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Runs every check. Never fails: a check that cannot run is reported unavailable.
 pub fn probe_kernel() -> ProbeReport {
     let root = sys::is_root();
-    let tracefs = crate::kernel::host::tracefs();
+    let tracefs = super::host::tracefs();
     let tracepoints = TRACEPOINTS
         .iter()
         .map(|(cat, name)| {
@@ -251,92 +233,77 @@ impl TrialResults {
 }
 
 fn trial_kprobe(program: Option<&mut Program>) -> Capability {
-    let Some(Program::KProbe(kp)) = program else {
+    let Some(program @ Program::KProbe(_)) = program else {
         return Capability::no("trial kprobe program missing from the eBPF object");
     };
-    let config = match crate::kernel::host::kernel_config("CONFIG_KPROBES") {
+    let config = match super::host::kernel_config("CONFIG_KPROBES") {
         Ok(Some(v)) => format!("CONFIG_KPROBES={v}"),
         Ok(None) => "CONFIG_KPROBES is not set".to_string(),
         Err(e) => format!("kernel config unreadable ({e:#})"),
     };
-    let in_kallsyms = crate::kernel::host::kallsyms_present(&[TRIAL_FUNCTION])
+    let in_kallsyms = super::host::kallsyms_present(&[TRIAL_FUNCTION])
         .map(|s| !s.is_empty())
         .unwrap_or(false);
-    let attach = (|| -> std::result::Result<(), aya::programs::ProgramError> {
-        kp.load()?;
-        kp.attach(TRIAL_FUNCTION, 0)?;
-        Ok(())
-    })();
-    let _ = kp.unload();
-    match attach {
+    let point = AttachPoint::Kprobe {
+        function: TRIAL_FUNCTION,
+    };
+    match trial(program, point, None) {
         Ok(()) => Capability::yes(format!("attached a kprobe to {TRIAL_FUNCTION}; {config}")),
         Err(e) => Capability::no(format!(
             "attaching a kprobe to {TRIAL_FUNCTION} failed: {}; {config}; {TRIAL_FUNCTION} {} in /proc/kallsyms",
-            describe_error(&e),
+            attach::describe(&e),
             if in_kallsyms { "is" } else { "is not" }
         )),
     }
 }
 
 fn trial_fentry(program: Option<&mut Program>, btf: &Btf) -> Capability {
-    let Some(Program::FEntry(fe)) = program else {
+    let Some(program @ Program::FEntry(_)) = program else {
         return Capability::no("trial fentry program missing from the eBPF object");
     };
-    let result = (|| -> std::result::Result<(), aya::programs::ProgramError> {
-        fe.load(TRIAL_FUNCTION, btf)?;
-        fe.attach()?;
-        Ok(())
-    })();
-    let _ = fe.unload();
-    fentry_result(result)
-}
-
-fn fentry_result(result: std::result::Result<(), aya::programs::ProgramError>) -> Capability {
-    match result {
+    let point = AttachPoint::Fentry {
+        function: TRIAL_FUNCTION,
+    };
+    match trial(program, point, Some(btf)) {
         Ok(()) => Capability::yes(format!(
             "loaded and attached an fentry program on {TRIAL_FUNCTION}"
         )),
         Err(e) => Capability::no(format!(
             "fentry on {TRIAL_FUNCTION} failed: {}",
-            describe_error(&e)
+            attach::describe(&e)
         )),
     }
 }
 
 fn trial_tp_btf(program: Option<&mut Program>, btf: &Btf) -> Capability {
-    let Some(Program::BtfTracePoint(tp)) = program else {
+    let Some(program @ Program::BtfTracePoint(_)) = program else {
         return Capability::no("trial tp_btf program missing from the eBPF object");
     };
-    let result = (|| -> std::result::Result<(), aya::programs::ProgramError> {
-        BtfTracePoint::load(tp, "sched_process_fork", btf)?;
-        tp.attach()?;
-        Ok(())
-    })();
-    let _ = tp.unload();
-    match result {
+    let point = AttachPoint::BtfTracepoint {
+        name: "sched_process_fork",
+    };
+    match trial(program, point, Some(btf)) {
         Ok(()) => Capability::yes("loaded and attached tp_btf/sched_process_fork"),
         Err(e) => Capability::no(format!(
             "tp_btf/sched_process_fork failed: {}",
-            describe_error(&e)
+            attach::describe(&e)
         )),
     }
 }
 
 fn trial_tracepoint(program: Option<&mut Program>) -> Capability {
-    let Some(Program::TracePoint(tp)) = program else {
+    let Some(program @ Program::TracePoint(_)) = program else {
         return Capability::no("tracepoint program missing from the eBPF object");
     };
-    let result = (|| -> std::result::Result<(), aya::programs::ProgramError> {
-        tp.load()?;
-        tp.attach("skb", "skb_copy_datagram_iovec")?;
-        Ok(())
-    })();
-    let _ = tp.unload();
-    match result {
+    let point = AttachPoint::Tracepoint {
+        category: "skb",
+        name: "skb_copy_datagram_iovec",
+    };
+    match trial(program, point, None) {
         Ok(()) => Capability::yes("loaded and attached a program to skb/skb_copy_datagram_iovec"),
         Err(e) => Capability::no(format!(
             "attaching to skb/skb_copy_datagram_iovec failed: {}",
-            describe_error(&e)
+            attach::describe(&e)
         )),
     }
 }

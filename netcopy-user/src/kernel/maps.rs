@@ -1,5 +1,6 @@
 //! Every map and global name of the eBPF object, in one place. The eBPF side declares
-//! them by these names (netcopy-ebpf/src); `tests` below checks the embedded object has each.
+//! them by these names (netcopy-ebpf/src); the test in kernel/object.rs checks that the
+//! embedded object has each (a map's constant ends in `_MAP`, a global's in `_GLOBAL`).
 
 /// The filter of watched processes (tgid -> slot), shared by every program.
 pub const FILTER_MAP: &str = "NETCOPY_FILTER";

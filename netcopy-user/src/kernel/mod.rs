@@ -1,22 +1,25 @@
 //! Kernel observation: netcopy's eBPF programs on the user side (the embedded object, the
-//! attach plan, run-time discovery of kernel layouts from tracefs and BTF, the loader),
-//! what the running kernel offers, and perf counters.
+//! attach plan, run-time discovery of kernel layouts from tracefs and BTF, loading and
+//! attaching, the copy probes), what the running kernel offers, and perf counters.
 //!
 //! Layer: above `util` and `workload`; `ledger`, `trace`, `experiment` and `bench` build on it.
 
+pub mod attach;
 pub mod btf;
 pub mod capabilities;
+mod copy_layout;
 pub mod host;
-pub mod loader;
 pub mod maps;
 pub mod object;
+pub mod path;
 pub mod perf;
 pub mod plan;
+pub mod probes;
 pub mod runstats;
 pub mod trace_layout;
 pub mod tracefs;
 
-pub use loader::{CopyCounts, CopyProbes};
+pub use probes::{CopyCounts, CopyProbes, LoadOptions};
 
 /// One line for an aya error chain, with the errno named and, for the failures this tool
 /// meets on real kernels, what they mean.

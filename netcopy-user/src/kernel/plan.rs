@@ -3,6 +3,7 @@
 //! the first whose programs load and attach; what was rejected, and why, is kept too so
 //! that `netcopy probes` and every report can say how each figure was obtained.
 
+use netcopy_common::CopySite;
 use serde::Serialize;
 
 /// How a figure was obtained.
@@ -88,8 +89,9 @@ pub enum AttachPoint {
     },
 }
 
-/// The kinds of kernel hook a strategy attaches with. `LoadOptions::avoid` rules kinds
-/// out, so that a figure can be cross-checked under the next strategy in rank (as
+/// The kinds of kernel hook a strategy attaches with (every program of one strategy uses
+/// the same kind: it is the strategy's kind). `LoadOptions::avoid` rules kinds out, so
+/// that a figure can be cross-checked under the next strategy in rank (as
 /// `netcopy verify --avoid tp_btf` does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -125,7 +127,7 @@ impl HookKinds {
         HookKinds(kinds.iter().fold(0, |set, &k| set | 1 << k as u8))
     }
 
-    pub fn contains(self, kind: HookKind) -> bool {
+    fn contains(self, kind: HookKind) -> bool {
         self.0 & (1 << kind as u8) != 0
     }
 }
@@ -193,12 +195,11 @@ pub struct ProgramAttach {
 /// How one copy site's figure is obtained under a strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct SiteSource {
-    /// Ledger name of the site (`kernel_send_copy`, `zerocopy_attach`, ...).
-    pub site: &'static str,
+    pub site: CopySite,
     pub source: Source,
 }
 
-const fn site(site: &'static str, source: Source) -> SiteSource {
+const fn site(site: CopySite, source: Source) -> SiteSource {
     SiteSource { site, source }
 }
 
@@ -206,6 +207,8 @@ const fn site(site: &'static str, source: Source) -> SiteSource {
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Strategy {
     pub label: &'static str,
+    /// The kind of hook every one of its programs attaches with (a unit test checks).
+    pub kind: HookKind,
     /// The copy sites this strategy feeds, each with how its figure is obtained.
     pub sources: &'static [SiteSource],
     pub programs: &'static [ProgramAttach],
@@ -249,6 +252,7 @@ pub const PROBES: &[ProbeDecl] = &[
         event: KernelEvent::ForkFollow,
         strategies: &[Strategy {
             label: "tracepoint sched/sched_process_fork",
+            kind: HookKind::Tracepoint,
             sources: &[],
             programs: &[program(
                 "netcopy_fork",
@@ -268,9 +272,10 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "fentry/fexit tcp_sendmsg_locked + fexit skb_zerocopy_iter_stream",
+                kind: HookKind::Fentry,
                 sources: &[
-                    site("kernel_send_copy", Source::Inferred),
-                    site("zerocopy_attach", Source::Observed),
+                    site(CopySite::KernelSendCopy, Source::Inferred),
+                    site(CopySite::ZeroCopyAttach, Source::Observed),
                 ],
                 programs: &[
                     program(
@@ -290,9 +295,10 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "kprobe/kretprobe tcp_sendmsg_locked + kretprobe skb_zerocopy_iter_stream",
+                kind: HookKind::Kprobe,
                 sources: &[
-                    site("kernel_send_copy", Source::Inferred),
-                    site("zerocopy_attach", Source::Observed),
+                    site(CopySite::KernelSendCopy, Source::Inferred),
+                    site(CopySite::ZeroCopyAttach, Source::Observed),
                 ],
                 programs: &[
                     program(
@@ -312,9 +318,10 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tp_btf sock_send_length",
+                kind: HookKind::TpBtf,
                 sources: &[
-                    site("kernel_send_copy", Source::Inferred),
-                    site("zerocopy_attach", Source::Inferred),
+                    site(CopySite::KernelSendCopy, Source::Inferred),
+                    site(CopySite::ZeroCopyAttach, Source::Inferred),
                 ],
                 programs: &[
                     program(
@@ -337,7 +344,8 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "fentry skb_copy_ubufs",
-                sources: &[site("deferred_copy", Source::Observed)],
+                kind: HookKind::Fentry,
+                sources: &[site(CopySite::DeferredCopy, Source::Observed)],
                 programs: &[program(
                     "netcopy_deferred_copy_fentry",
                     AttachPoint::Fentry { function: "skb_copy_ubufs" },
@@ -346,7 +354,8 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "kprobe skb_copy_ubufs",
-                sources: &[site("deferred_copy", Source::Observed)],
+                kind: HookKind::Kprobe,
+                sources: &[site(CopySite::DeferredCopy, Source::Observed)],
                 programs: &[program(
                     "netcopy_deferred_copy_kprobe",
                     AttachPoint::Kprobe { function: "skb_copy_ubufs" },
@@ -360,7 +369,8 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "fentry __msg_zerocopy_callback",
-                sources: &[site("zerocopy_completions", Source::Observed)],
+                kind: HookKind::Fentry,
+                sources: &[site(CopySite::ZeroCopyCompletion, Source::Observed)],
                 programs: &[program(
                     "netcopy_completion_fentry",
                     AttachPoint::Fentry { function: "__msg_zerocopy_callback" },
@@ -369,7 +379,8 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "kprobe __msg_zerocopy_callback",
-                sources: &[site("zerocopy_completions", Source::Observed)],
+                kind: HookKind::Kprobe,
+                sources: &[site(CopySite::ZeroCopyCompletion, Source::Observed)],
                 programs: &[program(
                     "netcopy_completion_kprobe",
                     AttachPoint::Kprobe { function: "__msg_zerocopy_callback" },
@@ -387,7 +398,8 @@ pub const PROBES: &[ProbeDecl] = &[
         strategies: &[
             Strategy {
                 label: "tp_btf skb_copy_datagram_iovec",
-                sources: &[site("kernel_recv_copy", Source::Observed)],
+                kind: HookKind::TpBtf,
+                sources: &[site(CopySite::KernelRecvCopy, Source::Observed)],
                 programs: &[program(
                     "netcopy_recv_copy_tp_btf",
                     AttachPoint::BtfTracepoint {
@@ -398,7 +410,8 @@ pub const PROBES: &[ProbeDecl] = &[
             },
             Strategy {
                 label: "tracepoint skb/skb_copy_datagram_iovec",
-                sources: &[site("kernel_recv_copy", Source::Observed)],
+                kind: HookKind::Tracepoint,
+                sources: &[site(CopySite::KernelRecvCopy, Source::Observed)],
                 programs: &[program(
                     "netcopy_recv_copy",
                     AttachPoint::Tracepoint {
@@ -425,12 +438,23 @@ pub struct EventPlan {
 #[derive(Clone, Debug, Serialize)]
 pub struct ChosenStrategy {
     pub label: &'static str,
+    /// The kind of hook it attaches with: what a reader of `netcopy probes --json` or
+    /// `netcopy verify --json` tells strategies apart by (labels are for people).
+    pub kind: HookKind,
     pub sources: &'static [SiteSource],
 }
 
 impl ChosenStrategy {
-    /// How the figure of ledger site `site` is obtained under this strategy.
-    pub fn source_of(&self, site: &str) -> Option<Source> {
+    pub fn of(strategy: &Strategy) -> ChosenStrategy {
+        ChosenStrategy {
+            label: strategy.label,
+            kind: strategy.kind,
+            sources: strategy.sources,
+        }
+    }
+
+    /// How the figure of copy site `site` is obtained under this strategy.
+    pub fn source_of(&self, site: CopySite) -> Option<Source> {
         self.sources
             .iter()
             .find(|s| s.site == site)
@@ -508,6 +532,7 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
         event: KernelEvent::TraceSocketCalls,
         strategies: &[Strategy {
             label: "tracepoints syscalls/sys_{enter,exit}_{sendto,sendmsg,sendmmsg,recvfrom,recvmsg,recvmmsg} and sched/sched_process_exit (attached only while tracing)",
+            kind: HookKind::Tracepoint,
             sources: &[],
             programs: &[
                 syscall_tp("netcopy_trace_sendto", "sys_enter_sendto"),
@@ -541,6 +566,7 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
         // fail before reaching the socket layer.
         strategies: &[Strategy {
             label: "tracepoints syscalls/sys_{enter,exit}_{write,read,writev,readv}, socket fds only (attached only while tracing)",
+            kind: HookKind::Tracepoint,
             sources: &[],
             programs: &[
                 syscall_tp("netcopy_trace_write", "sys_enter_write"),
@@ -560,6 +586,18 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_strategy_attaches_with_one_kind_of_hook() {
+        for decl in PROBES.iter().chain(ON_DEMAND) {
+            for strategy in decl.strategies {
+                assert!(!strategy.programs.is_empty(), "{}", strategy.label);
+                for p in strategy.programs {
+                    assert_eq!(p.point.kind(), strategy.kind, "{}", strategy.label);
+                }
+            }
+        }
+    }
 
     #[test]
     fn declared_points_list_every_hook_of_a_program() {

@@ -18,7 +18,7 @@ use aya::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    loader::{attach_loaded, detach_side_by_side, load_for, Link},
+    attach::{self, attach_loaded, detach_side_by_side, load_for, Link},
     object,
     plan::AttachPoint,
 };
@@ -127,7 +127,7 @@ fn program_id(program: &Program) -> Option<u32> {
 }
 
 /// The program of netcopy's object that does nothing, for each kind of hook.
-fn empty_program_name(point: AttachPoint) -> &'static str {
+pub(super) fn empty_program_name(point: AttachPoint) -> &'static str {
     match point {
         AttachPoint::Tracepoint { .. } => "netcopy_trial_tp",
         AttachPoint::BtfTracepoint { .. } => "netcopy_trial_tp_btf",
@@ -156,7 +156,7 @@ fn kernel_btf() -> Result<Btf> {
 /// only).
 fn load_empty_object() -> Result<Ebpf> {
     sys::require_root("loading an eBPF program")?;
-    let (ebpf, _) = super::loader::load_object(object::bytes()?, None)
+    let (ebpf, _) = attach::load_object(object::bytes()?, None)
         .context("loading netcopy's eBPF object for the empty programs")?;
     Ok(ebpf)
 }
@@ -188,7 +188,7 @@ impl EmptyProgram {
     }
 
     /// Loads the empty program for `point`, not attached.
-    pub fn load(point: AttachPoint) -> Result<EmptyProgram> {
+    fn load(point: AttachPoint) -> Result<EmptyProgram> {
         let btf = hook_fixed_at_load(point).then(kernel_btf).transpose()?;
         Self::load_with(point, btf.as_ref())
     }
@@ -213,7 +213,7 @@ impl EmptyProgram {
     }
 
     /// Attaches the loaded program (again); attaching an attached one is a no-op.
-    pub fn attach_again(&mut self) -> Result<()> {
+    fn attach_again(&mut self) -> Result<()> {
         if self.link.is_none() {
             let point = self.point;
             let program = empty_program(&mut self.ebpf, point)?;

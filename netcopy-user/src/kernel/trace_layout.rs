@@ -40,7 +40,7 @@ fn enter_fields(syscall: TracedSyscall) -> EnterFields {
 }
 
 /// The socket calls, recorded by the `trace-socket` event.
-pub const SOCKET_CALLS: [TracedSyscall; 6] = [
+const SOCKET_CALLS: [TracedSyscall; 6] = [
     TracedSyscall::Sendto,
     TracedSyscall::Sendmsg,
     TracedSyscall::Sendmmsg,
@@ -50,7 +50,7 @@ pub const SOCKET_CALLS: [TracedSyscall; 6] = [
 ];
 
 /// The generic calls recorded only on sockets, by the `trace-rw` event.
-pub const READ_WRITE_CALLS: [TracedSyscall; 4] = [
+const READ_WRITE_CALLS: [TracedSyscall; 4] = [
     TracedSyscall::Write,
     TracedSyscall::Read,
     TracedSyscall::Writev,

@@ -7,18 +7,18 @@ use anyhow::{anyhow, Context, Result};
 
 /// One field of a tracepoint record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TracepointField {
-    pub name: String,
-    pub offset: u32,
-    pub size: u32,
+struct TracepointField {
+    name: String,
+    offset: u32,
+    size: u32,
 }
 
 /// The parsed `format` file of one tracepoint.
 #[derive(Clone, Debug)]
 pub struct TracepointFormat {
-    pub category: String,
-    pub name: String,
-    pub fields: Vec<TracepointField>,
+    category: String,
+    name: String,
+    fields: Vec<TracepointField>,
 }
 
 impl TracepointFormat {
@@ -39,7 +39,7 @@ impl TracepointFormat {
     }
 
     /// Parses the text of a format file; lines that are not field lines are skipped.
-    pub fn parse(category: &str, name: &str, text: &str) -> Self {
+    fn parse(category: &str, name: &str, text: &str) -> Self {
         let fields = text.lines().filter_map(parse_field_line).collect();
         Self {
             category: category.to_string(),

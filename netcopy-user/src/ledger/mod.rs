@@ -3,6 +3,7 @@
 //!
 //! Pure functions from samples to figures: nothing here touches the kernel.
 
+pub mod causes;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,18 @@ use crate::{
     workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
 use netcopy_common::CopySite;
+
+/// The sites a ledger has a line for, in the order every table lists them. Completions
+/// the kernel flagged copied are no line of their own: they are counted within
+/// `zerocopy_completions`, and the deferred copy's line says what they mean.
+pub const SITES: [CopySite; 6] = [
+    CopySite::UserCopy,
+    CopySite::KernelSendCopy,
+    CopySite::ZeroCopyAttach,
+    CopySite::DeferredCopy,
+    CopySite::ZeroCopyCompletion,
+    CopySite::KernelRecvCopy,
+];
 
 /// Counter slot of the server (sender of the payload) in the copy probes.
 pub const SERVER_SLOT: u32 = 0;
@@ -40,53 +53,8 @@ impl Workload {
     pub fn reply_header_bytes(&self) -> u64 {
         self.requests * REPLY_HEADER_LEN as u64
     }
-    pub fn request_bytes(&self) -> u64 {
+    fn request_bytes(&self) -> u64 {
         self.requests * REQUEST_LEN as u64
-    }
-}
-
-/// A copy site as the ledger reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerSite {
-    UserCopy,
-    KernelSendCopy,
-    ZerocopyAttach,
-    DeferredCopy,
-    ZerocopyCompletions,
-    KernelRecvCopy,
-}
-
-impl LedgerSite {
-    pub const ALL: [LedgerSite; 6] = [
-        LedgerSite::UserCopy,
-        LedgerSite::KernelSendCopy,
-        LedgerSite::ZerocopyAttach,
-        LedgerSite::DeferredCopy,
-        LedgerSite::ZerocopyCompletions,
-        LedgerSite::KernelRecvCopy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LedgerSite::UserCopy => "user_copy",
-            LedgerSite::KernelSendCopy => "kernel_send_copy",
-            LedgerSite::ZerocopyAttach => "zerocopy_attach",
-            LedgerSite::DeferredCopy => "deferred_copy",
-            LedgerSite::ZerocopyCompletions => "zerocopy_completions",
-            LedgerSite::KernelRecvCopy => "kernel_recv_copy",
-        }
-    }
-
-    /// True for sites where bytes are copied (attach and completions are not copies).
-    pub fn is_copy(self) -> bool {
-        matches!(
-            self,
-            LedgerSite::UserCopy
-                | LedgerSite::KernelSendCopy
-                | LedgerSite::DeferredCopy
-                | LedgerSite::KernelRecvCopy
-        )
     }
 }
 
@@ -165,42 +133,39 @@ pub struct ModeLedger {
     pub mode: Mode,
     pub verdict: Verdict,
     pub workload: Workload,
-    /// Keyed by [`LedgerSite::name`].
+    /// Keyed by [`CopySite::name`], one per [`SITES`] entry.
     pub sites: std::collections::BTreeMap<String, SiteFigure>,
     /// Plain-language findings, most important first.
     pub findings: Vec<String>,
 }
 
-/// Expected bytes at `site` if `mode` does exactly what it claims (DESIGN.md table),
-/// as (payload, protocol).
-pub fn expected(mode: Mode, site: LedgerSite, w: &Workload) -> (u64, u64) {
+/// Expected bytes at `site` if `mode` does exactly what it claims (its row of the mode
+/// table), as (payload, protocol).
+fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
+    let claim = mode.spec().claim;
     let payload = w.payload_bytes();
     let msg_hdr = w.message_header_bytes();
     // Requests travel client -> server and reply headers server -> client, both by plain
     // send(): they are copied on send and on receive whatever the mode.
     let control = w.reply_header_bytes() + w.request_bytes();
-    match (mode, site) {
-        (Mode::TwoCopy, LedgerSite::UserCopy) => (payload, msg_hdr),
-        (_, LedgerSite::UserCopy) => (0, 0),
-        (Mode::TwoCopy | Mode::OneCopy, LedgerSite::KernelSendCopy) => (payload, msg_hdr + control),
-        (Mode::ZeroCopy, LedgerSite::KernelSendCopy) => (0, control),
-        (Mode::ZeroCopy, LedgerSite::ZerocopyAttach) => (payload, msg_hdr),
-        (_, LedgerSite::ZerocopyAttach) => (0, 0),
+    let claimed = |yes: bool| if yes { (payload, msg_hdr) } else { (0, 0) };
+    match site {
+        CopySite::UserCopy => claimed(claim.user_copy),
+        CopySite::KernelSendCopy => {
+            let (payload, msg_hdr) = claimed(claim.kernel_send_copy);
+            (payload, msg_hdr + control)
+        }
+        CopySite::ZeroCopyAttach => claimed(claim.zerocopy_attach),
         // The claim of every mode: nothing is copied after the send.
-        (_, LedgerSite::DeferredCopy) => (0, 0),
-        (Mode::ZeroCopy, LedgerSite::ZerocopyCompletions) => (payload, msg_hdr),
-        (_, LedgerSite::ZerocopyCompletions) => (0, 0),
-        (_, LedgerSite::KernelRecvCopy) => (payload, msg_hdr + control),
+        CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
+        CopySite::ZeroCopyCompletion => claimed(claim.completions),
+        CopySite::KernelRecvCopy => (payload, msg_hdr + control),
     }
 }
 
-fn chosen(
-    plan: &AttachPlan,
-    event: KernelEvent,
-    site: LedgerSite,
-) -> Option<(&'static str, Source)> {
+fn chosen(plan: &AttachPlan, event: KernelEvent, site: CopySite) -> Option<(&'static str, Source)> {
     let c = plan.get(event)?.chosen.as_ref()?;
-    Some((c.label, c.source_of(site.name())?))
+    Some((c.label, c.source_of(site)?))
 }
 
 fn kernel_sum(counts: &CopyCounts, site: CopySite) -> (u64, u64) {
@@ -218,7 +183,7 @@ pub fn build(
     sender: &SenderStats,
 ) -> ModeLedger {
     let mut sites = std::collections::BTreeMap::new();
-    for site in LedgerSite::ALL {
+    for site in SITES {
         let (payload, protocol) = expected(mode, site, &workload);
         let (observed, calls, source, how) = observe(mode, site, kernel, plan, sender);
         sites.insert(
@@ -262,8 +227,8 @@ pub fn observe_sites(
     kernel: &CopyCounts,
     plan: &AttachPlan,
     sender: &SenderStats,
-) -> Vec<(LedgerSite, SiteObservation)> {
-    LedgerSite::ALL
+) -> Vec<(CopySite, SiteObservation)> {
+    SITES
         .into_iter()
         .map(|site| {
             let (bytes, calls, source, how) = observe(mode, site, kernel, plan, sender);
@@ -280,36 +245,29 @@ pub fn observe_sites(
         .collect()
 }
 
+/// What the probe of `event` counted at `site`, None when the plan has no strategy for
+/// it on this kernel.
 fn from_probe(
     plan: &AttachPlan,
     event: KernelEvent,
     kernel: &CopyCounts,
     site: CopySite,
 ) -> Option<Observation> {
-    let ledger_site = match site {
-        CopySite::KernelSendCopy => LedgerSite::KernelSendCopy,
-        CopySite::ZeroCopyAttach => LedgerSite::ZerocopyAttach,
-        CopySite::DeferredCopy => LedgerSite::DeferredCopy,
-        CopySite::ZeroCopyCompletion | CopySite::ZeroCopyCompletionCopied => {
-            LedgerSite::ZerocopyCompletions
-        }
-        CopySite::KernelRecvCopy => LedgerSite::KernelRecvCopy,
-    };
-    let (label, source) = chosen(plan, event, ledger_site)?;
+    let (label, source) = chosen(plan, event, site)?;
     let (bytes, calls) = kernel_sum(kernel, site);
     Some((Some(bytes), Some(calls), source.into(), label.to_string()))
 }
 
 fn observe(
     mode: Mode,
-    site: LedgerSite,
+    site: CopySite,
     kernel: &CopyCounts,
     plan: &AttachPlan,
     sender: &SenderStats,
 ) -> Observation {
     let unavailable = |why: &str| (None, None, FigureSource::Unavailable, why.to_string());
     match site {
-        LedgerSite::UserCopy => (
+        CopySite::UserCopy => (
             Some(sender.user_copy_bytes + sender.user_copy_header_bytes),
             Some(
                 if sender.user_copy_bytes + sender.user_copy_header_bytes > 0 {
@@ -321,21 +279,21 @@ fn observe(
             FigureSource::Observed,
             "counted by the sender around its own memcpy".to_string(),
         ),
-        LedgerSite::KernelSendCopy => from_probe(
+        CopySite::KernelSendCopy => from_probe(
             plan,
             KernelEvent::SendPath,
             kernel,
             CopySite::KernelSendCopy,
         )
         .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
-        LedgerSite::ZerocopyAttach => from_probe(
+        CopySite::ZeroCopyAttach => from_probe(
             plan,
             KernelEvent::SendPath,
             kernel,
             CopySite::ZeroCopyAttach,
         )
         .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
-        LedgerSite::DeferredCopy => {
+        CopySite::DeferredCopy => {
             if let Some(obs) = from_probe(
                 plan,
                 KernelEvent::DeferredCopy,
@@ -344,7 +302,7 @@ fn observe(
             ) {
                 return obs;
             }
-            if mode != Mode::ZeroCopy || sender.zerocopy_sends == 0 {
+            if !mode.spec().claim.zerocopy_attach || sender.zerocopy_sends == 0 {
                 // Only zero-copy skbs can be copied later; none were sent.
                 return (
                     Some(0),
@@ -365,7 +323,10 @@ fn observe(
                 ),
             )
         }
-        LedgerSite::ZerocopyCompletions => {
+        CopySite::ZeroCopyCompletionCopied => {
+            unavailable("no line of the ledger: counted within zerocopy_completions")
+        }
+        CopySite::ZeroCopyCompletion => {
             if let Some(obs) = from_probe(
                 plan,
                 KernelEvent::Completion,
@@ -389,7 +350,7 @@ fn observe(
                 ),
             )
         }
-        LedgerSite::KernelRecvCopy => from_probe(
+        CopySite::KernelRecvCopy => from_probe(
             plan,
             KernelEvent::RecvCopy,
             kernel,
@@ -407,7 +368,9 @@ fn judge(
     let mut findings = Vec::new();
     let mut unexplained = Vec::new();
     let mut degraded = false;
-    for site in LedgerSite::ALL {
+    // Only a mode that gets completions can hear from the kernel that it copied after all.
+    let reported_by_kernel = mode.spec().claim.completions && sender.copied_sends > 0;
+    for site in SITES {
         let fig = &sites[site.name()];
         let Some(observed) = fig.observed_bytes else {
             findings.push(format!(
@@ -420,10 +383,9 @@ fn judge(
         if observed == fig.expected_bytes {
             continue;
         }
-        let zerocopy_bytes = sites[LedgerSite::ZerocopyAttach.name()].expected_bytes;
-        if site == LedgerSite::DeferredCopy
-            && mode == Mode::ZeroCopy
-            && sender.copied_sends > 0
+        let zerocopy_bytes = sites[CopySite::ZeroCopyAttach.name()].expected_bytes;
+        if site == CopySite::DeferredCopy
+            && reported_by_kernel
             && observed <= zerocopy_bytes.max(sender.copied_bytes)
         {
             degraded = true;
@@ -449,8 +411,8 @@ fn judge(
             fig.how
         ));
     }
-    if mode == Mode::ZeroCopy && sender.copied_sends > 0 && !degraded {
-        let deferred = &sites[LedgerSite::DeferredCopy.name()];
+    if reported_by_kernel && !degraded {
+        let deferred = &sites[CopySite::DeferredCopy.name()];
         if deferred.observed_bytes == Some(0) {
             unexplained.push(format!(
                 "deferred_copy: the kernel flagged {} sends copied but the probe saw no copy ({})",
@@ -474,7 +436,7 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::plan::{ChosenStrategy, EventPlan, SiteSource};
+    use crate::kernel::plan::{ChosenStrategy, EventPlan, HookKind, SiteSource};
 
     fn plan_with(events: &[(KernelEvent, Source)]) -> AttachPlan {
         AttachPlan {
@@ -484,33 +446,34 @@ mod tests {
                     event: *event,
                     chosen: Some(ChosenStrategy {
                         label: "test probe",
+                        kind: HookKind::Tracepoint,
                         sources: match (event, source) {
                             (KernelEvent::SendPath, Source::Inferred) => &[
                                 SiteSource {
-                                    site: "kernel_send_copy",
+                                    site: CopySite::KernelSendCopy,
                                     source: Source::Inferred,
                                 },
                                 SiteSource {
-                                    site: "zerocopy_attach",
+                                    site: CopySite::ZeroCopyAttach,
                                     source: Source::Inferred,
                                 },
                             ],
                             (KernelEvent::SendPath, _) => &[
                                 SiteSource {
-                                    site: "kernel_send_copy",
+                                    site: CopySite::KernelSendCopy,
                                     source: Source::Inferred,
                                 },
                                 SiteSource {
-                                    site: "zerocopy_attach",
+                                    site: CopySite::ZeroCopyAttach,
                                     source: Source::Observed,
                                 },
                             ],
                             (KernelEvent::RecvCopy, _) => &[SiteSource {
-                                site: "kernel_recv_copy",
+                                site: CopySite::KernelRecvCopy,
                                 source: Source::Observed,
                             }],
                             (KernelEvent::DeferredCopy, _) => &[SiteSource {
-                                site: "deferred_copy",
+                                site: CopySite::DeferredCopy,
                                 source: Source::Observed,
                             }],
                             _ => &[],

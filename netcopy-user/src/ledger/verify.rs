@@ -1,44 +1,18 @@
 //! `netcopy verify`: runs each mode over loopback and checks, site by site, that the
 //! kernel copied exactly what the mode claims -- or says what it did instead.
 
-use std::process::ExitCode;
-
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::{
-    kernel::{
-        loader::LoadOptions,
-        plan::{AttachPlan, HookKind, HookKinds},
-        CopyProbes,
-    },
-    ledger::{self, LedgerSite, ModeLedger, Verdict, Workload, CLIENT_SLOT, SERVER_SLOT},
+    kernel::{plan::AttachPlan, CopyProbes, LoadOptions},
+    ledger::{self, ModeLedger, Verdict, Workload, CLIENT_SLOT, SERVER_SLOT, SITES},
     util::sys,
-    util::units::{format_size, size_arg},
+    util::units::format_size,
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::harness::ServerProcess,
     workload::modes::Mode,
 };
-
-#[derive(clap::Args, Debug)]
-pub struct VerifyArgs {
-    /// Modes to verify (repeatable); all three by default.
-    #[arg(long = "mode", value_enum)]
-    pub modes: Vec<Mode>,
-    /// Payload bytes per message (K/M are binary units).
-    #[arg(long, default_value = "64K", value_parser = size_arg)]
-    pub size: u64,
-    /// Messages per mode.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub messages: u64,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Hook kinds not to use (comma-separated or repeated): each figure then comes from
-    /// the next strategy in rank, to cross-check one way of observing against another.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
-    pub avoid: Vec<HookKind>,
-}
 
 /// The whole verification.
 #[derive(Debug, Serialize)]
@@ -55,41 +29,32 @@ impl Verification {
     }
 }
 
-pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
+/// Loads the copy probes with `options` and verifies each of `modes` (every mode of the
+/// mode table when empty) with `messages` messages of `size` bytes.
+pub fn verify(
+    modes: &[Mode],
+    size: u64,
+    messages: u64,
+    options: LoadOptions,
+) -> Result<Verification> {
     sys::require_root("netcopy verify")?;
-    let modes = if args.modes.is_empty() {
-        vec![Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy]
+    let modes = if modes.is_empty() {
+        &Mode::ALL[..]
     } else {
-        args.modes.clone()
+        modes
     };
-    let mut probes = CopyProbes::load_with(LoadOptions {
-        avoid: HookKinds::of(&args.avoid),
-        ..LoadOptions::default()
-    })?;
+    let mut probes = CopyProbes::load_with(options)?;
     let mut ledgers = Vec::new();
-    for mode in modes {
+    for &mode in modes {
         ledgers.push(
-            verify_mode(&mut probes, mode, args.size, args.messages)
+            verify_mode(&mut probes, mode, size, messages)
                 .with_context(|| format!("verifying {mode}"))?,
         );
     }
-    let verification = Verification {
+    Ok(Verification {
         kernel: sys::kernel_release(),
         plan: probes.plan().clone(),
         modes: ledgers,
-    };
-    if args.json {
-        crate::util::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&verification)?
-        ))?;
-    } else {
-        crate::util::emit(&render(&verification))?;
-    }
-    Ok(if verification.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     })
 }
 
@@ -161,7 +126,7 @@ pub fn render(v: &Verification) -> String {
             "  {:<22} {:>14} {:>14} {:>14} {:>9}  {}\n",
             "site", "expected", "(payload)", "observed", "calls", "source"
         ));
-        for site in LedgerSite::ALL {
+        for site in SITES {
             let f = &m.sites[site.name()];
             let observed = f
                 .observed_bytes

@@ -38,12 +38,12 @@ pub struct SyscallRecord {
     /// recvmsg: `msg_flags` the kernel wrote back.
     pub msg_flags_out: Option<u32>,
     /// Copies inside the call, per copy site.
-    pub copies: [SiteCounter; netcopy_common::SITE_COUNT],
+    pub copies: [SiteCounter; netcopy_common::COUNTED_SITE_COUNT],
 }
 
 impl SyscallRecord {
     /// Decodes an eBPF record; None for an unknown syscall number.
-    pub fn from_event(e: &SyscallEvent) -> Option<SyscallRecord> {
+    pub(super) fn from_event(e: &SyscallEvent) -> Option<SyscallRecord> {
         Some(SyscallRecord {
             syscall: TracedSyscall::from_u32(e.syscall)?,
             pid: e.pid,
@@ -62,7 +62,7 @@ impl SyscallRecord {
             returned_partial: e.info & TRACE_INFO_RETURNED_PARTIAL != 0,
             msg_flags_out: (e.info & TRACE_INFO_MSG_FLAGS_OUT != 0).then_some(e.msg_flags_out),
             copies: {
-                let mut all = [SiteCounter::default(); netcopy_common::SITE_COUNT];
+                let mut all = [SiteCounter::default(); netcopy_common::COUNTED_SITE_COUNT];
                 for (site, counter) in netcopy_common::TRACE_SITES.iter().zip(e.copies) {
                     all[*site as usize] = counter;
                 }
@@ -72,23 +72,23 @@ impl SyscallRecord {
     }
 
     /// The errno of a failed call.
-    pub fn errno(&self) -> Option<i32> {
+    pub(super) fn errno(&self) -> Option<i32> {
         (self.ret < 0).then(|| i32::try_from(-self.ret).unwrap_or(i32::MAX))
     }
 
-    pub fn copy(&self, site: CopySite) -> SiteCounter {
+    pub(super) fn copy(&self, site: CopySite) -> SiteCounter {
         self.copies[site as usize]
     }
 
     /// Bytes the kernel copied inside this call (send copies plus receive copies; a
     /// zero-copy attach is not a copy).
-    pub fn copied_bytes(&self) -> u64 {
+    pub(super) fn copied_bytes(&self) -> u64 {
         self.copy(CopySite::KernelSendCopy).bytes + self.copy(CopySite::KernelRecvCopy).bytes
     }
 
     /// Copies inside this call: send copies and receive copies (a zero-copy attach pins
     /// pages and is not a copy).
-    pub fn copy_events(&self) -> u64 {
+    pub(super) fn copy_events(&self) -> u64 {
         self.copy(CopySite::KernelSendCopy).calls + self.copy(CopySite::KernelRecvCopy).calls
     }
 
@@ -132,7 +132,7 @@ impl SyscallRecord {
 }
 
 /// MSG_* bits of Linux's socket.h, by name.
-pub const MSG_FLAGS: &[(u32, &str)] = &[
+const MSG_FLAGS: &[(u32, &str)] = &[
     (0x1, "MSG_OOB"),
     (0x2, "MSG_PEEK"),
     (0x4, "MSG_DONTROUTE"),
@@ -158,7 +158,7 @@ pub const MSG_FLAGS: &[(u32, &str)] = &[
 ];
 
 /// The names of the bits set in `flags`; unknown bits as one hex value.
-pub fn msg_flag_names(flags: u32) -> Vec<String> {
+fn msg_flag_names(flags: u32) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = flags;
     for (bit, name) in MSG_FLAGS {
@@ -174,7 +174,7 @@ pub fn msg_flag_names(flags: u32) -> Vec<String> {
 }
 
 /// `MSG_ZEROCOPY|MSG_DONTWAIT`, or `0`.
-pub fn msg_flags_text(flags: u32) -> String {
+pub(super) fn msg_flags_text(flags: u32) -> String {
     let names = msg_flag_names(flags);
     if names.is_empty() {
         "0".to_string()

@@ -19,7 +19,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 
 /// How a child ended, as a shell reports it: its exit code, or 128 + signal.
-pub fn exit_code(status: libc::c_int) -> i32 {
+fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
@@ -30,7 +30,7 @@ pub fn exit_code(status: libc::c_int) -> i32 {
 }
 
 /// Finds `program` the way a shell does: as a path when it has a slash, else in $PATH.
-pub fn resolve_command(program: &OsStr) -> Result<PathBuf> {
+pub(super) fn resolve_command(program: &OsStr) -> Result<PathBuf> {
     if program.is_empty() {
         bail!("empty command");
     }
@@ -86,7 +86,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// `pidfd_open(pid)`: an fd that becomes readable when the process exits.
-pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+pub(super) fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: plain system call with integer arguments.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
     if fd < 0 {
@@ -97,7 +97,7 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
 }
 
 /// True when process `pid` exists (a zombie counts as gone).
-pub fn process_exists(pid: u32) -> bool {
+pub(super) fn process_exists(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state follows the parenthesised comm, which may itself contain ')'.
@@ -111,7 +111,7 @@ pub fn process_exists(pid: u32) -> bool {
 }
 
 /// A forked command waiting, before exec, to be released.
-pub struct HeldChild {
+pub(super) struct HeldChild {
     pid: libc::pid_t,
     path: PathBuf,
     release: Option<OwnedFd>,
@@ -122,7 +122,7 @@ pub struct HeldChild {
 
 impl HeldChild {
     /// Forks `argv[0]` (resolved in $PATH) with `argv`; the child waits before exec.
-    pub fn spawn(argv: &[OsString]) -> Result<HeldChild> {
+    pub(super) fn spawn(argv: &[OsString]) -> Result<HeldChild> {
         let program = argv.first().ok_or_else(|| anyhow!("no command given"))?;
         let path = resolve_command(program)?;
         let c_path = CString::new(path.as_os_str().as_bytes())
@@ -187,17 +187,17 @@ impl HeldChild {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid as u32
     }
 
     /// An fd readable once the child has exited, when the kernel has pidfds (>= 5.3).
-    pub fn pidfd(&self) -> Option<RawFd> {
+    pub(super) fn pidfd(&self) -> Option<RawFd> {
         self.pidfd.as_ref().map(|f| f.as_raw_fd())
     }
 
     /// Lets the child exec; an error when exec failed (the child has then exited).
-    pub fn release(&mut self) -> Result<()> {
+    pub(super) fn release(&mut self) -> Result<()> {
         let release = self
             .release
             .take()
@@ -249,12 +249,12 @@ impl HeldChild {
     }
 
     /// The child's exit code if it has exited (reaps it).
-    pub fn try_wait(&mut self) -> Result<Option<i32>> {
+    pub(super) fn try_wait(&mut self) -> Result<Option<i32>> {
         self.wait_flags(libc::WNOHANG)
     }
 
     /// Waits for the child to exit and returns its exit code.
-    pub fn wait(&mut self) -> Result<i32> {
+    pub(super) fn wait(&mut self) -> Result<i32> {
         loop {
             if let Some(code) = self.wait_flags(0)? {
                 return Ok(code);
@@ -285,7 +285,7 @@ impl HeldChild {
     }
 
     /// Sends `signal` to the child (nothing once it has been reaped).
-    pub fn signal(&self, signal: libc::c_int) {
+    pub(super) fn signal(&self, signal: libc::c_int) {
         if self.status.is_none() {
             // SAFETY: kill with our own child's pid.
             unsafe { libc::kill(self.pid, signal) };
@@ -323,7 +323,7 @@ extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, _ctx: *
 
 /// Catches SIGINT and SIGTERM from now on (without SA_RESTART, so a blocking poll
 /// returns); see [`take_signal`].
-pub fn catch_stop_signals() -> Result<()> {
+pub(super) fn catch_stop_signals() -> Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction is valid; the handler only touches atomics.
         unsafe {
@@ -341,7 +341,7 @@ pub fn catch_stop_signals() -> Result<()> {
 
 /// The stop signal received since the last call, and whether a process (not the
 /// terminal) sent it.
-pub fn take_signal() -> Option<(libc::c_int, bool)> {
+pub(super) fn take_signal() -> Option<(libc::c_int, bool)> {
     match SIGNAL.swap(0, Ordering::SeqCst) {
         0 => None,
         signal => Some((signal, SIGNAL_FROM_PROCESS.load(Ordering::SeqCst))),

@@ -51,7 +51,7 @@ impl Drop for Mapping {
 }
 
 /// The logs of all CPUs, and how far the reader has taken each.
-pub struct CallLog {
+pub(super) struct CallLog {
     records: Mapping,
     positions: Mapping,
     layout: LogLayout,
@@ -63,7 +63,7 @@ unsafe impl Send for CallLog {}
 
 impl CallLog {
     /// Maps the log (`log`) and positions (`positions`) arrays laid out as `layout`.
-    pub fn open(log: &Map, positions: &Map, layout: LogLayout) -> Result<CallLog> {
+    pub(super) fn open(log: &Map, positions: &Map, layout: LogLayout) -> Result<CallLog> {
         let record = std::mem::size_of::<SyscallEvent>();
         let records = Mapping::new(
             log,
@@ -93,7 +93,7 @@ impl CallLog {
 
     /// Hands every record written since the last call to `take`, CPU by CPU in the
     /// order each CPU wrote them, and frees their room; returns how many.
-    pub fn drain(&mut self, mut take: impl FnMut(SyscallEvent)) -> usize {
+    pub(super) fn drain(&mut self, mut take: impl FnMut(SyscallEvent)) -> usize {
         let per_cpu = u64::from(self.layout.records_per_cpu);
         let mut taken = 0;
         for cpu in 0..self.layout.cpus as usize {
@@ -128,7 +128,7 @@ impl CallLog {
     }
 
     /// Drops whatever the logs hold (leftovers of an earlier trace).
-    pub fn discard(&mut self) {
+    pub(super) fn discard(&mut self) {
         self.drain(|_| {});
     }
 }

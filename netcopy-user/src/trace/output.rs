@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use netcopy_common::CopySite;
 use serde_json::{json, Value};
 
-use super::{event::msg_flags_text, TraceOutput};
+use super::{event::msg_flags_text, tracer::TraceOutput};
 use crate::util::errno::errno_name;
 
 /// Where [`write_outputs`] put the files.
@@ -51,7 +51,7 @@ pub fn summary_json(output: &TraceOutput) -> Value {
 }
 
 /// One JSON object per line: every call in the order the calls started, then `{"type":"trace_end", "lost_events": N, ...}`.
-pub fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
+fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
     for r in output.in_start_order() {
@@ -74,7 +74,7 @@ pub fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
 }
 
 /// The trace in Chrome trace event format.
-pub fn chrome_trace(output: &TraceOutput) -> Value {
+fn chrome_trace(output: &TraceOutput) -> Value {
     let t0 = output.start_ns;
     let us = |ns: u64| ns.saturating_sub(t0) as f64 / 1000.0;
     let mut events = Vec::with_capacity(output.events.len() + 16);
@@ -162,7 +162,7 @@ pub fn chrome_trace(output: &TraceOutput) -> Value {
     })
 }
 
-pub fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
+fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
     serde_json::to_writer(&mut w, &chrome_trace(output))?;

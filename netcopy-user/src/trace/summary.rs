@@ -23,7 +23,7 @@ impl LostCounts {
         self.ring_full + self.inflight_full
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(self) -> Value {
         json!({ "ring_full": self.ring_full, "inflight_full": self.inflight_full })
     }
 }
@@ -79,7 +79,7 @@ impl SyscallStats {
     }
 
     /// Copy events per call.
-    pub fn copies_per_call(&self) -> f64 {
+    pub(super) fn copies_per_call(&self) -> f64 {
         if self.calls == 0 {
             0.0
         } else {
@@ -95,7 +95,7 @@ impl SyscallStats {
     }
 
     /// Latency percentile in ns (0 without calls).
-    pub fn latency_ns(&self, percentile: f64) -> u64 {
+    pub(super) fn latency_ns(&self, percentile: f64) -> u64 {
         if self.calls == 0 {
             0
         } else {
@@ -103,7 +103,7 @@ impl SyscallStats {
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let us = |ns: u64| ns as f64 / 1000.0;
         json!({
             "syscall": self.syscall.name(),
@@ -139,7 +139,7 @@ pub struct TraceSummary {
 }
 
 impl TraceSummary {
-    pub fn build(records: &[SyscallRecord], lost: LostCounts, duration_ns: u64) -> Self {
+    pub(super) fn build(records: &[SyscallRecord], lost: LostCounts, duration_ns: u64) -> Self {
         let mut by_call: BTreeMap<u32, SyscallStats> = BTreeMap::new();
         for r in records {
             by_call
@@ -159,7 +159,7 @@ impl TraceSummary {
         self.syscalls.iter().find(|s| s.syscall == syscall)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         json!({
             "events": self.events,
             "lost_events": self.lost.total(),

@@ -26,7 +26,7 @@ use crate::kernel::{
 #[derive(Clone, Debug)]
 pub struct TraceOutput {
     /// Every recorded call, as the logs delivered them: at every drain, each CPU's calls
-    /// in the order they ended ([`TraceOutput::in_start_order`] gives a timeline).
+    /// in the order they ended (`in_start_order` gives the writers a timeline).
     pub events: Vec<SyscallRecord>,
     /// Calls that could not be recorded.
     pub lost: LostCounts,
@@ -46,7 +46,7 @@ impl TraceOutput {
     /// The calls in the order they started (of equal starts, in delivery order). Sorts
     /// references: sorting the records themselves (about 150 bytes each) costs more than
     /// draining them did.
-    pub fn in_start_order(&self) -> Vec<&SyscallRecord> {
+    pub(super) fn in_start_order(&self) -> Vec<&SyscallRecord> {
         let mut calls: Vec<&SyscallRecord> = self.events.iter().collect();
         calls.sort_by_key(|r| r.start_ns);
         calls
@@ -171,7 +171,7 @@ impl SyscallTracer {
 
     /// The doorbell ring buffer's fd, to poll it alongside other fds; call [`SyscallTracer::drain`]
     /// when it is readable.
-    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(super) fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.ring.as_fd()
     }
 
@@ -270,11 +270,6 @@ impl SyscallTracer {
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         Ok(output)
-    }
-
-    /// Calls recorded so far (drained) in the current sample.
-    pub fn recorded(&self) -> usize {
-        self.raw.len()
     }
 
     /// Calls lost since the start.
@@ -461,7 +456,7 @@ fn map_id(map: &Map) -> Result<u32> {
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
+fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -9,6 +9,7 @@ pub mod fs;
 pub mod machine;
 pub mod stats;
 pub mod sys;
+pub mod text;
 pub mod time;
 pub mod units;
 

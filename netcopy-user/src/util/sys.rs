@@ -10,13 +10,12 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The error every privileged command gives when it is not run as root.
+/// The error every privileged command gives when it is not run as root. Root, not a set
+/// of capabilities: netcopy checks the effective user id, and reads and mounts tracefs,
+/// which is root's unless an administrator opened it up.
 pub fn require_root(what: &str) -> Result<()> {
     if !is_root() {
-        bail!(
-            "{what} needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN) to load eBPF programs; \
-             run it with sudo"
-        );
+        bail!("{what} needs root to load eBPF programs; run it with sudo");
     }
     Ok(())
 }

@@ -29,13 +29,13 @@
 use std::fmt;
 
 /// Number of separately allocated fields in a message.
-pub const FIELD_COUNT: usize = 8;
+pub(crate) const FIELD_COUNT: usize = 8;
 /// Relative field sizes: unequal so that no two fields line up.
-pub const FIELD_WEIGHTS: [u64; FIELD_COUNT] = [3, 5, 7, 11, 13, 17, 19, 23];
+const FIELD_WEIGHTS: [u64; FIELD_COUNT] = [3, 5, 7, 11, 13, 17, 19, 23];
 /// Bytes overwritten at the start of each field by [`ComplexMessage::stamp`].
-pub const STAMP_LEN: usize = 8;
+pub(crate) const STAMP_LEN: usize = 8;
 /// Largest payload: the wire format carries the payload length as a u32.
-pub const MAX_PAYLOAD_SIZE: u64 = u32::MAX as u64;
+pub(crate) const MAX_PAYLOAD_SIZE: u64 = u32::MAX as u64;
 
 const WEIGHT_TOTAL: u64 = {
     let mut sum = 0;
@@ -52,7 +52,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// The message could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageError {
+pub(crate) enum MessageError {
     SizeZero,
     TooLarge { size: u64 },
 }
@@ -73,7 +73,7 @@ impl std::error::Error for MessageError {}
 
 /// Where the 8 fields of a payload of `size` bytes start and how long they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldLayout {
+pub(crate) struct FieldLayout {
     size: usize,
     offsets: [usize; FIELD_COUNT],
     lens: [usize; FIELD_COUNT],
@@ -81,7 +81,7 @@ pub struct FieldLayout {
 
 impl FieldLayout {
     /// The layout for a payload of `size` bytes (1 ..= [`MAX_PAYLOAD_SIZE`]).
-    pub fn new(size: u64) -> Result<Self, MessageError> {
+    pub(crate) fn new(size: u64) -> Result<Self, MessageError> {
         if size == 0 {
             return Err(MessageError::SizeZero);
         }
@@ -119,28 +119,25 @@ impl FieldLayout {
         })
     }
 
-    /// Total payload bytes.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// Length of each field.
-    pub fn lens(&self) -> [usize; FIELD_COUNT] {
+    #[cfg(test)]
+    fn lens(&self) -> [usize; FIELD_COUNT] {
         self.lens
     }
 
     /// Offset of each field in the concatenated payload.
-    pub fn offsets(&self) -> [usize; FIELD_COUNT] {
+    #[cfg(test)]
+    fn offsets(&self) -> [usize; FIELD_COUNT] {
         self.offsets
     }
 
     /// Whether field `index` is long enough to carry a stamp.
-    pub fn is_stamped(&self, index: usize) -> bool {
+    fn is_stamped(&self, index: usize) -> bool {
         self.lens[index] >= STAMP_LEN
     }
 
     /// Payload offsets at which a stamp starts (one per field of at least [`STAMP_LEN`] bytes).
-    pub fn stamp_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn stamp_offsets(&self) -> impl Iterator<Item = usize> + '_ {
         (0..FIELD_COUNT)
             .filter(|&i| self.is_stamped(i))
             .map(|i| self.offsets[i])
@@ -149,7 +146,7 @@ impl FieldLayout {
 
 /// The printable encoding of a sequence number written at the start of each field: the low
 /// 48 bits of `seq` in base 64, most significant digit first.
-pub fn stamp_bytes(seq: u64) -> [u8; STAMP_LEN] {
+pub(crate) fn stamp_bytes(seq: u64) -> [u8; STAMP_LEN] {
     let mut out = [0u8; STAMP_LEN];
     for (i, byte) in out.iter_mut().enumerate() {
         let shift = 6 * (STAMP_LEN - 1 - i);
@@ -161,15 +158,15 @@ pub fn stamp_bytes(seq: u64) -> [u8; STAMP_LEN] {
 /// A 32x32 matrix over GF(2) acting on CRC32C register values; column `n` is the image of
 /// bit `n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gf2Matrix([u32; 32]);
+struct Gf2Matrix([u32; 32]);
 
 /// Reflected CRC32C (Castagnoli) polynomial.
 const CRC32C_POLY_REFLECTED: u32 = 0x82F6_3B78;
 
 impl Gf2Matrix {
-    pub const ZERO: Gf2Matrix = Gf2Matrix([0; 32]);
+    const ZERO: Gf2Matrix = Gf2Matrix([0; 32]);
 
-    pub fn identity() -> Self {
+    fn identity() -> Self {
         let mut columns = [0u32; 32];
         for (n, column) in columns.iter_mut().enumerate() {
             *column = 1 << n;
@@ -179,7 +176,7 @@ impl Gf2Matrix {
 
     /// Matrix times vector.
     #[inline]
-    pub fn apply(&self, mut vector: u32) -> u32 {
+    fn apply(&self, mut vector: u32) -> u32 {
         let mut result = 0;
         let mut n = 0;
         while vector != 0 {
@@ -193,7 +190,7 @@ impl Gf2Matrix {
     }
 
     /// `self ∘ other`: first `other`, then `self`.
-    pub fn compose(&self, other: &Gf2Matrix) -> Gf2Matrix {
+    fn compose(&self, other: &Gf2Matrix) -> Gf2Matrix {
         let mut columns = [0u32; 32];
         for (n, column) in columns.iter_mut().enumerate() {
             *column = self.apply(other.0[n]);
@@ -202,7 +199,7 @@ impl Gf2Matrix {
     }
 
     /// Element-wise XOR (matrix addition over GF(2)).
-    pub fn xor(&self, other: &Gf2Matrix) -> Gf2Matrix {
+    fn xor(&self, other: &Gf2Matrix) -> Gf2Matrix {
         let mut columns = self.0;
         for (column, theirs) in columns.iter_mut().zip(other.0.iter()) {
             *column ^= theirs;
@@ -211,7 +208,7 @@ impl Gf2Matrix {
     }
 
     /// The operator that feeds `len` zero bytes through the raw CRC32C register: `Z_len`.
-    pub fn crc32c_zeros(len: u64) -> Gf2Matrix {
+    fn crc32c_zeros(len: u64) -> Gf2Matrix {
         // One zero bit: shift right, XOR the polynomial when the low bit falls out.
         let mut one_bit = [0u32; 32];
         one_bit[0] = CRC32C_POLY_REFLECTED;
@@ -235,12 +232,6 @@ impl Gf2Matrix {
         }
         result
     }
-}
-
-/// CRC32C of `A || B` from `crc(A)`, `crc(B)` and `|B|` (the zlib-style combine, built on
-/// [`Gf2Matrix`]). Used once per slot; the per-send path uses the precomputed operator.
-pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
-    Gf2Matrix::crc32c_zeros(len_b).apply(crc_a) ^ crc_b
 }
 
 /// splitmix64: tiny, fast, good enough for filler text, and identical on every machine.
@@ -274,7 +265,7 @@ fn fill_printable(field: &mut [u8], size: u64, index: usize) {
 /// The message: 8 heap-allocated fields, stamped with a sequence number before each send,
 /// with a checksum that is cheap to keep current.
 #[derive(Clone)]
-pub struct ComplexMessage {
+pub(crate) struct ComplexMessage {
     layout: FieldLayout,
     fields: [Box<[u8]>; FIELD_COUNT],
     /// `A`: maps `crc32c(stamp)` to its contribution to the payload CRC.
@@ -298,7 +289,7 @@ impl fmt::Debug for ComplexMessage {
 
 impl ComplexMessage {
     /// Builds the unstamped message of `size` payload bytes (1 ..= [`MAX_PAYLOAD_SIZE`]).
-    pub fn new(size: u64) -> Result<Self, MessageError> {
+    pub(crate) fn new(size: u64) -> Result<Self, MessageError> {
         let layout = FieldLayout::new(size)?;
         let fields: [Box<[u8]>; FIELD_COUNT] = std::array::from_fn(|i| {
             let mut field = vec![0u8; layout.lens[i]];
@@ -333,32 +324,34 @@ impl ComplexMessage {
     }
 
     /// Payload bytes.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.layout.size
     }
 
-    pub fn layout(&self) -> &FieldLayout {
+    #[cfg(test)]
+    fn layout(&self) -> &FieldLayout {
         &self.layout
     }
 
     /// The 8 fields, in wire order.
-    pub fn fields(&self) -> [&[u8]; FIELD_COUNT] {
+    pub(crate) fn fields(&self) -> [&[u8]; FIELD_COUNT] {
         std::array::from_fn(|i| &*self.fields[i])
     }
 
     /// CRC32C of the concatenated fields as they are now.
-    pub fn crc(&self) -> u32 {
+    pub(crate) fn crc(&self) -> u32 {
         self.crc
     }
 
     /// The sequence number of the last stamp, `None` before the first.
-    pub fn seq(&self) -> Option<u64> {
+    #[cfg(test)]
+    fn seq(&self) -> Option<u64> {
         self.seq
     }
 
     /// Writes the stamp of `seq` into every field that has room and updates the CRC without
     /// reading the payload.
-    pub fn stamp(&mut self, seq: u64) {
+    pub(crate) fn stamp(&mut self, seq: u64) {
         let stamp = stamp_bytes(seq);
         for (i, field) in self.fields.iter_mut().enumerate() {
             if self.layout.is_stamped(i) {
@@ -369,8 +362,9 @@ impl ComplexMessage {
         self.seq = Some(seq);
     }
 
-    /// The payload as one contiguous buffer (tests and diagnostics only: this is a copy).
-    pub fn to_payload(&self) -> Vec<u8> {
+    /// The payload as one contiguous buffer (tests only: this is a copy).
+    #[cfg(test)]
+    pub(crate) fn to_payload(&self) -> Vec<u8> {
         concat(&self.fields)
     }
 }
@@ -386,6 +380,13 @@ fn concat(fields: &[Box<[u8]>; FIELD_COUNT]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CRC32C of `A || B` from `crc(A)`, `crc(B)` and `|B|` (the zlib-style combine, built
+    /// on [`Gf2Matrix`]): checks the operator that `ComplexMessage::new` folds the fields
+    /// with.
+    fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+        Gf2Matrix::crc32c_zeros(len_b).apply(crc_a) ^ crc_b
+    }
 
     const SIZES: [u64; 14] = [
         1,

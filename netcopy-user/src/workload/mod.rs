@@ -5,8 +5,9 @@
 
 pub mod client;
 pub mod harness;
-pub mod message;
+pub(crate) mod message;
 pub mod modes;
+pub mod netns;
 pub mod protocol;
 pub mod server;
-pub mod sockets;
+pub(crate) mod sockets;

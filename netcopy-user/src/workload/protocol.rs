@@ -30,13 +30,13 @@
 use std::fmt;
 
 /// "NCPY".
-pub const MAGIC: u32 = 0x4E43_5059;
-pub const VERSION: u16 = 1;
+const MAGIC: u32 = 0x4E43_5059;
+const VERSION: u16 = 1;
 pub const REQUEST_LEN: usize = 24;
 pub const REPLY_HEADER_LEN: usize = 16;
 pub const MESSAGE_HEADER_LEN: usize = 16;
 /// Longest error text a client accepts; the server's texts are far shorter.
-pub const MAX_ERROR_TEXT_LEN: u32 = 4096;
+pub(crate) const MAX_ERROR_TEXT_LEN: u32 = 4096;
 
 /// Reply status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Status {
         self as u16
     }
 
-    pub fn from_code(code: u16) -> Option<Status> {
+    pub(crate) fn from_code(code: u16) -> Option<Status> {
         Some(match code {
             0 => Status::Ok,
             1 => Status::BadMagic,
@@ -70,7 +70,7 @@ impl Status {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::BadMagic => "bad magic",
@@ -94,7 +94,7 @@ pub struct Request {
 
 /// Why a request was rejected; each maps to one [`Status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     BadMagic(u32),
     UnsupportedVersion(u16),
     BadFlags(u16),
@@ -103,7 +103,7 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match self {
             RequestError::BadMagic(_) => Status::BadMagic,
             RequestError::UnsupportedVersion(_) => Status::UnsupportedVersion,
@@ -155,7 +155,10 @@ impl Request {
 
     /// Decodes and validates a request against the server's size limit. Checks run in wire
     /// order, so garbage is reported as a bad magic before anything else.
-    pub fn decode(bytes: &[u8; REQUEST_LEN], max_size: u64) -> Result<Request, RequestError> {
+    pub(crate) fn decode(
+        bytes: &[u8; REQUEST_LEN],
+        max_size: u64,
+    ) -> Result<Request, RequestError> {
         let magic = u32::from_be_bytes(field(bytes, 0));
         if magic != MAGIC {
             return Err(RequestError::BadMagic(magic));
@@ -235,7 +238,7 @@ impl fmt::Display for ReplyError {
 impl std::error::Error for ReplyError {}
 
 impl ReplyHeader {
-    pub fn ok(mode: u8) -> Self {
+    pub(crate) fn ok(mode: u8) -> Self {
         ReplyHeader {
             status: Status::Ok.code(),
             mode,
@@ -284,26 +287,26 @@ impl ReplyHeader {
 
 /// The header in front of every message payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageHeader {
-    pub payload_len: u32,
-    pub crc32c: u32,
-    pub seq: u64,
+pub(crate) struct MessageHeader {
+    pub(crate) payload_len: u32,
+    pub(crate) crc32c: u32,
+    pub(crate) seq: u64,
 }
 
 impl MessageHeader {
-    pub fn encode(&self) -> [u8; MESSAGE_HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; MESSAGE_HEADER_LEN] {
         let mut out = [0u8; MESSAGE_HEADER_LEN];
         self.encode_into(&mut out);
         out
     }
 
-    pub fn encode_into(&self, out: &mut [u8; MESSAGE_HEADER_LEN]) {
+    pub(crate) fn encode_into(&self, out: &mut [u8; MESSAGE_HEADER_LEN]) {
         out[0..4].copy_from_slice(&self.payload_len.to_be_bytes());
         out[4..8].copy_from_slice(&self.crc32c.to_be_bytes());
         out[8..16].copy_from_slice(&self.seq.to_be_bytes());
     }
 
-    pub fn decode(bytes: &[u8; MESSAGE_HEADER_LEN]) -> MessageHeader {
+    pub(crate) fn decode(bytes: &[u8; MESSAGE_HEADER_LEN]) -> MessageHeader {
         MessageHeader {
             payload_len: u32::from_be_bytes(field(bytes, 0)),
             crc32c: u32::from_be_bytes(field(bytes, 4)),

@@ -3,17 +3,17 @@
 use std::{io, os::fd::RawFd, time::Duration};
 
 /// `SO_ZEROCOPY` from <asm-generic/socket.h> (not in the libc crate).
-pub const SO_ZEROCOPY: libc::c_int = 60;
+pub(crate) const SO_ZEROCOPY: libc::c_int = 60;
 /// `SO_EE_ORIGIN_ZEROCOPY` from <linux/errqueue.h>.
-pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+pub(crate) const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 /// `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel copied the data after all.
-pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+pub(crate) const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
 
 /// Flags of every plain send: a vanished peer is an error value, never SIGPIPE.
-pub const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 
 /// True for the errors with which a peer that closed or reset its end shows up on a send.
-pub fn is_peer_gone(err: &io::Error) -> bool {
+pub(crate) fn is_peer_gone(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::BrokenPipe
@@ -25,7 +25,11 @@ pub fn is_peer_gone(err: &io::Error) -> bool {
 
 /// `poll` on one descriptor; returns the revents (0 on timeout). EINTR returns `Ok(0)` so
 /// that callers re-check their stop conditions.
-pub fn poll_one(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<libc::c_short> {
+pub(crate) fn poll_one(
+    fd: RawFd,
+    events: libc::c_short,
+    timeout: Duration,
+) -> io::Result<libc::c_short> {
     let mut pfd = libc::pollfd {
         fd,
         events,
@@ -88,12 +92,12 @@ fn get_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resul
 }
 
 /// Enables MSG_ZEROCOPY on a socket.
-pub fn enable_zerocopy(fd: RawFd) -> io::Result<()> {
+pub(crate) fn enable_zerocopy(fd: RawFd) -> io::Result<()> {
     set_int_option(fd, libc::SOL_SOCKET, SO_ZEROCOPY, 1)
 }
 
 /// Sets SO_SNDBUF (the kernel doubles the value and enforces a minimum).
-pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+pub(crate) fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     set_int_option(
         fd,
         libc::SOL_SOCKET,
@@ -102,20 +106,15 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     )
 }
 
-/// The effective SO_SNDBUF.
-pub fn send_buffer(fd: RawFd) -> io::Result<usize> {
-    get_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).map(|v| v.max(0) as usize)
-}
-
 /// Reads and clears a pending socket error (SO_ERROR). Needed because a pending error keeps
 /// poll() reporting POLLERR even when the error queue is empty.
-pub fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     let code = get_int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
     Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
 }
 
 /// One `send(MSG_NOSIGNAL)` call; EINTR is returned to the caller as an error.
-pub fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+pub(crate) fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe a live slice.
     let rc = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), SEND_FLAGS) };
     if rc < 0 {
@@ -125,26 +124,37 @@ pub fn send_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// What [`send_all`] did.
+/// What one partial-send loop did, counted as it goes: a loop that fails part way still
+/// says how far it got (the senders' byte accounting must be exact).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SendAllOutcome {
-    pub syscalls: u64,
-    pub partial_sends: u64,
+pub(crate) struct SendTally {
+    /// send()/sendmsg() calls, failed and retried ones included.
+    pub(crate) syscalls: u64,
+    /// Calls that took fewer bytes than offered.
+    pub(crate) partial_sends: u64,
+    /// Bytes queued in the kernel.
+    pub(crate) sent: usize,
 }
 
-/// Sends all of `bytes` on a blocking socket with plain `send(MSG_NOSIGNAL)`, retrying on
-/// EINTR, on partial sends and on EAGAIN (a socket with SO_SNDTIMEO).
-pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<SendAllOutcome> {
-    let mut outcome = SendAllOutcome::default();
+/// The partial-send loop: calls `send(sent)` -- one syscall that sends what is left after
+/// `sent` bytes and returns how many it took -- until `total` bytes are queued, retrying
+/// EINTR and waiting out EAGAIN (a socket with SO_SNDTIMEO). Adds what it did to `tally`.
+pub(crate) fn send_all_with(
+    fd: RawFd,
+    total: usize,
+    tally: &mut SendTally,
+    mut send: impl FnMut(usize) -> io::Result<usize>,
+) -> io::Result<()> {
     let mut sent = 0;
-    while sent < bytes.len() {
-        outcome.syscalls += 1;
-        match send_once(fd, &bytes[sent..]) {
+    while sent < total {
+        tally.syscalls += 1;
+        match send(sent) {
             Ok(n) => {
-                if n < bytes.len() - sent {
-                    outcome.partial_sends += 1;
+                if n < total - sent {
+                    tally.partial_sends += 1;
                 }
                 sent += n;
+                tally.sent += n;
             }
             Err(err) => match err.kind() {
                 io::ErrorKind::Interrupted => {}
@@ -153,17 +163,25 @@ pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<SendAllOutcome> {
             },
         }
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// Sends all of `bytes` on a blocking socket with plain `send(MSG_NOSIGNAL)`, retrying on
+/// EINTR, on partial sends and on EAGAIN (a socket with SO_SNDTIMEO).
+pub(crate) fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    send_all_with(fd, bytes.len(), &mut SendTally::default(), |sent| {
+        send_once(fd, &bytes[sent..])
+    })
 }
 
 /// Waits until a socket that returned EAGAIN can take more data.
-pub fn wait_writable(fd: RawFd) -> io::Result<()> {
+fn wait_writable(fd: RawFd) -> io::Result<()> {
     poll_one(fd, libc::POLLOUT, Duration::from_millis(100)).map(|_| ())
 }
 
 /// Fills `iov` with the parts of `slices` that remain after the first `skip` bytes and
 /// returns how many entries were used. Zero-length slices are skipped: they carry nothing.
-pub fn remaining_iovecs<const N: usize>(
+pub(crate) fn remaining_iovecs<const N: usize>(
     slices: &[&[u8]; N],
     mut skip: usize,
     iov: &mut [libc::iovec; N],
@@ -186,7 +204,11 @@ pub fn remaining_iovecs<const N: usize>(
 }
 
 /// One `sendmsg` call with the given iovecs and flags (MSG_NOSIGNAL is always added).
-pub fn sendmsg_iov(fd: RawFd, iov: &mut [libc::iovec], flags: libc::c_int) -> io::Result<usize> {
+pub(crate) fn sendmsg_iov(
+    fd: RawFd,
+    iov: &mut [libc::iovec],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     // SAFETY: msghdr is plain data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
@@ -221,5 +243,41 @@ mod tests {
         assert_eq!(iov[0].iov_len, 4);
         assert_eq!(iov[0].iov_base as *const u8, b[1..].as_ptr());
         assert_eq!(remaining_iovecs(&slices, 8, &mut iov), 0);
+    }
+
+    #[test]
+    fn send_all_with_retries_eintr_and_counts_partial_sends() {
+        let mut replies = vec![
+            Ok(3),
+            Err(io::Error::from(io::ErrorKind::Interrupted)),
+            Ok(5),
+        ];
+        replies.reverse();
+        let mut offsets = Vec::new();
+        let mut tally = SendTally::default();
+        send_all_with(-1, 8, &mut tally, |sent| {
+            offsets.push(sent);
+            replies.pop().unwrap()
+        })
+        .unwrap();
+        assert_eq!(offsets, vec![0, 3, 3]);
+        assert_eq!(
+            tally,
+            SendTally {
+                syscalls: 3,
+                partial_sends: 1,
+                sent: 8
+            }
+        );
+    }
+
+    #[test]
+    fn send_all_with_says_how_far_a_failed_loop_got() {
+        let mut replies = vec![Ok(4), Err(io::Error::from(io::ErrorKind::BrokenPipe))];
+        replies.reverse();
+        let mut tally = SendTally::default();
+        let err = send_all_with(-1, 10, &mut tally, |_| replies.pop().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!((tally.syscalls, tally.partial_sends, tally.sent), (2, 1, 4));
     }
 }

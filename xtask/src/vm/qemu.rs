@@ -33,6 +33,9 @@ pub struct QemuRun<'a> {
     /// A line whose first appearance on the console marks the end of boot.
     pub boot_marker: String,
     pub extra_args: &'a [String],
+    /// Run qemu inside this network namespace (`ip netns exec`), so that a tap device
+    /// made there backs the guest's NIC and nothing touches the host's own namespace.
+    pub netns: Option<&'a str>,
 }
 
 pub struct QemuResult {
@@ -89,7 +92,15 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
     let mut console_file = File::create(run.console_path)
         .with_context(|| format!("creating {}", run.console_path.display()))?;
     let start = Instant::now();
-    let mut child = Command::new(&qemu)
+    let mut command = match run.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&qemu);
+            c
+        }
+        None => Command::new(&qemu),
+    };
+    let mut child = command
         .args(qemu_args(run))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -246,6 +257,7 @@ mod tests {
             echo: false,
             boot_marker: String::new(),
             extra_args: &[],
+            netns: None,
         });
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg"), "{joined}");

@@ -1,6 +1,7 @@
 //! The study's questions answered in English from the analysis, as far as the data can
 //! answer them, each with the basis of its figures.
 
+use netcopy_common::CopySite;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
@@ -13,7 +14,7 @@ use super::{
 };
 use crate::{
     experiment::results::Results,
-    ledger::{FigureSource, LedgerSite},
+    ledger::FigureSource,
     util::units::format_size,
     workload::modes::{Mode, ModeSpec},
 };
@@ -94,7 +95,7 @@ fn site_text(s: &SiteAggregate) -> String {
     }
 }
 
-fn site_median(c: &ModeCopies, site: LedgerSite) -> Option<(f64, FigureSource)> {
+fn site_median(c: &ModeCopies, site: CopySite) -> Option<(f64, FigureSource)> {
     c.sites
         .iter()
         .find(|s| s.site == site.name())
@@ -454,7 +455,7 @@ fn zero_copy_cpu_answer(a: &Inputs<'_>, spec: &ModeSpec, threads: usize) -> Answ
         .collect::<Vec<_>>()
         .join(", ");
     let copies = copies_of(a, spec.mode);
-    let deferred = copies.and_then(|c| site_median(c, LedgerSite::DeferredCopy));
+    let deferred = copies.and_then(|c| site_median(c, CopySite::DeferredCopy));
     let Completions { completed, copied } = completions(groups, spec.mode);
     let why = match (deferred, copies) {
         (Some((d, src)), Some(c)) if d > 0.0 => format!(
@@ -491,7 +492,7 @@ fn zero_copy_cpu_answer(a: &Inputs<'_>, spec: &ModeSpec, threads: usize) -> Answ
 /// The study's claim that sendmsg() with an iovec avoids the kernel copy, against what the
 /// kernel copied for `one`, a mode that claims exactly that.
 fn iovec_claim_answer(one: &ModeCopies) -> Answer {
-    let answer = match site_median(one, LedgerSite::KernelSendCopy) {
+    let answer = match site_median(one, CopySite::KernelSendCopy) {
         Some((b, src)) => format!(
             "No. With sendmsg() and an iovec the kernel still copied {} B per message of {} B \
              into socket buffers on send (kernel_send_copy, {}); what {} removes is \
@@ -500,7 +501,7 @@ fn iovec_claim_answer(one: &ModeCopies) -> Answer {
             one.size,
             src.name(),
             one.mode,
-            site_median(one, LedgerSite::UserCopy)
+            site_median(one, CopySite::UserCopy)
                 .map(|(u, _)| num(u))
                 .unwrap_or_else(|| "not observable".to_string())
         ),
@@ -518,7 +519,7 @@ fn iovec_claim_answer(one: &ModeCopies) -> Answer {
 /// kernel copied and reported for `zc`, a mode that claims exactly that.
 fn zero_copy_claim_answer(zc: &ModeCopies, completions: &Completions) -> Answer {
     let Completions { completed, copied } = *completions;
-    let answer = match site_median(zc, LedgerSite::DeferredCopy) {
+    let answer = match site_median(zc, CopySite::DeferredCopy) {
         Some((d, src)) if d > 0.0 || copied > 0 => format!(
             "No. On this loopback the kernel copied the pinned pages after the send: {} B \
              per message of {} B (deferred_copy, {}), and {copied} of {completed} completions \
@@ -526,7 +527,7 @@ fn zero_copy_claim_answer(zc: &ModeCopies, completions: &Completions) -> Answer 
             num(d),
             zc.size,
             src.name(),
-            site_median(zc, LedgerSite::KernelRecvCopy)
+            site_median(zc, CopySite::KernelRecvCopy)
                 .map(|(r, s)| format!(" ({} B per message, {})", num(r), s.name()))
                 .unwrap_or_default()
         ),

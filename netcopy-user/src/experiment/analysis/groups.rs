@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
     experiment::results::{Cell, Results, ZeroCopyFigures},
-    ledger::{FigureSource, LedgerSite},
+    ledger::FigureSource,
     util::stats,
     workload::modes::Mode,
 };
@@ -82,7 +82,7 @@ pub(crate) struct Group {
 
 /// The site names in ledger order, then any other name the cells carry.
 pub(crate) fn site_names(results: &Results) -> Vec<String> {
-    let mut names: Vec<String> = LedgerSite::ALL
+    let mut names: Vec<String> = crate::ledger::SITES
         .iter()
         .map(|s| s.name().to_string())
         .collect();

@@ -1,281 +1,30 @@
-//! The three ways of sending a [`ComplexMessage`](crate::workload::message::ComplexMessage), behind
-//! one [`Sender`] trait.
+//! The ways of sending a `ComplexMessage` (workload/message.rs), behind one `Sender`
+//! trait, and the mode table that says everything about each.
 //!
 //! Every sender writes, per message, a 16-byte message header followed by the 8 payload
 //! fields, on a blocking TCP socket, with MSG_NOSIGNAL on every send:
-//! - [`TwoCopySender`]: memcpy header and fields into one reused buffer, then `send()`.
-//! - [`OneCopySender`]: `sendmsg()` with 9 iovecs (header + 8 fields), no user-space copy.
-//! - [`ZeroCopySender`]: `sendmsg(MSG_ZEROCOPY)` with 9 iovecs from a pool of message slots
-//!   that are neither restamped nor freed until the kernel reports their sends complete.
+//! - two-copy (`two_copy.rs`): memcpy header and fields into one reused buffer, then
+//!   `send()`.
+//! - one-copy (`one_copy.rs`): `sendmsg()` with 9 iovecs (header + 8 fields), no
+//!   user-space copy.
+//! - zero-copy (`zero_copy.rs`): `sendmsg(MSG_ZEROCOPY)` with 9 iovecs from a pool of
+//!   message slots that are neither restamped nor freed until the kernel reports their
+//!   sends complete.
+//!
+//! Files import downwards only: `mode` (the enum) and `sender` (the trait and its counts)
+//! at the bottom, the sender files on `sender`, `table` on all of them; this file only
+//! re-exports.
 
-use std::{fmt, io, net::TcpStream, time::Duration};
-
-use serde::{Deserialize, Serialize};
-
-use crate::workload::protocol::{MessageHeader, MESSAGE_HEADER_LEN};
-
+mod mode;
 mod one_copy;
+mod sender;
 mod table;
 mod two_copy;
 mod zero_copy;
 
-pub use one_copy::OneCopySender;
+pub use mode::Mode;
+pub(crate) use sender::Sender;
+pub use sender::SenderStats;
+pub(crate) use table::new_sender;
 pub use table::{default_sweep_names, Claim, ModeSpec, MODES};
-pub use two_copy::TwoCopySender;
-pub use zero_copy::{ZeroCopyConfig, ZeroCopySender};
-
-/// The send mechanism under test.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Serialize the fields into one buffer (memcpy), then send().
-    TwoCopy,
-    /// sendmsg() with an iovec of the fields.
-    OneCopy,
-    /// sendmsg(MSG_ZEROCOPY) with an iovec; buffers held until the kernel completes them.
-    ZeroCopy,
-}
-
-impl Mode {
-    /// Every mode, in the table's order.
-    pub const ALL: [Mode; 3] = [Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy];
-
-    /// This mode's row of the mode table.
-    pub fn spec(self) -> &'static ModeSpec {
-        MODES
-            .iter()
-            .find(|s| s.mode == self)
-            .expect("the mode table has a row for every mode (a unit test checks it)")
-    }
-
-    /// The mode byte of the reply header.
-    pub fn wire(self) -> u8 {
-        self.spec().wire
-    }
-
-    pub fn from_wire(byte: u8) -> Option<Mode> {
-        MODES.iter().find(|s| s.wire == byte).map(|s| s.mode)
-    }
-
-    pub fn name(self) -> &'static str {
-        self.spec().name
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What one sender did. All byte counts are exact; the later copy accounting depends on it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SenderStats {
-    /// Messages fully handed to the kernel.
-    pub messages: u64,
-    /// Payload bytes handed to the kernel (complete and partially sent messages alike).
-    pub payload_bytes: u64,
-    /// Message-header bytes handed to the kernel.
-    pub header_bytes: u64,
-    /// Payload bytes memcpy'd in user space (two-copy's serialization).
-    pub user_copy_bytes: u64,
-    /// Message-header bytes memcpy'd in user space (two-copy).
-    pub user_copy_header_bytes: u64,
-    /// send()/sendmsg() calls, including failed and retried ones.
-    pub syscalls: u64,
-    /// Sends that took fewer bytes than offered.
-    pub partial_sends: u64,
-    /// Zero-copy: sendmsg calls that queued at least one byte; each consumes one
-    /// notification id.
-    pub zerocopy_sends: u64,
-    /// Zero-copy: bytes queued by those calls (header and payload).
-    pub zerocopy_bytes: u64,
-    /// Zero-copy: error-queue messages read.
-    pub completion_notifications: u64,
-    /// Zero-copy: ids of our sends covered by the notifications' ee_info..=ee_data ranges.
-    pub completed_sends: u64,
-    /// Zero-copy: bytes of the completed sends.
-    pub completed_bytes: u64,
-    /// Zero-copy: completed ids in notifications flagged SO_EE_CODE_ZEROCOPY_COPIED (the
-    /// kernel copied the pages after all).
-    pub copied_sends: u64,
-    /// Zero-copy: bytes of those sends.
-    pub copied_bytes: u64,
-    /// Zero-copy: ids in notifications that matched no outstanding send of ours.
-    pub unexpected_completions: u64,
-    /// Zero-copy: recvmsg(MSG_ERRQUEUE) and poll calls made to collect completions.
-    pub completion_syscalls: u64,
-    /// Zero-copy: sendmsg calls that failed with ENOBUFS (optmem limit) and were retried.
-    pub enobufs_retries: u64,
-    /// Zero-copy: most message slots awaiting completion at once.
-    pub max_in_flight: u64,
-    /// Zero-copy: sends still not completed when finish() gave up (0 after a clean finish).
-    pub unfinished_sends: u64,
-}
-
-impl SenderStats {
-    /// Adds another sender's counts; `max_in_flight` takes the maximum.
-    pub fn add(&mut self, other: &SenderStats) {
-        self.messages += other.messages;
-        self.payload_bytes += other.payload_bytes;
-        self.header_bytes += other.header_bytes;
-        self.user_copy_bytes += other.user_copy_bytes;
-        self.user_copy_header_bytes += other.user_copy_header_bytes;
-        self.syscalls += other.syscalls;
-        self.partial_sends += other.partial_sends;
-        self.zerocopy_sends += other.zerocopy_sends;
-        self.zerocopy_bytes += other.zerocopy_bytes;
-        self.completion_notifications += other.completion_notifications;
-        self.completed_sends += other.completed_sends;
-        self.completed_bytes += other.completed_bytes;
-        self.copied_sends += other.copied_sends;
-        self.copied_bytes += other.copied_bytes;
-        self.unexpected_completions += other.unexpected_completions;
-        self.completion_syscalls += other.completion_syscalls;
-        self.enobufs_retries += other.enobufs_retries;
-        self.max_in_flight = self.max_in_flight.max(other.max_in_flight);
-        self.unfinished_sends += other.unfinished_sends;
-    }
-
-    /// Splits `bytes` handed to the kernel for a message into header and payload bytes,
-    /// given how much of the message (header first) had been sent before.
-    pub(crate) fn count_sent(&mut self, already_sent: usize, bytes: usize) {
-        let header_part = MESSAGE_HEADER_LEN.saturating_sub(already_sent).min(bytes);
-        self.header_bytes += header_part as u64;
-        self.payload_bytes += (bytes - header_part) as u64;
-    }
-
-    /// The partial-send loop of the copying senders: calls `send(sent)` -- one syscall
-    /// that sends what is left after `sent` bytes and returns how many it took -- until
-    /// `total` bytes of one message are queued, retrying EINTR and waiting out EAGAIN.
-    pub(crate) fn send_all(
-        &mut self,
-        fd: std::os::fd::RawFd,
-        total: usize,
-        mut send: impl FnMut(usize) -> std::io::Result<usize>,
-    ) -> std::io::Result<()> {
-        let mut sent = 0;
-        while sent < total {
-            self.syscalls += 1;
-            match send(sent) {
-                Ok(n) => {
-                    if n < total - sent {
-                        self.partial_sends += 1;
-                    }
-                    self.count_sent(sent, n);
-                    sent += n;
-                }
-                Err(err) => match err.kind() {
-                    std::io::ErrorKind::Interrupted => {}
-                    std::io::ErrorKind::WouldBlock => crate::workload::sockets::wait_writable(fd)?,
-                    _ => return Err(err),
-                },
-            }
-        }
-        self.messages += 1;
-        Ok(())
-    }
-}
-
-/// Sends messages of one mode on one connection.
-pub trait Sender: Send {
-    fn mode(&self) -> Mode;
-
-    /// Stamps a message of `size` payload bytes with `seq` and sends header + 8 fields.
-    /// Blocks until every byte is queued in the kernel (zero-copy: until the sends are
-    /// issued; the slot stays reserved until completion). Errors are the socket's
-    /// (`is_peer_gone` tells a vanished client apart).
-    fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()>;
-
-    /// Waits, at most `timeout`, until the kernel holds no reference to this sender's
-    /// buffers. Returns a `TimedOut` error naming the outstanding sends if it gives up.
-    fn finish(&mut self, timeout: Duration) -> io::Result<()>;
-
-    fn stats(&self) -> &SenderStats;
-
-    /// The socket this sender writes to.
-    fn socket(&self) -> &TcpStream;
-}
-
-/// Builds the sender of `mode` on an accepted, blocking TCP socket.
-pub fn new_sender(
-    mode: Mode,
-    socket: TcpStream,
-    zero_copy: &ZeroCopyConfig,
-) -> io::Result<Box<dyn Sender>> {
-    (mode.spec().new_sender)(socket, zero_copy)
-}
-
-/// A message slot's header bytes for `message` in its current stamp.
-pub(crate) fn header_for(
-    message: &crate::workload::message::ComplexMessage,
-    seq: u64,
-) -> MessageHeader {
-    MessageHeader {
-        // The message size was validated against the u32 limit when the message was built.
-        payload_len: message.size() as u32,
-        crc32c: message.crc(),
-        seq,
-    }
-}
-
-/// The cached message of senders that need only one (two-copy, one-copy): rebuilt only when
-/// the requested size changes, so an rr run of count-1 requests does not regenerate it.
-pub(crate) fn message_for(
-    cached: &mut Option<crate::workload::message::ComplexMessage>,
-    size: u64,
-) -> io::Result<&mut crate::workload::message::ComplexMessage> {
-    let stale = cached
-        .as_ref()
-        .map(|m| m.size() as u64 != size)
-        .unwrap_or(true);
-    if stale {
-        let message = crate::workload::message::ComplexMessage::new(size)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        *cached = Some(message);
-    }
-    Ok(cached.as_mut().expect("set just above"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mode_names_and_wire_bytes() {
-        for mode in Mode::ALL {
-            assert_eq!(Mode::from_wire(mode.wire()), Some(mode));
-            let json = serde_json::to_string(&mode).unwrap();
-            assert_eq!(json, format!("\"{mode}\""));
-            let parsed = <Mode as clap::ValueEnum>::from_str(mode.name(), false).unwrap();
-            assert_eq!(parsed, mode);
-        }
-        assert_eq!(Mode::TwoCopy.to_string(), "two-copy");
-        assert_eq!(Mode::ZeroCopy.wire(), 3);
-        assert_eq!(Mode::from_wire(0), None);
-        assert_eq!(Mode::from_wire(4), None);
-    }
-
-    #[test]
-    fn count_sent_splits_header_and_payload() {
-        let mut stats = SenderStats::default();
-        stats.count_sent(0, 10);
-        assert_eq!((stats.header_bytes, stats.payload_bytes), (10, 0));
-        stats.count_sent(10, 100);
-        assert_eq!((stats.header_bytes, stats.payload_bytes), (16, 94));
-        stats.count_sent(110, 50);
-        assert_eq!((stats.header_bytes, stats.payload_bytes), (16, 144));
-    }
-}
+pub use zero_copy::ZeroCopyConfig;

@@ -3,7 +3,7 @@
 
 use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
-use super::{header_for, message_for, Mode, Sender, SenderStats};
+use super::sender::{header_for, message_for, Sender, SenderStats};
 use crate::{
     workload::message::{ComplexMessage, FIELD_COUNT},
     workload::protocol::MESSAGE_HEADER_LEN,
@@ -11,16 +11,16 @@ use crate::{
 };
 
 /// Header plus the 8 fields.
-pub(crate) const IOV_COUNT: usize = FIELD_COUNT + 1;
+pub(super) const IOV_COUNT: usize = FIELD_COUNT + 1;
 
-pub struct OneCopySender {
+pub(super) struct OneCopySender {
     socket: TcpStream,
     message: Option<ComplexMessage>,
     stats: SenderStats,
 }
 
 impl OneCopySender {
-    pub fn new(socket: TcpStream) -> Self {
+    pub(super) fn new(socket: TcpStream) -> Self {
         OneCopySender {
             socket,
             message: None,
@@ -30,10 +30,6 @@ impl OneCopySender {
 }
 
 impl Sender for OneCopySender {
-    fn mode(&self) -> Mode {
-        Mode::OneCopy
-    }
-
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         let message = message_for(&mut self.message, size)?;
         message.stamp(seq);
@@ -60,9 +56,5 @@ impl Sender for OneCopySender {
 
     fn stats(&self) -> &SenderStats {
         &self.stats
-    }
-
-    fn socket(&self) -> &TcpStream {
-        &self.socket
     }
 }

@@ -1,11 +1,18 @@
 //! The mode table: every fact about a send mode that the rest of netcopy needs, one row per
 //! mode. Verify, the sweep's defaults, the ledger's expectations, plots, crossovers, answers
 //! and the bench all read this table; nothing outside `workload::modes` names a mode one by
-//! one. Adding a mode: a sender file beside this one, a `Mode` variant, and one row here.
+//! one. Adding a mode: a sender file beside this one, a `Mode` variant (mode.rs), and
+//! one row here (with the variant in `Mode::ALL`; a unit test checks the two agree).
 
-use std::{io, net::TcpStream};
+use std::{fmt, io, net::TcpStream};
 
-use super::{Mode, OneCopySender, Sender, TwoCopySender, ZeroCopyConfig, ZeroCopySender};
+use super::{
+    mode::Mode,
+    one_copy::OneCopySender,
+    sender::Sender,
+    two_copy::TwoCopySender,
+    zero_copy::{self, ZeroCopyConfig, ZeroCopySender},
+};
 
 /// What a mode claims the kernel and user space do with each payload byte: the ledger's
 /// expectation. Protocol bytes (requests, reply headers) are sent by plain `send()` in every
@@ -50,7 +57,7 @@ pub struct ModeSpec {
     /// otherwise, with this error).
     pub available: fn() -> io::Result<()>,
     /// Builds the sender on an accepted, blocking TCP socket.
-    pub new_sender: fn(TcpStream, &ZeroCopyConfig) -> io::Result<Box<dyn Sender>>,
+    pub(crate) new_sender: fn(TcpStream, &ZeroCopyConfig) -> io::Result<Box<dyn Sender>>,
 }
 
 fn always() -> io::Result<()> {
@@ -113,10 +120,51 @@ pub const MODES: &[ModeSpec] = &[
         challenges: &[Mode::TwoCopy, Mode::OneCopy],
         in_default_sweep: true,
         bench_peer: false,
-        available: super::zero_copy::probe_support,
+        available: zero_copy::probe_support,
         new_sender: |socket, config| Ok(Box::new(ZeroCopySender::new(socket, config.clone())?)),
     },
 ];
+
+impl Mode {
+    /// Every mode, in the table's order.
+    pub const ALL: [Mode; 3] = [Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy];
+
+    /// This mode's row of the mode table.
+    pub fn spec(self) -> &'static ModeSpec {
+        MODES
+            .iter()
+            .find(|s| s.mode == self)
+            .expect("the mode table has a row for every mode (a unit test checks it)")
+    }
+
+    /// The mode byte of the reply header.
+    pub fn wire(self) -> u8 {
+        self.spec().wire
+    }
+
+    pub(crate) fn from_wire(byte: u8) -> Option<Mode> {
+        MODES.iter().find(|s| s.wire == byte).map(|s| s.mode)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Builds the sender of `mode` on an accepted, blocking TCP socket.
+pub(crate) fn new_sender(
+    mode: Mode,
+    socket: TcpStream,
+    zero_copy: &ZeroCopyConfig,
+) -> io::Result<Box<dyn Sender>> {
+    (mode.spec().new_sender)(socket, zero_copy)
+}
 
 impl ModeSpec {
     /// `#D62728`: the colour as the SVG backend writes it.
@@ -139,6 +187,21 @@ pub fn default_sweep_names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_names_and_wire_bytes() {
+        for mode in Mode::ALL {
+            assert_eq!(Mode::from_wire(mode.wire()), Some(mode));
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{mode}\""));
+            let parsed = <Mode as clap::ValueEnum>::from_str(mode.name(), false).unwrap();
+            assert_eq!(parsed, mode);
+        }
+        assert_eq!(Mode::TwoCopy.to_string(), "two-copy");
+        assert_eq!(Mode::ZeroCopy.wire(), 3);
+        assert_eq!(Mode::from_wire(0), None);
+        assert_eq!(Mode::from_wire(4), None);
+    }
 
     #[test]
     fn every_mode_has_exactly_one_row_with_distinct_names_and_wire_bytes() {

@@ -3,12 +3,12 @@
 
 use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
-use super::{header_for, message_for, Mode, Sender, SenderStats};
+use super::sender::{header_for, message_for, Sender, SenderStats};
 use crate::{
     workload::message::ComplexMessage, workload::protocol::MESSAGE_HEADER_LEN, workload::sockets,
 };
 
-pub struct TwoCopySender {
+pub(super) struct TwoCopySender {
     socket: TcpStream,
     message: Option<ComplexMessage>,
     /// Reused across messages so that the measured copy is the memcpy, not an allocation.
@@ -17,7 +17,7 @@ pub struct TwoCopySender {
 }
 
 impl TwoCopySender {
-    pub fn new(socket: TcpStream) -> Self {
+    pub(super) fn new(socket: TcpStream) -> Self {
         TwoCopySender {
             socket,
             message: None,
@@ -28,10 +28,6 @@ impl TwoCopySender {
 }
 
 impl Sender for TwoCopySender {
-    fn mode(&self) -> Mode {
-        Mode::TwoCopy
-    }
-
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         let message = message_for(&mut self.message, size)?;
         message.stamp(seq);
@@ -59,9 +55,5 @@ impl Sender for TwoCopySender {
 
     fn stats(&self) -> &SenderStats {
         &self.stats
-    }
-
-    fn socket(&self) -> &TcpStream {
-        &self.socket
     }
 }

@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{header_for, one_copy::IOV_COUNT, Mode, Sender, SenderStats};
+use super::{
+    one_copy::IOV_COUNT,
+    sender::{header_for, Sender, SenderStats},
+};
 use crate::{
     workload::message::ComplexMessage,
     workload::protocol::MESSAGE_HEADER_LEN,
@@ -47,7 +50,7 @@ impl Default for ZeroCopyConfig {
 
 impl ZeroCopyConfig {
     /// Slots for messages of `size` payload bytes.
-    pub fn slots_for(&self, size: u64) -> usize {
+    fn slots_for(&self, size: u64) -> usize {
         let by_bytes = self.max_pool_bytes / (size + MESSAGE_HEADER_LEN as u64);
         (by_bytes.min(self.max_in_flight as u64) as usize).max(1)
     }
@@ -76,7 +79,7 @@ struct PendingSend {
     bytes: usize,
 }
 
-pub struct ZeroCopySender {
+pub(super) struct ZeroCopySender {
     socket: TcpStream,
     config: ZeroCopyConfig,
     /// The unstamped message every new slot of the current size is cloned from.
@@ -96,7 +99,7 @@ pub struct ZeroCopySender {
 
 impl ZeroCopySender {
     /// Enables SO_ZEROCOPY on `socket`; a clear error if the kernel refuses.
-    pub fn new(socket: TcpStream, config: ZeroCopyConfig) -> io::Result<Self> {
+    pub(super) fn new(socket: TcpStream, config: ZeroCopyConfig) -> io::Result<Self> {
         sockets::enable_zerocopy(socket.as_raw_fd()).map_err(|err| {
             io::Error::new(
                 err.kind(),
@@ -368,10 +371,6 @@ impl ZeroCopySender {
 }
 
 impl Sender for ZeroCopySender {
-    fn mode(&self) -> Mode {
-        Mode::ZeroCopy
-    }
-
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
         let index = self.acquire_slot()?;
@@ -410,10 +409,6 @@ impl Sender for ZeroCopySender {
 
     fn stats(&self) -> &SenderStats {
         &self.stats
-    }
-
-    fn socket(&self) -> &TcpStream {
-        &self.socket
     }
 }
 

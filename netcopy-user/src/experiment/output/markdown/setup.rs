@@ -10,7 +10,6 @@ use super::text::cell;
 use crate::{
     experiment::analysis::num,
     experiment::results::Results,
-    ledger::LedgerSite,
     util::{time::rfc3339, units::format_size},
 };
 
@@ -159,7 +158,7 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
         let mut names: Vec<&String> = l.sites.keys().collect();
         names.sort_by_key(|n| {
-            LedgerSite::ALL
+            crate::ledger::SITES
                 .iter()
                 .position(|s| s.name() == n.as_str())
                 .unwrap_or(usize::MAX)

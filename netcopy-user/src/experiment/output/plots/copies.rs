@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use super::chart::{draw_notes, err, notes_lines, tick, unavailable_svg, Keyed, HEIGHT, WIDTH};
 use crate::{
     experiment::analysis::{copies::ModeCopies, num, Analysis},
-    ledger::{FigureSource, LedgerSite},
+    ledger::FigureSource,
     util::units::format_size,
     workload::protocol::MESSAGE_HEADER_LEN,
 };
@@ -37,7 +37,7 @@ fn stacked_sites(c: &ModeCopies) -> Vec<(&str, Option<f64>, FigureSource)> {
     c.sites
         .iter()
         .filter(|s| {
-            LedgerSite::ALL
+            crate::ledger::SITES
                 .iter()
                 .find(|l| l.name() == s.site)
                 .is_some_and(|l| l.is_copy())

@@ -1,0 +1,96 @@
+//! `netcopy server`: its arguments, and the command that serves until SIGINT/SIGTERM and
+//! prints the totals. `workload::harness` starts this command as a child process and
+//! reads its `--json` lines.
+
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    util::units::{duration_arg, format_size, size_arg},
+    workload::modes::{Mode, ZeroCopyConfig},
+    workload::server::{stop_flag_on_signals, totals_text, Server, ServerConfig},
+};
+
+/// `netcopy server`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Send mechanism.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
+    listen: String,
+    /// Largest message size a client may request (K/M/G are binary units).
+    #[arg(long, default_value = "64M", value_parser = size_arg, value_name = "SIZE")]
+    max_size: u64,
+    /// Print exactly two JSON lines on stdout: `listening` at start, `totals` at the end.
+    #[arg(long)]
+    json: bool,
+    /// Zero-copy: most messages awaiting completion per connection.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    zc_max_in_flight: usize,
+    /// Zero-copy: most bytes of message slots per connection.
+    #[arg(long, default_value = "64M", value_parser = size_arg, value_name = "SIZE")]
+    zc_pool_bytes: u64,
+    /// SO_SNDBUF of accepted sockets (testing partial writes).
+    #[arg(long, hide = true, value_parser = size_arg)]
+    sndbuf: Option<u64>,
+    /// SO_SNDTIMEO of accepted sockets (testing partial writes).
+    #[arg(long, hide = true, value_parser = duration_arg)]
+    send_timeout: Option<Duration>,
+}
+
+impl ServerArgs {
+    fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.mode, &self.listen);
+        config.max_size = self.max_size;
+        config.zero_copy = ZeroCopyConfig {
+            max_in_flight: self.zc_max_in_flight,
+            max_pool_bytes: self.zc_pool_bytes,
+        };
+        config.send_buffer = self.sndbuf.map(|b| b.min(i32::MAX as u64) as usize);
+        config.send_timeout = self.send_timeout;
+        config
+    }
+}
+
+/// Runs `netcopy server` until SIGINT/SIGTERM; exit 0 after printing the totals.
+pub fn run(args: &ServerArgs) -> Result<ExitCode> {
+    let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
+    let server = Server::bind(args.config())?;
+    let addr = server.local_addr();
+    if args.json {
+        let line =
+            serde_json::json!({"event": "listening", "addr": addr.to_string(), "mode": args.mode});
+        print_line(&line.to_string())?;
+    } else {
+        print_line(&format!(
+            "netcopy server: listening on {addr}, mode {}, max size {}",
+            args.mode,
+            format_size(args.max_size)
+        ))?;
+    }
+    let totals = server.run(stop)?;
+    if args.json {
+        let mut value = serde_json::to_value(&totals).context("encoding the totals")?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("event".to_string(), "totals".into());
+        }
+        print_line(&value.to_string())?;
+    } else {
+        print_line(&totals_text(&totals))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_line(line: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}

@@ -1,0 +1,235 @@
+//! `netcopy server`: answers requests with messages sent by one
+//! [`Mode`](crate::workload::modes::Mode), one thread per connection.
+//!
+//! Per request the server sends, in this order: a 16-byte reply header with a plain
+//! `send()` (never zero-copy, so it consumes no notification id), then, for an ok status,
+//! `count` messages through the connection's `Sender` (16-byte message header + payload
+//! each). A rejected request gets the reply header plus its error text, and the connection
+//! is closed after the client has had a chance to read it.
+//!
+//! Library use (tests and the experiment runner):
+//! ```no_run
+//! # use std::sync::{Arc, atomic::AtomicBool};
+//! # use netcopy::{workload::modes::MODES, workload::server::{Server, ServerConfig}};
+//! let mode = MODES[0].mode; // any row of the mode table
+//! let server = Server::bind(ServerConfig::new(mode, "127.0.0.1:0"))?;
+//! let addr = server.local_addr();
+//! let stop = Arc::new(AtomicBool::new(false));
+//! let totals = server.run(stop)?; // returns once `stop` is set and connections ended
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! This file binds and runs the accept loop; `connection` serves one connection's
+//! requests, `report` holds what the connections did, `config` what the server is told,
+//! `signals` the SIGINT/SIGTERM flag that stops it.
+
+mod config;
+mod connection;
+mod report;
+mod signals;
+
+use std::{
+    collections::HashMap,
+    io,
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+pub use config::ServerConfig;
+pub use report::{totals_text, ConnectionReport, ConnectionTotals, ServerTotals};
+pub use signals::stop_flag_on_signals;
+
+use crate::{workload::message::MAX_PAYLOAD_SIZE, workload::sockets};
+use connection::serve_connection;
+
+/// A bound, listening server.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Arc<ServerConfig>,
+}
+
+impl Server {
+    /// Binds and listens. Fails with a clear message when the address is in use, the size
+    /// limit is impossible, or (zero-copy) the kernel refuses SO_ZEROCOPY.
+    pub fn bind(config: ServerConfig) -> Result<Server> {
+        if config.max_size == 0 || config.max_size > MAX_PAYLOAD_SIZE {
+            bail!(
+                "--max-size must be between 1 and {} bytes (the payload length is a u32 on \
+                 the wire), not {}",
+                MAX_PAYLOAD_SIZE,
+                config.max_size
+            );
+        }
+        if config.zero_copy.max_in_flight == 0 {
+            bail!("the zero-copy pool needs room for at least one message in flight");
+        }
+        (config.mode.spec().available)()
+            .with_context(|| format!("{} mode is unavailable", config.mode))?;
+        let addrs: Vec<SocketAddr> = config
+            .listen
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve listen address {:?}", config.listen))?
+            .collect();
+        let addr = *addrs
+            .first()
+            .with_context(|| format!("listen address {:?} resolves to nothing", config.listen))?;
+        let listener = TcpListener::bind(addr).map_err(|err| {
+            let hint = if err.kind() == io::ErrorKind::AddrInUse {
+                " (address already in use: another server is listening there; pick another \
+                 port or use port 0)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot listen on {addr}: {err}{hint}")
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .context("reading the listening address")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the listening socket non-blocking")?;
+        Ok(Server {
+            listener,
+            local_addr,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts and serves until `stop` is set; then stops accepting, lets connections end
+    /// (draining zero-copy completions), and returns what every connection did.
+    pub fn run(self, stop: Arc<AtomicBool>) -> Result<ServerTotals> {
+        let registry: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let mut running: Vec<JoinHandle<ConnectionReport>> = Vec::new();
+        let mut reports: Vec<ConnectionReport> = Vec::new();
+        let mut next_id = 0u64;
+        let listen_fd = self.listener.as_raw_fd();
+
+        while !stop.load(Ordering::SeqCst) {
+            sockets::poll_one(listen_fd, libc::POLLIN, Duration::from_millis(100))
+                .context("waiting for connections")?;
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, peer)) => {
+                        let id = next_id;
+                        next_id += 1;
+                        match self.spawn_connection(id, stream, peer, &stop, &registry) {
+                            Ok(handle) => running.push(handle),
+                            Err(err) => eprintln!(
+                                "netcopy server: connection {id} from {peer} dropped: {err:#}"
+                            ),
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        ) => {}
+                    Err(err) => {
+                        // EMFILE and friends: log, back off, keep serving the others.
+                        eprintln!("netcopy server: accept failed: {err}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        break;
+                    }
+                }
+            }
+            reap_finished(&mut running, &mut reports);
+        }
+        drop(self.listener);
+
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        while running.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Ok(streams) = registry.lock() {
+            for stream in streams.values() {
+                // Wakes a thread blocked in send() to a client that stopped reading.
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        for handle in running {
+            reports.push(join_connection(handle));
+        }
+        reports.sort_by_key(|r| r.id);
+        let mut total = ConnectionTotals::default();
+        for report in &reports {
+            total.add(report);
+        }
+        Ok(ServerTotals {
+            mode: self.config.mode,
+            addr: self.local_addr,
+            connections: reports,
+            total,
+        })
+    }
+
+    fn spawn_connection(
+        &self,
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: &Arc<AtomicBool>,
+        registry: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+    ) -> Result<JoinHandle<ConnectionReport>> {
+        stream
+            .set_nonblocking(false)
+            .context("making the connection blocking")?;
+        let registered = stream.try_clone().context("duplicating the socket")?;
+        if let Ok(mut streams) = registry.lock() {
+            streams.insert(id, registered);
+        }
+        let config = Arc::clone(&self.config);
+        let stop = Arc::clone(stop);
+        let registry = Arc::clone(registry);
+        std::thread::Builder::new()
+            .name(format!("conn-{id}"))
+            .spawn(move || {
+                let report = serve_connection(id, stream, peer, &config, &stop);
+                if let Ok(mut streams) = registry.lock() {
+                    streams.remove(&id);
+                }
+                report
+            })
+            .context("starting the connection thread")
+    }
+}
+
+fn reap_finished(
+    running: &mut Vec<JoinHandle<ConnectionReport>>,
+    reports: &mut Vec<ConnectionReport>,
+) {
+    let mut index = 0;
+    while index < running.len() {
+        if running[index].is_finished() {
+            reports.push(join_connection(running.swap_remove(index)));
+        } else {
+            index += 1;
+        }
+    }
+}
+
+fn join_connection(handle: JoinHandle<ConnectionReport>) -> ConnectionReport {
+    let name = handle.thread().name().unwrap_or("connection").to_string();
+    handle.join().unwrap_or_else(|_| {
+        eprintln!("netcopy server: {name}: the connection thread panicked");
+        ConnectionReport {
+            id: name.trim_start_matches("conn-").parse().unwrap_or(u64::MAX),
+            end: "connection thread panicked".to_string(),
+            errors: 1,
+            ..ConnectionReport::default()
+        }
+    })
+}
