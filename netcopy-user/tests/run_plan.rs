@@ -99,3 +99,14 @@ fn an_earlier_runs_results_are_not_overwritten() {
         "the earlier results changed"
     );
 }
+
+#[test]
+fn a_placement_on_cpus_this_process_cannot_use_is_refused_before_anything_starts() {
+    let out = TempPath::new("pin");
+    let mut args = SMALL.to_vec();
+    args.extend(["--sizes", "4K", "--pin", "0/999"]);
+    let stderr = refused(&run(&out.0, &args));
+    assert!(stderr.contains("--pin 0/999"), "names the flag: {stderr}");
+    assert!(stderr.contains("client CPU 999"), "{stderr}");
+    assert!(!out.0.exists(), "the output directory was created");
+}

@@ -14,10 +14,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::{
     experiment::{
         output::write_outputs,
-        results::{RunConfig, RESULTS_FILE},
+        placement::{self, PinRequest},
+        results::{RunConfig, MAX_RESULTS_BYTES, RESULTS_FILE},
         sweep::{self, TRACES_DIR},
     },
     util::{
+        affinity::allowed_cpus,
         sys, time,
         units::{duration_arg, format_size, size_arg},
     },
@@ -45,12 +47,18 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Vec<u64>,
     /// Length of each cell's stream (throughput) phase; the latency phase takes half.
-    #[arg(long, value_parser = duration_arg, default_value = "1500ms")]
+    #[arg(long, value_parser = duration_arg, default_value = "500ms")]
     duration: Duration,
-    /// Repetitions of every cell.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// Repetitions of every cell, round-robin across the modes of each (size, threads)
+    /// point. Three or more give every figure an interval that can decide a comparison.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: u32,
-    /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 400 ms).
+    /// Where server and client threads run: `auto` (distinct CPUs when there are at least
+    /// two), `none` (the scheduler decides), or SERVER/CLIENT CPU lists such as `0/1`.
+    #[arg(long, default_value = "auto", value_name = "auto|none|SERVER/CLIENT")]
+    pin: PinRequest,
+    /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 250 ms
+    /// stream phases; --repeat repeats).
     #[arg(long)]
     quick: bool,
     /// Output directory (default: results/<UTC timestamp>/). One that already holds a
@@ -71,7 +79,7 @@ impl RunArgs {
             (
                 vec![4 << 10, 64 << 10, 1 << 20],
                 vec![1, 2],
-                Duration::from_millis(400),
+                Duration::from_millis(250),
             )
         } else {
             (
@@ -88,6 +96,8 @@ impl RunArgs {
             stream_seconds: stream.as_secs_f64(),
             rr_seconds: stream.as_secs_f64() / 2.0,
             quick: self.quick,
+            pin: self.pin.clone(),
+            interleaved: true,
         }
     }
 }
@@ -97,10 +107,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // must not load probes, run the verification or touch a directory first.
     let config = args.config();
     check_plan(&config)?;
+    let allowed = allowed_cpus().context("reading the CPUs this process may run on")?;
+    let placement = placement::resolve(&config.pin, &allowed)?;
     let dir = results_dir(args)?;
     sys::require_root("netcopy run")?;
     prepare_results_dir(&dir, args.overwrite)?;
-    let results = sweep::run_sweep(&config, &dir, !args.no_trace)?;
+    let results = sweep::run_sweep(&config, &placement, &allowed, &dir, !args.no_trace)?;
     let outputs = write_outputs(&dir, &results)?;
     eprintln!(
         "netcopy run: {} cells{} -> {}",
@@ -122,6 +134,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// A generous bound on what one cell adds to results.json (about 8 KiB today).
+const BYTES_PER_CELL: u64 = 16 << 10;
+
 /// Refuses a plan the sweep could not carry out, naming the flag at fault.
 fn check_plan(config: &RunConfig) -> Result<()> {
     if config.modes.is_empty() || config.sizes.is_empty() || config.threads.is_empty() {
@@ -130,6 +145,15 @@ fn check_plan(config: &RunConfig) -> Result<()> {
     for &size in &config.sizes {
         // The message layout is what every cell builds: its limits are the sweep's.
         FieldLayout::new(size).map_err(|e| anyhow!("--sizes {}: {e}", format_size(size)))?;
+    }
+    let cells =
+        config.modes.len() * config.sizes.len() * config.threads.len() * config.repeat as usize;
+    if cells as u64 * BYTES_PER_CELL > MAX_RESULTS_BYTES {
+        bail!(
+            "{cells} cells (modes x sizes x threads x repeats) would make a results.json \
+             larger than the {} MiB `netcopy report` reads: sweep fewer",
+            MAX_RESULTS_BYTES >> 20
+        );
     }
     Ok(())
 }

@@ -4,7 +4,12 @@
 //!
 //! Here: the schema, `write_results` (atomic, so that a run killed mid-write still
 //! leaves a valid file) and `load_results` (which names a file of another schema version
-//! as such).
+//! as such, and reads every older version it can: a field added since has a default).
+//!
+//! Schema versions: 1, the first; 2 adds `config.pin`, `config.interleaved`, each cell's
+//! `placement`, `machine_floor` and `groups` (every figure over its repeats with an
+//! interval for the median). A version 1 file reads as an unpinned, not interleaved run
+//! without a floor.
 
 use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
@@ -12,15 +17,19 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
     ledger::{FigureSource, ModeLedger},
+    util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary},
     workload::modes::Mode,
 };
 
 /// Bumped on any change a reader of an older file would misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this netcopy still reads.
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The results file in a results directory.
 pub(crate) const RESULTS_FILE: &str = "results.json";
@@ -133,14 +142,15 @@ fn parse_results(text: &str) -> Result<Results> {
     let Some(version) = version.as_u64() else {
         bail!("not a netcopy results document: \"schema_version\" is {version}, not a number");
     };
-    if version != u64::from(SCHEMA_VERSION) {
+    if !(u64::from(OLDEST_READABLE_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&version) {
         bail!(
             "unsupported schema_version {version}: this netcopy reads schema_version \
-             {SCHEMA_VERSION}; rebuild the report with the netcopy that wrote the file"
+             {OLDEST_READABLE_VERSION} to {SCHEMA_VERSION}; rebuild the report with the \
+             netcopy that wrote the file"
         );
     }
-    serde_json::from_str(text).with_context(|| {
-        format!("does not match the netcopy results schema (schema_version {SCHEMA_VERSION})")
+    serde_json::from_value(value).with_context(|| {
+        format!("does not match the netcopy results schema (schema_version {version})")
     })
 }
 
@@ -162,7 +172,15 @@ pub struct Results {
     pub plan: PlanRecord,
     /// `netcopy verify` at the start of the run: exact copy counts per mode.
     pub verification: Vec<ModeLedger>,
+    /// What this machine adds to a round trip with no mode involved; None before schema 2.
+    #[serde(default)]
+    pub machine_floor: Option<MachineFloor>,
     pub cells: Vec<Cell>,
+    /// Every figure of each (mode, size, threads) over its repeats, with an interval for
+    /// the median. Derived from `cells` by netcopy's analysis and written for readers of
+    /// this file; `netcopy report` computes it again from the cells.
+    #[serde(default)]
+    pub groups: Vec<GroupSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,6 +206,14 @@ pub struct RunConfig {
     /// Seconds of the request/response (latency) phase of each cell.
     pub rr_seconds: f64,
     pub quick: bool,
+    /// `--pin`: where the cells' server and client threads were asked to run.
+    #[serde(default = "PinRequest::before_recorded")]
+    pub pin: PinRequest,
+    /// The repeats of a (size, threads) point ran round-robin across its modes (the mode
+    /// order rotating by one each repeat), so that slow drift hits every mode alike; false
+    /// before schema 2, where every mode's cells ran one after another.
+    #[serde(default)]
+    pub interleaved: bool,
 }
 
 /// An owned copy of the attach plan (the live one borrows static strings).
@@ -241,6 +267,9 @@ pub struct Cell {
     pub threads: usize,
     /// 0-based repetition index.
     pub repeat: u32,
+    /// Where the server and the client threads ran; None before schema 2 (unpinned).
+    #[serde(default)]
+    pub placement: Option<Placement>,
     pub stream: StreamFigures,
     pub latency: LatencyFigures,
     /// Copy sites over the stream phase, from the copy probes (kernel) and the sender.
@@ -319,6 +348,103 @@ pub struct CpuFigures {
     pub hw_unavailable_reason: Option<String>,
 }
 
+/// The confidence aimed at by every interval of the median: reached from 6 repeats on;
+/// with fewer, the interval is the repeats' range and says its lower coverage.
+pub(crate) const INTERVAL_CONFIDENCE: f64 = 0.95;
+
+/// How the intervals are obtained, in one line (results.json readers, the report).
+pub(crate) const INTERVAL_METHOD: &str =
+    "distribution-free interval for the median from order statistics (binomial ranks, no \
+     assumption on the distribution's shape): 95 % from 6 repeats on, the repeats' range \
+     below that (75 % for 3 repeats, 87.5 % for 4, 93.75 % for 5)";
+
+/// One figure over repeats: every value, its median and an interval for the median.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FigureSummary {
+    /// One value per repeat that had the figure, in repeat order.
+    pub values: Vec<f64>,
+    pub median: f64,
+    /// None for a single value, which bounds nothing.
+    pub interval: Option<MedianInterval>,
+}
+
+impl FigureSummary {
+    /// None when no value is a finite number.
+    pub fn of(values: &[f64]) -> Option<FigureSummary> {
+        let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        Some(FigureSummary {
+            median: stats::median(&values)?,
+            interval: stats::median_interval_up_to(&values, INTERVAL_CONFIDENCE),
+            values,
+        })
+    }
+}
+
+/// The figures of one (mode, size, threads) over its repeats, by the names the cells
+/// give them (`throughput_gbps`, `latency_p50_us`, `total_ns_per_byte`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub mode: Mode,
+    pub size: u64,
+    pub threads: usize,
+    pub repeats: usize,
+    pub figures: BTreeMap<String, FigureSummary>,
+    /// How every interval here was obtained.
+    pub interval_method: String,
+}
+
+/// What this machine adds to a round trip with no mode involved: a 1-byte TCP ping-pong
+/// over loopback between two threads of netcopy, pinned to one CPU, to two, or not at
+/// all. A cell's latency is read against it: what the floor already costs, no mode can
+/// remove.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineFloor {
+    /// Bytes each way per round trip.
+    pub message_bytes: u64,
+    /// Seconds of ping-pong per placement and repeat.
+    pub seconds: f64,
+    /// How the repeats ran: round-robin across the placements.
+    pub placements: Vec<FloorFigures>,
+    /// Placements that could not be measured here, with the reason.
+    pub not_measured: Vec<(FloorPlacement, String)>,
+}
+
+/// Where the two threads of the ping-pong ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloorPlacement {
+    /// Both threads on one CPU: every hand-over is a switch on that CPU.
+    OneCpu,
+    /// One thread per CPU: every hand-over wakes the other CPU.
+    TwoCpus,
+    /// Where the scheduler put them.
+    Unpinned,
+}
+
+impl FloorPlacement {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FloorPlacement::OneCpu => "one CPU",
+            FloorPlacement::TwoCpus => "two CPUs",
+            FloorPlacement::Unpinned => "unpinned",
+        }
+    }
+}
+
+/// The ping-pong at one placement over its repeats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorFigures {
+    pub placement: FloorPlacement,
+    /// The CPUs of the two threads (empty when unpinned).
+    pub cpus: Vec<usize>,
+    /// Round trips per repeat.
+    pub round_trips: Vec<u64>,
+    /// Median round trip of each repeat, microseconds.
+    pub round_trip_p50_us: FigureSummary,
+    /// 99th percentile round trip of each repeat, microseconds.
+    pub round_trip_p99_us: FigureSummary,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +459,7 @@ mod tests {
         assert!(format!("{e:#}").contains("not a JSON object"));
         let e = parse_results("{\"schema_version\": 1}").unwrap_err();
         assert!(format!("{e:#}").contains("does not match"));
+        let e = parse_results("{\"schema_version\": 0}").unwrap_err();
+        assert!(format!("{e:#}").contains("reads schema_version 1 to"));
     }
 }
