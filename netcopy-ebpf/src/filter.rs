@@ -64,7 +64,7 @@ pub fn current_slot() -> Option<u32> {
         }
     }
     // SAFETY: FilterEntry is plain data; a concurrent delete can at worst give a stale copy.
-    let slot = unsafe { FILTER.get(&tgid) }.map(|entry| entry.slot)?;
+    let slot = unsafe { FILTER.get(tgid) }.map(|entry| entry.slot)?;
     if generation != 0 {
         if let Some(c) = cached {
             // SAFETY: as above.
@@ -98,14 +98,14 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         unsafe { ctx.read_at(offsets.tp_fork_child_pid as usize) }.map_err(i64::from)?;
     let parent = parent as u32;
     // SAFETY: plain data, see current_slot.
-    let entry = match unsafe { FILTER.get(&parent) } {
+    let entry = match unsafe { FILTER.get(parent) } {
         Some(entry) if entry.follow_forks != 0 => *entry,
         _ => return Ok(()),
     };
     // A thread created with clone(CLONE_THREAD) also fires this tracepoint with its tid as
     // child_pid; inserting it is harmless because lookups use the tgid.
     FILTER
-        .insert(&(child as u32), &FilterEntry { ..entry }, 0)
+        .insert(child as u32, FilterEntry { ..entry }, 0)
         .map_err(|e| {
             warn!(
                 ctx,

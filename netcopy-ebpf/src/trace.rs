@@ -198,7 +198,7 @@ pub fn on_copy(slot: u32, site: CopySite, bytes: u64) {
         return;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(event) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(event) = INFLIGHT.get_ptr_mut(tid) {
         if index < TRACE_SITE_COUNT {
             // SAFETY: the entry belongs to this thread, which is running this program.
             unsafe {
@@ -223,7 +223,7 @@ pub fn on_send_start(msg: u64, off: &KernelOffsets) {
         return;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(event) = INFLIGHT.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: the entry belongs to this thread, which is running this program; probe
@@ -525,20 +525,20 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
 /// programs. `netcopy_trace_thread_exit` removes it with the thread.
 #[inline(always)]
 fn inflight_entry(tid: u32) -> Option<*mut SyscallEvent> {
-    if let Some(entry) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(entry) = INFLIGHT.get_ptr_mut(tid) {
         return Some(entry);
     }
     // The template is a map value that nothing writes (all zero): inserting from it
     // copies inside the kernel, not with the eBPF target's byte loops.
     let template = TRACE_TEMPLATE.get(0)?;
-    INFLIGHT.insert(&tid, template, 0).ok()?;
-    INFLIGHT.get_ptr_mut(&tid)
+    INFLIGHT.insert(tid, template, 0).ok()?;
+    INFLIGHT.get_ptr_mut(tid)
 }
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(event) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(event) = INFLIGHT.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: the entry belongs to this thread, which is running this program.
@@ -612,7 +612,7 @@ fn exit(ctx: &TracePointContext) {
 #[tracepoint]
 pub fn netcopy_trace_thread_exit(_ctx: TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = INFLIGHT.remove(&tid);
+    let _ = INFLIGHT.remove(tid);
     0
 }
 

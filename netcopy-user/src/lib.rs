@@ -2,7 +2,8 @@
 //! socket, for several ways of sending one message of 8 separately allocated fields.
 //!
 //! Layers, bottom to top; each imports only from those below it (ARCHITECTURE.md):
-//! `util` -> `workload` -> `kernel` -> `ledger` -> `trace` -> `experiment` -> `bench`.
+//! `util` -> `workload` -> `kernel` -> `ledger` -> `remote` -> `trace` -> `experiment` ->
+//! `bench` -> `cli` (tests/architecture.rs checks it).
 
 pub mod bench;
 pub mod cli;

@@ -24,7 +24,6 @@ const MODE_TABLE_FILE: &str = "netcopy-user/src/workload/modes/table.rs";
 const CHECKED_TREES: [&str; 2] = ["netcopy-user/src", "xtask/src"];
 
 #[test]
-#[ignore = "passes once every area reads the mode table (issue 14)"]
 fn only_the_mode_module_names_modes_one_by_one() {
     let root = workspace_root();
     let modes = ModeVocabulary::read(&root);

@@ -25,8 +25,8 @@ pub fn bench(netcopy: &Path, args: &[String]) -> Result<()> {
     } else {
         if Command::new("sudo").args(["-n", "true"]).status().is_err() {
             bail!(
-                "netcopy bench loads eBPF programs and needs root (or CAP_BPF + CAP_PERFMON + \
-                 CAP_SYS_ADMIN), and sudo is not available: run `cargo xtask bench` as root"
+                "netcopy bench loads eBPF programs and needs root, and sudo is not available: \
+                 run `cargo xtask bench` as root"
             );
         }
         println!("bench: not root, re-running netcopy with sudo");

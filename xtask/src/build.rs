@@ -25,7 +25,7 @@ pub fn ebpf_object_path() -> PathBuf {
 
 /// Environment variables a parent cargo sets that must not leak into the eBPF build,
 /// which uses another toolchain and target.
-const CARGO_ENV_TO_CLEAR: &[&str] = &[
+pub const CARGO_ENV_TO_CLEAR: &[&str] = &[
     "RUSTC",
     "RUSTC_WRAPPER",
     "RUSTC_WORKSPACE_WRAPPER",

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+mod lint;
 mod run;
 mod testing;
 mod toolchain;
@@ -41,6 +42,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// rustfmt --check and clippy -D warnings over both workspaces (host and eBPF).
+    Lint,
     /// Build, then run unit tests, privileged integration tests and the VM test.
     Test(testing::TestArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bench { args } => {
             build::build_all().and_then(|netcopy| bench::bench(&netcopy, &args))
         }
+        Command::Lint => lint::lint(),
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
     };

@@ -14,8 +14,8 @@ pub fn run(netcopy: &Path, args: &[String]) -> Result<()> {
     } else {
         if Command::new("sudo").arg("-n").arg("true").status().is_err() {
             bail!(
-                "netcopy run loads eBPF programs and needs root (or CAP_BPF + CAP_PERFMON + \
-                 CAP_SYS_ADMIN), and sudo is not available: run `cargo xtask run` as root"
+                "netcopy run loads eBPF programs and needs root, and sudo is not available: \
+                 run `cargo xtask run` as root"
             );
         }
         println!("run: not root, re-running netcopy with sudo");

@@ -26,6 +26,8 @@ pub const DEBIAN_EBPF_PACKAGES: &[&str] = &[
     "libstd-rust-web-dev-bpf",
     "llvm-22-dev",
 ];
+/// Debian's clippy for the rustc-web route (`cargo xtask lint` of the eBPF workspace).
+pub const DEBIAN_EBPF_LINT_PACKAGES: &[&str] = &["rust-web-clippy"];
 /// Debian packages the VM test needs.
 pub const DEBIAN_VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// Debian packages the benchmarks compare against.
@@ -215,6 +217,10 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
     if scope.ebpf && before.bpf_linker.is_none() {
         // bpf-linker links against Debian's LLVM 22.
         packages.push("llvm-22-dev");
+    }
+    let prebuilt_route = !matches!(before.toolchain, Some(EbpfToolchain::RustupNightly { .. }));
+    if scope.ebpf && prebuilt_route && is_debian_like() {
+        packages.extend(DEBIAN_EBPF_LINT_PACKAGES);
     }
     if scope.vm {
         packages.extend(DEBIAN_VM_PACKAGES);

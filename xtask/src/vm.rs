@@ -567,6 +567,9 @@ pub struct VmTestArgs {
     /// Print the kernel config values the VM test depends on (built in, module or missing).
     #[arg(long)]
     pub show_config: bool,
+    /// Skip the tap stage (two hosts: the guest's agent behind a tap, verify --remote here).
+    #[arg(long)]
+    pub no_tap: bool,
 }
 
 /// Whether `netcopy <sub> --help` succeeds, i.e. the binary has that subcommand.
@@ -600,6 +603,54 @@ fn locate_netcopy(args: &VmTestArgs) -> Result<PathBuf> {
     crate::build::build_all()
 }
 
+/// The names of the send modes whose row of `netcopy modes --json` satisfies `wanted`, in
+/// the table's order: the VM stages pick modes by their claims, never by name (the mode
+/// table is the one place that names them).
+pub fn modes_where(
+    netcopy: &Path,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<String>> {
+    let output = Command::new(netcopy)
+        .args(["modes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} modes --json", netcopy.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} modes --json` failed ({}): {}",
+            netcopy.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("`netcopy modes --json` printed no JSON")?;
+    Ok(json["modes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| wanted(m))
+        .filter_map(|m| m["name"].as_str().map(String::from))
+        .collect())
+}
+
+/// The mode the traced verify runs: the bench's peer, whose claim is the one the trace
+/// check counts on (one sendmsg per message, its bytes copied by the kernel).
+fn traced_mode(netcopy: &Path) -> Result<String> {
+    modes_where(netcopy, |m| {
+        m["bench_peer"] == true
+            && m["kernel_send_copy"] == true
+            && m["user_copy"] == false
+            && m["completions"].is_null()
+    })?
+    .into_iter()
+    .next()
+    .context(
+        "the mode table has no bench peer that copies in the kernel without a user copy or \
+         completions, which the traced verify checks",
+    )
+}
+
 /// The commands `vm-test` runs for these arguments.
 fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestCommand>> {
     let mut commands: Vec<GuestCommand> = if args.run.is_empty() {
@@ -614,7 +665,7 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
-            traced_verify(),
+            traced_verify(&traced_mode(netcopy)?),
         ]
     } else {
         args.run
@@ -634,9 +685,10 @@ const TRACED_MESSAGES: u64 = 4;
 /// Their payload size.
 const TRACED_SIZE: u64 = 65536;
 
-/// `netcopy trace` of a one-copy `netcopy verify`: the syscall tracer's programs must load
-/// and record on the guest kernel too (its verifier is older than the host's).
-fn traced_verify() -> GuestCommand {
+/// `netcopy trace` of a `netcopy verify` of `mode` (the plain sendmsg one): the syscall
+/// tracer's programs must load and record on the guest kernel too (its verifier is older
+/// than the host's).
+fn traced_verify(mode: &str) -> GuestCommand {
     GuestCommand::netcopy([
         "trace".to_string(),
         "--json".into(),
@@ -646,7 +698,7 @@ fn traced_verify() -> GuestCommand {
         guest::GUEST_NETCOPY.into(),
         "verify".into(),
         "--mode".into(),
-        "one-copy".into(),
+        mode.into(),
         "--size".into(),
         TRACED_SIZE.to_string(),
         "--messages".into(),
@@ -736,6 +788,7 @@ impl Default for VmTestArgs {
             cpus: 2,
             console: false,
             show_config: false,
+            no_tap: false,
         }
     }
 }
@@ -784,8 +837,14 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     );
     let outcome = run_in_guest(&netcopy, &commands, &opts)?;
     print_outcome(&outcome);
-    if args.run.is_empty() && args.shell.is_empty() && !args.debug {
+    let default_run = args.run.is_empty() && args.shell.is_empty() && !args.debug;
+    if default_run {
         check_default_outcome(&outcome)?;
+    }
+    if default_run && !args.no_tap && outcome.all_succeeded() {
+        println!("vm-test: tap stage (the guest as host A behind a vnet_hdr tap, this host as B)");
+        tap::tap_stage(&netcopy, &opts)?;
+        println!("vm-test: tap stage ok");
     }
     if outcome.all_succeeded() {
         println!(
@@ -855,7 +914,7 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     let traced = outcome
         .commands
         .iter()
-        .find(|c| c.command == traced_verify())
+        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if a.first().is_some_and(|s| s == "trace")))
         .context("the traced verify did not run in the guest")?;
     if !traced.success() {
         bail!(
@@ -867,7 +926,7 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     }
     check_traced_verify(&traced.stdout)?;
     println!(
-        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the one-copy server recorded \
+        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the traced server recorded \
          exactly, nothing lost"
     );
     Ok(())

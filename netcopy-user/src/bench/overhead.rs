@@ -40,8 +40,8 @@ pub(super) fn section(
 ) -> Outcome<OverheadSection> {
     if !sys::is_root() {
         return Outcome::NotMeasured {
-            reason: "loading the copy probes needs root (or CAP_BPF + CAP_PERFMON + \
-                     CAP_SYS_ADMIN); run `sudo netcopy bench` or `cargo xtask bench`"
+            reason: "loading the copy probes needs root; run `sudo netcopy bench` or \
+                     `cargo xtask bench`"
                 .into(),
         };
     }

@@ -2,19 +2,20 @@
 //!
 //! Layer: the top one; it may use every layer below and nothing uses it.
 
+mod agent;
 mod bench;
 mod client;
+mod modes;
+mod probes;
 mod report;
 mod run;
 mod server;
 mod trace;
+mod verify;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod probes;
-mod verify;
 
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
@@ -26,6 +27,11 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Host A of two: serve phases to an authenticated controller (`verify --remote`),
+    /// counting this host's copies with its own probes.
+    Agent(agent::AgentArgs),
+    /// List the send modes: how each sends, what it claims, whether this kernel has it.
+    Modes(modes::ModesArgs),
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(probes::ProbesArgs),
     /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
@@ -49,6 +55,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Agent(args) => agent::run(&args),
+        Command::Modes(args) => modes::run(&args),
         Command::Probes(args) => probes::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Verify(args) => verify::run(&args),

@@ -61,6 +61,9 @@ impl ServerArgs {
 
 /// Runs `netcopy server` until SIGINT/SIGTERM; exit 0 after printing the totals.
 pub fn run(args: &ServerArgs) -> Result<ExitCode> {
+    // Started as /proc/self/exe, a server would be named `exe` in ps and pgrep: name it.
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"netcopy-server".as_ptr(), 0, 0, 0) };
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
     let server = Server::bind(args.config())?;
     let addr = server.local_addr();

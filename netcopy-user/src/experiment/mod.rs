@@ -1,5 +1,5 @@
 //! The experiment: the sweep behind `netcopy run`, its results file, the analysis of those
-//! results and the outputs written from them.
+//! results and the outputs written from them, and `verify`, the exact check of each mode.
 //!
 //! Data flows one way: sweep -> results -> analysis -> output. `placement` (where a
 //! cell's server and client run, `--pin`) and `floor` (the machine's own round-trip
@@ -13,3 +13,4 @@ pub mod output;
 pub mod placement;
 pub mod results;
 pub(crate) mod sweep;
+pub mod verify;

@@ -28,10 +28,10 @@ use crate::{
         write_results, Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results,
         RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
     },
+    experiment::verify,
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
     kernel::{CopyProbes, LoadOptions},
-    ledger::verify,
-    ledger::{self, CLIENT_SLOT, SERVER_SLOT},
+    ledger::{self, Verdict, CLIENT_SLOT, SERVER_SLOT},
     trace::{self, SyscallTracer},
     util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
@@ -67,9 +67,9 @@ struct CellPlan {
     repeat: u32,
 }
 
-/// Every cell of `config` in the order they are measured (see the module docs).
-fn schedule(config: &RunConfig) -> Vec<CellPlan> {
-    let modes = &config.modes;
+/// Every cell of `config` for `modes` (those of its modes this kernel runs), in the order
+/// they are measured (see the module docs).
+fn schedule(config: &RunConfig, modes: &[Mode]) -> Vec<CellPlan> {
     let mut cells = Vec::new();
     for &size in &config.sizes {
         for &threads in &config.threads {
@@ -130,7 +130,16 @@ pub(crate) fn run_sweep(
     for &mode in &config.modes {
         let ledger = verify::verify_mode(&mut probes, mode, VERIFY_SIZE, VERIFY_MESSAGES)
             .with_context(|| format!("verifying {mode}"))?;
-        eprintln!("verify {mode}: {:?}", ledger.verdict);
+        match ledger.verdict {
+            Verdict::Unsupported => eprintln!(
+                "verify {mode}: {}; its cells are skipped",
+                ledger
+                    .findings
+                    .first()
+                    .map_or("not supported", |f| f.as_str())
+            ),
+            verdict => eprintln!("verify {mode}: {verdict:?}"),
+        }
         results.verification.push(ledger);
     }
     write_results(dir, &results)?;
@@ -147,7 +156,14 @@ pub(crate) fn run_sweep(
     results.machine_floor = Some(floor);
     write_results(dir, &results)?;
 
-    let cells = schedule(config);
+    // A mode this kernel cannot run has its verification say why, and no cells.
+    let measured: Vec<Mode> = results
+        .verification
+        .iter()
+        .filter(|l| l.verdict != Verdict::Unsupported)
+        .map(|l| l.mode)
+        .collect();
+    let cells = schedule(config, &measured);
     // One tracer for the whole run, paused except during each cell's trace sample.
     let mut tracer = if !trace_samples {
         None
@@ -496,7 +512,7 @@ mod tests {
             pin: PinRequest::Auto,
             interleaved: true,
         };
-        let cells = schedule(&config);
+        let cells = schedule(&config, &config.modes);
         assert_eq!(cells.len(), 3 * 2 * 2 * 3);
         // The first point (1K, 1 thread): 3 repeats of every mode, mode order rotated.
         let first: Vec<(Mode, u32)> = cells[..9].iter().map(|c| (c.mode, c.repeat)).collect();

@@ -209,6 +209,56 @@ fn ethtool_driver(name: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// An ETH_P_ALL packet socket bound to one device, held open and never read: what a
+/// running tcpdump does to that device's zero-copy sends, made on purpose (verify
+/// `--packet-tap`) to show its cost. Closed on drop.
+pub struct PacketTap {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketTap {
+    pub fn open(ifindex: u32) -> std::io::Result<PacketTap> {
+        use std::os::fd::FromRawFd;
+        let proto = ETH_P_ALL.to_be();
+        // SAFETY: a plain socket call; the descriptor is owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: binds our socket to an address of the right type and length.
+        let rc = unsafe {
+            libc::bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(PacketTap { fd })
+    }
+}
+
+impl std::fmt::Debug for PacketTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PacketTap({:?})", self.fd)
+    }
+}
+
 /// The packet sockets of /proc/net/packet, with their owning processes.
 pub fn packet_sockets() -> Vec<PacketSocket> {
     let Ok(text) = std::fs::read_to_string("/proc/net/packet") else {

@@ -4,27 +4,30 @@
 //! Pure functions from samples to figures: nothing here touches the kernel.
 
 pub mod causes;
-pub mod verify;
+pub mod sides;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::{
-        plan::{AttachPlan, KernelEvent, Source},
+        plan::{AttachPlan, Source},
         CopyCounts,
     },
-    workload::modes::{Mode, SenderStats},
+    workload::modes::{Completions, Mode, SenderStats},
     workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
+use causes::CopyCause;
 use netcopy_common::CopySite;
+use sides::{KernelSide, Role};
 
 /// The sites a ledger has a line for, in the order every table lists them. Completions
 /// the kernel flagged copied are no line of their own: they are counted within
 /// `zerocopy_completions`, and the deferred copy's line says what they mean.
-pub const SITES: [CopySite; 6] = [
+pub const SITES: [CopySite; 7] = [
     CopySite::UserCopy,
     CopySite::KernelSendCopy,
     CopySite::ZeroCopyAttach,
+    CopySite::PageReference,
     CopySite::DeferredCopy,
     CopySite::ZeroCopyCompletion,
     CopySite::KernelRecvCopy,
@@ -106,6 +109,9 @@ pub struct SiteFigure {
     pub source: FigureSource,
     /// The probe or evidence behind the figure.
     pub how: String,
+    /// The host(s) whose kernel counted it (the sender's own count for user_copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted_on: Vec<String>,
 }
 
 impl SiteFigure {
@@ -125,6 +131,9 @@ pub enum Verdict {
     Degraded,
     /// A difference nothing explains.
     Mismatch,
+    /// The mode cannot run on this kernel (its row's `available` check failed, the first
+    /// finding says why): nothing was measured, and nothing is wrong with what was.
+    Unsupported,
 }
 
 /// The ledger of one mode's run.
@@ -137,6 +146,30 @@ pub struct ModeLedger {
     pub sites: std::collections::BTreeMap<String, SiteFigure>,
     /// Plain-language findings, most important first.
     pub findings: Vec<String>,
+    /// For a mode the kernel reports completions to: what the reports said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Option<CompletionReports>,
+    /// Why the kernel copied what the mode claims it would not (empty when it did not, or
+    /// when no path facts were gathered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CopyCause>,
+}
+
+/// The kernel's completion reports of one run, as the sender read them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionReports {
+    pub notifications: u64,
+    pub completed_sends: u64,
+    /// Completed sends the kernel flagged as copied (SO_EE_CODE_ZEROCOPY_COPIED, or the
+    /// io_uring notification's copied bit).
+    pub copied_sends: u64,
+}
+
+/// The name a figure gives this host.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "this host".into())
 }
 
 /// Expected bytes at `site` if `mode` does exactly what it claims (its row of the mode
@@ -156,25 +189,30 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
             (payload, msg_hdr + control)
         }
         CopySite::ZeroCopyAttach => claimed(claim.zerocopy_attach),
+        CopySite::PageReference => claimed(claim.page_reference),
         // The claim of every mode: nothing is copied after the send.
         CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
-        CopySite::ZeroCopyCompletion => claimed(claim.completions),
+        CopySite::ZeroCopyCompletion => claimed(claim.completions.is_some()),
         CopySite::KernelRecvCopy => (payload, msg_hdr + control),
     }
 }
 
-fn chosen(plan: &AttachPlan, event: KernelEvent, site: CopySite) -> Option<(&'static str, Source)> {
-    let c = plan.get(event)?.chosen.as_ref()?;
-    Some((c.label, c.source_of(site)?))
+impl ModeLedger {
+    /// The ledger of a mode this kernel cannot run, with why.
+    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+        ModeLedger {
+            mode,
+            verdict: Verdict::Unsupported,
+            workload: Workload::default(),
+            sites: std::collections::BTreeMap::new(),
+            findings: vec![format!("not supported by this kernel: {why}")],
+            completions: None,
+            causes: Vec::new(),
+        }
+    }
 }
 
-fn kernel_sum(counts: &CopyCounts, site: CopySite) -> (u64, u64) {
-    let s = counts.get(SERVER_SLOT, site);
-    let c = counts.get(CLIENT_SLOT, site);
-    (s.bytes + c.bytes, s.calls + c.calls)
-}
-
-/// Builds the ledger of one run from its samples.
+/// Builds the ledger of one run from its samples, both ends counted by this kernel.
 pub fn build(
     mode: Mode,
     workload: Workload,
@@ -182,10 +220,27 @@ pub fn build(
     plan: &AttachPlan,
     sender: &SenderStats,
 ) -> ModeLedger {
+    let side = KernelSide::of(
+        &this_host(),
+        Role::Both,
+        plan,
+        kernel,
+        &[SERVER_SLOT, CLIENT_SLOT],
+    );
+    build_from_sides(mode, workload, &[side], sender)
+}
+
+/// Builds the ledger of one run from the counts of every kernel that saw it.
+pub fn build_from_sides(
+    mode: Mode,
+    workload: Workload,
+    sides: &[KernelSide],
+    sender: &SenderStats,
+) -> ModeLedger {
     let mut sites = std::collections::BTreeMap::new();
     for site in SITES {
         let (payload, protocol) = expected(mode, site, &workload);
-        let (observed, calls, source, how) = observe(mode, site, kernel, plan, sender);
+        let (observed, calls, source, how, counted_on) = observe(mode, site, sides, sender);
         sites.insert(
             site.name().to_string(),
             SiteFigure {
@@ -196,6 +251,7 @@ pub fn build(
                 calls,
                 source,
                 how,
+                counted_on,
             },
         );
     }
@@ -206,6 +262,12 @@ pub fn build(
         workload,
         sites,
         findings,
+        completions: mode.spec().claim.completions.map(|_| CompletionReports {
+            notifications: sender.completion_notifications,
+            completed_sends: sender.completed_sends,
+            copied_sends: sender.copied_sends,
+        }),
+        causes: Vec::new(),
     }
 }
 
@@ -218,7 +280,7 @@ pub struct SiteObservation {
     pub how: String,
 }
 
-type Observation = (Option<u64>, Option<u64>, FigureSource, String);
+type Observation = (Option<u64>, Option<u64>, FigureSource, String, Vec<String>);
 
 /// What every site saw in one run of `mode` (used where no exact expectation exists,
 /// e.g. fixed-duration experiment cells).
@@ -228,10 +290,17 @@ pub fn observe_sites(
     plan: &AttachPlan,
     sender: &SenderStats,
 ) -> Vec<(CopySite, SiteObservation)> {
+    let sides = [KernelSide::of(
+        &this_host(),
+        Role::Both,
+        plan,
+        kernel,
+        &[SERVER_SLOT, CLIENT_SLOT],
+    )];
     SITES
         .into_iter()
         .map(|site| {
-            let (bytes, calls, source, how) = observe(mode, site, kernel, plan, sender);
+            let (bytes, calls, source, how, _) = observe(mode, site, &sides, sender);
             (
                 site,
                 SiteObservation {
@@ -245,27 +314,26 @@ pub fn observe_sites(
         .collect()
 }
 
-/// What the probe of `event` counted at `site`, None when the plan has no strategy for
-/// it on this kernel.
-fn from_probe(
-    plan: &AttachPlan,
-    event: KernelEvent,
-    kernel: &CopyCounts,
-    site: CopySite,
-) -> Option<Observation> {
-    let (label, source) = chosen(plan, event, site)?;
-    let (bytes, calls) = kernel_sum(kernel, site);
-    Some((Some(bytes), Some(calls), source.into(), label.to_string()))
+/// What the probes of the sides counted at `site`, None when one side that can have bytes
+/// there has no strategy for it.
+fn from_probe(sides: &[KernelSide], site: CopySite) -> Option<Observation> {
+    let (bytes, calls, source, how, hosts) = sides::probed(sides, site)?;
+    Some((Some(bytes), Some(calls), source, how, hosts))
 }
 
-fn observe(
-    mode: Mode,
-    site: CopySite,
-    kernel: &CopyCounts,
-    plan: &AttachPlan,
-    sender: &SenderStats,
-) -> Observation {
-    let unavailable = |why: &str| (None, None, FigureSource::Unavailable, why.to_string());
+fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStats) -> Observation {
+    let hosts = sides::hosts_of(sides, site);
+    let unavailable = |why: &str| {
+        (
+            None,
+            None,
+            FigureSource::Unavailable,
+            why.to_string(),
+            hosts.clone(),
+        )
+    };
+    // Figures from the sender's own bookkeeping are counted where the sender runs.
+    let sender_hosts = sides::hosts_of(sides, CopySite::UserCopy);
     match site {
         CopySite::UserCopy => (
             Some(sender.user_copy_bytes + sender.user_copy_header_bytes),
@@ -278,28 +346,18 @@ fn observe(
             ),
             FigureSource::Observed,
             "counted by the sender around its own memcpy".to_string(),
+            sender_hosts,
         ),
-        CopySite::KernelSendCopy => from_probe(
-            plan,
-            KernelEvent::SendPath,
-            kernel,
-            CopySite::KernelSendCopy,
-        )
-        .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
-        CopySite::ZeroCopyAttach => from_probe(
-            plan,
-            KernelEvent::SendPath,
-            kernel,
-            CopySite::ZeroCopyAttach,
-        )
-        .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        CopySite::KernelSendCopy => from_probe(sides, CopySite::KernelSendCopy)
+            .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        CopySite::ZeroCopyAttach => from_probe(sides, CopySite::ZeroCopyAttach)
+            .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        // Linux < 6.5 sends spliced pages through do_tcp_sendpages, which has a probe of
+        // its own; newer kernels through the send path (the sides try both).
+        CopySite::PageReference => from_probe(sides, CopySite::PageReference)
+            .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
         CopySite::DeferredCopy => {
-            if let Some(obs) = from_probe(
-                plan,
-                KernelEvent::DeferredCopy,
-                kernel,
-                CopySite::DeferredCopy,
-            ) {
+            if let Some(obs) = from_probe(sides, CopySite::DeferredCopy) {
                 return obs;
             }
             if !mode.spec().claim.zerocopy_attach || sender.zerocopy_sends == 0 {
@@ -310,6 +368,7 @@ fn observe(
                     FigureSource::Reported,
                     "no MSG_ZEROCOPY sends, so no pages to copy later (skb_copy_ubufs not probe-able here)"
                         .to_string(),
+                    sender_hosts,
                 );
             }
             (
@@ -318,22 +377,45 @@ fn observe(
                 FigureSource::Reported,
                 format!(
                     "skb_copy_ubufs not probe-able here; bytes of the {} of {} sends whose \
-                     completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED",
-                    sender.copied_sends, sender.completed_sends
+                     completions the kernel flagged {}",
+                    sender.copied_sends,
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
+                sender_hosts,
             )
         }
         CopySite::ZeroCopyCompletionCopied => {
             unavailable("no line of the ledger: counted within zerocopy_completions")
         }
         CopySite::ZeroCopyCompletion => {
-            if let Some(obs) = from_probe(
-                plan,
-                KernelEvent::Completion,
-                kernel,
-                CopySite::ZeroCopyCompletion,
-            ) {
+            // The completion probes watch MSG_ZEROCOPY's callback; io_uring's notifications
+            // come from a callback of its own, and count as the sender read them.
+            let probed = mode.spec().claim.completions != Some(Completions::Ring);
+            if let Some(obs) = probed
+                .then(|| from_probe(sides, CopySite::ZeroCopyCompletion))
+                .flatten()
+            {
                 return obs;
+            }
+            if mode.spec().claim.completions == Some(Completions::Ring) {
+                return (
+                    Some(if sender.completed_sends == sender.zerocopy_sends {
+                        sender.zerocopy_bytes
+                    } else {
+                        0
+                    }),
+                    Some(sender.completion_notifications),
+                    FigureSource::Reported,
+                    format!(
+                        "io_uring notification CQEs read by the sender: {} completing {} of {} \
+                         operations (bytes counted only when every operation was notified)",
+                        sender.completion_notifications,
+                        sender.completed_sends,
+                        sender.zerocopy_sends
+                    ),
+                    sender_hosts,
+                );
             }
             (
                 Some(if sender.completed_sends == sender.zerocopy_sends {
@@ -348,15 +430,19 @@ fn observe(
                      (bytes counted only when every send completed)",
                     sender.completion_notifications, sender.completed_sends, sender.zerocopy_sends
                 ),
+                sender_hosts,
             )
         }
-        CopySite::KernelRecvCopy => from_probe(
-            plan,
-            KernelEvent::RecvCopy,
-            kernel,
-            CopySite::KernelRecvCopy,
-        )
-        .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
+        CopySite::KernelRecvCopy => from_probe(sides, CopySite::KernelRecvCopy)
+            .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
+    }
+}
+
+/// The flag with which the kernel tells `mode`'s sender that it copied after all.
+fn copied_flag(mode: Mode) -> &'static str {
+    match mode.spec().claim.completions {
+        Some(Completions::Ring) => "IORING_NOTIF_USAGE_ZC_COPIED",
+        _ => "SO_EE_CODE_ZEROCOPY_COPIED",
     }
 }
 
@@ -369,7 +455,7 @@ fn judge(
     let mut unexplained = Vec::new();
     let mut degraded = false;
     // Only a mode that gets completions can hear from the kernel that it copied after all.
-    let reported_by_kernel = mode.spec().claim.completions && sender.copied_sends > 0;
+    let reported_by_kernel = mode.spec().claim.completions.is_some() && sender.copied_sends > 0;
     for site in SITES {
         let fig = &sites[site.name()];
         let Some(observed) = fig.observed_bytes else {
@@ -393,12 +479,12 @@ fn judge(
                 0,
                 format!(
                     "zero-copy did NOT avoid the copy: the kernel copied {observed} bytes after \
-                     the send ({}: {}), and flagged {} of {} completed sends \
-                     SO_EE_CODE_ZEROCOPY_COPIED",
+                     the send ({}: {}), and flagged {} of {} completed sends {}",
                     fig.source.name(),
                     fig.how,
                     sender.copied_sends,
-                    sender.completed_sends
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
             );
             continue;
@@ -436,7 +522,7 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::plan::{ChosenStrategy, EventPlan, HookKind, SiteSource};
+    use crate::kernel::plan::{ChosenStrategy, EventPlan, HookKind, KernelEvent, SiteSource};
 
     fn plan_with(events: &[(KernelEvent, Source)]) -> AttachPlan {
         AttachPlan {

@@ -7,3 +7,4 @@ pub mod auth;
 pub mod controller;
 pub mod frame;
 pub mod messages;
+pub mod phases;

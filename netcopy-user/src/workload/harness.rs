@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::{workload::modes::Mode, workload::server::ServerTotals};
+use crate::{workload::modes::Mode, workload::netns::Netns, workload::server::ServerTotals};
 
 /// A running `netcopy server --json` child.
 pub struct ServerProcess {
@@ -32,13 +32,27 @@ impl ServerProcess {
 
     /// As [`ServerProcess::spawn`], with an explicit netcopy executable (tests).
     pub fn spawn_with(exe: &std::path::Path, mode: Mode, extra: &[String]) -> Result<Self> {
-        let mut child = Command::new(exe)
+        Self::launch(exe, mode, "127.0.0.1:0", extra, None)
+    }
+
+    /// Starts `EXE server --mode MODE --listen LISTEN --json EXTRA...`, inside `netns`
+    /// when given, and waits for its `listening` line. The child dies with us: a server
+    /// left listening after its parent was killed is what users found as orphans.
+    pub fn launch(
+        exe: &std::path::Path,
+        mode: Mode,
+        listen: &str,
+        extra: &[String],
+        netns: Option<&Netns>,
+    ) -> Result<Self> {
+        let mut command = Command::new(exe);
+        command
             .args([
                 "server",
                 "--mode",
                 mode.name(),
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--json",
             ])
             // Its own process group: a Ctrl-C at the terminal reaches only us, and we stop
@@ -47,7 +61,12 @@ impl ServerProcess {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        die_with_parent(&mut command);
+        if let Some(ns) = netns {
+            ns.run_inside(&mut command)?;
+        }
+        let mut child = command
             .spawn()
             .with_context(|| format!("starting {} server", exe.display()))?;
         let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
@@ -105,6 +124,34 @@ impl Drop for ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// SIGKILL for the child when its parent dies, however it dies (SIGKILL included). The
+/// parent may already be gone by the time the child runs: then it exits at once. The
+/// kernel ties this to the thread that forks, so a [`ServerProcess`] must not outlive the
+/// thread that started it (none does: each is stopped or dropped where it was made).
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: getpid before the fork; after it the closure calls only prctl, getppid and
+    // _exit, which are async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 

@@ -112,30 +112,39 @@ struct RemoteVerify {
 }
 
 impl RemoteVerify {
-    fn zero_copy(&self) -> Result<&serde_json::Value> {
+    /// The ledger of `mode`, the MSG_ZEROCOPY mode verified.
+    fn zero_copy(&self, mode: &str) -> Result<&serde_json::Value> {
         self.json["modes"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|m| m["mode"] == "zero-copy")
-            .context("the remote verify reported no zero-copy mode")
+            .find(|m| m["mode"] == mode)
+            .with_context(|| format!("the remote verify reported no {mode} mode"))
     }
 }
 
-fn remote_verify(ns: &StageNetns, netcopy: &Path, token: &Path, tap: bool) -> Result<RemoteVerify> {
+/// The mode the stage verifies: MSG_ZEROCOPY, the one with error-queue completions (the
+/// mode table names it; this stage picks it by its claim).
+fn zero_copy_mode(netcopy: &Path) -> Result<String> {
+    super::modes_where(netcopy, |m| m["completions"] == "error_queue")?
+        .into_iter()
+        .next()
+        .context("the mode table has no mode with error-queue (MSG_ZEROCOPY) completions")
+}
+
+fn remote_verify(
+    ns: &StageNetns,
+    netcopy: &Path,
+    token: &Path,
+    mode: &str,
+    tap: bool,
+) -> Result<RemoteVerify> {
     let mut c = ns.command(netcopy);
     c.args(["verify", "--remote", &format!("{GUEST_ADDR}:{AGENT_PORT}")])
         .arg("--token-file")
         .arg(token)
         // The guest boots while we start: wait for its agent.
-        .args([
-            "--remote-wait",
-            "180s",
-            "--mode",
-            "zero-copy",
-            "--size",
-            SIZE,
-        ])
+        .args(["--remote-wait", "180s", "--mode", mode, "--size", SIZE])
         .args(["--messages", &MESSAGES.to_string(), "--json"]);
     if tap {
         c.arg("--packet-tap");
@@ -192,9 +201,10 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
     let guest_netcopy = netcopy.to_path_buf();
     let guest = thread::spawn(move || run_in_guest(&guest_netcopy, &commands, &opts));
 
-    let plain = remote_verify(&ns, netcopy, &token_path, false);
+    let mode = zero_copy_mode(netcopy)?;
+    let plain = remote_verify(&ns, netcopy, &token_path, &mode, false);
     let tapped = match &plain {
-        Ok(_) => remote_verify(&ns, netcopy, &token_path, true),
+        Ok(_) => remote_verify(&ns, netcopy, &token_path, &mode, true),
         Err(_) => Err(anyhow::anyhow!("not run: the first remote verify failed")),
     };
     let outcome = guest
@@ -202,10 +212,11 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?;
     let _ = fs::remove_file(&token_path);
     drop(ns);
-    judge(plain, tapped, outcome)
+    judge(&mode, plain, tapped, outcome)
 }
 
 fn judge(
+    mode: &str,
     plain: Result<RemoteVerify>,
     tapped: Result<RemoteVerify>,
     outcome: Result<GuestOutcome>,
@@ -221,7 +232,7 @@ fn judge(
         }
     }
     let plain = plain.context("zero-copy from the guest over the tap")?;
-    let zc = plain.zero_copy()?;
+    let zc = plain.zero_copy(mode)?;
     let copied = &zc["completions"]["copied_sends"];
     println!(
         "vm-test: tap stage: zero-copy {} ({} of {} completed sends flagged copied)",
@@ -240,7 +251,7 @@ fn judge(
         bail!("`netcopy verify --remote` exited {}", plain.output.status);
     }
     let tapped = tapped.context("zero-copy with a packet socket on the guest's NIC")?;
-    let zc = tapped.zero_copy()?;
+    let zc = tapped.zero_copy(mode)?;
     let causes: Vec<&str> = zc["causes"]
         .as_array()
         .into_iter()

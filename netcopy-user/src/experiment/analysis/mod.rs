@@ -119,6 +119,7 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
         base_threads: base,
         reference_size,
         cpus: results.machine.cpus,
+        modes: &results.config.modes,
     });
     Analysis {
         floor,

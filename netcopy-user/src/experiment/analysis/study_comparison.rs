@@ -17,7 +17,7 @@ use super::{
     format::with_interval,
     groups::{find_group, CpuMetric, Group, Stat},
     hardware::HwAvailability,
-    study::{attaches_pages, drops_user_copy_only, iovec_modes, is_reference, zero_copy_modes},
+    study::{attaches_pages, drops_user_copy_only, is_reference},
     REFERENCE_SIZE,
 };
 use crate::{
@@ -43,6 +43,8 @@ pub(super) struct Inputs<'a> {
     pub(super) base_threads: Option<usize>,
     pub(super) reference_size: Option<u64>,
     pub(super) cpus: usize,
+    /// The modes the run measured: a row is about them alone.
+    pub(super) modes: &'a [Mode],
 }
 
 /// The study's cycles per byte of MSG_ZEROCOPY (its figure 3).
@@ -71,10 +73,11 @@ fn copies_on_send(claim: &Claim) -> bool {
     claim.kernel_send_copy
 }
 
-fn modes_with(claims: StudyModes) -> Vec<Mode> {
+/// The run's modes with the claims of one of the study's.
+fn modes_with(a: &Inputs<'_>, claims: StudyModes) -> Vec<Mode> {
     MODES
         .iter()
-        .filter(|s| claims(&s.claim))
+        .filter(|s| claims(&s.claim) && a.modes.contains(&s.mode))
         .map(|s| s.mode)
         .collect()
 }
@@ -85,8 +88,8 @@ pub(super) fn study_comparison(a: &Inputs<'_>) -> Vec<ComparisonRow> {
     };
     let mut rows = Vec::new();
     for (size, said) in ZERO_COPY_CYCLES_PER_BYTE {
-        for spec in zero_copy_modes() {
-            rows.push(cycles_row(a, spec.mode, size, threads, said));
+        for mode in modes_with(a, attaches_pages) {
+            rows.push(cycles_row(a, mode, size, threads, said));
         }
     }
     rows.push(llc_row(a, threads));
@@ -99,8 +102,8 @@ pub(super) fn study_comparison(a: &Inputs<'_>) -> Vec<ComparisonRow> {
             rows.push(crossover_row(a, x, said));
         }
     }
-    for spec in iovec_modes() {
-        if let Some(row) = iovec_large_row(a, spec.mode, threads) {
+    for mode in modes_with(a, drops_user_copy_only) {
+        if let Some(row) = iovec_large_row(a, mode, threads) {
             rows.push(row);
         }
     }
@@ -160,7 +163,7 @@ fn llc_row(a: &Inputs<'_>, threads: usize) -> ComparisonRow {
     let size = 1 << 20;
     let here: Vec<String> = LLC_MISSES_AT_1M
         .iter()
-        .flat_map(|(claims, _)| modes_with(*claims))
+        .flat_map(|(claims, _)| modes_with(a, *claims))
         .map(|m| {
             let g = find_group(a.groups, m, size, threads);
             let text = match g {
@@ -299,24 +302,25 @@ fn latency_row(a: &Inputs<'_>) -> Option<ComparisonRow> {
         return None;
     }
     let most = a.groups.iter().map(|g| g.threads).max()?;
-    let versus: Vec<String> = zero_copy_modes()
+    let references: Vec<Mode> = a
+        .modes
+        .iter()
+        .copied()
+        .filter(|m| is_reference(*m))
+        .collect();
+    let versus: Vec<String> = modes_with(a, attaches_pages)
+        .into_iter()
         .flat_map(|z| {
-            MODES
-                .iter()
-                .filter(|b| is_reference(b.mode))
-                .filter_map(move |b| {
-                    let zc = find_group(a.groups, z.mode, size, most)?.latency_p50_us?;
-                    let base = find_group(a.groups, b.mode, size, most)?.latency_p50_us?;
-                    let verdict = match zc.decided_order(&base) {
-                        Some(Ordering::Less) => "lower, decided",
-                        Some(_) => "higher, decided",
-                        None => "undecided, the intervals overlap",
-                    };
-                    Some(format!(
-                        "at {most} threads, {} against {}: {verdict}",
-                        z.mode, b.mode
-                    ))
-                })
+            references.iter().filter_map(move |&b| {
+                let zc = find_group(a.groups, z, size, most)?.latency_p50_us?;
+                let base = find_group(a.groups, b, size, most)?.latency_p50_us?;
+                let verdict = match zc.decided_order(&base) {
+                    Some(Ordering::Less) => "lower, decided",
+                    Some(_) => "higher, decided",
+                    None => "undecided, the intervals overlap",
+                };
+                Some(format!("at {most} threads, {z} against {b}: {verdict}"))
+            })
         })
         .collect();
     Some(ComparisonRow {

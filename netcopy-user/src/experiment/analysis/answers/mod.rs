@@ -61,9 +61,9 @@ pub(super) fn answers(results: &Results, a: &Inputs<'_>) -> Vec<Answer> {
     // Which mode wins where.
     out.push(wins::which_mode_wins(a, threads));
 
-    // Does zero-copy reduce CPU per byte here? Asked of each mode that claims no copy,
-    // against the modes it challenges.
-    for spec in study::zero_copy_modes() {
+    // Does zero-copy reduce CPU per byte here? Asked of each mode of the run that claims
+    // no copy, against the modes it challenges.
+    for spec in study::zero_copy_modes().filter(|s| results.config.modes.contains(&s.mode)) {
         out.push(wins::zero_copy_cpu_answer(a, spec, threads));
     }
 

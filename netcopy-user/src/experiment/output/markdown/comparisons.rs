@@ -12,6 +12,7 @@ use crate::{
         groups::MIN_REPEATS_TO_DECIDE,
         Analysis,
     },
+    experiment::results::Results,
     experiment::results::INTERVAL_METHOD,
     util::units::format_size,
 };
@@ -119,7 +120,7 @@ pub(super) fn study_comparison_section(o: &mut String, a: &Analysis) {
     o.push('\n');
 }
 
-pub(super) fn findings_section(o: &mut String, a: &Analysis) {
+pub(super) fn findings_section(o: &mut String, r: &Results, a: &Analysis) {
     let _ = writeln!(o, "## Findings\n");
     let _ = writeln!(
         o,
@@ -127,7 +128,7 @@ pub(super) fn findings_section(o: &mut String, a: &Analysis) {
          integrity errors; throughput falling by more than {:.0} % from one size to the next \
          larger one with intervals that do not overlap (non-monotonic); CV between repeats above {:.0} % (high variance); \
          hardware counters unavailable; kernel events not observable.\n",
-        completion_mode_names(),
+        completion_mode_names(r, None),
         NON_MONOTONIC_DROP * 100.0,
         HIGH_CV * 100.0
     );

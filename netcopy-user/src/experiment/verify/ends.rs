@@ -1,0 +1,265 @@
+//! Where the two ends of a verification run: the sender (a `netcopy server`) and the
+//! receiver (this process's client), on one kernel over loopback, in two namespaces of
+//! this kernel joined by veth, or on two hosts with an agent on the sender's.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::{
+    kernel::{
+        path::{PacketTap, PathFacts},
+        CopyCounts, CopyProbes,
+    },
+    ledger::{
+        sides::{KernelSide, Role},
+        this_host, CLIENT_SLOT, SERVER_SLOT,
+    },
+    remote::{auth::Token, controller::Controller, messages::PhaseRequest, phases::SenderReport},
+    workload::{
+        harness::ServerProcess,
+        modes::{Mode, SenderStats},
+        netns::{NetnsOptions, NetnsPair, RECEIVER_ADDR, SENDER_ADDR},
+    },
+};
+
+/// Where the sender and the receiver run.
+#[derive(Clone, Debug)]
+pub enum Topology {
+    /// Both on this kernel, over the loopback device.
+    Loopback,
+    /// Both on this kernel, in two namespaces netcopy makes, joined by veth.
+    Netns,
+    /// The sender on another host, behind `netcopy agent`.
+    Remote {
+        addr: String,
+        token: Token,
+        /// How long to keep trying while the agent is not up yet.
+        wait: Duration,
+    },
+}
+
+/// The ends, set up for a verification.
+pub enum Ends {
+    Loopback,
+    Netns(NetnsPair),
+    Remote(Controller),
+}
+
+/// What the sender's end gave back for one phase.
+pub struct SenderEnd {
+    pub side: Option<KernelSide>,
+    pub sender: SenderStats,
+    pub path: PathFacts,
+}
+
+/// One phase's sender, running.
+pub enum Phase {
+    Local {
+        server: ServerProcess,
+        path: PathFacts,
+        _tap: Option<PacketTap>,
+    },
+    Remote {
+        phase: u64,
+        addr: SocketAddr,
+    },
+}
+
+impl Ends {
+    pub fn set_up(topology: &Topology) -> Result<Ends> {
+        Ok(match topology {
+            Topology::Loopback => Ends::Loopback,
+            Topology::Netns => Ends::Netns(NetnsPair::create(&NetnsOptions::default())?),
+            Topology::Remote { addr, token, wait } => {
+                Ends::Remote(connect_waiting(addr, token, *wait)?)
+            }
+        })
+    }
+
+    /// One line for the report: where the ends ran.
+    pub fn describe(&self) -> String {
+        match self {
+            Ends::Loopback => "loopback: sender and receiver on this kernel".into(),
+            Ends::Netns(pair) => pair.describe(),
+            Ends::Remote(c) => format!(
+                "two hosts: sender on {} ({}, kernel {}) behind netcopy agent, receiver on {}",
+                c.host.hostname,
+                c.agent_addr,
+                c.host.kernel,
+                this_host()
+            ),
+        }
+    }
+
+    /// The agent's attach plan, for a two-host verification.
+    pub fn remote_plan(&self) -> Option<serde_json::Value> {
+        match self {
+            Ends::Remote(c) => Some(c.host.plan.clone()),
+            _ => None,
+        }
+    }
+
+    /// Starts the sender of `mode`; local servers are counted in `probes`' server slot.
+    pub fn start(
+        &mut self,
+        probes: &mut CopyProbes,
+        mode: Mode,
+        size: u64,
+        packet_tap: bool,
+    ) -> Result<Phase> {
+        let max_size = ["--max-size".to_string(), size.to_string()];
+        let (server, local, peer, netns) = match self {
+            Ends::Remote(c) => {
+                let (phase, addr) = c.start_phase(&PhaseRequest {
+                    mode,
+                    max_size: size,
+                    packet_tap,
+                })?;
+                return Ok(Phase::Remote { phase, addr });
+            }
+            Ends::Loopback => {
+                let server = ServerProcess::spawn(mode, &max_size)?;
+                let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                (server, lo, lo, None)
+            }
+            Ends::Netns(pair) => {
+                let listen = SocketAddr::from((SENDER_ADDR, 0)).to_string();
+                let exe = std::path::Path::new("/proc/self/exe");
+                let server =
+                    ServerProcess::launch(exe, mode, &listen, &max_size, Some(&pair.sender))?;
+                (
+                    server,
+                    SENDER_ADDR.into(),
+                    RECEIVER_ADDR.into(),
+                    Some(&pair.sender),
+                )
+            }
+        };
+        probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+        // The path, and the tap, as the sender's namespace sees them.
+        let _inside = netns.map(|ns| ns.enter()).transpose()?;
+        let tap = if packet_tap {
+            let facts = PathFacts::read(local, peer);
+            let dev = facts
+                .device
+                .ok_or_else(|| anyhow!("no device holds {local}: nothing to tap"))?;
+            Some(
+                PacketTap::open(dev.ifindex)
+                    .with_context(|| format!("opening a packet socket on {}", dev.name))?,
+            )
+        } else {
+            None
+        };
+        let path = PathFacts::read(local, peer);
+        Ok(Phase::Local {
+            server,
+            path,
+            _tap: tap,
+        })
+    }
+
+    /// Runs `f` (the client) where the receiver lives.
+    pub fn as_receiver<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let _inside = match self {
+            Ends::Netns(pair) => Some(pair.receiver.enter()?),
+            _ => None,
+        };
+        Ok(f())
+    }
+
+    /// Stops the sender and returns what its end counted and reported.
+    pub fn finish(&mut self, probes: &mut CopyProbes, phase: Phase) -> Result<SenderEnd> {
+        match (self, phase) {
+            (Ends::Remote(c), Phase::Remote { phase, .. }) => {
+                let report: SenderReport = c.end_phase(phase)?;
+                Ok(SenderEnd {
+                    side: Some(report.side),
+                    sender: report.sender,
+                    path: report.path,
+                })
+            }
+            (_, Phase::Local { server, path, _tap }) => {
+                let pid = server.pid();
+                let totals = server.stop();
+                let _ = probes.unwatch_process(pid);
+                Ok(SenderEnd {
+                    side: None,
+                    sender: totals?.total.sender,
+                    path,
+                })
+            }
+            _ => bail!("a remote phase cannot end on a local topology"),
+        }
+    }
+
+    /// The kernel sides of one phase: one side for both ends on this kernel, or the
+    /// agent's and ours.
+    pub fn sides(
+        &self,
+        probes: &CopyProbes,
+        delta: &CopyCounts,
+        remote: Option<KernelSide>,
+    ) -> Vec<KernelSide> {
+        match remote {
+            Some(sender) => vec![
+                sender,
+                KernelSide::of(
+                    &this_host(),
+                    Role::Receiver,
+                    probes.plan(),
+                    delta,
+                    &[CLIENT_SLOT],
+                ),
+            ],
+            None => vec![KernelSide::of(
+                &this_host(),
+                Role::Both,
+                probes.plan(),
+                delta,
+                &[SERVER_SLOT, CLIENT_SLOT],
+            )],
+        }
+    }
+}
+
+impl Phase {
+    /// Where the client connects.
+    pub fn addr(&self) -> String {
+        match self {
+            Phase::Local { server, .. } => server.addr.clone(),
+            Phase::Remote { addr, .. } => addr.to_string(),
+        }
+    }
+}
+
+/// Connects to the agent, retrying while it is not up (refused, unreachable) until `wait`.
+fn connect_waiting(addr: &str, token: &Token, wait: Duration) -> Result<Controller> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Controller::connect(addr, token, Duration::from_secs(30)) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let retry = e
+                    .chain()
+                    .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                    .any(|io| {
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::ConnectionRefused
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::HostUnreachable
+                                | std::io::ErrorKind::NetworkUnreachable
+                        )
+                    });
+                if !retry || Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `netcopy verify`: runs each mode and checks, site by site, that the kernel copied
+//! exactly what the mode claims -- or says what it did instead, and why. The ends run
+//! over loopback, in two namespaces of this kernel, or on two hosts (`ends`).
+
+mod ends;
+
+pub use ends::Topology;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+use netcopy_common::CopySite;
+
+use crate::{
+    kernel::{path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
+    ledger::{
+        self,
+        causes::{explain, CopyCause, CopyEvidence},
+        ModeLedger, Verdict, Workload, CLIENT_SLOT, SITES,
+    },
+    util::sys,
+    util::units::format_size,
+    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::modes::Mode,
+};
+use ends::Ends;
+
+/// The whole verification.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub kernel: String,
+    /// Where the ends ran.
+    pub topology: String,
+    /// This host's attach plan (the receiver's, on two hosts).
+    pub plan: AttachPlan,
+    /// The sender's host's attach plan, on two hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_plan: Option<serde_json::Value>,
+    pub modes: Vec<ModeLedger>,
+}
+
+/// What to verify, and where.
+#[derive(Clone, Debug)]
+pub struct VerifyPlan {
+    /// Every mode of the mode table when empty.
+    pub modes: Vec<Mode>,
+    pub size: u64,
+    pub messages: u64,
+    pub load: LoadOptions,
+    pub topology: Topology,
+    /// Hold a packet socket open on the sender's device during each mode.
+    pub packet_tap: bool,
+}
+
+impl Verification {
+    /// Exit 0 when every mode matches, is degraded in a way the kernel reported, or cannot
+    /// run on this kernel.
+    pub fn passed(&self) -> bool {
+        self.modes.iter().all(|m| m.verdict != Verdict::Mismatch)
+    }
+}
+
+/// Loads the copy probes and verifies each mode of the plan where it says.
+pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
+    sys::require_root("netcopy verify")?;
+    let modes = if plan.modes.is_empty() {
+        &Mode::ALL[..]
+    } else {
+        &plan.modes[..]
+    };
+    let mut probes = CopyProbes::load_with(plan.load)?;
+    let mut ends = Ends::set_up(&plan.topology)?;
+    let mut ledgers = Vec::new();
+    for &mode in modes {
+        ledgers.push(
+            verify_on(
+                &mut probes,
+                &mut ends,
+                mode,
+                plan.size,
+                plan.messages,
+                plan.packet_tap,
+            )
+            .with_context(|| format!("verifying {mode}"))?,
+        );
+    }
+    let verification = Verification {
+        kernel: sys::kernel_release(),
+        topology: ends.describe(),
+        plan: probes.plan().clone(),
+        sender_plan: ends.remote_plan(),
+        modes: ledgers,
+    };
+    if let Ends::Remote(controller) = ends {
+        controller.bye()?;
+    }
+    Ok(verification)
+}
+
+/// One mode over loopback (the sweep's opening check).
+pub fn verify_mode(
+    probes: &mut CopyProbes,
+    mode: Mode,
+    size: u64,
+    messages: u64,
+) -> Result<ModeLedger> {
+    verify_on(probes, &mut Ends::Loopback, mode, size, messages, false)
+}
+
+/// One mode: the sender where `ends` puts it, this process's client in the client slot.
+fn verify_on(
+    probes: &mut CopyProbes,
+    ends: &mut Ends,
+    mode: Mode,
+    size: u64,
+    messages: u64,
+    packet_tap: bool,
+) -> Result<ModeLedger> {
+    // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
+    // the agent's kernel decides: its server refuses to start, with why.)
+    if !matches!(ends, Ends::Remote(_)) {
+        if let Err(why) = (mode.spec().available)() {
+            return Ok(ModeLedger::unsupported(mode, &why));
+        }
+    }
+    let own_pid = std::process::id();
+    let phase = ends.start(probes, mode, size, packet_tap)?;
+    probes.watch_process(own_pid, CLIENT_SLOT, false)?;
+    let before = probes.read_counters()?;
+    let config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
+    let client = ends.as_receiver(|| run_client(&config));
+    // The client's counts are whole now; on two hosts, what follows (ending the phase
+    // over the control connection) is this process's traffic too, and no part of the run.
+    let after_client = probes.read_counters();
+    // Stop the sender whatever the client did: its totals close the books on zero-copy
+    // completions, and counters are read only after it has drained them.
+    let sender = ends.finish(probes, phase);
+    let after = probes.read_counters();
+    probes.unwatch_process(own_pid)?;
+    let report = client?.map_err(|f| anyhow!("client failed: {f}"))?;
+    let sender = sender?;
+    let delta = match &sender.side {
+        Some(_) => after_client?.since(&before),
+        None => after?.since(&before),
+    };
+    let workload = Workload {
+        messages: report.messages,
+        message_size: size,
+        requests: report.requests_sent,
+    };
+    if report.messages != messages {
+        return Err(anyhow!(
+            "the client received {} of {messages} messages",
+            report.messages
+        ));
+    }
+    let sides = ends.sides(probes, &delta, sender.side);
+    let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender);
+    ledger.causes = causes_of(&ledger, &sender.path);
+    for cause in &ledger.causes {
+        ledger.findings.push(format!("cause: {}", cause.text()));
+    }
+    Ok(ledger)
+}
+
+/// For a mode that claims to avoid the copy: why the kernel copied anyway, from the path.
+fn causes_of(ledger: &ModeLedger, path: &PathFacts) -> Vec<CopyCause> {
+    if !ledger.mode.spec().claim.zerocopy_attach {
+        return Vec::new();
+    }
+    let observed = |site: CopySite| ledger.sites.get(site.name()).and_then(|f| f.observed_bytes);
+    let send = ledger.sites.get(CopySite::KernelSendCopy.name());
+    let evidence = CopyEvidence {
+        copied_sends: ledger.completions.map_or(0, |c| c.copied_sends),
+        attached_bytes: observed(CopySite::ZeroCopyAttach),
+        // What the send path copied beyond the protocol bytes it always copies.
+        copied_at_send_bytes: send.and_then(|f| {
+            f.observed_bytes
+                .map(|o| o.saturating_sub(f.expected_protocol_bytes))
+        }),
+        deferred_bytes: observed(CopySite::DeferredCopy),
+    };
+    explain(path, &evidence)
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "MATCH",
+        Verdict::Degraded => "DEGRADED",
+        Verdict::Mismatch => "MISMATCH",
+        Verdict::Unsupported => "NOT SUPPORTED BY THIS KERNEL",
+    }
+}
+
+/// The human-readable verification table.
+pub fn render(v: &Verification) -> String {
+    let mut out = format!("kernel {}; {}\n", v.kernel, v.topology);
+    for m in &v.modes {
+        if m.verdict == Verdict::Unsupported {
+            out.push_str(&format!(
+                "\n{} -- {}\n",
+                m.mode,
+                m.findings.first().map_or("not supported", |f| f.as_str())
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
+            m.mode,
+            verdict_word(m.verdict),
+            m.workload.messages,
+            format_size(m.workload.message_size),
+            m.workload.payload_bytes(),
+            m.workload.requests
+        ));
+        out.push_str(&format!(
+            "  {:<22} {:>14} {:>14} {:>14} {:>9}  {}\n",
+            "site", "expected", "(payload)", "observed", "calls", "source"
+        ));
+        for site in SITES {
+            let f = &m.sites[site.name()];
+            let observed = f
+                .observed_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "n/a".into());
+            let calls = f.calls.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+            let mark = match f.agrees() {
+                Some(true) => " ",
+                Some(false) => "!",
+                None => "?",
+            };
+            out.push_str(&format!(
+                "{mark} {:<22} {:>14} {:>14} {:>14} {:>9}  {}: {}\n",
+                site.name(),
+                f.expected_bytes,
+                f.expected_payload_bytes,
+                observed,
+                calls,
+                f.source.name(),
+                f.how
+            ));
+        }
+        for finding in &m.findings {
+            out.push_str(&format!("  * {finding}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\nverify: {}\n",
+        if v.passed() {
+            "every mode matches or differs only as the kernel itself reported"
+        } else {
+            "UNEXPLAINED MISMATCH"
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mode_this_kernel_cannot_run_is_reported_and_does_not_fail_the_verification() {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this kernel's io_uring has no IORING_OP_SENDMSG_ZC",
+        );
+        let v = Verification {
+            kernel: "6.0-test".to_string(),
+            topology: "loopback".to_string(),
+            plan: AttachPlan { events: Vec::new() },
+            sender_plan: None,
+            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+        };
+        assert!(v.passed());
+        let text = render(&v);
+        assert!(
+            text.contains(
+                "io-uring-zc -- not supported by this kernel: this kernel's io_uring has no \
+                 IORING_OP_SENDMSG_ZC"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["modes"][0]["verdict"], "unsupported");
+    }
+}
