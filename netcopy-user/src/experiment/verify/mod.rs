@@ -6,6 +6,11 @@ mod ends;
 
 pub use ends::Topology;
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
@@ -22,6 +27,7 @@ use crate::{
     util::units::format_size,
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::modes::Mode,
+    workload::server::{stop_flag_on_signals, Interrupted},
 };
 use ends::Ends;
 
@@ -59,9 +65,11 @@ impl Verification {
     }
 }
 
-/// Loads the copy probes and verifies each mode of the plan where it says.
+/// Loads the copy probes and verifies each mode of the plan where it says. SIGINT or
+/// SIGTERM stops it cleanly (servers stopped, probes detached) with [`Interrupted`].
 pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     sys::require_root("netcopy verify")?;
+    let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
     let modes = if plan.modes.is_empty() {
         &Mode::ALL[..]
     } else {
@@ -71,17 +79,19 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     let mut ends = Ends::set_up(&plan.topology)?;
     let mut ledgers = Vec::new();
     for &mode in modes {
-        ledgers.push(
-            verify_on(
-                &mut probes,
-                &mut ends,
-                mode,
-                plan.size,
-                plan.messages,
-                plan.packet_tap,
-            )
-            .with_context(|| format!("verifying {mode}"))?,
+        let ledger = verify_on(
+            &mut probes,
+            &mut ends,
+            mode,
+            plan.size,
+            plan.messages,
+            plan.packet_tap,
+            Some(&stop),
         );
+        if stop.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        ledgers.push(ledger.with_context(|| format!("verifying {mode}"))?);
     }
     let verification = Verification {
         kernel: sys::kernel_release(),
@@ -103,10 +113,19 @@ pub fn verify_mode(
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
-    verify_on(probes, &mut Ends::Loopback, mode, size, messages, false)
+    verify_on(
+        probes,
+        &mut Ends::Loopback,
+        mode,
+        size,
+        messages,
+        false,
+        None,
+    )
 }
 
 /// One mode: the sender where `ends` puts it, this process's client in the client slot.
+/// Setting `stop` ends the client early (the result is then an error).
 fn verify_on(
     probes: &mut CopyProbes,
     ends: &mut Ends,
@@ -114,12 +133,14 @@ fn verify_on(
     size: u64,
     messages: u64,
     packet_tap: bool,
+    stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
     let own_pid = std::process::id();
     let phase = ends.start(probes, mode, size, packet_tap)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
     let before = probes.read_counters()?;
-    let config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
+    let mut config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
+    config.stop = stop.cloned();
     let client = ends.as_receiver(|| run_client(&config));
     // The client's counts are whole now; on two hosts, what follows (ending the phase
     // over the control connection) is this process's traffic too, and no part of the run.

@@ -45,7 +45,7 @@ use anyhow::{bail, Context, Result};
 
 pub use config::ServerConfig;
 pub use report::{totals_text, ConnectionReport, ConnectionTotals, ServerTotals};
-pub use signals::stop_flag_on_signals;
+pub use signals::{stop_exit_code, stop_flag_on_signals, Interrupted};
 
 use crate::{workload::message::MAX_PAYLOAD_SIZE, workload::sockets};
 use connection::serve_connection;
