@@ -203,3 +203,40 @@ fn verify_stops_cleanly_on_sigint_and_sigterm_and_leaves_nothing_on_sigkill() {
     );
     assert_eq!(interrupt(VERIFY, libc::SIGKILL), None, "verify on SIGKILL");
 }
+
+/// `netcopy run --quick` into a fresh directory.
+fn run_args(tag: &str) -> (std::path::PathBuf, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("netcopy-signals-{}-{tag}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let args = [
+        "run",
+        "--quick",
+        "--no-trace",
+        "--modes",
+        "two-copy",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([dir.display().to_string()])
+    .collect();
+    (dir, args)
+}
+
+#[test]
+fn run_exits_130_on_sigint_143_on_sigterm_and_leaves_nothing_on_sigkill() {
+    if !common::privileged("signals of run") {
+        return;
+    }
+    let _serial = common::serial();
+    for (tag, signal, expected) in [
+        ("int", libc::SIGINT, Some(130)),
+        ("term", libc::SIGTERM, Some(143)),
+        ("kill", libc::SIGKILL, None),
+    ] {
+        let (dir, args) = run_args(tag);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(interrupt(&args, signal), expected, "run on signal {signal}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

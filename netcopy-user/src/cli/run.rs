@@ -12,6 +12,7 @@ use crate::{
         units::{duration_arg, size_arg},
     },
     workload::modes::{default_sweep_names, Mode},
+    workload::server::stop_exit_code,
 };
 
 /// `--modes` when not given: the modes the mode table puts in the default sweep.
@@ -107,7 +108,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("  {}", path.display());
     }
     Ok(if results.interrupted {
-        ExitCode::from(130)
+        stop_exit_code()
     } else {
         ExitCode::SUCCESS
     })
