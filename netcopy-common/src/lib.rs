@@ -27,21 +27,26 @@ pub enum CopySite {
     /// Zero-copy completions whose pages the kernel had to copy (`zerocopy` bit clear);
     /// user space sees these as SO_EE_CODE_ZEROCOPY_COPIED.
     ZeroCopyCompletionCopied = 5,
+    /// References to pages the kernel already held (a pipe's, the page cache's) attached
+    /// to socket buffers instead of a copy: splice and sendfile (`MSG_SPLICE_PAGES` on
+    /// Linux >= 6.5, `do_tcp_sendpages` before).
+    PageReference = 6,
     /// The two-copy mode's serialization memcpy in user space: the sender counts it
     /// itself, no probe is needed to see a `memcpy` we wrote.
-    UserCopy = 6,
+    UserCopy = 7,
 }
 
 /// Number of sites the eBPF programs count; the counter array is
 /// `SLOT_COUNT * COUNTED_SITE_COUNT` long.
-pub const COUNTED_SITE_COUNT: usize = 6;
+pub const COUNTED_SITE_COUNT: usize = 7;
 
 impl CopySite {
     /// Every site.
-    pub const ALL: [CopySite; 7] = [
+    pub const ALL: [CopySite; 8] = [
         CopySite::UserCopy,
         CopySite::KernelSendCopy,
         CopySite::ZeroCopyAttach,
+        CopySite::PageReference,
         CopySite::DeferredCopy,
         CopySite::ZeroCopyCompletion,
         CopySite::KernelRecvCopy,
@@ -56,6 +61,7 @@ impl CopySite {
         CopySite::ZeroCopyCompletion,
         CopySite::KernelRecvCopy,
         CopySite::ZeroCopyCompletionCopied,
+        CopySite::PageReference,
     ];
 
     /// Index of this site's counter within a slot, None for a site no program counts.
@@ -77,6 +83,7 @@ impl CopySite {
             CopySite::ZeroCopyCompletion => "zerocopy_completions",
             CopySite::KernelRecvCopy => "kernel_recv_copy",
             CopySite::ZeroCopyCompletionCopied => "zerocopy_completions_copied",
+            CopySite::PageReference => "page_reference",
         }
     }
 
@@ -151,6 +158,9 @@ pub struct KernelOffsets {
     pub tp_fork_child_pid: u32,
     /// `struct msghdr.msg_flags`.
     pub msghdr_msg_flags: u32,
+    /// `struct msghdr.msg_ubuf`: the zero-copy `ubuf_info` a caller brings along (io_uring
+    /// SEND_ZC, Linux >= 6.0); [`OFFSET_UNKNOWN`] on kernels without it.
+    pub msghdr_msg_ubuf: u32,
     /// `struct sock.sk_flags` (unsigned long bit set of `enum sock_flags`).
     pub sock_sk_flags: u32,
     /// `struct sock.sk_route_caps` (netdev_features_t).
@@ -200,6 +210,7 @@ impl Default for KernelOffsets {
             tp_fork_parent_pid: OFFSET_UNKNOWN,
             tp_fork_child_pid: OFFSET_UNKNOWN,
             msghdr_msg_flags: OFFSET_UNKNOWN,
+            msghdr_msg_ubuf: OFFSET_UNKNOWN,
             sock_sk_flags: OFFSET_UNKNOWN,
             sock_sk_route_caps: OFFSET_UNKNOWN,
             sock_zerocopy_bit: OFFSET_UNKNOWN,
@@ -252,9 +263,11 @@ pub struct SocketSend {
 
 /// The kernel copies the payload into socket buffers.
 pub const SEND_KIND_COPY: u32 = 0;
-/// MSG_ZEROCOPY on a SO_ZEROCOPY socket whose route can scatter-gather: pages are pinned.
+/// MSG_ZEROCOPY on a SO_ZEROCOPY socket, or with a caller's `ubuf_info` (io_uring
+/// SEND_ZC), whose route can scatter-gather: pages are pinned.
 pub const SEND_KIND_ZEROCOPY: u32 = 1;
-/// MSG_SPLICE_PAGES (sendfile, splice): pages are referenced, not copied, not counted.
+/// MSG_SPLICE_PAGES (sendfile, splice) on a route that can scatter-gather: the pages are
+/// referenced, not copied.
 pub const SEND_KIND_SPLICE: u32 = 2;
 
 /// `MSG_SPLICE_PAGES` from the kernel's socket.h (internal flag, kernels >= 6.5).
@@ -520,7 +533,8 @@ impl CopySite {
             CopySite::UserCopy
             | CopySite::DeferredCopy
             | CopySite::ZeroCopyCompletion
-            | CopySite::ZeroCopyCompletionCopied => None,
+            | CopySite::ZeroCopyCompletionCopied
+            | CopySite::PageReference => None,
         }
     }
 }
@@ -589,7 +603,7 @@ mod tests {
         assert_eq!(counter_index(0, CopySite::UserCopy), None);
         let last = (SLOT_COUNT * COUNTED_SITE_COUNT - 1) as u32;
         assert_eq!(
-            counter_index(SLOT_COUNT as u32 - 1, CopySite::ZeroCopyCompletionCopied),
+            counter_index(SLOT_COUNT as u32 - 1, CopySite::PageReference),
             Some(last)
         );
         for site in CopySite::ALL {

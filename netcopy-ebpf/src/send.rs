@@ -1,5 +1,6 @@
 //! Send side: how the payload of a TCP send enters the kernel -- copied into socket
-//! buffers, or pinned and attached (MSG_ZEROCOPY).
+//! buffers, pinned and attached (MSG_ZEROCOPY, io_uring SEND_ZC), or attached as
+//! references to pages the kernel already held (splice, sendfile).
 //!
 //! Three strategies, chosen by the user side (only one is ever attached):
 //! - fentry/fexit, or kprobe/kretprobe, on `tcp_sendmsg_locked` and
@@ -9,9 +10,13 @@
 //!   (`_copy_from_iter`) lives in lib/iov_iter.c, which distribution kernels build
 //!   `notrace`, so neither kprobes nor fentry can see it;
 //! - tp_btf `tcp_sendmsg_locked` + tp_btf `sock_send_length` (inferred): the
-//!   kernel's own inputs to its copy-or-pin decision (msg_flags, SOCK_ZEROCOPY, the
-//!   route's scatter-gather feature), read from the tracepoint's typed arguments, and the
-//!   bytes the send accepted.
+//!   kernel's own inputs to its copy-or-pin decision (msg_flags, SOCK_ZEROCOPY, a
+//!   caller's ubuf_info, the route's scatter-gather feature), read from the tracepoint's
+//!   typed arguments, and the bytes the send accepted.
+//!
+//! Splice and sendfile reach `tcp_sendmsg_locked` with MSG_SPLICE_PAGES on Linux >= 6.5;
+//! before, they go through `do_tcp_sendpages` instead, whose return value is the bytes it
+//! attached as page references (fexit or kretprobe, the send-page strategies).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
@@ -40,6 +45,11 @@ static SENDS: HashMap<u32, SendInFlight> = HashMap::with_max_entries(16384, 0);
 #[map(name = "NETCOPY_SOCKETS")]
 pub static SOCKETS: LruHashMap<u64, SocketSend> = LruHashMap::with_max_entries(16384, 0);
 
+/// `struct ubuf_info *` of a caller (io_uring SEND_ZC) -> the slot of the process whose
+/// send brought it (fentry and kprobe strategies, where deferred copies are observed).
+#[map(name = "NETCOPY_CALLER_UBUFS")]
+pub static CALLER_UBUFS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
 #[inline(always)]
 fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
@@ -58,23 +68,43 @@ unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
 fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
     // SAFETY: probe reads of kernel memory at offsets from this kernel's BTF.
     let flags: u32 = unsafe { read(msg, off.msghdr_msg_flags) }.unwrap_or(0);
-    if flags & MSG_SPLICE_PAGES != 0 {
+    let route_can_sg = || {
+        let caps: u64 = unsafe { read(sk, off.sock_sk_route_caps) }.unwrap_or(0);
+        off.netif_f_sg_bit < 64 && caps & (1u64 << off.netif_f_sg_bit) != 0
+    };
+    if flags & MSG_ZEROCOPY != 0 {
+        // A caller's ubuf_info (io_uring SEND_ZC) needs no SO_ZEROCOPY on the socket.
+        let ubuf: u64 = unsafe { read(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
+        let sk_flags: u64 = unsafe { read(sk, off.sock_sk_flags) }.unwrap_or(0);
+        let so_zerocopy =
+            off.sock_zerocopy_bit < 64 && sk_flags & (1u64 << off.sock_zerocopy_bit) != 0;
+        if ubuf == 0 && !so_zerocopy {
+            // MSG_ZEROCOPY without SO_ZEROCOPY is ignored by the kernel.
+            return SEND_KIND_COPY;
+        }
+        // No scatter-gather on the route: the kernel copies and flags the completion.
+        return if route_can_sg() {
+            SEND_KIND_ZEROCOPY
+        } else {
+            SEND_KIND_COPY
+        };
+    }
+    if flags & MSG_SPLICE_PAGES != 0 && route_can_sg() {
         return SEND_KIND_SPLICE;
     }
-    if flags & MSG_ZEROCOPY == 0 {
-        return SEND_KIND_COPY;
+    SEND_KIND_COPY
+}
+
+/// Books the zero-copy `ubuf_info` a caller brought along (io_uring SEND_ZC) to `slot`:
+/// unlike MSG_ZEROCOPY's, it does not live in an skb of the socket, so a deferred copy of
+/// its pages finds its owner here.
+#[inline(always)]
+fn remember_caller_ubuf(msg: u64, slot: u32, off: &KernelOffsets) {
+    // SAFETY: a probe read at a BTF offset.
+    let ubuf: u64 = unsafe { read(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
+    if ubuf != 0 {
+        let _ = CALLER_UBUFS.insert(&ubuf, &slot, 0);
     }
-    let sk_flags: u64 = unsafe { read(sk, off.sock_sk_flags) }.unwrap_or(0);
-    if off.sock_zerocopy_bit >= 64 || sk_flags & (1u64 << off.sock_zerocopy_bit) == 0 {
-        // MSG_ZEROCOPY without SO_ZEROCOPY is ignored by the kernel.
-        return SEND_KIND_COPY;
-    }
-    let caps: u64 = unsafe { read(sk, off.sock_sk_route_caps) }.unwrap_or(0);
-    if off.netif_f_sg_bit >= 64 || caps & (1u64 << off.netif_f_sg_bit) == 0 {
-        // No scatter-gather on the route: the kernel copies and flags the completion.
-        return SEND_KIND_COPY;
-    }
-    SEND_KIND_ZEROCOPY
 }
 
 /// Entry of `tcp_sendmsg_locked(sk, msg, size)` for a watched process, kept per thread.
@@ -90,6 +120,7 @@ fn enter_send(sk: u64, msg: u64) {
     };
     let _ = SENDS.insert(tid(), state, 0);
     remember_socket(sk, slot);
+    remember_caller_ubuf(msg, slot, off);
 }
 
 /// Books socket `sk` to `slot`. An LRU insert allocates a node even when the key is
@@ -117,13 +148,16 @@ fn remember_socket(sk: u64, slot: u32) {
 }
 
 /// Exit of `tcp_sendmsg_locked` with its return value: bytes accepted, or an error.
-/// Accepted bytes that `skb_zerocopy_iter_stream` did not attach were copied.
+/// Accepted bytes of a MSG_SPLICE_PAGES send were attached as page references; of any
+/// other, those `skb_zerocopy_iter_stream` did not attach were copied.
 #[inline(always)]
 fn exit_send(accepted: i64) {
     let tid = tid();
     // SAFETY: plain data owned by this thread's entry.
     if let Some(state) = unsafe { SENDS.get(tid) } {
-        if accepted > 0 {
+        if accepted > 0 && state.kind == SEND_KIND_SPLICE {
+            counters::count(state.slot, CopySite::PageReference, accepted as u64);
+        } else if accepted > 0 {
             let copied = (accepted as u64).saturating_sub(state.attached);
             if copied > 0 {
                 counters::count(state.slot, CopySite::KernelSendCopy, copied);
@@ -131,6 +165,18 @@ fn exit_send(accepted: i64) {
         }
     }
     let _ = SENDS.remove(tid);
+}
+
+/// `do_tcp_sendpages` (Linux < 6.5: splice and sendfile) returned: `sent` bytes attached
+/// as references to the caller's pages.
+#[inline(always)]
+fn sent_pages(sent: i64) {
+    if sent <= 0 {
+        return;
+    }
+    if let Some(slot) = current_slot() {
+        counters::count(slot, CopySite::PageReference, sent as u64);
+    }
 }
 
 /// `skb_zerocopy_iter_stream` attached `attached` bytes of user pages.
@@ -180,6 +226,12 @@ pub fn netcopy_zerocopy_attach_fexit(ctx: FExitContext) -> u32 {
     0
 }
 
+#[fexit(function = "do_tcp_sendpages")]
+pub fn netcopy_send_pages_fexit(ctx: FExitContext) -> u32 {
+    sent_pages(ctx.ret::<i64>().unwrap_or(0));
+    0
+}
+
 // ---- kprobe / kretprobe (observed) ----
 
 #[kprobe]
@@ -199,6 +251,12 @@ pub fn netcopy_send_exit_kretprobe(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn netcopy_zerocopy_attach_kretprobe(ctx: RetProbeContext) -> u32 {
     attached_in_send(i64::from(ctx.ret::<i32>()));
+    0
+}
+
+#[kretprobe]
+pub fn netcopy_send_pages_kretprobe(ctx: RetProbeContext) -> u32 {
+    sent_pages(ctx.ret::<i64>());
     0
 }
 
@@ -299,6 +357,7 @@ fn count_accepted(slot: u32, kind: u32, accepted: i32) {
     let site = match kind {
         SEND_KIND_COPY => CopySite::KernelSendCopy,
         SEND_KIND_ZEROCOPY => CopySite::ZeroCopyAttach,
+        SEND_KIND_SPLICE => CopySite::PageReference,
         _ => return,
     };
     counters::count(slot, site, accepted as u64);

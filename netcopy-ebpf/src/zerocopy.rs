@@ -1,7 +1,9 @@
 //! What happens to zero-copy pages after the send: the deferred copy (`skb_copy_ubufs`,
 //! e.g. when the skb reaches a local socket) and the completion notification. Both run
 //! outside the sender's context, so they are attributed through the socket that owns the
-//! zero-copy `ubuf_info`, which lives in the `cb` of an skb charged to that socket.
+//! zero-copy `ubuf_info`, which lives in the `cb` of an skb charged to that socket
+//! (MSG_ZEROCOPY), or through the send that brought it (io_uring SEND_ZC: see
+//! `CALLER_UBUFS`).
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
@@ -13,7 +15,7 @@ use netcopy_common::{CopySite, KernelOffsets, OFFSET_UNKNOWN};
 use crate::{
     counters,
     offsets::offsets,
-    send::{raw_arg, SOCKETS},
+    send::{raw_arg, CALLER_UBUFS, SOCKETS},
 };
 
 #[inline(always)]
@@ -53,7 +55,11 @@ fn deferred_copy(skb: u64) {
     let Some(uarg) = (unsafe { read::<u64>(shinfo, off.shinfo_destructor_arg) }) else {
         return;
     };
-    let Some(slot) = slot_of_uarg(uarg, off) else {
+    // A caller's ubuf_info first: it lives in no skb, so reading it as MSG_ZEROCOPY's
+    // would take whatever lies before it for an skb.
+    // SAFETY: plain data in an LRU map.
+    let caller = unsafe { CALLER_UBUFS.get(&uarg) }.copied();
+    let Some(slot) = caller.or_else(|| slot_of_uarg(uarg, off)) else {
         return;
     };
     let Some(bytes) = (unsafe { read::<u32>(skb, off.skb_data_len) }) else {

@@ -1,4 +1,4 @@
-//! The three servers and the client over loopback (127.0.0.1, port 0 only): integrity at
+//! Every mode's server and the client over loopback (127.0.0.1, port 0 only): integrity at
 //! awkward sizes, partial writes, zero-copy completion accounting, bad requests, vanishing
 //! clients and servers, and the command line. Runs are bounded by message counts or short
 //! durations; nothing here asserts speed.
@@ -129,6 +129,34 @@ fn assert_server_accounting(totals: &ServerTotals, mode: Mode, messages: u64, pa
             assert!(s.copied_sends <= s.completed_sends);
             assert!(s.copied_bytes <= s.completed_bytes);
         }
+        Mode::IoUring => {
+            assert_eq!(s.user_copy_bytes, 0);
+            assert_eq!(s.zerocopy_sends, 0);
+            assert!(s.ring_enters >= s.syscalls, "every operation was submitted");
+        }
+        Mode::IoUringZc => {
+            assert_eq!(s.user_copy_bytes, 0);
+            assert!(s.zerocopy_sends >= messages);
+            assert_eq!(s.zerocopy_bytes, s.payload_bytes + s.header_bytes);
+            // One notification per operation, each completing exactly its own bytes.
+            assert_eq!(s.completion_notifications, s.zerocopy_sends);
+            assert_eq!(s.completed_sends, s.zerocopy_sends);
+            assert_eq!(s.completed_bytes, s.zerocopy_bytes);
+            assert_eq!((s.unfinished_sends, s.unexpected_completions), (0, 0));
+            // Loopback: the local receiver makes the kernel copy every operation's pages,
+            // and REPORT_USAGE says so in every notification.
+            assert_eq!(s.copied_sends, s.completed_sends);
+            assert_eq!(s.copied_bytes, s.completed_bytes);
+        }
+        Mode::Sendfile | Mode::Splice => {
+            assert_eq!(s.user_copy_bytes, 0);
+            assert_eq!(s.zerocopy_sends, 0);
+            // Every message was generated into pages no send had referenced.
+            assert_eq!(s.generated_bytes, s.payload_bytes + s.header_bytes);
+            if mode == Mode::Splice {
+                assert!(s.vmsplice_calls >= messages);
+            }
+        }
     }
 }
 
@@ -186,6 +214,26 @@ fn zero_copy_integrity_at_all_sizes() {
 }
 
 #[test]
+fn io_uring_integrity_at_all_sizes() {
+    integrity_at_all_sizes(Mode::IoUring);
+}
+
+#[test]
+fn io_uring_zc_integrity_at_all_sizes() {
+    integrity_at_all_sizes(Mode::IoUringZc);
+}
+
+#[test]
+fn sendfile_integrity_at_all_sizes() {
+    integrity_at_all_sizes(Mode::Sendfile);
+}
+
+#[test]
+fn splice_integrity_at_all_sizes() {
+    integrity_at_all_sizes(Mode::Splice);
+}
+
+#[test]
 fn partial_writes_are_completed_in_every_mode() {
     for mode in Mode::ALL {
         // A tiny send buffer and a 1 ms send timeout make blocking sends return early with
@@ -209,24 +257,27 @@ fn partial_writes_are_completed_in_every_mode() {
 
 #[test]
 fn zero_copy_reuses_slots_only_after_completion() {
-    let mut cfg = config(Mode::ZeroCopy);
-    cfg.zero_copy = ZeroCopyConfig {
-        max_in_flight: 2,
-        max_pool_bytes: 64 * MIB,
-    };
-    let server = RunningServer::start(cfg);
-    // Hundreds of messages through two slots: each slot is restamped ~100 times. A slot
-    // reused before its completion would reach the client with a wrong stamp or CRC.
-    let report = run_client(&messages(&server.addr(), 65537, 2, 400)).expect("run");
-    assert_client_bytes(&report, 65537, 400);
-    let totals = server.stop();
-    assert_server_accounting(&totals, Mode::ZeroCopy, 400, 400 * 65537);
-    for connection in &totals.connections {
-        assert!(connection.sender.max_in_flight <= 2, "{connection:?}");
-        assert_eq!(
-            connection.sender.zerocopy_sends,
-            connection.sender.completed_sends
-        );
+    for mode in [Mode::ZeroCopy, Mode::IoUringZc] {
+        let mut cfg = config(mode);
+        cfg.zero_copy = ZeroCopyConfig {
+            max_in_flight: 2,
+            max_pool_bytes: 64 * MIB,
+        };
+        let server = RunningServer::start(cfg);
+        // Hundreds of messages through two slots: each slot is restamped ~100 times. A
+        // slot reused before its completion would reach the client with a wrong stamp or
+        // CRC.
+        let report = run_client(&messages(&server.addr(), 65537, 2, 400)).expect("run");
+        assert_client_bytes(&report, 65537, 400);
+        let totals = server.stop();
+        assert_server_accounting(&totals, mode, 400, 400 * 65537);
+        for connection in &totals.connections {
+            assert!(connection.sender.max_in_flight <= 2, "{connection:?}");
+            assert_eq!(
+                connection.sender.zerocopy_sends,
+                connection.sender.completed_sends
+            );
+        }
     }
 }
 
@@ -367,10 +418,10 @@ fn a_client_vanishing_mid_message_leaves_the_server_serving() {
             quitter.end
         );
         assert!(quitter.sender.messages < 10);
-        if mode == Mode::ZeroCopy {
+        if mode.spec().claim.completions.is_some() {
             assert_eq!(
-                quitter.sender.zerocopy_sends,
-                quitter.sender.completed_sends
+                quitter.sender.zerocopy_sends, quitter.sender.completed_sends,
+                "{mode}"
             );
         }
     }
@@ -561,6 +612,34 @@ fn cli_json_output_and_sigterm_totals() {
             "connection lacks {key}"
         );
     }
+}
+
+#[test]
+fn cli_modes_lists_the_table_and_what_this_kernel_supports() {
+    let output = Command::new(BIN)
+        .args(["modes", "--json"])
+        .output()
+        .expect("run modes");
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = json["modes"].as_array().expect("modes");
+    assert_eq!(rows.len(), Mode::ALL.len());
+    for (row, mode) in rows.iter().zip(Mode::ALL) {
+        let claim = mode.spec().claim;
+        assert_eq!(row["name"], mode.name());
+        assert_eq!(row["zerocopy_attach"], claim.zerocopy_attach);
+        assert_eq!(row["page_reference"], claim.page_reference);
+        assert_eq!(row["completions"].is_null(), claim.completions.is_none());
+        // Every mechanism exists on this kernel (shared/PLATFORM.md).
+        assert!(row["unsupported"].is_null(), "{row}");
+    }
+    let text = Command::new(BIN).arg("modes").output().expect("run modes");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text.matches("supported here").count(),
+        Mode::ALL.len(),
+        "{text}"
+    );
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn check_local_receiver(json: &Value) {
             .flatten()
             .filter_map(|c| c["kind"].as_str())
             .collect();
-        if spec.claim.zerocopy_attach && spec.claim.completions {
+        if spec.claim.zerocopy_attach && spec.claim.completions.is_some() {
             assert_eq!(m["verdict"], "degraded", "{m}");
             assert_eq!(causes, ["local_delivery"], "{m}");
             assert_eq!(

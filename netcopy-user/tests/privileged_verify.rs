@@ -37,12 +37,12 @@ fn observed(mode: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not observed: {}", site(mode, name)))
 }
 
-/// Checks one run of all three modes with `messages` messages of `size` bytes.
+/// Checks one run of every mode with `messages` messages of `size` bytes.
 fn check(size_text: &str, size: u64, messages: u64) {
     let (json, passed) = verify(size_text, messages);
     assert!(passed, "verify failed: {json:#}");
     let modes = json["modes"].as_array().expect("modes");
-    assert_eq!(modes.len(), 3);
+    assert_eq!(modes.len(), netcopy::workload::modes::MODES.len());
     let payload = size * messages;
     // Protocol bytes per run: 16-byte message headers, one 24-byte request and one
     // 16-byte reply header.
@@ -69,6 +69,7 @@ fn check(size_text: &str, size: u64, messages: u64) {
                     payload + headers + control
                 );
                 assert_eq!(observed(mode, "zerocopy_attach"), 0);
+                assert_eq!(observed(mode, "page_reference"), 0);
             }
             "one-copy" => {
                 assert_eq!(mode["verdict"], "match", "{mode:#}");
@@ -92,6 +93,43 @@ fn check(size_text: &str, size: u64, messages: u64) {
                     .as_str()
                     .unwrap()
                     .contains("did NOT avoid the copy"));
+            }
+            "io-uring" => {
+                // One-copy's sendmsg through a ring: io_uring reaches tcp_sendmsg_locked
+                // without the sendmsg system call, and the probes see it as the server's.
+                assert_eq!(mode["verdict"], "match", "{mode:#}");
+                assert_eq!(observed(mode, "user_copy"), 0);
+                assert_eq!(
+                    observed(mode, "kernel_send_copy"),
+                    payload + headers + control
+                );
+                assert_eq!(observed(mode, "zerocopy_attach"), 0);
+                assert_eq!(observed(mode, "page_reference"), 0);
+            }
+            "io-uring-zc" => {
+                assert_eq!(observed(mode, "user_copy"), 0);
+                assert_eq!(observed(mode, "kernel_send_copy"), control);
+                assert_eq!(observed(mode, "zerocopy_attach"), payload + headers);
+                assert_eq!(observed(mode, "page_reference"), 0);
+                assert_eq!(observed(mode, "zerocopy_completions"), payload + headers);
+                assert_eq!(site(mode, "zerocopy_completions")["source"], "reported");
+                // Loopback: copied after all, and every notification says so.
+                assert_eq!(mode["verdict"], "degraded", "{mode:#}");
+                assert_eq!(observed(mode, "deferred_copy"), payload + headers);
+                assert!(mode["findings"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("IORING_NOTIF_USAGE_ZC_COPIED"));
+            }
+            "sendfile" | "splice" => {
+                // Page references all the way: no copy on the send path, and nothing
+                // copied after it (spliced pages are not zero-copy pages to orphan).
+                assert_eq!(mode["verdict"], "match", "{mode:#}");
+                assert_eq!(observed(mode, "user_copy"), 0);
+                assert_eq!(observed(mode, "kernel_send_copy"), control);
+                assert_eq!(observed(mode, "zerocopy_attach"), 0);
+                assert_eq!(observed(mode, "page_reference"), payload + headers);
+                assert_eq!(observed(mode, "deferred_copy"), 0);
             }
             other => panic!("unknown mode {other}"),
         }

@@ -603,6 +603,54 @@ fn locate_netcopy(args: &VmTestArgs) -> Result<PathBuf> {
     crate::build::build_all()
 }
 
+/// The names of the send modes whose row of `netcopy modes --json` satisfies `wanted`, in
+/// the table's order: the VM stages pick modes by their claims, never by name (the mode
+/// table is the one place that names them).
+pub fn modes_where(
+    netcopy: &Path,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<String>> {
+    let output = Command::new(netcopy)
+        .args(["modes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} modes --json", netcopy.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} modes --json` failed ({}): {}",
+            netcopy.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("`netcopy modes --json` printed no JSON")?;
+    Ok(json["modes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| wanted(m))
+        .filter_map(|m| m["name"].as_str().map(String::from))
+        .collect())
+}
+
+/// The mode the traced verify runs: the bench's peer, whose claim is the one the trace
+/// check counts on (one sendmsg per message, its bytes copied by the kernel).
+fn traced_mode(netcopy: &Path) -> Result<String> {
+    modes_where(netcopy, |m| {
+        m["bench_peer"] == true
+            && m["kernel_send_copy"] == true
+            && m["user_copy"] == false
+            && m["completions"].is_null()
+    })?
+    .into_iter()
+    .next()
+    .context(
+        "the mode table has no bench peer that copies in the kernel without a user copy or \
+         completions, which the traced verify checks",
+    )
+}
+
 /// The commands `vm-test` runs for these arguments.
 fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestCommand>> {
     let mut commands: Vec<GuestCommand> = if args.run.is_empty() {
@@ -614,15 +662,10 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
                 );
             }
         }
-        // The plain sendmsg mode: one sendmsg per message, the simplest exact trace.
-        let traced = modes_where(netcopy, |m| m["bench_peer"] == true)?
-            .into_iter()
-            .next()
-            .context("`netcopy modes` lists no bench_peer mode to trace")?;
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
-            traced_verify(&traced),
+            traced_verify(&traced_mode(netcopy)?),
         ]
     } else {
         args.run
@@ -641,33 +684,6 @@ fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestComman
 const TRACED_MESSAGES: u64 = 4;
 /// Their payload size.
 const TRACED_SIZE: u64 = 65536;
-
-/// The names of the modes whose row in `netcopy modes --json` satisfies `pick`: xtask
-/// names no mode itself, it asks the binary's mode table.
-pub fn modes_where(
-    netcopy: &Path,
-    pick: impl Fn(&serde_json::Value) -> bool,
-) -> Result<Vec<String>> {
-    let out = Command::new(netcopy)
-        .args(["modes", "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} modes --json", netcopy.display()))?;
-    if !out.status.success() {
-        bail!(
-            "`{} modes --json` failed: {}",
-            netcopy.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .context("`netcopy modes --json` is not a JSON array")?;
-    Ok(rows
-        .iter()
-        .filter(|row| pick(row))
-        .filter_map(|row| row["name"].as_str().map(str::to_string))
-        .collect())
-}
 
 /// `netcopy trace` of a `netcopy verify` of `mode` (the plain sendmsg one): the syscall
 /// tracer's programs must load and record on the guest kernel too (its verifier is older
@@ -910,7 +926,7 @@ fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     }
     check_traced_verify(&traced.stdout)?;
     println!(
-        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the one-copy server recorded \
+        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the traced server recorded \
          exactly, nothing lost"
     );
     Ok(())

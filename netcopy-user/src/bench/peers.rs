@@ -225,7 +225,7 @@ fn compare_with_iperf3(
 /// Facts about our side of one comparison worth knowing beside its figures.
 fn notes(plan: &PeerPlan, completed: u64, copied: u64) -> Vec<String> {
     let mut notes = Vec::new();
-    if plan.mode.spec().claim.completions && completed > 0 {
+    if plan.mode.spec().claim.completions.is_some() && completed > 0 {
         notes.push(format!(
             "netcopy {}: {:.1}% of the completed bytes were flagged \
              SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pages after all)",

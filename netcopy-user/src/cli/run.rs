@@ -18,16 +18,35 @@ use crate::{
 /// `--modes` when not given: the modes the mode table puts in the default sweep.
 static DEFAULT_MODES: LazyLock<String> = LazyLock::new(default_sweep_names);
 
+/// One entry of `--modes`: a mode of the table, or every one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ModeArg {
+    All,
+    One(Mode),
+}
+
+fn mode_arg(text: &str) -> Result<ModeArg, String> {
+    if text == "all" {
+        return Ok(ModeArg::All);
+    }
+    <Mode as clap::ValueEnum>::from_str(text, false)
+        .map(ModeArg::One)
+        .map_err(|_| {
+            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown mode {text:?}: one of all, {}", names.join(", "))
+        })
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Modes to measure, comma-separated.
+    /// Modes to measure, comma-separated; `all` for every mode of the table.
     #[arg(
         long,
-        value_enum,
         value_delimiter = ',',
+        value_parser = mode_arg,
         default_value = DEFAULT_MODES.as_str()
     )]
-    modes: Vec<Mode>,
+    modes: Vec<ModeArg>,
     /// Message sizes, comma-separated (K/M are binary units).
     #[arg(long, value_delimiter = ',', value_parser = size_arg, default_value = "1K,4K,16K,64K,256K,1M")]
     sizes: Vec<u64>,
@@ -66,8 +85,20 @@ impl RunArgs {
                 self.duration,
             )
         };
+        let mut modes: Vec<Mode> = Vec::new();
+        for arg in &self.modes {
+            let named = match *arg {
+                ModeArg::All => Mode::ALL.to_vec(),
+                ModeArg::One(mode) => vec![mode],
+            };
+            for mode in named {
+                if !modes.contains(&mode) {
+                    modes.push(mode);
+                }
+            }
+        }
         RunConfig {
-            modes: self.modes.clone(),
+            modes,
             sizes,
             threads,
             repeat: self.repeat,
@@ -136,5 +167,15 @@ mod tests {
             .map(|s| s.mode)
             .collect();
         assert_eq!(args.config().modes, expected);
+    }
+
+    #[test]
+    fn all_means_every_mode_of_the_table_once() {
+        let args = Command::parse_from(["netcopy-run", "--modes", "one-copy,all"]).run;
+        let modes = args.config().modes;
+        assert_eq!(modes[0], Mode::OneCopy);
+        assert_eq!(modes.len(), Mode::ALL.len());
+        assert!(Mode::ALL.iter().all(|m| modes.contains(m)));
+        assert!(Command::try_parse_from(["netcopy-run", "--modes", "three-copy"]).is_err());
     }
 }

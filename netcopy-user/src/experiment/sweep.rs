@@ -21,7 +21,7 @@ use crate::{
     experiment::verify,
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
     kernel::{CopyProbes, LoadOptions},
-    ledger::{self, CLIENT_SLOT, SERVER_SLOT},
+    ledger::{self, Verdict, CLIENT_SLOT, SERVER_SLOT},
     trace::{self, SyscallTracer},
     util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
@@ -73,14 +73,30 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
     for &mode in &config.modes {
         let ledger = verify::verify_mode(&mut probes, mode, VERIFY_SIZE, VERIFY_MESSAGES)
             .with_context(|| format!("verifying {mode}"))?;
-        eprintln!("verify {mode}: {:?}", ledger.verdict);
+        match ledger.verdict {
+            Verdict::Unsupported => eprintln!(
+                "verify {mode}: {}; its cells are skipped",
+                ledger
+                    .findings
+                    .first()
+                    .map_or("not supported", |f| f.as_str())
+            ),
+            verdict => eprintln!("verify {mode}: {verdict:?}"),
+        }
         results.verification.push(ledger);
     }
     write_results(dir, &results)?;
 
+    // A mode this kernel cannot run has its verification say why, and no cells.
+    let measured: Vec<Mode> = results
+        .verification
+        .iter()
+        .filter(|l| l.verdict != Verdict::Unsupported)
+        .map(|l| l.mode)
+        .collect();
     let cells: Vec<(Mode, u64, usize, u32)> = (0..config.repeat)
         .flat_map(|r| {
-            config.modes.iter().flat_map(move |&m| {
+            measured.iter().flat_map(move |&m| {
                 config
                     .sizes
                     .iter()

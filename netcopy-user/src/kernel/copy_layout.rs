@@ -84,6 +84,10 @@ impl CopyLayout {
             Layout::SendDecision,
             (|| {
                 o.msghdr_msg_flags = btf.member_offset("msghdr", "msg_flags")?;
+                // Linux >= 6.0 (io_uring SEND_ZC); before it, no caller brings a ubuf_info.
+                o.msghdr_msg_ubuf = btf
+                    .member_offset("msghdr", "msg_ubuf")
+                    .unwrap_or(OFFSET_UNKNOWN);
                 // Newer kernels keep sk_flags in sock_common (#define sk_flags
                 // __sk_common.skc_flags); older ones have it in struct sock.
                 o.sock_sk_flags = btf.member_offset("sock", "sk_flags").or_else(|_| {

@@ -34,8 +34,12 @@ impl Source {
 pub enum KernelEvent {
     /// New processes forked by a followed process join its filter slot.
     ForkFollow,
-    /// Payload entering the kernel on a TCP send: copied, or pinned (MSG_ZEROCOPY).
+    /// Payload entering the kernel on a TCP send: copied, pinned (MSG_ZEROCOPY, io_uring
+    /// SEND_ZC), or referenced (MSG_SPLICE_PAGES: splice and sendfile on Linux >= 6.5).
     SendPath,
+    /// Splice and sendfile on Linux < 6.5, which attach page references to TCP through
+    /// `do_tcp_sendpages`, not `tcp_sendmsg_locked`.
+    SendPages,
     /// Pages of a zero-copy send that the kernel copied after all.
     DeferredCopy,
     /// Zero-copy completion notifications, and whether their pages were copied.
@@ -55,6 +59,7 @@ impl KernelEvent {
         match self {
             KernelEvent::ForkFollow => "fork-follow",
             KernelEvent::SendPath => "send-path",
+            KernelEvent::SendPages => "send-pages",
             KernelEvent::DeferredCopy => "deferred-copy",
             KernelEvent::Completion => "completion",
             KernelEvent::RecvCopy => "recv-copy",
@@ -276,6 +281,7 @@ pub const PROBES: &[ProbeDecl] = &[
                 sources: &[
                     site(CopySite::KernelSendCopy, Source::Inferred),
                     site(CopySite::ZeroCopyAttach, Source::Observed),
+                    site(CopySite::PageReference, Source::Inferred),
                 ],
                 programs: &[
                     program(
@@ -299,6 +305,7 @@ pub const PROBES: &[ProbeDecl] = &[
                 sources: &[
                     site(CopySite::KernelSendCopy, Source::Inferred),
                     site(CopySite::ZeroCopyAttach, Source::Observed),
+                    site(CopySite::PageReference, Source::Inferred),
                 ],
                 programs: &[
                     program(
@@ -317,11 +324,12 @@ pub const PROBES: &[ProbeDecl] = &[
                 needs: &[Layout::SendDecision],
             },
             Strategy {
-                label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, route SG) + tp_btf sock_send_length",
+                label: "tp_btf tcp_sendmsg_locked (msg_flags, SOCK_ZEROCOPY, msg_ubuf, route SG) + tp_btf sock_send_length",
                 kind: HookKind::TpBtf,
                 sources: &[
                     site(CopySite::KernelSendCopy, Source::Inferred),
                     site(CopySite::ZeroCopyAttach, Source::Inferred),
+                    site(CopySite::PageReference, Source::Inferred),
                 ],
                 programs: &[
                     program(
@@ -336,6 +344,33 @@ pub const PROBES: &[ProbeDecl] = &[
                     ),
                 ],
                 needs: &[Layout::SendDecision],
+            },
+        ],
+    },
+    ProbeDecl {
+        event: KernelEvent::SendPages,
+        // Linux < 6.5 only: the function went away when splice moved to MSG_SPLICE_PAGES,
+        // which the send path sees, so a newer kernel simply has no strategy here.
+        strategies: &[
+            Strategy {
+                label: "fexit do_tcp_sendpages",
+                kind: HookKind::Fentry,
+                sources: &[site(CopySite::PageReference, Source::Observed)],
+                programs: &[program(
+                    "netcopy_send_pages_fexit",
+                    AttachPoint::Fexit { function: "do_tcp_sendpages" },
+                )],
+                needs: &[],
+            },
+            Strategy {
+                label: "kretprobe do_tcp_sendpages",
+                kind: HookKind::Kprobe,
+                sources: &[site(CopySite::PageReference, Source::Observed)],
+                programs: &[program(
+                    "netcopy_send_pages_kretprobe",
+                    AttachPoint::Kretprobe { function: "do_tcp_sendpages" },
+                )],
+                needs: &[],
             },
         ],
     },

@@ -13,7 +13,7 @@ use crate::{
         plan::{AttachPlan, Source},
         CopyCounts,
     },
-    workload::modes::{Mode, SenderStats},
+    workload::modes::{Completions, Mode, SenderStats},
     workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
 use causes::CopyCause;
@@ -23,10 +23,11 @@ use sides::{KernelSide, Role};
 /// The sites a ledger has a line for, in the order every table lists them. Completions
 /// the kernel flagged copied are no line of their own: they are counted within
 /// `zerocopy_completions`, and the deferred copy's line says what they mean.
-pub const SITES: [CopySite; 6] = [
+pub const SITES: [CopySite; 7] = [
     CopySite::UserCopy,
     CopySite::KernelSendCopy,
     CopySite::ZeroCopyAttach,
+    CopySite::PageReference,
     CopySite::DeferredCopy,
     CopySite::ZeroCopyCompletion,
     CopySite::KernelRecvCopy,
@@ -130,6 +131,9 @@ pub enum Verdict {
     Degraded,
     /// A difference nothing explains.
     Mismatch,
+    /// The mode cannot run on this kernel (its row's `available` check failed, the first
+    /// finding says why): nothing was measured, and nothing is wrong with what was.
+    Unsupported,
 }
 
 /// The ledger of one mode's run.
@@ -144,7 +148,7 @@ pub struct ModeLedger {
     pub findings: Vec<String>,
     /// For a mode the kernel reports completions to: what the reports said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completions: Option<Completions>,
+    pub completions: Option<CompletionReports>,
     /// Why the kernel copied what the mode claims it would not (empty when it did not, or
     /// when no path facts were gathered).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -153,7 +157,7 @@ pub struct ModeLedger {
 
 /// The kernel's completion reports of one run, as the sender read them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Completions {
+pub struct CompletionReports {
     pub notifications: u64,
     pub completed_sends: u64,
     /// Completed sends the kernel flagged as copied (SO_EE_CODE_ZEROCOPY_COPIED, or the
@@ -185,10 +189,26 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
             (payload, msg_hdr + control)
         }
         CopySite::ZeroCopyAttach => claimed(claim.zerocopy_attach),
+        CopySite::PageReference => claimed(claim.page_reference),
         // The claim of every mode: nothing is copied after the send.
         CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
-        CopySite::ZeroCopyCompletion => claimed(claim.completions),
+        CopySite::ZeroCopyCompletion => claimed(claim.completions.is_some()),
         CopySite::KernelRecvCopy => (payload, msg_hdr + control),
+    }
+}
+
+impl ModeLedger {
+    /// The ledger of a mode this kernel cannot run, with why.
+    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+        ModeLedger {
+            mode,
+            verdict: Verdict::Unsupported,
+            workload: Workload::default(),
+            sites: std::collections::BTreeMap::new(),
+            findings: vec![format!("not supported by this kernel: {why}")],
+            completions: None,
+            causes: Vec::new(),
+        }
     }
 }
 
@@ -242,7 +262,7 @@ pub fn build_from_sides(
         workload,
         sites,
         findings,
-        completions: mode.spec().claim.completions.then_some(Completions {
+        completions: mode.spec().claim.completions.map(|_| CompletionReports {
             notifications: sender.completion_notifications,
             completed_sends: sender.completed_sends,
             copied_sends: sender.copied_sends,
@@ -332,6 +352,10 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
             .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
         CopySite::ZeroCopyAttach => from_probe(sides, CopySite::ZeroCopyAttach)
             .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
+        // Linux < 6.5 sends spliced pages through do_tcp_sendpages, which has a probe of
+        // its own; newer kernels through the send path (the sides try both).
+        CopySite::PageReference => from_probe(sides, CopySite::PageReference)
+            .unwrap_or_else(|| unavailable("no send-path probe on this kernel")),
         CopySite::DeferredCopy => {
             if let Some(obs) = from_probe(sides, CopySite::DeferredCopy) {
                 return obs;
@@ -353,8 +377,10 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
                 FigureSource::Reported,
                 format!(
                     "skb_copy_ubufs not probe-able here; bytes of the {} of {} sends whose \
-                     completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED",
-                    sender.copied_sends, sender.completed_sends
+                     completions the kernel flagged {}",
+                    sender.copied_sends,
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
                 sender_hosts,
             )
@@ -363,8 +389,33 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
             unavailable("no line of the ledger: counted within zerocopy_completions")
         }
         CopySite::ZeroCopyCompletion => {
-            if let Some(obs) = from_probe(sides, CopySite::ZeroCopyCompletion) {
+            // The completion probes watch MSG_ZEROCOPY's callback; io_uring's notifications
+            // come from a callback of its own, and count as the sender read them.
+            let probed = mode.spec().claim.completions != Some(Completions::Ring);
+            if let Some(obs) = probed
+                .then(|| from_probe(sides, CopySite::ZeroCopyCompletion))
+                .flatten()
+            {
                 return obs;
+            }
+            if mode.spec().claim.completions == Some(Completions::Ring) {
+                return (
+                    Some(if sender.completed_sends == sender.zerocopy_sends {
+                        sender.zerocopy_bytes
+                    } else {
+                        0
+                    }),
+                    Some(sender.completion_notifications),
+                    FigureSource::Reported,
+                    format!(
+                        "io_uring notification CQEs read by the sender: {} completing {} of {} \
+                         operations (bytes counted only when every operation was notified)",
+                        sender.completion_notifications,
+                        sender.completed_sends,
+                        sender.zerocopy_sends
+                    ),
+                    sender_hosts,
+                );
             }
             (
                 Some(if sender.completed_sends == sender.zerocopy_sends {
@@ -387,6 +438,14 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
     }
 }
 
+/// The flag with which the kernel tells `mode`'s sender that it copied after all.
+fn copied_flag(mode: Mode) -> &'static str {
+    match mode.spec().claim.completions {
+        Some(Completions::Ring) => "IORING_NOTIF_USAGE_ZC_COPIED",
+        _ => "SO_EE_CODE_ZEROCOPY_COPIED",
+    }
+}
+
 fn judge(
     mode: Mode,
     sites: &std::collections::BTreeMap<String, SiteFigure>,
@@ -396,7 +455,7 @@ fn judge(
     let mut unexplained = Vec::new();
     let mut degraded = false;
     // Only a mode that gets completions can hear from the kernel that it copied after all.
-    let reported_by_kernel = mode.spec().claim.completions && sender.copied_sends > 0;
+    let reported_by_kernel = mode.spec().claim.completions.is_some() && sender.copied_sends > 0;
     for site in SITES {
         let fig = &sites[site.name()];
         let Some(observed) = fig.observed_bytes else {
@@ -420,12 +479,12 @@ fn judge(
                 0,
                 format!(
                     "zero-copy did NOT avoid the copy: the kernel copied {observed} bytes after \
-                     the send ({}: {}), and flagged {} of {} completed sends \
-                     SO_EE_CODE_ZEROCOPY_COPIED",
+                     the send ({}: {}), and flagged {} of {} completed sends {}",
                     fig.source.name(),
                     fig.how,
                     sender.copied_sends,
-                    sender.completed_sends
+                    sender.completed_sends,
+                    copied_flag(mode)
                 ),
             );
             continue;

@@ -58,17 +58,20 @@ pub struct KernelSide {
     pub probes: BTreeMap<String, ProbeCount>,
 }
 
-/// The event whose probe counts `site`.
-fn event_of(site: CopySite) -> Option<KernelEvent> {
-    Some(match site {
-        CopySite::KernelSendCopy | CopySite::ZeroCopyAttach => KernelEvent::SendPath,
-        CopySite::DeferredCopy => KernelEvent::DeferredCopy,
+/// The events whose probes can count `site`; the first whose chosen strategy counts it
+/// wins: pages referenced by splice/sendfile reach `do_tcp_sendpages` on Linux < 6.5 and
+/// the send path after.
+fn events_of(site: CopySite) -> &'static [KernelEvent] {
+    match site {
+        CopySite::KernelSendCopy | CopySite::ZeroCopyAttach => &[KernelEvent::SendPath],
+        CopySite::PageReference => &[KernelEvent::SendPages, KernelEvent::SendPath],
+        CopySite::DeferredCopy => &[KernelEvent::DeferredCopy],
         CopySite::ZeroCopyCompletion | CopySite::ZeroCopyCompletionCopied => {
-            KernelEvent::Completion
+            &[KernelEvent::Completion]
         }
-        CopySite::KernelRecvCopy => KernelEvent::RecvCopy,
-        CopySite::UserCopy => return None,
-    })
+        CopySite::KernelRecvCopy => &[KernelEvent::RecvCopy],
+        CopySite::UserCopy => &[],
+    }
 }
 
 impl KernelSide {
@@ -82,13 +85,11 @@ impl KernelSide {
     ) -> KernelSide {
         let mut probes = BTreeMap::new();
         for site in CopySite::ALL {
-            let Some(event) = event_of(site) else {
-                continue;
-            };
-            let Some(chosen) = plan.get(event).and_then(|e| e.chosen.as_ref()) else {
-                continue;
-            };
-            let Some(source) = chosen.source_of(site) else {
+            let found = events_of(site).iter().find_map(|event| {
+                let chosen = plan.get(*event)?.chosen.as_ref()?;
+                Some((chosen, chosen.source_of(site)?))
+            });
+            let Some((chosen, source)) = found else {
                 continue;
             };
             let (mut bytes, mut calls) = (0, 0);

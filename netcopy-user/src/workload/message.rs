@@ -358,8 +358,42 @@ impl ComplexMessage {
                 field[..STAMP_LEN].copy_from_slice(&stamp);
             }
         }
-        self.crc = self.stamp_operator.apply(crc32c::crc32c(&stamp)) ^ self.crc_constant;
+        self.crc = self.crc_of_stamp(seq);
         self.seq = Some(seq);
+    }
+
+    /// The payload CRC of this message stamped with `seq`.
+    fn crc_of_stamp(&self, seq: u64) -> u32 {
+        self.stamp_operator.apply(crc32c::crc32c(&stamp_bytes(seq))) ^ self.crc_constant
+    }
+
+    /// Length of each field, in wire order.
+    pub(crate) fn field_lens(&self) -> [usize; FIELD_COUNT] {
+        self.layout.lens
+    }
+
+    /// Writes this message's fields, stamped with `seq`, into `out` (one buffer per field,
+    /// each exactly [`ComplexMessage::field_lens`] long) by generating the content afresh,
+    /// never by copying this message's own fields, and returns the payload CRC.
+    ///
+    /// For senders that hand the kernel page references with no word of when it lets go
+    /// (splice, sendfile): they can never restamp a buffer the kernel may still read, so
+    /// each message is produced in fresh pages, as a program producing new data would,
+    /// and no user-space copy of the payload is made.
+    pub(crate) fn generate_into(&self, seq: u64, out: [&mut [u8]; FIELD_COUNT]) -> u32 {
+        let stamp = stamp_bytes(seq);
+        for (i, field) in out.into_iter().enumerate() {
+            assert_eq!(
+                field.len(),
+                self.layout.lens[i],
+                "field {i} of a generated message has the wrong length"
+            );
+            fill_printable(field, self.layout.size as u64, i);
+            if self.layout.is_stamped(i) {
+                field[..STAMP_LEN].copy_from_slice(&stamp);
+            }
+        }
+        self.crc_of_stamp(seq)
     }
 
     /// The payload as one contiguous buffer (tests only: this is a copy).
@@ -502,6 +536,26 @@ mod tests {
         tiny.stamp(5);
         assert_eq!(tiny.layout().stamp_offsets().count(), 0);
         assert_eq!(tiny.to_payload(), before);
+    }
+
+    #[test]
+    fn generated_fields_equal_the_stamped_message() {
+        for size in SIZES.into_iter().take(12) {
+            let mut message = ComplexMessage::new(size).unwrap();
+            let lens = message.field_lens();
+            let mut buffers: Vec<Vec<u8>> = lens.iter().map(|&len| vec![0u8; len]).collect();
+            let mut rest = buffers.as_mut_slice();
+            let out: [&mut [u8]; FIELD_COUNT] = std::array::from_fn(|_| {
+                let (first, tail) = std::mem::take(&mut rest).split_first_mut().unwrap();
+                rest = tail;
+                first.as_mut_slice()
+            });
+            let crc = message.generate_into(4242, out);
+            message.stamp(4242);
+            assert_eq!(buffers.concat(), message.to_payload(), "size {size}");
+            assert_eq!(crc, message.crc(), "size {size}");
+            assert_eq!(crc, crc32c::crc32c(&buffers.concat()), "size {size}");
+        }
     }
 
     #[test]

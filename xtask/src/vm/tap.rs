@@ -112,21 +112,31 @@ struct RemoteVerify {
 }
 
 impl RemoteVerify {
-    /// The verified modes, each as verify's JSON gives it.
-    fn modes(&self) -> Vec<&serde_json::Value> {
+    /// The ledger of `mode`, the MSG_ZEROCOPY mode verified.
+    fn zero_copy(&self, mode: &str) -> Result<&serde_json::Value> {
         self.json["modes"]
             .as_array()
             .into_iter()
             .flatten()
-            .collect()
+            .find(|m| m["mode"] == mode)
+            .with_context(|| format!("the remote verify reported no {mode} mode"))
     }
+}
+
+/// The mode the stage verifies: MSG_ZEROCOPY, the one with error-queue completions (the
+/// mode table names it; this stage picks it by its claim).
+fn zero_copy_mode(netcopy: &Path) -> Result<String> {
+    super::modes_where(netcopy, |m| m["completions"] == "error_queue")?
+        .into_iter()
+        .next()
+        .context("the mode table has no mode with error-queue (MSG_ZEROCOPY) completions")
 }
 
 fn remote_verify(
     ns: &StageNetns,
     netcopy: &Path,
     token: &Path,
-    modes: &[String],
+    mode: &str,
     tap: bool,
 ) -> Result<RemoteVerify> {
     let mut c = ns.command(netcopy);
@@ -134,11 +144,8 @@ fn remote_verify(
         .arg("--token-file")
         .arg(token)
         // The guest boots while we start: wait for its agent.
-        .args(["--remote-wait", "180s", "--size", SIZE]);
-    for mode in modes {
-        c.args(["--mode", mode]);
-    }
-    c.args(["--messages", &MESSAGES.to_string(), "--json"]);
+        .args(["--remote-wait", "180s", "--mode", mode, "--size", SIZE])
+        .args(["--messages", &MESSAGES.to_string(), "--json"]);
     if tap {
         c.arg("--packet-tap");
     }
@@ -191,20 +198,13 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
             "2".into(),
         ]),
     ];
-    // Every mode that claims to attach pages and report completions: MSG_ZEROCOPY, and
-    // the io_uring zero-copy send where the binary has it.
-    let zero_copy = super::modes_where(netcopy, |m| {
-        m["claim"]["zerocopy_attach"] == true && m["claim"]["completions"] == true
-    })?;
-    if zero_copy.is_empty() {
-        bail!("`netcopy modes` lists no zero-copy mode to verify over the tap");
-    }
     let guest_netcopy = netcopy.to_path_buf();
     let guest = thread::spawn(move || run_in_guest(&guest_netcopy, &commands, &opts));
 
-    let plain = remote_verify(&ns, netcopy, &token_path, &zero_copy, false);
+    let mode = zero_copy_mode(netcopy)?;
+    let plain = remote_verify(&ns, netcopy, &token_path, &mode, false);
     let tapped = match &plain {
-        Ok(_) => remote_verify(&ns, netcopy, &token_path, &zero_copy, true),
+        Ok(_) => remote_verify(&ns, netcopy, &token_path, &mode, true),
         Err(_) => Err(anyhow::anyhow!("not run: the first remote verify failed")),
     };
     let outcome = guest
@@ -212,10 +212,11 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?;
     let _ = fs::remove_file(&token_path);
     drop(ns);
-    judge(plain, tapped, outcome)
+    judge(&mode, plain, tapped, outcome)
 }
 
 fn judge(
+    mode: &str,
     plain: Result<RemoteVerify>,
     tapped: Result<RemoteVerify>,
     outcome: Result<GuestOutcome>,
@@ -231,49 +232,43 @@ fn judge(
         }
     }
     let plain = plain.context("zero-copy from the guest over the tap")?;
-    for m in plain.modes() {
-        let copied = &m["completions"]["copied_sends"];
-        println!(
-            "vm-test: tap stage: {} {} ({} of {} completed sends flagged copied)",
-            m["mode"].as_str().unwrap_or("?"),
-            m["verdict"].as_str().unwrap_or("?"),
-            copied,
-            m["completions"]["completed_sends"]
+    let zc = plain.zero_copy(mode)?;
+    let copied = &zc["completions"]["copied_sends"];
+    println!(
+        "vm-test: tap stage: zero-copy {} ({} of {} completed sends flagged copied)",
+        zc["verdict"].as_str().unwrap_or("?"),
+        copied,
+        zc["completions"]["completed_sends"]
+    );
+    if zc["verdict"] != "match" || copied != 0 {
+        bail!(
+            "zero-copy over the tap must be `match` with no completion flagged copied; \
+             verify said: {}",
+            serde_json::to_string_pretty(zc).unwrap_or_default()
         );
-        if m["verdict"] != "match" || copied != 0 {
-            bail!(
-                "{} over the tap must be `match` with no completion flagged copied; verify \
-                 said: {}",
-                m["mode"],
-                serde_json::to_string_pretty(m).unwrap_or_default()
-            );
-        }
     }
     if !plain.output.status.success() {
         bail!("`netcopy verify --remote` exited {}", plain.output.status);
     }
     let tapped = tapped.context("zero-copy with a packet socket on the guest's NIC")?;
-    for m in tapped.modes() {
-        let causes: Vec<&str> = m["causes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["kind"].as_str())
-            .collect();
-        println!(
-            "vm-test: tap stage: with a packet socket, {} {} (causes: {})",
-            m["mode"].as_str().unwrap_or("?"),
-            m["verdict"].as_str().unwrap_or("?"),
-            causes.join(", ")
+    let zc = tapped.zero_copy(mode)?;
+    let causes: Vec<&str> = zc["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    println!(
+        "vm-test: tap stage: with a packet socket, zero-copy {} (causes: {})",
+        zc["verdict"].as_str().unwrap_or("?"),
+        causes.join(", ")
+    );
+    if zc["verdict"] != "degraded" || !causes.contains(&"packet_socket") {
+        bail!(
+            "with a packet socket open on the guest's NIC, zero-copy must be `degraded` with \
+             the packet socket as its cause; verify said: {}",
+            serde_json::to_string_pretty(zc).unwrap_or_default()
         );
-        if m["verdict"] != "degraded" || !causes.contains(&"packet_socket") {
-            bail!(
-                "with a packet socket open on the guest's NIC, {} must be `degraded` with the \
-                 packet socket as its cause; verify said: {}",
-                m["mode"],
-                serde_json::to_string_pretty(m).unwrap_or_default()
-            );
-        }
     }
     let agent = outcome
         .commands

@@ -219,9 +219,9 @@ pub(super) fn answers(results: &Results, a: &Inputs<'_>) -> Vec<Answer> {
             .to_string(),
     });
 
-    // Does zero-copy reduce CPU per byte here? Asked of each mode that claims no copy,
-    // against the modes it challenges.
-    for spec in study::zero_copy_modes() {
+    // Does zero-copy reduce CPU per byte here? Asked of each mode of the run that claims
+    // no copy, against the modes it challenges.
+    for spec in study::zero_copy_modes().filter(|s| results.config.modes.contains(&s.mode)) {
         out.push(zero_copy_cpu_answer(a, spec, threads));
     }
 

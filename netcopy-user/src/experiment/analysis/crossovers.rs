@@ -314,6 +314,11 @@ mod tests {
                 (Mode::OneCopy, Mode::TwoCopy),
                 (Mode::ZeroCopy, Mode::TwoCopy),
                 (Mode::ZeroCopy, Mode::OneCopy),
+                (Mode::IoUring, Mode::OneCopy),
+                (Mode::IoUringZc, Mode::IoUring),
+                (Mode::IoUringZc, Mode::ZeroCopy),
+                (Mode::Sendfile, Mode::OneCopy),
+                (Mode::Splice, Mode::OneCopy),
             ]
         );
     }

@@ -35,6 +35,7 @@ pub(crate) enum FindingKind {
     ZeroCopyCopied,
     VerificationDegraded,
     VerificationMismatch,
+    VerificationUnsupported,
     IntegrityErrors,
     NonMonotonicThroughput,
     HighVariance,
@@ -61,7 +62,7 @@ fn group_label(g: &Group) -> String {
 /// The modes whose kernel reports each send's completion, saying whether it copied the
 /// pages after all (MSG_ZEROCOPY): the ones a "copied" finding can be about.
 pub(crate) fn completion_modes() -> impl Iterator<Item = &'static ModeSpec> {
-    MODES.iter().filter(|s| s.claim.completions)
+    MODES.iter().filter(|s| s.claim.completions.is_some())
 }
 
 /// Flags what a reader must know, most important first.
@@ -149,6 +150,19 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
                         .first()
                         .cloned()
                         .unwrap_or_else(|| "no finding recorded".to_string())
+                ),
+            ),
+            Verdict::Unsupported => push(
+                FindingKind::VerificationUnsupported,
+                Severity::Note,
+                format!(
+                    "{} was not measured: {}",
+                    ledger.mode,
+                    ledger
+                        .findings
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "not supported by this kernel".to_string())
                 ),
             ),
             Verdict::Mismatch => push(

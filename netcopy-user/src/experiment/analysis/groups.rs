@@ -80,11 +80,14 @@ pub(crate) struct Group {
     pub(crate) zerocopy: ZeroCopyFigures,
 }
 
-/// The site names in ledger order, then any other name the cells carry.
+/// The site names the cells carry, in ledger order, then any other name they carry (a
+/// site newer than the run, such as page_reference in a run from before it, is left out).
 pub(crate) fn site_names(results: &Results) -> Vec<String> {
+    let carried = |name: &str| results.cells.iter().any(|c| c.copies.contains_key(name));
     let mut names: Vec<String> = crate::ledger::SITES
         .iter()
         .map(|s| s.name().to_string())
+        .filter(|name| results.cells.is_empty() || carried(name))
         .collect();
     let extra: BTreeSet<&String> = results
         .cells

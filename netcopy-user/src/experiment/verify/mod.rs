@@ -59,7 +59,8 @@ pub struct VerifyPlan {
 }
 
 impl Verification {
-    /// Exit 0 when every mode matches or is degraded in a way the kernel reported.
+    /// Exit 0 when every mode matches, is degraded in a way the kernel reported, or cannot
+    /// run on this kernel.
     pub fn passed(&self) -> bool {
         self.modes.iter().all(|m| m.verdict != Verdict::Mismatch)
     }
@@ -135,6 +136,13 @@ fn verify_on(
     packet_tap: bool,
     stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
+    // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
+    // the agent's kernel decides: its server refuses to start, with why.)
+    if !matches!(ends, Ends::Remote(_)) {
+        if let Err(why) = (mode.spec().available)() {
+            return Ok(ModeLedger::unsupported(mode, &why));
+        }
+    }
     let own_pid = std::process::id();
     let phase = ends.start(probes, mode, size, packet_tap)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
@@ -201,6 +209,7 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Match => "MATCH",
         Verdict::Degraded => "DEGRADED",
         Verdict::Mismatch => "MISMATCH",
+        Verdict::Unsupported => "NOT SUPPORTED BY THIS KERNEL",
     }
 }
 
@@ -208,6 +217,14 @@ fn verdict_word(v: Verdict) -> &'static str {
 pub fn render(v: &Verification) -> String {
     let mut out = format!("kernel {}; {}\n", v.kernel, v.topology);
     for m in &v.modes {
+        if m.verdict == Verdict::Unsupported {
+            out.push_str(&format!(
+                "\n{} -- {}\n",
+                m.mode,
+                m.findings.first().map_or("not supported", |f| f.as_str())
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
             m.mode,
@@ -257,4 +274,35 @@ pub fn render(v: &Verification) -> String {
         }
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mode_this_kernel_cannot_run_is_reported_and_does_not_fail_the_verification() {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this kernel's io_uring has no IORING_OP_SENDMSG_ZC",
+        );
+        let v = Verification {
+            kernel: "6.0-test".to_string(),
+            topology: "loopback".to_string(),
+            plan: AttachPlan { events: Vec::new() },
+            sender_plan: None,
+            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+        };
+        assert!(v.passed());
+        let text = render(&v);
+        assert!(
+            text.contains(
+                "io-uring-zc -- not supported by this kernel: this kernel's io_uring has no \
+                 IORING_OP_SENDMSG_ZC"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["modes"][0]["verdict"], "unsupported");
+    }
 }

@@ -8,16 +8,28 @@
 //! - one-copy (`one_copy.rs`): `sendmsg()` with 9 iovecs (header + 8 fields), no
 //!   user-space copy.
 //! - zero-copy (`zero_copy.rs`): `sendmsg(MSG_ZEROCOPY)` with 9 iovecs from a pool of
-//!   message slots that are neither restamped nor freed until the kernel reports their
-//!   sends complete.
+//!   message slots (`slots.rs`) that are neither restamped nor freed until the kernel
+//!   reports their sends complete.
+//! - io-uring (`io_uring.rs`, with the ring helpers): IORING_OP_SENDMSG with 9 iovecs.
+//! - io-uring-zc (`io_uring_zc.rs`): IORING_OP_SENDMSG_ZC with 9 iovecs from the slot
+//!   pool, each slot held until the notification of every operation on it.
+//! - sendfile (`sendfile.rs`): the message generated in fresh pages of a memfd, then
+//!   `sendfile()`.
+//! - splice (`splice.rs`): the message generated in fresh pages, `vmsplice()` into a
+//!   pipe, then `splice()` to the socket.
 //!
 //! Files import downwards only: `mode` (the enum) and `sender` (the trait and its counts)
 //! at the bottom, the sender files on `sender`, `table` on all of them; this file only
 //! re-exports.
 
+mod io_uring;
+mod io_uring_zc;
 mod mode;
 mod one_copy;
 mod sender;
+mod sendfile;
+mod slots;
+mod splice;
 mod table;
 mod two_copy;
 mod zero_copy;
@@ -25,6 +37,6 @@ mod zero_copy;
 pub use mode::Mode;
 pub(crate) use sender::Sender;
 pub use sender::SenderStats;
+pub use slots::ZeroCopyConfig;
 pub(crate) use table::new_sender;
-pub use table::{default_sweep_names, Claim, ModeSpec, MODES};
-pub use zero_copy::ZeroCopyConfig;
+pub use table::{default_sweep_names, Claim, Completions, ModeSpec, MODES};

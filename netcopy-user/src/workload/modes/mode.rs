@@ -25,4 +25,12 @@ pub enum Mode {
     OneCopy,
     /// sendmsg(MSG_ZEROCOPY) with an iovec; buffers held until the kernel completes them.
     ZeroCopy,
+    /// IORING_OP_SENDMSG with an iovec of the fields, through an io_uring.
+    IoUring,
+    /// IORING_OP_SENDMSG_ZC with an iovec; buffers held until their notification.
+    IoUringZc,
+    /// The serialized message in a memfd, sent with sendfile().
+    Sendfile,
+    /// vmsplice() of the fields into a pipe, then splice() to the socket.
+    Splice,
 }

@@ -24,29 +24,35 @@ pub struct SenderStats {
     pub user_copy_bytes: u64,
     /// Message-header bytes memcpy'd in user space (two-copy).
     pub user_copy_header_bytes: u64,
-    /// send()/sendmsg() calls, including failed and retried ones.
+    /// Send operations, including failed and retried ones: send()/sendmsg()/sendfile()/
+    /// splice() calls, or io_uring send operations submitted.
     pub syscalls: u64,
     /// Sends that took fewer bytes than offered.
     pub partial_sends: u64,
-    /// Zero-copy: sendmsg calls that queued at least one byte; each consumes one
-    /// notification id.
+    /// Zero-copy (MSG_ZEROCOPY, io_uring SENDMSG_ZC): sends that will be notified when the
+    /// kernel lets go of their pages (MSG_ZEROCOPY: calls that queued at least one byte,
+    /// each consuming one notification id; io_uring: operations whose result carried
+    /// IORING_CQE_F_MORE).
     pub zerocopy_sends: u64,
     /// Zero-copy: bytes queued by those calls (header and payload).
     pub zerocopy_bytes: u64,
-    /// Zero-copy: error-queue messages read.
+    /// Zero-copy: notifications read (error-queue messages, or io_uring notification
+    /// CQEs).
     pub completion_notifications: u64,
-    /// Zero-copy: ids of our sends covered by the notifications' ee_info..=ee_data ranges.
+    /// Zero-copy: our sends the notifications completed (MSG_ZEROCOPY: ids in their
+    /// ee_info..=ee_data ranges; io_uring: one operation each).
     pub completed_sends: u64,
     /// Zero-copy: bytes of the completed sends.
     pub completed_bytes: u64,
-    /// Zero-copy: completed ids in notifications flagged SO_EE_CODE_ZEROCOPY_COPIED (the
-    /// kernel copied the pages after all).
+    /// Zero-copy: completed sends in notifications flagged SO_EE_CODE_ZEROCOPY_COPIED or
+    /// IORING_NOTIF_USAGE_ZC_COPIED (the kernel copied the pages after all).
     pub copied_sends: u64,
     /// Zero-copy: bytes of those sends.
     pub copied_bytes: u64,
     /// Zero-copy: ids in notifications that matched no outstanding send of ours.
     pub unexpected_completions: u64,
-    /// Zero-copy: recvmsg(MSG_ERRQUEUE) and poll calls made to collect completions.
+    /// Zero-copy: recvmsg(MSG_ERRQUEUE), poll or io_uring_enter calls made only to collect
+    /// completions.
     pub completion_syscalls: u64,
     /// Zero-copy: sendmsg calls that failed with ENOBUFS (optmem limit) and were retried.
     pub enobufs_retries: u64,
@@ -54,6 +60,15 @@ pub struct SenderStats {
     pub max_in_flight: u64,
     /// Zero-copy: sends still not completed when finish() gave up (0 after a clean finish).
     pub unfinished_sends: u64,
+    /// io_uring: io_uring_enter calls (submitting, waiting, or both).
+    pub ring_enters: u64,
+    /// Splice: vmsplice calls that moved the message's pages into the pipe.
+    pub vmsplice_calls: u64,
+    /// Splice, sendfile: header and payload bytes generated into fresh pages for each
+    /// message. Those mechanisms leave the kernel referencing the sent pages with no word
+    /// of when it lets go, so no sent page is ever written again; this is producing the
+    /// message, not copying it.
+    pub generated_bytes: u64,
 }
 
 impl SenderStats {
@@ -78,6 +93,9 @@ impl SenderStats {
         self.enobufs_retries += other.enobufs_retries;
         self.max_in_flight = self.max_in_flight.max(other.max_in_flight);
         self.unfinished_sends += other.unfinished_sends;
+        self.ring_enters += other.ring_enters;
+        self.vmsplice_calls += other.vmsplice_calls;
+        self.generated_bytes += other.generated_bytes;
     }
 
     /// Splits `bytes` handed to the kernel for a message into header and payload bytes,

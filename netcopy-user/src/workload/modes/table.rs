@@ -7,27 +7,47 @@
 use std::{fmt, io, net::TcpStream};
 
 use super::{
+    io_uring::{self, IoUringSender},
+    io_uring_zc::{self, IoUringZcSender},
     mode::Mode,
     one_copy::OneCopySender,
     sender::Sender,
+    sendfile::{self, SendfileSender},
+    slots::ZeroCopyConfig,
+    splice::{self, SpliceSender},
     two_copy::TwoCopySender,
-    zero_copy::{self, ZeroCopyConfig, ZeroCopySender},
+    zero_copy::{self, ZeroCopySender},
 };
 
 /// What a mode claims the kernel and user space do with each payload byte: the ledger's
 /// expectation. Protocol bytes (requests, reply headers) are sent by plain `send()` in every
 /// mode, so they are copied on send and on receive whatever the claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// The sender memcpy's payload and message headers into one buffer in user space.
     pub user_copy: bool,
     /// The kernel copies payload and message headers into socket buffers at send.
     pub kernel_send_copy: bool,
-    /// The kernel pins the user pages and attaches them instead of copying (MSG_ZEROCOPY).
+    /// The kernel pins the user pages and attaches them instead of copying (MSG_ZEROCOPY,
+    /// io_uring SENDMSG_ZC).
     pub zerocopy_attach: bool,
-    /// The kernel reports each send's completion (the error queue), saying whether it
-    /// copied the pages after all: the evidence a "degraded" verdict rests on.
-    pub completions: bool,
+    /// The kernel attaches references to pages it already holds (a pipe's, the page
+    /// cache's) instead of copying: splice, sendfile.
+    pub page_reference: bool,
+    /// The kernel reports each send's completion, saying whether it copied the pages
+    /// after all (the evidence a "degraded" verdict rests on), and where.
+    pub completions: Option<Completions>,
+}
+
+/// Where a zero-copy mode's completions reach the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completions {
+    /// The socket's error queue (MSG_ZEROCOPY): the kernel raises them in
+    /// `__msg_zerocopy_callback`, which the completion probes watch.
+    ErrorQueue,
+    /// The io_uring's completion queue (IORING_CQE_F_NOTIF): io_uring's own callback,
+    /// which no probe watches, so the figures are the ones the sender read.
+    Ring,
 }
 
 /// One row of the mode table.
@@ -76,7 +96,8 @@ pub const MODES: &[ModeSpec] = &[
             user_copy: true,
             kernel_send_copy: true,
             zerocopy_attach: false,
-            completions: false,
+            page_reference: false,
+            completions: None,
         },
         colour: (0xd6, 0x27, 0x28),
         challenges: &[],
@@ -95,7 +116,8 @@ pub const MODES: &[ModeSpec] = &[
             user_copy: false,
             kernel_send_copy: true,
             zerocopy_attach: false,
-            completions: false,
+            page_reference: false,
+            completions: None,
         },
         colour: (0x1f, 0x77, 0xb4),
         challenges: &[Mode::TwoCopy],
@@ -114,7 +136,8 @@ pub const MODES: &[ModeSpec] = &[
             user_copy: false,
             kernel_send_copy: false,
             zerocopy_attach: true,
-            completions: true,
+            page_reference: false,
+            completions: Some(Completions::ErrorQueue),
         },
         colour: (0x2c, 0xa0, 0x2c),
         challenges: &[Mode::TwoCopy, Mode::OneCopy],
@@ -123,11 +146,101 @@ pub const MODES: &[ModeSpec] = &[
         available: zero_copy::probe_support,
         new_sender: |socket, config| Ok(Box::new(ZeroCopySender::new(socket, config.clone())?)),
     },
+    ModeSpec {
+        mode: Mode::IoUring,
+        name: "io-uring",
+        wire: 4,
+        how: "`IORING_OP_SENDMSG` with an iovec of the 8 fields, through an io_uring",
+        claims: "no user-space copy (one-copy without the system call per send)",
+        claim: Claim {
+            user_copy: false,
+            kernel_send_copy: true,
+            zerocopy_attach: false,
+            page_reference: false,
+            completions: None,
+        },
+        colour: (0x8c, 0x56, 0x4b),
+        challenges: &[Mode::OneCopy],
+        in_default_sweep: false,
+        bench_peer: false,
+        available: io_uring::probe_support,
+        new_sender: |socket, _| Ok(Box::new(IoUringSender::new(socket)?)),
+    },
+    ModeSpec {
+        mode: Mode::IoUringZc,
+        name: "io-uring-zc",
+        wire: 5,
+        how: "`IORING_OP_SENDMSG_ZC` with `IORING_SEND_ZC_REPORT_USAGE`, buffers held until \
+              their notification",
+        claims: "no copy at all",
+        claim: Claim {
+            user_copy: false,
+            kernel_send_copy: false,
+            zerocopy_attach: true,
+            page_reference: false,
+            completions: Some(Completions::Ring),
+        },
+        colour: (0x94, 0x67, 0xbd),
+        challenges: &[Mode::IoUring, Mode::ZeroCopy],
+        in_default_sweep: false,
+        bench_peer: false,
+        available: io_uring_zc::probe_support,
+        new_sender: |socket, config| Ok(Box::new(IoUringZcSender::new(socket, config.clone())?)),
+    },
+    ModeSpec {
+        mode: Mode::Sendfile,
+        name: "sendfile",
+        wire: 6,
+        how: "the serialized message generated in a memfd, sent with `sendfile()`",
+        claims: "no copy on send: page references, no user buffer",
+        claim: Claim {
+            user_copy: false,
+            kernel_send_copy: false,
+            zerocopy_attach: false,
+            page_reference: true,
+            completions: None,
+        },
+        colour: (0xff, 0x7f, 0x0e),
+        challenges: &[Mode::OneCopy],
+        in_default_sweep: false,
+        bench_peer: false,
+        available: sendfile::probe_support,
+        new_sender: |socket, _| Ok(Box::new(SendfileSender::new(socket)?)),
+    },
+    ModeSpec {
+        mode: Mode::Splice,
+        name: "splice",
+        wire: 7,
+        how: "`vmsplice(SPLICE_F_GIFT)` of the 8 fields into a pipe, then `splice()` to the \
+              socket",
+        claims: "no copy on send: page references",
+        claim: Claim {
+            user_copy: false,
+            kernel_send_copy: false,
+            zerocopy_attach: false,
+            page_reference: true,
+            completions: None,
+        },
+        colour: (0x17, 0xbe, 0xcf),
+        challenges: &[Mode::OneCopy],
+        in_default_sweep: false,
+        bench_peer: false,
+        available: splice::probe_support,
+        new_sender: |socket, _| Ok(Box::new(SpliceSender::new(socket)?)),
+    },
 ];
 
 impl Mode {
     /// Every mode, in the table's order.
-    pub const ALL: [Mode; 3] = [Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy];
+    pub const ALL: [Mode; 7] = [
+        Mode::TwoCopy,
+        Mode::OneCopy,
+        Mode::ZeroCopy,
+        Mode::IoUring,
+        Mode::IoUringZc,
+        Mode::Sendfile,
+        Mode::Splice,
+    ];
 
     /// This mode's row of the mode table.
     pub fn spec(self) -> &'static ModeSpec {
@@ -200,7 +313,7 @@ mod tests {
         assert_eq!(Mode::TwoCopy.to_string(), "two-copy");
         assert_eq!(Mode::ZeroCopy.wire(), 3);
         assert_eq!(Mode::from_wire(0), None);
-        assert_eq!(Mode::from_wire(4), None);
+        assert_eq!(Mode::from_wire(8), None);
     }
 
     #[test]

@@ -7,10 +7,9 @@
 //! and carries `SO_EE_CODE_ZEROCOPY_COPIED` in `ee_code` when the kernel copied the data
 //! after all (always on loopback: the receiving socket is local).
 //!
-//! So messages live in a pool of slots. A slot holds a whole message, header included (the
-//! header is sent from the slot too). It is not restamped or freed until every id of its
-//! sends has completed. When no slot is free, the sender blocks in poll() for POLLERR and
-//! drains the error queue. Slots are created lazily, bounded by a count and a byte budget.
+//! So messages live in a pool of slots (`slots.rs`), each not restamped or freed until
+//! every id of its sends has completed. When no slot is free, the sender blocks in poll()
+//! for POLLERR and drains the error queue.
 
 use std::{
     collections::VecDeque,
@@ -22,55 +21,16 @@ use std::{
 
 use super::{
     one_copy::IOV_COUNT,
-    sender::{header_for, Sender, SenderStats},
+    sender::{Sender, SenderStats},
+    slots::{SlotPool, ZeroCopyConfig},
 };
-use crate::{
-    workload::message::ComplexMessage,
-    workload::protocol::MESSAGE_HEADER_LEN,
-    workload::sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY},
-};
-
-/// How the slot pool is bounded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZeroCopyConfig {
-    /// Most messages awaiting completion at once.
-    pub max_in_flight: usize,
-    /// Most bytes (headers + payloads) in the pool; at least one slot always exists.
-    pub max_pool_bytes: u64,
-}
-
-impl Default for ZeroCopyConfig {
-    fn default() -> Self {
-        ZeroCopyConfig {
-            max_in_flight: 64,
-            max_pool_bytes: 64 << 20,
-        }
-    }
-}
-
-impl ZeroCopyConfig {
-    /// Slots for messages of `size` payload bytes.
-    fn slots_for(&self, size: u64) -> usize {
-        let by_bytes = self.max_pool_bytes / (size + MESSAGE_HEADER_LEN as u64);
-        (by_bytes.min(self.max_in_flight as u64) as usize).max(1)
-    }
-}
+use crate::workload::sockets::{self, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY};
 
 /// With no completion for this long while waiting for a slot, the receiver is considered
 /// stuck and the send fails instead of hanging the connection forever.
-const COMPLETION_STALL_LIMIT: Duration = Duration::from_secs(30);
+pub(super) const COMPLETION_STALL_LIMIT: Duration = Duration::from_secs(30);
 /// ENOBUFS for this long without one successful send is reported as an error.
-const ENOBUFS_LIMIT: Duration = Duration::from_secs(5);
-
-struct Slot {
-    message: ComplexMessage,
-    /// Boxed so its address stays put while the kernel references it.
-    header: Box<[u8; MESSAGE_HEADER_LEN]>,
-    /// Sends of this slot whose notification has not arrived.
-    outstanding: u32,
-    /// The slot is mid-send: earlier parts may complete before later parts are issued.
-    sending: bool,
-}
+pub(super) const ENOBUFS_LIMIT: Duration = Duration::from_secs(5);
 
 /// One sendmsg call awaiting its notification.
 #[derive(Debug, Clone, Copy)]
@@ -81,13 +41,7 @@ struct PendingSend {
 
 pub(super) struct ZeroCopySender {
     socket: TcpStream,
-    config: ZeroCopyConfig,
-    /// The unstamped message every new slot of the current size is cloned from.
-    template: Option<ComplexMessage>,
-    slots: Vec<Slot>,
-    max_slots: usize,
-    free: Vec<usize>,
-    busy_slots: usize,
+    pool: SlotPool,
     /// Sends by notification id, starting at `pending_base`; completed entries are `None`
     /// until the front catches up (notifications may arrive out of order).
     pending: VecDeque<Option<PendingSend>>,
@@ -111,12 +65,7 @@ impl ZeroCopySender {
         })?;
         Ok(ZeroCopySender {
             socket,
-            config,
-            template: None,
-            slots: Vec::new(),
-            max_slots: 1,
-            free: Vec::new(),
-            busy_slots: 0,
+            pool: SlotPool::new(config),
             pending: VecDeque::new(),
             pending_base: 0,
             next_id: 0,
@@ -131,41 +80,28 @@ impl ZeroCopySender {
 
     /// Sets up the pool for `size`, first waiting until no slot of another size is in use.
     fn prepare(&mut self, size: u64) -> io::Result<()> {
-        if self.template.as_ref().map(|m| m.size() as u64) == Some(size) {
+        if self.pool.holds_size(size) {
             return Ok(());
         }
         self.finish(COMPLETION_STALL_LIMIT)?;
-        let template = ComplexMessage::new(size)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.slots.clear();
-        self.free.clear();
-        self.max_slots = self.config.slots_for(size);
-        self.template = Some(template);
-        Ok(())
+        self.pool.reset(size)
     }
 
     /// A free slot: a completed one, else a new one while the pool may grow, else wait.
     fn acquire_slot(&mut self) -> io::Result<usize> {
         let mut last_progress = Instant::now();
         loop {
-            if let Some(index) = self.free.pop() {
+            if let Some(index) = self.pool.take_free() {
                 return Ok(index);
             }
-            if self.slots.len() < self.max_slots {
+            if self.pool.can_grow() {
                 // Grow only when completions really lag: try one cheap drain first.
                 if self.outstanding_sends > 0 && self.drain_completions()? > 0 {
                     continue;
                 }
-                let message = self.template.clone().ok_or_else(|| {
-                    io::Error::other("zero-copy slot requested before the pool was prepared")
-                })?;
-                self.slots.push(Slot {
-                    message,
-                    header: Box::new([0; MESSAGE_HEADER_LEN]),
-                    outstanding: 0,
-                    sending: false,
-                });
-                return Ok(self.slots.len() - 1);
+                if let Some(index) = self.pool.grow()? {
+                    return Ok(index);
+                }
             }
             if self.wait_for_completions(Duration::from_millis(100))? > 0 {
                 last_progress = Instant::now();
@@ -176,7 +112,7 @@ impl ZeroCopySender {
                         "no zero-copy completion for {} s while all {} message slots are in \
                          flight ({} sends outstanding): the receiver stopped reading",
                         COMPLETION_STALL_LIMIT.as_secs(),
-                        self.slots.len(),
+                        self.pool.len(),
                         self.outstanding_sends
                     ),
                 ));
@@ -256,22 +192,13 @@ impl ZeroCopySender {
             self.stats.copied_sends += 1;
             self.stats.copied_bytes += send.bytes as u64;
         }
-        let slot = &mut self.slots[send.slot];
-        slot.outstanding -= 1;
-        if slot.outstanding == 0 && !slot.sending {
-            self.release_slot(send.slot);
-        }
-    }
-
-    fn release_slot(&mut self, index: usize) {
-        self.busy_slots -= 1;
-        self.free.push(index);
+        self.pool.complete_send(send.slot);
     }
 
     /// Issues the sendmsg calls for the slot's whole message.
     fn send_slot(&mut self, index: usize) -> io::Result<()> {
         let fd = self.fd();
-        let total = MESSAGE_HEADER_LEN + self.slots[index].message.size();
+        let total = self.pool.total_len(index);
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -279,18 +206,7 @@ impl ZeroCopySender {
         let mut sent = 0;
         let mut enobufs_since: Option<Instant> = None;
         while sent < total {
-            let used = {
-                let slot = &self.slots[index];
-                let fields = slot.message.fields();
-                let slices: [&[u8]; IOV_COUNT] = std::array::from_fn(|i| {
-                    if i == 0 {
-                        &slot.header[..]
-                    } else {
-                        fields[i - 1]
-                    }
-                });
-                sockets::remaining_iovecs(&slices, sent, &mut iov)
-            };
+            let used = sockets::remaining_iovecs(&self.pool.slices(index), sent, &mut iov);
             self.stats.syscalls += 1;
             match sockets::sendmsg_iov(fd, &mut iov[..used], libc::MSG_ZEROCOPY) {
                 Ok(0) => {
@@ -307,7 +223,7 @@ impl ZeroCopySender {
                     }));
                     self.next_id = self.next_id.wrapping_add(1);
                     self.outstanding_sends += 1;
-                    self.slots[index].outstanding += 1;
+                    self.pool.add_send(index);
                     self.stats.zerocopy_sends += 1;
                     self.stats.zerocopy_bytes += n as u64;
                     if n < total - sent {
@@ -374,20 +290,10 @@ impl Sender for ZeroCopySender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
         let index = self.acquire_slot()?;
-        {
-            let slot = &mut self.slots[index];
-            slot.message.stamp(seq);
-            header_for(&slot.message, seq).encode_into(&mut slot.header);
-            slot.sending = true;
-        }
-        self.busy_slots += 1;
-        self.stats.max_in_flight = self.stats.max_in_flight.max(self.busy_slots as u64);
+        let busy = self.pool.begin(index, seq);
+        self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
         let result = self.send_slot(index);
-        let slot = &mut self.slots[index];
-        slot.sending = false;
-        if slot.outstanding == 0 {
-            self.release_slot(index);
-        }
+        self.pool.end(index);
         result?;
         self.stats.messages += 1;
         Ok(())
@@ -417,7 +323,7 @@ impl Drop for ZeroCopySender {
         if self.outstanding_sends > 0 {
             // The kernel may still read these pages: freeing them would let the allocator
             // hand them out again while they are being transmitted. Leak them instead.
-            std::mem::forget(std::mem::take(&mut self.slots));
+            self.pool.leak();
         }
     }
 }
@@ -518,7 +424,7 @@ mod tests {
     fn fake_sends(sender: &mut ZeroCopySender, n: u32) {
         sender.prepare(100).unwrap();
         let index = sender.acquire_slot().unwrap();
-        sender.busy_slots += 1;
+        sender.pool.begin(index, 0);
         for _ in 0..n {
             sender.pending.push_back(Some(PendingSend {
                 slot: index,
@@ -526,8 +432,9 @@ mod tests {
             }));
             sender.next_id = sender.next_id.wrapping_add(1);
             sender.outstanding_sends += 1;
-            sender.slots[index].outstanding += 1;
+            sender.pool.add_send(index);
         }
+        sender.pool.end(index);
     }
 
     #[test]
@@ -541,11 +448,11 @@ mod tests {
         assert_eq!(sender.complete_range(0, 1, false), 2);
         assert_eq!(sender.pending_base, 4);
         assert!(
-            sender.free.is_empty(),
+            sender.pool.free_slots().is_empty(),
             "slot still has one send outstanding"
         );
         assert_eq!(sender.complete_range(4, 4, true), 1);
-        assert_eq!(sender.free, vec![0]);
+        assert_eq!(sender.pool.free_slots(), &[0]);
         assert_eq!(sender.stats.completed_sends, 5);
         assert_eq!(sender.stats.copied_sends, 3);
         assert_eq!(sender.stats.copied_bytes, 30);
@@ -563,15 +470,5 @@ mod tests {
         assert_eq!(sender.pending_base, 2);
         assert_eq!(sender.stats.unexpected_completions, 0);
         assert_eq!(sender.stats.completed_sends, 4);
-    }
-
-    #[test]
-    fn pool_size_is_bounded_by_count_and_bytes() {
-        let config = ZeroCopyConfig::default();
-        assert_eq!(config.slots_for(1), 64);
-        assert_eq!(config.slots_for(1 << 20), 63);
-        assert_eq!(config.slots_for(8 << 20), 7);
-        assert_eq!(config.slots_for(64 << 20), 1);
-        assert_eq!(config.slots_for(1 << 31), 1);
     }
 }

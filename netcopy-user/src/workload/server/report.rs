@@ -76,7 +76,7 @@ pub fn totals_text(totals: &ServerTotals) -> String {
             "  {label}: requests {requests}, messages {}, payload bytes {}, header bytes {}, errors {errors}",
             s.messages, s.payload_bytes, s.header_bytes
         );
-        if totals.mode.spec().claim.completions {
+        if totals.mode.spec().claim.completions.is_some() {
             line.push_str(&format!(
                 ", zero-copy sends {}, completions {} ({} notifications), flagged copied {}, copied bytes {}",
                 s.zerocopy_sends, s.completed_sends, s.completion_notifications, s.copied_sends, s.copied_bytes

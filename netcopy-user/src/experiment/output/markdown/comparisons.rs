@@ -10,6 +10,7 @@ use crate::{
         findings::{Severity, HIGH_CV, NON_MONOTONIC_DROP},
         num, study, Analysis,
     },
+    experiment::results::Results,
     util::units::format_size,
 };
 
@@ -93,7 +94,7 @@ pub(super) fn crossover_section(o: &mut String, a: &Analysis) {
     o.push('\n');
 }
 
-pub(super) fn findings_section(o: &mut String, a: &Analysis) {
+pub(super) fn findings_section(o: &mut String, r: &Results, a: &Analysis) {
     let _ = writeln!(o, "## Findings\n");
     let _ = writeln!(
         o,
@@ -101,7 +102,7 @@ pub(super) fn findings_section(o: &mut String, a: &Analysis) {
          integrity errors; throughput falling by more than {:.0} % from one size to the next \
          larger one (non-monotonic); CV between repeats above {:.0} % (high variance); \
          hardware counters unavailable; kernel events not observable.\n",
-        completion_mode_names(),
+        completion_mode_names(r, None),
         NON_MONOTONIC_DROP * 100.0,
         HIGH_CV * 100.0
     );

@@ -41,7 +41,7 @@ pub(super) fn render_report(results: &Results, a: &Analysis) -> String {
     figures::cache_misses_section(&mut o, a);
     figures::copies_section(&mut o, a);
     comparisons::crossover_section(&mut o, a);
-    comparisons::findings_section(&mut o, a);
+    comparisons::findings_section(&mut o, results, a);
     comparisons::correlation_section(&mut o, a);
     comparisons::answers_section(&mut o, a);
     provenance::trace_samples_section(&mut o, results);

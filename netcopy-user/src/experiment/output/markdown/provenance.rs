@@ -9,6 +9,7 @@ use crate::{
     experiment::output::{csv::CSV_FILE, plots},
     experiment::results::{Results, RESULTS_FILE},
     ledger::FigureSource,
+    workload::modes::Completions,
 };
 
 /// Where each cell's syscall trace sample is (written by `netcopy run` beside results.json).
@@ -110,8 +111,21 @@ pub(super) fn provenance_section(o: &mut String, r: &Results, a: &Analysis) {
         "| {modes} completions, COPIED flags | reported by the kernel: error-queue \
          notifications read by the {modes} sender (ee_info..ee_data ranges, \
          SO_EE_CODE_ZEROCOPY_COPIED) |",
-        modes = completion_mode_names()
+        modes = completion_mode_names(r, Some(Completions::ErrorQueue))
     );
+    if r.config
+        .modes
+        .iter()
+        .any(|m| m.spec().claim.completions == Some(Completions::Ring))
+    {
+        let _ = writeln!(
+            o,
+            "| {modes} completions, COPIED flags | reported by the kernel: io_uring \
+             notification CQEs (IORING_CQE_F_NOTIF, one per operation, \
+             IORING_NOTIF_USAGE_ZC_COPIED) read by the {modes} sender |",
+            modes = completion_mode_names(r, Some(Completions::Ring))
+        );
+    }
     let _ = writeln!(
         o,
         "| copies per byte | computed: sum of the observable copy sites / payload bytes |"

@@ -11,6 +11,7 @@ use crate::{
     },
     experiment::results::Results,
     util::units::format_size,
+    workload::modes::Completions,
 };
 
 /// Makes text safe for a Markdown table cell.
@@ -69,10 +70,14 @@ pub(super) fn size_table(
     o.push('\n');
 }
 
-/// The modes whose kernel reports completions (`zero-copy` today), as the report names
-/// them; their mechanism's name when the table has none.
-pub(super) fn completion_mode_names() -> String {
-    let names: Vec<&str> = completion_modes().map(|s| s.name).collect();
+/// The modes of this run whose kernel reports completions through `channel` (through any,
+/// when None), as the report names them; their mechanism's name when the run has none.
+pub(super) fn completion_mode_names(r: &Results, channel: Option<Completions>) -> String {
+    let names: Vec<&str> = completion_modes()
+        .filter(|s| r.config.modes.contains(&s.mode))
+        .filter(|s| channel.is_none() || s.claim.completions == channel)
+        .map(|s| s.name)
+        .collect();
     if names.is_empty() {
         "MSG_ZEROCOPY".to_string()
     } else {
