@@ -32,6 +32,8 @@ pub const DEBIAN_EBPF_LINT_PACKAGES: &[&str] = &["rust-web-clippy"];
 pub const DEBIAN_VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// Debian packages the benchmarks compare against.
 pub const DEBIAN_BENCH_PACKAGES: &[&str] = &["iperf3"];
+/// Debian packages the report test needs: headless Chromium opens report.html.
+pub const DEBIAN_REPORT_PACKAGES: &[&str] = &["chromium"];
 
 /// How the eBPF crate gets built on this machine.
 #[derive(Clone, Debug)]
@@ -201,6 +203,7 @@ pub struct SetupScope {
     pub ebpf: bool,
     pub vm: bool,
     pub bench: bool,
+    pub report: bool,
 }
 
 /// Installs what `scope` needs and is missing, printing each step. Returns the eBPF
@@ -224,6 +227,9 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
     }
     if scope.bench {
         packages.extend(DEBIAN_BENCH_PACKAGES);
+    }
+    if scope.report {
+        packages.extend(DEBIAN_REPORT_PACKAGES);
     }
     packages.sort_unstable();
     packages.dedup();

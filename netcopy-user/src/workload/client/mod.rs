@@ -10,7 +10,8 @@
 //!   `"arrival-interval"`).
 //! - `rr`: one request with count 1 per transaction on the same connection; each sample is
 //!   the time from writing the request to reading the last payload byte
-//!   (`latency_kind` `"round-trip"`).
+//!   (`latency_kind` `"round-trip"`). A `--duration` run starts no transaction after its
+//!   deadline and finishes the one in flight, so no message is cut off.
 //!
 //! Byte accounting (exact, for the copy ledger): per request the client writes
 //! [`REQUEST_LEN`](crate::workload::protocol::REQUEST_LEN) bytes and reads a
