@@ -203,3 +203,30 @@ fn verify_rejects_bad_arguments_without_running() {
         assert!(!out.stderr.is_empty(), "{args:?} printed no error");
     }
 }
+
+#[test]
+fn a_verification_that_observed_no_copy_is_an_error_not_a_match() {
+    if !common::privileged("verify with every hook avoided") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args([
+            "verify",
+            "--mode",
+            "two-copy",
+            "--messages",
+            "4",
+            "--avoid",
+            "tp_btf,tracepoint,fentry,kprobe",
+        ])
+        .output()
+        .expect("run netcopy verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "passed having compared nothing: {stdout}"
+    );
+    assert!(!stdout.contains("MATCH"), "{stdout}");
+    assert!(stderr.contains("nothing was compared"), "{stderr}");
+}

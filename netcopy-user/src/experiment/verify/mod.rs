@@ -94,6 +94,14 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
         }
         ledgers.push(ledger.with_context(|| format!("verifying {mode}"))?);
     }
+    if !compared_anything(&ledgers) {
+        anyhow::bail!(
+            "nothing was compared: neither {} nor {} was observable in any mode (are the \
+             hooks that see them --avoid-ed?), so no claim was checked",
+            CopySite::KernelSendCopy.name(),
+            CopySite::KernelRecvCopy.name()
+        );
+    }
     let verification = Verification {
         kernel: sys::kernel_release(),
         topology: ends.describe(),
@@ -105,6 +113,22 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
         controller.bye()?;
     }
     Ok(verification)
+}
+
+/// Whether some mode that ran had its send or receive copy observed: a verification that
+/// saw neither checked no claim, and must not pass as a MATCH.
+fn compared_anything(ledgers: &[ModeLedger]) -> bool {
+    ledgers.iter().any(|ledger| {
+        ledger.verdict != Verdict::Unsupported
+            && [CopySite::KernelSendCopy, CopySite::KernelRecvCopy]
+                .iter()
+                .any(|site| {
+                    ledger
+                        .sites
+                        .get(site.name())
+                        .is_some_and(|f| f.observed_bytes.is_some())
+                })
+    })
 }
 
 /// One mode over loopback (the sweep's opening check).
