@@ -25,6 +25,7 @@ use crate::{
     },
     workload::message::FieldLayout,
     workload::modes::{default_sweep_names, Mode},
+    workload::server::stop_exit_code,
 };
 
 /// `--modes` when not given: the modes the mode table puts in the default sweep.
@@ -159,7 +160,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("  {}", path.display());
     }
     Ok(if results.interrupted {
-        ExitCode::from(130)
+        stop_exit_code()
     } else {
         ExitCode::SUCCESS
     })
