@@ -103,7 +103,7 @@ fn remember_caller_ubuf(msg: u64, slot: u32, off: &KernelOffsets) {
     // SAFETY: a probe read at a BTF offset.
     let ubuf: u64 = unsafe { read(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
     if ubuf != 0 {
-        let _ = CALLER_UBUFS.insert(&ubuf, &slot, 0);
+        let _ = CALLER_UBUFS.insert(ubuf, slot, 0);
     }
 }
 

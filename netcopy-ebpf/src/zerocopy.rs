@@ -58,7 +58,7 @@ fn deferred_copy(skb: u64) {
     // A caller's ubuf_info first: it lives in no skb, so reading it as MSG_ZEROCOPY's
     // would take whatever lies before it for an skb.
     // SAFETY: plain data in an LRU map.
-    let caller = unsafe { CALLER_UBUFS.get(&uarg) }.copied();
+    let caller = unsafe { CALLER_UBUFS.get(uarg) }.copied();
     let Some(slot) = caller.or_else(|| slot_of_uarg(uarg, off)) else {
         return;
     };

@@ -464,6 +464,46 @@ fn duration_runs_discard_the_partial_last_message() {
 }
 
 #[test]
+fn request_response_runs_end_between_transactions() {
+    // Large messages, so that a deadline often falls while one is on its way: the
+    // transaction in flight is finished, the server never sees its client vanish
+    // mid-message (it used to log "client disconnected while sending message 0 of 1"),
+    // and every message sent was received and counted. Several rounds of 4 threads, so
+    // that a cut-off message, were it possible, would show.
+    let size = 4 * MIB;
+    for round in 0..4 {
+        let server = RunningServer::start(config(Mode::TwoCopy));
+        let mut rr = ClientConfig::new(
+            &server.addr(),
+            size,
+            4,
+            RunLimit::Duration(Duration::from_millis(100)),
+        );
+        rr.pattern = Pattern::Rr;
+        let report = run_client(&rr).expect("rr run");
+        let totals = server.stop();
+        assert!(report.messages > 0);
+        assert_eq!(
+            report.discarded_bytes, 0,
+            "round {round}: a message was cut off"
+        );
+        assert_eq!(report.requests_sent, report.messages);
+        assert_eq!(totals.total.sender.messages, report.messages);
+        assert_eq!(totals.total.errors, 0);
+        for connection in &totals.connections {
+            // Closed by the client between requests, or found idle by the stop that
+            // followed before the close was seen: never ended in the middle of a send.
+            assert!(
+                ["client closed", "server stopping"].contains(&connection.end.as_str()),
+                "round {round}, connection {}: {}",
+                connection.id,
+                connection.end
+            );
+        }
+    }
+}
+
+#[test]
 fn a_server_going_away_fails_the_client_with_partial_results() {
     let server = RunningServer::start(config(Mode::OneCopy));
     let addr = server.addr();

@@ -50,6 +50,45 @@ fn loopback_transfer(bytes: usize) -> usize {
     total
 }
 
+/// `bytes` sent over loopback with sendfile(2) from a file: the page-reference path
+/// (do_tcp_sendpages before Linux 6.5, the send path after); returns what arrived.
+fn sendfile_transfer(bytes: usize) -> usize {
+    let path = std::env::temp_dir().join(format!("netcopy-sendfile-{}", std::process::id()));
+    std::fs::write(&path, vec![0xa5u8; bytes]).expect("write the file to send");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let file_path = path.clone();
+    let sender = thread::spawn(move || {
+        let stream = TcpStream::connect(addr).expect("connect");
+        let file = std::fs::File::open(&file_path).expect("open the file to send");
+        let mut offset: libc::off_t = 0;
+        while (offset as usize) < bytes {
+            // SAFETY: valid descriptors and offset pointer for the duration of the call.
+            let n = unsafe {
+                libc::sendfile(
+                    stream.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut offset,
+                    bytes - offset as usize,
+                )
+            };
+            assert!(n > 0, "sendfile: {}", std::io::Error::last_os_error());
+        }
+    });
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 100_003];
+    let mut total = 0;
+    loop {
+        match conn.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n,
+        }
+    }
+    sender.join().expect("sender thread");
+    let _ = std::fs::remove_file(&path);
+    total
+}
+
 /// Entry point of the unrelated "noise" process: this same test binary, re-executed.
 /// It waits for a line on stdin, transfers NOISE_BYTES over loopback, prints the count.
 #[test]
@@ -514,10 +553,12 @@ fn empty_programs_run_on_every_hook_only_while_attached() {
             .collect()
     };
     // Every kind of traffic the copy probes' hooks see: a copying send and receive (and
-    // the threads' creation, for sched_process_fork), and a zero-copy send.
+    // the threads' creation, for sched_process_fork), a zero-copy send, and a sendfile
+    // (the page-reference hook, do_tcp_sendpages on the 6.1 guest).
     let traffic = || {
         assert_eq!(loopback_transfer(200_003), 200_003);
         assert_eq!(zerocopy_transfer(200_003, 65_536).received, 200_003);
+        assert_eq!(sendfile_transfer(200_003), 200_003);
     };
     for round in 0..2 {
         let before = runs();

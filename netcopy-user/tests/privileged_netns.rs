@@ -88,3 +88,61 @@ fn namespaces_of_a_dead_run_are_removed_by_the_next() {
     netns::remove_stale().unwrap();
     assert!(!netns::existing().contains(&stale.to_string()));
 }
+
+/// The zero-copy sender's ENOBUFS path, for real: net.core.optmem_max lowered in the
+/// sender's namespace alone (never the host's), every message still arrives intact, and
+/// the retries are counted.
+#[test]
+fn zero_copy_retries_enobufs_under_a_tiny_optmem_and_loses_nothing() {
+    use std::sync::{atomic::AtomicBool, Arc};
+
+    use netcopy::workload::{
+        client::{run_client, ClientConfig, RunLimit},
+        modes::Mode,
+        server::{Server, ServerConfig},
+    };
+
+    if !common::privileged("ENOBUFS under optmem exhaustion") {
+        return;
+    }
+    let _serial = common::serial();
+    let pair = NetnsPair::create(&NetnsOptions::default()).expect("create the pair");
+    let host_optmem = std::fs::read_to_string("/proc/sys/net/core/optmem_max").unwrap();
+    let server = {
+        let _inside = pair.sender.enter().unwrap();
+        std::fs::write("/proc/sys/net/core/optmem_max", "2048").expect("lower optmem_max");
+        let listen = SocketAddr::from((SENDER_ADDR, 0)).to_string();
+        Server::bind(ServerConfig::new(Mode::ZeroCopy, &listen)).expect("bind")
+    };
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/optmem_max").unwrap(),
+        host_optmem,
+        "the host's optmem_max changed"
+    );
+    let addr = server.local_addr().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || server.run(stop))
+    };
+    let messages = 200;
+    let report = {
+        let _inside = pair.receiver.enter().unwrap();
+        run_client(&ClientConfig::new(
+            &addr,
+            256 << 10,
+            1,
+            RunLimit::Messages(messages),
+        ))
+    }
+    .unwrap_or_else(|f| panic!("client failed: {f}"));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let totals = running.join().unwrap().expect("server");
+    assert_eq!(report.messages, messages);
+    assert_eq!(report.integrity_errors, 0);
+    assert!(
+        totals.total.sender.enobufs_retries > 0,
+        "no ENOBUFS retry counted: {:?}",
+        totals.total.sender
+    );
+}

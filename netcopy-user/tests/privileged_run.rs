@@ -40,8 +40,11 @@ fn quick_sweep_writes_every_cell_and_every_output() {
         "netcopy run --quick failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // No server found its client gone in the middle of a message (issue 16, item 7).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("client disconnected"), "{stderr}");
     let json = results(&dir);
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["complete"], true);
     assert_eq!(json["interrupted"], false);
     let config = &json["config"];
@@ -51,6 +54,44 @@ fn quick_sweep_writes_every_cell_and_every_output() {
         * config["repeat"].as_u64().unwrap() as usize;
     let cells = json["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), expected_cells);
+    // The default takes 3 repeats, run round-robin across the modes of each point.
+    let repeats = config["repeat"].as_u64().unwrap();
+    assert_eq!(repeats, 3);
+    assert_eq!(config["interleaved"], true);
+    assert_eq!(config["pin"], "auto");
+    let modes = config["modes"].as_array().unwrap().len();
+    for (i, cell) in cells.iter().enumerate() {
+        // Cells of one (size, threads) point come together, repeat by repeat.
+        assert_eq!(
+            cell["repeat"].as_u64().unwrap(),
+            (i / modes) as u64 % repeats,
+            "cell {i} out of order"
+        );
+        // Every cell records where its server and client ran.
+        assert!(cell["placement"].is_object(), "cell {i}: no placement");
+    }
+    // Every group's figures carry their repeats and an interval.
+    let groups = json["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), expected_cells / repeats as usize);
+    for group in groups {
+        let throughput = &group["figures"]["throughput_gbps"];
+        assert_eq!(throughput["values"].as_array().unwrap().len(), 3);
+        assert!(
+            throughput["interval"]["low"].as_f64().unwrap()
+                <= throughput["median"].as_f64().unwrap()
+        );
+        assert_eq!(throughput["interval"]["coverage"], 0.75);
+    }
+    // The machine's floor was measured, every placement with every repeat.
+    let floor = json["machine_floor"]["placements"]
+        .as_array()
+        .expect("machine_floor");
+    assert!(!floor.is_empty());
+    for placement in floor {
+        let round_trips = placement["round_trips"].as_array().unwrap();
+        assert_eq!(round_trips.len(), 3);
+        assert!(round_trips.iter().all(|n| n.as_u64().unwrap() > 0));
+    }
     for mode in ["two-copy", "one-copy", "zero-copy"] {
         for size in config["sizes"].as_array().unwrap() {
             for threads in config["threads"].as_array().unwrap() {
@@ -102,6 +143,7 @@ fn quick_sweep_writes_every_cell_and_every_output() {
     );
     for file in [
         "report.md",
+        "report.html",
         "throughput_vs_size.svg",
         "copies_per_message.svg",
     ] {

@@ -1151,3 +1151,43 @@ fn cli_command_trace_forwards_a_stop_signal_and_a_second_one_stops_without_waiti
     unsafe { libc::kill(command_pid, libc::SIGKILL) };
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `--out` that cannot take a trace (a file, a directory holding an earlier trace) is
+/// refused before the command starts, not after it ran.
+#[test]
+fn an_unusable_out_is_refused_before_the_command_runs() {
+    if !common::privileged("trace --out checked first") {
+        return;
+    }
+    let _serial = common::serial();
+    let dir = scratch("unusable-out");
+    let file = dir.join("a-file");
+    fs::write(&file, "not a directory").unwrap();
+    let earlier = dir.join("earlier");
+    fs::create_dir_all(&earlier).unwrap();
+    fs::write(earlier.join("summary.json"), "{}").unwrap();
+    for out in [&file, &earlier] {
+        let marker = dir.join("the-command-ran");
+        let output = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+            .arg("trace")
+            .arg("--out")
+            .arg(out)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .output()
+            .expect("run netcopy trace");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{}: {stderr}", out.display());
+        assert!(stderr.contains(&*out.display().to_string()), "{stderr}");
+        assert!(
+            !marker.exists(),
+            "the command ran before --out {} was checked",
+            out.display()
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(earlier.join("summary.json")).unwrap(),
+        "{}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -203,3 +203,59 @@ fn verify_rejects_bad_arguments_without_running() {
         assert!(!out.stderr.is_empty(), "{args:?} printed no error");
     }
 }
+
+#[test]
+fn a_verification_that_observed_no_copy_is_an_error_not_a_match() {
+    if !common::privileged("verify with every hook avoided") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args([
+            "verify",
+            "--mode",
+            "two-copy",
+            "--messages",
+            "4",
+            "--avoid",
+            "tp_btf,tracepoint,fentry,kprobe",
+        ])
+        .output()
+        .expect("run netcopy verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "passed having compared nothing: {stdout}"
+    );
+    assert!(!stdout.contains("MATCH"), "{stdout}");
+    assert!(stderr.contains("nothing was compared"), "{stderr}");
+}
+
+/// Two verifications at once keep their counts apart: each sees its own bytes exactly
+/// (different message counts, so a leak from one into the other would show).
+#[test]
+fn two_verifies_at_once_keep_their_counts_apart() {
+    if !common::privileged("two verifies at once") {
+        return;
+    }
+    let start = |messages: u64| {
+        Command::new(env!("CARGO_BIN_EXE_netcopy"))
+            .args(["verify", "--json", "--mode", "two-copy", "--size", "64K"])
+            .args(["--messages", &messages.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start netcopy verify")
+    };
+    let runs = [(400u64, start(400)), (900u64, start(900))];
+    for (messages, child) in runs {
+        let out = child.wait_with_output().expect("wait for verify");
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(out.status.success(), "{json:#}");
+        let mode = &json["modes"][0];
+        // Payload, 16-byte message headers, one request and one reply header.
+        let expected = messages * ((64 << 10) + 16) + 24 + 16;
+        assert_eq!(observed(mode, "kernel_recv_copy"), expected, "{messages}");
+    }
+}

@@ -13,9 +13,11 @@ use std::{
 
 use netcopy::{
     experiment::output::plots::mode_color_hex,
+    experiment::placement::{PinRequest, Placement},
     experiment::results::{
-        Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanEventRecord, PlanRecord,
-        Results, RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
+        Cell, CopyFigure, CpuFigures, FigureSummary, FloorFigures, FloorPlacement, LatencyFigures,
+        Machine, MachineFloor, PlanEventRecord, PlanRecord, Results, RunConfig, StreamFigures,
+        ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{CounterKind, CounterReadings, CounterValue},
     ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
@@ -25,7 +27,9 @@ use netcopy::{
 
 const SIZES: [u64; 6] = [1024, 4096, 16384, 65536, 262144, 1 << 20];
 const THREADS: [usize; 2] = [1, 4];
-const REPEATS: u32 = 2;
+const REPEATS: u32 = 3;
+/// Each repeat's figures scaled by this: a small, known spread.
+const REPEAT_SPREAD: [f64; 3] = [0.98, 1.0, 1.02];
 const NO_PMU: &str = "perf_event_open failed: No such file or directory (os error 2): \
                       this machine has no PMU (virtual machine without hardware counters)";
 
@@ -77,7 +81,7 @@ fn gbps(mode: Mode, size: u64, threads: usize, repeat: u32) -> f64 {
         g *= 0.75;
     }
     let t = if threads > 1 { 1.3 } else { 1.0 };
-    g * t * if repeat == 0 { 0.98 } else { 1.02 }
+    g * t * REPEAT_SPREAD[repeat as usize]
 }
 
 fn ns_per_byte(mode: Mode, size: u64, repeat: u32) -> f64 {
@@ -91,7 +95,7 @@ fn ns_per_byte(mode: Mode, size: u64, repeat: u32) -> f64 {
         Mode::Sendfile => (5000.0, 0.5),
         Mode::Splice => (6000.0, 0.55),
     };
-    (fixed / s + per) * if repeat == 0 { 0.97 } else { 1.03 }
+    (fixed / s + per) * (1.0 + 1.5 * (REPEAT_SPREAD[repeat as usize] - 1.0))
 }
 
 fn hw_unavailable_readings(pid: u32) -> CounterReadings {
@@ -214,6 +218,10 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
         size,
         threads,
         repeat,
+        placement: Some(Placement {
+            server_cpus: vec![0],
+            client_cpus: vec![1],
+        }),
         stream: StreamFigures {
             messages: msgs,
             payload_bytes: payload,
@@ -390,6 +398,8 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             stream_seconds: 2.0,
             rr_seconds: 1.0,
             quick: false,
+            pin: PinRequest::Auto,
+            interleaved: true,
         },
         plan: PlanRecord {
             events: vec![
@@ -419,7 +429,30 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             ],
         },
         verification: modes.iter().map(|m| ledger(*m)).collect(),
+        machine_floor: Some(floor()),
         cells,
+        groups: Vec::new(),
+    }
+}
+
+/// The machine floor: 5 us on one CPU, 16.5 us across two, 8 us unpinned (p50).
+fn floor() -> MachineFloor {
+    let figures = |placement, cpus: Vec<usize>, p50: f64| FloorFigures {
+        placement,
+        cpus,
+        round_trips: vec![1000; 3],
+        round_trip_p50_us: FigureSummary::of(&[p50 * 0.97, p50, p50 * 1.03]).unwrap(),
+        round_trip_p99_us: FigureSummary::of(&[p50 * 3.0, p50 * 3.1, p50 * 3.2]).unwrap(),
+    };
+    MachineFloor {
+        message_bytes: 1,
+        seconds: 0.2,
+        placements: vec![
+            figures(FloorPlacement::OneCpu, vec![0], 5.0),
+            figures(FloorPlacement::TwoCpus, vec![0, 1], 16.5),
+            figures(FloorPlacement::Unpinned, vec![], 8.0),
+        ],
+        not_measured: Vec::new(),
     }
 }
 
@@ -535,6 +568,72 @@ fn expected_crossover(
     }
 }
 
+/// Whether the crossover `point` (bytes, `never` or `no data`) is decided, by the rule
+/// written again independently of the analysis: with 3 repeats a side, the repeats'
+/// ranges must be clear of each other at the crossover, every larger size and the size
+/// below it (for never: at the largest size).
+fn expected_decided(
+    r: &Results,
+    challenger: Mode,
+    baseline: Mode,
+    metric: &str,
+    threads: usize,
+    point: &str,
+) -> bool {
+    let range = |mode: Mode, size: u64| -> Option<(f64, f64, usize)> {
+        let v: Vec<f64> = r
+            .cells
+            .iter()
+            .filter(|c| c.mode == mode && c.size == size && c.threads == threads)
+            .filter_map(|c| match metric {
+                "throughput" => Some(c.stream.throughput_gbps),
+                _ => c.cpu.total_ns_per_byte,
+            })
+            .collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (!v.is_empty()).then_some((lo, hi, v.len()))
+    };
+    // +1: the challenger is decidedly better, -1: decidedly worse, 0: undecided.
+    let verdict = |size: u64| -> i32 {
+        let (Some(a), Some(b)) = (range(challenger, size), range(baseline, size)) else {
+            return 0;
+        };
+        if a.2 < 3 || b.2 < 3 {
+            return 0;
+        }
+        let higher = if a.0 > b.1 {
+            1
+        } else if a.1 < b.0 {
+            -1
+        } else {
+            0
+        };
+        if metric == "throughput" {
+            higher
+        } else {
+            -higher
+        }
+    };
+    let sizes: Vec<u64> = r
+        .cells
+        .iter()
+        .map(|c| c.size)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match point {
+        "no data" => false,
+        "never" => sizes.last().is_some_and(|s| verdict(*s) == -1),
+        bytes => {
+            let at: u64 = bytes.parse().unwrap();
+            let from = sizes.iter().position(|s| *s == at).unwrap();
+            sizes[from..].iter().all(|s| verdict(*s) == 1)
+                && (from == 0 || verdict(sizes[from - 1]) == -1)
+        }
+    }
+}
+
 /// The rows of the first Markdown table after `heading`, split into trimmed cells.
 fn table_after(md: &str, heading: &str) -> Vec<Vec<String>> {
     let start = md
@@ -594,6 +693,7 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
     for f in [
         "results.csv",
         "report.md",
+        "report.html",
         "throughput_vs_size.svg",
         "latency_vs_threads.svg",
         "cpu_per_byte_vs_size.svg",
@@ -729,13 +829,78 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
         let metric = &row[idx("metric")];
         let threads: usize = row[idx("threads")].parse().unwrap();
         assert_eq!(threads, 1);
+        let point = expected_crossover(&results, challenger, baseline, metric, threads);
+        assert_eq!(row[idx("crossover (bytes)")], point, "{row:?}");
+        let decided = expected_decided(&results, challenger, baseline, metric, threads, &point);
         assert_eq!(
-            row[idx("crossover (bytes)")],
-            expected_crossover(&results, challenger, baseline, metric, threads),
+            row[idx("decided")],
+            if decided { "decided" } else { "undecided" },
             "{row:?}"
         );
         seen += 1;
     }
+    // The synthetic data hold both kinds: zero-copy overtakes two-copy clearly; one-copy's
+    // dip at 1M leaves it within 2 % of two-copy there, inside the repeats' spread.
+    assert!(expected_decided(
+        &results,
+        Mode::ZeroCopy,
+        Mode::TwoCopy,
+        "throughput",
+        1,
+        "262144"
+    ));
+    assert!(!expected_decided(
+        &results,
+        Mode::OneCopy,
+        Mode::TwoCopy,
+        "throughput",
+        1,
+        "never"
+    ));
+    assert!(
+        md.contains("zero-copy over two-copy in throughput (1 thread(s)): decided: from 256K on"),
+        "{md}"
+    );
+    assert!(
+        md.contains("one-copy over two-copy in throughput (1 thread(s)): undecided"),
+        "{md}"
+    );
+    // Every figure with its interval: 3 repeats give the range, 75 % coverage.
+    assert!(md.contains("75 % for 3 repeats"), "{md}");
+    // The machine's floor, and the 1-thread latency read against it.
+    let floor = table_after(&md, "## The machine's floor");
+    assert_eq!(
+        floor.len(),
+        2 + 3,
+        "header, rule, three placements: {floor:?}"
+    );
+    assert!(floor[3][0].contains("two CPUs (as the cells)"), "{floor:?}");
+    assert!(floor[3][3].starts_with("16.5 ["), "{floor:?}");
+    assert!(
+        md.contains("is at most 2 times the floor with the cells' placement (two CPUs"),
+        "{md}"
+    );
+    assert!(md.contains("server on CPU 0, client on CPU 1, in every cell"));
+    // The study side by side: its published figures, each beside this run's.
+    let study = table_after(&md, "## The study side by side");
+    let study_says: Vec<&str> = study[2..].iter().map(|r| r[1].as_str()).collect();
+    for said in [
+        "about 7 cycles/byte",
+        "about 0.37 cycles/byte",
+        "from about 4-8 KB on",
+        "from about 64 KB on",
+    ] {
+        assert!(study_says.contains(&said), "{said:?} missing: {study:?}");
+    }
+    let cycles_row = study[2..]
+        .iter()
+        .find(|r| r[1] == "about 7 cycles/byte")
+        .unwrap();
+    assert!(
+        cycles_row[2].starts_with("cycles unavailable"),
+        "{cycles_row:?}"
+    );
+    assert!(cycles_row[3].contains("no PMU"), "{cycles_row:?}");
     assert_eq!(seen, 6, "3 pairs x 2 metrics");
     // The synthetic data was built with known answers.
     assert_eq!(
@@ -752,7 +917,7 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
         "non-monotonic one-copy at 1M flagged"
     );
     assert!(md.contains("r = "), "correlation");
-    assert!(md.contains("(n = 72)"), "correlation over every cell");
+    assert!(md.contains("(n = 108)"), "correlation over every cell");
 }
 
 /// A run of every mode of the table: each is drawn in every plot with the table's colour
@@ -808,7 +973,7 @@ fn interrupted_run_still_reports() {
     ok(&out);
     let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
     assert!(md.contains("The run was interrupted"), "{md}");
-    assert!(md.contains("7 measured of 72 planned"), "{md}");
+    assert!(md.contains("7 measured of 108 planned"), "{md}");
     let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
     assert_eq!(csv.len() - 1, 7);
     for f in [
@@ -876,6 +1041,253 @@ fn bad_inputs_fail_clearly() {
     );
 }
 
+/// `netcopy report DIR` with its address space capped and a deadline, so that a report
+/// that reads without bound fails (or is killed) instead of taking the machine with it.
+fn report_bounded(dir: &Path) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netcopy"));
+    command
+        .arg("report")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("running netcopy report");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn results_json_must_be_a_regular_file_of_bounded_size() {
+    // A symlink to /dev/zero: endless bytes, never a results document.
+    let zero = TempDir::new("dev-zero");
+    std::os::unix::fs::symlink("/dev/zero", zero.0.join("results.json")).unwrap();
+    fails_with(report_bounded(&zero.0), "not a regular file");
+
+    // A FIFO: opening it would block until a writer comes.
+    let fifo = TempDir::new("fifo");
+    let path = std::ffi::CString::new(
+        fifo.0
+            .join("results.json")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    fails_with(report_bounded(&fifo.0), "not a regular file");
+
+    // A regular file larger than any results.json netcopy writes (sparse: no disk used).
+    let huge = TempDir::new("huge");
+    let file = std::fs::File::create(huge.0.join("results.json")).unwrap();
+    file.set_len(8 << 30).unwrap();
+    fails_with(report_bounded(&huge.0), "larger than");
+
+    // A symlink to a real results.json is fine.
+    let real = TempDir::new("real");
+    write_results(&real.0, &synthetic());
+    let linked = TempDir::new("linked");
+    std::os::unix::fs::symlink(real.0.join("results.json"), linked.0.join("results.json")).unwrap();
+    ok(&report_bounded(&linked.0));
+}
+
+/// Headless Chromium when installed (Debian's `chromium`; `cargo xtask setup` installs it).
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// Runs headless Chromium with a fresh profile on `page`, plus `args`; bounded in time.
+/// Its output goes to files, not pipes: a DOM dump larger than a pipe's buffer would
+/// block it while we wait.
+fn run_chromium(browser: &Path, page: &Path, args: &[String]) -> (String, String) {
+    let profile = TempDir::new("chromium-profile");
+    let outputs = TempDir::new("chromium-output");
+    let (stdout, stderr) = (outputs.0.join("stdout"), outputs.0.join("stderr"));
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("starting chromium");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 2 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    assert!(status.success(), "chromium failed: {}", read(&stderr));
+    (read(&stdout), read(&stderr))
+}
+
+/// Added to a copy of report.html (never to the report itself): once the page has
+/// loaded, writes for each image `alt:complete:width:height:non-white pixels`, and the
+/// page's height, into attributes of the body, which --dump-dom then shows.
+const PROBE: &str = r#"<script>
+window.addEventListener('load', () => {
+  const out = [];
+  for (const img of document.images) {
+    let ink = 0;
+    if (img.complete && img.naturalWidth > 0) {
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const g = c.getContext('2d');
+      g.drawImage(img, 0, 0);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      for (let k = 0; k < d.length; k += 4) {
+        if (d[k + 3] > 0 && (d[k] < 240 || d[k + 1] < 240 || d[k + 2] < 240)) ink++;
+      }
+    }
+    out.push([img.alt, img.complete, img.naturalWidth, img.naturalHeight, ink].join(':'));
+  }
+  document.body.setAttribute('data-check', out.join(';'));
+  document.body.setAttribute('data-height', document.documentElement.scrollHeight);
+});
+</script>"#;
+
+#[test]
+fn report_html_renders_every_plot_in_chromium() {
+    let test = "report_html_renders_every_plot_in_chromium";
+    let Some(browser) = chromium() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: chromium is not installed (`cargo xtask setup` installs it)");
+        }
+        eprintln!("skipped: chromium is not installed: {test}");
+        return;
+    };
+    let dir = TempDir::new("html");
+    write_results(&dir.0, &synthetic());
+    ok(&report(&dir.0));
+    let html = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
+    // Self-contained: every plot inline, nothing to fetch.
+    let plots = 5;
+    assert_eq!(
+        html.matches("<img src=\"data:image/svg+xml;base64,")
+            .count(),
+        plots
+    );
+    for outside in ["src=\"http", "href=\"http", "src=\"file:", ".svg\""] {
+        assert!(!html.contains(outside), "report.html refers to {outside:?}");
+    }
+    for section in [
+        "Crossovers",
+        "The study side by side",
+        "Findings",
+        "Verification",
+    ] {
+        assert!(html.contains(section), "report.html lacks {section:?}");
+    }
+
+    // Every image decoded, at its natural size, with something drawn in it.
+    let probe_page = dir.0.join("probe.html");
+    std::fs::write(
+        &probe_page,
+        html.replace("</body>", &format!("{PROBE}</body>")),
+    )
+    .unwrap();
+    let dom = run_chromium(
+        &browser,
+        &probe_page,
+        &[
+            "--virtual-time-budget=10000".to_string(),
+            "--dump-dom".to_string(),
+        ],
+    );
+    let dom = dom.0;
+    let attribute = |name: &str| -> String {
+        let start = dom
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("the probe did not run: no {name} in {dom}"))
+            + name.len()
+            + 2;
+        dom[start..start + dom[start..].find('"').unwrap()].to_string()
+    };
+    let images: Vec<Vec<String>> = attribute("data-check")
+        .split(';')
+        .map(|i| i.split(':').map(str::to_string).collect())
+        .collect();
+    assert_eq!(images.len(), plots, "{images:?}");
+    for image in &images {
+        let number = |i: usize| image[i].parse::<u64>().unwrap();
+        assert_eq!(image[1], "true", "not loaded: {image:?}");
+        assert!(
+            number(2) >= 600 && number(3) >= 300,
+            "broken or tiny: {image:?}"
+        );
+        assert!(number(4) > 500, "nothing drawn: {image:?}");
+    }
+
+    // A screenshot of the whole page shows every mode's series in its colour.
+    let height: u32 = attribute("data-height").parse().unwrap();
+    let shot = dir.0.join("report.png");
+    run_chromium(
+        &browser,
+        &dir.0.join("report.html"),
+        &[
+            format!("--screenshot={}", shot.display()),
+            format!("--window-size=1280,{}", height.clamp(800, 40000)),
+            "--hide-scrollbars".to_string(),
+        ],
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&shot).expect("chromium wrote no screenshot"),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    let pixels = &pixels[..info.buffer_size()];
+    for mode in FIXTURE_MODES {
+        let (r, g, b) = mode.spec().colour;
+        let near =
+            |p: &[u8]| p[0].abs_diff(r) <= 8 && p[1].abs_diff(g) <= 8 && p[2].abs_diff(b) <= 8;
+        let count = pixels.chunks(channels).filter(|p| near(p)).count();
+        assert!(
+            count > 200,
+            "{mode}: {count} pixels of its colour in the screenshot"
+        );
+    }
+}
+
 #[test]
 fn odd_shapes_never_panic_and_stay_well_formed() {
     let base = synthetic();
@@ -927,7 +1339,7 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
         let dir = TempDir::new(name);
         let written = netcopy::experiment::output::write_outputs(&dir.0, &results)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert_eq!(written.len(), 7, "{name}");
+        assert_eq!(written.len(), 8, "{name}");
         for p in &written {
             if p.extension().is_some_and(|e| e == "svg") {
                 let text = std::fs::read_to_string(p).unwrap();
@@ -939,8 +1351,8 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
         assert!(!md.contains("NaN") && !md.contains("inf "), "{name}: {md}");
         if name == "partial-hw" {
             let cache = std::fs::read_to_string(dir.0.join("cache_misses_vs_size.svg")).unwrap();
-            assert!(cache.contains("Unavailable in 36 of 72 cells"), "{cache}");
-            assert!(md.contains("available in 36 of 72 cells"));
+            assert!(cache.contains("Unavailable in 54 of 108 cells"), "{cache}");
+            assert!(md.contains("available in 54 of 108 cells"));
             let bars = std::fs::read_to_string(dir.0.join("copies_per_message.svg")).unwrap();
             assert!(bars.contains("not observable: kernel_send_copy"), "{bars}");
             let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();

@@ -1,7 +1,9 @@
-//! `netcopy report DIR` on a results.json written before the restructure of issue 14 gives
-//! byte-identical report.md and results.csv: the restructure changed no output. The fixture
-//! (tests/fixtures/report-golden) is a real `netcopy run --quick` on this project's machines,
-//! with the outputs `netcopy report` wrote from it at commit 9888f2e.
+//! `netcopy report DIR` on a results.json written before the restructure of issue 14 (schema
+//! version 1: one repeat, unpinned, no floor) gives byte-identical report.md and
+//! results.csv. The fixture (tests/fixtures/report-golden) is a real `netcopy run --quick`
+//! on this project's machines; the expected outputs were written from it at commit 9888f2e
+//! and regenerated, from the same results.json, when issue 16 changed the report on
+//! purpose (intervals, decided/undecided, the floor, the study side by side).
 //!
 //! When an output is changed on purpose, regenerate the expected files from the same
 //! results.json and say so in the commit.

@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check for the eBPF toolchain, bpf-linker, qemu and iperf3; install what is missing.
+    /// Check for the eBPF toolchain, bpf-linker, qemu, iperf3 and chromium (the report
+    /// test); install what is missing.
     Setup {
         /// Only report what is missing, install nothing.
         #[arg(long)]
@@ -100,6 +101,7 @@ fn setup(check: bool) -> anyhow::Result<()> {
             ebpf: true,
             vm: true,
             bench: true,
+            report: true,
         })
         .map(|_| ())
     }

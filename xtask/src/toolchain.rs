@@ -33,6 +33,8 @@ pub const DEBIAN_VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
 /// Debian packages the benchmarks compare against: iperf3 (throughput), bpftrace (copy
 /// counting), linux-perf's `perf trace` and strace (syscall tracing).
 pub const DEBIAN_BENCH_PACKAGES: &[&str] = &["iperf3", "bpftrace", "linux-perf", "strace"];
+/// Debian packages the report test needs: headless Chromium opens report.html.
+pub const DEBIAN_REPORT_PACKAGES: &[&str] = &["chromium"];
 
 /// How the eBPF crate gets built on this machine.
 #[derive(Clone, Debug)]
@@ -202,6 +204,7 @@ pub struct SetupScope {
     pub ebpf: bool,
     pub vm: bool,
     pub bench: bool,
+    pub report: bool,
 }
 
 /// Installs what `scope` needs and is missing, printing each step. Returns the eBPF
@@ -225,6 +228,9 @@ pub fn setup(scope: SetupScope) -> Result<Option<(EbpfToolchain, PathBuf)>> {
     }
     if scope.bench {
         packages.extend(DEBIAN_BENCH_PACKAGES);
+    }
+    if scope.report {
+        packages.extend(DEBIAN_REPORT_PACKAGES);
     }
     packages.sort_unstable();
     packages.dedup();

@@ -13,7 +13,7 @@ use crate::{
         auth::Token,
         phases::AgentPhases,
     },
-    util::{sys, units::duration_arg},
+    util::{sys, text::printable, units::duration_arg},
     workload::server::stop_flag_on_signals,
 };
 
@@ -64,7 +64,8 @@ pub fn run(args: &AgentArgs) -> Result<ExitCode> {
             SessionEnd::Lost(why) => format!("lost, its phase stopped: {why}"),
             SessionEnd::Stopped => "stopped by a signal".to_string(),
         };
-        eprintln!("netcopy agent: controller {peer}: {what}");
+        // The reasons can quote what the controller sent (an unknown variant's name).
+        eprintln!("netcopy agent: controller {peer}: {}", printable(&what));
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -72,7 +72,7 @@ impl ClientArgs {
 /// Runs `netcopy client`: prints the report (also the partial one of a failed run) and
 /// exits non-zero on any failure.
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    let (report, failure) = match run_client(&args.config()) {
+    let (mut report, failure) = match run_client(&args.config()) {
         Ok(report) => (report, None),
         Err(failure) => (*failure.report, Some(failure.message)),
     };
@@ -80,6 +80,12 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         eprintln!("netcopy client: error: {message}");
         if report.messages > 0 || report.received_bytes > 0 {
             eprintln!("netcopy client: partial results of the failed run follow");
+        }
+    }
+    // The cause belongs in the JSON too: a reader of stdout alone must see the failure.
+    if let Some(message) = &failure {
+        if !report.errors.contains(message) {
+            report.errors.insert(0, message.clone());
         }
     }
     let text = if args.json {

@@ -17,6 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::workload::server::{stop_exit_code, Interrupted};
+
 /// How many times does my data really get copied on its way through a socket?
 #[derive(Parser)]
 #[command(name = "netcopy", version, about, long_about = None)]
@@ -68,6 +70,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if err.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("netcopy: {err:#}");
+            stop_exit_code()
+        }
         Err(err) => {
             eprintln!("netcopy: error: {err:#}");
             ExitCode::FAILURE

@@ -10,7 +10,8 @@ use crate::experiment::{output::write_outputs, results::load_results};
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
     /// The results directory of `netcopy run` (the one holding results.json); results.csv,
-    /// the SVG plots and report.md are written next to it.
+    /// the SVG plots and report.md are written next to it. results.json must be a regular
+    /// file (or a symlink to one) of at most 256 MiB.
     pub dir: PathBuf,
 }
 
@@ -35,4 +36,27 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     }
     crate::util::emit(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::experiment::results::MAX_RESULTS_BYTES;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        report: ReportArgs,
+    }
+
+    #[test]
+    fn help_states_the_size_bound_that_loading_applies() {
+        let help = Command::command().render_long_help().to_string();
+        assert!(
+            help.contains(&format!("at most {} MiB", MAX_RESULTS_BYTES >> 20)),
+            "{help}"
+        );
+    }
 }

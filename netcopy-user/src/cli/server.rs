@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// Largest message size a client may request (K/M/G are binary units).
     #[arg(long, default_value = "64M", value_parser = size_arg, value_name = "SIZE")]
     max_size: u64,
+    /// Most connections served at once (one thread each); one more is answered with
+    /// status busy and closed.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "N")]
+    max_connections: u64,
     /// Print exactly two JSON lines on stdout: `listening` at start, `totals` at the end.
     #[arg(long)]
     json: bool,
@@ -49,6 +53,7 @@ impl ServerArgs {
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::new(self.mode, &self.listen);
         config.max_size = self.max_size;
+        config.max_connections = self.max_connections as usize;
         config.zero_copy = ZeroCopyConfig {
             max_in_flight: self.zc_max_in_flight,
             max_pool_bytes: self.zc_pool_bytes,

@@ -17,7 +17,7 @@ use crate::{
         emit,
         units::{duration_arg, size_arg},
     },
-    workload::modes::Mode,
+    workload::{modes::Mode, server::Interrupted},
 };
 
 /// Where the two ends run, for `--topology`.
@@ -72,7 +72,21 @@ pub struct VerifyArgs {
     pub packet_tap: bool,
 }
 
+/// Runs `netcopy verify`. With `--json` a failure is a JSON object too, its cause in
+/// `errors` (as `client --json` reports one), besides the error on stderr.
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
+    match run_verify(args) {
+        Err(err) if args.json && err.downcast_ref::<Interrupted>().is_none() => {
+            eprintln!("netcopy: error: {err:#}");
+            let failure = serde_json::json!({ "errors": [format!("{err:#}")] });
+            emit(&format!("{}\n", serde_json::to_string_pretty(&failure)?))?;
+            Ok(ExitCode::FAILURE)
+        }
+        result => result,
+    }
+}
+
+fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
     let topology = match (&args.remote, args.topology) {
         (Some(addr), _) => {
             let Some(path) = &args.token_file else {

@@ -4,23 +4,32 @@
 //!
 //! Here: the schema, `write_results` (atomic, so that a run killed mid-write still
 //! leaves a valid file) and `load_results` (which names a file of another schema version
-//! as such).
+//! as such, and reads every older version it can: a field added since has a default).
+//!
+//! Schema versions: 1, the first; 2 adds `config.pin`, `config.interleaved`, each cell's
+//! `placement`, `machine_floor` and `groups` (every figure over its repeats with an
+//! interval for the median). A version 1 file reads as an unpinned, not interleaved run
+//! without a floor.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
     ledger::{FigureSource, ModeLedger},
+    util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary},
     workload::modes::Mode,
 };
 
 /// Bumped on any change a reader of an older file would misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this netcopy still reads.
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The results file in a results directory.
 pub(crate) const RESULTS_FILE: &str = "results.json";
@@ -31,6 +40,11 @@ pub(crate) fn write_results(dir: &Path, results: &Results) -> Result<()> {
     let text = serde_json::to_string_pretty(results).context("encoding results")?;
     crate::util::fs::write_atomic(&dir.join(RESULTS_FILE), text)
 }
+
+/// The largest results.json `netcopy report` reads. A run writes about 8 KiB per cell, so
+/// this holds some 30,000 cells, far beyond any sweep `netcopy run` accepts; the bound
+/// keeps a wrong file (a symlink to a device, a huge file) from exhausting memory.
+pub(crate) const MAX_RESULTS_BYTES: u64 = 256 << 20;
 
 /// Reads and checks `DIR/results.json`.
 pub(crate) fn load_results(dir: &Path) -> Result<Results> {
@@ -50,8 +64,68 @@ pub(crate) fn load_results(dir: &Path) -> Result<Results> {
             dir.display()
         );
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_results(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The text of `path`, which must be a regular file (a symlink to one is fine) of at most
+/// [`MAX_RESULTS_BYTES`].
+fn read_bounded(path: &Path) -> Result<String> {
+    let regular = |meta: &fs::Metadata| -> Result<()> {
+        if meta.is_file() {
+            return Ok(());
+        }
+        bail!(
+            "not a regular file (it is {}): results.json must be the file `netcopy run` wrote",
+            file_kind(meta)
+        )
+    };
+    let too_large = |len: u64| {
+        anyhow::anyhow!(
+            "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
+             file `netcopy run` wrote",
+            MAX_RESULTS_BYTES >> 20
+        )
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let meta = fs::metadata(path)?;
+    regular(&meta)?;
+    if meta.len() > MAX_RESULTS_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // Non-blocking and checked again on the open file, in case the path changed between.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    regular(&file.metadata()?)?;
+    let mut text = String::new();
+    file.take(MAX_RESULTS_BYTES + 1)
+        .read_to_string(&mut text)
+        .context("not UTF-8 text, or unreadable")?;
+    if text.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
+
+/// "a directory", "a FIFO", ... for an error message.
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 /// Parses a results document, checking its schema version first so that a file from
@@ -68,14 +142,15 @@ fn parse_results(text: &str) -> Result<Results> {
     let Some(version) = version.as_u64() else {
         bail!("not a netcopy results document: \"schema_version\" is {version}, not a number");
     };
-    if version != u64::from(SCHEMA_VERSION) {
+    if !(u64::from(OLDEST_READABLE_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&version) {
         bail!(
             "unsupported schema_version {version}: this netcopy reads schema_version \
-             {SCHEMA_VERSION}; rebuild the report with the netcopy that wrote the file"
+             {OLDEST_READABLE_VERSION} to {SCHEMA_VERSION}; rebuild the report with the \
+             netcopy that wrote the file"
         );
     }
-    serde_json::from_str(text).with_context(|| {
-        format!("does not match the netcopy results schema (schema_version {SCHEMA_VERSION})")
+    serde_json::from_value(value).with_context(|| {
+        format!("does not match the netcopy results schema (schema_version {version})")
     })
 }
 
@@ -97,7 +172,15 @@ pub struct Results {
     pub plan: PlanRecord,
     /// `netcopy verify` at the start of the run: exact copy counts per mode.
     pub verification: Vec<ModeLedger>,
+    /// What this machine adds to a round trip with no mode involved; None before schema 2.
+    #[serde(default)]
+    pub machine_floor: Option<MachineFloor>,
     pub cells: Vec<Cell>,
+    /// Every figure of each (mode, size, threads) over its repeats, with an interval for
+    /// the median. Derived from `cells` by netcopy's analysis and written for readers of
+    /// this file; `netcopy report` computes it again from the cells.
+    #[serde(default)]
+    pub groups: Vec<GroupSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +206,14 @@ pub struct RunConfig {
     /// Seconds of the request/response (latency) phase of each cell.
     pub rr_seconds: f64,
     pub quick: bool,
+    /// `--pin`: where the cells' server and client threads were asked to run.
+    #[serde(default = "PinRequest::before_recorded")]
+    pub pin: PinRequest,
+    /// The repeats of a (size, threads) point ran round-robin across its modes (the mode
+    /// order rotating by one each repeat), so that slow drift hits every mode alike; false
+    /// before schema 2, where every mode's cells ran one after another.
+    #[serde(default)]
+    pub interleaved: bool,
 }
 
 /// An owned copy of the attach plan (the live one borrows static strings).
@@ -176,6 +267,9 @@ pub struct Cell {
     pub threads: usize,
     /// 0-based repetition index.
     pub repeat: u32,
+    /// Where the server and the client threads ran; None before schema 2 (unpinned).
+    #[serde(default)]
+    pub placement: Option<Placement>,
     pub stream: StreamFigures,
     pub latency: LatencyFigures,
     /// Copy sites over the stream phase, from the copy probes (kernel) and the sender.
@@ -254,6 +348,103 @@ pub struct CpuFigures {
     pub hw_unavailable_reason: Option<String>,
 }
 
+/// The confidence aimed at by every interval of the median: reached from 6 repeats on;
+/// with fewer, the interval is the repeats' range and says its lower coverage.
+pub(crate) const INTERVAL_CONFIDENCE: f64 = 0.95;
+
+/// How the intervals are obtained, in one line (results.json readers, the report).
+pub(crate) const INTERVAL_METHOD: &str =
+    "distribution-free interval for the median from order statistics (binomial ranks, no \
+     assumption on the distribution's shape): 95 % from 6 repeats on, the repeats' range \
+     below that (75 % for 3 repeats, 87.5 % for 4, 93.75 % for 5)";
+
+/// One figure over repeats: every value, its median and an interval for the median.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FigureSummary {
+    /// One value per repeat that had the figure, in repeat order.
+    pub values: Vec<f64>,
+    pub median: f64,
+    /// None for a single value, which bounds nothing.
+    pub interval: Option<MedianInterval>,
+}
+
+impl FigureSummary {
+    /// None when no value is a finite number.
+    pub fn of(values: &[f64]) -> Option<FigureSummary> {
+        let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        Some(FigureSummary {
+            median: stats::median(&values)?,
+            interval: stats::median_interval_up_to(&values, INTERVAL_CONFIDENCE),
+            values,
+        })
+    }
+}
+
+/// The figures of one (mode, size, threads) over its repeats, by the names the cells
+/// give them (`throughput_gbps`, `latency_p50_us`, `total_ns_per_byte`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub mode: Mode,
+    pub size: u64,
+    pub threads: usize,
+    pub repeats: usize,
+    pub figures: BTreeMap<String, FigureSummary>,
+    /// How every interval here was obtained.
+    pub interval_method: String,
+}
+
+/// What this machine adds to a round trip with no mode involved: a 1-byte TCP ping-pong
+/// over loopback between two threads of netcopy, pinned to one CPU, to two, or not at
+/// all. A cell's latency is read against it: what the floor already costs, no mode can
+/// remove.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineFloor {
+    /// Bytes each way per round trip.
+    pub message_bytes: u64,
+    /// Seconds of ping-pong per placement and repeat.
+    pub seconds: f64,
+    /// How the repeats ran: round-robin across the placements.
+    pub placements: Vec<FloorFigures>,
+    /// Placements that could not be measured here, with the reason.
+    pub not_measured: Vec<(FloorPlacement, String)>,
+}
+
+/// Where the two threads of the ping-pong ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloorPlacement {
+    /// Both threads on one CPU: every hand-over is a switch on that CPU.
+    OneCpu,
+    /// One thread per CPU: every hand-over wakes the other CPU.
+    TwoCpus,
+    /// Where the scheduler put them.
+    Unpinned,
+}
+
+impl FloorPlacement {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FloorPlacement::OneCpu => "one CPU",
+            FloorPlacement::TwoCpus => "two CPUs",
+            FloorPlacement::Unpinned => "unpinned",
+        }
+    }
+}
+
+/// The ping-pong at one placement over its repeats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorFigures {
+    pub placement: FloorPlacement,
+    /// The CPUs of the two threads (empty when unpinned).
+    pub cpus: Vec<usize>,
+    /// Round trips per repeat.
+    pub round_trips: Vec<u64>,
+    /// Median round trip of each repeat, microseconds.
+    pub round_trip_p50_us: FigureSummary,
+    /// 99th percentile round trip of each repeat, microseconds.
+    pub round_trip_p99_us: FigureSummary,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +459,7 @@ mod tests {
         assert!(format!("{e:#}").contains("not a JSON object"));
         let e = parse_results("{\"schema_version\": 1}").unwrap_err();
         assert!(format!("{e:#}").contains("does not match"));
+        let e = parse_results("{\"schema_version\": 0}").unwrap_err();
+        assert!(format!("{e:#}").contains("reads schema_version 1 to"));
     }
 }

@@ -1,8 +1,15 @@
-//! The sweep behind `netcopy run` (whose command line is `cli::run`). For every cell
-//! (mode x size x threads x repeat) it starts a server child, attaches the copy probes and perf counters, measures a
-//! stream phase (throughput, copies, CPU) and a request/response phase (latency), and
-//! appends the cell to `results.json`, which is rewritten atomically after every cell so
-//! that an interrupted or killed run still leaves a valid file.
+//! The sweep behind `netcopy run` (whose command line is `cli::run`). It verifies every
+//! mode's copies exactly, measures the machine's own round-trip floor, then for every
+//! cell (mode x size x threads x repeat) starts a server child, pins it and the client
+//! threads as placed, attaches the copy probes and perf counters, measures a stream phase
+//! (throughput, copies, CPU) and a request/response phase (latency), and appends the cell
+//! to `results.json`, which is rewritten atomically after every cell (with every group's
+//! figures summarised) so that an interrupted or killed run still leaves a valid file.
+//!
+//! Order: sizes, then thread counts, then repeats, then modes. The repeats of one
+//! (size, threads) point go round-robin across its modes, the mode order rotating by one
+//! each repeat, so that slow drift of the machine (another tenant, thermal state) falls
+//! on every mode of a comparison alike instead of on whichever ran last.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,6 +21,9 @@ use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
+    experiment::analysis::groups::group_summaries,
+    experiment::floor::measure_floor,
+    experiment::placement::Placement,
     experiment::results::{
         write_results, Cell, CopyFigure, CpuFigures, LatencyFigures, Machine, PlanRecord, Results,
         RunConfig, StreamFigures, ZeroCopyFigures, SCHEMA_VERSION,
@@ -30,6 +40,9 @@ use crate::{
     workload::server::stop_flag_on_signals,
 };
 
+/// Where the cells' syscall trace samples go, under the results directory.
+pub(crate) const TRACES_DIR: &str = "traces";
+
 /// Messages in each cell's syscall trace sample: enough to show every call pattern of the
 /// mode, few enough that tracing never loses events and the sample stays small.
 const TRACE_SAMPLE_MESSAGES: u64 = 16;
@@ -42,11 +55,52 @@ const TRACED_SLOTS: [u32; 2] = [SERVER_SLOT, CLIENT_SLOT];
 const VERIFY_MESSAGES: u64 = 32;
 const VERIFY_SIZE: u64 = 64 << 10;
 
-/// Runs the sweep of `config` into `dir`, which exists: verification, then every cell,
-/// with results.json rewritten after each. Returns the results, `interrupted` when SIGINT
-/// or SIGTERM stopped it; on an error, results.json holds the cells measured before it.
-/// With `trace_samples`, each cell also records a syscall trace sample under `dir/traces`.
-pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> Result<Results> {
+/// Seconds of 1-byte ping-pong per floor placement and repeat.
+const FLOOR_SECONDS: f64 = 0.2;
+
+/// One cell to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CellPlan {
+    mode: Mode,
+    size: u64,
+    threads: usize,
+    repeat: u32,
+}
+
+/// Every cell of `config` for `modes` (those of its modes this kernel runs), in the order
+/// they are measured (see the module docs).
+fn schedule(config: &RunConfig, modes: &[Mode]) -> Vec<CellPlan> {
+    let mut cells = Vec::new();
+    for &size in &config.sizes {
+        for &threads in &config.threads {
+            for repeat in 0..config.repeat {
+                for k in 0..modes.len() {
+                    cells.push(CellPlan {
+                        mode: modes[(k + repeat as usize) % modes.len()],
+                        size,
+                        threads,
+                        repeat,
+                    });
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// Runs the sweep of `config` into `dir`, which exists: verification, the machine floor,
+/// then every cell with server and client placed by `placement`, results.json rewritten
+/// after each. Returns the results, `interrupted` when SIGINT or SIGTERM stopped it; on
+/// an error, results.json holds the cells measured before it. With `trace_samples`, each
+/// cell also records a syscall trace sample under `dir/traces`. `allowed` are the CPUs
+/// this process may use.
+pub(crate) fn run_sweep(
+    config: &RunConfig,
+    placement: &Placement,
+    allowed: &[usize],
+    dir: &Path,
+    trace_samples: bool,
+) -> Result<Results> {
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
 
     let mut probes = CopyProbes::load_with(LoadOptions {
@@ -65,9 +119,12 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
         config: config.clone(),
         plan: PlanRecord::from(probes.plan()),
         verification: Vec::new(),
+        machine_floor: None,
         cells: Vec::new(),
+        groups: Vec::new(),
     };
     eprintln!("netcopy run: writing to {}", dir.display());
+    eprintln!("netcopy run: placement: {}", placement.describe());
     eprintln!("{}", probes.plan().describe().trim_end());
 
     for &mode in &config.modes {
@@ -87,6 +144,18 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
     }
     write_results(dir, &results)?;
 
+    let floor = measure_floor(placement, allowed, config.repeat, FLOOR_SECONDS, &stop)
+        .context("measuring the machine's round-trip floor")?;
+    for f in &floor.placements {
+        eprintln!(
+            "floor {}: 1-byte round trip p50 {:.1} us",
+            f.placement.label(),
+            f.round_trip_p50_us.median
+        );
+    }
+    results.machine_floor = Some(floor);
+    write_results(dir, &results)?;
+
     // A mode this kernel cannot run has its verification say why, and no cells.
     let measured: Vec<Mode> = results
         .verification
@@ -94,16 +163,7 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
         .filter(|l| l.verdict != Verdict::Unsupported)
         .map(|l| l.mode)
         .collect();
-    let cells: Vec<(Mode, u64, usize, u32)> = (0..config.repeat)
-        .flat_map(|r| {
-            measured.iter().flat_map(move |&m| {
-                config
-                    .sizes
-                    .iter()
-                    .flat_map(move |&s| config.threads.iter().map(move |&t| (m, s, t, r)))
-            })
-        })
-        .collect();
+    let cells = schedule(config, &measured);
     // One tracer for the whole run, paused except during each cell's trace sample.
     let mut tracer = if !trace_samples {
         None
@@ -113,7 +173,13 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
         Some(tracer)
     };
     let bar = progress_bar(cells.len() as u64);
-    for (mode, size, threads, repeat) in cells {
+    for plan in cells {
+        let CellPlan {
+            mode,
+            size,
+            threads,
+            repeat,
+        } = plan;
         if stop.load(Ordering::SeqCst) {
             results.interrupted = true;
             break;
@@ -124,16 +190,16 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
             repeat + 1
         ));
         let trace_dir = trace_samples.then(|| {
-            PathBuf::from("traces").join(format!(
+            PathBuf::from(TRACES_DIR).join(format!(
                 "{mode}-{}-t{threads}-r{}",
                 format_size(size),
                 repeat + 1
             ))
         });
-        let cell = measure_cell(&mut probes, config, mode, size, threads, repeat)
+        let cell = measure_cell(&mut probes, config, placement, plan)
             .and_then(|mut cell| {
                 if let (Some(rel), Some(tracer)) = (trace_dir, tracer.as_mut()) {
-                    trace_sample(&mut probes, tracer, mode, size, threads, &dir.join(&rel))?;
+                    trace_sample(&mut probes, tracer, placement, plan, &dir.join(&rel))?;
                     cell.trace_sample = Some(rel.display().to_string());
                 }
                 Ok(cell)
@@ -144,8 +210,9 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
                 progress_line(
                     &bar,
                     format!(
-                    "{mode:<9} {:>5} x{threads}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
+                    "{mode:<9} {:>5} x{threads} #{}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
                     format_size(size),
+                    repeat + 1,
                     cell.stream.throughput_gbps,
                     cell.latency.latency_us.p50,
                     cell.copies_per_byte
@@ -154,6 +221,7 @@ pub(crate) fn run_sweep(config: &RunConfig, dir: &Path, trace_samples: bool) -> 
                 ),
                 );
                 results.cells.push(cell);
+                results.groups = group_summaries(&results);
                 write_results(dir, &results)?;
             }
             // An interrupted cell is dropped; anything else is an error of the run.
@@ -199,20 +267,26 @@ fn progress_bar(len: u64) -> ProgressBar {
     bar
 }
 
-/// Stream phase with copies and counters, then the latency phase, each with its own server.
+/// Stream phase with copies and counters, then the latency phase, each with its own
+/// server, server and client threads placed by `placement` in both.
 fn measure_cell(
     probes: &mut CopyProbes,
     config: &RunConfig,
-    mode: Mode,
-    size: u64,
-    threads: usize,
-    repeat: u32,
+    placement: &Placement,
+    plan: CellPlan,
 ) -> Result<Cell> {
+    let CellPlan {
+        mode,
+        size,
+        threads,
+        repeat,
+    } = plan;
     let size_limit = ["--max-size".to_string(), size.to_string()];
     let own_pid = std::process::id();
 
     // Stream phase: throughput, copies, CPU.
     let server = ServerProcess::spawn(mode, &size_limit)?;
+    let pinned = placement.apply(server.pid())?;
     probes.watch_process(server.pid(), SERVER_SLOT, false)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
     let mut server_counters = ProcessCounters::open(server.pid(), true);
@@ -228,6 +302,7 @@ fn measure_cell(
     );
     client.pattern = Pattern::Stream;
     let stream = run_client(&client);
+    drop(pinned);
     client_counters.disable();
     let totals = server.stop();
     server_counters.disable();
@@ -241,6 +316,7 @@ fn measure_cell(
 
     // Latency phase: request/response, one message per transaction.
     let server = ServerProcess::spawn(mode, &size_limit)?;
+    let pinned = placement.apply(server.pid())?;
     let mut rr = ClientConfig::new(
         &server.addr,
         size,
@@ -249,6 +325,7 @@ fn measure_cell(
     );
     rr.pattern = Pattern::Rr;
     let latency = run_client(&rr);
+    drop(pinned);
     server.stop()?;
     let latency = latency.map_err(|f| anyhow!("latency phase: {f}"))?;
 
@@ -284,6 +361,7 @@ fn measure_cell(
         size,
         threads,
         repeat,
+        placement: Some(placement.clone()),
         stream: stream_figures(&stream),
         latency: LatencyFigures {
             kind: latency.latency_kind,
@@ -315,12 +393,18 @@ fn measure_cell(
 fn trace_sample(
     probes: &mut CopyProbes,
     tracer: &mut SyscallTracer,
-    mode: Mode,
-    size: u64,
-    threads: usize,
+    placement: &Placement,
+    plan: CellPlan,
     dir: &Path,
 ) -> Result<()> {
+    let CellPlan {
+        mode,
+        size,
+        threads,
+        ..
+    } = plan;
     let server = ServerProcess::spawn(mode, &["--max-size".to_string(), size.to_string()])?;
+    let pinned = placement.apply(server.pid())?;
     let own_pid = std::process::id();
     probes.watch_process(server.pid(), SERVER_SLOT, false)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
@@ -334,6 +418,7 @@ fn trace_sample(
         threads,
         RunLimit::Messages(messages),
     ));
+    drop(pinned);
     let stopped = server.stop();
     let paused = tracer.pause();
     probes.unwatch_process(own_pid)?;
@@ -406,5 +491,54 @@ fn machine(perf_hw_available: bool, perf_hw_reason: &str) -> Machine {
         memory_bytes: host.memory_bytes.unwrap_or(0),
         perf_hw_available,
         perf_hw_reason: perf_hw_reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::placement::PinRequest;
+
+    #[test]
+    fn repeats_go_round_robin_across_the_modes_of_a_point() {
+        let config = RunConfig {
+            modes: vec![Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy],
+            sizes: vec![1024, 4096],
+            threads: vec![1, 2],
+            repeat: 3,
+            stream_seconds: 0.5,
+            rr_seconds: 0.25,
+            quick: false,
+            pin: PinRequest::Auto,
+            interleaved: true,
+        };
+        let cells = schedule(&config, &config.modes);
+        assert_eq!(cells.len(), 3 * 2 * 2 * 3);
+        // The first point (1K, 1 thread): 3 repeats of every mode, mode order rotated.
+        let first: Vec<(Mode, u32)> = cells[..9].iter().map(|c| (c.mode, c.repeat)).collect();
+        use Mode::{OneCopy as O, TwoCopy as T, ZeroCopy as Z};
+        assert_eq!(
+            first,
+            [
+                (T, 0),
+                (O, 0),
+                (Z, 0),
+                (O, 1),
+                (Z, 1),
+                (T, 1),
+                (Z, 2),
+                (T, 2),
+                (O, 2)
+            ]
+        );
+        assert!(cells[..9].iter().all(|c| (c.size, c.threads) == (1024, 1)));
+        assert_eq!((cells[9].size, cells[9].threads), (1024, 2));
+        assert_eq!((cells[18].size, cells[18].threads), (4096, 1));
+        // Every cell once.
+        let unique: std::collections::BTreeSet<_> = cells
+            .iter()
+            .map(|c| (c.mode, c.size, c.threads, c.repeat))
+            .collect();
+        assert_eq!(unique.len(), cells.len());
     }
 }

@@ -26,14 +26,37 @@ pub struct OutputPaths {
     pub summary: PathBuf,
 }
 
+/// The files [`write_outputs`] writes into its directory.
+const OUTPUT_FILES: [&str; 3] = ["syscalls.jsonl", "trace.json", "summary.json"];
+
+/// Makes `dir` ready for [`write_outputs`] before anything is traced: created if needed,
+/// and refused when it is not a directory or already holds a trace, so that a trace is
+/// never recorded only to be thrown away (or to overwrite an earlier one).
+pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot use {} as the output directory", dir.display()))?;
+    if let Some(old) = OUTPUT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+    {
+        anyhow::bail!(
+            "{} already holds a trace ({}); give another --out or remove it",
+            dir.display(),
+            old.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes `syscalls.jsonl`, `trace.json` and `summary.json` into `dir` (created if needed).
 pub fn write_outputs(dir: &Path, output: &TraceOutput) -> Result<OutputPaths> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths = OutputPaths {
         dir: dir.to_path_buf(),
-        jsonl: dir.join("syscalls.jsonl"),
-        chrome_trace: dir.join("trace.json"),
-        summary: dir.join("summary.json"),
+        jsonl: dir.join(OUTPUT_FILES[0]),
+        chrome_trace: dir.join(OUTPUT_FILES[1]),
+        summary: dir.join(OUTPUT_FILES[2]),
     };
     write_jsonl(&paths.jsonl, output)?;
     write_chrome_trace(&paths.chrome_trace, output)?;

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     launch,
-    output::{write_outputs, OutputPaths},
+    output::{self, write_outputs, OutputPaths},
     tracer::{
         end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
         DRAIN_NICE,
@@ -110,6 +110,8 @@ pub fn run(config: &SessionConfig) -> Result<Session> {
     let out_dir = config.out_dir.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("trace-{}", crate::util::time::utc_timestamp()))
     });
+    // Before anything runs: a trace that cannot be written is not worth recording.
+    output::prepare_dir(&out_dir)?;
     let mut probes = CopyProbes::load_with(LoadOptions {
         trace_ring_bytes: Some(config.ring_bytes),
         ..LoadOptions::default()

@@ -3,6 +3,7 @@
 //!
 //! Layer: the bottom one; nothing here imports from another netcopy module.
 
+pub mod affinity;
 pub mod errno;
 pub mod fs;
 pub mod machine;

@@ -50,6 +50,8 @@ pub enum Status {
     SizeOverLimit = 5,
     /// The server could not serve a valid request (e.g. the kernel refused SO_ZEROCOPY).
     ServerError = 6,
+    /// The server already serves its most connections (`--max-connections`).
+    Busy = 7,
 }
 
 impl Status {
@@ -66,6 +68,7 @@ impl Status {
             4 => Status::SizeZero,
             5 => Status::SizeOverLimit,
             6 => Status::ServerError,
+            7 => Status::Busy,
             _ => return None,
         })
     }
@@ -79,6 +82,7 @@ impl Status {
             Status::SizeZero => "size zero",
             Status::SizeOverLimit => "size over limit",
             Status::ServerError => "server error",
+            Status::Busy => "busy",
         }
     }
 }

@@ -1,13 +1,14 @@
-//! Crossovers: from which message size on a challenger mode beats its baseline for good.
+//! Crossovers: from which message size on a challenger mode beats its baseline for good,
+//! and whether the repeats' intervals decide it.
 
-use std::collections::BTreeSet;
+use std::{cmp::Ordering, collections::BTreeSet};
 
 use super::groups::{find_group, CpuMetric, Group, Stat};
 use crate::workload::modes::{Mode, MODES};
 
 /// Which way is better for a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Better {
+pub(crate) enum Better {
     Higher,
     Lower,
 }
@@ -87,7 +88,7 @@ impl CrossoverMetric {
             CrossoverMetric::Cpu(_) => "cpu_ns_per_byte",
         }
     }
-    pub(super) fn better(self) -> Better {
+    pub(crate) fn better(self) -> Better {
         match self {
             CrossoverMetric::Throughput => Better::Higher,
             CrossoverMetric::Cpu(_) => Better::Lower,
@@ -107,15 +108,38 @@ impl CrossoverMetric {
     }
 }
 
+/// What the intervals of two modes at one size say about their order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Separation {
+    /// The challenger's interval is entirely on the better side of the baseline's.
+    Ahead,
+    /// The challenger's interval is entirely on the worse side.
+    Behind,
+    /// The intervals overlap, or a side has too few repeats: the data do not decide.
+    Undecided,
+}
+
+impl Separation {
+    pub(crate) fn of(challenger: &Stat, baseline: &Stat, better: Better) -> Separation {
+        match (challenger.decided_order(baseline), better) {
+            (Some(Ordering::Greater), Better::Higher) | (Some(Ordering::Less), Better::Lower) => {
+                Separation::Ahead
+            }
+            (Some(_), _) => Separation::Behind,
+            (None, _) => Separation::Undecided,
+        }
+    }
+}
+
 /// One size compared in a crossover.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Compared {
     pub(crate) size: u64,
-    pub(crate) challenger: f64,
-    pub(crate) baseline: f64,
+    pub(crate) challenger: Stat,
+    pub(crate) baseline: Stat,
+    /// The challenger's median is strictly better.
     pub(crate) ahead: bool,
-    /// The repeats' min..max ranges of the two modes overlap: the order may be noise.
-    pub(crate) overlap: bool,
+    pub(crate) separation: Separation,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +153,29 @@ pub(crate) struct Crossover {
     /// Sizes below the crossover (or anywhere, for "never") where the challenger was ahead
     /// but fell behind again at a larger size.
     pub(crate) earlier_leads: Vec<u64>,
+    /// Whether the intervals decide the point (see [`decided`]).
+    pub(crate) decided: bool,
+}
+
+/// Whether the intervals decide a crossover found from the medians: for a crossover at
+/// s, the challenger is decidedly ahead at s and at every larger size, and decidedly
+/// behind at the size just below s (if any), so the crossover lies between those two
+/// sizes; for "never", it is decidedly behind at the largest size. `compared` is sorted
+/// by size.
+fn decided(point: CrossoverPoint, compared: &[Compared]) -> bool {
+    match point {
+        CrossoverPoint::NoData => false,
+        CrossoverPoint::Never => compared
+            .last()
+            .is_some_and(|c| c.separation == Separation::Behind),
+        CrossoverPoint::At(s) => {
+            let from = compared.partition_point(|c| c.size < s);
+            compared[from..]
+                .iter()
+                .all(|c| c.separation == Separation::Ahead)
+                && (from == 0 || compared[from - 1].separation == Separation::Behind)
+        }
+    }
 }
 
 /// The mode pairs compared, (challenger, baseline): each row of the mode table against the
@@ -162,17 +209,17 @@ pub(super) fn crossovers(groups: &[Group], cpu: CpuMetric, threads: usize) -> Ve
                 if let (Some(a), Some(b)) = (metric.of(g), metric.of(b)) {
                     compared.push(Compared {
                         size: g.size,
-                        challenger: a.median,
-                        baseline: b.median,
+                        challenger: a,
+                        baseline: b,
                         ahead: ahead(a.median, b.median, metric.better()),
-                        overlap: a.min <= b.max && b.min <= a.max,
+                        separation: Separation::of(&a, &b, metric.better()),
                     });
                 }
             }
             compared.sort_by_key(|c| c.size);
             let points: Vec<_> = compared
                 .iter()
-                .map(|c| (c.size, c.challenger, c.baseline))
+                .map(|c| (c.size, c.challenger.median, c.baseline.median))
                 .collect();
             let point = crossover_point(&points, metric.better());
             let limit = match point {
@@ -190,6 +237,7 @@ pub(super) fn crossovers(groups: &[Group], cpu: CpuMetric, threads: usize) -> Ve
                 metric,
                 threads,
                 point,
+                decided: decided(point, &compared),
                 compared,
                 earlier_leads,
             });
@@ -303,6 +351,65 @@ mod tests {
         let cpu = &xs[1];
         assert_eq!(cpu.metric, CrossoverMetric::Cpu(CpuMetric::Total));
         assert_eq!(cpu.point, CrossoverPoint::Never);
+        // One repeat each decides nothing.
+        assert!(!tp.decided && !cpu.decided);
+    }
+
+    /// A comparison at `size` whose challenger has repeats `a` and baseline `b`.
+    fn compared(size: u64, a: &[f64], b: &[f64]) -> Compared {
+        let (a, b) = (stat(a).unwrap(), stat(b).unwrap());
+        Compared {
+            size,
+            challenger: a,
+            baseline: b,
+            ahead: a.median > b.median,
+            separation: Separation::of(&a, &b, Better::Higher),
+        }
+    }
+
+    #[test]
+    fn a_crossover_is_decided_only_where_the_intervals_separate() {
+        let behind = |s| compared(s, &[1.0, 1.1, 1.2], &[2.0, 2.1, 2.2]);
+        let ahead = |s| compared(s, &[3.0, 3.1, 3.2], &[2.0, 2.1, 2.2]);
+        // Medians ahead, ranges overlapping.
+        let close = |s| compared(s, &[2.0, 2.15, 2.3], &[1.9, 2.1, 2.2]);
+        assert_eq!(close(1).separation, Separation::Undecided);
+        assert!(close(1).ahead);
+        let at = |cs: &[Compared]| {
+            let pts: Vec<_> = cs
+                .iter()
+                .map(|c| (c.size, c.challenger.median, c.baseline.median))
+                .collect();
+            let p = crossover_point(&pts, Better::Higher);
+            (p, decided(p, cs))
+        };
+        // Behind, then ahead for good: decided, between the two sizes.
+        assert_eq!(
+            at(&[behind(1), ahead(2), ahead(4)]),
+            (CrossoverPoint::At(2), true)
+        );
+        // Overlap just below the lead: the crossover may be lower.
+        assert_eq!(
+            at(&[behind(1), close(2), ahead(4)]),
+            (CrossoverPoint::At(2), false)
+        );
+        // Overlap inside the lead.
+        assert_eq!(
+            at(&[behind(1), ahead(2), close(4)]),
+            (CrossoverPoint::At(2), false)
+        );
+        // Ahead everywhere and decidedly so.
+        assert_eq!(at(&[ahead(1), ahead(2)]), (CrossoverPoint::At(1), true));
+        // Never: decided only when behind at the largest size.
+        assert_eq!(at(&[ahead(1), behind(2)]), (CrossoverPoint::Never, true));
+        assert_eq!(
+            at(&[ahead(1), compared(2, &[2.0, 2.1, 2.2], &[2.0, 2.15, 2.3])]),
+            (CrossoverPoint::Never, false)
+        );
+        assert_eq!(at(&[]), (CrossoverPoint::NoData, false));
+        // Two repeats a side never decide, however far apart.
+        let two = compared(1, &[9.0, 9.1], &[1.0, 1.1]);
+        assert_eq!(two.separation, Separation::Undecided);
     }
 
     #[test]

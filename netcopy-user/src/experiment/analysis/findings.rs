@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    format::num,
+    format::{num, with_interval},
     groups::{planned_cells, Group, Stat},
     hardware::HwAvailability,
 };
@@ -17,7 +17,8 @@ use crate::{
 /// CV between repeats above which a group is flagged (10 %).
 pub(crate) const HIGH_CV: f64 = 0.10;
 /// Relative drop of median throughput from one size to the next larger one above which a
-/// mode's throughput curve is flagged non-monotonic (10 %).
+/// mode's throughput curve is flagged non-monotonic (10 %), when the intervals of the two
+/// sizes also do not overlap (a drop within the noise is no finding).
 pub(crate) const NON_MONOTONIC_DROP: f64 = 0.10;
 
 /// How important a finding is.
@@ -215,22 +216,19 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
         pts.sort_by_key(|p| p.0);
         for w in pts.windows(2) {
             let ((s0, a), (s1, b)) = (w[0], w[1]);
-            if a.median > 0.0 && b.median < a.median * (1.0 - NON_MONOTONIC_DROP) {
+            let fell = a.median > 0.0 && b.median < a.median * (1.0 - NON_MONOTONIC_DROP);
+            if fell && b.decided_order(&a) == Some(std::cmp::Ordering::Less) {
                 push(
                     FindingKind::NonMonotonicThroughput,
                     Severity::Warning,
                     format!(
                         "{mode}, {threads} thread(s): median throughput fell from {} Gbit/s at \
-                         {} to {} Gbit/s at {} ({}; repeats {}-{} vs {}-{})",
-                        num(a.median),
+                         {} to {} Gbit/s at {} ({}; the intervals do not overlap)",
+                        with_interval(&a),
                         format_size(s0),
-                        num(b.median),
+                        with_interval(&b),
                         format_size(s1),
                         pct(b.median / a.median - 1.0),
-                        num(a.min),
-                        num(a.max),
-                        num(b.min),
-                        num(b.max)
                     ),
                 );
             }

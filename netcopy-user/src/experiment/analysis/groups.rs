@@ -1,16 +1,30 @@
 //! Groups: the repeats of one (mode, message size, thread count) aggregated into a [`Stat`]
 //! per figure, and the lookups every later step makes over them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use crate::{
-    experiment::results::{Cell, Results, ZeroCopyFigures},
+    experiment::results::{
+        Cell, FigureSummary, GroupSummary, Results, ZeroCopyFigures, INTERVAL_CONFIDENCE,
+        INTERVAL_METHOD,
+    },
     ledger::FigureSource,
-    util::stats,
+    util::stats::{self, MedianInterval},
     workload::modes::Mode,
 };
 
-/// Median, range and spread of one figure over the repeats of a group.
+/// Fewer repeats than this decide nothing: two groups whose intervals do not overlap are
+/// *decided* only when each has at least this many. With 3 repeats a side the intervals
+/// are the repeats' ranges, and two ranges of 3 fail to overlap by chance with
+/// probability 2/20 when the two figures come from one distribution (the exact
+/// Mann-Whitney test with no overlap); with 2 a side it would be 2/6.
+pub(crate) const MIN_REPEATS_TO_DECIDE: usize = 3;
+
+/// Median, range, spread and an interval for the median of one figure over the repeats
+/// of a group.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Stat {
     pub(crate) n: usize,
@@ -20,12 +34,34 @@ pub(crate) struct Stat {
     pub(crate) mean: f64,
     /// Sample standard deviation / mean; None for n < 2 or a zero mean.
     pub(crate) cv: Option<f64>,
+    /// Distribution-free interval for the median (see [`INTERVAL_METHOD`]); None for n < 2.
+    pub(crate) interval: Option<MedianInterval>,
+}
+
+impl Stat {
+    /// How this figure's median compares with `other`'s when the data decide it: Some
+    /// only when both have [`MIN_REPEATS_TO_DECIDE`] repeats and their intervals do not
+    /// overlap.
+    pub(crate) fn decided_order(&self, other: &Stat) -> Option<Ordering> {
+        if self.n < MIN_REPEATS_TO_DECIDE || other.n < MIN_REPEATS_TO_DECIDE {
+            return None;
+        }
+        let (a, b) = (self.interval?, other.interval?);
+        if a.low > b.high {
+            Some(Ordering::Greater)
+        } else if a.high < b.low {
+            Some(Ordering::Less)
+        } else {
+            None
+        }
+    }
 }
 
 /// The [`Stat`] of the finite values among `values`; None when there is none.
-pub(super) fn stat(values: &[f64]) -> Option<Stat> {
+pub(crate) fn stat(values: &[f64]) -> Option<Stat> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     let median = stats::median(&v)?;
+    let interval = stats::median_interval_up_to(&v, INTERVAL_CONFIDENCE);
     v.sort_by(f64::total_cmp);
     let n = v.len();
     let mean = v.iter().sum::<f64>() / n as f64;
@@ -42,7 +78,88 @@ pub(super) fn stat(values: &[f64]) -> Option<Stat> {
         max: v[n - 1],
         mean,
         cv,
+        interval,
     })
+}
+
+/// A per-cell figure a group aggregates.
+type CellFigure = fn(&Cell) -> Option<f64>;
+
+fn latency_ok(c: &Cell) -> bool {
+    c.latency.transactions > 0 || c.latency.latency_us.samples > 0
+}
+
+fn throughput_gbps(c: &Cell) -> Option<f64> {
+    Some(c.stream.throughput_gbps)
+}
+fn latency_p50_us(c: &Cell) -> Option<f64> {
+    latency_ok(c).then_some(c.latency.latency_us.p50)
+}
+fn latency_p99_us(c: &Cell) -> Option<f64> {
+    latency_ok(c).then_some(c.latency.latency_us.p99)
+}
+fn server_ns_per_byte(c: &Cell) -> Option<f64> {
+    c.cpu.server_ns_per_byte
+}
+fn total_ns_per_byte(c: &Cell) -> Option<f64> {
+    c.cpu.total_ns_per_byte
+}
+fn cycles_per_byte(c: &Cell) -> Option<f64> {
+    c.cpu.cycles_per_byte
+}
+fn llc_misses_per_mib(c: &Cell) -> Option<f64> {
+    c.cpu.llc_misses_per_mib
+}
+fn copies_per_byte(c: &Cell) -> Option<f64> {
+    c.copies_per_byte
+}
+
+/// Every per-cell figure a group aggregates, by the name results.json gives it.
+const FIGURES: [(&str, CellFigure); 8] = [
+    ("throughput_gbps", throughput_gbps),
+    ("latency_p50_us", latency_p50_us),
+    ("latency_p99_us", latency_p99_us),
+    ("server_ns_per_byte", server_ns_per_byte),
+    ("total_ns_per_byte", total_ns_per_byte),
+    ("cycles_per_byte", cycles_per_byte),
+    ("llc_misses_per_mib", llc_misses_per_mib),
+    ("copies_per_byte", copies_per_byte),
+];
+
+/// The cells of each (mode, threads, size), each group in repeat order.
+fn cells_by_group(results: &Results) -> BTreeMap<(Mode, usize, u64), Vec<&Cell>> {
+    let mut by_key: BTreeMap<(Mode, usize, u64), Vec<&Cell>> = BTreeMap::new();
+    for c in &results.cells {
+        by_key
+            .entry((c.mode, c.threads, c.size))
+            .or_default()
+            .push(c);
+    }
+    for cells in by_key.values_mut() {
+        cells.sort_by_key(|c| c.repeat);
+    }
+    by_key
+}
+
+/// Every figure of every group over its repeats, as results.json records them.
+pub(crate) fn group_summaries(results: &Results) -> Vec<GroupSummary> {
+    cells_by_group(results)
+        .into_iter()
+        .map(|((mode, threads, size), cells)| GroupSummary {
+            mode,
+            size,
+            threads,
+            repeats: cells.len(),
+            figures: FIGURES
+                .iter()
+                .filter_map(|(name, f)| {
+                    let values: Vec<f64> = cells.iter().filter_map(|c| f(c)).collect();
+                    Some((name.to_string(), FigureSummary::of(&values)?))
+                })
+                .collect(),
+            interval_method: INTERVAL_METHOD.to_string(),
+        })
+        .collect()
 }
 
 /// One copy site of a group.
@@ -106,19 +223,11 @@ fn collect<F: Fn(&Cell) -> Option<f64>>(cells: &[&Cell], f: F) -> Option<Stat> {
 
 /// Aggregates the cells per (mode, size, threads), sorted by mode, threads, size.
 pub(super) fn groups(results: &Results) -> Vec<Group> {
-    let mut by_key: BTreeMap<(Mode, usize, u64), Vec<&Cell>> = BTreeMap::new();
-    for c in &results.cells {
-        by_key
-            .entry((c.mode, c.threads, c.size))
-            .or_default()
-            .push(c);
-    }
     let names = site_names(results);
-    by_key
+    cells_by_group(results)
         .into_iter()
         .map(|((mode, threads, size), cells)| {
-            let latency_ok =
-                |c: &Cell| c.latency.transactions > 0 || c.latency.latency_us.samples > 0;
+            let of = |f: CellFigure| collect(&cells, f);
             let mut sites = BTreeMap::new();
             for name in &names {
                 let figs: Vec<_> = cells.iter().filter_map(|c| c.copies.get(name)).collect();
@@ -157,18 +266,14 @@ pub(super) fn groups(results: &Results) -> Vec<Group> {
                 size,
                 threads,
                 repeats: cells.len(),
-                throughput_gbps: collect(&cells, |c| Some(c.stream.throughput_gbps)),
-                latency_p50_us: collect(&cells, |c| {
-                    latency_ok(c).then_some(c.latency.latency_us.p50)
-                }),
-                latency_p99_us: collect(&cells, |c| {
-                    latency_ok(c).then_some(c.latency.latency_us.p99)
-                }),
-                server_ns_per_byte: collect(&cells, |c| c.cpu.server_ns_per_byte),
-                total_ns_per_byte: collect(&cells, |c| c.cpu.total_ns_per_byte),
-                cycles_per_byte: collect(&cells, |c| c.cpu.cycles_per_byte),
-                llc_misses_per_mib: collect(&cells, |c| c.cpu.llc_misses_per_mib),
-                copies_per_byte: collect(&cells, |c| c.copies_per_byte),
+                throughput_gbps: of(throughput_gbps),
+                latency_p50_us: of(latency_p50_us),
+                latency_p99_us: of(latency_p99_us),
+                server_ns_per_byte: of(server_ns_per_byte),
+                total_ns_per_byte: of(total_ns_per_byte),
+                cycles_per_byte: of(cycles_per_byte),
+                llc_misses_per_mib: of(llc_misses_per_mib),
+                copies_per_byte: of(copies_per_byte),
                 sites,
                 integrity_errors: cells
                     .iter()

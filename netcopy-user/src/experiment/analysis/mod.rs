@@ -5,13 +5,19 @@
 //!
 //! Definitions used throughout (the report repeats them):
 //! - A *group* is one (mode, message size, thread count); its repeats are aggregated into
-//!   a [`Stat`](groups::Stat): median, min, max, mean and coefficient of variation (CV = sample standard
-//!   deviation / mean, n - 1 in the denominator; undefined for fewer than 2 repeats).
+//!   a [`Stat`](groups::Stat): median, min, max, mean, coefficient of variation (CV = sample standard
+//!   deviation / mean, n - 1 in the denominator; undefined for fewer than 2 repeats) and a
+//!   distribution-free interval for the median (95 % from 6 repeats on, the repeats' range
+//!   below that, with its coverage: 75 % for 3).
+//! - *Decided*: two figures' order is decided when both have at least
+//!   [`MIN_REPEATS_TO_DECIDE`](groups::MIN_REPEATS_TO_DECIDE) repeats and their intervals
+//!   do not overlap; crossovers, winners and findings that compare say decided or
+//!   undecided by this rule.
 //! - *High variance*: CV above [`HIGH_CV`](findings::HIGH_CV) (10 %) between the repeats
 //!   of one group.
 //! - *Non-monotonic throughput*: a mode's median throughput at one size is more than
 //!   [`NON_MONOTONIC_DROP`](findings::NON_MONOTONIC_DROP) (10 %) below its median at the
-//!   next smaller measured size, at the same thread count.
+//!   next smaller measured size, at the same thread count, and decidedly so.
 //! - *Crossover* of a challenger over a baseline: see [`crossovers`](mod@crossovers).
 //! - *CPU per byte*: CPU time of server and client together per payload byte delivered
 //!   ([`CpuMetric::Total`]), because on loopback the receive path and the deferred copy of
@@ -21,19 +27,23 @@
 //! One module per concern: [`groups`](mod@groups) aggregates the repeats,
 //! [`crossovers`](mod@crossovers) compares modes size by size, [`hardware`] says where the
 //! PMU figures are, [`findings`](mod@findings) flags what a
-//! reader must know, [`correlation`] and [`copies`] feed their report sections, [`study`]
-//! ties the study's claims to the modes by their claims in the mode table, and [`answers`]
-//! turns all of it into the study's questions answered in English.
+//! reader must know, [`correlation`] and [`copies`] feed their report sections, [`floor`]
+//! reads the machine's round-trip floor against the latencies, [`study`] ties the study's
+//! claims to the modes by their claims in the mode table, [`study_comparison`] sets the
+//! study's published figures beside this run's, and [`answers`] turns all of it into the
+//! study's questions answered in English.
 
 pub(crate) mod answers;
 pub(crate) mod copies;
 pub(crate) mod correlation;
 pub(crate) mod crossovers;
 pub(crate) mod findings;
+pub(crate) mod floor;
 pub(crate) mod format;
 pub(crate) mod groups;
 pub(crate) mod hardware;
 pub(crate) mod study;
+pub(crate) mod study_comparison;
 
 pub(crate) use format::num;
 
@@ -44,8 +54,10 @@ use copies::{mode_copies, ModeCopies};
 use correlation::{copy_cost_correlation, CopyCostCorrelation};
 use crossovers::{crossovers, Crossover};
 use findings::{findings, Finding};
+use floor::{floor_reading, FloorReading};
 use groups::{base_threads, groups, nearest_size, CpuMetric, Group};
 use hardware::{hw_availability, HwAvailability};
+use study_comparison::{study_comparison, ComparisonRow};
 
 /// The size the study used for its latency figure; the nearest measured size stands in.
 pub(crate) const REFERENCE_SIZE: u64 = 256 * 1024;
@@ -65,6 +77,10 @@ pub(crate) struct Analysis {
     pub(crate) correlation: CopyCostCorrelation,
     pub(crate) copies: Vec<ModeCopies>,
     pub(crate) answers: Vec<Answer>,
+    /// The machine's own round-trip floor read against the cells.
+    pub(crate) floor: FloorReading,
+    /// The study's published figures beside this run's.
+    pub(crate) study_comparison: Vec<ComparisonRow>,
 }
 
 pub(crate) fn analyze(results: &Results) -> Analysis {
@@ -94,7 +110,20 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
             copies: &copies,
         },
     );
+    let floor = floor_reading(results, &groups);
+    let study_comparison = study_comparison(&study_comparison::Inputs {
+        groups: &groups,
+        crossovers: &crossovers,
+        hw: &hw,
+        cpu_metric,
+        base_threads: base,
+        reference_size,
+        cpus: results.machine.cpus,
+        modes: &results.config.modes,
+    });
     Analysis {
+        floor,
+        study_comparison,
         groups,
         cpu_metric,
         base_threads: base,

@@ -3,9 +3,9 @@
 //! and keep the kernel's (one-copy today), its "MSG_ZEROCOPY" whichever has the kernel
 //! attach the user pages instead of copying (zero-copy today), and the baseline of its
 //! comparisons whichever mode challenges no other (two-copy today). A new mode with one of
-//! those claims is asked the same questions without a line changed here.
+//! those claims is asked the same questions without a line changed here. What the study
+//! published, beside this run's figures, is in [`study_comparison`](super::study_comparison).
 
-use super::crossovers::{Crossover, CrossoverMetric};
 use crate::workload::modes::{Claim, Mode, ModeSpec, MODES};
 
 /// A baseline of the study's comparisons: a mode that challenges no other.
@@ -14,12 +14,12 @@ pub(super) fn is_reference(mode: Mode) -> bool {
 }
 
 /// The study's "sendmsg() with an iovec": no user-space copy, the kernel's copy kept.
-fn drops_user_copy_only(claim: &Claim) -> bool {
+pub(super) fn drops_user_copy_only(claim: &Claim) -> bool {
     claim.kernel_send_copy && !claim.user_copy
 }
 
 /// The study's "MSG_ZEROCOPY": the kernel attaches the user pages instead of copying them.
-fn attaches_pages(claim: &Claim) -> bool {
+pub(super) fn attaches_pages(claim: &Claim) -> bool {
     claim.zerocopy_attach
 }
 
@@ -31,49 +31,6 @@ pub(super) fn iovec_modes() -> impl Iterator<Item = &'static ModeSpec> {
 /// The rows of the modes that the study's zero-copy claim is about.
 pub(super) fn zero_copy_modes() -> impl Iterator<Item = &'static ModeSpec> {
     MODES.iter().filter(|s| attaches_pages(&s.claim))
-}
-
-/// A throughput crossover the study reported: where the mode with this claim overtook the
-/// baseline.
-struct ReportedCrossover {
-    challenger_claims: fn(&Claim) -> bool,
-    at: &'static str,
-}
-
-const REPORTED_CROSSOVERS: [ReportedCrossover; 2] = [
-    ReportedCrossover {
-        challenger_claims: drops_user_copy_only,
-        at: "4-8 KB",
-    },
-    ReportedCrossover {
-        challenger_claims: attaches_pages,
-        at: "64 KB",
-    },
-];
-
-/// Each measured throughput crossover over a baseline that the study also reported, with
-/// what it reported (`the study reported 64 KB for zero-copy over two-copy`), in the
-/// study's order.
-pub(crate) fn reported_crossovers(crossovers: &[Crossover]) -> Vec<(&Crossover, String)> {
-    REPORTED_CROSSOVERS
-        .iter()
-        .flat_map(|reported| {
-            crossovers
-                .iter()
-                .filter(move |x| {
-                    x.metric == CrossoverMetric::Throughput
-                        && (reported.challenger_claims)(&x.challenger.spec().claim)
-                        && is_reference(x.baseline)
-                })
-                .map(move |x| {
-                    let said = format!(
-                        "the study reported {} for {} over {}",
-                        reported.at, x.challenger, x.baseline
-                    );
-                    (x, said)
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use crate::{
     experiment::analysis::groups::site_names,
+    experiment::placement::cpu_list_text,
     experiment::results::{Cell, Results},
     kernel::perf::CounterKind,
 };
@@ -81,6 +82,9 @@ fn csv_header(results: &Results) -> Vec<String> {
         }
     }
     h.push("trace_sample".to_string());
+    // Where the cell ran; empty when unpinned or not recorded.
+    h.push("server_cpus".to_string());
+    h.push("client_cpus".to_string());
     h
 }
 
@@ -154,6 +158,9 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
         }
     }
     r.push(c.trace_sample.clone().unwrap_or_default());
+    let placement = c.placement.clone().unwrap_or_default();
+    r.push(cpu_list_text(&placement.server_cpus));
+    r.push(cpu_list_text(&placement.client_cpus));
     r
 }
 

@@ -6,6 +6,11 @@ mod ends;
 
 pub use ends::Topology;
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
@@ -22,6 +27,7 @@ use crate::{
     util::units::format_size,
     workload::client::{run_client, ClientConfig, RunLimit},
     workload::modes::Mode,
+    workload::server::{stop_flag_on_signals, Interrupted},
 };
 use ends::Ends;
 
@@ -60,9 +66,11 @@ impl Verification {
     }
 }
 
-/// Loads the copy probes and verifies each mode of the plan where it says.
+/// Loads the copy probes and verifies each mode of the plan where it says. SIGINT or
+/// SIGTERM stops it cleanly (servers stopped, probes detached) with [`Interrupted`].
 pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     sys::require_root("netcopy verify")?;
+    let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
     let modes = if plan.modes.is_empty() {
         &Mode::ALL[..]
     } else {
@@ -72,16 +80,26 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     let mut ends = Ends::set_up(&plan.topology)?;
     let mut ledgers = Vec::new();
     for &mode in modes {
-        ledgers.push(
-            verify_on(
-                &mut probes,
-                &mut ends,
-                mode,
-                plan.size,
-                plan.messages,
-                plan.packet_tap,
-            )
-            .with_context(|| format!("verifying {mode}"))?,
+        let ledger = verify_on(
+            &mut probes,
+            &mut ends,
+            mode,
+            plan.size,
+            plan.messages,
+            plan.packet_tap,
+            Some(&stop),
+        );
+        if stop.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        ledgers.push(ledger.with_context(|| format!("verifying {mode}"))?);
+    }
+    if !compared_anything(&ledgers) {
+        anyhow::bail!(
+            "nothing was compared: neither {} nor {} was observable in any mode (are the \
+             hooks that see them --avoid-ed?), so no claim was checked",
+            CopySite::KernelSendCopy.name(),
+            CopySite::KernelRecvCopy.name()
         );
     }
     let verification = Verification {
@@ -97,6 +115,22 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     Ok(verification)
 }
 
+/// Whether some mode that ran had its send or receive copy observed: a verification that
+/// saw neither checked no claim, and must not pass as a MATCH.
+fn compared_anything(ledgers: &[ModeLedger]) -> bool {
+    ledgers.iter().any(|ledger| {
+        ledger.verdict != Verdict::Unsupported
+            && [CopySite::KernelSendCopy, CopySite::KernelRecvCopy]
+                .iter()
+                .any(|site| {
+                    ledger
+                        .sites
+                        .get(site.name())
+                        .is_some_and(|f| f.observed_bytes.is_some())
+                })
+    })
+}
+
 /// One mode over loopback (the sweep's opening check).
 pub fn verify_mode(
     probes: &mut CopyProbes,
@@ -104,10 +138,19 @@ pub fn verify_mode(
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
-    verify_on(probes, &mut Ends::Loopback, mode, size, messages, false)
+    verify_on(
+        probes,
+        &mut Ends::Loopback,
+        mode,
+        size,
+        messages,
+        false,
+        None,
+    )
 }
 
 /// One mode: the sender where `ends` puts it, this process's client in the client slot.
+/// Setting `stop` ends the client early (the result is then an error).
 fn verify_on(
     probes: &mut CopyProbes,
     ends: &mut Ends,
@@ -115,6 +158,7 @@ fn verify_on(
     size: u64,
     messages: u64,
     packet_tap: bool,
+    stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
     // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
     // the agent's kernel decides: its server refuses to start, with why.)
@@ -127,7 +171,8 @@ fn verify_on(
     let phase = ends.start(probes, mode, size, packet_tap)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
     let before = probes.read_counters()?;
-    let config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
+    let mut config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
+    config.stop = stop.cloned();
     let client = ends.as_receiver(|| run_client(&config));
     // The client's counts are whole now; on two hosts, what follows (ending the phase
     // over the control connection) is this process's traffic too, and no part of the run.

@@ -10,7 +10,8 @@
 //!   `"arrival-interval"`).
 //! - `rr`: one request with count 1 per transaction on the same connection; each sample is
 //!   the time from writing the request to reading the last payload byte
-//!   (`latency_kind` `"round-trip"`).
+//!   (`latency_kind` `"round-trip"`). A `--duration` run starts no transaction after its
+//!   deadline and finishes the one in flight, so no message is cut off.
 //!
 //! Byte accounting (exact, for the copy ledger): per request the client writes
 //! [`REQUEST_LEN`](crate::workload::protocol::REQUEST_LEN) bytes and reads a
@@ -114,6 +115,12 @@ pub fn run_client(config: &ClientConfig) -> Result<ClientReport, ClientFailure> 
             report: Box::new(report),
         });
     }
+    if let Some(message) = nothing_arrived(config, &report) {
+        return Err(ClientFailure {
+            message,
+            report: Box::new(report),
+        });
+    }
     if report.integrity_errors > 0 {
         return Err(ClientFailure {
             message: format!(
@@ -125,6 +132,28 @@ pub fn run_client(config: &ClientConfig) -> Result<ClientReport, ClientFailure> 
         });
     }
     Ok(report)
+}
+
+/// A duration run that ended without one message (and was not stopped by its observer)
+/// measured nothing: the peer never replied, or is not a netcopy server.
+fn nothing_arrived(config: &ClientConfig, report: &ClientReport) -> Option<String> {
+    let RunLimit::Duration(duration) = config.limit else {
+        return None;
+    };
+    let stopped = config
+        .stop
+        .as_ref()
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+    if report.messages > 0 || stopped {
+        return None;
+    }
+    Some(format!(
+        "no message arrived in the {:.1} s run: {} sent {} bytes and no complete message          (is it a netcopy server that is serving, and is the run long enough for one          message of {} bytes?)",
+        duration.as_secs_f64(),
+        config.connect,
+        report.received_bytes,
+        config.size
+    ))
 }
 
 fn validate(config: &ClientConfig) -> Result<(), String> {

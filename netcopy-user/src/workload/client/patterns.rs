@@ -138,7 +138,14 @@ fn rr_pattern(
     while plan.share.is_none_or(|n| transactions < n) && !reader.deadline_passed() {
         let start = Instant::now();
         send_request(plan, outcome, 1)?;
-        if !read_reply(reader, outcome)? || !read_message(reader, verifier, outcome, 0)? {
+        // A transaction once started is finished (the idle limit still bounds it): cut
+        // off, its message would be lost to the figures and the server would find its
+        // client gone in the middle of a send.
+        let (deadline, stop) = (reader.deadline.take(), reader.stop.take());
+        let answered = read_reply(reader, outcome)
+            .and_then(|ok| Ok(ok && read_message(reader, verifier, outcome, 0)?));
+        (reader.deadline, reader.stop) = (deadline, stop);
+        if !answered? {
             return Ok(());
         }
         outcome.record(start.elapsed());

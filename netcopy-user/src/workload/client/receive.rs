@@ -13,6 +13,7 @@ use std::{
 use hdrhistogram::Histogram;
 
 use crate::{
+    util::text::printable,
     workload::message::{stamp_bytes, STAMP_LEN},
     workload::modes::Mode,
     workload::protocol::{
@@ -192,7 +193,8 @@ pub(super) fn read_reply(reader: &mut Reader, outcome: &mut ThreadOutcome) -> Re
         let text = match reader.fill(&mut text, &|| "the error text".to_string()) {
             Ok(()) => {
                 outcome.reply_error_text_bytes += text.len() as u64;
-                String::from_utf8_lossy(&text).into_owned()
+                // A hostile server's text must not reach the terminal as escapes.
+                printable(&String::from_utf8_lossy(&text))
             }
             Err(_) => "(the error text did not arrive)".to_string(),
         };
@@ -350,6 +352,40 @@ mod tests {
         }
         writer.join().unwrap();
         (outcome.messages, outcome.integrity_errors)
+    }
+
+    #[test]
+    fn a_servers_error_text_is_reported_without_its_control_characters() {
+        let text = b"no\x1b[2J\x1b]0;owned\x07 way\r";
+        let mut wire = ReplyHeader {
+            status: Status::ServerError.code(),
+            mode: 1,
+            error_len: text.len() as u32,
+        }
+        .encode()
+        .to_vec();
+        wire.extend(text);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.write_all(&wire).unwrap();
+        });
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut reader = Reader {
+            stream: &stream,
+            deadline: None,
+            stop: None,
+            io_timeout: Duration::from_secs(10),
+            received: 0,
+        };
+        let error = read_reply(&mut reader, &mut ThreadOutcome::new()).unwrap_err();
+        writer.join().unwrap();
+        assert!(error.contains("no\\u{1b}[2J"), "{error}");
+        assert!(
+            !error.chars().any(|c| c.is_control()),
+            "control characters reached the message: {error:?}"
+        );
     }
 
     #[test]

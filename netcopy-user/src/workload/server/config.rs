@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest message size a request may ask for.
     pub max_size: u64,
+    /// Most connections served at once; one more is answered with status busy and closed.
+    pub max_connections: usize,
     /// SO_SNDBUF for accepted sockets (tests use a small one to force partial sends).
     pub send_buffer: Option<usize>,
     /// SO_SNDTIMEO for accepted sockets: a blocking send then returns early with a partial
@@ -32,6 +34,7 @@ impl ServerConfig {
             mode,
             listen: listen.to_string(),
             max_size: 64 << 20,
+            max_connections: 64,
             send_buffer: None,
             send_timeout: None,
             zero_copy: ZeroCopyConfig::default(),

@@ -125,6 +125,31 @@ impl Connection<'_> {
 
 /// Serves one connection until the client closes, a request is rejected, or the server
 /// stops. Never panics on peer behaviour: everything ends up in the report.
+/// Answers a connection beyond `--max-connections` with status busy, and closes it.
+pub(super) fn refuse_connection(
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &ServerConfig,
+) -> ConnectionReport {
+    let mut conn = Connection {
+        report: ConnectionReport {
+            id,
+            peer: peer.to_string(),
+            ..ConnectionReport::default()
+        },
+        stream,
+        config,
+    };
+    let text = format!(
+        "the server already serves its limit of {} connections (--max-connections)",
+        config.max_connections
+    );
+    conn.reject(Status::Busy, &text);
+    conn.report.end = "refused: connection limit".into();
+    conn.report
+}
+
 pub(super) fn serve_connection(
     id: u64,
     stream: TcpStream,

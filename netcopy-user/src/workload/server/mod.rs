@@ -45,10 +45,10 @@ use anyhow::{bail, Context, Result};
 
 pub use config::ServerConfig;
 pub use report::{totals_text, ConnectionReport, ConnectionTotals, ServerTotals};
-pub use signals::stop_flag_on_signals;
+pub use signals::{stop_exit_code, stop_flag_on_signals, Interrupted};
 
 use crate::{workload::message::MAX_PAYLOAD_SIZE, workload::sockets};
-use connection::serve_connection;
+use connection::{refuse_connection, serve_connection};
 
 /// A bound, listening server.
 pub struct Server {
@@ -125,7 +125,10 @@ impl Server {
                     Ok((stream, peer)) => {
                         let id = next_id;
                         next_id += 1;
-                        match self.spawn_connection(id, stream, peer, &stop, &registry) {
+                        reap_finished(&mut running, &mut reports);
+                        // Refused connections hold a thread for a second at most.
+                        let refuse = running.len() >= self.config.max_connections;
+                        match self.spawn_connection(id, stream, peer, &stop, &registry, refuse) {
                             Ok(handle) => running.push(handle),
                             Err(err) => eprintln!(
                                 "netcopy server: connection {id} from {peer} dropped: {err:#}"
@@ -183,6 +186,7 @@ impl Server {
         peer: SocketAddr,
         stop: &Arc<AtomicBool>,
         registry: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+        refuse: bool,
     ) -> Result<JoinHandle<ConnectionReport>> {
         stream
             .set_nonblocking(false)
@@ -197,7 +201,11 @@ impl Server {
         std::thread::Builder::new()
             .name(format!("conn-{id}"))
             .spawn(move || {
-                let report = serve_connection(id, stream, peer, &config, &stop);
+                let report = if refuse {
+                    refuse_connection(id, stream, peer, &config)
+                } else {
+                    serve_connection(id, stream, peer, &config, &stop)
+                };
                 if let Ok(mut streams) = registry.lock() {
                     streams.remove(&id);
                 }
@@ -232,4 +240,62 @@ fn join_connection(handle: JoinHandle<ConnectionReport>) -> ConnectionReport {
             ..ConnectionReport::default()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::workload::{
+        client::{run_client, ClientConfig, RunLimit},
+        modes::MODES,
+        protocol::{ReplyHeader, Request, Status, REPLY_HEADER_LEN},
+    };
+
+    #[test]
+    fn connections_beyond_the_limit_are_refused_with_status_busy() {
+        let mut config = ServerConfig::new(MODES[0].mode, "127.0.0.1:0");
+        config.max_connections = 2;
+        let server = Server::bind(config).unwrap();
+        let addr = server.local_addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || server.run(stop))
+        };
+        // Two connections streaming without end, never read: the limit is reached.
+        let held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                std::io::Write::write_all(
+                    &mut s,
+                    &Request {
+                        size: 1024,
+                        count: 0,
+                    }
+                    .encode(),
+                )
+                .unwrap();
+                let mut header = [0u8; REPLY_HEADER_LEN];
+                s.read_exact(&mut header).unwrap();
+                assert_eq!(ReplyHeader::decode(&header).unwrap().status, 0);
+                s
+            })
+            .collect();
+        let config = ClientConfig::new(&addr.to_string(), 1024, 1, RunLimit::Messages(1));
+        let failure = run_client(&config).unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains(&format!("status {}", Status::Busy.code()))
+                && failure.message.contains("--max-connections"),
+            "{}",
+            failure.message
+        );
+        drop(held);
+        stop.store(true, Ordering::SeqCst);
+        let totals = run.join().unwrap().unwrap();
+        assert_eq!(totals.connections.len(), 3);
+    }
 }

@@ -3,14 +3,17 @@
 
 use std::fmt::Write as _;
 
-use super::text::completion_mode_names;
+use super::text::{cell, completion_mode_names};
 use crate::{
     experiment::analysis::{
-        crossovers::CrossoverPoint,
+        crossovers::Separation,
         findings::{Severity, HIGH_CV, NON_MONOTONIC_DROP},
-        num, study, Analysis,
+        format::with_interval,
+        groups::MIN_REPEATS_TO_DECIDE,
+        Analysis,
     },
     experiment::results::Results,
+    experiment::results::INTERVAL_METHOD,
     util::units::format_size,
 };
 
@@ -24,8 +27,11 @@ pub(super) fn crossover_section(o: &mut String, a: &Analysis) {
          the challenger is ahead at that size **and every larger measured size**; a lead \
          that is lost again at a larger size does not count (it is listed as an earlier \
          lead). \"never\": the challenger is not ahead at the largest size measured. \
-         \"ranges overlap\": the min-max ranges of the two modes' repeats overlap at that \
-         size, so the order there may be noise.\n",
+         Figures are median [interval] of the repeats ({INTERVAL_METHOD}). *Decided*: the \
+         intervals are clear of each other at the crossover, at every larger size and at \
+         the size just below it (for \"never\": at the largest size), each side with at \
+         least {MIN_REPEATS_TO_DECIDE} repeats; otherwise *undecided*, and the order may be \
+         noise.\n",
         a.base_threads.unwrap_or(1),
         a.cpu_metric.label()
     );
@@ -35,36 +41,37 @@ pub(super) fn crossover_section(o: &mut String, a: &Analysis) {
     }
     let _ = writeln!(
         o,
-        "| challenger | baseline | metric | threads | crossover (bytes) | earlier leads | per size (challenger vs baseline) |"
+        "| challenger | baseline | metric | threads | crossover (bytes) | decided | earlier leads | per size (challenger vs baseline) |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for x in &a.crossovers {
         let per: Vec<String> = x
             .compared
             .iter()
             .map(|c| {
                 format!(
-                    "{}: {} vs {}{}",
+                    "{}: {} vs {} ({})",
                     format_size(c.size),
-                    num(c.challenger),
-                    num(c.baseline),
-                    match (c.ahead, c.overlap) {
-                        (true, false) => " (ahead)",
-                        (true, true) => " (ahead, ranges overlap)",
-                        (false, true) => " (ranges overlap)",
-                        (false, false) => "",
+                    with_interval(&c.challenger),
+                    with_interval(&c.baseline),
+                    match c.separation {
+                        Separation::Ahead => "ahead, decided",
+                        Separation::Behind => "behind, decided",
+                        Separation::Undecided if c.ahead => "ahead, undecided",
+                        Separation::Undecided => "behind, undecided",
                     }
                 )
             })
             .collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} ({}) |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
             x.challenger,
             x.baseline,
             x.metric.key(),
             x.threads,
             x.point.bytes_text(),
+            if x.decided { "decided" } else { "undecided" },
             if x.earlier_leads.is_empty() {
                 "-".to_string()
             } else {
@@ -79,16 +86,35 @@ pub(super) fn crossover_section(o: &mut String, a: &Analysis) {
         );
     }
     o.push('\n');
-    for (x, said) in study::reported_crossovers(&a.crossovers) {
-        let here = match x.point {
-            CrossoverPoint::At(s) => format!("from {} on", format_size(s)),
-            CrossoverPoint::Never => "never".to_string(),
-            CrossoverPoint::NoData => "no data".to_string(),
-        };
+}
+
+/// The study's published figures beside this run's, with what differs and why.
+pub(super) fn study_comparison_section(o: &mut String, a: &Analysis) {
+    let _ = writeln!(o, "## The study side by side\n");
+    let _ = writeln!(
+        o,
+        "Every figure the study gives as a number, or as a specific statement about a curve, \
+         beside this run's (median [interval] of the repeats). The study reports one run per \
+         point with no repeats, intervals or data volumes, on loopback, where the kernel \
+         copies MSG_ZEROCOPY pages anyway; its claims about copies are answered below.\n"
+    );
+    if a.study_comparison.is_empty() {
+        let _ = writeln!(o, "No cell was measured.\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "| figure | the study | this run | what differs, and why |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for r in &a.study_comparison {
         let _ = writeln!(
             o,
-            "- {} over {} in throughput here: {here} ({said}).",
-            x.challenger, x.baseline
+            "| {} | {} | {} | {} |",
+            cell(&r.figure),
+            cell(&r.study),
+            cell(&r.here),
+            cell(&r.differs)
         );
     }
     o.push('\n');
@@ -100,7 +126,7 @@ pub(super) fn findings_section(o: &mut String, r: &Results, a: &Analysis) {
         o,
         "Flagged automatically: {} completions flagged copied; verification verdicts; \
          integrity errors; throughput falling by more than {:.0} % from one size to the next \
-         larger one (non-monotonic); CV between repeats above {:.0} % (high variance); \
+         larger one with intervals that do not overlap (non-monotonic); CV between repeats above {:.0} % (high variance); \
          hardware counters unavailable; kernel events not observable.\n",
         completion_mode_names(r, None),
         NON_MONOTONIC_DROP * 100.0,

@@ -8,9 +8,10 @@ use crate::{
     experiment::analysis::{
         self,
         groups::{find_group, modes_of},
-        Analysis,
+        num, Analysis,
     },
     experiment::output::{csv::CSV_FILE, plots},
+    experiment::placement::cpu_list_text,
     experiment::results::Results,
     util::units::format_size,
 };
@@ -22,9 +23,10 @@ pub(super) fn throughput_section(o: &mut String, a: &Analysis) {
         "## Throughput vs message size (`{}`)\n",
         plots::THROUGHPUT_VS_SIZE
     );
+    plot(o, "Throughput vs message size", plots::THROUGHPUT_VS_SIZE);
     let _ = writeln!(
         o,
-        "{threads} thread(s). Median of repeats (min-max, CV). Observed by the client: \
+        "{threads} thread(s). Median [interval] of repeats. Observed by the client: \
          verified payload bits of the stream phase / its duration.\n"
     );
     size_table(o, a, threads, "Gbit/s", &|g| g.throughput_gbps);
@@ -44,6 +46,7 @@ pub(super) fn latency_section(o: &mut String, a: &Analysis) {
         "## Latency vs threads (`{}`)\n",
         plots::LATENCY_VS_THREADS
     );
+    plot(o, "Latency vs threads", plots::LATENCY_VS_THREADS);
     let Some(size) = a.reference_size else {
         let _ = writeln!(o, "No cell was measured.\n");
         return;
@@ -51,7 +54,8 @@ pub(super) fn latency_section(o: &mut String, a: &Analysis) {
     let _ = writeln!(
         o,
         "{} messages{}. Round-trip latency of one request and its message, observed by the \
-         client (request/response phase); median of repeats (min-max, CV), microseconds.\n",
+         client (request/response phase); median [interval] of repeats, microseconds. Read \
+         it against the machine's floor below.\n",
         format_size(size),
         if size == analysis::REFERENCE_SIZE {
             String::new()
@@ -88,12 +92,86 @@ pub(super) fn latency_section(o: &mut String, a: &Analysis) {
     o.push('\n');
 }
 
+/// The machine's own round-trip floor, and what it says about the latencies above.
+pub(super) fn floor_section(o: &mut String, a: &Analysis) {
+    let _ = writeln!(
+        o,
+        "## The machine's floor: a round trip with no mode involved\n"
+    );
+    let f = &a.floor;
+    if f.rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "Not measured in this run (results.json before schema 2).\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "A 1-byte TCP ping-pong over loopback between two threads of netcopy, {} s per \
+         placement and repeat, the repeats round-robin across the placements; median \
+         [interval] of the repeats' p50 and p99, microseconds. No mode, message or \
+         verification is involved: what it costs, no mode can remove from a round trip.\n",
+        num(f.seconds)
+    );
+    let _ = writeln!(
+        o,
+        "| placement | CPUs | round trips | p50 (us) | p99 (us) |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for r in &f.rows {
+        let _ = writeln!(
+            o,
+            "| {}{} | {} | {} | {} | {} |",
+            r.placement.label(),
+            if f.matching == Some(r.placement) {
+                " (as the cells)"
+            } else {
+                ""
+            },
+            if r.cpus.is_empty() {
+                "any".to_string()
+            } else {
+                cpu_list_text(&r.cpus)
+            },
+            r.round_trips,
+            stat_text(r.p50_us),
+            stat_text(r.p99_us)
+        );
+    }
+    for (placement, why) in &f.not_measured {
+        let _ = writeln!(
+            o,
+            "| {} | - | not measured: {} | | |",
+            placement.label(),
+            cell(why)
+        );
+    }
+    o.push('\n');
+    for note in &f.notes {
+        let _ = writeln!(o, "- {note}.");
+    }
+    if !f.notes.is_empty() {
+        o.push('\n');
+    }
+}
+
+/// An image of a plot (rendered inline in report.html, beside the file in report.md).
+fn plot(o: &mut String, alt: &str, file: &str) {
+    let _ = writeln!(o, "![{alt}]({file})\n");
+}
+
 pub(super) fn cpu_section(o: &mut String, results: &Results, a: &Analysis) {
     let threads = a.base_threads.unwrap_or(1);
     let _ = writeln!(
         o,
         "## CPU per byte vs message size (`{}`)\n",
         plots::CPU_PER_BYTE_VS_SIZE
+    );
+    plot(
+        o,
+        "CPU per byte vs message size",
+        plots::CPU_PER_BYTE_VS_SIZE,
     );
     let _ = writeln!(
         o,
@@ -126,6 +204,11 @@ pub(super) fn cache_misses_section(o: &mut String, a: &Analysis) {
         "## LLC cache misses vs message size (`{}`)\n",
         plots::CACHE_MISSES_VS_SIZE
     );
+    plot(
+        o,
+        "LLC cache misses vs message size",
+        plots::CACHE_MISSES_VS_SIZE,
+    );
     if a.hw.cache_cells == 0 {
         let _ = writeln!(
             o,
@@ -151,6 +234,7 @@ pub(super) fn copies_section(o: &mut String, a: &Analysis) {
         "## Copies per message (`{}`)\n",
         plots::COPIES_PER_MESSAGE
     );
+    plot(o, "Copies per message", plots::COPIES_PER_MESSAGE);
     if a.copies.is_empty() {
         let _ = writeln!(o, "No copy-site figures were recorded.\n");
         return;

@@ -2,9 +2,10 @@
 //! numbers were obtained (observed, inferred, reported) or that they are unavailable and
 //! why; an unavailable counter is never printed as a number.
 //!
-//! The sections, in report order: [`setup`] (machine, probe strategies, verification),
-//! [`figures`] (throughput, latency, CPU, cache misses, copies), [`comparisons`]
-//! (crossovers, findings, correlation, answers) and [`provenance`] (trace samples, how each
+//! The sections, in report order: [`setup`] (machine, phases, placement, probe
+//! strategies, verification), [`figures`] (throughput, latency, the machine's floor, CPU,
+//! cache misses, copies, each with its plot), [`comparisons`] (crossovers, the study side
+//! by side, findings, correlation, answers) and [`provenance`] (trace samples, how each
 //! figure was obtained, files).
 
 use std::fmt::Write as _;
@@ -37,10 +38,12 @@ pub(super) fn render_report(results: &Results, a: &Analysis) -> String {
     setup::verification_section(&mut o, results);
     figures::throughput_section(&mut o, a);
     figures::latency_section(&mut o, a);
+    figures::floor_section(&mut o, a);
     figures::cpu_section(&mut o, results, a);
     figures::cache_misses_section(&mut o, a);
     figures::copies_section(&mut o, a);
     comparisons::crossover_section(&mut o, a);
+    comparisons::study_comparison_section(&mut o, a);
     comparisons::findings_section(&mut o, results, a);
     comparisons::correlation_section(&mut o, a);
     comparisons::answers_section(&mut o, a);

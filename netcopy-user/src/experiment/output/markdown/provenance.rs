@@ -6,8 +6,8 @@ use std::{collections::BTreeSet, fmt::Write as _};
 use super::text::{cell, completion_mode_names, cpu_sources};
 use crate::{
     experiment::analysis::Analysis,
-    experiment::output::{csv::CSV_FILE, plots},
-    experiment::results::{Results, RESULTS_FILE},
+    experiment::output::{csv::CSV_FILE, html::HTML_FILE, plots},
+    experiment::results::{Results, INTERVAL_METHOD, RESULTS_FILE},
     ledger::FigureSource,
     workload::modes::Completions,
 };
@@ -132,8 +132,9 @@ pub(super) fn provenance_section(o: &mut String, r: &Results, a: &Analysis) {
     );
     let _ = writeln!(
         o,
-        "| medians, CV, crossovers, findings, correlation | computed from the figures above \
-         (`netcopy report`) |\n"
+        "| medians, intervals, CV, crossovers, decided/undecided, findings, correlation | \
+         computed from the figures above (`netcopy report`); intervals: {} |\n",
+        cell(INTERVAL_METHOD)
     );
 }
 
@@ -141,9 +142,10 @@ pub(super) fn files_section(o: &mut String) {
     let _ = writeln!(o, "## Files\n");
     let _ = writeln!(
         o,
-        "- `{RESULTS_FILE}`: everything measured (the input of this report)\n- `{CSV_FILE}`: \
-         one row per cell; unavailable figures are empty fields\n- `{}`, `{}`, `{}`, `{}`, \
-         `{}`: the plots",
+        "- `{RESULTS_FILE}`: everything measured (the input of this report), with every \
+         figure summarised over its repeats\n- `{CSV_FILE}`: one row per cell; unavailable \
+         figures are empty fields\n- `{HTML_FILE}`: this report as one page with the plots \
+         inline\n- `{}`, `{}`, `{}`, `{}`, `{}`: the plots",
         plots::THROUGHPUT_VS_SIZE,
         plots::LATENCY_VS_THREADS,
         plots::CPU_PER_BYTE_VS_SIZE,

@@ -9,6 +9,7 @@ use std::{
 use super::text::cell;
 use crate::{
     experiment::analysis::num,
+    experiment::placement::Placement,
     experiment::results::Results,
     util::{time::rfc3339, units::format_size},
 };
@@ -55,7 +56,7 @@ pub(super) fn machine_section(o: &mut String, r: &Results) {
     let _ = writeln!(
         o,
         "| plan | modes {}; sizes {}; threads {}; {} repeat(s); stream {} s and \
-         request/response {} s per cell{} |\n",
+         request/response {} s per cell{} |",
         c.modes
             .iter()
             .map(|m| m.name())
@@ -76,6 +77,79 @@ pub(super) fn machine_section(o: &mut String, r: &Results) {
         num(c.rr_seconds),
         if c.quick { " (quick)" } else { "" }
     );
+    let _ = writeln!(o, "| phases | {} |", cell(&phases_text(r)));
+    let _ = writeln!(
+        o,
+        "| order | {} |",
+        if c.interleaved {
+            "for each size and thread count, the repeats round-robin across the modes, the \
+             mode order rotating by one each repeat"
+        } else {
+            "every cell of one mode after another (before schema 2)"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "| placement | --pin {}: {} |\n",
+        c.pin,
+        cell(&placement_text(r))
+    );
+}
+
+/// How long each phase of the run lasts, so that a reader can judge what a figure rests on.
+fn phases_text(r: &Results) -> String {
+    let c = &r.config;
+    let mut parts = Vec::new();
+    if let Some(w) = r.verification.first().map(|l| &l.workload) {
+        parts.push(format!(
+            "verification: {} messages of {} per mode, copies counted exactly",
+            w.messages,
+            format_size(w.message_size)
+        ));
+    }
+    if let Some(f) = &r.machine_floor {
+        parts.push(format!(
+            "machine floor: {} s of 1-byte ping-pong per placement and repeat",
+            num(f.seconds)
+        ));
+    }
+    parts.push(format!(
+        "each cell: a stream phase of {} s (throughput, copies, CPU), a request/response \
+         phase of {} s (latency), each with a server of its own",
+        num(c.stream_seconds),
+        num(c.rr_seconds)
+    ));
+    if r.cells.iter().any(|c| c.trace_sample.is_some()) {
+        parts.push("and a short traced sample with a server of its own (not measured)".to_string());
+    }
+    parts.join("; ")
+}
+
+/// Where the cells' server and client ran: one line per distinct placement.
+fn placement_text(r: &Results) -> String {
+    let mut seen: Vec<(Option<&Placement>, usize)> = Vec::new();
+    for c in &r.cells {
+        match seen.iter_mut().find(|(p, _)| *p == c.placement.as_ref()) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((c.placement.as_ref(), 1)),
+        }
+    }
+    if seen.is_empty() {
+        return "no cell measured".to_string();
+    }
+    seen.iter()
+        .map(|(p, n)| {
+            let what = p
+                .map(|p| p.describe())
+                .unwrap_or_else(|| "not recorded (unpinned: before schema 2)".to_string());
+            if seen.len() == 1 {
+                format!("{what}, in every cell")
+            } else {
+                format!("{what} in {n} cells")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub(super) fn plan_section(o: &mut String, r: &Results) {

@@ -6,6 +6,7 @@ use std::{collections::BTreeSet, fmt::Write as _};
 use crate::{
     experiment::analysis::{
         findings::completion_modes,
+        format::with_interval,
         groups::{find_group, modes_of, sizes_of, Group, Stat},
         num, Analysis,
     },
@@ -19,19 +20,13 @@ pub(super) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// `8.69 [8.50, 8.90]`: median and interval of the repeats; `n/a` without a figure.
 pub(super) fn stat_text(s: Option<Stat>) -> String {
     match s {
         None => "n/a".to_string(),
-        // One repeat, or repeats that agree exactly: the range adds nothing.
-        Some(s) if s.n == 1 || s.min == s.max => num(s.median),
-        Some(s) => format!(
-            "{} ({}-{}{})",
-            num(s.median),
-            num(s.min),
-            num(s.max),
-            s.cv.map(|cv| format!(", CV {:.1} %", cv * 100.0))
-                .unwrap_or_default()
-        ),
+        // Repeats that agree exactly: the interval adds nothing.
+        Some(s) if s.min == s.max => num(s.median),
+        Some(s) => with_interval(&s),
     }
 }
 

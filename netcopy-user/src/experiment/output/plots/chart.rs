@@ -1,5 +1,6 @@
-//! The drawing every plot shares: a line chart of medians with min-max bars over a log2 x
-//! axis, the SVG that says a figure is unavailable, axis ticks and wrapped notes.
+//! The drawing every plot shares: a line chart of medians with bars for their intervals
+//! over a log2 x axis, the SVG that says a figure is unavailable, axis ticks and wrapped
+//! notes.
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
@@ -20,11 +21,20 @@ pub(super) fn mode_color(mode: Mode) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// One point: x in data units, the median and the min..max range of the repeats.
+/// One point: x in data units, the median and the interval of the repeats.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Pt {
     pub(super) x: f64,
     pub(super) y: Stat,
+}
+
+impl Pt {
+    /// The bar's ends: the median's interval, or the median alone without one.
+    fn bar(&self) -> (f64, f64) {
+        self.y
+            .interval
+            .map_or((self.y.median, self.y.median), |i| (i.low, i.high))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -180,7 +190,7 @@ pub(super) fn line_plot(p: &LinePlot) -> Result<String> {
 
     let ys: Vec<f64> = pts
         .iter()
-        .flat_map(|q| [q.y.min, q.y.median, q.y.max])
+        .flat_map(|q| [q.bar().0, q.y.median, q.bar().1])
         .filter(|y| y.is_finite())
         .collect();
     let ymin = ys.iter().copied().fold(f64::INFINITY, f64::min);
@@ -217,7 +227,7 @@ pub(super) fn line_plot(p: &LinePlot) -> Result<String> {
     let edge_max = |x: f64| {
         pts.iter()
             .filter(|q| q.x == x)
-            .map(|q| q.y.max)
+            .map(|q| q.bar().1)
             .fold(f64::NEG_INFINITY, f64::max)
     };
     let legend_pos = if edge_max(xs[0]) > edge_max(xs[xs.len() - 1]) {
@@ -342,13 +352,13 @@ where
         }
         let bars: Vec<_> = pts
             .iter()
-            .filter(|q| q.y.max > q.y.min && ty(q.y.min).is_finite())
+            .filter(|q| q.bar().1 > q.bar().0 && ty(q.bar().0).is_finite())
             .map(|q| {
                 ErrorBar::new_vertical(
                     q.x.log2(),
-                    ty(q.y.min),
+                    ty(q.bar().0),
                     ty(q.y.median),
-                    ty(q.y.max),
+                    ty(q.bar().1),
                     color.stroke_width(1),
                     8,
                 )

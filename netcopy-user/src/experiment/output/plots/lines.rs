@@ -9,6 +9,7 @@ use crate::{
         groups::{modes_of, Group, Stat},
         Analysis, REFERENCE_SIZE,
     },
+    experiment::results::INTERVAL_METHOD,
     util::units::format_size,
 };
 
@@ -48,7 +49,10 @@ fn repeats_note(a: &Analysis) -> String {
     } else {
         format!("{lo}-{hi}")
     };
-    format!("Points: median of {n} repeats; bars: min-max of the repeats.")
+    format!(
+        "Points: median of {n} repeats; bars: the {INTERVAL_METHOD}. Where bars of two modes \
+         overlap, their order there is undecided."
+    )
 }
 
 pub(super) fn throughput_vs_size(a: &Analysis) -> Result<String> {
