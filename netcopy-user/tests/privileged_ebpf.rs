@@ -37,15 +37,7 @@ fn loopback_transfer(bytes: usize) -> usize {
             left -= n;
         }
     });
-    let (mut conn, _) = listener.accept().expect("accept");
-    let mut buf = vec![0u8; 100_003];
-    let mut total = 0;
-    loop {
-        match conn.read(&mut buf).expect("read") {
-            0 => break,
-            n => total += n,
-        }
-    }
+    let total = read_to_end(&listener);
     sender.join().expect("sender thread");
     total
 }
@@ -75,6 +67,14 @@ fn sendfile_transfer(bytes: usize) -> usize {
             assert!(n > 0, "sendfile: {}", std::io::Error::last_os_error());
         }
     });
+    let total = read_to_end(&listener);
+    sender.join().expect("sender thread");
+    let _ = std::fs::remove_file(&path);
+    total
+}
+
+/// Accepts one connection on `listener` and reads it to its end; returns the bytes read.
+fn read_to_end(listener: &TcpListener) -> usize {
     let (mut conn, _) = listener.accept().expect("accept");
     let mut buf = vec![0u8; 100_003];
     let mut total = 0;
@@ -84,8 +84,6 @@ fn sendfile_transfer(bytes: usize) -> usize {
             n => total += n,
         }
     }
-    sender.join().expect("sender thread");
-    let _ = std::fs::remove_file(&path);
     total
 }
 
@@ -417,16 +415,8 @@ fn zerocopy_transfer(bytes: usize, chunk: usize) -> ZeroCopyTransfer {
         let retransmitted = bytes_retransmitted(fd);
         (buf, retransmitted)
     });
-    let (mut conn, _) = listener.accept().expect("accept");
-    let mut buf = vec![0u8; 100_003];
-    let mut total = 0;
-    loop {
-        match conn.read(&mut buf).expect("read") {
-            0 => break,
-            n => total += n,
-        }
-    }
-    drop(conn);
+    // Reading to the end closes our side, which the sender waits for.
+    let total = read_to_end(&listener);
     let (_buf, retransmitted) = sender.join().expect("sender thread");
     ZeroCopyTransfer {
         received: total,
