@@ -669,7 +669,7 @@ fn records_json(output: &TraceOutput) -> Vec<Value> {
     output
         .events
         .iter()
-        .map(|r| r.to_json(output.start_ns))
+        .map(|r| r.to_json(output.start_ns, None))
         .collect()
 }
 

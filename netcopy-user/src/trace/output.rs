@@ -73,13 +73,36 @@ pub fn summary_json(output: &TraceOutput) -> Value {
     j
 }
 
-/// One JSON object per line: every call in the order the calls started, then `{"type":"trace_end", "lost_events": N, ...}`.
+/// One JSON object per line: every call and io_uring event in the order they started,
+/// then `{"type":"trace_end", "lost_events": N, ...}`.
 fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
-    for r in output.in_start_order() {
-        serde_json::to_writer(&mut w, &r.to_json(output.start_ns))?;
+    let calls = output.in_start_order();
+    // io_uring events are in time order already: merge the two by start.
+    let mut uring = output.io_uring.iter().enumerate().peekable();
+    let write_uring = |w: &mut BufWriter<fs::File>, i: usize| -> Result<()> {
+        let r = &output.io_uring[i];
+        let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
+        serde_json::to_writer(
+            &mut *w,
+            &r.to_json(output.start_ns, opcode, output.zerocopy.uring_json(i)),
+        )?;
         w.write_all(b"\n")?;
+        Ok(())
+    };
+    for (index, r) in calls {
+        while let Some((i, _)) = uring.next_if(|(_, u)| u.time_ns < r.start_ns) {
+            write_uring(&mut w, i)?;
+        }
+        serde_json::to_writer(
+            &mut w,
+            &r.to_json(output.start_ns, output.zerocopy.call_json(index)),
+        )?;
+        w.write_all(b"\n")?;
+    }
+    for (i, _) in uring {
+        write_uring(&mut w, i)?;
     }
     let end = json!({
         "type": "trace_end",
@@ -130,7 +153,7 @@ fn chrome_trace(output: &TraceOutput) -> Value {
             "args": { "name": name },
         }));
     }
-    for r in &output.events {
+    for (index, r) in output.events.iter().enumerate() {
         let mut args = json!({
             "fd": r.fd,
             "flags": msg_flags_text(r.flags),
@@ -152,6 +175,9 @@ fn chrome_trace(output: &TraceOutput) -> Value {
         if let Some(out) = r.msg_flags_out {
             args["msg_flags_out"] = json!(msg_flags_text(out));
         }
+        if let Some(z) = output.zerocopy.call_json(index) {
+            args["zerocopy"] = z;
+        }
         events.push(json!({
             "ph": "X",
             "cat": "syscall",
@@ -161,6 +187,24 @@ fn chrome_trace(output: &TraceOutput) -> Value {
             "ts": us(r.start_ns),
             "dur": r.duration_ns as f64 / 1000.0,
             "args": args,
+        }));
+    }
+    for (i, r) in output.io_uring.iter().enumerate() {
+        threads.entry(r.tid).or_insert(r.pid);
+        let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
+        let line = r.to_json(t0, opcode, output.zerocopy.uring_json(i));
+        let name = match (line["type"].as_str(), opcode) {
+            (Some("io_uring_submit"), Some(op)) => {
+                format!("io_uring submit {}", super::uring::opcode_name(op))
+            }
+            (_, _) if r.is_notification() => "io_uring zero-copy notification".to_string(),
+            (_, Some(op)) => format!("io_uring complete {}", super::uring::opcode_name(op)),
+            _ => "io_uring complete".to_string(),
+        };
+        // An instant on the thread's track: a request's life is not one thread's slice.
+        events.push(json!({
+            "ph": "i", "s": "t", "cat": "io_uring", "name": name,
+            "pid": r.pid, "tid": r.tid, "ts": us(r.time_ns), "args": line,
         }));
     }
     if output.lost.total() > 0 {
@@ -197,7 +241,9 @@ fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{event::SyscallRecord, summary::LostCounts, TraceSummary};
+    use crate::trace::{
+        event::SyscallRecord, summary::LostCounts, zerocopy::ZeroCopyAccount, TraceSummary,
+    };
     use netcopy_common::{SiteCounter, SyscallEvent, TracedSyscall};
 
     fn sample() -> TraceOutput {
@@ -232,8 +278,10 @@ mod tests {
             inflight_full: 0,
         };
         TraceOutput {
-            summary: TraceSummary::build(&events, lost, 10_000),
+            summary: TraceSummary::build(&events, &[], &ZeroCopyAccount::default(), lost, 10_000),
             events,
+            io_uring: Vec::new(),
+            zerocopy: ZeroCopyAccount::default(),
             lost,
             start_ns: 4_000,
             end_ns: 14_000,
