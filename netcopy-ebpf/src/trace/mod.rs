@@ -14,6 +14,11 @@
 //!   reader maps into its memory. When the log has no room, a per-CPU lost counter is
 //!   incremented instead. Every so many records a CPU rings the reader's doorbell, an
 //!   8-byte record in the `NETCOPY_TRACE_EVENTS` ring buffer, whose fd the reader polls.
+//! - Zero-copy sends (`sock`): a MSG_ZEROCOPY send carries the socket's `sk_zckey` at
+//!   entry and exit (the numbers the kernel gave its sends), a recvmsg(MSG_ERRQUEUE) the
+//!   `sock_extended_err` it read (a completion names a range of those numbers); user space
+//!   attributes one to the other.
+//! - io_uring requests (`uring`) go into the same logs, as `IoUringEvent` records.
 //!
 //! The user side attaches these programs only while a trace runs, so the copy counting of
 //! experiments pays nothing for them; `on_copy` checks the slot mask (an inlined array
@@ -23,28 +28,29 @@ use core::{ffi::c_void, ptr::write_volatile};
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
 use netcopy_common::{
-    CopySite, IoUringEvent, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall,
-    IORING_OP_SENDMSG_ZC, IORING_OP_SEND_ZC, IOVEC_SIZE, IO_URING_SEND_FLAGS_KNOWN, MSG_ZEROCOPY,
-    OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET, TP_URING_COMPLETE_CFLAGS_OFFSET,
-    TP_URING_COMPLETE_RES_OFFSET, TP_URING_CTX_OFFSET, TP_URING_REQ_OFFSET,
-    TP_URING_SUBMIT_OPCODE_OFFSET, TP_URING_USER_DATA_OFFSET, TRACE_INFO_EXT_ERR,
-    TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL,
-    TRACE_INFO_REQUESTED_PENDING, TRACE_INFO_RETURNED_PARTIAL, TRACE_INFO_SOCK, TRACE_INFO_ZCKEY,
-    TRACE_IOVEC_CHUNK, TRACE_KIND_IO_URING_COMPLETE, TRACE_KIND_IO_URING_SUBMIT,
+    CopySite, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, MSG_ZEROCOPY,
+    OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_EXT_ERR, TRACE_INFO_MSG_FLAGS_OUT,
+    TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING,
+    TRACE_INFO_RETURNED_PARTIAL, TRACE_INFO_SOCK, TRACE_INFO_ZCKEY, TRACE_IOVEC_CHUNK,
     TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS,
     TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
 };
 
 use crate::filter::current_slot;
+
+mod sock;
+mod uring;
+
+use sock::{is_socket, read_extended_err, sock_of, zckey};
 
 /// Bit `slot` set: the processes in that filter slot are traced. 0: tracing is off.
 #[map(name = "NETCOPY_TRACE_SLOTS")]
@@ -141,9 +147,6 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACE_LOST_COUNTER
 
 /// `MSG_ERRQUEUE` from the kernel's socket.h.
 const MSG_ERRQUEUE: u32 = 0x2000;
-
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
 
 #[inline(always)]
 fn lost(index: u32) {
@@ -277,100 +280,6 @@ unsafe fn user<T>(base: u64, offset: u32) -> Option<T> {
         return None;
     }
     bpf_probe_read_user((base + u64::from(offset)) as *const T).ok()
-}
-
-/// The `struct file *` of a socket `fd` of the current task; None for any other fd.
-#[inline(always)]
-fn socket_file(fd: i32, off: &TraceOffsets) -> Option<u64> {
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: probe reads at offsets from this kernel's BTF; a stale pointer (the table
-    // being replaced concurrently) reads garbage or fails, and garbage is not S_IFSOCK
-    // with any useful probability.
-    unsafe {
-        let task = bpf_get_current_task();
-        let files = kernel::<u64>(task, off.task_files)?;
-        let fdt = kernel::<u64>(files, off.files_fdt)?;
-        let max_fds = kernel::<u32>(fdt, off.fdtable_max_fds)?;
-        if fd as u32 >= max_fds {
-            return None;
-        }
-        let table = kernel::<u64>(fdt, off.fdtable_fd)?;
-        let file = bpf_probe_read_kernel((table + 8 * fd as u64) as *const u64).ok()?;
-        let inode = kernel::<u64>(file, off.file_f_inode)?;
-        let mode = kernel::<u16>(inode, off.inode_i_mode)?;
-        (mode & S_IFMT == S_IFSOCK).then_some(file)
-    }
-}
-
-/// True when `fd` of the current task is a socket.
-#[inline(always)]
-fn is_socket(fd: i32, off: &TraceOffsets) -> bool {
-    socket_file(fd, off).is_some()
-}
-
-/// The `struct sock *` of socket `fd` of the current task.
-#[inline(always)]
-fn sock_of(fd: i32, off: &TraceOffsets) -> Option<u64> {
-    let file = socket_file(fd, off)?;
-    // SAFETY: probe reads at offsets from this kernel's BTF.
-    unsafe {
-        let socket = kernel::<u64>(file, off.file_private_data)?;
-        kernel::<u64>(socket, off.socket_sk)
-    }
-}
-
-/// `sk_zckey` of `sock`: the number its next MSG_ZEROCOPY send will get.
-#[inline(always)]
-fn zckey(sock: u64, off: &TraceOffsets) -> Option<u32> {
-    // SAFETY: a probe read at an offset from this kernel's BTF.
-    unsafe { kernel::<u32>(sock, off.sock_zckey) }
-}
-
-/// `SOL_IP`/`IP_RECVERR` and `SOL_IPV6`/`IPV6_RECVERR`: the control messages that carry
-/// a `struct sock_extended_err` (zero-copy completions among them).
-const RECVERR_CMSGS: [(u32, u32); 2] = [(0, 11), (41, 25)];
-/// Control messages looked at before giving up on finding the extended error.
-const MAX_CMSGS: u32 = 3;
-
-/// After a recvmsg(MSG_ERRQUEUE) that returned: the `struct sock_extended_err` the
-/// kernel wrote into the caller's control buffer, if there is one (the first IP_RECVERR
-/// or IPV6_RECVERR control message).
-#[inline(always)]
-fn read_extended_err(msg: u64, off: &TraceOffsets) -> Option<[u32; 4]> {
-    // msg_controllen follows msg_control (64-bit ABI): after the call it holds the
-    // bytes of control messages the kernel wrote.
-    // SAFETY: user memory of the current task.
-    let [control, written] = unsafe { user::<[u64; 2]>(msg, off.msghdr_control) }?;
-    let mut at: u64 = 0;
-    let mut i = 0;
-    while i < MAX_CMSGS {
-        // cmsghdr (len: u64, level: i32, type: i32) and the 16-byte extended error.
-        if at + 32 > written {
-            return None;
-        }
-        // SAFETY: user memory of the current task.
-        let words = unsafe { user::<[u64; 4]>(control + at, 0) }?;
-        let len = words[0];
-        let level = words[1] as u32;
-        let kind = (words[1] >> 32) as u32;
-        if len < 32 {
-            return None;
-        }
-        if (level, kind) == RECVERR_CMSGS[0] || (level, kind) == RECVERR_CMSGS[1] {
-            return Some([
-                words[2] as u32,
-                (words[2] >> 32) as u32,
-                words[3] as u32,
-                (words[3] >> 32) as u32,
-            ]);
-        }
-        // CMSG_NXTHDR: the next header starts at the next 8-byte boundary.
-        at += (len + 7) & !7;
-        i += 1;
-    }
-    None
 }
 
 /// Sum of `iov_len` over the first `count` iovecs at `iov` (at most `max`).
@@ -783,106 +692,5 @@ pub fn netcopy_trace_exit_sock(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn netcopy_trace_exit_rw(ctx: TracePointContext) -> u32 {
     exit(&ctx);
-    0
-}
-
-/// Rings (`struct io_ring_ctx *`) a traced process submitted to, with its filter slot:
-/// completions are posted wherever the kernel completes them (the submitter's task work,
-/// an io-wq worker), so they are told ours by their ring.
-#[map(name = "NETCOPY_TRACE_URING_RINGS")]
-static URING_RINGS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
-
-/// One per CPU: the io_uring record being built (the programs cannot nest on a CPU:
-/// classic tracepoint programs skip while another runs there).
-#[map(name = "NETCOPY_TRACE_URING_SCRATCH")]
-static URING_SCRATCH: PerCpuArray<IoUringEvent> = PerCpuArray::with_max_entries(1, 0);
-
-#[inline(always)]
-fn tp_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> T {
-    // SAFETY: a constant offset inside the record, checked against this kernel's tracefs
-    // format file by the loader.
-    unsafe { *(ctx.as_ptr().add(offset as usize) as *const T) }
-}
-
-/// Logs one io_uring event of slot `slot` on ring `ring`.
-#[inline(always)]
-fn log_uring(ctx: &TracePointContext, kind: u32, ring: u64, slot: u32) {
-    let Some(event) = URING_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: this CPU's scratch entry; no other program uses it while this one runs.
-    unsafe {
-        (*event).time_ns = bpf_ktime_get_ns();
-        (*event).ring = ring;
-        (*event).request = tp_field::<u64>(ctx, TP_URING_REQ_OFFSET);
-        (*event).user_data = tp_field::<u64>(ctx, TP_URING_USER_DATA_OFFSET);
-        (*event).pid = (pid_tgid >> 32) as u32;
-        (*event).tid = pid_tgid as u32;
-        (*event).kind = kind;
-        (*event).slot = slot;
-        if kind == TRACE_KIND_IO_URING_SUBMIT {
-            let opcode = u32::from(tp_field::<u8>(ctx, TP_URING_SUBMIT_OPCODE_OFFSET));
-            (*event).opcode = opcode;
-            (*event).res = 0;
-            (*event).cflags = 0;
-            (*event).send_flags = 0;
-            if opcode == IORING_OP_SEND_ZC || opcode == IORING_OP_SENDMSG_ZC {
-                // The send's flags (REPORT_USAGE among them): prepared before the
-                // tracepoint fires.
-                if let Some(off) = TRACE_OFFSETS.get(0) {
-                    if let Some(flags) = kernel::<u16>((*event).request, off.uring_req_send_flags) {
-                        (*event).send_flags = u32::from(flags) | IO_URING_SEND_FLAGS_KNOWN;
-                    }
-                }
-            }
-        } else {
-            (*event).opcode = 0;
-            (*event).send_flags = 0;
-            (*event).res = i64::from(tp_field::<i32>(ctx, TP_URING_COMPLETE_RES_OFFSET));
-            (*event).cflags = tp_field::<u32>(ctx, TP_URING_COMPLETE_CFLAGS_OFFSET);
-        }
-        if append(event as *const SyscallEvent) {
-            ring_doorbell_if_due();
-        } else {
-            lost(TRACE_LOST_RING_FULL);
-        }
-    }
-}
-
-/// `io_uring/io_uring_submit_req`, in the submitting task (or its SQPOLL thread, of the
-/// same thread group): a request of a traced process.
-#[tracepoint]
-pub fn netcopy_trace_uring_submit(ctx: TracePointContext) -> u32 {
-    let mask = slot_mask();
-    if mask == 0 {
-        return 0;
-    }
-    let Some(slot) = current_slot() else { return 0 };
-    if slot >= 32 || mask & (1 << slot) == 0 {
-        return 0;
-    }
-    let ring = tp_field::<u64>(&ctx, TP_URING_CTX_OFFSET);
-    let _ = URING_RINGS.insert(ring, slot, 0);
-    log_uring(&ctx, TRACE_KIND_IO_URING_SUBMIT, ring, slot);
-    0
-}
-
-/// `io_uring/io_uring_complete`: a CQE posted on a ring a traced process submitted to.
-#[tracepoint]
-pub fn netcopy_trace_uring_complete(ctx: TracePointContext) -> u32 {
-    let mask = slot_mask();
-    if mask == 0 {
-        return 0;
-    }
-    let ring = tp_field::<u64>(&ctx, TP_URING_CTX_OFFSET);
-    // SAFETY: plain data in an LRU map.
-    let Some(slot) = (unsafe { URING_RINGS.get(ring) }).copied() else {
-        return 0;
-    };
-    if slot >= 32 || mask & (1 << slot) == 0 {
-        return 0;
-    }
-    log_uring(&ctx, TRACE_KIND_IO_URING_COMPLETE, ring, slot);
     0
 }
