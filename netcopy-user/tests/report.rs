@@ -248,6 +248,7 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
         },
         copies,
         copies_per_byte: Some(copied as f64 / payload as f64),
+        causes: Vec::new(),
         zerocopy: if zc {
             ZeroCopyFigures {
                 sends: msgs,

@@ -10,7 +10,8 @@
 //! `placement`, `machine_floor` and `groups` (every figure over its repeats with an
 //! interval for the median). A version 1 file reads as an unpinned, not interleaved run
 //! without a floor. 3 adds `topology` (where the ends ran, with the agent's host for two
-//! hosts), each cell's `topology` and each copy figure's `counted_on`: a version 2 reader
+//! hosts), each cell's `topology` and zero-copy `causes`, and each copy figure's
+//! `counted_on`: a version 2 reader
 //! would show a two-host run's agent-counted figures as one loopback kernel's, so the
 //! version says it cannot read them. An older file reads as a loopback run.
 
@@ -23,7 +24,7 @@ use crate::{
     experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
-    ledger::{FigureSource, ModeLedger},
+    ledger::{causes::CopyCause, FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary},
     workload::modes::Mode,
@@ -343,6 +344,10 @@ pub struct Cell {
     pub copies: BTreeMap<String, CopyFigure>,
     /// Payload bytes copied (all copy sites) per payload byte delivered.
     pub copies_per_byte: Option<f64>,
+    /// For a mode that claims to avoid the copy: why the kernel copied its pages anyway
+    /// in this cell (empty when it did not; not recorded before schema 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CopyCause>,
     pub zerocopy: ZeroCopyFigures,
     /// Perf counters of the server process over the stream phase.
     pub server_counters: Option<CounterReadings>,

@@ -23,6 +23,7 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use netcopy_common::CopySite;
 
 use crate::{
     experiment::analysis::groups::group_summaries,
@@ -35,12 +36,16 @@ use crate::{
     },
     experiment::verify,
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    kernel::{CopyProbes, LoadOptions},
-    ledger::{self, Verdict, CLIENT_SLOT, SERVER_SLOT},
+    kernel::{path::PathFacts, CopyProbes, LoadOptions},
+    ledger::{
+        self,
+        causes::{explain, CopyCause, CopyEvidence},
+        Verdict, CLIENT_SLOT, SERVER_SLOT,
+    },
     trace::{self, SyscallTracer},
     util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
-    workload::modes::Mode,
+    workload::modes::{Mode, SenderStats},
     workload::server::stop_flag_on_signals,
 };
 
@@ -369,6 +374,7 @@ fn measure_cell(
     let latency = latency?.map_err(|f| anyhow!("latency phase: {f}"))?;
 
     let remote_server = matches!(ends, Ends::Remote(_));
+    let path = &sender.path;
     let sender = &sender.sender;
     let messages = stream.messages.max(1);
     let copies: std::collections::BTreeMap<String, CopyFigure> =
@@ -393,6 +399,7 @@ fn measure_cell(
         .filter(|s| s.is_copy())
         .map(|s| copies[s.name()].bytes)
         .sum();
+    let causes = zerocopy_causes(mode, &copies, sender, path);
     let copies_per_byte = match (copied, stream.bytes) {
         (Some(c), b) if b > 0 => Some(c as f64 / b as f64),
         _ => None,
@@ -413,6 +420,7 @@ fn measure_cell(
         },
         copies,
         copies_per_byte,
+        causes,
         zerocopy: ZeroCopyFigures {
             sends: sender.zerocopy_sends,
             notifications: sender.completion_notifications,
@@ -431,6 +439,31 @@ fn measure_cell(
         client_counters: Some(client_readings),
         trace_sample: None,
     })
+}
+
+/// For a mode that claims to avoid the copy: why the kernel copied its pages anyway in
+/// this cell, from the cell's copies, the sender's completions and the path (what the
+/// cell's bytes would copy at send beyond the protocol is not known without an exact
+/// workload, so that evidence is left out: the verification has it).
+fn zerocopy_causes(
+    mode: Mode,
+    copies: &std::collections::BTreeMap<String, CopyFigure>,
+    sender: &SenderStats,
+    path: &PathFacts,
+) -> Vec<CopyCause> {
+    if !mode.spec().claim.zerocopy_attach {
+        return Vec::new();
+    }
+    let bytes = |site: CopySite| copies.get(site.name()).and_then(|f| f.bytes);
+    explain(
+        path,
+        &CopyEvidence {
+            copied_sends: sender.copied_sends,
+            attached_bytes: bytes(CopySite::ZeroCopyAttach),
+            copied_at_send_bytes: None,
+            deferred_bytes: bytes(CopySite::DeferredCopy),
+        },
+    )
 }
 
 /// A short stream of TRACE_SAMPLE_MESSAGES messages with every send and receive call of

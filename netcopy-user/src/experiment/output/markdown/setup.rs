@@ -137,7 +137,13 @@ fn phases_text(r: &Results) -> String {
         num(c.rr_seconds)
     ));
     if r.cells.iter().any(|c| c.trace_sample.is_some()) {
-        parts.push("and a short traced sample with a server of its own (not measured)".to_string());
+        parts.push(if r.topology.kind == TopologyKind::Remote {
+            "and a short traced sample with a server of its own (not measured; the client's \
+             calls only: the server ran on the agent's host)"
+                .to_string()
+        } else {
+            "and a short traced sample with a server of its own (not measured)".to_string()
+        });
     }
     parts.join("; ")
 }
