@@ -187,6 +187,9 @@ fn a_sweep_across_two_namespaces_records_where_it_ran_and_why_zero_copy_copied()
         "report.md names the topology"
     );
     assert!(report.contains("The floor is this host's loopback"));
+    // The answers speak of the path the cells took, not of loopback.
+    assert!(report.contains("No. Across these two namespaces of one kernel the kernel copied"));
+    assert!(!report.contains("On this loopback"));
     assert!(
         netns::existing().is_empty(),
         "left behind: {:?}",
@@ -310,6 +313,7 @@ fn a_sweep_against_an_agent_takes_the_servers_figures_from_the_agent() {
         "report.md"
     );
     assert!(report.contains("this host's processes only"), "report.md");
+    assert!(report.contains("No. Between these two hosts the kernel copied"));
 
     let status = agent.child.wait().unwrap();
     assert!(
