@@ -187,6 +187,8 @@ fn a_sweep_across_two_namespaces_records_where_it_ran_and_why_zero_copy_copied()
         "report.md names the topology"
     );
     assert!(report.contains("The floor is this host's loopback"));
+    let html = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
+    assert!(html.contains("<td>topology</td><td>network namespaces"));
     // The answers speak of the path the cells took, not of loopback.
     assert!(report.contains("No. Across these two namespaces of one kernel the kernel copied"));
     assert!(!report.contains("On this loopback"));
@@ -314,6 +316,11 @@ fn a_sweep_against_an_agent_takes_the_servers_figures_from_the_agent() {
     );
     assert!(report.contains("this host's processes only"), "report.md");
     assert!(report.contains("No. Between these two hosts the kernel copied"));
+    let html = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
+    assert!(
+        html.contains("<td>topology</td><td>two hosts: sender on rrun-agent-"),
+        "report.html names the topology"
+    );
 
     let status = agent.child.wait().unwrap();
     assert!(

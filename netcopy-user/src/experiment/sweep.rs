@@ -169,7 +169,14 @@ pub(crate) fn run_sweep(
                     .first()
                     .map_or("not supported", |f| f.as_str())
             ),
-            verdict => eprintln!("verify {mode}: {verdict:?}"),
+            verdict => eprintln!(
+                "verify {mode}: {verdict:?}{}",
+                ledger
+                    .causes
+                    .iter()
+                    .map(|c| format!("; cause: {}", c.text()))
+                    .collect::<String>()
+            ),
         }
         results.verification.push(ledger);
     }
