@@ -91,7 +91,7 @@ impl Ends {
     pub fn kind(&self) -> TopologyKind {
         match self {
             Ends::Loopback => TopologyKind::Loopback,
-            Ends::Netns(_) => TopologyKind::Netns,
+            Ends::Netns(..) => TopologyKind::Netns,
             Ends::Remote(_) => TopologyKind::Remote,
         }
     }
