@@ -199,6 +199,24 @@ fn a_sweep_across_two_namespaces_records_where_it_ran_and_why_zero_copy_copied()
     );
 }
 
+/// The token shared with the agent, removed on drop (a failed test leaves nothing).
+struct TokenFile(PathBuf);
+
+impl TokenFile {
+    fn new() -> TokenFile {
+        let path = std::env::temp_dir().join(format!("netcopy-rrun-token-{}", std::process::id()));
+        std::fs::write(&path, "a token for the rrun test, long enough").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        TokenFile(path)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 struct Agent {
     child: Child,
     addr: String,
@@ -243,11 +261,10 @@ fn a_sweep_against_an_agent_takes_the_servers_figures_from_the_agent() {
         return;
     }
     let _serial = common::serial();
-    let token = std::env::temp_dir().join(format!("netcopy-rrun-token-{}", std::process::id()));
-    std::fs::write(&token, "a token for the rrun test, long enough").unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = TokenFile::new();
+    let token = token.0.as_path();
     let agent_host = format!("rrun-agent-{}", std::process::id());
-    let mut agent = start_agent(&token, &agent_host);
+    let mut agent = start_agent(token, &agent_host);
     let dir = TempDir::new("remote");
     let json = run(
         &dir.0,
@@ -327,5 +344,4 @@ fn a_sweep_against_an_agent_takes_the_servers_figures_from_the_agent() {
         status.success(),
         "the agent exits 0 after its session: {status}"
     );
-    std::fs::remove_file(&token).unwrap();
 }
