@@ -38,6 +38,8 @@ struct TracedRun {
     summary: Value,
     lines: Vec<Value>,
     server: Value,
+    /// The traced server's pid.
+    pid: u64,
 }
 
 /// Traces `netcopy server --mode MODE`, sends it one client run of [`MESSAGES`]
@@ -112,10 +114,18 @@ fn trace_server(mode: &str, dir: &Path) -> TracedRun {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let pid = stderr
+        .lines()
+        .find(|l| l.starts_with("netcopy: tracing "))
+        .and_then(|l| l.split("(pid ").nth(1))
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no tracing line in {stderr}"));
     TracedRun {
         summary,
         lines,
         server,
+        pid,
     }
 }
 
@@ -304,6 +314,11 @@ fn a_traced_io_uring_zerocopy_sender_shows_its_requests_and_their_copied_notific
             "{c}"
         );
     }
+    // Every event is the server's, wherever the kernel posted it.
+    assert!(submits
+        .iter()
+        .chain(&completions)
+        .all(|e| e["pid"] == run.pid));
     // io_uring sends are not sendmsg(2) calls.
     assert!(!run.lines.iter().any(|l| l["syscall"] == "sendmsg"));
     let _ = fs::remove_dir_all(&dir);

@@ -20,11 +20,11 @@ use netcopy_common::{
 use super::{append, kernel, lost, ring_doorbell_if_due, slot_mask, TRACE_OFFSETS};
 use crate::filter::current_slot;
 
-/// Rings (`struct io_ring_ctx *`) a traced process submitted to, with its filter slot:
-/// completions are posted wherever the kernel completes them (the submitter's task work,
-/// an io-wq worker), so they are told ours by their ring.
+/// Rings (`struct io_ring_ctx *`) a traced process submitted to, with its filter slot
+/// (low word) and tgid (high word): completions are posted wherever the kernel completes
+/// them (the submitter's task work, an io-wq worker), so they are told ours by their ring.
 #[map(name = "NETCOPY_TRACE_URING_RINGS")]
-static URING_RINGS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
+static URING_RINGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
 /// One per CPU: the io_uring record being built (the programs cannot nest on a CPU:
 /// classic tracepoint programs skip while another runs there).
@@ -38,21 +38,21 @@ fn tp_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> T {
     unsafe { *(ctx.as_ptr().add(offset as usize) as *const T) }
 }
 
-/// Logs one io_uring event of slot `slot` on ring `ring`.
+/// Logs one io_uring event of slot `slot` on ring `ring`, of process `pid` and thread
+/// `tid`.
 #[inline(always)]
-fn log_uring(ctx: &TracePointContext, kind: u32, ring: u64, slot: u32) {
+fn log_uring(ctx: &TracePointContext, kind: u32, ring: u64, slot: u32, pid: u32, tid: u32) {
     let Some(event) = URING_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: this CPU's scratch entry; no other program uses it while this one runs.
     unsafe {
         (*event).time_ns = bpf_ktime_get_ns();
         (*event).ring = ring;
         (*event).request = tp_field::<u64>(ctx, TP_URING_REQ_OFFSET);
         (*event).user_data = tp_field::<u64>(ctx, TP_URING_USER_DATA_OFFSET);
-        (*event).pid = (pid_tgid >> 32) as u32;
-        (*event).tid = pid_tgid as u32;
+        (*event).pid = pid;
+        (*event).tid = tid;
         (*event).kind = kind;
         (*event).slot = slot;
         if kind == TRACE_KIND_IO_URING_SUBMIT {
@@ -97,8 +97,10 @@ pub fn netcopy_trace_uring_submit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let ring = tp_field::<u64>(&ctx, TP_URING_CTX_OFFSET);
-    let _ = URING_RINGS.insert(ring, slot, 0);
-    log_uring(&ctx, TRACE_KIND_IO_URING_SUBMIT, ring, slot);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let _ = URING_RINGS.insert(ring, u64::from(slot) | u64::from(pid) << 32, 0);
+    log_uring(&ctx, TRACE_KIND_IO_URING_SUBMIT, ring, slot, pid, tid);
     0
 }
 
@@ -111,12 +113,21 @@ pub fn netcopy_trace_uring_complete(ctx: TracePointContext) -> u32 {
     }
     let ring = tp_field::<u64>(&ctx, TP_URING_CTX_OFFSET);
     // SAFETY: plain data in an LRU map.
-    let Some(slot) = (unsafe { URING_RINGS.get(ring) }).copied() else {
+    let Some(owner) = (unsafe { URING_RINGS.get(ring) }).copied() else {
         return 0;
     };
+    let (slot, pid) = (owner as u32, (owner >> 32) as u32);
     if slot >= 32 || mask & (1 << slot) == 0 {
         return 0;
     }
-    log_uring(&ctx, TRACE_KIND_IO_URING_COMPLETE, ring, slot);
+    // Posted by a thread of the process (its own, an io-wq worker), or else on its
+    // behalf (another task's context): then booked to its main thread.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = if (pid_tgid >> 32) as u32 == pid {
+        pid_tgid as u32
+    } else {
+        pid
+    };
+    log_uring(&ctx, TRACE_KIND_IO_URING_COMPLETE, ring, slot, pid, tid);
     0
 }

@@ -128,6 +128,10 @@ fn chrome_trace(output: &TraceOutput) -> Value {
     for r in &output.events {
         threads.insert(r.tid, r.pid);
     }
+    // A thread that only submitted io_uring requests gets its track too.
+    for r in &output.io_uring {
+        threads.entry(r.tid).or_insert(r.pid);
+    }
     let mut pids: Vec<u32> = threads.values().copied().collect();
     pids.sort_unstable();
     pids.dedup();
@@ -190,7 +194,6 @@ fn chrome_trace(output: &TraceOutput) -> Value {
         }));
     }
     for (i, r) in output.io_uring.iter().enumerate() {
-        threads.entry(r.tid).or_insert(r.pid);
         let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
         let line = r.to_json(t0, opcode, output.zerocopy.uring_json(i));
         let name = match (line["type"].as_str(), opcode) {
@@ -331,6 +334,82 @@ mod tests {
             .collect();
         assert_eq!(starts, vec![5_000, 6_000]);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn io_uring_events_are_merged_into_the_timeline_and_drawn_as_instants() {
+        use crate::trace::uring::{UringKind, UringRecord};
+        let mut output = sample();
+        let event = |kind, time_ns, opcode| UringRecord {
+            kind,
+            time_ns,
+            pid: 10,
+            tid: 13,
+            ring: 0x10,
+            request: 0x20,
+            user_data: 1,
+            opcode,
+            send_flags: None,
+            res: 100,
+            cflags: 0,
+        };
+        // Before, between and after the two calls (5_000 and 6_000).
+        output.io_uring = vec![
+            event(UringKind::Submit, 4_500, 9),
+            event(UringKind::Complete, 5_500, 0),
+            event(UringKind::Submit, 7_000, 26),
+        ];
+        output.zerocopy = ZeroCopyAccount::build(&output.events, &output.io_uring);
+        let dir = std::env::temp_dir().join(format!("netcopy-trace-uring-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("calls.jsonl");
+        write_jsonl(&path, &output).unwrap();
+        let types: Vec<String> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "io_uring_submit",
+                "syscall",
+                "io_uring_complete",
+                "syscall",
+                "io_uring_submit",
+                "trace_end"
+            ]
+        );
+        let lines: Vec<Value> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // The completion's opcode comes from its submit (same ring and request).
+        assert_eq!(lines[2]["opcode_name"], "SENDMSG");
+        assert_eq!(lines[4]["opcode_name"], "SEND");
+        let _ = fs::remove_dir_all(&dir);
+        let j = chrome_trace(&output);
+        let instants: Vec<&Value> = j["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cat"] == "io_uring")
+            .collect();
+        assert_eq!(instants.len(), 3);
+        assert_eq!(instants[0]["name"], "io_uring submit SENDMSG");
+        assert_eq!(instants[1]["name"], "io_uring complete SENDMSG");
+        // Its thread has a track of its own.
+        assert!(j["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "thread_name" && e["tid"] == 13));
     }
 
     #[test]

@@ -404,7 +404,7 @@ impl SyscallTracer {
 
 /// Empties the map of rings traced processes submitted to.
 fn clear_rings(probes: &mut CopyProbes) -> Result<()> {
-    let mut rings: BpfHashMap<MapData, u64, u32> =
+    let mut rings: BpfHashMap<MapData, u64, u64> =
         BpfHashMap::try_from(probes.map_handle(URING_RINGS_MAP)?)?;
     let keys: Vec<u64> = rings.keys().filter_map(|k| k.ok()).collect();
     for key in keys {
