@@ -20,8 +20,8 @@ use netcopy::{
         ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{CounterKind, CounterReadings, CounterValue},
-    ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
-    workload::client::{LatencyKind, LatencySummary},
+    ledger::{FigureSource, ModeLedger, ReceiverStats, SiteFigure, Verdict, Workload},
+    workload::client::{LatencyKind, LatencySummary, ReceiveMechanism},
     workload::modes::Mode,
 };
 
@@ -215,6 +215,8 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
     let p50 = (8.0 + size as f64 / 2000.0 * (1.0 + threads as f64 / 4.0)) * mode_factor;
     Cell {
         mode,
+        recv: ReceiveMechanism::Copy,
+        zerocopy_receive: None,
         size,
         threads,
         repeat,
@@ -335,6 +337,7 @@ fn ledger(mode: Mode) -> ModeLedger {
     );
     ModeLedger {
         mode,
+        receiver: ReceiverStats::default(),
         verdict: if zc {
             Verdict::Degraded
         } else {
@@ -400,6 +403,7 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             quick: false,
             pin: PinRequest::Auto,
             interleaved: true,
+            recv: vec![ReceiveMechanism::Copy],
         },
         plan: PlanRecord {
             events: vec![

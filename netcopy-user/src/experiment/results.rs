@@ -22,7 +22,7 @@ use crate::{
     kernel::plan::AttachPlan,
     ledger::{FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
-    workload::client::{LatencyKind, LatencySummary},
+    workload::client::{LatencyKind, LatencySummary, ReceiveMechanism, ZeroCopyReceiveFigures},
     workload::modes::Mode,
 };
 
@@ -214,6 +214,13 @@ pub struct RunConfig {
     /// before schema 2, where every mode's cells ran one after another.
     #[serde(default)]
     pub interleaved: bool,
+    /// `--recv`: the receive mechanisms swept (before: copy only).
+    #[serde(default = "copy_receive_only")]
+    pub recv: Vec<ReceiveMechanism>,
+}
+
+fn copy_receive_only() -> Vec<ReceiveMechanism> {
+    vec![ReceiveMechanism::Copy]
 }
 
 /// An owned copy of the attach plan (the live one borrows static strings).
@@ -263,6 +270,12 @@ impl From<&AttachPlan> for PlanRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cell {
     pub mode: Mode,
+    /// How the client received (before: copy).
+    #[serde(default)]
+    pub recv: ReceiveMechanism,
+    /// `--recv zerocopy`: what the kernel mapped and copied over the stream phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerocopy_receive: Option<ZeroCopyReceiveFigures>,
     pub size: u64,
     pub threads: usize,
     /// 0-based repetition index.

@@ -43,6 +43,8 @@ pub(crate) enum FindingKind {
     HardwareCountersUnavailable,
     EventNotObservable,
     ZeroCopyNotCopied,
+    /// What zero-copy receive mapped, per sending mode, and why not more.
+    ReceiveMapped,
 }
 
 #[derive(Clone, Debug)]
