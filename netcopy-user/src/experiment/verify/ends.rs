@@ -86,6 +86,7 @@ impl Ends {
             Topology::Netns if recv == ReceiveMechanism::ZeroCopy => Ends::Netns(
                 NetnsPair::create(&NetnsOptions {
                     mtu: Some(ZEROCOPY_RECEIVE_MTU),
+                    tag: None,
                 })?,
                 Some(
                     "set by netcopy for --recv zerocopy on the veth devices it made: MSS 4096 \

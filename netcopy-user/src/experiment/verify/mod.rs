@@ -4,7 +4,7 @@
 
 mod ends;
 
-pub use ends::Topology;
+pub use ends::{Topology, ZEROCOPY_RECEIVE_MTU};
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
