@@ -9,7 +9,9 @@
 //! Schema versions: 1, the first; 2 adds `config.pin`, `config.interleaved`, each cell's
 //! `placement`, `machine_floor` and `groups` (every figure over its repeats with an
 //! interval for the median). A version 1 file reads as an unpinned, not interleaved run
-//! without a floor.
+//! without a floor. 3 adds the receive mechanism: `config.recv`, each cell's `recv` and
+//! `zerocopy_receive`, each verification ledger's `receiver` (an older reader would take a
+//! zerocopy cell for a copy one); files before it read as received with recv() (copy).
 
 use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
@@ -27,7 +29,7 @@ use crate::{
 };
 
 /// Bumped on any change a reader of an older file would misread.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema version this netcopy still reads.
 const OLDEST_READABLE_VERSION: u32 = 1;
 

@@ -111,15 +111,7 @@ pub(super) fn findings(mode: Mode, w: &Workload, receiver: &ReceiverStats) -> (b
         z.recv_calls
     );
     if z.mapped_bytes == 0 && total > 0 {
-        let cause = if mode.spec().claim.zerocopy_attach {
-            "the sender's pages reached the receiver in frags that are not whole single pages \
-             (a path MSS that is not a multiple of the page size cuts every segment off a page \
-             boundary)"
-        } else {
-            "a sender that copies (send, sendmsg, io_uring's plain send) fills compound pages \
-             of up to 32 KiB, and the kernel maps only frags that are exactly one 4096-byte page \
-             at offset 0"
-        };
+        let cause = mapped_cause(mode, 0.0);
         return (
             true,
             vec![format!(
@@ -137,6 +129,40 @@ pub(super) fn findings(mode: Mode, w: &Workload, receiver: &ReceiverStats) -> (b
         );
     }
     (false, out)
+}
+
+/// Why zero-copy receive mapped what it did behind `mode`'s sender, from the mode's claim
+/// and the highest share mapped (the kernel maps only frags that are exactly one 4096-byte
+/// page at offset 0, not part of a compound page).
+pub fn mapped_cause(mode: Mode, highest: f64) -> &'static str {
+    let claim = mode.spec().claim;
+    if claim.zerocopy_attach {
+        if highest < 0.999 {
+            "on local delivery (loopback, veth) the kernel copies MSG_ZEROCOPY pages into \
+             fresh single pages, which it can map, but each segment's bytes beyond its whole \
+             pages are copied: on loopback's MTU 65536 the MSS is 65483 = 15 pages + 4043 \
+             bytes (at MTU 4148, as `verify --topology netns --recv zerocopy` sets, the MSS \
+             is one page); the pages were copied once in the kernel all the same, where \
+             skb_copy_datagram_iovec does not see it"
+        } else {
+            "on local delivery the kernel copies MSG_ZEROCOPY pages into fresh single pages \
+             and the segments are whole pages: nearly all is mapped (the data was still \
+             copied once, in the kernel, where skb_copy_datagram_iovec does not see it)"
+        }
+    } else if claim.page_reference && highest > 0.0 {
+        "the sender's pages are referenced, not copied, and local delivery copies only \
+         MSG_ZEROCOPY pages: where the referenced pages are single whole pages (a memfd's \
+         page cache) the kernel maps them as they are, so those bytes were copied neither on \
+         send nor on receive; the rest (pages that are not whole single pages, such as larger \
+         page-cache folios, and the protocol's small writes) is copied"
+    } else if claim.page_reference {
+        "the referenced pages reach the socket as frags that are not whole single pages at \
+         offset 0 (the user buffers' pages at the fields' offsets), which the kernel never \
+         maps: everything is copied (recv_skip_hint)"
+    } else {
+        "this sender's data reaches the socket copied into compound pages of up to 32 KiB, \
+         which the kernel never maps: everything is copied (recv_skip_hint)"
+    }
 }
 
 #[cfg(test)]

@@ -146,8 +146,12 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
                 FindingKind::VerificationDegraded,
                 Severity::Headline,
                 format!(
-                    "verification of {}: degraded: {}",
+                    "verification of {}{}: degraded: {}",
                     ledger.mode,
+                    match ledger.receiver.mechanism {
+                        crate::workload::client::ReceiveMechanism::Copy => String::new(),
+                        other => format!(" (receive {other})"),
+                    },
                     ledger
                         .findings
                         .first()

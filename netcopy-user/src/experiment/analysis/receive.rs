@@ -12,6 +12,7 @@ use super::{
     findings::{Finding, FindingKind, Severity},
     groups::{collect, Stat},
 };
+pub(crate) use crate::ledger::receive::mapped_cause;
 use crate::{
     experiment::results::Cell,
     workload::{client::ReceiveMechanism, modes::Mode},
@@ -153,24 +154,6 @@ pub(crate) fn mapped_by_mode(groups: &[ReceiveGroup]) -> Vec<(Mode, f64, f64)> {
         .into_iter()
         .map(|(m, (lo, hi))| (m, lo, hi))
         .collect()
-}
-
-/// Why zero-copy receive mapped what it did behind `mode`'s sender (the kernel maps only
-/// frags that are exactly one 4096-byte page at offset 0, not part of a compound page).
-pub(crate) fn mapped_cause(mode: Mode, highest: f64) -> &'static str {
-    if !mode.spec().claim.zerocopy_attach {
-        "this sender's data reaches the socket copied into compound pages of up to 32 KiB, \
-         which the kernel never maps: everything is copied (recv_skip_hint)"
-    } else if highest < 0.999 {
-        "on local delivery (loopback, veth) the kernel copies MSG_ZEROCOPY pages into fresh \
-         single pages, which it can map, but each segment's bytes beyond its whole pages are \
-         copied: on loopback's MTU 65536 the MSS is 65483 = 15 pages + 4043 bytes (at MTU \
-         4148, as `verify --topology netns --recv zerocopy` sets, the MSS is one page)"
-    } else {
-        "on local delivery the kernel copies MSG_ZEROCOPY pages into fresh single pages and \
-         the segments are whole pages: nearly all is mapped (the data was still copied once, \
-         in the kernel, where skb_copy_datagram_iovec does not see it)"
-    }
 }
 
 /// One finding per sending mode measured with `--recv zerocopy`.
