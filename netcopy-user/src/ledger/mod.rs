@@ -270,11 +270,16 @@ pub fn build_from_sides(
     if receive_degraded && verdict == Verdict::Match {
         verdict = Verdict::Degraded;
     }
-    // A mismatch's lines stay first; the receive side's findings follow them.
-    let at = findings
-        .iter()
-        .take_while(|f| f.starts_with("MISMATCH"))
-        .count();
+    // A mismatch's lines stay first; a receive side that avoided no copy comes next (it
+    // is why the verdict is degraded), otherwise its figures come last.
+    let at = if receive_degraded {
+        findings
+            .iter()
+            .take_while(|f| f.starts_with("MISMATCH"))
+            .count()
+    } else {
+        findings.len()
+    };
     for (offset, finding) in receive_findings.into_iter().enumerate() {
         findings.insert(at + offset, finding);
     }
@@ -812,7 +817,14 @@ mod tests {
         assert_eq!(ledger.sites["recv_mapped"].observed_bytes, Some(36864));
         assert_eq!(ledger.sites["recv_mapped"].expected_bytes, 36864);
         assert_eq!(ledger.sites["kernel_recv_copy"].expected_bytes, 4262 + 24);
-        assert!(ledger.findings[0].starts_with("zero-copy receive: 36864 bytes"));
+        assert!(
+            ledger
+                .findings
+                .iter()
+                .any(|f| f.starts_with("zero-copy receive: 36864 bytes")),
+            "{:?}",
+            ledger.findings
+        );
         // The copy site saw one byte more than the client was told was copied.
         let ledger = run(4263, 36864, 4262);
         assert_eq!(ledger.verdict, Verdict::Mismatch);

@@ -14,6 +14,10 @@ use crate::{
 };
 use netcopy_common::CopySite;
 
+/// How the finding begins that makes a zero-copy receive degraded (the kernel mapped
+/// nothing): the report ranks it by this.
+pub const NOTHING_MAPPED: &str = "zero-copy receive did NOT avoid the copy";
+
 /// How the receiver took the bytes, with what the kernel reported to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiverStats {
@@ -114,9 +118,7 @@ pub(super) fn findings(mode: Mode, w: &Workload, receiver: &ReceiverStats) -> (b
         let cause = mapped_cause(mode, 0.0);
         return (
             true,
-            vec![format!(
-                "zero-copy receive did NOT avoid the copy: {split}. Cause: {cause}"
-            )],
+            vec![format!("{NOTHING_MAPPED}: {split}. Cause: {cause}")],
         );
     }
     let mut out = vec![format!("zero-copy receive: {split}")];

@@ -144,7 +144,17 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
             Verdict::Match => {}
             Verdict::Degraded => push(
                 FindingKind::VerificationDegraded,
-                Severity::Headline,
+                // A receive mechanism that could map nothing behind a copying sender is
+                // expected on every path: worth a warning, not the top of the report.
+                if ledger
+                    .findings
+                    .first()
+                    .is_some_and(|f| f.starts_with(crate::ledger::receive::NOTHING_MAPPED))
+                {
+                    Severity::Warning
+                } else {
+                    Severity::Headline
+                },
                 format!(
                     "verification of {}{}: degraded: {}",
                     ledger.mode,
