@@ -19,7 +19,7 @@ use std::{
 };
 
 use netcopy::{
-    experiment::verify::ZEROCOPY_RECEIVE_MTU,
+    experiment::ends::ZEROCOPY_RECEIVE_MTU,
     kernel::CopyProbes,
     workload::{
         client::{run_client, ClientConfig, ClientReport, ReceiveMechanism, RunLimit},
