@@ -673,6 +673,8 @@ const _: () = assert!(
 pub const TP_URING_CTX_OFFSET: u32 = 8;
 pub const TP_URING_REQ_OFFSET: u32 = 16;
 pub const TP_URING_USER_DATA_OFFSET: u32 = 24;
+/// `ctx` of `io_uring/io_uring_create` (after an int `fd`).
+pub const TP_URING_CREATE_CTX_OFFSET: u32 = 16;
 /// `opcode` (u8) of `io_uring_submit_req`.
 pub const TP_URING_SUBMIT_OPCODE_OFFSET: u32 = 32;
 /// `res` (int) of `io_uring_complete`.

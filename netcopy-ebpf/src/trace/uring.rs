@@ -1,6 +1,7 @@
 //! io_uring requests of traced processes, which never go through the socket system
 //! calls: `io_uring/io_uring_submit_req` (in the submitting task, or its SQPOLL thread of
-//! the same thread group) and `io_uring/io_uring_complete`, logged into the same per-CPU
+//! the same thread group) and `io_uring/io_uring_complete` (`io_uring_create` forgets a
+//! ring address made anew), logged into the same per-CPU
 //! logs as the calls, as [`IoUringEvent`] records.
 
 use aya_ebpf::{
@@ -12,9 +13,10 @@ use aya_ebpf::{
 };
 use netcopy_common::{
     IoUringEvent, SyscallEvent, IORING_OP_SENDMSG_ZC, IORING_OP_SEND_ZC, IO_URING_SEND_FLAGS_KNOWN,
-    TP_URING_COMPLETE_CFLAGS_OFFSET, TP_URING_COMPLETE_RES_OFFSET, TP_URING_CTX_OFFSET,
-    TP_URING_REQ_OFFSET, TP_URING_SUBMIT_OPCODE_OFFSET, TP_URING_USER_DATA_OFFSET,
-    TRACE_KIND_IO_URING_COMPLETE, TRACE_KIND_IO_URING_SUBMIT, TRACE_LOST_RING_FULL,
+    TP_URING_COMPLETE_CFLAGS_OFFSET, TP_URING_COMPLETE_RES_OFFSET, TP_URING_CREATE_CTX_OFFSET,
+    TP_URING_CTX_OFFSET, TP_URING_REQ_OFFSET, TP_URING_SUBMIT_OPCODE_OFFSET,
+    TP_URING_USER_DATA_OFFSET, TRACE_KIND_IO_URING_COMPLETE, TRACE_KIND_IO_URING_SUBMIT,
+    TRACE_LOST_RING_FULL,
 };
 
 use super::{append, kernel, lost, ring_doorbell_if_due, slot_mask, TRACE_OFFSETS};
@@ -129,5 +131,18 @@ pub fn netcopy_trace_uring_complete(ctx: TracePointContext) -> u32 {
         pid
     };
     log_uring(&ctx, TRACE_KIND_IO_URING_COMPLETE, ring, slot, pid, tid);
+    0
+}
+
+/// `io_uring/io_uring_create`, for every ring made on the machine while a trace runs: a
+/// new ring may sit where a traced process's freed one was, and is not ours until a
+/// traced process submits to it.
+#[tracepoint]
+pub fn netcopy_trace_uring_create(ctx: TracePointContext) -> u32 {
+    if slot_mask() == 0 {
+        return 0;
+    }
+    let ring = tp_field::<u64>(&ctx, TP_URING_CREATE_CTX_OFFSET);
+    let _ = URING_RINGS.remove(ring);
     0
 }

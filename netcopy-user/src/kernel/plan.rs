@@ -656,7 +656,7 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
         // before) to 6.18 at least; completions are told ours by their ring, since the
         // kernel may post them from another task (an io-wq worker).
         strategies: &[Strategy {
-            label: "tracepoints io_uring/io_uring_submit_req and io_uring/io_uring_complete (attached only while tracing)",
+            label: "tracepoints io_uring/io_uring_submit_req, io_uring_complete and io_uring_create (attached only while tracing)",
             kind: HookKind::Tracepoint,
             sources: &[],
             programs: &[
@@ -672,6 +672,14 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
                     point: AttachPoint::Tracepoint {
                         category: "io_uring",
                         name: "io_uring_complete",
+                    },
+                },
+                // A ring made where a traced one was freed is not the traced one.
+                ProgramAttach {
+                    program: "netcopy_trace_uring_create",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_create",
                     },
                 },
             ],

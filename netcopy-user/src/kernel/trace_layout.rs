@@ -10,8 +10,9 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use netcopy_common::{
     TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET,
-    TP_URING_COMPLETE_CFLAGS_OFFSET, TP_URING_COMPLETE_RES_OFFSET, TP_URING_CTX_OFFSET,
-    TP_URING_REQ_OFFSET, TP_URING_SUBMIT_OPCODE_OFFSET, TP_URING_USER_DATA_OFFSET,
+    TP_URING_COMPLETE_CFLAGS_OFFSET, TP_URING_COMPLETE_RES_OFFSET, TP_URING_CREATE_CTX_OFFSET,
+    TP_URING_CTX_OFFSET, TP_URING_REQ_OFFSET, TP_URING_SUBMIT_OPCODE_OFFSET,
+    TP_URING_USER_DATA_OFFSET,
 };
 
 use crate::kernel::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
@@ -178,6 +179,10 @@ fn check_uring_records(tracefs: &Path) -> Result<()> {
                 ("cflags", 4, TP_URING_COMPLETE_CFLAGS_OFFSET),
             ][..],
         ),
+        (
+            "io_uring_create",
+            &[("ctx", 8, TP_URING_CREATE_CTX_OFFSET)][..],
+        ),
     ] {
         let format = TracepointFormat::read(tracefs, "io_uring", name)?;
         for &(field, size, at) in fields {
@@ -283,6 +288,11 @@ mod tests {
         let mut complete = head.to_vec();
         complete.extend([("int", "res", 32, 4), ("unsigned", "cflags", 36, 4)]);
         write_uring_format(&dir, "io_uring_complete", &complete);
+        write_uring_format(
+            &dir,
+            "io_uring_create",
+            &[("int", "fd", 8, 4), ("void *", "ctx", 16, 8)],
+        );
         for call in TracedSyscall::ALL {
             // As the kernel lays them out: 8 bytes an argument, in the call's order.
             let f = enter_fields(call);
