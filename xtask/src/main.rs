@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod lint;
 mod run;
+mod soak;
 mod testing;
 mod toolchain;
 mod vm;
@@ -46,6 +47,12 @@ enum Command {
     Lint,
     /// Build, then run unit tests, privileged integration tests and the VM test.
     Test(testing::TestArgs),
+    /// Soak every mode's server under churn (well-formed, quitting, slow and garbage
+    /// clients on loopback) and check that RSS, open fds and threads stay flat: after the
+    /// warm-up, the last half's max <= the first half's max + slack (RSS 8 MiB, fds and
+    /// threads what the churn's open connections may hold); after the churn, fds and
+    /// threads back to their idle values; every well-formed client verified its data.
+    Soak(soak::SoakArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
     VmTest(vm::VmTestArgs),
 }
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
         Command::Lint => lint::lint(),
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
+        Command::Soak(args) => soak::soak(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
