@@ -44,10 +44,12 @@ pub struct ServerArgs {
     /// Print exactly two JSON lines on stdout: `listening` at start, `totals` at the end.
     #[arg(long)]
     json: bool,
-    /// Zero-copy: most messages awaiting completion per connection.
+    /// Zero-copy: most messages awaiting completion per connection (1 MiB pieces, for
+    /// messages above 1 MiB).
     #[arg(long, default_value_t = 64, value_name = "N")]
     zc_max_in_flight: usize,
-    /// Zero-copy: most bytes of message slots per connection.
+    /// Zero-copy: most bytes of message slots per connection (a slot holds a message of
+    /// up to 1 MiB, or one 1 MiB piece of a larger one).
     #[arg(long, default_value = "64M", value_parser = size_arg, value_name = "SIZE")]
     zc_pool_bytes: u64,
     /// SO_SNDBUF of accepted sockets (testing partial writes).

@@ -59,7 +59,8 @@ pub struct SenderStats {
     pub completion_syscalls: u64,
     /// Zero-copy: sendmsg calls that failed with ENOBUFS (optmem limit) and were retried.
     pub enobufs_retries: u64,
-    /// Zero-copy: most message slots awaiting completion at once.
+    /// Zero-copy: most message slots (a message, or a 1 MiB piece of a larger one) awaiting
+    /// completion at once.
     pub max_in_flight: u64,
     /// Zero-copy: sends still not completed when finish() gave up (0 after a clean finish).
     pub unfinished_sends: u64,
@@ -70,7 +71,8 @@ pub struct SenderStats {
     /// Splice, sendfile: header and payload bytes generated into fresh pages for each
     /// message. Those mechanisms leave the kernel referencing the sent pages with no word
     /// of when it lets go, so no sent page is ever written again; this is producing the
-    /// message, not copying it.
+    /// message, not copying it. Every mode: the payload of each 1 MiB piece of a message
+    /// above 1 MiB, generated into the piece's buffers (producing, not copying, too).
     pub generated_bytes: u64,
 }
 
