@@ -49,9 +49,10 @@ enum Command {
     Test(testing::TestArgs),
     /// Soak every mode's server under churn (well-formed, quitting, slow and garbage
     /// clients on loopback) and check that RSS, open fds and threads stay flat: after the
-    /// warm-up, the last half's max <= the first half's max + slack (RSS 8 MiB, fds and
-    /// threads what the churn's open connections may hold); after the churn, fds and
-    /// threads back to their idle values; every well-formed client verified its data.
+    /// warm-up, the last half's max <= the first half's max + slack (RSS 8 MiB; threads 7
+    /// and fds 35, what the churn's at most 7 open connections may hold in the server);
+    /// after the churn, fds and threads back to their idle values; every well-formed
+    /// client verified its data. See RELIABILITY.md.
     Soak(soak::SoakArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
     VmTest(vm::VmTestArgs),
