@@ -65,6 +65,8 @@ pub struct SoakArgs {
 /// One mode's soak.
 struct ModeSoak {
     name: String,
+    /// The server's stderr (one line per connection event); kept only if the mode fails.
+    log: PathBuf,
     server: Child,
     stdout: BufReader<ChildStdout>,
     pid: u32,
@@ -167,10 +169,20 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     let verdicts: Vec<Verdict> = verdicts.into_iter().collect::<Result<_>>()?;
     print_table(&verdicts, warm_up, slack);
     let failed: Vec<&Verdict> = verdicts.iter().filter(|v| !v.problems.is_empty()).collect();
+    for verdict in &verdicts {
+        if verdict.problems.is_empty() {
+            let _ = std::fs::remove_file(&verdict.log);
+        }
+    }
     for verdict in &failed {
         for problem in &verdict.problems {
             eprintln!("soak: {}: {problem}", verdict.name);
         }
+        eprintln!(
+            "soak: {}: server log kept in {}",
+            verdict.name,
+            verdict.log.display()
+        );
     }
     if !failed.is_empty() {
         bail!(
@@ -269,6 +281,7 @@ fn start_mode(netcopy: &Path, name: &str, index: u64, stop: &Arc<AtomicBool>) ->
     });
     Ok(ModeSoak {
         name: name.to_string(),
+        log,
         server,
         stdout,
         pid,
@@ -283,6 +296,7 @@ fn start_mode(netcopy: &Path, name: &str, index: u64, stop: &Arc<AtomicBool>) ->
 /// What one mode's soak showed.
 struct Verdict {
     name: String,
+    log: PathBuf,
     idle_before: Sample,
     idle_after: Option<Sample>,
     samples: Vec<Sample>,
@@ -379,6 +393,7 @@ fn end_mode(mut soak: ModeSoak) -> Result<Verdict> {
     }
     Ok(Verdict {
         name: soak.name,
+        log: soak.log,
         idle_before: soak.idle_before,
         idle_after,
         samples: soak.samples,
