@@ -25,8 +25,7 @@ use io_uring::{cqueue, opcode, types};
 
 use super::{
     io_uring::{msghdr_for, probe_opcode, send_result, Completion, Ring},
-    one_copy::IOV_COUNT,
-    sender::{Sender, SenderStats},
+    sender::{Sender, SenderStats, IOV_COUNT},
     slots::{SlotPool, ZeroCopyConfig},
     zero_copy::{COMPLETION_STALL_LIMIT, ENOBUFS_LIMIT},
 };
@@ -235,7 +234,7 @@ impl IoUringZcSender {
                     if n < total - sent {
                         self.stats.partial_sends += 1;
                     }
-                    self.stats.count_sent(sent, n);
+                    self.stats.count_sent(self.pool.header_len(index), sent, n);
                     sent += n;
                 }
                 Err(err) => match err.raw_os_error() {
@@ -282,13 +281,18 @@ impl IoUringZcSender {
 impl Sender for IoUringZcSender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
-        let index = self.acquire_slot()?;
-        let busy = self.pool.begin(index, seq);
-        self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
-        let result = self.send_slot(index);
-        self.pool.end(index);
-        self.stats.ring_enters = self.ring.enters();
-        result?;
+        // One slot per piece (a message up to PIECE_BYTES is one piece), each held until
+        // the kernel completes its sends.
+        for k in 0..self.pool.pieces() {
+            let index = self.acquire_slot()?;
+            let (busy, generated) = self.pool.begin(index, seq, k);
+            self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
+            self.stats.generated_bytes += generated;
+            let result = self.send_slot(index);
+            self.pool.end(index);
+            self.stats.ring_enters = self.ring.enters();
+            result?;
+        }
         self.stats.messages += 1;
         Ok(())
     }
@@ -414,7 +418,7 @@ mod tests {
             sender.prepare(100).unwrap();
         }
         let index = sender.acquire_slot().unwrap();
-        sender.pool.begin(index, 0);
+        sender.pool.begin(index, 0, 0);
         let op = sender.next_op;
         sender.next_op += 1;
         sender.issued = Some(Issued { op, slot: index });

@@ -20,8 +20,7 @@ use std::{
 };
 
 use super::{
-    one_copy::IOV_COUNT,
-    sender::{Sender, SenderStats},
+    sender::{Sender, SenderStats, IOV_COUNT},
     slots::{SlotPool, ZeroCopyConfig},
 };
 use crate::workload::sockets::{self, read_notification, Notification};
@@ -229,7 +228,7 @@ impl ZeroCopySender {
                     if n < total - sent {
                         self.stats.partial_sends += 1;
                     }
-                    self.stats.count_sent(sent, n);
+                    self.stats.count_sent(self.pool.header_len(index), sent, n);
                     sent += n;
                 }
                 Err(err) => match err.raw_os_error() {
@@ -289,12 +288,17 @@ impl ZeroCopySender {
 impl Sender for ZeroCopySender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
-        let index = self.acquire_slot()?;
-        let busy = self.pool.begin(index, seq);
-        self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
-        let result = self.send_slot(index);
-        self.pool.end(index);
-        result?;
+        // One slot per piece (a message up to PIECE_BYTES is one piece), each held until
+        // the kernel completes its sends.
+        for k in 0..self.pool.pieces() {
+            let index = self.acquire_slot()?;
+            let (busy, generated) = self.pool.begin(index, seq, k);
+            self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
+            self.stats.generated_bytes += generated;
+            let result = self.send_slot(index);
+            self.pool.end(index);
+            result?;
+        }
         self.stats.messages += 1;
         Ok(())
     }
@@ -361,7 +365,7 @@ mod tests {
     fn fake_sends(sender: &mut ZeroCopySender, n: u32) {
         sender.prepare(100).unwrap();
         let index = sender.acquire_slot().unwrap();
-        sender.pool.begin(index, 0);
+        sender.pool.begin(index, 0, 0);
         for _ in 0..n {
             sender.pending.push_back(Some(PendingSend {
                 slot: index,
