@@ -198,14 +198,15 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
 }
 
 impl ModeLedger {
-    /// The ledger of a mode this kernel cannot run, with why.
-    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+    /// The ledger of a mode that `kernel` ("this kernel", "the agent's kernel") cannot
+    /// run, with why.
+    pub fn unsupported(mode: Mode, kernel: &str, why: &str) -> ModeLedger {
         ModeLedger {
             mode,
             verdict: Verdict::Unsupported,
             workload: Workload::default(),
             sites: std::collections::BTreeMap::new(),
-            findings: vec![format!("not supported by this kernel: {why}")],
+            findings: vec![format!("not supported by {kernel}: {why}")],
             completions: None,
             causes: Vec::new(),
         }

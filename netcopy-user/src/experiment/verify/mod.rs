@@ -147,12 +147,9 @@ fn verify_on(
     packet_tap: bool,
     stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
-    // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
-    // the agent's kernel decides: its server refuses to start, with why.)
-    if !matches!(ends, Ends::Remote(_)) {
-        if let Err(why) = (mode.spec().available)() {
-            return Ok(ModeLedger::unsupported(mode, &why));
-        }
+    // A mode the sender's kernel cannot run is a ledger saying so, not an error.
+    if let Err((kernel, why)) = ends.runs(mode) {
+        return Ok(ModeLedger::unsupported(mode, kernel, &why));
     }
     let own_pid = std::process::id();
     let phase = ends.start(probes, mode, size, packet_tap)?;
@@ -302,7 +299,11 @@ mod tests {
             topology: "loopback".to_string(),
             plan: AttachPlan { events: Vec::new() },
             sender_plan: None,
-            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+            modes: vec![ModeLedger::unsupported(
+                Mode::IoUringZc,
+                "this kernel",
+                &why.to_string(),
+            )],
         };
         assert!(v.passed());
         let text = render(&v);
