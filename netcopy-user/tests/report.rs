@@ -1052,6 +1052,42 @@ fn completions_of_sends_that_never_left_the_socket_are_counted_apart() {
     );
 }
 
+/// results.csv says where each cell ran and which host counted each copy figure.
+#[test]
+fn csv_names_each_cells_topology_and_the_host_that_counted() {
+    let mut results = synthetic();
+    let here = results.machine.hostname.clone();
+    results.cells[0].topology = TopologyKind::Remote;
+    results.cells[0]
+        .copies
+        .get_mut("kernel_send_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string()];
+    results.cells[0]
+        .copies
+        .get_mut("kernel_recv_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string(), here.clone()];
+    results.cells[1].topology = TopologyKind::Netns;
+    let dir = TempDir::new("csv-topology");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let col = |name: &str| csv[0].iter().position(|h| h == name).expect(name);
+    let (topology, send, recv) = (
+        col("topology"),
+        col("kernel_send_copy_counted_on"),
+        col("kernel_recv_copy_counted_on"),
+    );
+    assert_eq!(csv[1][topology], "remote");
+    assert_eq!(csv[1][send], "agent-host");
+    assert_eq!(csv[1][recv], format!("agent-host+{here}"));
+    assert_eq!(csv[2][topology], "netns");
+    // A figure that names no host was counted on the run's own.
+    assert_eq!(csv[2][send], here);
+    assert!(csv[3..].iter().all(|row| row[topology] == "loopback"));
+}
+
 #[test]
 fn no_cells_still_reports() {
     let mut results = synthetic();
