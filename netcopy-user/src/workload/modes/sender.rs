@@ -65,6 +65,9 @@ pub struct SenderStats {
     /// `copied_sends - unsent_copied_sends` were flagged copied.
     #[serde(default)]
     pub unsent_copied_sends: u64,
+    /// MSG_ZEROCOPY: bytes of those sends (flagged, yet never copied: never delivered).
+    #[serde(default)]
+    pub unsent_copied_bytes: u64,
     /// Zero-copy: ids in notifications that matched no outstanding send of ours.
     pub unexpected_completions: u64,
     /// Zero-copy: recvmsg(MSG_ERRQUEUE), poll or io_uring_enter calls made only to collect
@@ -107,6 +110,7 @@ impl SenderStats {
         self.unsent_sends += other.unsent_sends;
         self.unsent_bytes += other.unsent_bytes;
         self.unsent_copied_sends += other.unsent_copied_sends;
+        self.unsent_copied_bytes += other.unsent_copied_bytes;
         self.unexpected_completions += other.unexpected_completions;
         self.completion_syscalls += other.completion_syscalls;
         self.enobufs_retries += other.enobufs_retries;

@@ -237,6 +237,7 @@ impl ZeroCopySender {
                 self.stats.unsent_bytes += send.bytes as u64;
                 if send.copied {
                     self.stats.unsent_copied_sends += 1;
+                    self.stats.unsent_copied_bytes += send.bytes as u64;
                 }
             }
         }
@@ -491,9 +492,10 @@ mod tests {
             (
                 sender.stats.unsent_sends,
                 sender.stats.unsent_bytes,
-                sender.stats.unsent_copied_sends
+                sender.stats.unsent_copied_sends,
+                sender.stats.unsent_copied_bytes
             ),
-            (3, 30, 2)
+            (3, 30, 2, 20)
         );
     }
 
