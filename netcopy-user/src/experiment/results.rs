@@ -407,7 +407,7 @@ pub struct ZeroCopyFigures {
     /// client stopped reading and closed (`SenderStats::unsent_sends`). Their
     /// completions say nothing of the path; the sends that left are `completed_sends -
     /// unsent_sends`, of which `copied_sends - unsent_copied_sends` were flagged copied.
-    /// Absent (0) before this field, and for io-uring-zc, which does not tell them apart.
+    /// Absent (0) before this field.
     #[serde(default)]
     pub unsent_sends: u64,
     /// Of those, in notifications flagged copied (a range shared with sends that left).

@@ -49,7 +49,7 @@ pub struct SenderStats {
     pub copied_sends: u64,
     /// Zero-copy: bytes of those sends.
     pub copied_bytes: u64,
-    /// MSG_ZEROCOPY: completed sends none of whose bytes had left the socket (their
+    /// Zero-copy: completed sends none of whose bytes had left the socket (their
     /// stream offsets at or past the socket's unsent tail, SIOCOUTQNSD, once completed):
     /// the kernel freed them from the send queue when the connection ended (the client
     /// stopped reading and closed), undelivered. Their completions say nothing about
@@ -57,15 +57,15 @@ pub struct SenderStats {
     /// notification range shares.
     #[serde(default)]
     pub unsent_sends: u64,
-    /// MSG_ZEROCOPY: bytes of those sends.
+    /// Zero-copy: bytes of those sends.
     #[serde(default)]
     pub unsent_bytes: u64,
-    /// MSG_ZEROCOPY: of those sends, the ones in notifications flagged copied. So the
+    /// Zero-copy: of those sends, the ones in notifications flagged copied. So the
     /// sends that left the socket are `completed_sends - unsent_sends`, of which
     /// `copied_sends - unsent_copied_sends` were flagged copied.
     #[serde(default)]
     pub unsent_copied_sends: u64,
-    /// MSG_ZEROCOPY: bytes of those sends (flagged, yet never copied: never delivered).
+    /// Zero-copy: bytes of those sends (flagged, yet never copied: never delivered).
     #[serde(default)]
     pub unsent_copied_bytes: u64,
     /// Zero-copy: ids in notifications that matched no outstanding send of ours.

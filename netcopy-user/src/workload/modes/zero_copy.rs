@@ -17,7 +17,7 @@
 //! send that left the socket flagged copied, 33 to 48 unsent ones not). So each send
 //! keeps its offset in the connection's stream, and the completions read since the last
 //! send the socket accepted (only those can be of sends freed at its end) are checked at
-//! finish against the socket's unsent tail (SIOCOUTQNSD): `SenderStats::unsent_sends`.
+//! finish against the socket's unsent tail (`unsent.rs`): `SenderStats::unsent_sends`.
 
 use std::{
     collections::VecDeque,
@@ -31,6 +31,7 @@ use super::{
     one_copy::IOV_COUNT,
     sender::{Sender, SenderStats},
     slots::{SlotPool, ZeroCopyConfig},
+    unsent::UnsentTally,
 };
 use crate::workload::sockets::{self, read_notification, Notification};
 
@@ -49,14 +50,6 @@ struct PendingSend {
     start: u64,
 }
 
-/// A completed send whose bytes may never have left the socket.
-#[derive(Debug, Clone, Copy)]
-struct CompletedSend {
-    start: u64,
-    bytes: usize,
-    copied: bool,
-}
-
 pub(super) struct ZeroCopySender {
     socket: TcpStream,
     pool: SlotPool,
@@ -66,12 +59,9 @@ pub(super) struct ZeroCopySender {
     pending_base: u32,
     next_id: u32,
     outstanding_sends: u64,
-    /// Bytes written to the connection so far: these sends and the others'
-    /// ([`Sender::wrote_other`]).
-    written: u64,
-    /// Sends completed since the socket last accepted one: a send the kernel freed unsent
-    /// when the connection ended can only be among them.
-    unclassified: Vec<CompletedSend>,
+    /// Where each send lies in the connection's stream, and the completions of sends that
+    /// may never have left it: since the socket last accepted one.
+    unsent: UnsentTally,
     stats: SenderStats,
 }
 
@@ -94,8 +84,7 @@ impl ZeroCopySender {
             pending_base: 0,
             next_id: 0,
             outstanding_sends: 0,
-            written: 0,
-            unclassified: Vec::new(),
+            unsent: UnsentTally::default(),
             stats: SenderStats::default(),
         })
     }
@@ -218,39 +207,8 @@ impl ZeroCopySender {
             self.stats.copied_sends += 1;
             self.stats.copied_bytes += send.bytes as u64;
         }
-        self.unclassified.push(CompletedSend {
-            start: send.start,
-            bytes: send.bytes,
-            copied,
-        });
+        self.unsent.completed(send.start, send.bytes, copied);
         self.pool.complete_send(send.slot);
-    }
-
-    /// Counts the completed sends none of whose bytes left the socket, `unsent` bytes being
-    /// the socket's unsent tail now. Exact once they completed: a send the kernel
-    /// acknowledged had left, and the tail only shrinks by sending.
-    fn classify_unsent(&mut self, unsent: u64) {
-        let first_unsent = self.written.saturating_sub(unsent);
-        for send in self.unclassified.drain(..) {
-            if send.start >= first_unsent {
-                self.stats.unsent_sends += 1;
-                self.stats.unsent_bytes += send.bytes as u64;
-                if send.copied {
-                    self.stats.unsent_copied_sends += 1;
-                    self.stats.unsent_copied_bytes += send.bytes as u64;
-                }
-            }
-        }
-    }
-
-    /// Classifies the sends completed since the socket last accepted one.
-    fn settle_completed(&mut self) -> io::Result<()> {
-        if self.unclassified.is_empty() {
-            return Ok(());
-        }
-        let unsent = sockets::unsent_bytes(self.fd())?;
-        self.classify_unsent(unsent);
-        Ok(())
     }
 
     /// Issues the sendmsg calls for the slot's whole message.
@@ -275,15 +233,15 @@ impl ZeroCopySender {
                 }
                 Ok(n) => {
                     enobufs_since = None;
-                    // The socket still takes data, so what completed before this call
+                    // The socket still took data, so what completed before this call
                     // was acknowledged, not freed at the connection's end.
-                    self.unclassified.clear();
+                    self.unsent.accepted_after_reading();
+                    let start = self.unsent.sent(n);
                     self.pending.push_back(Some(PendingSend {
                         slot: index,
                         bytes: n,
-                        start: self.written,
+                        start,
                     }));
-                    self.written += n as u64;
                     self.next_id = self.next_id.wrapping_add(1);
                     self.outstanding_sends += 1;
                     self.pool.add_send(index);
@@ -368,13 +326,14 @@ impl Sender for ZeroCopySender {
             let now = Instant::now();
             if now >= deadline {
                 self.stats.unfinished_sends = self.outstanding_sends;
-                self.settle_completed()?;
+                self.unsent
+                    .settle(self.socket.as_raw_fd(), &mut self.stats)?;
                 return Err(self.outstanding_error(timeout));
             }
             self.wait_for_completions((deadline - now).min(Duration::from_millis(100)))?;
         }
         self.stats.unfinished_sends = 0;
-        self.settle_completed()
+        self.unsent.settle(self.socket.as_raw_fd(), &mut self.stats)
     }
 
     fn stats(&self) -> &SenderStats {
@@ -382,7 +341,7 @@ impl Sender for ZeroCopySender {
     }
 
     fn wrote_other(&mut self, bytes: u64) {
-        self.written += bytes;
+        self.unsent.wrote_other(bytes);
     }
 }
 
@@ -413,6 +372,7 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::modes::unsent::settled_unsent_tail;
     use std::net::TcpListener;
 
     fn sender() -> (ZeroCopySender, TcpStream) {
@@ -431,12 +391,12 @@ mod tests {
         let index = sender.acquire_slot().unwrap();
         sender.pool.begin(index, 0);
         for _ in 0..n {
+            let start = sender.unsent.sent(10);
             sender.pending.push_back(Some(PendingSend {
                 slot: index,
                 bytes: 10,
-                start: sender.written,
+                start,
             }));
-            sender.written += 10;
             sender.next_id = sender.next_id.wrapping_add(1);
             sender.outstanding_sends += 1;
             sender.pool.add_send(index);
@@ -467,45 +427,6 @@ mod tests {
         assert!(sender.pending.is_empty());
     }
 
-    #[test]
-    fn completed_sends_past_the_unsent_tail_never_left_the_socket() {
-        let (mut sender, _client) = sender();
-        fake_sends(&mut sender, 5); // offsets 0, 10, 20, 30, 40
-        sender.wrote_other(7); // a reply header after them: the stream is 57 bytes
-        assert_eq!(sender.complete_range(0, 4, false), 5);
-        // 22 bytes unsent, from offset 35: the send at 30..40 left in part (it counts as
-        // sent), the one at 40 never left, and the header is not a send of ours.
-        sender.classify_unsent(22);
-        assert_eq!(
-            (
-                sender.stats.unsent_sends,
-                sender.stats.unsent_bytes,
-                sender.stats.unsent_copied_sends
-            ),
-            (1, 10, 0)
-        );
-        assert!(sender.unclassified.is_empty(), "each send counted once");
-        fake_sends(&mut sender, 2); // offsets 57, 67
-        assert_eq!(sender.complete_range(5, 6, true), 2);
-        sender.classify_unsent(20);
-        assert_eq!(
-            (
-                sender.stats.unsent_sends,
-                sender.stats.unsent_bytes,
-                sender.stats.unsent_copied_sends,
-                sender.stats.unsent_copied_bytes
-            ),
-            (3, 30, 2, 20)
-        );
-    }
-
-    fn ioctl_int(fd: RawFd, request: libc::c_ulong) -> u64 {
-        let mut value: libc::c_int = 0;
-        // SAFETY: the request writes one int through the pointer.
-        assert_eq!(unsafe { libc::ioctl(fd, request, &mut value) }, 0);
-        value as u64
-    }
-
     /// A stream whose client never reads, then closes with the data unread (a reset): the
     /// kernel frees the sends still queued. On loopback every send that left the socket is
     /// flagged copied (delivered locally), and exactly the sends past the unsent tail the
@@ -526,36 +447,16 @@ mod tests {
             (sender.stats.zerocopy_sends, sender.stats.partial_sends),
             (MESSAGES, 0)
         );
-        let message_len = sender.written / MESSAGES;
-        assert_eq!(sender.written, message_len * MESSAGES);
-        // Wait until the receive window is closed and all that left is acknowledged.
-        let mut last = (u64::MAX, u64::MAX);
-        let mut steady = 0;
-        for _ in 0..500 {
-            let now = (
-                ioctl_int(fd, libc::TIOCOUTQ),
-                ioctl_int(fd, libc::SIOCOUTQNSD),
-            );
-            steady = if now == last && now.0 == now.1 {
-                steady + 1
-            } else {
-                0
-            };
-            last = now;
-            if steady == 5 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(steady, 5, "the send queue never settled: {last:?}");
-        let unsent = last.1;
-        let first_unsent = sender.written - unsent;
+        let message_len = sender.unsent.written() / MESSAGES;
+        assert_eq!(sender.unsent.written(), message_len * MESSAGES);
+        let unsent = settled_unsent_tail(fd);
+        let first_unsent = sender.unsent.written() - unsent;
         // The messages whose first byte is at or past the first unsent one.
         let expected_unsent = MESSAGES - first_unsent.div_ceil(message_len);
         assert!(
             expected_unsent > 0 && expected_unsent < MESSAGES,
             "{unsent} of {} bytes unsent",
-            sender.written
+            sender.unsent.written()
         );
         drop(client);
         sender.finish(Duration::from_secs(10)).unwrap();
