@@ -12,12 +12,10 @@
 //! for POLLERR and drains the error queue.
 //!
 //! Not every completion is of a send that left the socket: when a timed stream's client
-//! stops reading and closes, the kernel frees the sends still queued unsent, and their
-//! completions are not flagged copied (nothing delivered them; measured on loopback: every
-//! send that left the socket flagged copied, 33 to 48 unsent ones not). So each send
-//! keeps its offset in the connection's stream, and the completions read since the last
-//! send the socket accepted (only those can be of sends freed at its end) are checked at
-//! finish against the socket's unsent tail (`unsent.rs`): `SenderStats::unsent_sends`.
+//! stops reading and closes, the kernel frees the sends still queued, undelivered
+//! (`unsent.rs`). So each send keeps its offset in the connection's stream, and the
+//! completions read since the last send the socket accepted (only those can be of sends
+//! freed at its end) are checked at finish against the socket's unsent tail.
 
 use std::{
     collections::VecDeque,
