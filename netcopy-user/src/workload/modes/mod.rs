@@ -13,6 +13,8 @@
 //! - io-uring (`io_uring.rs`, with the ring helpers): IORING_OP_SENDMSG with 9 iovecs.
 //! - io-uring-zc (`io_uring_zc.rs`): IORING_OP_SENDMSG_ZC with 9 iovecs from the slot
 //!   pool, each slot held until the notification of every operation on it.
+//!   Both zero-copy senders tell the sends that never left the socket (freed when the
+//!   client closed) apart with `unsent.rs`.
 //! - sendfile (`sendfile.rs`): the message generated in fresh pages of a memfd, then
 //!   `sendfile()`.
 //! - splice (`splice.rs`): the message generated in fresh pages, `vmsplice()` into a
@@ -39,6 +41,7 @@ mod slots;
 mod splice;
 mod table;
 mod two_copy;
+mod unsent;
 mod zero_copy;
 
 pub use mode::Mode;

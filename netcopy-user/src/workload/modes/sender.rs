@@ -52,6 +52,25 @@ pub struct SenderStats {
     pub copied_sends: u64,
     /// Zero-copy: bytes of those sends.
     pub copied_bytes: u64,
+    /// Zero-copy: completed sends none of whose bytes had left the socket (their
+    /// stream offsets at or past the socket's unsent tail, SIOCOUTQNSD, once completed):
+    /// the kernel freed them from the send queue when the connection ended (the client
+    /// stopped reading and closed), undelivered. Their completions say nothing about
+    /// whether the path copies; a flag on one comes from the transmitted sends its
+    /// notification range shares.
+    #[serde(default)]
+    pub unsent_sends: u64,
+    /// Zero-copy: bytes of those sends.
+    #[serde(default)]
+    pub unsent_bytes: u64,
+    /// Zero-copy: of those sends, the ones in notifications flagged copied. So the
+    /// sends that left the socket are `completed_sends - unsent_sends`, of which
+    /// `copied_sends - unsent_copied_sends` were flagged copied.
+    #[serde(default)]
+    pub unsent_copied_sends: u64,
+    /// Zero-copy: bytes of those sends (flagged, yet never copied: never delivered).
+    #[serde(default)]
+    pub unsent_copied_bytes: u64,
     /// Zero-copy: ids in notifications that matched no outstanding send of ours.
     pub unexpected_completions: u64,
     /// Zero-copy: recvmsg(MSG_ERRQUEUE), poll or io_uring_enter calls made only to collect
@@ -93,6 +112,10 @@ impl SenderStats {
         self.completed_bytes += other.completed_bytes;
         self.copied_sends += other.copied_sends;
         self.copied_bytes += other.copied_bytes;
+        self.unsent_sends += other.unsent_sends;
+        self.unsent_bytes += other.unsent_bytes;
+        self.unsent_copied_sends += other.unsent_copied_sends;
+        self.unsent_copied_bytes += other.unsent_copied_bytes;
         self.unexpected_completions += other.unexpected_completions;
         self.completion_syscalls += other.completion_syscalls;
         self.enobufs_retries += other.enobufs_retries;
@@ -146,6 +169,10 @@ pub(crate) trait Sender: Send {
     fn finish(&mut self, timeout: Duration) -> io::Result<()>;
 
     fn stats(&self) -> &SenderStats;
+
+    /// `bytes` written to the connection by others (the reply headers): a zero-copy
+    /// sender places its sends in the stream with them, to tell which never left it.
+    fn wrote_other(&mut self, _bytes: u64) {}
 }
 
 /// A message slot's header bytes for `message` in its current stamp.
