@@ -259,6 +259,8 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
                 copied_sends: msgs,
                 copied_bytes: wire,
                 enobufs_retries: 0,
+                unsent_sends: 0,
+                unsent_copied_sends: 0,
             }
         } else {
             ZeroCopyFigures::default()
@@ -994,6 +996,101 @@ fn interrupted_run_still_reports() {
     ] {
         svg_doc(&dir.0, f);
     }
+}
+
+/// Timed cells whose client closed with sends still queued: the completions of sends
+/// that never left the socket are counted apart in the finding and the answer.
+#[test]
+fn completions_of_sends_that_never_left_the_socket_are_counted_apart() {
+    let mut results = synthetic();
+    for c in results
+        .cells
+        .iter_mut()
+        .filter(|c| c.mode == Mode::ZeroCopy)
+    {
+        // Of the cell's completions, 3 were of sends freed unsent: 1 in a range flagged
+        // with sent ones, 2 not flagged. Every send that left was flagged.
+        c.zerocopy.unsent_sends = 3;
+        c.zerocopy.unsent_copied_sends = 1;
+        c.zerocopy.copied_sends = c.zerocopy.completed_sends - 2;
+    }
+    let zc: Vec<_> = results
+        .cells
+        .iter()
+        .filter(|c| c.mode == Mode::ZeroCopy)
+        .map(|c| c.zerocopy.clone())
+        .collect();
+    let completed: u64 = zc.iter().map(|z| z.completed_sends).sum();
+    let copied: u64 = zc.iter().map(|z| z.copied_sends).sum();
+    let unsent = 3 * zc.len() as u64;
+    let sent = completed - unsent;
+    let dir = TempDir::new("unsent");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "{copied} of {completed} completions (completed MSG_ZEROCOPY sends"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "{unsent} of the completions were of sends that never left the socket (the kernel \
+             freed them unsent when the client stopped reading and closed, so they say \
+             nothing of the path): {sent} of the {sent} sends that left were flagged"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains("groups every completion of a send that left the socket was flagged"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "{sent} of the {sent} completions of sends that left the socket ({unsent} more \
+             were of sends the kernel freed unsent when the client stopped reading and \
+             closed, {} of those in ranges flagged with sent ones)",
+            zc.len()
+        )),
+        "{md}"
+    );
+}
+
+/// results.csv says where each cell ran and which host counted each copy figure.
+#[test]
+fn csv_names_each_cells_topology_and_the_host_that_counted() {
+    let mut results = synthetic();
+    let here = results.machine.hostname.clone();
+    results.cells[0].topology = TopologyKind::Remote;
+    results.cells[0]
+        .copies
+        .get_mut("kernel_send_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string()];
+    results.cells[0]
+        .copies
+        .get_mut("kernel_recv_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string(), here.clone()];
+    results.cells[1].topology = TopologyKind::Netns;
+    let dir = TempDir::new("csv-topology");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let col = |name: &str| csv[0].iter().position(|h| h == name).expect(name);
+    let (topology, send, recv) = (
+        col("topology"),
+        col("kernel_send_copy_counted_on"),
+        col("kernel_recv_copy_counted_on"),
+    );
+    assert_eq!(csv[1][topology], "remote");
+    assert_eq!(csv[1][send], "agent-host");
+    assert_eq!(csv[1][recv], format!("agent-host+{here}"));
+    assert_eq!(csv[2][topology], "netns");
+    // A figure that names no host was counted on the run's own.
+    assert_eq!(csv[2][send], here);
+    assert!(csv[3..].iter().all(|row| row[topology] == "loopback"));
 }
 
 /// A run that swept both receive mechanisms: its report sets them side by side, per mode

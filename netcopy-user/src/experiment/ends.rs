@@ -160,6 +160,15 @@ impl Ends {
         }
     }
 
+    /// Ok when the sender's kernel runs `mode`, else whose kernel it is and why not: this
+    /// kernel's mode table check, or on two hosts the agent's, from its Welcome.
+    pub fn runs(&self, mode: Mode) -> Result<(), (&'static str, String)> {
+        match self {
+            Ends::Remote(c) => c.host.runs(mode).map_err(|why| ("the agent's kernel", why)),
+            _ => (mode.spec().available)().map_err(|why| ("this kernel", why.to_string())),
+        }
+    }
+
     /// The agent's attach plan, for a two-host verification.
     pub fn remote_plan(&self) -> Option<serde_json::Value> {
         match self {

@@ -419,6 +419,26 @@ pub struct ZeroCopyFigures {
     pub copied_sends: u64,
     pub copied_bytes: u64,
     pub enobufs_retries: u64,
+    /// Completed sends that never left the sender's socket: freed undelivered when the
+    /// client stopped reading and closed (`SenderStats::unsent_sends`). Their
+    /// completions say nothing of the path; the sends that left are `completed_sends -
+    /// unsent_sends`, of which `copied_sends - unsent_copied_sends` were flagged copied.
+    /// Absent (0) before this field.
+    #[serde(default)]
+    pub unsent_sends: u64,
+    /// Of those, in notifications flagged copied (a range shared with sends that left).
+    #[serde(default)]
+    pub unsent_copied_sends: u64,
+}
+
+impl ZeroCopyFigures {
+    /// Sends that left the socket, and of them the ones flagged copied.
+    pub fn sent_and_copied(&self) -> (u64, u64) {
+        (
+            self.completed_sends.saturating_sub(self.unsent_sends),
+            self.copied_sends.saturating_sub(self.unsent_copied_sends),
+        )
+    }
 }
 
 /// CPU time and what it costs per byte.

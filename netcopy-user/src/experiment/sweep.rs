@@ -471,6 +471,8 @@ fn measure_cell(
             copied_sends: sender.copied_sends,
             copied_bytes: sender.copied_bytes,
             enobufs_retries: sender.enobufs_retries,
+            unsent_sends: sender.unsent_sends,
+            unsent_copied_sends: sender.unsent_copied_sends,
         },
         cpu: cpu_figures(
             server_readings.as_ref(),

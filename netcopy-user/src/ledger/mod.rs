@@ -204,15 +204,16 @@ fn expected(mode: Mode, site: CopySite, w: &Workload, receiver: &ReceiverStats) 
 }
 
 impl ModeLedger {
-    /// The ledger of a mode this kernel cannot run, with why.
-    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+    /// The ledger of a mode that `kernel` ("this kernel", "the agent's kernel") cannot
+    /// run, with why.
+    pub fn unsupported(mode: Mode, kernel: &str, why: &str) -> ModeLedger {
         ModeLedger {
             mode,
             verdict: Verdict::Unsupported,
             workload: Workload::default(),
             receiver: ReceiverStats::default(),
             sites: std::collections::BTreeMap::new(),
-            findings: vec![format!("not supported by this kernel: {why}")],
+            findings: vec![format!("not supported by {kernel}: {why}")],
             completions: None,
             causes: Vec::new(),
         }
@@ -399,6 +400,25 @@ fn observe(
                     FigureSource::Reported,
                     "no MSG_ZEROCOPY sends, so no pages to copy later (skb_copy_ubufs not probe-able here)"
                         .to_string(),
+                    sender_hosts,
+                );
+            }
+            if sender.unsent_sends > 0 {
+                // Sends freed unsent when the connection ended were never copied, even
+                // when their notification range shares a flag with sent ones.
+                let copied = sender.copied_sends - sender.unsent_copied_sends;
+                return (
+                    Some(sender.copied_bytes - sender.unsent_copied_bytes),
+                    Some(copied),
+                    FigureSource::Reported,
+                    format!(
+                        "skb_copy_ubufs not probe-able here; bytes of the {copied} of {} \
+                         sends that left the socket whose completions the kernel flagged {} \
+                         (not the {} sends it freed unsent when the connection ended)",
+                        sender.completed_sends - sender.unsent_sends,
+                        copied_flag(mode),
+                        sender.unsent_sends
+                    ),
                     sender_hosts,
                 );
             }
@@ -773,6 +793,46 @@ mod tests {
             &ReceiverStats::default(),
         );
         assert_eq!(ledger.verdict, Verdict::Match);
+    }
+
+    #[test]
+    fn sends_freed_unsent_are_no_part_of_the_reported_deferred_copy() {
+        // 10 sends of 100 bytes: 7 left the socket, all flagged; 3 were freed unsent, one
+        // of them in a range flagged with sent ones.
+        let sender = SenderStats {
+            zerocopy_sends: 10,
+            zerocopy_bytes: 1000,
+            completed_sends: 10,
+            copied_sends: 8,
+            copied_bytes: 800,
+            unsent_sends: 3,
+            unsent_bytes: 300,
+            unsent_copied_sends: 1,
+            unsent_copied_bytes: 100,
+            ..Default::default()
+        };
+        let (bytes, calls, source, how, _) = observe(
+            Mode::ZeroCopy,
+            CopySite::DeferredCopy,
+            &[KernelSide::of(
+                "here",
+                Role::Both,
+                &host_plan(),
+                &zerocopy_kernel(0),
+                &[SERVER_SLOT, CLIENT_SLOT],
+            )],
+            &sender,
+            &ReceiverStats::default(),
+        );
+        assert_eq!(
+            (bytes, calls, source),
+            (Some(700), Some(7), FigureSource::Reported)
+        );
+        assert!(
+            how.contains("the 7 of 7 sends that left the socket")
+                && how.contains("not the 3 sends it freed unsent"),
+            "{how}"
+        );
     }
 
     #[test]

@@ -266,6 +266,8 @@ pub(super) fn groups(results: &Results) -> Vec<Group> {
                 zerocopy.copied_sends += z.copied_sends;
                 zerocopy.copied_bytes += z.copied_bytes;
                 zerocopy.enobufs_retries += z.enobufs_retries;
+                zerocopy.unsent_sends += z.unsent_sends;
+                zerocopy.unsent_copied_sends += z.unsent_copied_sends;
             }
             Group {
                 mode,

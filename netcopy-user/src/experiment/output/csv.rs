@@ -51,7 +51,13 @@ fn csv_header(results: &Results) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for site in site_names(results) {
-        for col in ["bytes", "calls", "bytes_per_message", "source"] {
+        for col in [
+            "bytes",
+            "calls",
+            "bytes_per_message",
+            "source",
+            "counted_on",
+        ] {
             h.push(format!("{site}_{col}"));
         }
     }
@@ -64,6 +70,8 @@ fn csv_header(results: &Results) -> Vec<String> {
             "zc_copied_sends",
             "zc_copied_bytes",
             "zc_enobufs_retries",
+            "zc_unsent_sends",
+            "zc_unsent_copied_sends",
             "server_cpu_ns",
             "client_cpu_ns",
             "cpu_source",
@@ -89,7 +97,19 @@ fn csv_header(results: &Results) -> Vec<String> {
     for col in ["recv", "recv_copybuf_bytes", "recv_skip_hint_bytes"] {
         h.push(col.to_string());
     }
+    // Where the ends ran: loopback, netns (two namespaces) or remote (two hosts).
+    h.push("topology".to_string());
     h
+}
+
+/// The host(s) whose kernel counted a figure, `+` between two; a figure from before
+/// results.json recorded it was counted on the run's own host.
+fn counted_on(results: &Results, hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        results.machine.hostname.clone()
+    } else {
+        hosts.join("+")
+    }
 }
 
 fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
@@ -128,10 +148,12 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
                 r.push(opt(f.calls));
                 r.push(opt(f.bytes_per_message));
                 r.push(f.source.name().to_string());
+                r.push(counted_on(results, &f.counted_on));
             }
             None => {
                 r.extend([String::new(), String::new(), String::new()]);
                 r.push("not recorded".to_string());
+                r.push(String::new());
             }
         }
     }
@@ -144,6 +166,8 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
         z.copied_sends,
         z.copied_bytes,
         z.enobufs_retries,
+        z.unsent_sends,
+        z.unsent_copied_sends,
     ] {
         r.push(v.to_string());
     }
@@ -168,6 +192,7 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
     r.push(c.recv.to_string());
     r.push(opt(c.zerocopy_receive.map(|z| z.copybuf_bytes)));
     r.push(opt(c.zerocopy_receive.map(|z| z.skip_hint_bytes)));
+    r.push(c.topology.name().to_string());
     r
 }
 

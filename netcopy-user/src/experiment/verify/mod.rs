@@ -157,17 +157,14 @@ fn verify_on(
     recv: ReceiveMechanism,
     stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
-    // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
-    // the agent's kernel decides: its server refuses to start, with why.)
-    if !matches!(ends, Ends::Remote(_)) {
-        if let Err(why) = (mode.spec().available)() {
-            return Ok(ModeLedger::unsupported(mode, &why));
-        }
+    // A mode the sender's kernel cannot run is a ledger saying so, not an error.
+    if let Err((kernel, why)) = ends.runs(mode) {
+        return Ok(ModeLedger::unsupported(mode, kernel, &why));
     }
     // The client is on this host whatever the topology: its kernel decides.
     if let Err(why) = recv.available() {
-        let why = std::io::Error::new(why.kind(), format!("--recv {recv}: {why}"));
-        let mut ledger = ModeLedger::unsupported(mode, &why);
+        let mut ledger =
+            ModeLedger::unsupported(mode, "this kernel", &format!("--recv {recv}: {why}"));
         ledger.receiver.mechanism = recv;
         return Ok(ledger);
     }
@@ -323,7 +320,11 @@ mod tests {
             recv: ReceiveMechanism::Copy,
             plan: AttachPlan { events: Vec::new() },
             sender_plan: None,
-            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+            modes: vec![ModeLedger::unsupported(
+                Mode::IoUringZc,
+                "this kernel",
+                &why.to_string(),
+            )],
         };
         assert!(v.passed());
         let text = render(&v);

@@ -248,7 +248,14 @@ fn serve_requests(
             Err(err) => {
                 conn.report.errors += 1;
                 conn.log(&format!("rejected request: {err}"));
+                let before = conn.report.reply_header_bytes + conn.report.reply_error_text_bytes;
                 conn.reject(err.status(), &err.to_string());
+                if let Some(sender) = sender.as_mut() {
+                    sender.wrote_other(
+                        conn.report.reply_header_bytes + conn.report.reply_error_text_bytes
+                            - before,
+                    );
+                }
                 return format!("rejected request: {}", err.status().name());
             }
         };
@@ -266,6 +273,7 @@ fn serve_requests(
             return peer_end(conn, &err, "sending the reply header");
         }
         conn.report.reply_header_bytes += reply.len() as u64;
+        sender.wrote_other(reply.len() as u64);
 
         let mut seq = 0u64;
         while request.count == 0 || seq < request.count {
