@@ -135,10 +135,13 @@ fn interrupt(args: &[&str], signal: libc::c_int) -> Option<i32> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Let the server get going with the client.
-    thread::sleep(Duration::from_millis(300));
+    // Until the server holds its programs (a 300 ms sleep used to assume it did by then).
+    let loaded = eventually(Duration::from_secs(60), || !program_ids(pid).is_empty());
     let programs = program_ids(pid);
-    assert!(!programs.is_empty(), "{args:?}: no eBPF program held");
+    assert!(
+        loaded && !programs.is_empty(),
+        "{args:?}: no eBPF program held"
+    );
     // SAFETY: kill on our own child.
     unsafe { libc::kill(pid as libc::pid_t, signal) };
     let mut status = None;
