@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     kernel::{
+        callers::{CallerCounts, CopyCallers},
         path::{PacketTap, PathFacts},
         CopyCounts, CopyProbes,
     },
@@ -35,11 +36,16 @@ pub struct SenderReport {
     pub sender: SenderStats,
     /// The path the data left by, read while the phase ran.
     pub path: PathFacts,
+    /// The server's deferred copies by the kernel stack that asked for them; None where
+    /// this host's kernel cannot show them (an older agent sends none).
+    #[serde(default)]
+    pub copy_callers: Option<CopyCallers>,
 }
 
 struct Running {
     server: ServerProcess,
     before: CopyCounts,
+    callers_before: Option<CallerCounts>,
     path: PathFacts,
     _tap: Option<PacketTap>,
 }
@@ -102,8 +108,12 @@ impl Phases for AgentPhases {
             .with_context(|| format!("the server's address {:?}", server.addr))?;
         self.probes
             .watch_process(server.pid(), SERVER_SLOT, false)?;
-        let before = match self.probes.read_counters() {
-            Ok(c) => c,
+        let read = self
+            .probes
+            .read_counters()
+            .and_then(|c| Ok((c, self.probes.read_copy_callers()?)));
+        let (before, callers_before) = match read {
+            Ok(both) => both,
             Err(e) => {
                 let _ = self.probes.unwatch_process(server.pid());
                 return Err(e);
@@ -126,6 +136,7 @@ impl Phases for AgentPhases {
         self.running = Some(Running {
             server,
             before,
+            callers_before,
             path,
             _tap: tap,
         });
@@ -141,6 +152,9 @@ impl Phases for AgentPhases {
         // Stop first: the server drains its completions, and only then are its counts whole.
         let totals = running.server.stop();
         let after = self.probes.read_counters();
+        let callers = self
+            .probes
+            .callers_since(running.callers_before.as_ref(), SERVER_SLOT);
         let _ = self.probes.unwatch_process(pid);
         let totals = totals?;
         let delta = after?.since(&running.before);
@@ -154,6 +168,7 @@ impl Phases for AgentPhases {
             ),
             sender: totals.total.sender,
             path: running.path,
+            copy_callers: callers?,
         })
     }
 

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::{
     kernel::{
+        callers::{CallerCounts, CopyCallers},
         path::{PacketTap, PathFacts},
         CopyCounts, CopyProbes,
     },
@@ -54,6 +55,9 @@ pub struct SenderEnd {
     pub side: Option<KernelSide>,
     pub sender: SenderStats,
     pub path: PathFacts,
+    /// The sender's deferred copies by caller chain; None where its kernel cannot show
+    /// them.
+    pub copy_callers: Option<CopyCallers>,
 }
 
 /// One phase's sender, running.
@@ -62,6 +66,9 @@ pub enum Phase {
         server: ServerProcess,
         path: PathFacts,
         _tap: Option<PacketTap>,
+        /// The copy-caller maps when the server started (boxed: a phase is moved
+        /// around, and the maps' copy is the largest part of it).
+        callers_before: Option<Box<CallerCounts>>,
     },
     Remote {
         phase: u64,
@@ -140,6 +147,7 @@ impl Ends {
             }
         };
         probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+        let callers_before = probes.read_copy_callers()?.map(Box::new);
         // The path, and the tap, as the sender's namespace sees them.
         let _inside = netns.map(|ns| ns.enter()).transpose()?;
         let tap = if packet_tap {
@@ -159,6 +167,7 @@ impl Ends {
             server,
             path,
             _tap: tap,
+            callers_before,
         })
     }
 
@@ -180,16 +189,28 @@ impl Ends {
                     side: Some(report.side),
                     sender: report.sender,
                     path: report.path,
+                    copy_callers: report.copy_callers,
                 })
             }
-            (_, Phase::Local { server, path, _tap }) => {
+            (
+                _,
+                Phase::Local {
+                    server,
+                    path,
+                    _tap,
+                    callers_before,
+                },
+            ) => {
                 let pid = server.pid();
                 let totals = server.stop();
+                // Read once the server has drained: its last deferred copies are in.
+                let callers = probes.callers_since(callers_before.as_deref(), SERVER_SLOT);
                 let _ = probes.unwatch_process(pid);
                 Ok(SenderEnd {
                     side: None,
                     sender: totals?.total.sender,
                     path,
+                    copy_callers: callers?,
                 })
             }
             _ => bail!("a remote phase cannot end on a local topology"),

@@ -17,10 +17,10 @@ use serde::Serialize;
 use netcopy_common::CopySite;
 
 use crate::{
-    kernel::{path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
+    kernel::{callers::CopyCallers, path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
     ledger::{
         self,
-        causes::{explain, CopyCause, CopyEvidence},
+        causes::{explain, CopyEvidence, Explanation},
         ModeLedger, Verdict, Workload, CLIENT_SLOT, SITES,
     },
     util::sys,
@@ -201,15 +201,20 @@ fn verify_on(
     }
     let sides = ends.sides(probes, &delta, sender.side);
     let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender);
-    ledger.causes = causes_of(&ledger, &sender.path);
+    ledger.causes = causes_of(&ledger, &sender.path, sender.copy_callers.as_ref());
     for cause in &ledger.causes {
         ledger.findings.push(format!("cause: {}", cause.text()));
     }
     Ok(ledger)
 }
 
-/// For a mode that claims to avoid the copy: why the kernel copied anyway, from the path.
-fn causes_of(ledger: &ModeLedger, path: &PathFacts) -> Vec<CopyCause> {
+/// For a mode that claims to avoid the copy: why the kernel copied anyway, from the
+/// deferred copies' callers where the sender's kernel shows them, else from the path.
+fn causes_of(
+    ledger: &ModeLedger,
+    path: &PathFacts,
+    callers: Option<&CopyCallers>,
+) -> Vec<Explanation> {
     if !ledger.mode.spec().claim.zerocopy_attach {
         return Vec::new();
     }
@@ -225,8 +230,11 @@ fn causes_of(ledger: &ModeLedger, path: &PathFacts) -> Vec<CopyCause> {
         }),
         deferred_bytes: observed(CopySite::DeferredCopy),
     };
-    explain(path, &evidence)
+    explain(path, &evidence, callers)
 }
+
+/// Caller frames of a chain the verify table prints (JSON has them all).
+const CHAIN_FRAMES_SHOWN: usize = 8;
 
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
@@ -250,9 +258,10 @@ pub fn render(v: &Verification) -> String {
             continue;
         }
         out.push_str(&format!(
-            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
+            "\n{} -- {}{} ({} messages of {} = {} payload bytes; {} requests)\n",
             m.mode,
             verdict_word(m.verdict),
+            ledger::causes::beside_verdict(&m.causes),
             m.workload.messages,
             format_size(m.workload.message_size),
             m.workload.payload_bytes(),
@@ -287,6 +296,20 @@ pub fn render(v: &Verification) -> String {
         }
         for finding in &m.findings {
             out.push_str(&format!("  * {finding}\n"));
+        }
+        for cause in m.causes.iter().filter(|c| !c.callers.is_empty()) {
+            out.push_str(&format!(
+                "  callers of skb_copy_ubufs behind {}:\n",
+                cause.cause.kind()
+            ));
+            for chain in &cause.callers {
+                out.push_str(&format!(
+                    "    {} copies, {} bytes: {}\n",
+                    chain.copies,
+                    chain.bytes,
+                    chain.short(CHAIN_FRAMES_SHOWN)
+                ));
+            }
         }
     }
     out.push_str(&format!(
