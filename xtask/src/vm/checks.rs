@@ -105,10 +105,29 @@ pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
     }
     for mode in json["modes"].as_array().into_iter().flatten() {
         println!(
-            "vm-test: verify {}: {}",
+            "vm-test: verify {}: {}{}",
             mode["mode"].as_str().unwrap_or("?"),
-            mode["verdict"].as_str().unwrap_or("?")
+            mode["verdict"].as_str().unwrap_or("?"),
+            cause_labels(mode)
         );
+        for cause in mode["causes"].as_array().into_iter().flatten() {
+            for chain in cause["callers"].as_array().into_iter().flatten() {
+                let frames: Vec<&str> = chain["callers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str())
+                    .take(6)
+                    .collect();
+                println!(
+                    "vm-test:   {} caller chain: {} copies, {} bytes: {}",
+                    cause["kind"].as_str().unwrap_or("?"),
+                    chain["copies"],
+                    chain["bytes"],
+                    frames.join(" <- ")
+                );
+            }
+        }
     }
     let traced = outcome
         .commands
@@ -129,6 +148,28 @@ pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
          exactly, nothing lost"
     );
     Ok(())
+}
+
+/// ` (causes: local_delivery (observed))` for a ledger of `netcopy verify --json` with
+/// causes; empty without.
+pub fn cause_labels(ledger: &serde_json::Value) -> String {
+    let labels: Vec<String> = ledger["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c["kind"].as_str().unwrap_or("?"),
+                c["source"].as_str().unwrap_or("no source")
+            )
+        })
+        .collect();
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" (causes: {})", labels.join(", "))
+    }
 }
 
 /// The kind of hook a strategy of netcopy's attach plan uses: `kind` of a chosen
