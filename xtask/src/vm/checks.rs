@@ -110,24 +110,8 @@ pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
             mode["verdict"].as_str().unwrap_or("?"),
             cause_labels(mode)
         );
-        for cause in mode["causes"].as_array().into_iter().flatten() {
-            for chain in cause["callers"].as_array().into_iter().flatten() {
-                let frames: Vec<&str> = chain["callers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|f| f.as_str())
-                    .take(6)
-                    .collect();
-                println!(
-                    "vm-test:   {} caller chain: {} copies, {} bytes: {}",
-                    cause["kind"].as_str().unwrap_or("?"),
-                    chain["copies"],
-                    chain["bytes"],
-                    frames.join(" <- ")
-                );
-            }
-        }
+        print_caller_chains("vm-test:  ", mode);
+        check_chains_cover_the_deferred_copies(mode)?;
     }
     let traced = outcome
         .commands
@@ -170,6 +154,78 @@ pub fn cause_labels(ledger: &serde_json::Value) -> String {
     } else {
         format!(" (causes: {})", labels.join(", "))
     }
+}
+
+/// Caller frames printed per chain; chains that agree on these are printed as one.
+const CHAIN_FRAMES_PRINTED: usize = 6;
+
+/// Prints the caller chains of a ledger's observed causes, innermost caller first,
+/// chains that share their first [`CHAIN_FRAMES_PRINTED`] callers summed into one line.
+pub fn print_caller_chains(prefix: &str, ledger: &serde_json::Value) {
+    for cause in ledger["causes"].as_array().into_iter().flatten() {
+        let mut lines: Vec<(String, u64, u64)> = Vec::new();
+        for chain in cause["callers"].as_array().into_iter().flatten() {
+            let frames: Vec<&str> = chain["callers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .take(CHAIN_FRAMES_PRINTED)
+                .collect();
+            let frames = frames.join(" <- ");
+            let (copies, bytes) = (
+                chain["copies"].as_u64().unwrap_or(0),
+                chain["bytes"].as_u64().unwrap_or(0),
+            );
+            match lines.iter_mut().find(|l| l.0 == frames) {
+                Some(line) => {
+                    line.1 += copies;
+                    line.2 += bytes;
+                }
+                None => lines.push((frames, copies, bytes)),
+            }
+        }
+        for (frames, copies, bytes) in lines {
+            println!(
+                "{prefix} {} {} caller chain: {copies} copies, {bytes} bytes: {frames}",
+                ledger["mode"].as_str().unwrap_or("?"),
+                cause["kind"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+}
+
+/// Where causes were observed, their caller chains account for every deferred copy the
+/// ledger counted: the same copies, the same bytes.
+pub fn check_chains_cover_the_deferred_copies(ledger: &serde_json::Value) -> Result<()> {
+    let observed: Vec<&serde_json::Value> = ledger["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["source"] == "observed")
+        .collect();
+    if observed.is_empty() {
+        return Ok(());
+    }
+    let (mut copies, mut bytes) = (0, 0);
+    for chain in observed
+        .iter()
+        .flat_map(|c| c["callers"].as_array().into_iter().flatten())
+    {
+        copies += chain["copies"].as_u64().unwrap_or(0);
+        bytes += chain["bytes"].as_u64().unwrap_or(0);
+    }
+    let site = &ledger["sites"]["deferred_copy"];
+    if site["observed_bytes"] != bytes || site["calls"] != copies {
+        bail!(
+            "{}: the observed caller chains hold {copies} copies of {bytes} bytes, the \
+             deferred_copy site {} of {}",
+            ledger["mode"].as_str().unwrap_or("?"),
+            site["calls"],
+            site["observed_bytes"]
+        );
+    }
+    Ok(())
 }
 
 /// The kind of hook a strategy of netcopy's attach plan uses: `kind` of a chosen
@@ -250,6 +306,34 @@ mod tests {
         assert!(check_traced_verify(&summary(TRACED_MESSAGES - 1, exact, 0)).is_err());
         assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact, 3)).is_err());
         assert!(check_traced_verify("netcopy: error: cannot trace\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn chains_must_hold_every_deferred_copy() {
+        let ledger = |calls: u64, bytes: u64| {
+            serde_json::json!({
+                "mode": "m",
+                "sites": {"deferred_copy": {"calls": calls, "observed_bytes": bytes}},
+                "causes": [{"kind": "local_delivery", "source": "observed", "callers": [
+                    {"callers": ["a+0x1"], "copies": 2, "bytes": 100},
+                    {"callers": ["b+0x1"], "copies": 1, "bytes": 50}
+                ]}]
+            })
+        };
+        assert!(check_chains_cover_the_deferred_copies(&ledger(3, 150)).is_ok());
+        assert!(check_chains_cover_the_deferred_copies(&ledger(3, 151)).is_err());
+        assert!(check_chains_cover_the_deferred_copies(&ledger(4, 150)).is_err());
+        let inferred = serde_json::json!({
+            "mode": "m",
+            "sites": {"deferred_copy": {"calls": 9, "observed_bytes": 9}},
+            "causes": [{"kind": "local_delivery", "source": "inferred"}]
+        });
+        assert!(check_chains_cover_the_deferred_copies(&inferred).is_ok());
     }
 }
 

@@ -301,26 +301,8 @@ fn check_tapped(mode: &str, ledger: &serde_json::Value) -> Result<()> {
         ledger["completions"]["copied_sends"],
         ledger["completions"]["completed_sends"]
     );
+    super::checks::print_caller_chains("vm-test: tap stage:  ", ledger);
     let packet = causes.iter().find(|c| c["kind"] == "packet_socket");
-    for chain in packet
-        .and_then(|c| c["callers"].as_array())
-        .into_iter()
-        .flatten()
-    {
-        let frames: Vec<&str> = chain["callers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-            .take(6)
-            .collect();
-        println!(
-            "vm-test: tap stage:   {mode} packet_socket caller chain: {} copies, {} bytes: {}",
-            chain["copies"],
-            chain["bytes"],
-            frames.join(" <- ")
-        );
-    }
     let Some(packet) = packet.filter(|_| ledger["verdict"] == "degraded") else {
         bail!(
             "with a packet socket open on the guest's NIC, {mode} must be `degraded` with the \
@@ -337,7 +319,7 @@ fn check_tapped(mode: &str, ledger: &serde_json::Value) -> Result<()> {
             serde_json::to_string_pretty(packet).unwrap_or_default()
         );
     }
-    Ok(())
+    super::checks::check_chains_cover_the_deferred_copies(ledger)
 }
 
 #[cfg(test)]
@@ -348,6 +330,7 @@ mod tests {
         serde_json::json!({
             "mode": "m",
             "verdict": verdict,
+            "sites": {"deferred_copy": {"calls": 200, "observed_bytes": 13107200}},
             "completions": {"notifications": 50, "completed_sends": 200, "copied_sends": copied},
             "causes": causes,
         })

@@ -352,4 +352,76 @@ mod tests {
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["modes"][0]["verdict"], "unsupported");
     }
+
+    #[test]
+    fn causes_stand_beside_the_verdict_with_their_caller_chains() {
+        use crate::kernel::{callers::CallerChain, path::PacketSocket};
+        use crate::ledger::causes::{CauseSource, CopyCause};
+        let mode = *Mode::ALL
+            .iter()
+            .find(|m| m.spec().claim.zerocopy_attach)
+            .expect("a zero-copy mode");
+        let workload = Workload {
+            messages: 1,
+            message_size: 64,
+            requests: 1,
+        };
+        let mut ledger = ledger::build(
+            mode,
+            workload,
+            &crate::kernel::CopyCounts::default(),
+            &AttachPlan::default(),
+            &Default::default(),
+        );
+        let chain = CallerChain {
+            callers: vec![
+                "dev_queue_xmit_nit+0x28a".into(),
+                "dev_hard_start_xmit+0x3c".into(),
+            ],
+            copies: 3,
+            bytes: 196_608,
+        };
+        ledger.causes = vec![Explanation {
+            cause: CopyCause::PacketSocket {
+                device: "eth0".into(),
+                sockets: vec![PacketSocket {
+                    ifindex: 2,
+                    protocol: 3,
+                    inode: 7,
+                    owners: vec![],
+                }],
+                how: "observed".into(),
+            },
+            source: CauseSource::Observed,
+            callers: vec![chain],
+        }];
+        let v = Verification {
+            kernel: "6.1-test".to_string(),
+            topology: "two hosts".to_string(),
+            plan: AttachPlan::default(),
+            sender_plan: None,
+            modes: vec![ledger],
+        };
+        let text = render(&v);
+        let verdict_line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{mode} -- ")))
+            .expect("the mode's verdict line");
+        assert!(
+            verdict_line.contains(": cause packet_socket (observed) ("),
+            "{verdict_line}"
+        );
+        assert!(
+            text.contains(
+                "  callers of skb_copy_ubufs behind packet_socket:\n    3 copies, 196608 \
+                 bytes: dev_queue_xmit_nit+0x28a <- dev_hard_start_xmit+0x3c\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        let cause = &json["modes"][0]["causes"][0];
+        assert_eq!(cause["kind"], "packet_socket");
+        assert_eq!(cause["source"], "observed");
+        assert_eq!(cause["callers"][0]["bytes"], 196_608);
+    }
 }
