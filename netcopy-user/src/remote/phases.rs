@@ -1,6 +1,7 @@
 //! What a phase is on the agent's host: a `netcopy server` of the requested mode, its
-//! copies counted by this host's probes (its process alone, in the server slot), the path
-//! its data leaves by, and on request a packet tap on that path's device.
+//! copies counted by this host's probes (its process alone, in the server slot), its CPU
+//! time and perf counters counted by this host's perf events, the path its data leaves
+//! by, and on request a packet tap on that path's device.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -18,6 +19,7 @@ use crate::{
     kernel::{
         callers::{CallerCounts, CopyCallers},
         path::{PacketTap, PathFacts},
+        perf::{CounterReadings, ProcessCounters},
         CopyCounts, CopyProbes,
     },
     ledger::{
@@ -36,6 +38,11 @@ pub struct SenderReport {
     pub sender: SenderStats,
     /// The path the data left by, read while the phase ran.
     pub path: PathFacts,
+    /// The server process's perf counters (task-clock, and hardware counters where this
+    /// host has a PMU) from its start to its stop: the sender's CPU time per byte of a
+    /// two-host sweep cell. Absent from an agent before this field (None).
+    #[serde(default)]
+    pub counters: Option<CounterReadings>,
     /// The server's deferred copies by the kernel stack that asked for them; None where
     /// this host's kernel cannot show them (an older agent sends none).
     #[serde(default)]
@@ -44,6 +51,7 @@ pub struct SenderReport {
 
 struct Running {
     server: ServerProcess,
+    counters: ProcessCounters,
     before: CopyCounts,
     callers_before: Option<CallerCounts>,
     path: PathFacts,
@@ -108,6 +116,8 @@ impl Phases for AgentPhases {
             .with_context(|| format!("the server's address {:?}", server.addr))?;
         self.probes
             .watch_process(server.pid(), SERVER_SLOT, false)?;
+        let mut counters = ProcessCounters::open(server.pid(), true);
+        counters.enable();
         let read = self
             .probes
             .read_counters()
@@ -135,6 +145,7 @@ impl Phases for AgentPhases {
         };
         self.running = Some(Running {
             server,
+            counters,
             before,
             callers_before,
             path,
@@ -144,13 +155,14 @@ impl Phases for AgentPhases {
     }
 
     fn end(&mut self) -> Result<SenderReport> {
-        let running = self
+        let mut running = self
             .running
             .take()
             .ok_or_else(|| anyhow!("no phase is running"))?;
         let pid = running.server.pid();
         // Stop first: the server drains its completions, and only then are its counts whole.
         let totals = running.server.stop();
+        running.counters.disable();
         let after = self.probes.read_counters();
         let callers = self
             .probes
@@ -168,6 +180,7 @@ impl Phases for AgentPhases {
             ),
             sender: totals.total.sender,
             path: running.path,
+            counters: Some(running.counters.read()),
             copy_callers: callers?,
         })
     }
