@@ -72,10 +72,11 @@ pub enum Phase {
     Local {
         server: ServerProcess,
         counters: Box<ProcessCounters>,
-        path: PathFacts,
+        /// Boxed with the maps' copy below: a phase is moved around, and these are the
+        /// largest parts of it.
+        path: Box<PathFacts>,
         _tap: Option<PacketTap>,
-        /// The copy-caller maps when the server started (boxed: a phase is moved
-        /// around, and the maps' copy is the largest part of it).
+        /// The copy-caller maps when the server started.
         callers_before: Option<Box<CallerCounts>>,
     },
     Remote {
@@ -207,7 +208,7 @@ impl Ends {
         } else {
             None
         };
-        let path = PathFacts::read(local, peer);
+        let path = Box::new(PathFacts::read(local, peer));
         Ok(Phase::Local {
             server,
             counters,
@@ -258,7 +259,7 @@ impl Ends {
                 Ok(SenderEnd {
                     side: None,
                     sender: totals?.total.sender,
-                    path,
+                    path: *path,
                     counters: Some(counters.read()),
                     copy_callers: callers?,
                 })
