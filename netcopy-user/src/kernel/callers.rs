@@ -152,7 +152,8 @@ pub struct CopyCallers {
     /// Deferred copies whose stack was not kept (unreadable, or no room for the chain).
     pub unrecorded_copies: u64,
     pub unrecorded_bytes: u64,
-    /// /proc/kallsyms hid the kernel's addresses (kptr_restrict): frames are addresses.
+    /// /proc/kallsyms gave no addresses (hidden by kptr_restrict, or unreadable): frames
+    /// are addresses.
     #[serde(default)]
     pub symbols_hidden: bool,
 }

@@ -355,7 +355,7 @@ fn from_callers(path: &PathFacts, observed: &CopyCallers) -> Vec<Explanation> {
                 String::new()
             },
             if observed.symbols_hidden {
-                " (/proc/kallsyms hides the kernel's addresses here, so frames are addresses)"
+                " (/proc/kallsyms gave no kernel addresses here, so frames are addresses)"
             } else {
                 ""
             }
