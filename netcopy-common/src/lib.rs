@@ -9,8 +9,8 @@
 /// by the eBPF counters, the attach plan and the ledger.
 ///
 /// The discriminant of a site the eBPF programs count is the index of its counter within
-/// a slot (see [`counter_index`]); [`CopySite::UserCopy`], which no program counts, comes
-/// after them and has no counter.
+/// a slot (see [`counter_index`]); [`CopySite::UserCopy`] and [`CopySite::RecvMapped`],
+/// which no program counts, come after them and have no counter.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CopySite {
@@ -34,6 +34,10 @@ pub enum CopySite {
     /// The two-copy mode's serialization memcpy in user space: the sender counts it
     /// itself, no probe is needed to see a `memcpy` we wrote.
     UserCopy = 7,
+    /// Received bytes the kernel mapped into the receiver's memory instead of copying them
+    /// (getsockopt(TCP_ZEROCOPY_RECEIVE), `--recv zerocopy`): no tracepoint sees the
+    /// mapping, so the figure is what the kernel reported to the receiver, call by call.
+    RecvMapped = 8,
 }
 
 /// Number of sites the eBPF programs count; the counter array is
@@ -42,7 +46,7 @@ pub const COUNTED_SITE_COUNT: usize = 7;
 
 impl CopySite {
     /// Every site.
-    pub const ALL: [CopySite; 8] = [
+    pub const ALL: [CopySite; 9] = [
         CopySite::UserCopy,
         CopySite::KernelSendCopy,
         CopySite::ZeroCopyAttach,
@@ -50,6 +54,7 @@ impl CopySite {
         CopySite::DeferredCopy,
         CopySite::ZeroCopyCompletion,
         CopySite::KernelRecvCopy,
+        CopySite::RecvMapped,
         CopySite::ZeroCopyCompletionCopied,
     ];
 
@@ -68,7 +73,7 @@ impl CopySite {
     #[inline(always)]
     pub const fn counter(self) -> Option<u32> {
         match self {
-            CopySite::UserCopy => None,
+            CopySite::UserCopy | CopySite::RecvMapped => None,
             counted => Some(counted as u32),
         }
     }
@@ -84,6 +89,7 @@ impl CopySite {
             CopySite::KernelRecvCopy => "kernel_recv_copy",
             CopySite::ZeroCopyCompletionCopied => "zerocopy_completions_copied",
             CopySite::PageReference => "page_reference",
+            CopySite::RecvMapped => "recv_mapped",
         }
     }
 
@@ -571,7 +577,8 @@ impl CopySite {
             | CopySite::DeferredCopy
             | CopySite::ZeroCopyCompletion
             | CopySite::ZeroCopyCompletionCopied
-            | CopySite::PageReference => None,
+            | CopySite::PageReference
+            | CopySite::RecvMapped => None,
         }
     }
 }
@@ -637,6 +644,7 @@ mod tests {
             assert_eq!(site.counter(), Some(index as u32), "{site:?}");
         }
         assert_eq!(CopySite::UserCopy.counter(), None);
+        assert_eq!(CopySite::RecvMapped.counter(), None);
         assert_eq!(counter_index(0, CopySite::UserCopy), None);
         let last = (SLOT_COUNT * COUNTED_SITE_COUNT - 1) as u32;
         assert_eq!(

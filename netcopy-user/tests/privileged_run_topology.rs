@@ -72,7 +72,7 @@ fn run(dir: &Path, args: &[&str]) -> Value {
     );
     let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
     let json: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    assert_eq!(json["schema_version"], 3);
+    assert_eq!(json["schema_version"], 4);
     assert_eq!(json["complete"], true);
     json
 }

@@ -25,9 +25,9 @@ use netcopy::{
     },
     ledger::{
         causes::{CauseSource, CopyCause, Explanation},
-        FigureSource, ModeLedger, SiteFigure, Verdict, Workload,
+        FigureSource, ModeLedger, ReceiverStats, SiteFigure, Verdict, Workload,
     },
-    workload::client::{LatencyKind, LatencySummary},
+    workload::client::{LatencyKind, LatencySummary, ReceiveMechanism},
     workload::modes::Mode,
 };
 
@@ -222,6 +222,8 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
     let p50 = (8.0 + size as f64 / 2000.0 * (1.0 + threads as f64 / 4.0)) * mode_factor;
     Cell {
         mode,
+        recv: ReceiveMechanism::Copy,
+        zerocopy_receive: None,
         size,
         threads,
         repeat,
@@ -344,6 +346,7 @@ fn ledger(mode: Mode) -> ModeLedger {
     );
     ModeLedger {
         mode,
+        receiver: ReceiverStats::default(),
         verdict: if zc {
             Verdict::Degraded
         } else {
@@ -434,6 +437,7 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             quick: false,
             pin: PinRequest::Auto,
             interleaved: true,
+            recv: vec![ReceiveMechanism::Copy],
         },
         plan: PlanRecord {
             events: vec![
@@ -733,6 +737,7 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
         "cpu_per_byte_vs_size.svg",
         "cache_misses_vs_size.svg",
         "copies_per_message.svg",
+        "receive_cost_vs_size.svg",
     ] {
         assert!(dir.0.join(f).is_file(), "{f} missing");
         assert!(stdout.contains(f), "{f} not listed in {stdout}");
@@ -1032,6 +1037,76 @@ fn interrupted_run_still_reports() {
     ] {
         svg_doc(&dir.0, f);
     }
+}
+
+/// A run that swept both receive mechanisms: its report sets them side by side, per mode
+/// and size, with what the kernel copied and mapped and what each cost, decided or not;
+/// the modes' own tables keep to the copy cells.
+#[test]
+fn both_receive_mechanisms_are_reported_side_by_side() {
+    use netcopy::workload::client::ZeroCopyReceiveFigures;
+    let mut results = synthetic_of(&[Mode::OneCopy, Mode::ZeroCopy]);
+    results.config.recv = vec![ReceiveMechanism::Copy, ReceiveMechanism::ZeroCopy];
+    let copies: Vec<Cell> = results.cells.clone();
+    for c in copies {
+        let mut z = c.clone();
+        z.recv = ReceiveMechanism::ZeroCopy;
+        let payload = z.stream.payload_bytes;
+        // Behind zero-copy 3/4 of the bytes mapped, behind one-copy none; the client's CPU
+        // time halves where pages were mapped.
+        let mapped = if z.mode == Mode::ZeroCopy {
+            payload / 4 * 3
+        } else {
+            0
+        };
+        z.zerocopy_receive = Some(ZeroCopyReceiveFigures {
+            mapped_bytes: mapped,
+            copybuf_bytes: payload - mapped,
+            ..Default::default()
+        });
+        let recv = z.copies.get_mut("kernel_recv_copy").unwrap();
+        recv.bytes = Some(payload - mapped);
+        if mapped > 0 {
+            z.cpu.client_cpu_ns = z.cpu.client_cpu_ns.map(|ns| ns / 2);
+        }
+        results.cells.push(z);
+    }
+    let dir = TempDir::new("recv");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    let section = md
+        .split("## Receive mechanisms: what the kernel copied and what it cost")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no receive section: {md}"));
+    let section = section.split("\n## ").next().unwrap();
+    assert!(
+        section.contains("| zero-copy | 65536 (64K) | zerocopy (n=3) | 0.250"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| zero-copy | 65536 (64K) | copy (n=3) |"),
+        "{section}"
+    );
+    assert!(section.contains("lower (decided)"), "{section}");
+    assert!(
+        section.contains("Behind one-copy, zero-copy receive mapped 0.0-0.0 %"),
+        "{section}"
+    );
+    assert!(section.contains("compound pages"), "{section}");
+    assert!(md.contains("zero-copy receive behind zero-copy: the kernel mapped 75.0-75.0 %"));
+    let svg = svg_doc(&dir.0, "receive_cost_vs_size.svg");
+    assert!(svg.contains("zero-copy / recv zerocopy"), "{svg}");
+    assert!(svg.contains("one-copy / recv copy"), "{svg}");
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let recv_col = csv[0].iter().position(|h| h == "recv").unwrap();
+    let zerocopy_rows = csv[1..]
+        .iter()
+        .filter(|row| row[recv_col] == "zerocopy")
+        .count();
+    assert_eq!(zerocopy_rows, csv.len() / 2);
+    // The modes' throughput table holds the copy cells only: 3 repeats, not 6.
+    assert!(!md.contains("(n=6)"));
 }
 
 #[test]
@@ -1386,7 +1461,7 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
         let dir = TempDir::new(name);
         let written = netcopy::experiment::output::write_outputs(&dir.0, &results)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert_eq!(written.len(), 8, "{name}");
+        assert_eq!(written.len(), 9, "{name}");
         for p in &written {
             if p.extension().is_some_and(|e| e == "svg") {
                 let text = std::fs::read_to_string(p).unwrap();

@@ -493,6 +493,33 @@ pub const PROBES: &[ProbeDecl] = &[
     },
 ];
 
+/// A copy site no eBPF program counts, and how its figure is obtained instead: declared
+/// here beside the probes, so that every site's ways of being counted live in one place.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ReportedSite {
+    pub site: CopySite,
+    pub source: Source,
+    /// What the figure is, for every table that shows it.
+    pub label: &'static str,
+}
+
+/// The sites counted from what the kernel reports to user space. A probe strategy for one
+/// of them (e.g. fexit on `tcp_zerocopy_receive` where fentry works) would rank above its
+/// line here, as a strategy in [`PROBES`].
+pub const REPORTED_SITES: &[ReportedSite] = &[ReportedSite {
+    site: CopySite::RecvMapped,
+    source: Source::Reported,
+    // tcp_zerocopy_receive has no tracepoint; the bytes it maps never pass
+    // skb_copy_datagram_iter, so the tracepoint that counts receive copies cannot see them.
+    label: "the `length` of every getsockopt(TCP_ZEROCOPY_RECEIVE) result, summed by the receiver \
+            (no tracepoint sees the mapping)",
+}];
+
+/// How `site` is counted when no probe counts it, None for a site probes count.
+pub fn reported_site(site: CopySite) -> Option<&'static ReportedSite> {
+    REPORTED_SITES.iter().find(|r| r.site == site)
+}
+
 /// What the loader decided for one event.
 #[derive(Clone, Debug, Serialize)]
 pub struct EventPlan {
@@ -665,6 +692,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reported_site_is_counted_by_no_probe() {
+        for reported in REPORTED_SITES {
+            assert_eq!(reported.site.counter(), None, "{}", reported.site);
+            for decl in PROBES.iter().chain(ON_DEMAND) {
+                for strategy in decl.strategies {
+                    assert!(strategy.sources.iter().all(|s| s.site != reported.site));
+                }
+            }
+        }
+        assert_eq!(
+            reported_site(CopySite::RecvMapped).map(|r| r.source),
+            Some(Source::Reported)
+        );
+        assert!(reported_site(CopySite::KernelRecvCopy).is_none());
     }
 
     #[test]

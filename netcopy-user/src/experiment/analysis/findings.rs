@@ -43,6 +43,8 @@ pub(crate) enum FindingKind {
     HardwareCountersUnavailable,
     EventNotObservable,
     ZeroCopyNotCopied,
+    /// What zero-copy receive mapped, per sending mode, and why not more.
+    ReceiveMapped,
 }
 
 #[derive(Clone, Debug)]
@@ -142,10 +144,24 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
             Verdict::Match => {}
             Verdict::Degraded => push(
                 FindingKind::VerificationDegraded,
-                Severity::Headline,
+                // A receive mechanism that could map nothing behind a copying sender is
+                // expected on every path: worth a warning, not the top of the report.
+                if ledger
+                    .findings
+                    .first()
+                    .is_some_and(|f| f.starts_with(crate::ledger::receive::NOTHING_MAPPED))
+                {
+                    Severity::Warning
+                } else {
+                    Severity::Headline
+                },
                 format!(
-                    "verification of {}: degraded: {}",
+                    "verification of {}{}: degraded: {}",
                     ledger.mode,
+                    match ledger.receiver.mechanism {
+                        crate::workload::client::ReceiveMechanism::Copy => String::new(),
+                        other => format!(" (receive {other})"),
+                    },
                     ledger
                         .findings
                         .first()

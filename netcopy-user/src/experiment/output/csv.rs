@@ -85,6 +85,10 @@ fn csv_header(results: &Results) -> Vec<String> {
     // Where the cell ran; empty when unpinned or not recorded.
     h.push("server_cpus".to_string());
     h.push("client_cpus".to_string());
+    // How the client received, and what zero-copy receive got copied; empty for copy.
+    for col in ["recv", "recv_copybuf_bytes", "recv_skip_hint_bytes"] {
+        h.push(col.to_string());
+    }
     h
 }
 
@@ -161,6 +165,9 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
     let placement = c.placement.clone().unwrap_or_default();
     r.push(cpu_list_text(&placement.server_cpus));
     r.push(cpu_list_text(&placement.client_cpus));
+    r.push(c.recv.to_string());
+    r.push(opt(c.zerocopy_receive.map(|z| z.copybuf_bytes)));
+    r.push(opt(c.zerocopy_receive.map(|z| z.skip_hint_bytes)));
     r
 }
 

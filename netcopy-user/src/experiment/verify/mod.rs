@@ -18,11 +18,11 @@ use crate::{
     ledger::{
         self,
         causes::{explain, CopyEvidence, Explanation},
-        ModeLedger, Verdict, Workload, CLIENT_SLOT, SITES,
+        ModeLedger, ReceiverStats, Verdict, Workload, CLIENT_SLOT, SITES,
     },
     util::sys,
     util::units::format_size,
-    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::client::{run_client, ClientConfig, ReceiveMechanism, RunLimit},
     workload::modes::Mode,
     workload::server::{stop_flag_on_signals, Interrupted},
 };
@@ -33,6 +33,8 @@ pub struct Verification {
     pub kernel: String,
     /// Where the ends ran.
     pub topology: String,
+    /// How the client received.
+    pub recv: ReceiveMechanism,
     /// This host's attach plan (the receiver's, on two hosts).
     pub plan: AttachPlan,
     /// The sender's host's attach plan, on two hosts.
@@ -52,6 +54,8 @@ pub struct VerifyPlan {
     pub topology: Topology,
     /// Hold a packet socket open on the sender's device during each mode.
     pub packet_tap: bool,
+    /// How the client receives.
+    pub recv: ReceiveMechanism,
 }
 
 impl Verification {
@@ -73,7 +77,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
         &plan.modes[..]
     };
     let mut probes = CopyProbes::load_with(plan.load)?;
-    let mut ends = Ends::set_up(&plan.topology)?;
+    let mut ends = Ends::set_up(&plan.topology, plan.recv)?;
     let mut ledgers = Vec::new();
     for &mode in modes {
         let ledger = verify_on(
@@ -83,6 +87,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
             plan.size,
             plan.messages,
             plan.packet_tap,
+            plan.recv,
             Some(&stop),
         );
         if stop.load(Ordering::SeqCst) {
@@ -101,6 +106,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     let verification = Verification {
         kernel: sys::kernel_release(),
         topology: ends.describe(),
+        recv: plan.recv,
         plan: probes.plan().clone(),
         sender_plan: ends.remote_plan(),
         modes: ledgers,
@@ -125,19 +131,22 @@ fn compared_anything(ledgers: &[ModeLedger]) -> bool {
     })
 }
 
-/// One mode where `ends` puts the sender (the sweep's opening check).
+/// One mode where `ends` puts the sender, received as `recv` says (the sweep's opening
+/// check).
 pub fn verify_mode(
     probes: &mut CopyProbes,
     ends: &mut Ends,
     mode: Mode,
+    recv: ReceiveMechanism,
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
-    verify_on(probes, ends, mode, size, messages, false, None)
+    verify_on(probes, ends, mode, size, messages, false, recv, None)
 }
 
 /// One mode: the sender where `ends` puts it, this process's client in the client slot.
 /// Setting `stop` ends the client early (the result is then an error).
+#[allow(clippy::too_many_arguments)]
 fn verify_on(
     probes: &mut CopyProbes,
     ends: &mut Ends,
@@ -145,6 +154,7 @@ fn verify_on(
     size: u64,
     messages: u64,
     packet_tap: bool,
+    recv: ReceiveMechanism,
     stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
     // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
@@ -154,12 +164,20 @@ fn verify_on(
             return Ok(ModeLedger::unsupported(mode, &why));
         }
     }
+    // The client is on this host whatever the topology: its kernel decides.
+    if let Err(why) = recv.available() {
+        let why = std::io::Error::new(why.kind(), format!("--recv {recv}: {why}"));
+        let mut ledger = ModeLedger::unsupported(mode, &why);
+        ledger.receiver.mechanism = recv;
+        return Ok(ledger);
+    }
     let own_pid = std::process::id();
     let phase = ends.start(probes, mode, size, packet_tap)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
     let before = probes.read_counters()?;
     let mut config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
     config.stop = stop.cloned();
+    config.recv = recv;
     let client = ends.as_receiver(|| run_client(&config));
     // The client's counts are whole now; on two hosts, what follows (ending the phase
     // over the control connection) is this process's traffic too, and no part of the run.
@@ -187,7 +205,8 @@ fn verify_on(
         ));
     }
     let sides = ends.sides(probes, &delta, sender.side);
-    let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender);
+    let receiver = ReceiverStats::of(&report);
+    let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender, &receiver);
     ledger.causes = causes_of(&ledger, &sender.path, sender.copy_callers.as_ref());
     for cause in &ledger.causes {
         ledger.findings.push(format!("cause: {}", cause.text()));
@@ -245,14 +264,15 @@ pub fn render(v: &Verification) -> String {
             continue;
         }
         out.push_str(&format!(
-            "\n{} -- {}{} ({} messages of {} = {} payload bytes; {} requests)\n",
+            "\n{} -- {}{} ({} messages of {} = {} payload bytes; {} requests; receive {})\n",
             m.mode,
             verdict_word(m.verdict),
             ledger::causes::beside_verdict(&m.causes),
             m.workload.messages,
             format_size(m.workload.message_size),
             m.workload.payload_bytes(),
-            m.workload.requests
+            m.workload.requests,
+            m.receiver.mechanism
         ));
         out.push_str(&format!(
             "  {:<22} {:>14} {:>14} {:>14} {:>9}  {}\n",
@@ -323,6 +343,7 @@ mod tests {
         let v = Verification {
             kernel: "6.0-test".to_string(),
             topology: "loopback".to_string(),
+            recv: ReceiveMechanism::Copy,
             plan: AttachPlan { events: Vec::new() },
             sender_plan: None,
             modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
@@ -359,6 +380,7 @@ mod tests {
             &crate::kernel::CopyCounts::default(),
             &AttachPlan::default(),
             &Default::default(),
+            &Default::default(),
         );
         let chain = CallerChain {
             callers: vec![
@@ -385,6 +407,7 @@ mod tests {
         let v = Verification {
             kernel: "6.1-test".to_string(),
             topology: "two hosts".to_string(),
+            recv: ReceiveMechanism::Copy,
             plan: AttachPlan::default(),
             sender_plan: None,
             modes: vec![ledger],
