@@ -231,6 +231,20 @@ fn judge(
     tapped: Result<RemoteVerify>,
     outcome: Result<GuestOutcome>,
 ) -> Result<()> {
+    // When the guest failed (e.g. its agent waited for a controller that gave up), what
+    // the controller saw is the first thing to know.
+    if outcome.is_err() {
+        for (what, verify) in [("plain", &plain), ("with a packet socket", &tapped)] {
+            match verify {
+                Ok(v) => println!(
+                    "vm-test: tap stage: verify --remote ({what}) exited {}: {}",
+                    v.output.status,
+                    String::from_utf8_lossy(&v.output.stderr).trim()
+                ),
+                Err(e) => println!("vm-test: tap stage: verify --remote ({what}): {e:#}"),
+            }
+        }
+    }
     let outcome = outcome.context("the tap stage's guest")?;
     for c in &outcome.commands {
         println!(
