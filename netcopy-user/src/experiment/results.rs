@@ -27,7 +27,7 @@ use crate::{
     experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
-    ledger::{causes::CopyCause, FigureSource, ModeLedger},
+    ledger::{causes::Explanation, FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary, ReceiveMechanism, ZeroCopyReceiveFigures},
     workload::modes::Mode,
@@ -361,9 +361,10 @@ pub struct Cell {
     /// Payload bytes copied (all copy sites) per payload byte delivered.
     pub copies_per_byte: Option<f64>,
     /// For a mode that claims to avoid the copy: why the kernel copied its pages anyway
-    /// in this cell (empty when it did not; not recorded before schema 3).
+    /// in this cell (empty when it did not; not recorded before schema 3), each observed
+    /// at the copy or inferred from the path (a cause of an older file reads as inferred).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<CopyCause>,
+    pub causes: Vec<Explanation>,
     pub zerocopy: ZeroCopyFigures,
     /// Perf counters of the server process over the stream phase.
     pub server_counters: Option<CounterReadings>,
