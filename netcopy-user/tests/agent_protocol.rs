@@ -593,3 +593,27 @@ fn a_mode_missing_from_the_agents_list_is_one_it_cannot_run() {
         Err("old's netcopy has no splice mode".to_string())
     );
 }
+
+/// An agent that accepts but never answers: the controller gives up after its reply
+/// timeout with an error that says so, not with the socket's "Resource temporarily
+/// unavailable".
+#[test]
+fn a_silent_agent_is_reported_as_not_answering_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // Hold the connection open and silent until the controller gives up.
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    });
+    let err = Controller::connect(&addr.to_string(), &token(), Duration::from_secs(1))
+        .err()
+        .expect("a silent agent cannot authenticate");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("the agent at {addr} did not answer within 1 s")),
+        "{text}"
+    );
+    holder.join().unwrap();
+}

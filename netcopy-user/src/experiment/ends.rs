@@ -348,12 +348,23 @@ impl Phase {
     }
 }
 
+/// How long connecting and authenticating may take.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one reply of the agent may take once authenticated: ending a phase drains the
+/// agent's server and names its caller chains, which in a guest under emulation on a busy
+/// host has taken over 30 s. It stays under the agent's own idle timeout (600 s), so a
+/// controller that gives up finds the agent still waiting for it, never the reverse.
+const AGENT_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Connects to the agent, retrying while it is not up (refused, unreachable) until `wait`.
 fn connect_waiting(addr: &str, token: &Token, wait: Duration) -> Result<Controller> {
     let deadline = Instant::now() + wait;
     loop {
-        match Controller::connect(addr, token, Duration::from_secs(30)) {
-            Ok(c) => return Ok(c),
+        match Controller::connect(addr, token, AGENT_CONNECT_TIMEOUT) {
+            Ok(mut c) => {
+                c.set_reply_timeout(AGENT_REPLY_TIMEOUT)?;
+                return Ok(c);
+            }
             Err(e) => {
                 let retry = e
                     .chain()
