@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+mod fuzz;
 mod lint;
 mod run;
 mod testing;
@@ -48,6 +49,9 @@ enum Command {
     Test(testing::TestArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
     VmTest(vm::VmTestArgs),
+    /// Run the cargo-fuzz targets in fuzz/ (needs the nightly toolchain; installs
+    /// cargo-fuzz if absent): each for --seconds, printing executions and crashes.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 pub fn is_root() -> bool {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Lint => lint::lint(),
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
+        Command::Fuzz(args) => fuzz::fuzz(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,13 +64,33 @@ pub(crate) fn load_results(dir: &Path) -> Result<Results> {
             dir.display()
         );
     }
-    let text = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_results(&text).with_context(|| format!("reading {}", path.display()))
+    let bytes = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_results_bytes(&bytes).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The text of `path`, which must be a regular file (a symlink to one is fine) of at most
+/// A results document from its bytes: at most [`MAX_RESULTS_BYTES`] of UTF-8, then
+/// [`parse_results`]. The one path from a file's bytes to [`Results`]; public for the fuzz
+/// target (fuzz/).
+#[doc(hidden)]
+pub fn parse_results_bytes(bytes: &[u8]) -> Result<Results> {
+    if bytes.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(bytes).context("not UTF-8 text")?;
+    parse_results(text)
+}
+
+fn too_large(len: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
+         file `netcopy run` wrote",
+        MAX_RESULTS_BYTES >> 20
+    )
+}
+
+/// The bytes of `path`, which must be a regular file (a symlink to one is fine) of at most
 /// [`MAX_RESULTS_BYTES`].
-fn read_bounded(path: &Path) -> Result<String> {
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     let regular = |meta: &fs::Metadata| -> Result<()> {
         if meta.is_file() {
             return Ok(());
@@ -78,13 +98,6 @@ fn read_bounded(path: &Path) -> Result<String> {
         bail!(
             "not a regular file (it is {}): results.json must be the file `netcopy run` wrote",
             file_kind(meta)
-        )
-    };
-    let too_large = |len: u64| {
-        anyhow::anyhow!(
-            "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
-             file `netcopy run` wrote",
-            MAX_RESULTS_BYTES >> 20
         )
     };
     // Checked before opening: opening a FIFO would wait for a writer.
@@ -99,14 +112,12 @@ fn read_bounded(path: &Path) -> Result<String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     regular(&file.metadata()?)?;
-    let mut text = String::new();
-    file.take(MAX_RESULTS_BYTES + 1)
-        .read_to_string(&mut text)
-        .context("not UTF-8 text, or unreadable")?;
-    if text.len() as u64 > MAX_RESULTS_BYTES {
-        return Err(too_large(text.len() as u64));
+    let mut bytes = Vec::new();
+    file.take(MAX_RESULTS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(bytes.len() as u64));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// "a directory", "a FIFO", ... for an error message.

@@ -5,7 +5,7 @@
 //! it panic, allocate more than a frame, or leave a phase running after the peer is gone.
 
 use std::{
-    io::{self, Read},
+    io::{self, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -164,18 +164,92 @@ fn refuse_busy(stream: TcpStream) {
         });
 }
 
+/// A control connection as a session uses it: a TCP stream in service; an in-memory
+/// script of a controller's bytes in the fuzz target (fuzz/), which drives the whole
+/// session with them, and in tests.
+pub trait ControlStream {
+    /// Readies the connection: reads that block at most [`POLL`] (so that the stop flag
+    /// is seen), bounded writes.
+    fn prepare(&self);
+    /// This end's address and the peer's.
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)>;
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl ControlStream for TcpStream {
+    fn prepare(&self) {
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(POLL));
+        let _ = self.set_write_timeout(Some(Duration::from_secs(10)));
+        let _ = self.set_nodelay(true);
+    }
+
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.local_addr()?, self.peer_addr()?))
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buf)
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, buf)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Write::flush(&mut &*self)
+    }
+}
+
+impl<S: ControlStream + ?Sized> ControlStream for &S {
+    fn prepare(&self) {
+        (**self).prepare()
+    }
+
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        (**self).addresses()
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read(buf)
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        (**self).write(buf)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+}
+
+/// A [`ControlStream`] as `std::io::Write`, for the frame writer.
+struct Writer<'a, S: ControlStream>(&'a S);
+
+impl<S: ControlStream> Write for Writer<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Reads that wait at most until `deadline` and give up at once when `stop` is set,
 /// without losing a partly read frame to a timeout.
-struct PatientReader<'a> {
-    stream: &'a TcpStream,
+struct PatientReader<'a, S: ControlStream> {
+    stream: &'a S,
     stop: &'a AtomicBool,
     deadline: Instant,
 }
 
-impl Read for PatientReader<'_> {
+impl<S: ControlStream> Read for PatientReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match (&*self.stream).read(buf) {
+            match self.stream.read(buf) {
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -201,8 +275,8 @@ impl Read for PatientReader<'_> {
     }
 }
 
-fn read_message(
-    stream: &TcpStream,
+fn read_message<S: ControlStream>(
+    stream: &S,
     stop: &AtomicBool,
     wait: Duration,
 ) -> Result<ControllerMessage, FrameError> {
@@ -215,17 +289,14 @@ fn read_message(
 }
 
 /// One controller, from Hello to its end. Whatever happens, no phase outlives it.
-pub fn session<P: Phases>(
-    stream: TcpStream,
+pub fn session<S: ControlStream, P: Phases>(
+    stream: S,
     token: &Token,
     phases: &mut P,
     options: &AgentOptions,
     stop: &AtomicBool,
 ) -> SessionEnd {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_nodelay(true);
+    stream.prepare();
     let mut running: Option<u64> = None;
     let end = match authenticate(&stream, token, phases, options, stop) {
         Ok(()) => requests(&stream, phases, options, stop, &mut running),
@@ -239,12 +310,12 @@ pub fn session<P: Phases>(
 
 type Reply<P> = AgentMessage<<P as Phases>::Report>;
 
-fn send<P: Phases>(mut stream: &TcpStream, message: &Reply<P>) -> io::Result<()> {
-    write_frame(&mut stream, message)
+fn send<P: Phases>(stream: &impl ControlStream, message: &Reply<P>) -> io::Result<()> {
+    write_frame(&mut Writer(stream), message)
 }
 
 fn authenticate<P: Phases>(
-    stream: &TcpStream,
+    stream: &impl ControlStream,
     token: &Token,
     phases: &P,
     options: &AgentOptions,
@@ -323,14 +394,13 @@ fn message_name(m: &ControllerMessage) -> &'static str {
 }
 
 fn requests<P: Phases>(
-    stream: &TcpStream,
+    stream: &impl ControlStream,
     phases: &mut P,
     options: &AgentOptions,
     stop: &AtomicBool,
     running: &mut Option<u64>,
 ) -> SessionEnd {
-    let addrs = (stream.local_addr(), stream.peer_addr());
-    let (Ok(local), Ok(peer)) = addrs else {
+    let Ok((local, peer)) = stream.addresses() else {
         return SessionEnd::Lost("the control connection has no addresses".into());
     };
     let mut next_phase = 1u64;

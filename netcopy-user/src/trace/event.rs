@@ -41,6 +41,16 @@ pub struct SyscallRecord {
     pub copies: [SiteCounter; netcopy_common::COUNTED_SITE_COUNT],
 }
 
+/// Bytes of one record as the call logs hold it.
+pub(super) const RECORD_LEN: usize = std::mem::size_of::<SyscallEvent>();
+
+/// A record from the bytes of a call log (the eBPF program's byte order).
+pub(super) fn event_from_bytes(bytes: &[u8; RECORD_LEN]) -> SyscallEvent {
+    // SAFETY: SyscallEvent is plain data (repr(C) integers without padding, aya::Pod), so
+    // any RECORD_LEN bytes are one; read_unaligned copies them whatever their alignment.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallEvent>()) }
+}
+
 impl SyscallRecord {
     /// Decodes an eBPF record; None for an unknown syscall number.
     pub(super) fn from_event(e: &SyscallEvent) -> Option<SyscallRecord> {

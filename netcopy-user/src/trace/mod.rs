@@ -33,7 +33,7 @@ mod summary;
 pub mod tracer;
 
 pub use event::SyscallRecord;
-pub use output::{summary_json, write_outputs, OutputPaths};
+pub use output::{render_log_bytes, summary_json, write_outputs, OutputPaths};
 pub use summary::{LostCounts, SyscallStats, TraceSummary};
 pub use tracer::{
     end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,

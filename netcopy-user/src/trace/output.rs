@@ -14,7 +14,11 @@ use anyhow::{Context, Result};
 use netcopy_common::CopySite;
 use serde_json::{json, Value};
 
-use super::{event::msg_flags_text, tracer::TraceOutput};
+use super::{
+    event::{event_from_bytes, msg_flags_text, SyscallRecord, RECORD_LEN},
+    summary::{LostCounts, TraceSummary},
+    tracer::TraceOutput,
+};
 use crate::util::errno::errno_name;
 
 /// Where [`write_outputs`] put the files.
@@ -77,6 +81,12 @@ pub fn summary_json(output: &TraceOutput) -> Value {
 fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
+    jsonl(&mut w, output)?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn jsonl(mut w: impl Write, output: &TraceOutput) -> Result<()> {
     for r in output.in_start_order() {
         serde_json::to_writer(&mut w, &r.to_json(output.start_ns))?;
         w.write_all(b"\n")?;
@@ -92,8 +102,7 @@ fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     });
     serde_json::to_writer(&mut w, &end)?;
     w.write_all(b"\n")?;
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(())
 }
 
 /// The trace in Chrome trace event format.
@@ -192,6 +201,50 @@ fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
     w.write_all(b"\n")?;
     w.flush()
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// For the fuzz target (fuzz/): `bytes` as the call logs hold records (back to back, in
+/// the eBPF program's byte order; a partial record at the end is dropped), taken through
+/// every step from a record to what `netcopy trace` writes and prints: decoding, the
+/// summary, `syscalls.jsonl`, `trace.json`, `summary.json` and the table. Returns the
+/// trace, how many records did not decode, and those four texts.
+#[doc(hidden)]
+pub fn render_log_bytes(bytes: &[u8]) -> Result<(TraceOutput, u64, [String; 4])> {
+    let mut events = Vec::new();
+    let mut malformed = 0;
+    for chunk in bytes.chunks_exact(RECORD_LEN) {
+        let raw = event_from_bytes(chunk.try_into().expect("chunks_exact gives RECORD_LEN"));
+        match SyscallRecord::from_event(&raw) {
+            Some(record) => events.push(record),
+            None => malformed += 1,
+        }
+    }
+    let start_ns = events.iter().map(|r| r.start_ns).min().unwrap_or(0);
+    let end_ns = events
+        .iter()
+        .map(|r| r.start_ns.saturating_add(r.duration_ns))
+        .max()
+        .unwrap_or(0);
+    let lost = LostCounts::default();
+    let output = TraceOutput {
+        summary: TraceSummary::build(&events, lost, end_ns - start_ns),
+        events,
+        lost,
+        start_ns,
+        end_ns,
+        start_unix_ns: 0,
+        names: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    let mut lines = Vec::new();
+    jsonl(&mut lines, &output)?;
+    let texts = [
+        String::from_utf8(lines).context("syscalls.jsonl is not UTF-8")?,
+        serde_json::to_string(&chrome_trace(&output))?,
+        serde_json::to_string_pretty(&summary_json(&output))?,
+        output.summary.table(),
+    ];
+    Ok((output, malformed, texts))
 }
 
 #[cfg(test)]
