@@ -238,6 +238,24 @@ impl<S: ControlStream> Write for Writer<'_, S> {
     }
 }
 
+/// The error a read ends with when the agent is told to stop. Its own type, not
+/// `ErrorKind::Interrupted`: readers (`read_exact` among them) retry an interrupted read,
+/// and the session would never see that it is to stop.
+#[derive(Debug)]
+struct Stopping;
+
+impl std::fmt::Display for Stopping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the agent is stopping")
+    }
+}
+
+impl std::error::Error for Stopping {}
+
+fn is_stopping(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Stopping>())
+}
+
 /// Reads that wait at most until `deadline` and give up at once when `stop` is set,
 /// without losing a partly read frame to a timeout.
 struct PatientReader<'a, S: ControlStream> {
@@ -257,10 +275,7 @@ impl<S: ControlStream> Read for PatientReader<'_, S> {
                     ) =>
                 {
                     if self.stop.load(Ordering::Relaxed) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::Interrupted,
-                            "the agent is stopping",
-                        ));
+                        return Err(io::Error::other(Stopping));
                     }
                     if Instant::now() >= self.deadline {
                         return Err(io::Error::new(
@@ -354,6 +369,7 @@ fn authenticate<P: Phases>(
                 format!("expected auth, got {}", message_name(&other)),
             ))
         }
+        Err(FrameError::Io(e)) if is_stopping(&e) => return Err(SessionEnd::Stopped),
         Err(e) => return Err(fail(ErrorCode::BadRequest, e.to_string())),
     };
     if protocol != PROTOCOL_VERSION {
@@ -410,9 +426,7 @@ fn requests<P: Phases>(
             Err(FrameError::Closed) => {
                 return SessionEnd::Lost("the controller disconnected".into())
             }
-            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                return SessionEnd::Stopped
-            }
+            Err(FrameError::Io(e)) if is_stopping(&e) => return SessionEnd::Stopped,
             Err(FrameError::Io(e)) => return SessionEnd::Lost(e.to_string()),
             Err(e @ FrameError::BadLength(_)) => {
                 // The frame boundary is lost: nothing after this can be read safely.
@@ -468,4 +482,82 @@ fn requests<P: Phases>(
 
 fn error<R>(code: ErrorCode, message: String) -> AgentMessage<R> {
     AgentMessage::Error { code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// A controller that has connected and says nothing: every read times out.
+    struct QuietController {
+        reads: Cell<u32>,
+    }
+
+    impl ControlStream for QuietController {
+        fn prepare(&self) {}
+        fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+            Ok((
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            ))
+        }
+        fn read(&self, _buf: &mut [u8]) -> io::Result<usize> {
+            self.reads.set(self.reads.get() + 1);
+            // Without the fix the session read forever; fail instead of hanging.
+            assert!(self.reads.get() < 1000, "still reading after the stop");
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "quiet"))
+        }
+        fn write(&self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct NoPhases;
+
+    impl Phases for NoPhases {
+        type Report = ();
+        fn host(&self) -> HostInfo {
+            HostInfo {
+                hostname: "test".into(),
+                kernel: "0".into(),
+                plan: serde_json::Value::Null,
+            }
+        }
+        fn start(&mut self, _: &PhaseRequest, _: IpAddr, _: IpAddr) -> Result<SocketAddr> {
+            anyhow::bail!("no phases here")
+        }
+        fn end(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn abort(&mut self) {}
+    }
+
+    /// Found by the agent_session fuzz target: told to stop while its controller was
+    /// quiet, the agent read on forever (the stop was an `Interrupted` error, which the
+    /// frame reader retries), so that it could not stop until the controller left.
+    #[test]
+    fn a_stop_ends_the_session_while_the_controller_is_quiet() {
+        let quiet = QuietController {
+            reads: Cell::new(0),
+        };
+        let stop = AtomicBool::new(true);
+        let token = Token::new(b"a test token of enough length").unwrap();
+        let options = AgentOptions::default();
+        let end = session(&quiet, &token, &mut NoPhases, &options, &stop);
+        assert_eq!(end, SessionEnd::Stopped);
+        assert_eq!(quiet.reads.get(), 1);
+
+        let quiet = QuietController {
+            reads: Cell::new(0),
+        };
+        let mut running = None;
+        let end = requests(&quiet, &mut NoPhases, &options, &stop, &mut running);
+        assert_eq!(end, SessionEnd::Stopped);
+        assert_eq!(quiet.reads.get(), 1);
+    }
 }
