@@ -373,3 +373,96 @@ fn a_controller_that_goes_quiet_mid_phase_is_timed_out() {
     assert_eq!(agent.log(), ["start zero-copy", "abort"]);
     drop(c);
 }
+
+/// A phase's report carries the server's perf counters, read on the agent's host (the
+/// server's CPU time per byte of `run --remote`); a report without them, as an agent
+/// before the field sends, still reads, with none.
+#[test]
+fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads() {
+    use netcopy::{
+        kernel::{
+            path::PathFacts,
+            perf::{CounterKind, CounterReadings, CounterValue},
+        },
+        ledger::sides::{KernelSide, Role},
+        remote::phases::SenderReport,
+        workload::modes::SenderStats,
+    };
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let counters = CounterReadings {
+        source: "perf_event_open".into(),
+        pid: 4242,
+        threads_opened: 1,
+        inherit: true,
+        coverage_note: None,
+        counters: CounterKind::ALL
+            .iter()
+            .map(|&kind| {
+                let value = if kind == CounterKind::TaskClock {
+                    CounterValue::Available {
+                        value: 1_234_567,
+                        raw: 1_234_567,
+                        scaled: false,
+                    }
+                } else {
+                    CounterValue::Unavailable {
+                        reason: "no PMU".into(),
+                    }
+                };
+                (kind, value)
+            })
+            .collect(),
+    };
+    let report = SenderReport {
+        side: KernelSide {
+            host: "agent-host".into(),
+            role: Role::Sender,
+            probes: Default::default(),
+        },
+        sender: SenderStats::default(),
+        path: PathFacts {
+            local: lo,
+            peer: lo,
+            device: None,
+            peer_is_local: true,
+            taps: Vec::new(),
+        },
+        counters: Some(counters.clone()),
+    };
+    let message = AgentMessage::PhaseReport {
+        phase: 3,
+        report: report.clone(),
+    };
+    let text = serde_json::to_string(&message).unwrap();
+    let read: AgentMessage<SenderReport> = serde_json::from_str(&text).unwrap();
+    let AgentMessage::PhaseReport {
+        phase: 3,
+        report: r,
+    } = read
+    else {
+        panic!("not the phase's report: {text}");
+    };
+    let got = r.counters.expect("the counters crossed the wire");
+    assert_eq!(got, counters);
+    assert_eq!(
+        got.get(CounterKind::TaskClock),
+        CounterValue::Available {
+            value: 1_234_567,
+            raw: 1_234_567,
+            scaled: false
+        }
+    );
+    assert!(matches!(
+        got.get(CounterKind::Cycles),
+        CounterValue::Unavailable { .. }
+    ));
+
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["report"].as_object_mut().unwrap().remove("counters");
+    let older: AgentMessage<SenderReport> = serde_json::from_value(value).unwrap();
+    let AgentMessage::PhaseReport { report: r, .. } = older else {
+        panic!("not a phase report");
+    };
+    assert!(r.counters.is_none());
+    assert_eq!(r.side, report.side);
+}

@@ -44,7 +44,7 @@ fn quick_sweep_writes_every_cell_and_every_output() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("client disconnected"), "{stderr}");
     let json = results(&dir);
-    assert_eq!(json["schema_version"], 2);
+    assert_eq!(json["schema_version"], 3);
     assert_eq!(json["complete"], true);
     assert_eq!(json["interrupted"], false);
     let config = &json["config"];

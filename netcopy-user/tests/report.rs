@@ -17,7 +17,7 @@ use netcopy::{
     experiment::results::{
         Cell, CopyFigure, CpuFigures, FigureSummary, FloorFigures, FloorPlacement, LatencyFigures,
         Machine, MachineFloor, PlanEventRecord, PlanRecord, Results, RunConfig, StreamFigures,
-        ZeroCopyFigures, SCHEMA_VERSION,
+        TopologyKind, TopologyRecord, ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{CounterKind, CounterReadings, CounterValue},
     ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
@@ -131,6 +131,7 @@ fn copy(bytes: Option<u64>, msgs: u64, source: FigureSource, how: &str) -> CopyF
         source,
         how: how.to_string(),
         bytes_per_message: bytes.map(|b| b as f64 / msgs as f64),
+        counted_on: Vec::new(),
     }
 }
 
@@ -222,6 +223,7 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
             server_cpus: vec![0],
             client_cpus: vec![1],
         }),
+        topology: TopologyKind::Loopback,
         stream: StreamFigures {
             messages: msgs,
             payload_bytes: payload,
@@ -246,6 +248,7 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
         },
         copies,
         copies_per_byte: Some(copied as f64 / payload as f64),
+        causes: Vec::new(),
         zerocopy: if zc {
             ZeroCopyFigures {
                 sends: msgs,
@@ -390,6 +393,7 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             perf_hw_available: false,
             perf_hw_reason: NO_PMU.to_string(),
         },
+        topology: TopologyRecord::default(),
         config: RunConfig {
             modes: modes.to_vec(),
             sizes: SIZES.to_vec(),

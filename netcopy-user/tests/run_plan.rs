@@ -110,3 +110,103 @@ fn a_placement_on_cpus_this_process_cannot_use_is_refused_before_anything_starts
     assert!(stderr.contains("client CPU 999"), "{stderr}");
     assert!(!out.0.exists(), "the output directory was created");
 }
+
+/// A token file of `mode`, removed on drop.
+struct TokenFile(PathBuf);
+
+impl TokenFile {
+    fn new(name: &str, mode: u32) -> TokenFile {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!(
+            "netcopy-run-plan-{}-{name}.token",
+            std::process::id()
+        ));
+        std::fs::write(&path, "a token of the run-plan tests, long enough").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        TokenFile(path)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_bad_agent_address_is_refused_before_anything_starts() {
+    let token = TokenFile::new("addr", 0o600);
+    for (addr, says) in [
+        ("127.0.0.1", "not ADDR:PORT"),
+        ("127.0.0.1:0", "port 0"),
+        ("127.0.0.1:agent", "not a port number"),
+        ("300.0.0.1:7878", "cannot resolve"),
+    ] {
+        let out = TempPath::new("addr");
+        let mut args = SMALL.to_vec();
+        args.extend(["--sizes", "4K", "--remote", addr, "--token-file"]);
+        args.push(token.0.to_str().unwrap());
+        let stderr = refused(&run(&out.0, &args));
+        assert!(stderr.contains("--remote"), "names the flag: {stderr}");
+        assert!(stderr.contains(says), "{addr}: {stderr}");
+        assert!(!out.0.exists(), "the output directory was created");
+    }
+}
+
+#[test]
+fn a_token_file_that_cannot_be_used_is_refused_before_anything_starts() {
+    let missing = std::env::temp_dir().join(format!(
+        "netcopy-run-plan-{}-missing.token",
+        std::process::id()
+    ));
+    let open = TokenFile::new("open", 0o644);
+    let dir = std::env::temp_dir();
+    for (path, says) in [
+        (missing.as_path(), "reading the token file"),
+        (open.0.as_path(), "readable by others"),
+        (dir.as_path(), "not a regular file"),
+    ] {
+        let out = TempPath::new("token");
+        let mut args = SMALL.to_vec();
+        args.extend([
+            "--sizes",
+            "4K",
+            "--remote",
+            "127.0.0.1:7878",
+            "--token-file",
+        ]);
+        args.push(path.to_str().unwrap());
+        let stderr = refused(&run(&out.0, &args));
+        assert!(stderr.contains("--token-file"), "names the flag: {stderr}");
+        assert!(stderr.contains(says), "{}: {stderr}", path.display());
+        assert!(!out.0.exists(), "the output directory was created");
+    }
+}
+
+#[test]
+fn namespaces_and_a_remote_agent_together_are_refused_before_anything_starts() {
+    let token = TokenFile::new("both", 0o600);
+    let out = TempPath::new("both");
+    let mut args = SMALL.to_vec();
+    args.extend(["--sizes", "4K", "--topology", "netns"]);
+    args.extend(["--remote", "127.0.0.1:7878", "--token-file"]);
+    args.push(token.0.to_str().unwrap());
+    let stderr = refused(&run(&out.0, &args));
+    assert!(
+        stderr.contains("--topology") && stderr.contains("--remote"),
+        "names both flags: {stderr}"
+    );
+    assert!(!out.0.exists(), "the output directory was created");
+    // And the halves of --remote go together.
+    let out = TempPath::new("half");
+    let mut args = SMALL.to_vec();
+    args.extend(["--sizes", "4K", "--remote", "127.0.0.1:7878"]);
+    let stderr = refused(&run(&out.0, &args));
+    assert!(stderr.contains("--token-file"), "{stderr}");
+    let mut args = SMALL.to_vec();
+    args.extend(["--sizes", "4K", "--token-file"]);
+    args.push(token.0.to_str().unwrap());
+    let stderr = refused(&run(&out.0, &args));
+    assert!(stderr.contains("--remote"), "{stderr}");
+    assert!(!out.0.exists(), "the output directory was created");
+}

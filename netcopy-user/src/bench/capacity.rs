@@ -221,6 +221,44 @@ pub(super) fn measure(tracer: &Tracer, seconds: u32) -> Result<CapacitySection> 
     })
 }
 
+/// A capacity step's figures, as text, in the order both renderers show them: generator
+/// threads, target calls/s, calls/s made, events/s delivered, lost.
+pub(super) fn step_cells(s: &CapacityStep) -> [String; 5] {
+    [
+        s.threads.to_string(),
+        s.target_per_s
+            .map_or("unpaced".into(), |r| format!("{r:.0}")),
+        format!("{:.0}", s.calls_per_s),
+        format!("{:.0}", s.delivered_per_s()),
+        s.stats.lost().to_string(),
+    ]
+}
+
+/// A traced dense cell's figures, as text: label, calls/s, delivered/s, lost in all, lost
+/// to a full ring, lost to a full in-flight map.
+pub(super) fn workload_cells(w: &WorkloadRate) -> [String; 6] {
+    [
+        w.label.clone(),
+        format!("{:.0}", w.stats.offered_per_second()),
+        format!("{:.0}", w.stats.events_per_second()),
+        w.stats.lost().to_string(),
+        w.stats.lost_ring_full.to_string(),
+        w.stats.lost_inflight_full.to_string(),
+    ]
+}
+
+/// The highest rate carried without loss and the lowest that lost events, as text.
+pub(super) fn loss_bounds(c: &CapacitySection) -> (String, String) {
+    (
+        c.lossless_events_per_s
+            .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
+        c.lowest_lossy_calls_per_s
+            .map_or("no loss at any rate the generator reached".into(), |r| {
+                format!("{r:.0} calls/s")
+            }),
+    )
+}
+
 /// What a traced call costs the thread that makes it, all in (the programs, the kernel's
 /// dispatch to them, the cache lines they take): one generator thread's time per call
 /// traced, less untraced.

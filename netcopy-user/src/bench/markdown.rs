@@ -238,39 +238,24 @@ pub(crate) fn render(r: &BenchReport) -> String {
                 c.ring_bytes >> 20
             ));
             for s in &c.steps {
-                out.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {} |\n",
-                    s.threads,
-                    s.target_per_s
-                        .map_or("unpaced".into(), |r| format!("{r:.0}")),
-                    s.calls_per_s,
-                    s.delivered_per_s(),
-                    s.stats.lost()
-                ));
+                out.push_str(&format!("| {} |\n", capacity::step_cells(s).join(" | ")));
             }
+            let (lossless, lossy) = capacity::loss_bounds(c);
             out.push_str(&format!(
-                "\n- highest rate carried without loss: **{}**\n- lowest rate that lost events: **{}**\n- {}\n- {}\n\n\
+                "\n- highest rate carried without loss: **{lossless}**\n- lowest rate that lost events: **{lossy}**\n- {}\n- {}\n\n\
                  | densest default-sweep cell | calls/s | delivered/s | lost (ring full, in-flight map full) |\n|---|---|---|---|\n",
-                c.lossless_events_per_s
-                    .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
-                c.lowest_lossy_calls_per_s.map_or(
-                    "no loss at any rate the generator reached".into(),
-                    |r| format!("{r:.0} calls/s")
-                ),
                 capacity::drain_ceiling_sentence(c),
                 capacity::per_call_cost_sentence(c),
             ));
             for w in &c.workloads {
                 match w {
-                    Outcome::Measured(w) => out.push_str(&format!(
-                        "| {} | {:.0} | {:.0} | {} ({}, {}) |\n",
-                        w.label,
-                        w.stats.offered_per_second(),
-                        w.stats.events_per_second(),
-                        w.stats.lost(),
-                        w.stats.lost_ring_full,
-                        w.stats.lost_inflight_full
-                    )),
+                    Outcome::Measured(w) => {
+                        let [label, offered, delivered, lost, ring, inflight] =
+                            capacity::workload_cells(w);
+                        out.push_str(&format!(
+                            "| {label} | {offered} | {delivered} | {lost} ({ring}, {inflight}) |\n"
+                        ))
+                    }
                     other => out.push_str(&format!("| {} | | | |\n", why(other.why_not()))),
                 }
             }

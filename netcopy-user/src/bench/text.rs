@@ -282,39 +282,26 @@ fn render_capacity(section: &Outcome<CapacitySection>) -> String {
         "threads", "target/s", "calls/s", "delivered/s", "lost"
     ));
     for s in &c.steps {
+        let [threads, target, calls, delivered, lost] = capacity::step_cells(s);
         out.push_str(&format!(
-            "   {:>8} {:>12} {:>14.0} {:>16.0} {:>10}\n",
-            s.threads,
-            s.target_per_s
-                .map_or("unpaced".into(), |r| format!("{r:.0}")),
-            s.calls_per_s,
-            s.delivered_per_s(),
-            s.stats.lost()
+            "   {threads:>8} {target:>12} {calls:>14} {delivered:>16} {lost:>10}\n"
         ));
     }
+    let (lossless, lossy) = capacity::loss_bounds(c);
     out.push_str(&format!(
-        "   highest rate carried without loss: {}; lowest rate that lost events: {}\n",
-        c.lossless_events_per_s
-            .map_or("no lossless step".into(), |r| format!("{r:.0} events/s")),
-        c.lowest_lossy_calls_per_s.map_or(
-            "no loss at any rate the generator reached".into(),
-            |r| format!("{r:.0} calls/s")
-        )
+        "   highest rate carried without loss: {lossless}; lowest rate that lost events: {lossy}\n"
     ));
     out.push_str(&format!("   {}\n", capacity::drain_ceiling_sentence(c)));
     out.push_str(&format!("   {}\n", capacity::per_call_cost_sentence(c)));
     out.push_str("   densest cells of the default `netcopy run` sweep, traced:\n");
     for w in &c.workloads {
         match w {
-            Outcome::Measured(w) => out.push_str(&format!(
-                "     {:<28} {:>10.0} calls/s, {:>10.0} delivered/s, {} lost (ring full {}, in-flight map full {})\n",
-                w.label,
-                w.stats.offered_per_second(),
-                w.stats.events_per_second(),
-                w.stats.lost(),
-                w.stats.lost_ring_full,
-                w.stats.lost_inflight_full
-            )),
+            Outcome::Measured(w) => {
+                let [label, offered, delivered, lost, ring, inflight] = capacity::workload_cells(w);
+                out.push_str(&format!(
+                    "     {label:<28} {offered:>10} calls/s, {delivered:>10} delivered/s, {lost} lost (ring full {ring}, in-flight map full {inflight})\n"
+                ))
+            }
             other => out.push_str(&format!("     {}\n", other.why_not().unwrap_or_default())),
         }
     }
@@ -351,5 +338,69 @@ mod tests {
         let md = markdown::render(&r);
         assert!(md.contains("## Method") && md.contains("## Targets"));
         assert!(md.contains(&r.machine.cpu_model));
+    }
+
+    #[test]
+    fn both_renderers_show_the_same_capacity_figures() {
+        let stats = |events: u64, ring: u64| {
+            serde_json::json!({"events": events, "lost_ring_full": ring,
+                "lost_inflight_full": 1, "seconds": 2.0, "drain_cpu_seconds": 0.1,
+                "notes": []})
+        };
+        let section: CapacitySection = serde_json::from_value(serde_json::json!({
+            "ring_bytes": 8u32 << 20, "generator": "gen", "ring_records": 61680,
+            "steps": [
+                {"target_per_s": 10000.0, "threads": 1, "calls_per_s": 9998.4,
+                 "calls": 19996, "stats": stats(19996, 0)},
+                {"target_per_s": null, "threads": 2, "calls_per_s": 2575552.0,
+                 "calls": 5151104, "stats": stats(5151000, 103)},
+            ],
+            "lossless_events_per_s": 9998.0, "lowest_lossy_calls_per_s": 2575552.0,
+            "workloads": [{"status": "measured", "label": "one-copy 1K x1", "stats": stats(4000, 3)}],
+        }))
+        .expect("a capacity section");
+        let text = render_capacity(&Outcome::Measured(section.clone()));
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(
+            rows.contains(&vec!["1", "10000", "9998", "9998", "1"]),
+            "{text}"
+        );
+        assert!(
+            rows.contains(&vec!["2", "unpaced", "2575552", "2575500", "104"]),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "highest rate carried without loss: 9998 events/s; lowest rate that lost \
+                 events: 2575552 calls/s"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "one-copy 1K x1                     2002 calls/s,       2000 delivered/s, 4 \
+                 lost (ring full 3, in-flight map full 1)"
+            ),
+            "{text}"
+        );
+        let mut r = report(Some(1.0));
+        r.trace_capacity = Outcome::Measured(section);
+        let md = markdown::render(&r);
+        assert!(md.contains("| 1 | 10000 | 9998 | 9998 | 1 |\n"), "{md}");
+        assert!(
+            md.contains("| 2 | unpaced | 2575552 | 2575500 | 104 |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- highest rate carried without loss: **9998 events/s**"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| one-copy 1K x1 | 2002 | 2000 | 4 (3, 1) |\n"),
+            "{md}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The command line: one file per subcommand, each with its clap `Args` and its `run`.
+//! The command line: one file per subcommand, each with its clap `Args` and its `run`;
+//! `topology` holds the flags `verify` and `run` share (where the two ends run).
 //!
 //! Layer: the top one; it may use every layer below and nothing uses it.
 
@@ -10,6 +11,7 @@ mod probes;
 mod report;
 mod run;
 mod server;
+mod topology;
 mod trace;
 mod verify;
 
@@ -29,16 +31,19 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Host A of two: serve phases to an authenticated controller (`verify --remote`),
+    /// Host A of two: serve phases to an authenticated controller (`verify --remote`,
+    /// `run --remote`),
     /// counting this host's copies with its own probes.
     Agent(agent::AgentArgs),
     /// List the send modes: how each sends, what it claims, whether this kernel has it.
     Modes(modes::ModesArgs),
     /// Report what this kernel offers the tool (probe types, tracepoints, counters, plan).
     Probes(probes::ProbesArgs),
-    /// The whole experiment: sweep modes x sizes x threads; write results, plots, report.
+    /// The whole experiment: sweep modes x sizes x threads (over loopback, two namespaces
+    /// or two hosts); write results, plots, report.
     Run(run::RunArgs),
-    /// Run each mode over loopback and check the kernel's copies against its claim.
+    /// Run each mode (over loopback, two namespaces or two hosts) and check the kernel's
+    /// copies against its claim.
     Verify(verify::VerifyArgs),
     /// Serve messages in one send mode until SIGINT/SIGTERM.
     Server(server::ServerArgs),

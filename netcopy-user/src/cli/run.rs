@@ -1,5 +1,6 @@
-//! `netcopy run`: the whole experiment. Checks the command line, picks the results
-//! directory, runs the sweep (`experiment::sweep`) and writes the outputs of its results.
+//! `netcopy run`: the whole experiment. Checks the command line (where the ends run
+//! included), picks the results directory, runs the sweep (`experiment::sweep`) and
+//! writes the outputs of its results.
 
 use std::{
     fs,
@@ -11,6 +12,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::topology::TopologyArgs;
 use crate::{
     experiment::{
         output::write_outputs,
@@ -75,6 +77,7 @@ pub struct RunArgs {
     repeat: u32,
     /// Where server and client threads run: `auto` (distinct CPUs when there are at least
     /// two), `none` (the scheduler decides), or SERVER/CLIENT CPU lists such as `0/1`.
+    /// With --remote only this host's client is pinned (the server runs on the agent's).
     #[arg(long, default_value = "auto", value_name = "auto|none|SERVER/CLIENT")]
     pin: PinRequest,
     /// A small sweep that finishes in under a minute (4K, 64K, 1M; 1 and 2 threads; 250 ms
@@ -91,6 +94,8 @@ pub struct RunArgs {
     /// Do not record a syscall trace sample per cell.
     #[arg(long)]
     no_trace: bool,
+    #[command(flatten)]
+    ends: TopologyArgs,
 }
 
 impl RunArgs {
@@ -139,12 +144,20 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // must not load probes, run the verification or touch a directory first.
     let config = args.config();
     check_plan(&config)?;
+    let topology = args.ends.topology()?;
     let allowed = allowed_cpus().context("reading the CPUs this process may run on")?;
     let placement = placement::resolve(&config.pin, &allowed)?;
     let dir = results_dir(args)?;
     sys::require_root("netcopy run")?;
     prepare_results_dir(&dir, args.overwrite)?;
-    let results = sweep::run_sweep(&config, &placement, &allowed, &dir, !args.no_trace)?;
+    let results = sweep::run_sweep(
+        &config,
+        &topology,
+        &placement,
+        &allowed,
+        &dir,
+        !args.no_trace,
+    )?;
     let outputs = write_outputs(&dir, &results)?;
     eprintln!(
         "netcopy run: {} cells{} -> {}",

@@ -2,33 +2,20 @@
 //! two namespaces of this kernel, or against an agent on another host (the runs and the
 //! judgement are in `experiment::verify` and `ledger`).
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
+use super::topology::TopologyArgs;
 use crate::{
-    experiment::verify::{self, Topology, VerifyPlan},
+    experiment::verify::{self, VerifyPlan},
     kernel::{
         plan::{HookKind, HookKinds},
         LoadOptions,
     },
-    remote::auth::Token,
-    util::{
-        emit,
-        units::{duration_arg, size_arg},
-    },
+    util::{emit, units::size_arg},
     workload::{modes::Mode, server::Interrupted},
 };
-
-/// Where the two ends run, for `--topology`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TopologyArg {
-    /// Sender and receiver on this kernel, over the loopback device.
-    Loopback,
-    /// Sender and receiver in two network namespaces netcopy makes (and removes), joined
-    /// by a veth pair: a real device between them, but both ends still on this kernel.
-    Netns,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -48,24 +35,8 @@ pub struct VerifyArgs {
     /// the next strategy in rank, to cross-check one way of observing against another.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
     pub avoid: Vec<HookKind>,
-    /// Where the ends run on this host (see --remote for two hosts).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "loopback",
-        conflicts_with = "remote"
-    )]
-    pub topology: TopologyArg,
-    /// The sender runs on another host, behind `netcopy agent` at ADDR:PORT; this host is
-    /// the receiver. Needs --token-file.
-    #[arg(long, value_name = "ADDR:PORT", requires = "token_file")]
-    pub remote: Option<String>,
-    /// The token shared with the agent (a file only its owner can read).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Keep trying this long while the agent is not up yet (e.g. it is still booting).
-    #[arg(long, value_parser = duration_arg, requires = "remote")]
-    pub remote_wait: Option<Duration>,
+    #[command(flatten)]
+    pub ends: TopologyArgs,
     /// Hold an ETH_P_ALL packet socket open on the sender's device while each mode runs:
     /// what a running tcpdump does to zero-copy, on purpose.
     #[arg(long)]
@@ -87,20 +58,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
 }
 
 fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let topology = match (&args.remote, args.topology) {
-        (Some(addr), _) => {
-            let Some(path) = &args.token_file else {
-                bail!("--remote needs --token-file");
-            };
-            Topology::Remote {
-                addr: addr.clone(),
-                token: Token::from_file(path)?,
-                wait: args.remote_wait.unwrap_or(Duration::ZERO),
-            }
-        }
-        (None, TopologyArg::Loopback) => Topology::Loopback,
-        (None, TopologyArg::Netns) => Topology::Netns,
-    };
+    let topology = args.ends.topology()?;
     let plan = VerifyPlan {
         modes: args.modes.clone(),
         size: args.size,

@@ -5,9 +5,11 @@
 //! cell's server and client run, `--pin`) and `floor` (the machine's own round-trip
 //! floor) are the sweep's; the sweep also writes into results.json every group's figures
 //! summarised over its repeats, with the analysis' own definitions, so that a reader of
-//! the file finds the intervals the report uses.
+//! the file finds the intervals the report uses. `ends` (where the sender and the receiver
+//! run: loopback, two namespaces, two hosts) is shared by the sweep and `verify`.
 
 pub(crate) mod analysis;
+pub mod ends;
 pub(crate) mod floor;
 pub mod output;
 pub mod placement;

@@ -171,11 +171,11 @@ impl Placement {
         )
     }
 
-    /// Pins the server process, and the calling thread while the guard lives: the client
-    /// threads it starts in the meantime inherit the pinning.
-    pub(crate) fn apply(&self, server_pid: u32) -> Result<Option<PinnedThread>> {
-        if !self.server_cpus.is_empty() {
-            pin_process(server_pid, &self.server_cpus)?;
+    /// Pins the server process when it runs on this host, and the calling thread while
+    /// the guard lives: the client threads it starts in the meantime inherit the pinning.
+    pub(crate) fn apply(&self, server_pid: Option<u32>) -> Result<Option<PinnedThread>> {
+        if let (Some(pid), false) = (server_pid, self.server_cpus.is_empty()) {
+            pin_process(pid, &self.server_cpus)?;
         }
         if self.client_cpus.is_empty() {
             return Ok(None);

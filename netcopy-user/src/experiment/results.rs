@@ -9,7 +9,11 @@
 //! Schema versions: 1, the first; 2 adds `config.pin`, `config.interleaved`, each cell's
 //! `placement`, `machine_floor` and `groups` (every figure over its repeats with an
 //! interval for the median). A version 1 file reads as an unpinned, not interleaved run
-//! without a floor.
+//! without a floor. 3 adds `topology` (where the ends ran, with the agent's host for two
+//! hosts), each cell's `topology` and zero-copy `causes`, and each copy figure's
+//! `counted_on`: a version 2 reader
+//! would show a two-host run's agent-counted figures as one loopback kernel's, so the
+//! version says it cannot read them. An older file reads as a loopback run.
 
 use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
@@ -20,14 +24,14 @@ use crate::{
     experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
-    ledger::{FigureSource, ModeLedger},
+    ledger::{causes::CopyCause, FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary},
     workload::modes::Mode,
 };
 
 /// Bumped on any change a reader of an older file would misread.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema version this netcopy still reads.
 const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -177,8 +181,12 @@ pub struct Results {
     /// measured before the stop.
     pub complete: bool,
     pub interrupted: bool,
+    /// This host: the receiver's on two hosts (the sender's host is in `topology`).
     pub machine: Machine,
     pub config: RunConfig,
+    /// Where the sender and the receiver ran; loopback before schema 3.
+    #[serde(default)]
+    pub topology: TopologyRecord,
     /// How each kernel event was observed on this machine.
     pub plan: PlanRecord,
     /// `netcopy verify` at the start of the run: exact copy counts per mode.
@@ -225,6 +233,62 @@ pub struct RunConfig {
     /// before schema 2, where every mode's cells ran one after another.
     #[serde(default)]
     pub interleaved: bool,
+}
+
+/// Which kind of ends a cell ran on, as results.json records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopologyKind {
+    /// What every run before the topologies was.
+    #[default]
+    Loopback,
+    Netns,
+    Remote,
+}
+
+impl TopologyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TopologyKind::Loopback => "loopback",
+            TopologyKind::Netns => "netns",
+            TopologyKind::Remote => "remote",
+        }
+    }
+}
+
+/// Where a run's ends ran.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TopologyRecord {
+    pub kind: TopologyKind,
+    /// One line: the namespaces and veth, or the agent's host and this one.
+    #[serde(default)]
+    pub description: String,
+    /// The sender's host, on two hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRecord>,
+}
+
+impl TopologyRecord {
+    /// The description, or what a run before schema 3 was.
+    pub fn text(&self) -> String {
+        if self.description.is_empty() {
+            "loopback: sender and receiver on this kernel".to_string()
+        } else {
+            self.description.clone()
+        }
+    }
+}
+
+/// The agent's host of a two-host run, as it introduced itself.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AgentRecord {
+    /// Where the controller reached it.
+    pub address: String,
+    pub hostname: String,
+    /// `uname -r` there.
+    pub kernel: String,
+    /// Its attach plan, as `netcopy probes --json` prints it.
+    pub plan: serde_json::Value,
 }
 
 /// An owned copy of the attach plan (the live one borrows static strings).
@@ -278,15 +342,23 @@ pub struct Cell {
     pub threads: usize,
     /// 0-based repetition index.
     pub repeat: u32,
-    /// Where the server and the client threads ran; None before schema 2 (unpinned).
+    /// Where the server and the client threads ran; None before schema 2 (unpinned). On
+    /// two hosts only this host's processes (the client's) are pinned.
     #[serde(default)]
     pub placement: Option<Placement>,
+    /// Where the ends ran (loopback before schema 3).
+    #[serde(default)]
+    pub topology: TopologyKind,
     pub stream: StreamFigures,
     pub latency: LatencyFigures,
     /// Copy sites over the stream phase, from the copy probes (kernel) and the sender.
     pub copies: BTreeMap<String, CopyFigure>,
     /// Payload bytes copied (all copy sites) per payload byte delivered.
     pub copies_per_byte: Option<f64>,
+    /// For a mode that claims to avoid the copy: why the kernel copied its pages anyway
+    /// in this cell (empty when it did not; not recorded before schema 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CopyCause>,
     pub zerocopy: ZeroCopyFigures,
     /// Perf counters of the server process over the stream phase.
     pub server_counters: Option<CounterReadings>,
@@ -327,6 +399,10 @@ pub struct CopyFigure {
     pub how: String,
     /// Bytes per delivered message (payload + protocol), None when not observable.
     pub bytes_per_message: Option<f64>,
+    /// The host(s) whose kernel counted it (the sender's own count for user_copy); empty
+    /// before schema 3 (this host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted_on: Vec<String>,
 }
 
 /// What the zero-copy sender learned from completions over the stream phase.
@@ -343,7 +419,8 @@ pub struct ZeroCopyFigures {
 /// CPU time and what it costs per byte.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct CpuFigures {
-    /// Server CPU time over the stream phase (task-clock, else /proc/PID/stat).
+    /// Server CPU time over the stream phase (task-clock, else /proc/PID/stat), counted
+    /// where the server ran (by the agent on two hosts).
     pub server_cpu_ns: Option<u64>,
     /// Client (this process) CPU time over the stream phase.
     pub client_cpu_ns: Option<u64>,

@@ -1,10 +1,14 @@
 //! The sweep behind `netcopy run` (whose command line is `cli::run`). It verifies every
 //! mode's copies exactly, measures the machine's own round-trip floor, then for every
-//! cell (mode x size x threads x repeat) starts a server child, pins it and the client
-//! threads as placed, attaches the copy probes and perf counters, measures a stream phase
-//! (throughput, copies, CPU) and a request/response phase (latency), and appends the cell
-//! to `results.json`, which is rewritten atomically after every cell (with every group's
-//! figures summarised) so that an interrupted or killed run still leaves a valid file.
+//! cell (mode x size x threads x repeat) starts a server where the topology puts it
+//! (`experiment::ends`: this host, the sender's namespace, or a phase on the agent), pins
+//! the processes of this host as placed, attaches the copy probes and perf counters,
+//! measures a stream phase (throughput, copies, CPU) and a request/response phase
+//! (latency), and appends the cell to `results.json`, which is rewritten atomically after
+//! every cell (with every group's figures summarised) so that an interrupted or killed
+//! run still leaves a valid file. The client always runs in this process and is counted
+//! by this host's probes; the server is counted where it runs (by the agent on two hosts).
+//! The machine floor is this host's loopback whatever the topology.
 //!
 //! Order: sizes, then thread counts, then repeats, then modes. The repeats of one
 //! (size, threads) point go round-robin across its modes, the mode order rotating by one
@@ -19,9 +23,11 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use netcopy_common::CopySite;
 
 use crate::{
     experiment::analysis::groups::group_summaries,
+    experiment::ends::{Ends, Topology},
     experiment::floor::measure_floor,
     experiment::placement::Placement,
     experiment::results::{
@@ -30,13 +36,16 @@ use crate::{
     },
     experiment::verify,
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    kernel::{CopyProbes, LoadOptions},
-    ledger::{self, Verdict, CLIENT_SLOT, SERVER_SLOT},
+    kernel::{path::PathFacts, CopyProbes, LoadOptions},
+    ledger::{
+        self,
+        causes::{explain, CopyCause, CopyEvidence},
+        Verdict, CLIENT_SLOT, SERVER_SLOT,
+    },
     trace::{self, SyscallTracer},
     util::units::format_size,
     workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
-    workload::harness::ServerProcess,
-    workload::modes::Mode,
+    workload::modes::{Mode, SenderStats},
     workload::server::stop_flag_on_signals,
 };
 
@@ -89,13 +98,15 @@ fn schedule(config: &RunConfig, modes: &[Mode]) -> Vec<CellPlan> {
 }
 
 /// Runs the sweep of `config` into `dir`, which exists: verification, the machine floor,
-/// then every cell with server and client placed by `placement`, results.json rewritten
-/// after each. Returns the results, `interrupted` when SIGINT or SIGTERM stopped it; on
-/// an error, results.json holds the cells measured before it. With `trace_samples`, each
-/// cell also records a syscall trace sample under `dir/traces`. `allowed` are the CPUs
-/// this process may use.
+/// then every cell with its ends where `topology` puts them and the processes of this
+/// host placed by `placement`, results.json rewritten after each. Returns the results,
+/// `interrupted` when SIGINT or SIGTERM stopped it; on an error, results.json holds the
+/// cells measured before it. With `trace_samples`, each cell also records a syscall trace
+/// sample under `dir/traces` (of this host's processes: the client alone on two hosts).
+/// `allowed` are the CPUs this process may use.
 pub(crate) fn run_sweep(
     config: &RunConfig,
+    topology: &Topology,
     placement: &Placement,
     allowed: &[usize],
     dir: &Path,
@@ -107,6 +118,16 @@ pub(crate) fn run_sweep(
         trace_ring_bytes: trace_samples.then_some(TRACE_RING_BYTES),
         ..LoadOptions::default()
     })?;
+    let mut ends = Ends::set_up(topology)?;
+    // --pin places the processes of this host only: the agent's server runs where its
+    // host's scheduler puts it.
+    let placement = &match ends {
+        Ends::Remote(_) => Placement {
+            server_cpus: Vec::new(),
+            client_cpus: placement.client_cpus.clone(),
+        },
+        _ => placement.clone(),
+    };
     let hw = perf::capability_hw();
     let mut results = Results {
         schema_version: SCHEMA_VERSION,
@@ -117,6 +138,7 @@ pub(crate) fn run_sweep(
         interrupted: false,
         machine: machine(hw.available, &hw.reason),
         config: config.clone(),
+        topology: ends.record(),
         plan: PlanRecord::from(probes.plan()),
         verification: Vec::new(),
         machine_floor: None,
@@ -124,12 +146,21 @@ pub(crate) fn run_sweep(
         groups: Vec::new(),
     };
     eprintln!("netcopy run: writing to {}", dir.display());
-    eprintln!("netcopy run: placement: {}", placement.describe());
+    eprintln!("netcopy run: topology: {}", results.topology.text());
+    eprintln!(
+        "netcopy run: placement: {}{}",
+        placement.describe(),
+        match ends {
+            Ends::Remote(_) => " (this host's client only: the agent's server is not pinned)",
+            _ => "",
+        }
+    );
     eprintln!("{}", probes.plan().describe().trim_end());
 
     for &mode in &config.modes {
-        let ledger = verify::verify_mode(&mut probes, mode, VERIFY_SIZE, VERIFY_MESSAGES)
-            .with_context(|| format!("verifying {mode}"))?;
+        let ledger =
+            verify::verify_mode(&mut probes, &mut ends, mode, VERIFY_SIZE, VERIFY_MESSAGES)
+                .with_context(|| format!("verifying {mode}"))?;
         match ledger.verdict {
             Verdict::Unsupported => eprintln!(
                 "verify {mode}: {}; its cells are skipped",
@@ -138,12 +169,21 @@ pub(crate) fn run_sweep(
                     .first()
                     .map_or("not supported", |f| f.as_str())
             ),
-            verdict => eprintln!("verify {mode}: {verdict:?}"),
+            verdict => eprintln!(
+                "verify {mode}: {verdict:?}{}",
+                ledger
+                    .causes
+                    .iter()
+                    .map(|c| format!("; cause: {}", c.text()))
+                    .collect::<String>()
+            ),
         }
         results.verification.push(ledger);
     }
     write_results(dir, &results)?;
 
+    // This host's own floor, over loopback: on another topology it still says what this
+    // machine adds to a round trip, not what the path between the ends does.
     let floor = measure_floor(placement, allowed, config.repeat, FLOOR_SECONDS, &stop)
         .context("measuring the machine's round-trip floor")?;
     for f in &floor.placements {
@@ -196,10 +236,17 @@ pub(crate) fn run_sweep(
                 repeat + 1
             ))
         });
-        let cell = measure_cell(&mut probes, config, placement, plan)
+        let cell = measure_cell(&mut probes, &mut ends, config, placement, plan)
             .and_then(|mut cell| {
                 if let (Some(rel), Some(tracer)) = (trace_dir, tracer.as_mut()) {
-                    trace_sample(&mut probes, tracer, placement, plan, &dir.join(&rel))?;
+                    trace_sample(
+                        &mut probes,
+                        &mut ends,
+                        tracer,
+                        placement,
+                        plan,
+                        &dir.join(&rel),
+                    )?;
                     cell.trace_sample = Some(rel.display().to_string());
                 }
                 Ok(cell)
@@ -241,6 +288,7 @@ pub(crate) fn run_sweep(
     if let Some(tracer) = tracer {
         tracer.stop(&mut probes)?;
     }
+    ends.close()?;
     results.complete = !results.interrupted;
     results.finished_at_unix = Some(unix_now());
     write_results(dir, &results)?;
@@ -268,9 +316,10 @@ fn progress_bar(len: u64) -> ProgressBar {
 }
 
 /// Stream phase with copies and counters, then the latency phase, each with its own
-/// server, server and client threads placed by `placement` in both.
+/// server where `ends` puts it, the processes of this host placed by `placement` in both.
 fn measure_cell(
     probes: &mut CopyProbes,
+    ends: &mut Ends,
     config: &RunConfig,
     placement: &Placement,
     plan: CellPlan,
@@ -281,58 +330,62 @@ fn measure_cell(
         threads,
         repeat,
     } = plan;
-    let size_limit = ["--max-size".to_string(), size.to_string()];
     let own_pid = std::process::id();
 
-    // Stream phase: throughput, copies, CPU.
-    let server = ServerProcess::spawn(mode, &size_limit)?;
-    let pinned = placement.apply(server.pid())?;
-    probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+    // Stream phase: throughput, copies, CPU. A local server is counted in the server slot
+    // from here on, and its perf counters run until it stops.
+    let phase = ends.start(probes, mode, size, false)?;
+    let pinned = placement.apply(phase.local_pid())?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
-    let mut server_counters = ProcessCounters::open(server.pid(), true);
     let mut client_counters = ProcessCounters::open(own_pid, true);
     let before = probes.read_counters()?;
-    server_counters.enable();
     client_counters.enable();
     let mut client = ClientConfig::new(
-        &server.addr,
+        &phase.addr(),
         size,
         threads,
         RunLimit::Duration(Duration::from_secs_f64(config.stream_seconds)),
     );
     client.pattern = Pattern::Stream;
-    let stream = run_client(&client);
+    let stream = ends.as_receiver(|| run_client(&client));
     drop(pinned);
     client_counters.disable();
-    let totals = server.stop();
-    server_counters.disable();
+    // On two hosts, ending the phase is control traffic of this process: no part of the cell.
+    let after_client = probes.read_counters();
+    let sender = ends.finish(probes, phase);
     let after = probes.read_counters();
     probes.unwatch_process(own_pid)?;
-    let stream = stream.map_err(|f| anyhow!("stream phase: {f}"))?;
-    let totals = totals?;
-    let delta = after?.since(&before);
-    let server_readings = server_counters.read();
+    let stream = stream?.map_err(|f| anyhow!("stream phase: {f}"))?;
+    let sender = sender?;
+    let delta = match &sender.side {
+        Some(_) => after_client?.since(&before),
+        None => after?.since(&before),
+    };
     let client_readings = client_counters.read();
+    let server_readings = sender.counters.clone();
+    let sides = ends.sides(probes, &delta, sender.side.clone());
 
     // Latency phase: request/response, one message per transaction.
-    let server = ServerProcess::spawn(mode, &size_limit)?;
-    let pinned = placement.apply(server.pid())?;
+    let phase = ends.start(probes, mode, size, false)?;
+    let pinned = placement.apply(phase.local_pid())?;
     let mut rr = ClientConfig::new(
-        &server.addr,
+        &phase.addr(),
         size,
         threads,
         RunLimit::Duration(Duration::from_secs_f64(config.rr_seconds)),
     );
     rr.pattern = Pattern::Rr;
-    let latency = run_client(&rr);
+    let latency = ends.as_receiver(|| run_client(&rr));
     drop(pinned);
-    server.stop()?;
-    let latency = latency.map_err(|f| anyhow!("latency phase: {f}"))?;
+    ends.finish(probes, phase)?;
+    let latency = latency?.map_err(|f| anyhow!("latency phase: {f}"))?;
 
-    let sender = &totals.total.sender;
+    let remote_server = matches!(ends, Ends::Remote(_));
+    let path = &sender.path;
+    let sender = &sender.sender;
     let messages = stream.messages.max(1);
     let copies: std::collections::BTreeMap<String, CopyFigure> =
-        ledger::observe_sites(mode, &delta, probes.plan(), sender)
+        ledger::observe_sites(mode, &sides, sender)
             .into_iter()
             .map(|(site, o)| {
                 (
@@ -343,6 +396,7 @@ fn measure_cell(
                         calls: o.calls,
                         source: o.source,
                         how: o.how,
+                        counted_on: o.counted_on,
                     },
                 )
             })
@@ -352,6 +406,7 @@ fn measure_cell(
         .filter(|s| s.is_copy())
         .map(|s| copies[s.name()].bytes)
         .sum();
+    let causes = zerocopy_causes(mode, &copies, sender, path);
     let copies_per_byte = match (copied, stream.bytes) {
         (Some(c), b) if b > 0 => Some(c as f64 / b as f64),
         _ => None,
@@ -362,6 +417,7 @@ fn measure_cell(
         threads,
         repeat,
         placement: Some(placement.clone()),
+        topology: ends.kind(),
         stream: stream_figures(&stream),
         latency: LatencyFigures {
             kind: latency.latency_kind,
@@ -371,6 +427,7 @@ fn measure_cell(
         },
         copies,
         copies_per_byte,
+        causes,
         zerocopy: ZeroCopyFigures {
             sends: sender.zerocopy_sends,
             notifications: sender.completion_notifications,
@@ -379,11 +436,41 @@ fn measure_cell(
             copied_bytes: sender.copied_bytes,
             enobufs_retries: sender.enobufs_retries,
         },
-        cpu: cpu_figures(&server_readings, &client_readings, stream.bytes),
-        server_counters: Some(server_readings),
+        cpu: cpu_figures(
+            server_readings.as_ref(),
+            &client_readings,
+            stream.bytes,
+            remote_server,
+        ),
+        server_counters: server_readings,
         client_counters: Some(client_readings),
         trace_sample: None,
     })
+}
+
+/// For a mode that claims to avoid the copy: why the kernel copied its pages anyway in
+/// this cell, from the cell's copies, the sender's completions and the path (what the
+/// cell's bytes would copy at send beyond the protocol is not known without an exact
+/// workload, so that evidence is left out: the verification has it).
+fn zerocopy_causes(
+    mode: Mode,
+    copies: &std::collections::BTreeMap<String, CopyFigure>,
+    sender: &SenderStats,
+    path: &PathFacts,
+) -> Vec<CopyCause> {
+    if !mode.spec().claim.zerocopy_attach {
+        return Vec::new();
+    }
+    let bytes = |site: CopySite| copies.get(site.name()).and_then(|f| f.bytes);
+    explain(
+        path,
+        &CopyEvidence {
+            copied_sends: sender.copied_sends,
+            attached_bytes: bytes(CopySite::ZeroCopyAttach),
+            copied_at_send_bytes: None,
+            deferred_bytes: bytes(CopySite::DeferredCopy),
+        },
+    )
 }
 
 /// A short stream of TRACE_SAMPLE_MESSAGES messages with every send and receive call of
@@ -392,6 +479,7 @@ fn measure_cell(
 /// costs them nothing but the paused programs' early return.
 fn trace_sample(
     probes: &mut CopyProbes,
+    ends: &mut Ends,
     tracer: &mut SyscallTracer,
     placement: &Placement,
     plan: CellPlan,
@@ -403,26 +491,21 @@ fn trace_sample(
         threads,
         ..
     } = plan;
-    let server = ServerProcess::spawn(mode, &["--max-size".to_string(), size.to_string()])?;
-    let pinned = placement.apply(server.pid())?;
+    let phase = ends.start(probes, mode, size, false)?;
+    let pinned = placement.apply(phase.local_pid())?;
     let own_pid = std::process::id();
-    probes.watch_process(server.pid(), SERVER_SLOT, false)?;
     probes.watch_process(own_pid, CLIENT_SLOT, false)?;
     // Calls of earlier phases that were still in the ring belong to no sample.
     tracer.take_sample()?;
     tracer.resume(&TRACED_SLOTS)?;
     let messages = TRACE_SAMPLE_MESSAGES.max(threads as u64);
-    let client = run_client(&ClientConfig::new(
-        &server.addr,
-        size,
-        threads,
-        RunLimit::Messages(messages),
-    ));
+    let config = ClientConfig::new(&phase.addr(), size, threads, RunLimit::Messages(messages));
+    let client = ends.as_receiver(|| run_client(&config));
     drop(pinned);
-    let stopped = server.stop();
+    let stopped = ends.finish(probes, phase);
     let paused = tracer.pause();
     probes.unwatch_process(own_pid)?;
-    client.map_err(|f| anyhow!("trace sample: {f}"))?;
+    client?.map_err(|f| anyhow!("trace sample: {f}"))?;
     stopped?;
     paused?;
     trace::write_outputs(dir, &tracer.take_sample()?)?;
@@ -447,14 +530,27 @@ fn value(readings: &CounterReadings, kind: CounterKind) -> Option<u64> {
     }
 }
 
-fn cpu_figures(server: &CounterReadings, client: &CounterReadings, bytes: u64) -> CpuFigures {
-    let server_cpu = value(server, CounterKind::TaskClock);
+/// CPU time per byte from the server's counters (read where it ran: by the agent on two
+/// hosts, None when it sent none) and this process's (the client threads).
+fn cpu_figures(
+    server: Option<&CounterReadings>,
+    client: &CounterReadings,
+    bytes: u64,
+    remote_server: bool,
+) -> CpuFigures {
+    let server_cpu = server.and_then(|s| value(s, CounterKind::TaskClock));
     let client_cpu = value(client, CounterKind::TaskClock);
     let per_byte = |ns: Option<u64>| ns.filter(|_| bytes > 0).map(|n| n as f64 / bytes as f64);
-    let cycles = server.get(CounterKind::Cycles);
-    let misses = match server.get(CounterKind::LlcLoadMisses) {
-        CounterValue::Available { .. } => server.get(CounterKind::LlcLoadMisses),
-        CounterValue::Unavailable { .. } => server.get(CounterKind::CacheMisses),
+    let missing = || CounterValue::Unavailable {
+        reason: "the agent reported no perf counters of its server".to_string(),
+    };
+    let cycles = server.map_or_else(missing, |s| s.get(CounterKind::Cycles));
+    let misses = match server {
+        None => missing(),
+        Some(s) => match s.get(CounterKind::LlcLoadMisses) {
+            CounterValue::Available { .. } => s.get(CounterKind::LlcLoadMisses),
+            CounterValue::Unavailable { .. } => s.get(CounterKind::CacheMisses),
+        },
     };
     let hw_unavailable_reason = match &cycles {
         CounterValue::Unavailable { reason } => Some(reason.clone()),
@@ -463,9 +559,14 @@ fn cpu_figures(server: &CounterReadings, client: &CounterReadings, bytes: u64) -
     CpuFigures {
         server_cpu_ns: server_cpu,
         client_cpu_ns: client_cpu,
-        source: "perf_event_open task-clock (software counter), server process and this \
-                 process (client threads)"
-            .to_string(),
+        source: if remote_server {
+            "perf_event_open task-clock (software counter): the server process counted by \
+             the agent on its host, this process (client threads) here"
+        } else {
+            "perf_event_open task-clock (software counter), server process and this \
+             process (client threads)"
+        }
+        .to_string(),
         server_ns_per_byte: per_byte(server_cpu),
         total_ns_per_byte: per_byte(server_cpu.zip(client_cpu).map(|(s, c)| s + c)),
         cycles_per_byte: perf::per_byte(&cycles, bytes),

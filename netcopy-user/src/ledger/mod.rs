@@ -278,29 +278,23 @@ pub struct SiteObservation {
     pub calls: Option<u64>,
     pub source: FigureSource,
     pub how: String,
+    /// The host(s) whose kernel counted it (the sender's own count for user_copy).
+    pub counted_on: Vec<String>,
 }
 
 type Observation = (Option<u64>, Option<u64>, FigureSource, String, Vec<String>);
 
-/// What every site saw in one run of `mode` (used where no exact expectation exists,
-/// e.g. fixed-duration experiment cells).
+/// What every site saw in one run of `mode`, from the counts of every kernel that saw it
+/// (used where no exact expectation exists, e.g. fixed-duration experiment cells).
 pub fn observe_sites(
     mode: Mode,
-    kernel: &CopyCounts,
-    plan: &AttachPlan,
+    sides: &[KernelSide],
     sender: &SenderStats,
 ) -> Vec<(CopySite, SiteObservation)> {
-    let sides = [KernelSide::of(
-        &this_host(),
-        Role::Both,
-        plan,
-        kernel,
-        &[SERVER_SLOT, CLIENT_SLOT],
-    )];
     SITES
         .into_iter()
         .map(|site| {
-            let (bytes, calls, source, how, _) = observe(mode, site, &sides, sender);
+            let (bytes, calls, source, how, counted_on) = observe(mode, site, sides, sender);
             (
                 site,
                 SiteObservation {
@@ -308,6 +302,7 @@ pub fn observe_sites(
                     calls,
                     source,
                     how,
+                    counted_on,
                 },
             )
         })

@@ -1,6 +1,7 @@
 //! What a phase is on the agent's host: a `netcopy server` of the requested mode, its
-//! copies counted by this host's probes (its process alone, in the server slot), the path
-//! its data leaves by, and on request a packet tap on that path's device.
+//! copies counted by this host's probes (its process alone, in the server slot), its CPU
+//! time and perf counters counted by this host's perf events, the path its data leaves
+//! by, and on request a packet tap on that path's device.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -17,6 +18,7 @@ use super::{
 use crate::{
     kernel::{
         path::{PacketTap, PathFacts},
+        perf::{CounterReadings, ProcessCounters},
         CopyCounts, CopyProbes,
     },
     ledger::{
@@ -35,10 +37,16 @@ pub struct SenderReport {
     pub sender: SenderStats,
     /// The path the data left by, read while the phase ran.
     pub path: PathFacts,
+    /// The server process's perf counters (task-clock, and hardware counters where this
+    /// host has a PMU) from its start to its stop: the sender's CPU time per byte of a
+    /// two-host sweep cell. Absent from an agent before this field (None).
+    #[serde(default)]
+    pub counters: Option<CounterReadings>,
 }
 
 struct Running {
     server: ServerProcess,
+    counters: ProcessCounters,
     before: CopyCounts,
     path: PathFacts,
     _tap: Option<PacketTap>,
@@ -102,6 +110,8 @@ impl Phases for AgentPhases {
             .with_context(|| format!("the server's address {:?}", server.addr))?;
         self.probes
             .watch_process(server.pid(), SERVER_SLOT, false)?;
+        let mut counters = ProcessCounters::open(server.pid(), true);
+        counters.enable();
         let before = match self.probes.read_counters() {
             Ok(c) => c,
             Err(e) => {
@@ -125,6 +135,7 @@ impl Phases for AgentPhases {
         };
         self.running = Some(Running {
             server,
+            counters,
             before,
             path,
             _tap: tap,
@@ -133,13 +144,14 @@ impl Phases for AgentPhases {
     }
 
     fn end(&mut self) -> Result<SenderReport> {
-        let running = self
+        let mut running = self
             .running
             .take()
             .ok_or_else(|| anyhow!("no phase is running"))?;
         let pid = running.server.pid();
         // Stop first: the server drains its completions, and only then are its counts whole.
         let totals = running.server.stop();
+        running.counters.disable();
         let after = self.probes.read_counters();
         let _ = self.probes.unwatch_process(pid);
         let totals = totals?;
@@ -154,6 +166,7 @@ impl Phases for AgentPhases {
             ),
             sender: totals.total.sender,
             path: running.path,
+            counters: Some(running.counters.read()),
         })
     }
 

@@ -1,10 +1,6 @@
 //! `netcopy verify`: runs each mode and checks, site by site, that the kernel copied
 //! exactly what the mode claims -- or says what it did instead, and why. The ends run
-//! over loopback, in two namespaces of this kernel, or on two hosts (`ends`).
-
-mod ends;
-
-pub use ends::Topology;
+//! over loopback, in two namespaces of this kernel, or on two hosts (`experiment::ends`).
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -17,6 +13,7 @@ use serde::Serialize;
 use netcopy_common::CopySite;
 
 use crate::{
+    experiment::ends::{Ends, Topology},
     kernel::{path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
     ledger::{
         self,
@@ -29,7 +26,6 @@ use crate::{
     workload::modes::Mode,
     workload::server::{stop_flag_on_signals, Interrupted},
 };
-use ends::Ends;
 
 /// The whole verification.
 #[derive(Debug, Serialize)]
@@ -109,9 +105,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
         sender_plan: ends.remote_plan(),
         modes: ledgers,
     };
-    if let Ends::Remote(controller) = ends {
-        controller.bye()?;
-    }
+    ends.close()?;
     Ok(verification)
 }
 
@@ -131,22 +125,15 @@ fn compared_anything(ledgers: &[ModeLedger]) -> bool {
     })
 }
 
-/// One mode over loopback (the sweep's opening check).
+/// One mode where `ends` puts the sender (the sweep's opening check).
 pub fn verify_mode(
     probes: &mut CopyProbes,
+    ends: &mut Ends,
     mode: Mode,
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
-    verify_on(
-        probes,
-        &mut Ends::Loopback,
-        mode,
-        size,
-        messages,
-        false,
-        None,
-    )
+    verify_on(probes, ends, mode, size, messages, false, None)
 }
 
 /// One mode: the sender where `ends` puts it, this process's client in the client slot.

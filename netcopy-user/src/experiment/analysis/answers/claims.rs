@@ -11,7 +11,7 @@ use crate::{
         format::num,
         groups::{Group, SiteAggregate},
     },
-    experiment::results::Results,
+    experiment::results::{Results, TopologyKind},
     ledger::FigureSource,
     workload::modes::Mode,
 };
@@ -119,11 +119,20 @@ pub(super) fn iovec_claim_answer(one: &ModeCopies) -> Answer {
 
 /// The study's claim that MSG_ZEROCOPY to a local socket avoids the copy, against what the
 /// kernel copied and reported for `zc`, a mode that claims exactly that.
-pub(super) fn zero_copy_claim_answer(zc: &ModeCopies, completions: &Completions) -> Answer {
+pub(super) fn zero_copy_claim_answer(
+    zc: &ModeCopies,
+    completions: &Completions,
+    topology: TopologyKind,
+) -> Answer {
     let Completions { completed, copied } = *completions;
+    let here = match topology {
+        TopologyKind::Loopback => "On this loopback",
+        TopologyKind::Netns => "Across these two namespaces of one kernel",
+        TopologyKind::Remote => "Between these two hosts",
+    };
     let answer = match site_median(zc, CopySite::DeferredCopy) {
         Some((d, src)) if d > 0.0 || copied > 0 => format!(
-            "No. On this loopback the kernel copied the pinned pages after the send: {} B \
+            "No. {here} the kernel copied the pinned pages after the send: {} B \
              per message of {} B (deferred_copy, {}), and {copied} of {completed} completions \
              were flagged SO_EE_CODE_ZEROCOPY_COPIED. The receive copy remains as well{}.",
             num(d),

@@ -64,7 +64,12 @@ pub(super) fn answers(results: &Results, a: &Inputs<'_>) -> Vec<Answer> {
     // Does zero-copy reduce CPU per byte here? Asked of each mode of the run that claims
     // no copy, against the modes it challenges.
     for spec in study::zero_copy_modes().filter(|s| results.config.modes.contains(&s.mode)) {
-        out.push(wins::zero_copy_cpu_answer(a, spec, threads));
+        out.push(wins::zero_copy_cpu_answer(
+            a,
+            spec,
+            threads,
+            results.topology.kind,
+        ));
     }
 
     // What the kernel copied per mode.
@@ -83,6 +88,7 @@ pub(super) fn answers(results: &Results, a: &Inputs<'_>) -> Vec<Answer> {
             out.push(claims::zero_copy_claim_answer(
                 zc,
                 &claims::completions(groups, spec.mode),
+                results.topology.kind,
             ));
         }
     }

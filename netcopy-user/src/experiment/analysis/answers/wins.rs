@@ -15,6 +15,7 @@ use crate::{
         format::{num, with_interval},
         groups::{find_group, sizes_of, Group, Stat, MIN_REPEATS_TO_DECIDE},
     },
+    experiment::results::TopologyKind,
     util::units::format_size,
     workload::modes::{Mode, ModeSpec},
 };
@@ -149,7 +150,12 @@ pub(super) fn which_mode_wins(a: &Inputs<'_>, threads: usize) -> Answer {
 }
 
 /// Does a mode that claims no copy cost less CPU per byte than the modes it challenges?
-pub(super) fn zero_copy_cpu_answer(a: &Inputs<'_>, spec: &ModeSpec, threads: usize) -> Answer {
+pub(super) fn zero_copy_cpu_answer(
+    a: &Inputs<'_>,
+    spec: &ModeSpec,
+    threads: usize,
+    topology: TopologyKind,
+) -> Answer {
     let groups = a.groups;
     let cpu = a.cpu_metric;
     let cpu_of = move |g: &Group| cpu.of(g);
@@ -204,12 +210,17 @@ pub(super) fn zero_copy_cpu_answer(a: &Inputs<'_>, spec: &ModeSpec, threads: usi
         (Some((d, src)), Some(c)) if d > 0.0 => format!(
             " The reason is in the copy sites: at {} the kernel copied {} B per message of \
              {} B after the send (deferred_copy, {}), and {copied} of {completed} \
-             completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: on loopback the copy is \
+             completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: {} the copy is \
              moved, not removed.",
             format_size(c.size),
             num(d),
             c.size,
-            src.name()
+            src.name(),
+            match topology {
+                TopologyKind::Loopback => "on loopback",
+                TopologyKind::Netns => "across two namespaces of one kernel",
+                TopologyKind::Remote => "between these two hosts",
+            }
         ),
         (Some((d, src)), Some(c)) => format!(
             " At {} the deferred copy was {} B per message ({}).",

@@ -12,7 +12,7 @@ use crate::{
     },
     experiment::output::{csv::CSV_FILE, plots},
     experiment::placement::cpu_list_text,
-    experiment::results::Results,
+    experiment::results::{Results, TopologyKind},
     util::units::format_size,
 };
 
@@ -93,7 +93,7 @@ pub(super) fn latency_section(o: &mut String, a: &Analysis) {
 }
 
 /// The machine's own round-trip floor, and what it says about the latencies above.
-pub(super) fn floor_section(o: &mut String, a: &Analysis) {
+pub(super) fn floor_section(o: &mut String, r: &Results, a: &Analysis) {
     let _ = writeln!(
         o,
         "## The machine's floor: a round trip with no mode involved\n"
@@ -114,6 +114,14 @@ pub(super) fn floor_section(o: &mut String, a: &Analysis) {
          verification is involved: what it costs, no mode can remove from a round trip.\n",
         num(f.seconds)
     );
+    if r.topology.kind != TopologyKind::Loopback {
+        let _ = writeln!(
+            o,
+            "The floor is this host's loopback, not the path between the ends of this run's \
+             cells ({}): it bounds what this machine adds, not what that path costs.\n",
+            cell(&r.topology.text())
+        );
+    }
     let _ = writeln!(
         o,
         "| placement | CPUs | round trips | p50 (us) | p99 (us) |"

@@ -38,7 +38,7 @@ pub(super) fn render_report(results: &Results, a: &Analysis) -> String {
     setup::verification_section(&mut o, results);
     figures::throughput_section(&mut o, a);
     figures::latency_section(&mut o, a);
-    figures::floor_section(&mut o, a);
+    figures::floor_section(&mut o, results, a);
     figures::cpu_section(&mut o, results, a);
     figures::cache_misses_section(&mut o, a);
     figures::copies_section(&mut o, a);

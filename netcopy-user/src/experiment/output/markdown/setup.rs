@@ -10,7 +10,7 @@ use super::text::cell;
 use crate::{
     experiment::analysis::num,
     experiment::placement::Placement,
-    experiment::results::Results,
+    experiment::results::{Results, TopologyKind},
     util::{time::rfc3339, units::format_size},
 };
 
@@ -35,6 +35,17 @@ pub(super) fn machine_section(o: &mut String, r: &Results) {
             format!("unavailable: {}", cell(&m.perf_hw_reason))
         }
     );
+    let _ = writeln!(o, "| topology | {} |", cell(&r.topology.text()));
+    if let Some(agent) = &r.topology.agent {
+        let _ = writeln!(
+            o,
+            "| sender's host | {}, kernel {}, behind netcopy agent at {}: the server's copies, \
+             CPU time and counters were counted there, the client's here |",
+            cell(&agent.hostname),
+            cell(&agent.kernel),
+            cell(&agent.address)
+        );
+    }
     let _ = writeln!(o, "| started | {} |", unix_time(r.started_at_unix));
     let _ = writeln!(
         o,
@@ -88,9 +99,15 @@ pub(super) fn machine_section(o: &mut String, r: &Results) {
             "every cell of one mode after another (before schema 2)"
         }
     );
+    let remote = if r.topology.kind == TopologyKind::Remote {
+        " (--pin placed this host's processes only: the server ran on the agent's host, \
+         where its scheduler put it)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         o,
-        "| placement | --pin {}: {} |\n",
+        "| placement | --pin {}: {}{remote} |\n",
         c.pin,
         cell(&placement_text(r))
     );
@@ -120,7 +137,13 @@ fn phases_text(r: &Results) -> String {
         num(c.rr_seconds)
     ));
     if r.cells.iter().any(|c| c.trace_sample.is_some()) {
-        parts.push("and a short traced sample with a server of its own (not measured)".to_string());
+        parts.push(if r.topology.kind == TopologyKind::Remote {
+            "and a short traced sample with a server of its own (not measured; the client's \
+             calls only: the server ran on the agent's host)"
+                .to_string()
+        } else {
+            "and a short traced sample with a server of its own (not measured)".to_string()
+        });
     }
     parts.join("; ")
 }

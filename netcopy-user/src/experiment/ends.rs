@@ -1,6 +1,8 @@
-//! Where the two ends of a verification run: the sender (a `netcopy server`) and the
-//! receiver (this process's client), on one kernel over loopback, in two namespaces of
-//! this kernel joined by veth, or on two hosts with an agent on the sender's.
+//! Where the two ends of a verification or a sweep cell run: the sender (a `netcopy
+//! server`) and the receiver (this process's client), on one kernel over loopback, in two
+//! namespaces of this kernel joined by veth, or on two hosts with an agent on the
+//! sender's. Each phase's sender is counted where it runs: by this host's probes and perf
+//! counters on one kernel, by the agent's on two hosts.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -10,8 +12,10 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::{
+    experiment::results::{AgentRecord, TopologyKind, TopologyRecord},
     kernel::{
         path::{PacketTap, PathFacts},
+        perf::{CounterReadings, ProcessCounters},
         CopyCounts, CopyProbes,
     },
     ledger::{
@@ -42,7 +46,7 @@ pub enum Topology {
     },
 }
 
-/// The ends, set up for a verification.
+/// The ends, set up for a verification or a sweep.
 pub enum Ends {
     Loopback,
     Netns(NetnsPair),
@@ -54,12 +58,16 @@ pub struct SenderEnd {
     pub side: Option<KernelSide>,
     pub sender: SenderStats,
     pub path: PathFacts,
+    /// The server process's perf counters over the phase, read where it ran (None from an
+    /// agent that sent none).
+    pub counters: Option<CounterReadings>,
 }
 
 /// One phase's sender, running.
 pub enum Phase {
     Local {
         server: ServerProcess,
+        counters: Box<ProcessCounters>,
         path: PathFacts,
         _tap: Option<PacketTap>,
     },
@@ -78,6 +86,40 @@ impl Ends {
                 Ends::Remote(connect_waiting(addr, token, *wait)?)
             }
         })
+    }
+
+    pub fn kind(&self) -> TopologyKind {
+        match self {
+            Ends::Loopback => TopologyKind::Loopback,
+            Ends::Netns(..) => TopologyKind::Netns,
+            Ends::Remote(_) => TopologyKind::Remote,
+        }
+    }
+
+    /// What results.json says about where the ends ran.
+    pub fn record(&self) -> TopologyRecord {
+        TopologyRecord {
+            kind: self.kind(),
+            description: self.describe(),
+            agent: match self {
+                Ends::Remote(c) => Some(AgentRecord {
+                    address: c.agent_addr.to_string(),
+                    hostname: c.host.hostname.clone(),
+                    kernel: c.host.kernel.clone(),
+                    plan: c.host.plan.clone(),
+                }),
+                _ => None,
+            },
+        }
+    }
+
+    /// Ends the ends: on two hosts, the session with the agent, politely (the agent then
+    /// serves its next controller); the namespaces go when dropped.
+    pub fn close(self) -> Result<()> {
+        match self {
+            Ends::Remote(controller) => controller.bye(),
+            _ => Ok(()),
+        }
     }
 
     /// One line for the report: where the ends ran.
@@ -140,6 +182,9 @@ impl Ends {
             }
         };
         probes.watch_process(server.pid(), SERVER_SLOT, false)?;
+        // From before the client connects to after the server stopped, as the agent does.
+        let mut counters = Box::new(ProcessCounters::open(server.pid(), true));
+        counters.enable();
         // The path, and the tap, as the sender's namespace sees them.
         let _inside = netns.map(|ns| ns.enter()).transpose()?;
         let tap = if packet_tap {
@@ -157,6 +202,7 @@ impl Ends {
         let path = PathFacts::read(local, peer);
         Ok(Phase::Local {
             server,
+            counters,
             path,
             _tap: tap,
         })
@@ -180,16 +226,27 @@ impl Ends {
                     side: Some(report.side),
                     sender: report.sender,
                     path: report.path,
+                    counters: report.counters,
                 })
             }
-            (_, Phase::Local { server, path, _tap }) => {
+            (
+                _,
+                Phase::Local {
+                    server,
+                    mut counters,
+                    path,
+                    _tap,
+                },
+            ) => {
                 let pid = server.pid();
                 let totals = server.stop();
+                counters.disable();
                 let _ = probes.unwatch_process(pid);
                 Ok(SenderEnd {
                     side: None,
                     sender: totals?.total.sender,
                     path,
+                    counters: Some(counters.read()),
                 })
             }
             _ => bail!("a remote phase cannot end on a local topology"),
@@ -227,6 +284,14 @@ impl Ends {
 }
 
 impl Phase {
+    /// The server's process when it runs on this host (to pin it).
+    pub fn local_pid(&self) -> Option<u32> {
+        match self {
+            Phase::Local { server, .. } => Some(server.pid()),
+            Phase::Remote { .. } => None,
+        }
+    }
+
     /// Where the client connects.
     pub fn addr(&self) -> String {
         match self {
