@@ -550,4 +550,18 @@ mod tests {
         let e = parse_results("{\"schema_version\": 0}").unwrap_err();
         assert!(format!("{e:#}").contains("reads schema_version 1 to"));
     }
+
+    #[test]
+    fn bytes_are_bounded_and_utf8_before_they_are_parsed() {
+        let e = parse_results_bytes(b"{\"schema_version\": \xff}").unwrap_err();
+        assert!(format!("{e:#}").contains("not UTF-8"), "{e:#}");
+        let huge = vec![b' '; MAX_RESULTS_BYTES as usize + 1];
+        let e = parse_results_bytes(&huge).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("larger than the 256 MiB"),
+            "{e:#}"
+        );
+        let e = parse_results_bytes(b"{\"schema_version\": 999}").unwrap_err();
+        assert!(format!("{e:#}").contains("unsupported schema_version 999"));
+    }
 }
