@@ -551,6 +551,23 @@ mod tests {
         assert!(format!("{e:#}").contains("reads schema_version 1 to"));
     }
 
+    /// Found by the results_json fuzz target: a figure such as a latency mean of
+    /// 18.919230153647074 came back from results.json as 18.91923015364707 (the parser's
+    /// default float reading is off by one ULP for some numbers), so that rewriting a
+    /// loaded file changed its figures.
+    #[test]
+    fn figures_survive_a_load_and_a_write_to_the_last_digit() {
+        let golden = include_str!("../../tests/fixtures/report-golden/results.json");
+        let mut doc: serde_json::Value = serde_json::from_str(golden).unwrap();
+        doc["cells"][0]["latency"]["latency_us"]["mean"] = serde_json::json!(18.919230153647074);
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        assert!(text.contains("18.919230153647074"));
+        let written = serde_json::to_string_pretty(&parse_results(&text).unwrap()).unwrap();
+        assert!(written.contains("\"mean\": 18.919230153647074"));
+        let again = serde_json::to_string_pretty(&parse_results(&written).unwrap()).unwrap();
+        assert_eq!(written, again);
+    }
+
     #[test]
     fn bytes_are_bounded_and_utf8_before_they_are_parsed() {
         let e = parse_results_bytes(b"{\"schema_version\": \xff}").unwrap_err();
