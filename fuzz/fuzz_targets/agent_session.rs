@@ -54,6 +54,7 @@ impl Phases for ScorePhases {
             hostname: "fuzz".into(),
             kernel: "0".into(),
             plan: serde_json::json!({"events": []}),
+            modes: Vec::new(),
         }
     }
     fn start(

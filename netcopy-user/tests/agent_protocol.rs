@@ -13,19 +13,25 @@ use std::{
 };
 
 use netcopy::{
+    experiment::ends::Ends,
+    ledger::{ModeLedger, Verdict},
     remote::{
         agent::{serve, AgentOptions, Phases, SessionEnd},
         auth::{Challenge, Role, Token},
         controller::Controller,
         frame::{read_frame, write_frame},
         messages::{
-            AgentMessage, ControllerMessage, ErrorCode, HostInfo, PhaseRequest, PROTOCOL_VERSION,
+            AgentMessage, ControllerMessage, ErrorCode, HostInfo, ModeSupport, PhaseRequest,
+            PROTOCOL_VERSION,
         },
     },
     workload::modes::Mode,
 };
 
 const SECRET: &str = "a test token of enough length";
+/// The mode the fake agent's kernel cannot run, and why.
+const REFUSED: Mode = Mode::IoUringZc;
+const REFUSED_WHY: &str = "this fake kernel's io_uring has no IORING_OP_SENDMSG_ZC";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -41,6 +47,14 @@ impl Phases for FakePhases {
             hostname: "fake".into(),
             kernel: "0.0".into(),
             plan: serde_json::json!({"events": []}),
+            // The kernel of this fake runs every mode but one.
+            modes: Mode::ALL
+                .iter()
+                .map(|&mode| ModeSupport {
+                    mode,
+                    unsupported: (mode == REFUSED).then(|| REFUSED_WHY.to_string()),
+                })
+                .collect(),
         }
     }
     fn start(
@@ -114,7 +128,10 @@ impl Agent {
 
     /// Waits until `n` sessions have ended and returns their ends.
     fn ends(&self, n: usize) -> Vec<SessionEnd> {
-        for _ in 0..500 {
+        // A bound against a hang only (it was 5 s, which a loaded machine can need): the
+        // sessions' ends come from the agent's own timeouts, not from this wait.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             let ends = self.ends.lock().unwrap().clone();
             if ends.len() >= n {
                 return ends;
@@ -465,4 +482,96 @@ fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads(
     };
     assert!(r.counters.is_none());
     assert_eq!(r.side, report.side);
+}
+
+#[test]
+fn a_mode_the_agents_kernel_cannot_run_is_a_value_not_a_failure() {
+    let agent = Agent::start(TIMEOUT);
+    let c = Controller::connect(&agent.addr, &token(), TIMEOUT).unwrap();
+    // Welcome says which modes the agent's kernel runs, and why not the others.
+    assert_eq!(c.host.modes.len(), Mode::ALL.len());
+    assert_eq!(c.host.runs(REFUSED), Err(REFUSED_WHY.to_string()));
+    assert_eq!(c.host.runs(Mode::ZeroCopy), Ok(()));
+    // What verify and run ask before a phase: the agent's kernel, not this one, decides,
+    // and its answer becomes the `unsupported` ledger they record and go on from.
+    let mut ends = Ends::Remote(c);
+    let (kernel, why) = ends.runs(REFUSED).unwrap_err();
+    assert_eq!(kernel, "the agent's kernel");
+    let ledger = ModeLedger::unsupported(REFUSED, kernel, &why);
+    assert_eq!(ledger.verdict, Verdict::Unsupported);
+    assert_eq!(
+        ledger.findings,
+        [format!(
+            "not supported by the agent's kernel: {REFUSED_WHY}"
+        )]
+    );
+    assert_eq!(ends.runs(Mode::OneCopy), Ok(()));
+    // The session goes on: the next mode runs.
+    let Ends::Remote(c) = &mut ends else {
+        unreachable!()
+    };
+    let (phase, _) = c.start_phase(&request(Mode::OneCopy)).unwrap();
+    assert_eq!(c.end_phase::<u64>(phase).unwrap(), 42);
+    ends.close().unwrap();
+    assert_eq!(agent.log(), ["start one-copy", "end"]);
+    assert_eq!(agent.ends(1), [SessionEnd::Bye]);
+}
+
+#[test]
+fn a_phase_of_a_mode_the_agents_kernel_cannot_run_is_refused_before_any_server_starts() {
+    let agent = Agent::start(TIMEOUT);
+    let mut raw = Raw::connect(&agent.addr);
+    let ours = raw.hello();
+    let theirs = Challenge::fresh().unwrap();
+    raw.send(&ControllerMessage::Auth {
+        protocol: PROTOCOL_VERSION,
+        challenge: theirs.to_hex(),
+        proof: token().prove(Role::Controller, &ours, &theirs),
+    });
+    match raw.receive() {
+        AgentMessage::Welcome { host, .. } => {
+            let listed = host.modes.iter().find(|m| m.mode == REFUSED).unwrap();
+            assert_eq!(listed.unsupported.as_deref(), Some(REFUSED_WHY));
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    raw.send(&ControllerMessage::StartPhase(request(REFUSED)));
+    let message = raw.expect_error(ErrorCode::Unsupported);
+    assert_eq!(
+        message,
+        format!("io-uring-zc is not supported by this agent's kernel: {REFUSED_WHY}")
+    );
+    // No phase runs: another mode starts at once, and ends as phase 1.
+    raw.send(&ControllerMessage::StartPhase(request(Mode::TwoCopy)));
+    assert!(matches!(
+        raw.receive(),
+        AgentMessage::PhaseStarted { phase: 1, .. }
+    ));
+    raw.send(&ControllerMessage::EndPhase { phase: 1 });
+    assert!(matches!(
+        raw.receive(),
+        AgentMessage::PhaseReport { phase: 1, .. }
+    ));
+    raw.send(&ControllerMessage::Bye);
+    assert!(matches!(raw.receive(), AgentMessage::Bye));
+    assert_eq!(agent.log(), ["start two-copy", "end"]);
+    assert_eq!(agent.ends(1), [SessionEnd::Bye]);
+}
+
+#[test]
+fn a_mode_missing_from_the_agents_list_is_one_it_cannot_run() {
+    let host = HostInfo {
+        hostname: "old".into(),
+        kernel: "0.0".into(),
+        plan: serde_json::Value::Null,
+        modes: vec![ModeSupport {
+            mode: Mode::TwoCopy,
+            unsupported: None,
+        }],
+    };
+    assert_eq!(host.runs(Mode::TwoCopy), Ok(()));
+    assert_eq!(
+        host.runs(Mode::Splice),
+        Err("old's netcopy has no splice mode".to_string())
+    );
 }

@@ -19,7 +19,11 @@ fn a_sender_and_a_receiver_talk_across_the_veth_and_nothing_is_left() {
         return;
     }
     let _serial = common::serial();
-    let pair = NetnsPair::create(&NetnsOptions { mtu: Some(9000) }).expect("create the pair");
+    let pair = NetnsPair::create(&NetnsOptions {
+        mtu: Some(9000),
+        tag: None,
+    })
+    .expect("create the pair");
     assert!(pair.describe().contains("MTU 9000"), "{}", pair.describe());
     let names = netns::existing();
     assert!(names.contains(&pair.sender.name().to_string()), "{names:?}");

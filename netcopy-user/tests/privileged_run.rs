@@ -44,8 +44,10 @@ fn quick_sweep_writes_every_cell_and_every_output() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("client disconnected"), "{stderr}");
     let json = results(&dir);
-    assert_eq!(json["schema_version"], 3);
+    assert_eq!(json["schema_version"], 4);
     assert_eq!(json["complete"], true);
+    // The default receive mechanism alone: every cell received with recv().
+    assert_eq!(json["config"]["recv"], serde_json::json!(["copy"]));
     assert_eq!(json["interrupted"], false);
     let config = &json["config"];
     let expected_cells = config["modes"].as_array().unwrap().len()
@@ -54,6 +56,7 @@ fn quick_sweep_writes_every_cell_and_every_output() {
         * config["repeat"].as_u64().unwrap() as usize;
     let cells = json["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), expected_cells);
+    assert!(cells.iter().all(|c| c["recv"] == "copy"));
     // The default takes 3 repeats, run round-robin across the modes of each point.
     let repeats = config["repeat"].as_u64().unwrap();
     assert_eq!(repeats, 3);
@@ -195,4 +198,75 @@ fn interrupted_run_leaves_valid_results() {
     let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
     assert!(report.to_lowercase().contains("interrupted"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--recv copy,zerocopy`: both mechanisms in every point, each cell saying which; the
+/// zerocopy cells say what the kernel mapped (behind one-copy: nothing, every byte copied
+/// and seen at the receive copy site), and the report sets the two side by side.
+#[test]
+fn a_sweep_of_both_receive_mechanisms_records_and_reports_each() {
+    if !common::privileged("a_sweep_of_both_receive_mechanisms_records_and_reports_each") {
+        return;
+    }
+    let _serial = common::serial();
+    let dir = temp_dir("recv");
+    let out = Command::new(env!("CARGO_BIN_EXE_netcopy"))
+        .args([
+            "run",
+            "--modes",
+            "one-copy",
+            "--recv",
+            "copy,zerocopy",
+            "--sizes",
+            "64K",
+            "--threads",
+            "1",
+            "--duration",
+            "200ms",
+            "--repeat",
+            "2",
+            "--no-trace",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run netcopy run --recv copy,zerocopy");
+    assert!(
+        out.status.success(),
+        "netcopy run --recv copy,zerocopy failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = results(&dir);
+    assert_eq!(
+        json["config"]["recv"],
+        serde_json::json!(["copy", "zerocopy"])
+    );
+    let cells = json["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 4);
+    let zerocopy: Vec<&Value> = cells.iter().filter(|c| c["recv"] == "zerocopy").collect();
+    assert_eq!(zerocopy.len(), 2);
+    for c in zerocopy {
+        let z = &c["zerocopy_receive"];
+        assert_eq!(z["mapped_bytes"], 0, "{z}");
+        let copied = z["copybuf_bytes"].as_u64().unwrap() + z["skip_hint_bytes"].as_u64().unwrap();
+        assert!(
+            copied >= c["stream"]["payload_bytes"].as_u64().unwrap(),
+            "{c}"
+        );
+        assert_eq!(c["copies"]["recv_mapped"]["bytes"], 0);
+    }
+    let ledgers = json["verification"].as_array().unwrap();
+    let receivers: Vec<&Value> = ledgers
+        .iter()
+        .map(|l| &l["receiver"]["mechanism"])
+        .collect();
+    assert_eq!(receivers, ["copy", "zerocopy"]);
+    assert_eq!(ledgers[1]["verdict"], "degraded");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| one-copy | 65536 (64K) | zerocopy (n=2) | 1.00"),
+        "{md}"
+    );
+    assert!(dir.join("receive_cost_vs_size.svg").is_file());
 }

@@ -20,8 +20,8 @@ use netcopy::{
         TopologyKind, TopologyRecord, ZeroCopyFigures, SCHEMA_VERSION,
     },
     kernel::perf::{CounterKind, CounterReadings, CounterValue},
-    ledger::{FigureSource, ModeLedger, SiteFigure, Verdict, Workload},
-    workload::client::{LatencyKind, LatencySummary},
+    ledger::{FigureSource, ModeLedger, ReceiverStats, SiteFigure, Verdict, Workload},
+    workload::client::{LatencyKind, LatencySummary, ReceiveMechanism},
     workload::modes::Mode,
 };
 
@@ -216,6 +216,8 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
     let p50 = (8.0 + size as f64 / 2000.0 * (1.0 + threads as f64 / 4.0)) * mode_factor;
     Cell {
         mode,
+        recv: ReceiveMechanism::Copy,
+        zerocopy_receive: None,
         size,
         threads,
         repeat,
@@ -257,6 +259,8 @@ fn cell(mode: Mode, size: u64, threads: usize, repeat: u32) -> Cell {
                 copied_sends: msgs,
                 copied_bytes: wire,
                 enobufs_retries: 0,
+                unsent_sends: 0,
+                unsent_copied_sends: 0,
             }
         } else {
             ZeroCopyFigures::default()
@@ -338,6 +342,7 @@ fn ledger(mode: Mode) -> ModeLedger {
     );
     ModeLedger {
         mode,
+        receiver: ReceiverStats::default(),
         verdict: if zc {
             Verdict::Degraded
         } else {
@@ -404,6 +409,7 @@ fn synthetic_of(modes: &[Mode]) -> Results {
             quick: false,
             pin: PinRequest::Auto,
             interleaved: true,
+            recv: vec![ReceiveMechanism::Copy],
         },
         plan: PlanRecord {
             events: vec![
@@ -703,6 +709,7 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
         "cpu_per_byte_vs_size.svg",
         "cache_misses_vs_size.svg",
         "copies_per_message.svg",
+        "receive_cost_vs_size.svg",
     ] {
         assert!(dir.0.join(f).is_file(), "{f} missing");
         assert!(stdout.contains(f), "{f} not listed in {stdout}");
@@ -989,6 +996,171 @@ fn interrupted_run_still_reports() {
     ] {
         svg_doc(&dir.0, f);
     }
+}
+
+/// Timed cells whose client closed with sends still queued: the completions of sends
+/// that never left the socket are counted apart in the finding and the answer.
+#[test]
+fn completions_of_sends_that_never_left_the_socket_are_counted_apart() {
+    let mut results = synthetic();
+    for c in results
+        .cells
+        .iter_mut()
+        .filter(|c| c.mode == Mode::ZeroCopy)
+    {
+        // Of the cell's completions, 3 were of sends freed unsent: 1 in a range flagged
+        // with sent ones, 2 not flagged. Every send that left was flagged.
+        c.zerocopy.unsent_sends = 3;
+        c.zerocopy.unsent_copied_sends = 1;
+        c.zerocopy.copied_sends = c.zerocopy.completed_sends - 2;
+    }
+    let zc: Vec<_> = results
+        .cells
+        .iter()
+        .filter(|c| c.mode == Mode::ZeroCopy)
+        .map(|c| c.zerocopy.clone())
+        .collect();
+    let completed: u64 = zc.iter().map(|z| z.completed_sends).sum();
+    let copied: u64 = zc.iter().map(|z| z.copied_sends).sum();
+    let unsent = 3 * zc.len() as u64;
+    let sent = completed - unsent;
+    let dir = TempDir::new("unsent");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "{copied} of {completed} completions (completed MSG_ZEROCOPY sends"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "{unsent} of the completions were of sends that never left the socket (the kernel \
+             freed them unsent when the client stopped reading and closed, so they say \
+             nothing of the path): {sent} of the {sent} sends that left were flagged"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains("groups every completion of a send that left the socket was flagged"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "{sent} of the {sent} completions of sends that left the socket ({unsent} more \
+             were of sends the kernel freed unsent when the client stopped reading and \
+             closed, {} of those in ranges flagged with sent ones)",
+            zc.len()
+        )),
+        "{md}"
+    );
+}
+
+/// results.csv says where each cell ran and which host counted each copy figure.
+#[test]
+fn csv_names_each_cells_topology_and_the_host_that_counted() {
+    let mut results = synthetic();
+    let here = results.machine.hostname.clone();
+    results.cells[0].topology = TopologyKind::Remote;
+    results.cells[0]
+        .copies
+        .get_mut("kernel_send_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string()];
+    results.cells[0]
+        .copies
+        .get_mut("kernel_recv_copy")
+        .unwrap()
+        .counted_on = vec!["agent-host".to_string(), here.clone()];
+    results.cells[1].topology = TopologyKind::Netns;
+    let dir = TempDir::new("csv-topology");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let col = |name: &str| csv[0].iter().position(|h| h == name).expect(name);
+    let (topology, send, recv) = (
+        col("topology"),
+        col("kernel_send_copy_counted_on"),
+        col("kernel_recv_copy_counted_on"),
+    );
+    assert_eq!(csv[1][topology], "remote");
+    assert_eq!(csv[1][send], "agent-host");
+    assert_eq!(csv[1][recv], format!("agent-host+{here}"));
+    assert_eq!(csv[2][topology], "netns");
+    // A figure that names no host was counted on the run's own.
+    assert_eq!(csv[2][send], here);
+    assert!(csv[3..].iter().all(|row| row[topology] == "loopback"));
+}
+
+/// A run that swept both receive mechanisms: its report sets them side by side, per mode
+/// and size, with what the kernel copied and mapped and what each cost, decided or not;
+/// the modes' own tables keep to the copy cells.
+#[test]
+fn both_receive_mechanisms_are_reported_side_by_side() {
+    use netcopy::workload::client::ZeroCopyReceiveFigures;
+    let mut results = synthetic_of(&[Mode::OneCopy, Mode::ZeroCopy]);
+    results.config.recv = vec![ReceiveMechanism::Copy, ReceiveMechanism::ZeroCopy];
+    let copies: Vec<Cell> = results.cells.clone();
+    for c in copies {
+        let mut z = c.clone();
+        z.recv = ReceiveMechanism::ZeroCopy;
+        let payload = z.stream.payload_bytes;
+        // Behind zero-copy 3/4 of the bytes mapped, behind one-copy none; the client's CPU
+        // time halves where pages were mapped.
+        let mapped = if z.mode == Mode::ZeroCopy {
+            payload / 4 * 3
+        } else {
+            0
+        };
+        z.zerocopy_receive = Some(ZeroCopyReceiveFigures {
+            mapped_bytes: mapped,
+            copybuf_bytes: payload - mapped,
+            ..Default::default()
+        });
+        let recv = z.copies.get_mut("kernel_recv_copy").unwrap();
+        recv.bytes = Some(payload - mapped);
+        if mapped > 0 {
+            z.cpu.client_cpu_ns = z.cpu.client_cpu_ns.map(|ns| ns / 2);
+        }
+        results.cells.push(z);
+    }
+    let dir = TempDir::new("recv");
+    write_results(&dir.0, &results);
+    ok(&report(&dir.0));
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    let section = md
+        .split("## Receive mechanisms: what the kernel copied and what it cost")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no receive section: {md}"));
+    let section = section.split("\n## ").next().unwrap();
+    assert!(
+        section.contains("| zero-copy | 65536 (64K) | zerocopy (n=3) | 0.250"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| zero-copy | 65536 (64K) | copy (n=3) |"),
+        "{section}"
+    );
+    assert!(section.contains("lower (decided)"), "{section}");
+    assert!(
+        section.contains("Behind one-copy, zero-copy receive mapped 0.0-0.0 %"),
+        "{section}"
+    );
+    assert!(section.contains("compound pages"), "{section}");
+    assert!(md.contains("zero-copy receive behind zero-copy: the kernel mapped 75.0-75.0 %"));
+    let svg = svg_doc(&dir.0, "receive_cost_vs_size.svg");
+    assert!(svg.contains("zero-copy / recv zerocopy"), "{svg}");
+    assert!(svg.contains("one-copy / recv copy"), "{svg}");
+    let csv = parse_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let recv_col = csv[0].iter().position(|h| h == "recv").unwrap();
+    let zerocopy_rows = csv[1..]
+        .iter()
+        .filter(|row| row[recv_col] == "zerocopy")
+        .count();
+    assert_eq!(zerocopy_rows, csv.len() / 2);
+    // The modes' throughput table holds the copy cells only: 3 repeats, not 6.
+    assert!(!md.contains("(n=6)"));
 }
 
 #[test]
@@ -1343,7 +1515,7 @@ fn odd_shapes_never_panic_and_stay_well_formed() {
         let dir = TempDir::new(name);
         let written = netcopy::experiment::output::write_outputs(&dir.0, &results)
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert_eq!(written.len(), 8, "{name}");
+        assert_eq!(written.len(), 9, "{name}");
         for p in &written {
             if p.extension().is_some_and(|e| e == "svg") {
                 let text = std::fs::read_to_string(p).unwrap();

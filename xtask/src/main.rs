@@ -7,6 +7,7 @@ mod build;
 mod fuzz;
 mod lint;
 mod run;
+mod soak;
 mod testing;
 mod toolchain;
 mod vm;
@@ -47,6 +48,13 @@ enum Command {
     Lint,
     /// Build, then run unit tests, privileged integration tests and the VM test.
     Test(testing::TestArgs),
+    /// Soak every mode's server under churn (well-formed, quitting, slow and garbage
+    /// clients on loopback) and check that RSS, open fds and threads stay flat: after the
+    /// warm-up, the last half's max <= the first half's max + slack (RSS 8 MiB; threads 7
+    /// and fds 35, what the churn's at most 7 open connections may hold in the server);
+    /// after the churn, fds and threads back to their idle values; every well-formed
+    /// client verified its data. See RELIABILITY.md.
+    Soak(soak::SoakArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
     VmTest(vm::VmTestArgs),
     /// Run the cargo-fuzz targets in fuzz/ (needs the nightly toolchain; installs
@@ -77,6 +85,7 @@ fn main() -> ExitCode {
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
         Command::Fuzz(args) => fuzz::fuzz(&args),
+        Command::Soak(args) => soak::soak(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

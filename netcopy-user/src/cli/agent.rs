@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::{
     kernel::CopyProbes,
     remote::{
-        agent::{serve, AgentOptions, SessionEnd},
+        agent::{serve, AgentOptions, Phases, SessionEnd},
         auth::Token,
         phases::AgentPhases,
     },
@@ -51,6 +51,15 @@ pub fn run(args: &AgentArgs) -> Result<ExitCode> {
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
     let probes = CopyProbes::load()?;
     let phases = AgentPhases::new(probes)?;
+    // What the controllers will be told: their runs report these modes as unsupported.
+    for m in &phases.host().modes {
+        if let Some(why) = &m.unsupported {
+            eprintln!(
+                "netcopy agent: {} is not supported by this kernel: {why}",
+                m.mode
+            );
+        }
+    }
     eprintln!("netcopy agent: listening on {local}");
     let options = AgentOptions {
         idle_timeout: args.idle_timeout,

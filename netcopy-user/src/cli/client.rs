@@ -9,7 +9,8 @@ use std::{
 use crate::{
     util::units::{duration_arg, size_arg},
     workload::client::{
-        report_text, run_client, ClientConfig, Pattern, RunLimit, Verification, MAX_THREADS,
+        report_text, run_client, ClientConfig, Pattern, ReceiveMechanism, RunLimit, Verification,
+        MAX_THREADS,
     },
 };
 
@@ -45,6 +46,11 @@ pub struct ClientArgs {
     /// stamps only (the receive work of iperf3, for like-for-like throughput).
     #[arg(long, value_enum, default_value_t = Verification::Full)]
     verify: Verification,
+    /// copy: recv() into the client's buffer; zerocopy: getsockopt(TCP_ZEROCOPY_RECEIVE)
+    /// on a mapping of the socket, the kernel copying only what it cannot map (the
+    /// report says how many bytes were mapped and how many copied, per connection).
+    #[arg(long, value_enum, default_value_t = ReceiveMechanism::Copy)]
+    recv: ReceiveMechanism,
 }
 
 impl ClientArgs {
@@ -63,6 +69,7 @@ impl ClientArgs {
             pattern: self.pattern,
             io_timeout: self.io_timeout,
             verification: self.verify,
+            recv: self.recv,
             progress: None,
             stop: None,
         }

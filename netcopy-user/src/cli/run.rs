@@ -25,6 +25,7 @@ use crate::{
         sys, time,
         units::{duration_arg, format_size, size_arg},
     },
+    workload::client::ReceiveMechanism,
     workload::message::FieldLayout,
     workload::modes::{default_sweep_names, Mode},
     workload::server::stop_exit_code,
@@ -94,6 +95,11 @@ pub struct RunArgs {
     /// Do not record a syscall trace sample per cell.
     #[arg(long)]
     no_trace: bool,
+    /// Receive mechanisms, comma-separated: copy (recv) and/or zerocopy
+    /// (getsockopt(TCP_ZEROCOPY_RECEIVE) on a mapping of the socket). Each is an axis of
+    /// the sweep, taking its turns round-robin with the modes.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "copy")]
+    recv: Vec<ReceiveMechanism>,
     #[command(flatten)]
     ends: TopologyArgs,
 }
@@ -135,6 +141,12 @@ impl RunArgs {
             quick: self.quick,
             pin: self.pin.clone(),
             interleaved: true,
+            recv: {
+                let mut recv = self.recv.clone();
+                recv.sort();
+                recv.dedup();
+                recv
+            },
         }
     }
 }

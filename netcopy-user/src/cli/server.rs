@@ -30,15 +30,26 @@ pub struct ServerArgs {
     max_size: u64,
     /// Most connections served at once (one thread each); one more is answered with
     /// status busy and closed.
+    ///
+    /// Memory: a connection holds at most 2 MiB of message buffers (two 1 MiB pieces plus
+    /// headers) whatever size its client asks for: a message above 1 MiB is sent as 1 MiB
+    /// pieces, each 8 fields over the same reused buffers, with the same bytes on the wire.
+    /// The modes that lend the kernel their pages (MSG_ZEROCOPY, SENDMSG_ZC) hold their
+    /// in-flight slots instead, one piece each, until the kernel completes them: at most --zc-max-in-flight pieces and --zc-pool-bytes
+    /// (64 MiB at the defaults). The server's bound is that times N: 128 MiB at the
+    /// defaults (zero-copy modes: 4 GiB at the default pool; lower --zc-pool-bytes to
+    /// lower it).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "N")]
     max_connections: u64,
     /// Print exactly two JSON lines on stdout: `listening` at start, `totals` at the end.
     #[arg(long)]
     json: bool,
-    /// Zero-copy: most messages awaiting completion per connection.
+    /// Zero-copy: most messages awaiting completion per connection (1 MiB pieces, for
+    /// messages above 1 MiB).
     #[arg(long, default_value_t = 64, value_name = "N")]
     zc_max_in_flight: usize,
-    /// Zero-copy: most bytes of message slots per connection.
+    /// Zero-copy: most bytes of message slots per connection (a slot holds a message of
+    /// up to 1 MiB, or one 1 MiB piece of a larger one).
     #[arg(long, default_value = "64M", value_parser = size_arg, value_name = "SIZE")]
     zc_pool_bytes: u64,
     /// SO_SNDBUF of accepted sockets (testing partial writes).

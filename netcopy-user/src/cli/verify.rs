@@ -14,7 +14,7 @@ use crate::{
         LoadOptions,
     },
     util::{emit, units::size_arg},
-    workload::{modes::Mode, server::Interrupted},
+    workload::{client::ReceiveMechanism, modes::Mode, server::Interrupted},
 };
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +41,11 @@ pub struct VerifyArgs {
     /// what a running tcpdump does to zero-copy, on purpose.
     #[arg(long)]
     pub packet_tap: bool,
+    /// How the client receives: copy (recv) or zerocopy (getsockopt(TCP_ZEROCOPY_RECEIVE)
+    /// on a mapping of the socket). With --topology netns and zerocopy, the namespaces'
+    /// veth devices get MTU 4148 (one page per segment), and the report says so.
+    #[arg(long, value_enum, default_value_t = ReceiveMechanism::Copy)]
+    pub recv: ReceiveMechanism,
 }
 
 /// Runs `netcopy verify`. With `--json` a failure is a JSON object too, its cause in
@@ -69,6 +74,7 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
         },
         topology,
         packet_tap: args.packet_tap,
+        recv: args.recv,
     };
     let verification = verify::verify(&plan)?;
     if args.json {

@@ -13,7 +13,10 @@
 //! hosts), each cell's `topology` and zero-copy `causes`, and each copy figure's
 //! `counted_on`: a version 2 reader
 //! would show a two-host run's agent-counted figures as one loopback kernel's, so the
-//! version says it cannot read them. An older file reads as a loopback run.
+//! version says it cannot read them. An older file reads as a loopback run. 4 adds the
+//! receive mechanism: `config.recv`, each cell's `recv` and `zerocopy_receive`, each
+//! verification ledger's `receiver` (an older reader would take a zerocopy cell for a copy
+//! one); files before it read as received with recv() (copy).
 
 use std::{collections::BTreeMap, fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
@@ -26,12 +29,12 @@ use crate::{
     kernel::plan::AttachPlan,
     ledger::{causes::CopyCause, FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
-    workload::client::{LatencyKind, LatencySummary},
+    workload::client::{LatencyKind, LatencySummary, ReceiveMechanism, ZeroCopyReceiveFigures},
     workload::modes::Mode,
 };
 
 /// Bumped on any change a reader of an older file would misread.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// The oldest schema version this netcopy still reads.
 const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -233,6 +236,13 @@ pub struct RunConfig {
     /// before schema 2, where every mode's cells ran one after another.
     #[serde(default)]
     pub interleaved: bool,
+    /// `--recv`: the receive mechanisms swept (before: copy only).
+    #[serde(default = "copy_receive_only")]
+    pub recv: Vec<ReceiveMechanism>,
+}
+
+fn copy_receive_only() -> Vec<ReceiveMechanism> {
+    vec![ReceiveMechanism::Copy]
 }
 
 /// Which kind of ends a cell ran on, as results.json records it.
@@ -338,6 +348,12 @@ impl From<&AttachPlan> for PlanRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cell {
     pub mode: Mode,
+    /// How the client received (before: copy).
+    #[serde(default)]
+    pub recv: ReceiveMechanism,
+    /// `--recv zerocopy`: what the kernel mapped and copied over the stream phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerocopy_receive: Option<ZeroCopyReceiveFigures>,
     pub size: u64,
     pub threads: usize,
     /// 0-based repetition index.
@@ -414,6 +430,26 @@ pub struct ZeroCopyFigures {
     pub copied_sends: u64,
     pub copied_bytes: u64,
     pub enobufs_retries: u64,
+    /// Completed sends that never left the sender's socket: freed undelivered when the
+    /// client stopped reading and closed (`SenderStats::unsent_sends`). Their
+    /// completions say nothing of the path; the sends that left are `completed_sends -
+    /// unsent_sends`, of which `copied_sends - unsent_copied_sends` were flagged copied.
+    /// Absent (0) before this field.
+    #[serde(default)]
+    pub unsent_sends: u64,
+    /// Of those, in notifications flagged copied (a range shared with sends that left).
+    #[serde(default)]
+    pub unsent_copied_sends: u64,
+}
+
+impl ZeroCopyFigures {
+    /// Sends that left the socket, and of them the ones flagged copied.
+    pub fn sent_and_copied(&self) -> (u64, u64) {
+        (
+            self.completed_sends.saturating_sub(self.unsent_sends),
+            self.copied_sends.saturating_sub(self.unsent_copied_sends),
+        )
+    }
 }
 
 /// CPU time and what it costs per byte.

@@ -40,11 +40,13 @@ use crate::{
     ledger::{
         self,
         causes::{explain, CopyCause, CopyEvidence},
-        Verdict, CLIENT_SLOT, SERVER_SLOT,
+        ReceiverStats, Verdict, CLIENT_SLOT, SERVER_SLOT,
     },
     trace::{self, SyscallTracer},
     util::units::format_size,
-    workload::client::{run_client, ClientConfig, ClientReport, Pattern, RunLimit},
+    workload::client::{
+        run_client, ClientConfig, ClientReport, Pattern, ReceiveMechanism, RunLimit,
+    },
     workload::modes::{Mode, SenderStats},
     workload::server::stop_flag_on_signals,
 };
@@ -71,21 +73,25 @@ const FLOOR_SECONDS: f64 = 0.2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct CellPlan {
     mode: Mode,
+    recv: ReceiveMechanism,
     size: u64,
     threads: usize,
     repeat: u32,
 }
 
-/// Every cell of `config` for `modes` (those of its modes this kernel runs), in the order
-/// they are measured (see the module docs).
-fn schedule(config: &RunConfig, modes: &[Mode]) -> Vec<CellPlan> {
+/// Every cell of `config` for `arms` (the (mode, receive mechanism) pairs this kernel
+/// runs), in the order they are measured (see the module docs: the receive mechanisms
+/// take their turns round-robin with the modes).
+fn schedule(config: &RunConfig, arms: &[(Mode, ReceiveMechanism)]) -> Vec<CellPlan> {
     let mut cells = Vec::new();
     for &size in &config.sizes {
         for &threads in &config.threads {
             for repeat in 0..config.repeat {
-                for k in 0..modes.len() {
+                for k in 0..arms.len() {
+                    let (mode, recv) = arms[(k + repeat as usize) % arms.len()];
                     cells.push(CellPlan {
-                        mode: modes[(k + repeat as usize) % modes.len()],
+                        mode,
+                        recv,
                         size,
                         threads,
                         repeat,
@@ -95,6 +101,21 @@ fn schedule(config: &RunConfig, modes: &[Mode]) -> Vec<CellPlan> {
         }
     }
     cells
+}
+
+/// The trace sample's directory name of a cell (copy receive keeps the older names).
+fn cell_label(plan: &CellPlan) -> String {
+    let recv = match plan.recv {
+        ReceiveMechanism::Copy => String::new(),
+        other => format!("-recv-{other}"),
+    };
+    format!(
+        "{}{recv}-{}-t{}-r{}",
+        plan.mode,
+        format_size(plan.size),
+        plan.threads,
+        plan.repeat + 1
+    )
 }
 
 /// Runs the sweep of `config` into `dir`, which exists: verification, the machine floor,
@@ -118,7 +139,14 @@ pub(crate) fn run_sweep(
         trace_ring_bytes: trace_samples.then_some(TRACE_RING_BYTES),
         ..LoadOptions::default()
     })?;
-    let mut ends = Ends::set_up(topology)?;
+    // Namespaces made for a sweep with zero-copy receive get its MTU, for every cell: the
+    // mechanisms are compared on one path (the topology line says so).
+    let recv_path = if config.recv.contains(&ReceiveMechanism::ZeroCopy) {
+        ReceiveMechanism::ZeroCopy
+    } else {
+        ReceiveMechanism::Copy
+    };
+    let mut ends = Ends::set_up(topology, recv_path)?;
     // --pin places the processes of this host only: the agent's server runs where its
     // host's scheduler puts it.
     let placement = &match ends {
@@ -158,27 +186,35 @@ pub(crate) fn run_sweep(
     eprintln!("{}", probes.plan().describe().trim_end());
 
     for &mode in &config.modes {
-        let ledger =
-            verify::verify_mode(&mut probes, &mut ends, mode, VERIFY_SIZE, VERIFY_MESSAGES)
-                .with_context(|| format!("verifying {mode}"))?;
-        match ledger.verdict {
-            Verdict::Unsupported => eprintln!(
-                "verify {mode}: {}; its cells are skipped",
-                ledger
-                    .findings
-                    .first()
-                    .map_or("not supported", |f| f.as_str())
-            ),
-            verdict => eprintln!(
-                "verify {mode}: {verdict:?}{}",
-                ledger
-                    .causes
-                    .iter()
-                    .map(|c| format!("; cause: {}", c.text()))
-                    .collect::<String>()
-            ),
+        for &recv in &config.recv {
+            let ledger = verify::verify_mode(
+                &mut probes,
+                &mut ends,
+                mode,
+                recv,
+                VERIFY_SIZE,
+                VERIFY_MESSAGES,
+            )
+            .with_context(|| format!("verifying {mode} (receive {recv})"))?;
+            match ledger.verdict {
+                Verdict::Unsupported => eprintln!(
+                    "verify {mode} (receive {recv}): {}; its cells are skipped",
+                    ledger
+                        .findings
+                        .first()
+                        .map_or("not supported", |f| f.as_str())
+                ),
+                verdict => eprintln!(
+                    "verify {mode} (receive {recv}): {verdict:?}{}",
+                    ledger
+                        .causes
+                        .iter()
+                        .map(|c| format!("; cause: {}", c.text()))
+                        .collect::<String>()
+                ),
+            }
+            results.verification.push(ledger);
         }
-        results.verification.push(ledger);
     }
     write_results(dir, &results)?;
 
@@ -197,11 +233,11 @@ pub(crate) fn run_sweep(
     write_results(dir, &results)?;
 
     // A mode this kernel cannot run has its verification say why, and no cells.
-    let measured: Vec<Mode> = results
+    let measured: Vec<(Mode, ReceiveMechanism)> = results
         .verification
         .iter()
         .filter(|l| l.verdict != Verdict::Unsupported)
-        .map(|l| l.mode)
+        .map(|l| (l.mode, l.receiver.mechanism))
         .collect();
     let cells = schedule(config, &measured);
     // One tracer for the whole run, paused except during each cell's trace sample.
@@ -216,6 +252,7 @@ pub(crate) fn run_sweep(
     for plan in cells {
         let CellPlan {
             mode,
+            recv,
             size,
             threads,
             repeat,
@@ -225,17 +262,11 @@ pub(crate) fn run_sweep(
             break;
         }
         bar.set_message(format!(
-            "{mode} {} x{threads} #{}",
+            "{mode} recv {recv} {} x{threads} #{}",
             format_size(size),
             repeat + 1
         ));
-        let trace_dir = trace_samples.then(|| {
-            PathBuf::from(TRACES_DIR).join(format!(
-                "{mode}-{}-t{threads}-r{}",
-                format_size(size),
-                repeat + 1
-            ))
-        });
+        let trace_dir = trace_samples.then(|| PathBuf::from(TRACES_DIR).join(cell_label(&plan)));
         let cell = measure_cell(&mut probes, &mut ends, config, placement, plan)
             .and_then(|mut cell| {
                 if let (Some(rel), Some(tracer)) = (trace_dir, tracer.as_mut()) {
@@ -251,13 +282,13 @@ pub(crate) fn run_sweep(
                 }
                 Ok(cell)
             })
-            .with_context(|| format!("cell {mode} {} x{threads}", format_size(size)));
+            .with_context(|| format!("cell {mode} recv {recv} {} x{threads}", format_size(size)));
         match cell {
             Ok(cell) => {
                 progress_line(
                     &bar,
                     format!(
-                    "{mode:<9} {:>5} x{threads} #{}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
+                    "{mode:<9} {recv:<8} {:>5} x{threads} #{}  {:>7.3} Gbit/s  p50 {:>8.1} us  copies/byte {}",
                     format_size(size),
                     repeat + 1,
                     cell.stream.throughput_gbps,
@@ -326,6 +357,7 @@ fn measure_cell(
 ) -> Result<Cell> {
     let CellPlan {
         mode,
+        recv,
         size,
         threads,
         repeat,
@@ -347,6 +379,7 @@ fn measure_cell(
         RunLimit::Duration(Duration::from_secs_f64(config.stream_seconds)),
     );
     client.pattern = Pattern::Stream;
+    client.recv = recv;
     let stream = ends.as_receiver(|| run_client(&client));
     drop(pinned);
     client_counters.disable();
@@ -375,6 +408,7 @@ fn measure_cell(
         RunLimit::Duration(Duration::from_secs_f64(config.rr_seconds)),
     );
     rr.pattern = Pattern::Rr;
+    rr.recv = recv;
     let latency = ends.as_receiver(|| run_client(&rr));
     drop(pinned);
     ends.finish(probes, phase)?;
@@ -385,7 +419,7 @@ fn measure_cell(
     let sender = &sender.sender;
     let messages = stream.messages.max(1);
     let copies: std::collections::BTreeMap<String, CopyFigure> =
-        ledger::observe_sites(mode, &sides, sender)
+        ledger::observe_sites(mode, &sides, sender, &ReceiverStats::of(&stream))
             .into_iter()
             .map(|(site, o)| {
                 (
@@ -413,6 +447,8 @@ fn measure_cell(
     };
     Ok(Cell {
         mode,
+        recv,
+        zerocopy_receive: stream.zerocopy_receive.as_ref().map(|z| z.total),
         size,
         threads,
         repeat,
@@ -435,6 +471,8 @@ fn measure_cell(
             copied_sends: sender.copied_sends,
             copied_bytes: sender.copied_bytes,
             enobufs_retries: sender.enobufs_retries,
+            unsent_sends: sender.unsent_sends,
+            unsent_copied_sends: sender.unsent_copied_sends,
         },
         cpu: cpu_figures(
             server_readings.as_ref(),
@@ -487,6 +525,7 @@ fn trace_sample(
 ) -> Result<()> {
     let CellPlan {
         mode,
+        recv,
         size,
         threads,
         ..
@@ -499,7 +538,8 @@ fn trace_sample(
     tracer.take_sample()?;
     tracer.resume(&TRACED_SLOTS)?;
     let messages = TRACE_SAMPLE_MESSAGES.max(threads as u64);
-    let config = ClientConfig::new(&phase.addr(), size, threads, RunLimit::Messages(messages));
+    let mut config = ClientConfig::new(&phase.addr(), size, threads, RunLimit::Messages(messages));
+    config.recv = recv;
     let client = ends.as_receiver(|| run_client(&config));
     drop(pinned);
     let stopped = ends.finish(probes, phase);
@@ -612,8 +652,14 @@ mod tests {
             quick: false,
             pin: PinRequest::Auto,
             interleaved: true,
+            recv: vec![ReceiveMechanism::Copy],
         };
-        let cells = schedule(&config, &config.modes);
+        let arms: Vec<_> = config
+            .modes
+            .iter()
+            .map(|&m| (m, ReceiveMechanism::Copy))
+            .collect();
+        let cells = schedule(&config, &arms);
         assert_eq!(cells.len(), 3 * 2 * 2 * 3);
         // The first point (1K, 1 thread): 3 repeats of every mode, mode order rotated.
         let first: Vec<(Mode, u32)> = cells[..9].iter().map(|c| (c.mode, c.repeat)).collect();
@@ -641,5 +687,46 @@ mod tests {
             .map(|c| (c.mode, c.size, c.threads, c.repeat))
             .collect();
         assert_eq!(unique.len(), cells.len());
+    }
+
+    #[test]
+    fn receive_mechanisms_take_their_turns_with_the_modes() {
+        use ReceiveMechanism::{Copy as C, ZeroCopy as Z};
+        let config = RunConfig {
+            modes: vec![Mode::OneCopy, Mode::ZeroCopy],
+            sizes: vec![4096],
+            threads: vec![1],
+            repeat: 2,
+            stream_seconds: 0.5,
+            rr_seconds: 0.25,
+            quick: false,
+            pin: PinRequest::Auto,
+            interleaved: true,
+            recv: vec![C, Z],
+        };
+        let arms = [
+            (Mode::OneCopy, C),
+            (Mode::OneCopy, Z),
+            (Mode::ZeroCopy, C),
+            (Mode::ZeroCopy, Z),
+        ];
+        let cells = schedule(&config, &arms);
+        let order: Vec<(Mode, ReceiveMechanism, u32)> =
+            cells.iter().map(|c| (c.mode, c.recv, c.repeat)).collect();
+        assert_eq!(
+            order,
+            [
+                (Mode::OneCopy, C, 0),
+                (Mode::OneCopy, Z, 0),
+                (Mode::ZeroCopy, C, 0),
+                (Mode::ZeroCopy, Z, 0),
+                (Mode::OneCopy, Z, 1),
+                (Mode::ZeroCopy, C, 1),
+                (Mode::ZeroCopy, Z, 1),
+                (Mode::OneCopy, C, 1),
+            ]
+        );
+        assert_eq!(cell_label(&cells[1]), "one-copy-recv-zerocopy-4K-t1-r1");
+        assert_eq!(cell_label(&cells[0]), "one-copy-4K-t1-r1");
     }
 }

@@ -52,6 +52,10 @@ pub enum KernelEvent {
     /// `netcopy trace`: write, read, writev, readv on sockets (attached only while a trace
     /// runs, see [`ON_DEMAND`]).
     TraceSocketReadWrite,
+    /// `netcopy trace`: io_uring requests submitted and completions posted (attached only
+    /// while a trace runs, see [`ON_DEMAND`]): io_uring sends do not go through the
+    /// socket system calls.
+    TraceIoUring,
 }
 
 impl KernelEvent {
@@ -65,6 +69,7 @@ impl KernelEvent {
             KernelEvent::RecvCopy => "recv-copy",
             KernelEvent::TraceSocketCalls => "trace-socket",
             KernelEvent::TraceSocketReadWrite => "trace-rw",
+            KernelEvent::TraceIoUring => "trace-io-uring",
         }
     }
 }
@@ -187,6 +192,8 @@ pub enum Layout {
     TraceReadWriteArgs,
     /// task->files->fdt->fd[]->f_inode->i_mode, to tell a socket fd from others.
     TraceSocketFd,
+    /// The fields of `io_uring/io_uring_submit_req` and `io_uring_complete` records.
+    TraceIoUringFields,
 }
 
 /// One program of the object and where it goes.
@@ -460,6 +467,33 @@ pub const PROBES: &[ProbeDecl] = &[
     },
 ];
 
+/// A copy site no eBPF program counts, and how its figure is obtained instead: declared
+/// here beside the probes, so that every site's ways of being counted live in one place.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ReportedSite {
+    pub site: CopySite,
+    pub source: Source,
+    /// What the figure is, for every table that shows it.
+    pub label: &'static str,
+}
+
+/// The sites counted from what the kernel reports to user space. A probe strategy for one
+/// of them (e.g. fexit on `tcp_zerocopy_receive` where fentry works) would rank above its
+/// line here, as a strategy in [`PROBES`].
+pub const REPORTED_SITES: &[ReportedSite] = &[ReportedSite {
+    site: CopySite::RecvMapped,
+    source: Source::Reported,
+    // tcp_zerocopy_receive has no tracepoint; the bytes it maps never pass
+    // skb_copy_datagram_iter, so the tracepoint that counts receive copies cannot see them.
+    label: "the `length` of every getsockopt(TCP_ZEROCOPY_RECEIVE) result, summed by the receiver \
+            (no tracepoint sees the mapping)",
+}];
+
+/// How `site` is counted when no probe counts it, None for a site probes count.
+pub fn reported_site(site: CopySite) -> Option<&'static ReportedSite> {
+    REPORTED_SITES.iter().find(|r| r.site == site)
+}
+
 /// What the loader decided for one event.
 #[derive(Clone, Debug, Serialize)]
 pub struct EventPlan {
@@ -616,6 +650,42 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
             needs: &[Layout::TraceReadWriteArgs, Layout::TraceSocketFd],
         }],
     },
+    ProbeDecl {
+        event: KernelEvent::TraceIoUring,
+        // Both tracepoints exist with these fields from Linux 5.19 (io_uring_submit_sqe
+        // before) to 6.18 at least; completions are told ours by their ring, since the
+        // kernel may post them from another task (an io-wq worker).
+        strategies: &[Strategy {
+            label: "tracepoints io_uring/io_uring_submit_req, io_uring_complete and io_uring_create (attached only while tracing)",
+            kind: HookKind::Tracepoint,
+            sources: &[],
+            programs: &[
+                ProgramAttach {
+                    program: "netcopy_trace_uring_submit",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_submit_req",
+                    },
+                },
+                ProgramAttach {
+                    program: "netcopy_trace_uring_complete",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_complete",
+                    },
+                },
+                // A ring made where a traced one was freed is not the traced one.
+                ProgramAttach {
+                    program: "netcopy_trace_uring_create",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_create",
+                    },
+                },
+            ],
+            needs: &[Layout::TraceIoUringFields],
+        }],
+    },
 ];
 
 #[cfg(test)]
@@ -632,6 +702,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reported_site_is_counted_by_no_probe() {
+        for reported in REPORTED_SITES {
+            assert_eq!(reported.site.counter(), None, "{}", reported.site);
+            for decl in PROBES.iter().chain(ON_DEMAND) {
+                for strategy in decl.strategies {
+                    assert!(strategy.sources.iter().all(|s| s.site != reported.site));
+                }
+            }
+        }
+        assert_eq!(
+            reported_site(CopySite::RecvMapped).map(|r| r.source),
+            Some(Source::Reported)
+        );
+        assert!(reported_site(CopySite::KernelRecvCopy).is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Pure functions from samples to figures: nothing here touches the kernel.
 
 pub mod causes;
+pub mod receive;
 pub mod sides;
 
 use serde::{Deserialize, Serialize};
@@ -18,12 +19,13 @@ use crate::{
 };
 use causes::CopyCause;
 use netcopy_common::CopySite;
+pub use receive::ReceiverStats;
 use sides::{KernelSide, Role};
 
 /// The sites a ledger has a line for, in the order every table lists them. Completions
 /// the kernel flagged copied are no line of their own: they are counted within
 /// `zerocopy_completions`, and the deferred copy's line says what they mean.
-pub const SITES: [CopySite; 7] = [
+pub const SITES: [CopySite; 8] = [
     CopySite::UserCopy,
     CopySite::KernelSendCopy,
     CopySite::ZeroCopyAttach,
@@ -31,6 +33,7 @@ pub const SITES: [CopySite; 7] = [
     CopySite::DeferredCopy,
     CopySite::ZeroCopyCompletion,
     CopySite::KernelRecvCopy,
+    CopySite::RecvMapped,
 ];
 
 /// Counter slot of the server (sender of the payload) in the copy probes.
@@ -142,6 +145,9 @@ pub struct ModeLedger {
     pub mode: Mode,
     pub verdict: Verdict,
     pub workload: Workload,
+    /// How the client received (older ledgers: copy).
+    #[serde(default)]
+    pub receiver: ReceiverStats,
     /// Keyed by [`CopySite::name`], one per [`SITES`] entry.
     pub sites: std::collections::BTreeMap<String, SiteFigure>,
     /// Plain-language findings, most important first.
@@ -174,7 +180,7 @@ pub fn this_host() -> String {
 
 /// Expected bytes at `site` if `mode` does exactly what it claims (its row of the mode
 /// table), as (payload, protocol).
-fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
+fn expected(mode: Mode, site: CopySite, w: &Workload, receiver: &ReceiverStats) -> (u64, u64) {
     let claim = mode.spec().claim;
     let payload = w.payload_bytes();
     let msg_hdr = w.message_header_bytes();
@@ -193,19 +199,21 @@ fn expected(mode: Mode, site: CopySite, w: &Workload) -> (u64, u64) {
         // The claim of every mode: nothing is copied after the send.
         CopySite::DeferredCopy | CopySite::ZeroCopyCompletionCopied => (0, 0),
         CopySite::ZeroCopyCompletion => claimed(claim.completions.is_some()),
-        CopySite::KernelRecvCopy => (payload, msg_hdr + control),
+        CopySite::KernelRecvCopy | CopySite::RecvMapped => receive::expected(site, w, receiver),
     }
 }
 
 impl ModeLedger {
-    /// The ledger of a mode this kernel cannot run, with why.
-    pub fn unsupported(mode: Mode, why: &std::io::Error) -> ModeLedger {
+    /// The ledger of a mode that `kernel` ("this kernel", "the agent's kernel") cannot
+    /// run, with why.
+    pub fn unsupported(mode: Mode, kernel: &str, why: &str) -> ModeLedger {
         ModeLedger {
             mode,
             verdict: Verdict::Unsupported,
             workload: Workload::default(),
+            receiver: ReceiverStats::default(),
             sites: std::collections::BTreeMap::new(),
-            findings: vec![format!("not supported by this kernel: {why}")],
+            findings: vec![format!("not supported by {kernel}: {why}")],
             completions: None,
             causes: Vec::new(),
         }
@@ -219,6 +227,7 @@ pub fn build(
     kernel: &CopyCounts,
     plan: &AttachPlan,
     sender: &SenderStats,
+    receiver: &ReceiverStats,
 ) -> ModeLedger {
     let side = KernelSide::of(
         &this_host(),
@@ -227,7 +236,7 @@ pub fn build(
         kernel,
         &[SERVER_SLOT, CLIENT_SLOT],
     );
-    build_from_sides(mode, workload, &[side], sender)
+    build_from_sides(mode, workload, &[side], sender, receiver)
 }
 
 /// Builds the ledger of one run from the counts of every kernel that saw it.
@@ -236,11 +245,13 @@ pub fn build_from_sides(
     workload: Workload,
     sides: &[KernelSide],
     sender: &SenderStats,
+    receiver: &ReceiverStats,
 ) -> ModeLedger {
     let mut sites = std::collections::BTreeMap::new();
     for site in SITES {
-        let (payload, protocol) = expected(mode, site, &workload);
-        let (observed, calls, source, how, counted_on) = observe(mode, site, sides, sender);
+        let (payload, protocol) = expected(mode, site, &workload, receiver);
+        let (observed, calls, source, how, counted_on) =
+            observe(mode, site, sides, sender, receiver);
         sites.insert(
             site.name().to_string(),
             SiteFigure {
@@ -255,11 +266,29 @@ pub fn build_from_sides(
             },
         );
     }
-    let (verdict, findings) = judge(mode, &sites, sender);
+    let (mut verdict, mut findings) = judge(mode, &sites, sender);
+    let (receive_degraded, receive_findings) = receive::findings(mode, &workload, receiver);
+    if receive_degraded && verdict == Verdict::Match {
+        verdict = Verdict::Degraded;
+    }
+    // A mismatch's lines stay first; a receive side that avoided no copy comes next (it
+    // is why the verdict is degraded), otherwise its figures come last.
+    let at = if receive_degraded {
+        findings
+            .iter()
+            .take_while(|f| f.starts_with("MISMATCH"))
+            .count()
+    } else {
+        findings.len()
+    };
+    for (offset, finding) in receive_findings.into_iter().enumerate() {
+        findings.insert(at + offset, finding);
+    }
     ModeLedger {
         mode,
         verdict,
         workload,
+        receiver: *receiver,
         sites,
         findings,
         completions: mode.spec().claim.completions.map(|_| CompletionReports {
@@ -290,11 +319,13 @@ pub fn observe_sites(
     mode: Mode,
     sides: &[KernelSide],
     sender: &SenderStats,
+    receiver: &ReceiverStats,
 ) -> Vec<(CopySite, SiteObservation)> {
     SITES
         .into_iter()
         .map(|site| {
-            let (bytes, calls, source, how, counted_on) = observe(mode, site, sides, sender);
+            let (bytes, calls, source, how, counted_on) =
+                observe(mode, site, sides, sender, receiver);
             (
                 site,
                 SiteObservation {
@@ -316,7 +347,13 @@ fn from_probe(sides: &[KernelSide], site: CopySite) -> Option<Observation> {
     Some((Some(bytes), Some(calls), source, how, hosts))
 }
 
-fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStats) -> Observation {
+fn observe(
+    mode: Mode,
+    site: CopySite,
+    sides: &[KernelSide],
+    sender: &SenderStats,
+    receiver: &ReceiverStats,
+) -> Observation {
     let hosts = sides::hosts_of(sides, site);
     let unavailable = |why: &str| {
         (
@@ -363,6 +400,25 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
                     FigureSource::Reported,
                     "no MSG_ZEROCOPY sends, so no pages to copy later (skb_copy_ubufs not probe-able here)"
                         .to_string(),
+                    sender_hosts,
+                );
+            }
+            if sender.unsent_sends > 0 {
+                // Sends freed unsent when the connection ended were never copied, even
+                // when their notification range shares a flag with sent ones.
+                let copied = sender.copied_sends - sender.unsent_copied_sends;
+                return (
+                    Some(sender.copied_bytes - sender.unsent_copied_bytes),
+                    Some(copied),
+                    FigureSource::Reported,
+                    format!(
+                        "skb_copy_ubufs not probe-able here; bytes of the {copied} of {} \
+                         sends that left the socket whose completions the kernel flagged {} \
+                         (not the {} sends it freed unsent when the connection ended)",
+                        sender.completed_sends - sender.unsent_sends,
+                        copied_flag(mode),
+                        sender.unsent_sends
+                    ),
                     sender_hosts,
                 );
             }
@@ -430,6 +486,10 @@ fn observe(mode: Mode, site: CopySite, sides: &[KernelSide], sender: &SenderStat
         }
         CopySite::KernelRecvCopy => from_probe(sides, CopySite::KernelRecvCopy)
             .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
+        CopySite::RecvMapped => {
+            let (bytes, calls, source, how) = receive::observed_mapped(receiver);
+            (Some(bytes), Some(calls), source, how, hosts)
+        }
     }
 }
 
@@ -635,6 +695,7 @@ mod tests {
             &kernel,
             &host_plan(),
             &SenderStats::default(),
+            &ReceiverStats::default(),
         );
         assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
         let send = &ledger.sites["kernel_send_copy"];
@@ -653,6 +714,7 @@ mod tests {
             &kernel,
             &host_plan(),
             &SenderStats::default(),
+            &ReceiverStats::default(),
         );
         assert_eq!(ledger.verdict, Verdict::Mismatch);
         assert!(ledger.findings[0].starts_with("MISMATCH kernel_send_copy"));
@@ -663,7 +725,14 @@ mod tests {
         let msg = 10 * (4095 + 16);
         let kernel = copying_kernel(msg + 16);
         let no_memcpy = SenderStats::default();
-        let ledger = build(Mode::TwoCopy, W, &kernel, &host_plan(), &no_memcpy);
+        let ledger = build(
+            Mode::TwoCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &no_memcpy,
+            &ReceiverStats::default(),
+        );
         assert_eq!(ledger.verdict, Verdict::Mismatch);
         let memcpy = SenderStats {
             messages: 10,
@@ -671,7 +740,14 @@ mod tests {
             user_copy_header_bytes: 10 * 16,
             ..Default::default()
         };
-        let ledger = build(Mode::TwoCopy, W, &kernel, &host_plan(), &memcpy);
+        let ledger = build(
+            Mode::TwoCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &memcpy,
+            &ReceiverStats::default(),
+        );
         assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
     }
 
@@ -688,7 +764,14 @@ mod tests {
             copied_bytes: msg,
             ..Default::default()
         };
-        let ledger = build(Mode::ZeroCopy, W, &kernel, &host_plan(), &sender);
+        let ledger = build(
+            Mode::ZeroCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &sender,
+            &ReceiverStats::default(),
+        );
         assert_eq!(ledger.verdict, Verdict::Degraded, "{:?}", ledger.findings);
         assert!(ledger.findings[0].contains("did NOT avoid the copy"));
         let deferred = &ledger.sites["deferred_copy"];
@@ -701,8 +784,116 @@ mod tests {
             copied_bytes: 0,
             ..sender
         };
-        let ledger = build(Mode::ZeroCopy, W, &kernel, &host_plan(), &unflagged);
+        let ledger = build(
+            Mode::ZeroCopy,
+            W,
+            &kernel,
+            &host_plan(),
+            &unflagged,
+            &ReceiverStats::default(),
+        );
         assert_eq!(ledger.verdict, Verdict::Match);
+    }
+
+    #[test]
+    fn sends_freed_unsent_are_no_part_of_the_reported_deferred_copy() {
+        // 10 sends of 100 bytes: 7 left the socket, all flagged; 3 were freed unsent, one
+        // of them in a range flagged with sent ones.
+        let sender = SenderStats {
+            zerocopy_sends: 10,
+            zerocopy_bytes: 1000,
+            completed_sends: 10,
+            copied_sends: 8,
+            copied_bytes: 800,
+            unsent_sends: 3,
+            unsent_bytes: 300,
+            unsent_copied_sends: 1,
+            unsent_copied_bytes: 100,
+            ..Default::default()
+        };
+        let (bytes, calls, source, how, _) = observe(
+            Mode::ZeroCopy,
+            CopySite::DeferredCopy,
+            &[KernelSide::of(
+                "here",
+                Role::Both,
+                &host_plan(),
+                &zerocopy_kernel(0),
+                &[SERVER_SLOT, CLIENT_SLOT],
+            )],
+            &sender,
+            &ReceiverStats::default(),
+        );
+        assert_eq!(
+            (bytes, calls, source),
+            (Some(700), Some(7), FigureSource::Reported)
+        );
+        assert!(
+            how.contains("the 7 of 7 sends that left the socket")
+                && how.contains("not the 3 sends it freed unsent"),
+            "{how}"
+        );
+    }
+
+    #[test]
+    fn zerocopy_receive_matches_only_when_the_kernel_copied_what_the_client_was_told() {
+        use crate::workload::client::{ReceiveMechanism, ZeroCopyReceiveFigures};
+        let stream = 10 * (4095 + 16) + 16;
+        let receiver = |mapped: u64, copied: u64| ReceiverStats {
+            mechanism: ReceiveMechanism::ZeroCopy,
+            zerocopy: Some(ZeroCopyReceiveFigures {
+                mapped_bytes: mapped,
+                copybuf_bytes: copied,
+                getsockopt_calls: 4,
+                ..Default::default()
+            }),
+        };
+        let kernel = |client_recv: u64| {
+            counts(&[
+                (SERVER_SLOT, CopySite::KernelSendCopy, stream - 16 + 16),
+                (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+                (CLIENT_SLOT, CopySite::KernelRecvCopy, client_recv),
+                (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+            ])
+        };
+        let plan = host_plan();
+        let run = |client_recv: u64, mapped: u64, copied: u64| {
+            build(
+                Mode::OneCopy,
+                W,
+                &kernel(client_recv),
+                &plan,
+                &SenderStats::default(),
+                &receiver(mapped, copied),
+            )
+        };
+        // 36864 of the 41126 stream bytes mapped, 4262 copied: the copy site saw those.
+        let ledger = run(4262, 36864, 4262);
+        assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
+        assert_eq!(ledger.sites["recv_mapped"].observed_bytes, Some(36864));
+        assert_eq!(ledger.sites["recv_mapped"].expected_bytes, 36864);
+        assert_eq!(ledger.sites["kernel_recv_copy"].expected_bytes, 4262 + 24);
+        assert!(
+            ledger
+                .findings
+                .iter()
+                .any(|f| f.starts_with("zero-copy receive: 36864 bytes")),
+            "{:?}",
+            ledger.findings
+        );
+        // The copy site saw one byte more than the client was told was copied.
+        let ledger = run(4263, 36864, 4262);
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        assert!(ledger.findings[0].starts_with("MISMATCH kernel_recv_copy"));
+        // Mapped + copied one short of the stream: a byte nothing accounts for.
+        let ledger = run(4262, 36863, 4262);
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        assert!(ledger.findings[0].starts_with("MISMATCH recv_mapped"));
+        // Nothing mapped: degraded, with the cause.
+        let ledger = run(stream, 0, stream);
+        assert_eq!(ledger.verdict, Verdict::Degraded, "{:?}", ledger.findings);
+        assert!(ledger.findings[0].contains("did NOT avoid the copy"));
+        assert_eq!(stream, 41126);
     }
 
     #[test]
@@ -720,7 +911,14 @@ mod tests {
             completed_sends: 10,
             ..Default::default()
         };
-        let ledger = build(Mode::ZeroCopy, W, &kernel, &plan, &sender);
+        let ledger = build(
+            Mode::ZeroCopy,
+            W,
+            &kernel,
+            &plan,
+            &sender,
+            &ReceiverStats::default(),
+        );
         assert_eq!(ledger.verdict, Verdict::Mismatch);
     }
 }

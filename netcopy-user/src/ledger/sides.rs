@@ -33,6 +33,8 @@ impl Role {
     fn counts(self, site: CopySite) -> bool {
         match site {
             CopySite::KernelSendCopy | CopySite::KernelRecvCopy => true,
+            // Only the client receives the payload stream, and maps it.
+            CopySite::RecvMapped => self != Role::Sender,
             _ => self != Role::Receiver,
         }
     }
@@ -70,7 +72,7 @@ fn events_of(site: CopySite) -> &'static [KernelEvent] {
             &[KernelEvent::Completion]
         }
         CopySite::KernelRecvCopy => &[KernelEvent::RecvCopy],
-        CopySite::UserCopy => &[],
+        CopySite::UserCopy | CopySite::RecvMapped => &[],
     }
 }
 

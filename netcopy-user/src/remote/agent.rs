@@ -30,7 +30,8 @@ use super::{
 /// controller vanished or the agent is stopping) `abort`, never two phases at once.
 pub trait Phases: Send + 'static {
     type Report: Serialize;
-    /// The host the merged results will name.
+    /// The host the merged results will name, with the modes its kernel runs (a phase
+    /// of any other mode is refused before `start`).
     fn host(&self) -> HostInfo;
     /// Starts the phase's server, reachable by the controller at `peer` through the
     /// local address `local` (the control connection's), and returns where it listens.
@@ -453,14 +454,23 @@ fn requests<P: Phases>(
                     ErrorCode::PhaseRunning,
                     format!("phase {phase} is running; end it first"),
                 ),
-                None => match phases.start(&request, local.ip(), peer.ip()) {
-                    Ok(data_addr) => {
-                        let phase = next_phase;
-                        next_phase += 1;
-                        *running = Some(phase);
-                        AgentMessage::PhaseStarted { phase, data_addr }
-                    }
-                    Err(e) => error(ErrorCode::Failed, format!("{e:#}")),
+                None => match phases.host().runs(request.mode) {
+                    Err(why) => error(
+                        ErrorCode::Unsupported,
+                        format!(
+                            "{} is not supported by this agent's kernel: {why}",
+                            request.mode
+                        ),
+                    ),
+                    Ok(()) => match phases.start(&request, local.ip(), peer.ip()) {
+                        Ok(data_addr) => {
+                            let phase = next_phase;
+                            next_phase += 1;
+                            *running = Some(phase);
+                            AgentMessage::PhaseStarted { phase, data_addr }
+                        }
+                        Err(e) => error(ErrorCode::Failed, format!("{e:#}")),
+                    },
                 },
             },
             ControllerMessage::EndPhase { phase } => match *running {
@@ -526,6 +536,7 @@ mod tests {
                 hostname: "test".into(),
                 kernel: "0".into(),
                 plan: serde_json::Value::Null,
+                modes: Vec::new(),
             }
         }
         fn start(&mut self, _: &PhaseRequest, _: IpAddr, _: IpAddr) -> Result<SocketAddr> {

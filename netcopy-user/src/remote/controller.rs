@@ -49,6 +49,7 @@ impl Controller {
                 hostname: String::new(),
                 kernel: String::new(),
                 plan: serde_json::Value::Null,
+                modes: Vec::new(),
             },
         };
         let ours = Challenge::fresh()?;
@@ -151,6 +152,7 @@ fn describe<R>(m: &AgentMessage<R>) -> String {
             let hint = match code {
                 ErrorCode::Busy => " (another controller is using it; try again when it is done)",
                 ErrorCode::Auth => " (the token files on the two hosts differ)",
+                ErrorCode::Unsupported => " (its Welcome said so: this netcopy should not ask)",
                 _ => "",
             };
             format!("{}{hint}", printable(message))

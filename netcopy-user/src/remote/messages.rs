@@ -11,15 +11,22 @@
 //! ```
 //!
 //! A second controller while one is connected gets Error{busy} instead of Hello.
+//!
+//! Welcome lists every mode of the agent's mode table with whether its kernel runs it, so
+//! the controller reports a mode the agent's kernel cannot run as a value (verdict
+//! `unsupported`) without asking for it; a StartPhase of such a mode gets
+//! Error{unsupported}.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::modes::Mode;
+use crate::workload::modes::{Mode, MODES};
 
-/// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change a peer of the previous version would misread. 2: Welcome's
+/// `host.modes` and Error{unsupported} (a version 1 controller would fail a run on a mode
+/// the agent's kernel cannot run; a version 1 agent sends no mode list).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the agent sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,6 +96,46 @@ pub struct HostInfo {
     pub kernel: String,
     /// The agent's attach plan, as `netcopy probes --json` prints it.
     pub plan: serde_json::Value,
+    /// Every mode of the agent's mode table, and whether its kernel runs it.
+    pub modes: Vec<ModeSupport>,
+}
+
+/// Whether a host's kernel runs a mode: the mode table's `available` check, made there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeSupport {
+    pub mode: Mode,
+    /// Why that kernel cannot run it (None: it can).
+    pub unsupported: Option<String>,
+}
+
+impl ModeSupport {
+    /// Every mode of this host's mode table, checked on this kernel.
+    pub fn of_this_kernel() -> Vec<ModeSupport> {
+        MODES
+            .iter()
+            .map(|spec| ModeSupport {
+                mode: spec.mode,
+                unsupported: (spec.available)().err().map(|e| e.to_string()),
+            })
+            .collect()
+    }
+}
+
+impl HostInfo {
+    /// Ok when the host's kernel runs `mode`, else why not (a mode missing from its list
+    /// is one its netcopy does not know).
+    pub fn runs(&self, mode: Mode) -> Result<(), String> {
+        match self.modes.iter().find(|m| m.mode == mode) {
+            Some(ModeSupport {
+                unsupported: None, ..
+            }) => Ok(()),
+            Some(ModeSupport {
+                unsupported: Some(why),
+                ..
+            }) => Err(why.clone()),
+            None => Err(format!("{}'s netcopy has no {mode} mode", self.hostname)),
+        }
+    }
 }
 
 /// Why the agent refused a request.
@@ -107,6 +154,8 @@ pub enum ErrorCode {
     PhaseRunning,
     /// EndPhase for a phase that is not running.
     NoPhase,
+    /// StartPhase of a mode this host's kernel cannot run (as Welcome's mode list says).
+    Unsupported,
     /// The agent could not do what was asked (e.g. the server failed to start).
     Failed,
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     agent::Phases,
-    messages::{HostInfo, PhaseRequest},
+    messages::{HostInfo, ModeSupport, PhaseRequest},
 };
 use crate::{
     kernel::{
@@ -66,6 +66,7 @@ impl AgentPhases {
             hostname: this_host(),
             kernel: crate::util::sys::kernel_release(),
             plan: serde_json::to_value(probes.plan()).context("encoding the attach plan")?,
+            modes: ModeSupport::of_this_kernel(),
         };
         Ok(AgentPhases {
             probes,

@@ -19,7 +19,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// Every namespace netcopy makes is named `netcopy-<pid>-<role>`.
+/// Every namespace netcopy makes is named `netcopy-<pid>-<role>`, or
+/// `netcopy-<pid>-<tag>-<role>` when its maker tags it (tests do, to tell theirs apart).
 const PREFIX: &str = "netcopy-";
 /// The sender's and the receiver's addresses: IPv4 link-local, inside namespaces of ours
 /// only, so no packet to them can leave this machine or reach anyone else's host.
@@ -101,6 +102,8 @@ fn setns(file: &File) -> std::io::Result<()> {
 pub struct NetnsOptions {
     /// The veth MTU; None keeps the kernel's default (1500).
     pub mtu: Option<u32>,
+    /// A word in both namespaces' names (letters and digits).
+    pub tag: Option<&'static str>,
 }
 
 /// The sender's and the receiver's namespaces and the veth pair between them. Dropping it
@@ -119,8 +122,15 @@ impl NetnsPair {
     pub fn create(options: &NetnsOptions) -> Result<NetnsPair> {
         remove_stale()?;
         let pid = std::process::id();
+        let tag = match options.tag {
+            Some(tag) if !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                format!("{tag}-")
+            }
+            Some(tag) => bail!("a namespace tag is letters and digits, not {tag:?}"),
+            None => String::new(),
+        };
         let pair = NetnsPair {
-            sender: add_netns(&format!("{PREFIX}{pid}-sender"))?,
+            sender: add_netns(&format!("{PREFIX}{pid}-{tag}sender"))?,
             // Built up as we go: a failure below drops what exists so far.
             receiver: Netns {
                 name: String::new(),
@@ -131,7 +141,7 @@ impl NetnsPair {
             mtu: options.mtu.unwrap_or(1500),
         };
         let mut pair = pair;
-        pair.receiver = add_netns(&format!("{PREFIX}{pid}-receiver"))?;
+        pair.receiver = add_netns(&format!("{PREFIX}{pid}-{tag}receiver"))?;
         let (s, r) = (pair.sender.name.clone(), pair.receiver.name.clone());
         let mtu = pair.mtu.to_string();
         let (sd, rd) = (pair.sender_dev.clone(), pair.receiver_dev.clone());
@@ -206,10 +216,14 @@ fn ip<S: AsRef<OsStr>>(args: &[S]) -> Result<()> {
     Ok(())
 }
 
-/// The pid in a namespace name of ours, `netcopy-<pid>-<role>`.
+/// The pid in a namespace name of ours, `netcopy-<pid>-[<tag>-]<role>`.
 fn owner_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
     let (pid, role) = rest.split_once('-')?;
+    let role = match role.split_once('-') {
+        Some((tag, role)) if tag.bytes().all(|b| b.is_ascii_alphanumeric()) => role,
+        _ => role,
+    };
     matches!(role, "sender" | "receiver").then_some(())?;
     pid.parse().ok()
 }
@@ -256,5 +270,7 @@ mod tests {
         assert_eq!(owner_pid("netcopy-1234-other"), None);
         assert_eq!(owner_pid("netcopy-x-sender"), None);
         assert_eq!(owner_pid("someone-1234-sender"), None);
+        assert_eq!(owner_pid("netcopy-1234-rzc-sender"), Some(1234));
+        assert_eq!(owner_pid("netcopy-1234-rzc-other"), None);
     }
 }

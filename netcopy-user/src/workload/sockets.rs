@@ -108,6 +108,17 @@ pub(crate) fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
 
 /// Reads and clears a pending socket error (SO_ERROR). Needed because a pending error keeps
 /// poll() reporting POLLERR even when the error queue is empty.
+/// Bytes written to the TCP socket `fd` that have not left it yet (SIOCOUTQNSD:
+/// `write_seq - snd_nxt`; still readable after a reset, when the send queue was freed).
+pub(crate) fn unsent_bytes(fd: RawFd) -> io::Result<u64> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which outlives the call.
+    if unsafe { libc::ioctl(fd, libc::SIOCOUTQNSD, &mut bytes) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
 pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     let code = get_int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
     Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))

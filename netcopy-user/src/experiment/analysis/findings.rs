@@ -43,6 +43,8 @@ pub(crate) enum FindingKind {
     HardwareCountersUnavailable,
     EventNotObservable,
     ZeroCopyNotCopied,
+    /// What zero-copy receive mapped, per sending mode, and why not more.
+    ReceiveMapped,
 }
 
 #[derive(Clone, Debug)]
@@ -104,14 +106,31 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
         let copied: u64 = zc.iter().map(|g| g.zerocopy.copied_sends).sum();
         let copied_bytes: u64 = zc.iter().map(|g| g.zerocopy.copied_bytes).sum();
         let sends: u64 = zc.iter().map(|g| g.zerocopy.sends).sum();
+        let unsent: u64 = zc.iter().map(|g| g.zerocopy.unsent_sends).sum();
         if copied > 0 {
+            // A group where every send that left the socket was flagged: the sends freed
+            // unsent when the client closed say nothing of the path.
             let cells_all = zc
                 .iter()
                 .filter(|g| {
-                    g.zerocopy.completed_sends > 0
-                        && g.zerocopy.copied_sends == g.zerocopy.completed_sends
+                    let (sent, sent_copied) = g.zerocopy.sent_and_copied();
+                    sent > 0 && sent_copied == sent
                 })
                 .count();
+            let unsent_note = if unsent == 0 {
+                String::new()
+            } else {
+                let (sent, sent_copied): (u64, u64) = zc
+                    .iter()
+                    .map(|g| g.zerocopy.sent_and_copied())
+                    .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+                format!(
+                    "; {unsent} of the completions were of sends that never left the socket \
+                     (the kernel freed them unsent when the client stopped reading and \
+                     closed, so they say nothing of the path): {sent_copied} of the {sent} \
+                     sends that left were flagged"
+                )
+            };
             push(
                 FindingKind::ZeroCopyCopied,
                 Severity::Headline,
@@ -119,9 +138,14 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
                     "{name} did NOT avoid the copy: {copied} of {completed} completions \
                      (completed MSG_ZEROCOPY sends, of {sends} sent) were flagged \
                      SO_EE_CODE_ZEROCOPY_COPIED by the kernel, {copied_bytes} bytes in all \
-                     (reported by the kernel in the completion notifications); in {cells_all} \
-                     of {} {name} groups every completion was flagged",
-                    zc.len()
+                     (reported by the kernel in the completion notifications){unsent_note}; \
+                     in {cells_all} of {} {name} groups every completion{} was flagged",
+                    zc.len(),
+                    if unsent == 0 {
+                        ""
+                    } else {
+                        " of a send that left the socket"
+                    }
                 ),
             );
         } else if completed > 0 {
@@ -142,10 +166,24 @@ pub(super) fn findings(results: &Results, groups: &[Group], hw: &HwAvailability)
             Verdict::Match => {}
             Verdict::Degraded => push(
                 FindingKind::VerificationDegraded,
-                Severity::Headline,
+                // A receive mechanism that could map nothing behind a copying sender is
+                // expected on every path: worth a warning, not the top of the report.
+                if ledger
+                    .findings
+                    .first()
+                    .is_some_and(|f| f.starts_with(crate::ledger::receive::NOTHING_MAPPED))
+                {
+                    Severity::Warning
+                } else {
+                    Severity::Headline
+                },
                 format!(
-                    "verification of {}: degraded: {}",
+                    "verification of {}{}: degraded: {}",
                     ledger.mode,
+                    match ledger.receiver.mechanism {
+                        crate::workload::client::ReceiveMechanism::Copy => String::new(),
+                        other => format!(" (receive {other})"),
+                    },
                     ledger
                         .findings
                         .first()

@@ -13,7 +13,7 @@ use crate::{
     },
     ledger::FigureSource,
     util::stats::{self, MedianInterval},
-    workload::modes::Mode,
+    workload::{client::ReceiveMechanism, modes::Mode},
 };
 
 /// Fewer repeats than this decide nothing: two groups whose intervals do not overlap are
@@ -126,10 +126,16 @@ const FIGURES: [(&str, CellFigure); 8] = [
     ("copies_per_byte", copies_per_byte),
 ];
 
-/// The cells of each (mode, threads, size), each group in repeat order.
+/// The cells of each (mode, threads, size), each group in repeat order. Only cells that
+/// received with recv() (`--recv copy`): the modes are compared like for like, and the
+/// receive mechanisms have an analysis of their own (`receive`).
 fn cells_by_group(results: &Results) -> BTreeMap<(Mode, usize, u64), Vec<&Cell>> {
     let mut by_key: BTreeMap<(Mode, usize, u64), Vec<&Cell>> = BTreeMap::new();
-    for c in &results.cells {
+    for c in results
+        .cells
+        .iter()
+        .filter(|c| c.recv == ReceiveMechanism::Copy)
+    {
         by_key
             .entry((c.mode, c.threads, c.size))
             .or_default()
@@ -216,7 +222,7 @@ pub(crate) fn site_names(results: &Results) -> Vec<String> {
     names
 }
 
-fn collect<F: Fn(&Cell) -> Option<f64>>(cells: &[&Cell], f: F) -> Option<Stat> {
+pub(super) fn collect<F: Fn(&Cell) -> Option<f64>>(cells: &[&Cell], f: F) -> Option<Stat> {
     let v: Vec<f64> = cells.iter().filter_map(|c| f(c)).collect();
     stat(&v)
 }
@@ -260,6 +266,8 @@ pub(super) fn groups(results: &Results) -> Vec<Group> {
                 zerocopy.copied_sends += z.copied_sends;
                 zerocopy.copied_bytes += z.copied_bytes;
                 zerocopy.enobufs_retries += z.enobufs_retries;
+                zerocopy.unsent_sends += z.unsent_sends;
+                zerocopy.unsent_copied_sends += z.unsent_copied_sends;
             }
             Group {
                 mode,
@@ -355,7 +363,7 @@ pub(crate) fn find_group(
 /// The planned number of cells.
 pub(crate) fn planned_cells(results: &Results) -> usize {
     let c = &results.config;
-    c.modes.len() * c.sizes.len() * c.threads.len() * c.repeat as usize
+    c.modes.len() * c.recv.len().max(1) * c.sizes.len() * c.threads.len() * c.repeat as usize
 }
 
 pub(crate) fn modes_of(groups: &[Group]) -> Vec<Mode> {

@@ -18,6 +18,8 @@
 //! - *Non-monotonic throughput*: a mode's median throughput at one size is more than
 //!   [`NON_MONOTONIC_DROP`](findings::NON_MONOTONIC_DROP) (10 %) below its median at the
 //!   next smaller measured size, at the same thread count, and decidedly so.
+//! - The modes' groups hold the cells received with recv() (`--recv copy`);
+//!   [`receive`](mod@receive) sets each point's receive mechanisms side by side.
 //! - *Crossover* of a challenger over a baseline: see [`crossovers`](mod@crossovers).
 //! - *CPU per byte*: CPU time of server and client together per payload byte delivered
 //!   ([`CpuMetric::Total`]), because on loopback the receive path and the deferred copy of
@@ -42,6 +44,7 @@ pub(crate) mod floor;
 pub(crate) mod format;
 pub(crate) mod groups;
 pub(crate) mod hardware;
+pub(crate) mod receive;
 pub(crate) mod study;
 pub(crate) mod study_comparison;
 
@@ -57,6 +60,7 @@ use findings::{findings, Finding};
 use floor::{floor_reading, FloorReading};
 use groups::{base_threads, groups, nearest_size, CpuMetric, Group};
 use hardware::{hw_availability, HwAvailability};
+use receive::{receive_comparisons, receive_groups, ReceiveComparison, ReceiveGroup};
 use study_comparison::{study_comparison, ComparisonRow};
 
 /// The size the study used for its latency figure; the nearest measured size stands in.
@@ -81,6 +85,11 @@ pub(crate) struct Analysis {
     pub(crate) floor: FloorReading,
     /// The study's published figures beside this run's.
     pub(crate) study_comparison: Vec<ComparisonRow>,
+    /// Every (mode, receive mechanism, size, threads); the modes' `groups` above hold
+    /// only the cells received with recv(), so that modes compare like for like.
+    pub(crate) receive_groups: Vec<ReceiveGroup>,
+    /// The points measured with both receive mechanisms.
+    pub(crate) receive: Vec<ReceiveComparison>,
 }
 
 pub(crate) fn analyze(results: &Results) -> Analysis {
@@ -92,7 +101,9 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
         .map(|t| crossovers(&groups, cpu_metric, t))
         .unwrap_or_default();
     let hw = hw_availability(results);
-    let findings = findings(results, &groups, &hw);
+    let receive_groups = receive_groups(&results.cells);
+    let mut findings = findings(results, &groups, &hw);
+    findings.extend(receive::findings(&receive_groups));
     let correlation = copy_cost_correlation(results, cpu_metric);
     let copies = match (reference_size, base) {
         (Some(s), Some(t)) => mode_copies(results, &groups, s, t),
@@ -121,7 +132,10 @@ pub(crate) fn analyze(results: &Results) -> Analysis {
         cpus: results.machine.cpus,
         modes: &results.config.modes,
     });
+    let receive = receive_comparisons(&receive_groups);
     Analysis {
+        receive_groups,
+        receive,
         floor,
         study_comparison,
         groups,

@@ -51,7 +51,13 @@ fn csv_header(results: &Results) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for site in site_names(results) {
-        for col in ["bytes", "calls", "bytes_per_message", "source"] {
+        for col in [
+            "bytes",
+            "calls",
+            "bytes_per_message",
+            "source",
+            "counted_on",
+        ] {
             h.push(format!("{site}_{col}"));
         }
     }
@@ -64,6 +70,8 @@ fn csv_header(results: &Results) -> Vec<String> {
             "zc_copied_sends",
             "zc_copied_bytes",
             "zc_enobufs_retries",
+            "zc_unsent_sends",
+            "zc_unsent_copied_sends",
             "server_cpu_ns",
             "client_cpu_ns",
             "cpu_source",
@@ -85,7 +93,23 @@ fn csv_header(results: &Results) -> Vec<String> {
     // Where the cell ran; empty when unpinned or not recorded.
     h.push("server_cpus".to_string());
     h.push("client_cpus".to_string());
+    // How the client received, and what zero-copy receive got copied; empty for copy.
+    for col in ["recv", "recv_copybuf_bytes", "recv_skip_hint_bytes"] {
+        h.push(col.to_string());
+    }
+    // Where the ends ran: loopback, netns (two namespaces) or remote (two hosts).
+    h.push("topology".to_string());
     h
+}
+
+/// The host(s) whose kernel counted a figure, `+` between two; a figure from before
+/// results.json recorded it was counted on the run's own host.
+fn counted_on(results: &Results, hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        results.machine.hostname.clone()
+    } else {
+        hosts.join("+")
+    }
 }
 
 fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
@@ -124,10 +148,12 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
                 r.push(opt(f.calls));
                 r.push(opt(f.bytes_per_message));
                 r.push(f.source.name().to_string());
+                r.push(counted_on(results, &f.counted_on));
             }
             None => {
                 r.extend([String::new(), String::new(), String::new()]);
                 r.push("not recorded".to_string());
+                r.push(String::new());
             }
         }
     }
@@ -140,6 +166,8 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
         z.copied_sends,
         z.copied_bytes,
         z.enobufs_retries,
+        z.unsent_sends,
+        z.unsent_copied_sends,
     ] {
         r.push(v.to_string());
     }
@@ -161,6 +189,10 @@ fn csv_row(results: &Results, c: &Cell) -> Vec<String> {
     let placement = c.placement.clone().unwrap_or_default();
     r.push(cpu_list_text(&placement.server_cpus));
     r.push(cpu_list_text(&placement.client_cpus));
+    r.push(c.recv.to_string());
+    r.push(opt(c.zerocopy_receive.map(|z| z.copybuf_bytes)));
+    r.push(opt(c.zerocopy_receive.map(|z| z.skip_hint_bytes)));
+    r.push(c.topology.name().to_string());
     r
 }
 

@@ -18,11 +18,11 @@ use crate::{
     ledger::{
         self,
         causes::{explain, CopyCause, CopyEvidence},
-        ModeLedger, Verdict, Workload, CLIENT_SLOT, SITES,
+        ModeLedger, ReceiverStats, Verdict, Workload, CLIENT_SLOT, SITES,
     },
     util::sys,
     util::units::format_size,
-    workload::client::{run_client, ClientConfig, RunLimit},
+    workload::client::{run_client, ClientConfig, ReceiveMechanism, RunLimit},
     workload::modes::Mode,
     workload::server::{stop_flag_on_signals, Interrupted},
 };
@@ -33,6 +33,8 @@ pub struct Verification {
     pub kernel: String,
     /// Where the ends ran.
     pub topology: String,
+    /// How the client received.
+    pub recv: ReceiveMechanism,
     /// This host's attach plan (the receiver's, on two hosts).
     pub plan: AttachPlan,
     /// The sender's host's attach plan, on two hosts.
@@ -52,6 +54,8 @@ pub struct VerifyPlan {
     pub topology: Topology,
     /// Hold a packet socket open on the sender's device during each mode.
     pub packet_tap: bool,
+    /// How the client receives.
+    pub recv: ReceiveMechanism,
 }
 
 impl Verification {
@@ -73,7 +77,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
         &plan.modes[..]
     };
     let mut probes = CopyProbes::load_with(plan.load)?;
-    let mut ends = Ends::set_up(&plan.topology)?;
+    let mut ends = Ends::set_up(&plan.topology, plan.recv)?;
     let mut ledgers = Vec::new();
     for &mode in modes {
         let ledger = verify_on(
@@ -83,6 +87,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
             plan.size,
             plan.messages,
             plan.packet_tap,
+            plan.recv,
             Some(&stop),
         );
         if stop.load(Ordering::SeqCst) {
@@ -101,6 +106,7 @@ pub fn verify(plan: &VerifyPlan) -> Result<Verification> {
     let verification = Verification {
         kernel: sys::kernel_release(),
         topology: ends.describe(),
+        recv: plan.recv,
         plan: probes.plan().clone(),
         sender_plan: ends.remote_plan(),
         modes: ledgers,
@@ -125,19 +131,22 @@ fn compared_anything(ledgers: &[ModeLedger]) -> bool {
     })
 }
 
-/// One mode where `ends` puts the sender (the sweep's opening check).
+/// One mode where `ends` puts the sender, received as `recv` says (the sweep's opening
+/// check).
 pub fn verify_mode(
     probes: &mut CopyProbes,
     ends: &mut Ends,
     mode: Mode,
+    recv: ReceiveMechanism,
     size: u64,
     messages: u64,
 ) -> Result<ModeLedger> {
-    verify_on(probes, ends, mode, size, messages, false, None)
+    verify_on(probes, ends, mode, size, messages, false, recv, None)
 }
 
 /// One mode: the sender where `ends` puts it, this process's client in the client slot.
 /// Setting `stop` ends the client early (the result is then an error).
+#[allow(clippy::too_many_arguments)]
 fn verify_on(
     probes: &mut CopyProbes,
     ends: &mut Ends,
@@ -145,14 +154,19 @@ fn verify_on(
     size: u64,
     messages: u64,
     packet_tap: bool,
+    recv: ReceiveMechanism,
     stop: Option<&Arc<AtomicBool>>,
 ) -> Result<ModeLedger> {
-    // A mode this kernel cannot run is a ledger saying so, not an error. (On two hosts
-    // the agent's kernel decides: its server refuses to start, with why.)
-    if !matches!(ends, Ends::Remote(_)) {
-        if let Err(why) = (mode.spec().available)() {
-            return Ok(ModeLedger::unsupported(mode, &why));
-        }
+    // A mode the sender's kernel cannot run is a ledger saying so, not an error.
+    if let Err((kernel, why)) = ends.runs(mode) {
+        return Ok(ModeLedger::unsupported(mode, kernel, &why));
+    }
+    // The client is on this host whatever the topology: its kernel decides.
+    if let Err(why) = recv.available() {
+        let mut ledger =
+            ModeLedger::unsupported(mode, "this kernel", &format!("--recv {recv}: {why}"));
+        ledger.receiver.mechanism = recv;
+        return Ok(ledger);
     }
     let own_pid = std::process::id();
     let phase = ends.start(probes, mode, size, packet_tap)?;
@@ -160,6 +174,7 @@ fn verify_on(
     let before = probes.read_counters()?;
     let mut config = ClientConfig::new(&phase.addr(), size, 1, RunLimit::Messages(messages));
     config.stop = stop.cloned();
+    config.recv = recv;
     let client = ends.as_receiver(|| run_client(&config));
     // The client's counts are whole now; on two hosts, what follows (ending the phase
     // over the control connection) is this process's traffic too, and no part of the run.
@@ -187,7 +202,8 @@ fn verify_on(
         ));
     }
     let sides = ends.sides(probes, &delta, sender.side);
-    let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender);
+    let receiver = ReceiverStats::of(&report);
+    let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender, &receiver);
     ledger.causes = causes_of(&ledger, &sender.path);
     for cause in &ledger.causes {
         ledger.findings.push(format!("cause: {}", cause.text()));
@@ -237,13 +253,14 @@ pub fn render(v: &Verification) -> String {
             continue;
         }
         out.push_str(&format!(
-            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests)\n",
+            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests; receive {})\n",
             m.mode,
             verdict_word(m.verdict),
             m.workload.messages,
             format_size(m.workload.message_size),
             m.workload.payload_bytes(),
-            m.workload.requests
+            m.workload.requests,
+            m.receiver.mechanism
         ));
         out.push_str(&format!(
             "  {:<22} {:>14} {:>14} {:>14} {:>9}  {}\n",
@@ -300,9 +317,14 @@ mod tests {
         let v = Verification {
             kernel: "6.0-test".to_string(),
             topology: "loopback".to_string(),
+            recv: ReceiveMechanism::Copy,
             plan: AttachPlan { events: Vec::new() },
             sender_plan: None,
-            modes: vec![ModeLedger::unsupported(Mode::IoUringZc, &why)],
+            modes: vec![ModeLedger::unsupported(
+                Mode::IoUringZc,
+                "this kernel",
+                &why.to_string(),
+            )],
         };
         assert!(v.passed());
         let text = render(&v);

@@ -36,6 +36,59 @@ pub enum Verification {
     Framing,
 }
 
+/// How the client takes the bytes from its sockets.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+pub enum ReceiveMechanism {
+    /// recv(): the kernel copies every byte into the client's buffer.
+    #[default]
+    #[serde(rename = "copy")]
+    #[value(name = "copy")]
+    Copy,
+    /// getsockopt(TCP_ZEROCOPY_RECEIVE) on a mapping of the socket: the kernel maps the
+    /// pages it can and copies only the rest.
+    #[serde(rename = "zerocopy")]
+    #[value(name = "zerocopy")]
+    ZeroCopy,
+}
+
+impl ReceiveMechanism {
+    pub const ALL: [ReceiveMechanism; 2] = [ReceiveMechanism::Copy, ReceiveMechanism::ZeroCopy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceiveMechanism::Copy => "copy",
+            ReceiveMechanism::ZeroCopy => "zerocopy",
+        }
+    }
+
+    /// Whether this kernel can receive this way (why not, if not).
+    pub fn available(self) -> std::io::Result<()> {
+        match self {
+            ReceiveMechanism::Copy => Ok(()),
+            ReceiveMechanism::ZeroCopy => super::zerocopy::zerocopy_receive_available(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReceiveMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunLimit {
@@ -57,6 +110,8 @@ pub struct ClientConfig {
     /// A server that sends nothing for this long is an error.
     pub io_timeout: Duration,
     pub verification: Verification,
+    /// How the bytes are taken from the sockets.
+    pub recv: ReceiveMechanism,
     /// Payload bytes of verified messages so far, all threads, for an observer that
     /// samples the run while it goes (the benchmark's windows); None: not kept.
     pub progress: Option<Arc<AtomicU64>>,
@@ -75,6 +130,7 @@ impl ClientConfig {
             pattern: Pattern::Stream,
             io_timeout: Duration::from_secs(30),
             verification: Verification::Full,
+            recv: ReceiveMechanism::Copy,
             progress: None,
             stop: None,
         }

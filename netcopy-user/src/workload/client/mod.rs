@@ -29,6 +29,7 @@ mod config;
 mod patterns;
 mod receive;
 mod report;
+mod zerocopy;
 
 use std::{
     io,
@@ -37,8 +38,11 @@ use std::{
     time::Duration,
 };
 
-pub use config::{ClientConfig, Pattern, RunLimit, Verification, MAX_THREADS};
-pub use report::{report_text, ClientFailure, ClientReport, LatencyKind, LatencySummary};
+pub use config::{ClientConfig, Pattern, ReceiveMechanism, RunLimit, Verification, MAX_THREADS};
+pub use report::{
+    report_text, ClientFailure, ClientReport, LatencyKind, LatencySummary, ZeroCopyReceiveReport,
+};
+pub use zerocopy::ZeroCopyReceiveFigures;
 
 use crate::workload::message::MAX_PAYLOAD_SIZE;
 use patterns::{run_thread, ThreadPlan};
@@ -53,6 +57,21 @@ pub fn run_client(config: &ClientConfig) -> Result<ClientReport, ClientFailure> 
         report: Box::new(ClientReport::empty(config)),
     };
     validate(config).map_err(fail)?;
+    if let Err(why) = config.recv.available() {
+        let mut report = ClientReport::empty(config);
+        report.zerocopy_receive = Some(ZeroCopyReceiveReport {
+            supported: false,
+            unsupported: Some(format!("not supported by this kernel: {why}")),
+            ..Default::default()
+        });
+        return Err(ClientFailure {
+            message: format!(
+                "--recv {}: not supported by this kernel: {why}",
+                config.recv
+            ),
+            report: Box::new(report),
+        });
+    }
     let addr = resolve(&config.connect).map_err(fail)?;
     let mut streams = Vec::with_capacity(config.threads);
     for index in 0..config.threads {

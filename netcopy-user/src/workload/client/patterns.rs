@@ -9,8 +9,9 @@ use std::{
 };
 
 use super::{
-    config::{ClientConfig, Pattern, RunLimit, Verification},
+    config::{ClientConfig, Pattern, ReceiveMechanism, RunLimit, Verification},
     receive::{read_message, read_reply, Reader, ThreadOutcome, Verifier},
+    zerocopy::ZeroCopyReceiver,
 };
 use crate::{
     workload::message::FieldLayout,
@@ -48,6 +49,17 @@ pub(super) fn run_thread(plan: ThreadPlan) -> ThreadOutcome {
         stamp_offsets: layout.stamp_offsets().collect(),
         chunk: vec![0u8; (plan.config.size as usize).min(READ_CHUNK)],
     };
+    let zerocopy = match plan.config.recv {
+        ReceiveMechanism::Copy => None,
+        ReceiveMechanism::ZeroCopy => match ZeroCopyReceiver::new(&plan.stream) {
+            Ok(receiver) => Some(receiver),
+            Err(err) => {
+                outcome.error = Some(format!("thread {}: --recv zerocopy: {err}", plan.index));
+                plan.barrier.wait();
+                return outcome;
+            }
+        },
+    };
     plan.barrier.wait();
     let started = Instant::now();
     outcome.started = Some(started);
@@ -61,13 +73,18 @@ pub(super) fn run_thread(plan: ThreadPlan) -> ThreadOutcome {
         stop: plan.config.stop.as_deref(),
         io_timeout: plan.config.io_timeout,
         received: 0,
+        zerocopy,
     };
     let result = match plan.config.pattern {
         Pattern::Stream => stream_pattern(&plan, &mut reader, &mut verifier, &mut outcome),
         Pattern::Rr => rr_pattern(&plan, &mut reader, &mut verifier, &mut outcome),
     };
     outcome.ended = Some(Instant::now());
-    outcome.received_bytes = reader.received;
+    // Bytes the kernel handed over and the run ended before they were used count as
+    // received (and discarded), as a read() of them would.
+    let handed_over = reader.zerocopy.as_ref().map_or(0, |zc| zc.unconsumed());
+    outcome.zerocopy = reader.zerocopy.as_ref().map(|zc| zc.figures);
+    outcome.received_bytes = reader.received + handed_over;
     let accounted = outcome.reply_header_bytes
         + outcome.reply_error_text_bytes
         + outcome.message_header_bytes

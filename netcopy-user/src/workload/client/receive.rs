@@ -22,6 +22,8 @@ use crate::{
     workload::sockets,
 };
 
+use super::zerocopy::{ZeroCopyReceiveFigures, ZeroCopyReceiver};
+
 /// Error texts kept in the report.
 pub(super) const MAX_REPORTED_ERRORS: usize = 16;
 
@@ -44,6 +46,8 @@ pub(super) struct ThreadOutcome {
     pub(super) integrity_notes: Vec<String>,
     pub(super) error: Option<String>,
     pub(super) progress: Option<Arc<AtomicU64>>,
+    /// `--recv zerocopy`: how the kernel handed the bytes over.
+    pub(super) zerocopy: Option<ZeroCopyReceiveFigures>,
 }
 
 impl ThreadOutcome {
@@ -67,6 +71,7 @@ impl ThreadOutcome {
             integrity_notes: Vec::new(),
             error: None,
             progress: None,
+            zerocopy: None,
         }
     }
 
@@ -99,7 +104,10 @@ pub(super) struct Reader<'a> {
     pub(super) deadline: Option<Instant>,
     pub(super) stop: Option<&'a AtomicBool>,
     pub(super) io_timeout: Duration,
+    /// Bytes consumed from the connection.
     pub(super) received: u64,
+    /// `--recv zerocopy`: the connection's mapping; None reads with read().
+    pub(super) zerocopy: Option<ZeroCopyReceiver>,
 }
 
 impl Reader<'_> {
@@ -109,15 +117,17 @@ impl Reader<'_> {
         let mut got = 0;
         let mut last_data = Instant::now();
         while got < buf.len() {
-            match (&*self.stream).read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(Cut::Failed(format!(
-                    "short read: the server closed the connection after {got} of {} bytes of {}",
-                    buf.len(),
-                    what()
-                )))
-                }
-                Ok(n) => {
+            let step = match self.zerocopy.as_mut() {
+                None => (&*self.stream).read(&mut buf[got..]),
+                // The protocol's headers are small: copied out of the mapping here.
+                Some(zc) => zc.ready().map(|n| {
+                    let piece = zc.take(n.min(buf.len() - got));
+                    buf[got..got + piece.len()].copy_from_slice(piece);
+                    piece.len()
+                }),
+            };
+            match step {
+                Ok(n) if n > 0 => {
                     got += n;
                     self.received += n as u64;
                     last_data = Instant::now();
@@ -125,38 +135,84 @@ impl Reader<'_> {
                         return Err(Cut::Deadline);
                     }
                 }
-                Err(err) => match err.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                        if self.deadline_passed() {
-                            return Err(Cut::Deadline);
-                        }
-                        if last_data.elapsed() > self.io_timeout {
-                            return Err(Cut::Failed(format!(
-                                "the server sent nothing for {:.0} s while {got} of {} bytes of {} \
-                                 were read",
-                                self.io_timeout.as_secs_f64(),
-                                buf.len(),
-                                what()
-                            )));
-                        }
-                    }
-                    _ => {
-                        return Err(Cut::Failed(format!(
-                            "reading {} failed after {got} of {} bytes: {err}{}",
-                            what(),
-                            buf.len(),
-                            if sockets::is_peer_gone(&err) {
-                                " (the server went away)"
-                            } else {
-                                ""
-                            }
-                        )))
-                    }
-                },
+                other => self.no_data(other.err(), got, buf.len(), last_data, what)?,
             }
         }
         Ok(())
+    }
+
+    /// The next bytes of the stream, at most `scratch.len()`: with `--recv copy` read into
+    /// `scratch` (all of it), with `--recv zerocopy` where the kernel put them (mapped
+    /// pages or its copy buffers), without a copy of ours.
+    fn piece<'s>(
+        &'s mut self,
+        scratch: &'s mut [u8],
+        what: &dyn Fn() -> String,
+    ) -> Result<&'s [u8], Cut> {
+        if self.zerocopy.is_none() {
+            self.fill(scratch, what)?;
+            return Ok(scratch);
+        }
+        let last_data = Instant::now();
+        loop {
+            let Some(zc) = self.zerocopy.as_mut() else {
+                unreachable!("checked above")
+            };
+            match zc.ready() {
+                Ok(n) if n > 0 => break,
+                other => self.no_data(other.err(), 0, scratch.len(), last_data, what)?,
+            }
+        }
+        let Some(zc) = self.zerocopy.as_mut() else {
+            unreachable!("checked above")
+        };
+        let piece = zc.take(scratch.len());
+        self.received += piece.len() as u64;
+        Ok(piece)
+    }
+
+    /// A read that brought no data: the end of the stream (`err` None) or an error.
+    /// Ok(()): try again.
+    fn no_data(
+        &self,
+        err: Option<io::Error>,
+        got: usize,
+        len: usize,
+        last_data: Instant,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), Cut> {
+        let Some(err) = err else {
+            return Err(Cut::Failed(format!(
+                "short read: the server closed the connection after {got} of {len} bytes of {}",
+                what()
+            )));
+        };
+        match err.kind() {
+            io::ErrorKind::Interrupted => Ok(()),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                if self.deadline_passed() {
+                    return Err(Cut::Deadline);
+                }
+                if last_data.elapsed() > self.io_timeout {
+                    return Err(Cut::Failed(format!(
+                        "the server sent nothing for {:.0} s while {got} of {len} bytes of {} \
+                         were read",
+                        self.io_timeout.as_secs_f64(),
+                        what()
+                    )));
+                }
+                Ok(())
+            }
+            _ => Err(Cut::Failed(format!(
+                "reading {} failed after {got} of {len} bytes: {err}{}",
+                what(),
+                if sockets::is_peer_gone(&err) {
+                    " (the server went away)"
+                } else {
+                    ""
+                }
+            ))),
+        }
     }
 
     pub(super) fn deadline_passed(&self) -> bool {
@@ -247,26 +303,28 @@ pub(super) fn read_message(
     let mut position = 0usize;
     while position < size {
         let want = (size - position).min(verifier.chunk.len());
-        let chunk = &mut verifier.chunk[..want];
-        match reader.fill(chunk, &|| format!("message {expected_seq}'s payload")) {
-            Ok(()) => {}
+        let chunk = match reader.piece(&mut verifier.chunk[..want], &|| {
+            format!("message {expected_seq}'s payload")
+        }) {
+            Ok(chunk) => chunk,
             Err(Cut::Deadline) => return Ok(false),
             Err(Cut::Failed(message)) => return Err(message),
-        }
+        };
+        let got = chunk.len();
         if verifier.crc {
             crc = crc32c::crc32c_append(crc, chunk);
         }
         for &offset in &verifier.stamp_offsets {
             // The part of this stamp that lies in [position, position + want).
             let from = offset.max(position);
-            let to = (offset + STAMP_LEN).min(position + want);
+            let to = (offset + STAMP_LEN).min(position + got);
             if from < to
                 && chunk[from - position..to - position] != stamp[from - offset..to - offset]
             {
                 stamp_ok = false;
             }
         }
-        position += want;
+        position += got;
     }
     outcome.message_header_bytes += MESSAGE_HEADER_LEN as u64;
     let mut problems = Vec::new();
@@ -338,6 +396,7 @@ mod tests {
             stop: None,
             io_timeout: Duration::from_secs(10),
             received: 0,
+            zerocopy: None,
         };
         let layout = FieldLayout::new(size).unwrap();
         let mut verifier = Verifier {
@@ -378,6 +437,7 @@ mod tests {
             stop: None,
             io_timeout: Duration::from_secs(10),
             received: 0,
+            zerocopy: None,
         };
         let error = read_reply(&mut reader, &mut ThreadOutcome::new()).unwrap_err();
         writer.join().unwrap();

@@ -6,8 +6,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    config::{ClientConfig, Pattern, Verification},
+    config::{ClientConfig, Pattern, ReceiveMechanism, Verification},
     receive::{ThreadOutcome, MAX_REPORTED_ERRORS},
+    zerocopy::ZeroCopyReceiveFigures,
 };
 use crate::{util::units::format_size, workload::modes::Mode};
 
@@ -66,6 +67,25 @@ pub struct ClientReport {
     pub discarded_bytes: u64,
     /// What went wrong, per thread (at most a few).
     pub errors: Vec<String>,
+    /// How the bytes were taken from the sockets (older reports: copy).
+    #[serde(default)]
+    pub recv: ReceiveMechanism,
+    /// `--recv zerocopy`: what the kernel mapped and copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerocopy_receive: Option<ZeroCopyReceiveReport>,
+}
+
+/// What `--recv zerocopy` got from the kernel, in all and per connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZeroCopyReceiveReport {
+    /// False on a kernel without TCP_ZEROCOPY_RECEIVE (or without the mapping of a TCP
+    /// socket); `unsupported` says why, and nothing was received.
+    pub supported: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+    pub total: ZeroCopyReceiveFigures,
+    /// One per connection, in thread order.
+    pub connections: Vec<ZeroCopyReceiveFigures>,
 }
 
 fn full_verification() -> Verification {
@@ -95,6 +115,13 @@ impl ClientReport {
             received_bytes: 0,
             discarded_bytes: 0,
             errors: Vec::new(),
+            recv: config.recv,
+            zerocopy_receive: (config.recv == ReceiveMechanism::ZeroCopy).then(|| {
+                ZeroCopyReceiveReport {
+                    supported: true,
+                    ..Default::default()
+                }
+            }),
         }
     }
 }
@@ -139,6 +166,10 @@ pub(super) fn merge(config: &ClientConfig, outcomes: &[ThreadOutcome]) -> Client
         report.message_header_bytes += outcome.message_header_bytes;
         report.received_bytes += outcome.received_bytes;
         report.discarded_bytes += outcome.discarded_bytes;
+        if let (Some(zc), Some(mine)) = (report.zerocopy_receive.as_mut(), &outcome.zerocopy) {
+            zc.total.add(mine);
+            zc.connections.push(*mine);
+        }
         for note in outcome.integrity_notes.iter().chain(outcome.error.iter()) {
             if report.errors.len() < MAX_REPORTED_ERRORS {
                 report.errors.push(note.clone());
@@ -221,5 +252,40 @@ pub fn report_text(report: &ClientReport) -> String {
         report.message_header_bytes,
         report.received_bytes,
         report.discarded_bytes,
-    )
+    ) + &receive_text(report)
+}
+
+/// The receive mechanism's line, for `--recv zerocopy`.
+fn receive_text(report: &ClientReport) -> String {
+    let Some(zc) = &report.zerocopy_receive else {
+        return String::new();
+    };
+    if !zc.supported {
+        return format!(
+            "\nreceive zerocopy: {}",
+            zc.unsupported
+                .as_deref()
+                .unwrap_or("not supported by this kernel")
+        );
+    }
+    let line = |f: &ZeroCopyReceiveFigures| {
+        format!(
+            "mapped {} ({}), copied {} (copy buffer {}, after skip hint {}); {} getsockopt, {} recv",
+            f.mapped_bytes,
+            f.mapped_fraction()
+                .map_or("-".to_string(), |p| format!("{:.3}%", p * 100.0)),
+            f.copied_bytes(),
+            f.copybuf_bytes,
+            f.skip_hint_bytes,
+            f.getsockopt_calls,
+            f.recv_calls
+        )
+    };
+    let mut out = format!("\nreceive zerocopy: {}", line(&zc.total));
+    if zc.connections.len() > 1 {
+        for (index, connection) in zc.connections.iter().enumerate() {
+            out.push_str(&format!("\n  connection {index}: {}", line(connection)));
+        }
+    }
+    out
 }

@@ -14,11 +14,8 @@ use std::{io, net::TcpStream, os::fd::AsRawFd, time::Duration};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::{
-    one_copy::IOV_COUNT,
-    sender::{header_for, message_for, Sender, SenderStats},
-};
-use crate::workload::{message::ComplexMessage, protocol::MESSAGE_HEADER_LEN, sockets};
+use super::sender::{Outgoing, Sender, SenderStats, IOV_COUNT};
+use crate::workload::sockets;
 
 /// One completion queue entry, copied out of the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +167,7 @@ const SEND_OPERATION: u64 = 1;
 pub(super) struct IoUringSender {
     socket: TcpStream,
     ring: Ring,
-    message: Option<ComplexMessage>,
+    outgoing: Outgoing,
     stats: SenderStats,
 }
 
@@ -179,7 +176,7 @@ impl IoUringSender {
         Ok(IoUringSender {
             socket,
             ring: Ring::new(4, 8)?,
-            message: None,
+            outgoing: Outgoing::default(),
             stats: SenderStats::default(),
         })
     }
@@ -212,24 +209,20 @@ impl Sender for IoUringSender {
         let IoUringSender {
             socket,
             ring,
-            message,
+            outgoing,
             stats,
         } = self;
-        let message = message_for(message, size)?;
-        message.stamp(seq);
-        let header = header_for(message, seq).encode();
-        let fields = message.fields();
-        let slices: [&[u8]; IOV_COUNT] =
-            std::array::from_fn(|i| if i == 0 { &header[..] } else { fields[i - 1] });
-        let total = MESSAGE_HEADER_LEN + message.size();
         let fd = socket.as_raw_fd();
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; IOV_COUNT];
-        let result = stats.send_all(fd, total, |sent| {
-            let used = sockets::remaining_iovecs(&slices, sent, &mut iov);
-            send_operation(ring, fd, &mut iov[..used])
+        let result = outgoing.send(size, seq, stats, |stats, slices, header_len| {
+            let total = slices.iter().map(|s| s.len()).sum();
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; IOV_COUNT];
+            stats.send_bytes(fd, header_len, total, |sent| {
+                let used = sockets::remaining_iovecs(&slices, sent, &mut iov);
+                send_operation(ring, fd, &mut iov[..used])
+            })
         });
         stats.ring_enters = ring.enters();
         result
@@ -249,6 +242,7 @@ impl Sender for IoUringSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{message::ComplexMessage, protocol::MESSAGE_HEADER_LEN};
 
     #[test]
     fn send_results_map_to_bytes_or_errors() {

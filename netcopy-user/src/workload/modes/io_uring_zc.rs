@@ -25,9 +25,9 @@ use io_uring::{cqueue, opcode, types};
 
 use super::{
     io_uring::{msghdr_for, probe_opcode, send_result, Completion, Ring},
-    one_copy::IOV_COUNT,
-    sender::{Sender, SenderStats},
+    sender::{Sender, SenderStats, IOV_COUNT},
     slots::{SlotPool, ZeroCopyConfig},
+    unsent::UnsentTally,
     zero_copy::{COMPLETION_STALL_LIMIT, ENOBUFS_LIMIT},
 };
 use crate::workload::sockets;
@@ -43,6 +43,8 @@ const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 struct PendingSend {
     slot: usize,
     bytes: usize,
+    /// The offset of its first byte in everything written to the connection.
+    start: u64,
 }
 
 /// The operation whose result has not arrived yet.
@@ -60,6 +62,9 @@ pub(super) struct IoUringZcSender {
     /// Operations awaiting their notification, by user_data.
     pending: HashMap<u64, PendingSend>,
     next_op: u64,
+    /// Where each operation lies in the connection's stream, and the notifications of
+    /// operations that may never have left it.
+    unsent: UnsentTally,
     stats: SenderStats,
 }
 
@@ -74,6 +79,7 @@ impl IoUringZcSender {
             issued: None,
             pending: HashMap::new(),
             next_op: 1,
+            unsent: UnsentTally::default(),
             stats: SenderStats::default(),
         })
     }
@@ -100,10 +106,12 @@ impl IoUringZcSender {
                 Some(send) => {
                     self.stats.completed_sends += 1;
                     self.stats.completed_bytes += send.bytes as u64;
-                    if c.result as u32 & IORING_NOTIF_USAGE_ZC_COPIED != 0 {
+                    let copied = c.result as u32 & IORING_NOTIF_USAGE_ZC_COPIED != 0;
+                    if copied {
                         self.stats.copied_sends += 1;
                         self.stats.copied_bytes += send.bytes as u64;
                     }
+                    self.unsent.completed(send.start, send.bytes, copied);
                     self.pool.complete_send(send.slot);
                 }
                 None => self.stats.unexpected_completions += 1,
@@ -116,11 +124,13 @@ impl IoUringZcSender {
                 if cqueue::more(c.flags) {
                     // A notification follows; until then the kernel may read the slot.
                     let bytes = c.result.max(0) as usize;
+                    let start = self.unsent.sent(bytes);
                     self.pending.insert(
                         issued.op,
                         PendingSend {
                             slot: issued.slot,
                             bytes,
+                            start,
                         },
                     );
                     self.pool.add_send(issued.slot);
@@ -144,6 +154,13 @@ impl IoUringZcSender {
             if let Some(done) = self.handle(c) {
                 result = Some(done);
             }
+        }
+        // A notification may be posted before the result of an operation the socket
+        // took earlier, so no send proves the ones before it left: settle in batches,
+        // with no operation in flight (its bytes may be in the socket, not yet counted).
+        if self.issued.is_none() && self.unsent.due() {
+            self.unsent
+                .settle(self.socket.as_raw_fd(), &mut self.stats)?;
         }
         Ok(result)
     }
@@ -235,7 +252,7 @@ impl IoUringZcSender {
                     if n < total - sent {
                         self.stats.partial_sends += 1;
                     }
-                    self.stats.count_sent(sent, n);
+                    self.stats.count_sent(self.pool.header_len(index), sent, n);
                     sent += n;
                 }
                 Err(err) => match err.raw_os_error() {
@@ -282,13 +299,18 @@ impl IoUringZcSender {
 impl Sender for IoUringZcSender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
-        let index = self.acquire_slot()?;
-        let busy = self.pool.begin(index, seq);
-        self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
-        let result = self.send_slot(index);
-        self.pool.end(index);
-        self.stats.ring_enters = self.ring.enters();
-        result?;
+        // One slot per piece (a message up to PIECE_BYTES is one piece), each held until
+        // the kernel completes its sends.
+        for k in 0..self.pool.pieces() {
+            let index = self.acquire_slot()?;
+            let (busy, generated) = self.pool.begin(index, seq, k);
+            self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
+            self.stats.generated_bytes += generated;
+            let result = self.send_slot(index);
+            self.pool.end(index);
+            self.stats.ring_enters = self.ring.enters();
+            result?;
+        }
         self.stats.messages += 1;
         Ok(())
     }
@@ -312,11 +334,16 @@ impl Sender for IoUringZcSender {
             }
         };
         self.stats.ring_enters = self.ring.enters();
-        result
+        let settled = self.unsent.settle(self.socket.as_raw_fd(), &mut self.stats);
+        result.and(settled)
     }
 
     fn stats(&self) -> &SenderStats {
         &self.stats
+    }
+
+    fn wrote_other(&mut self, bytes: u64) {
+        self.unsent.wrote_other(bytes);
     }
 }
 
@@ -393,6 +420,7 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::modes::unsent::settled_unsent_tail;
     use std::net::TcpListener;
 
     fn sender() -> (IoUringZcSender, TcpStream) {
@@ -414,7 +442,7 @@ mod tests {
             sender.prepare(100).unwrap();
         }
         let index = sender.acquire_slot().unwrap();
-        sender.pool.begin(index, 0);
+        sender.pool.begin(index, 0, 0);
         let op = sender.next_op;
         sender.next_op += 1;
         sender.issued = Some(Issued { op, slot: index });
@@ -460,6 +488,43 @@ mod tests {
         assert_eq!(s.unexpected_completions, 1);
         assert!(sender.pending.is_empty());
         assert!(sender.pool.free_slots().contains(&slot_a));
+    }
+
+    /// As for MSG_ZEROCOPY: a client that never reads, then closes with the data unread;
+    /// exactly the operations past the unsent tail the kernel reports never left.
+    #[test]
+    fn operations_freed_unsent_when_the_client_closes_are_counted_apart() {
+        const MESSAGES: u64 = 32;
+        const SIZE: u64 = 64 << 10;
+        probe_support().expect("io_uring zero-copy on this machine (shared/PLATFORM.md)");
+        let (mut sender, client) = sender();
+        let fd = sender.fd();
+        sockets::set_send_buffer(fd, 4 << 20).unwrap();
+        for seq in 0..MESSAGES {
+            sender.send_message(SIZE, seq).unwrap();
+        }
+        assert_eq!(
+            (sender.stats.zerocopy_sends, sender.stats.partial_sends),
+            (MESSAGES, 0)
+        );
+        let written = sender.unsent.written();
+        let message_len = written / MESSAGES;
+        assert_eq!(written, message_len * MESSAGES);
+        let unsent = settled_unsent_tail(fd);
+        let expected_unsent = MESSAGES - (written - unsent).div_ceil(message_len);
+        assert!(
+            expected_unsent > 0 && expected_unsent < MESSAGES,
+            "{unsent} of {written} bytes unsent"
+        );
+        drop(client);
+        sender.finish(Duration::from_secs(10)).unwrap();
+        let s = &sender.stats;
+        assert_eq!(s.completed_sends, MESSAGES);
+        assert_eq!(s.unsent_sends, expected_unsent);
+        assert_eq!(s.unsent_bytes, expected_unsent * message_len);
+        // io_uring reports per operation: an operation that never left is never flagged.
+        assert_eq!(s.unsent_copied_sends, 0);
+        assert_eq!(s.copied_sends, MESSAGES - expected_unsent);
     }
 
     #[test]

@@ -13,10 +13,19 @@
 //! - io-uring (`io_uring.rs`, with the ring helpers): IORING_OP_SENDMSG with 9 iovecs.
 //! - io-uring-zc (`io_uring_zc.rs`): IORING_OP_SENDMSG_ZC with 9 iovecs from the slot
 //!   pool, each slot held until the notification of every operation on it.
+//!   Both zero-copy senders tell the sends that never left the socket (freed when the
+//!   client closed) apart with `unsent.rs`.
 //! - sendfile (`sendfile.rs`): the message generated in fresh pages of a memfd, then
 //!   `sendfile()`.
 //! - splice (`splice.rs`): the message generated in fresh pages, `vmsplice()` into a
 //!   pipe, then `splice()` to the socket.
+//!
+//! A message above `PIECE_BYTES` (1 MiB, `message/large.rs`) goes out as a sequence of
+//! pieces of that size, the message header before the first: each piece laid out as 8
+//! fields of its own over buffers reused for every piece (`sender::Outgoing`; a slot per
+//! piece for the zero-copy modes, held until completion; fresh pages per piece for
+//! sendfile and splice). The wire bytes are those of the whole message, and a connection's
+//! buffers never exceed a piece or two (zero-copy: its in-flight slots).
 //!
 //! Files import downwards only: `mode` (the enum) and `sender` (the trait and its counts)
 //! at the bottom, the sender files on `sender`, `table` on all of them; this file only
@@ -32,6 +41,7 @@ mod slots;
 mod splice;
 mod table;
 mod two_copy;
+mod unsent;
 mod zero_copy;
 
 pub use mode::Mode;

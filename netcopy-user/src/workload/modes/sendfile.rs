@@ -9,6 +9,8 @@
 //! keep them alive for as long as it needs them, and the message is generated into the
 //! fresh pages through a shared mapping (`ComplexMessage::generate_into`): produced in
 //! place, as a program writing new data into a file would, not copied from a buffer.
+//! A message above `PIECE_BYTES` is sent piece by piece the same way, each piece in fresh
+//! pages, so the file holds one piece at most.
 
 use std::{
     io,
@@ -17,11 +19,8 @@ use std::{
     time::Duration,
 };
 
-use super::sender::{message_for, Sender, SenderStats};
-use crate::workload::{
-    message::{ComplexMessage, FIELD_COUNT},
-    protocol::{MessageHeader, MESSAGE_HEADER_LEN},
-};
+use super::sender::{template_for, Sender, SenderStats, Template};
+use crate::workload::{message::FIELD_COUNT, protocol::MESSAGE_HEADER_LEN};
 
 /// A memfd and a shared, writable mapping of it.
 struct MessageFile {
@@ -107,24 +106,25 @@ impl Drop for MessageFile {
     }
 }
 
-/// Writes `message`'s header and fields, stamped with `seq`, into `file` as on the wire:
-/// every byte is generated where it is sent from, nothing is copied.
-fn serialize_into(file: &mut [u8], message: &ComplexMessage, seq: u64) {
-    let (header, mut payload) = file.split_at_mut(MESSAGE_HEADER_LEN);
-    let lens = message.field_lens();
+/// Writes piece `k` of the message stamped with `seq` into `file` as on the wire (the
+/// message header first in piece 0): every byte is generated where it is sent from,
+/// nothing is copied. Returns the header bytes written.
+fn serialize_piece(file: &mut [u8], template: &Template, seq: u64, k: usize) -> usize {
+    let header_len = if k == 0 { MESSAGE_HEADER_LEN } else { 0 };
+    let (header, mut payload) = file.split_at_mut(header_len);
+    let lens = template.piece_field_lens(k);
     let fields: [&mut [u8]; FIELD_COUNT] = std::array::from_fn(|i| {
         let (field, rest) = std::mem::take(&mut payload).split_at_mut(lens[i]);
         payload = rest;
         field
     });
-    let crc32c = message.generate_into(seq, fields);
-    MessageHeader {
-        // The message size was validated against the u32 limit when it was built.
-        payload_len: message.size() as u32,
-        crc32c,
-        seq,
+    template.generate_piece(seq, k, fields);
+    if k == 0 {
+        template
+            .header(seq)
+            .encode_into(header.try_into().expect("a 16-byte header slice"));
     }
-    .encode_into(header.try_into().expect("a 16-byte header slice"));
+    header_len
 }
 
 /// One `sendfile` of `len` bytes of `file` from `offset` to `socket`.
@@ -146,7 +146,7 @@ pub(super) struct SendfileSender {
     socket: TcpStream,
     file: MessageFile,
     /// The message of the current size: its layout, content rule and CRC operators.
-    template: Option<ComplexMessage>,
+    template: Option<Template>,
     stats: SenderStats,
 }
 
@@ -163,14 +163,22 @@ impl SendfileSender {
 
 impl Sender for SendfileSender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
-        let template = message_for(&mut self.template, size)?;
-        let total = MESSAGE_HEADER_LEN + template.size();
-        serialize_into(self.file.fresh(total)?, template, seq);
-        self.stats.generated_bytes += total as u64;
-        let (socket, file) = (self.socket.as_raw_fd(), self.file.fd.as_raw_fd());
-        self.stats.send_all(socket, total, |sent| {
-            sendfile_once(socket, file, sent, total - sent)
-        })
+        let template = template_for(&mut self.template, size)?;
+        // A message above PIECE_BYTES goes out piece by piece, each in fresh pages of the
+        // file, so the file never holds more than one piece.
+        for k in 0..template.pieces() {
+            let lens = template.piece_field_lens(k);
+            let header_len = if k == 0 { MESSAGE_HEADER_LEN } else { 0 };
+            let total = header_len + lens.iter().sum::<usize>();
+            serialize_piece(self.file.fresh(total)?, template, seq, k);
+            self.stats.generated_bytes += total as u64;
+            let (socket, file) = (self.socket.as_raw_fd(), self.file.fd.as_raw_fd());
+            self.stats.send_bytes(socket, header_len, total, |sent| {
+                sendfile_once(socket, file, sent, total - sent)
+            })?;
+        }
+        self.stats.messages += 1;
+        Ok(())
     }
 
     fn finish(&mut self, _timeout: Duration) -> io::Result<()> {
@@ -193,13 +201,19 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{message::ComplexMessage, protocol::MessageHeader};
     use std::io::Read;
 
     #[test]
     fn the_file_holds_the_message_as_on_the_wire() {
         let mut message = ComplexMessage::new(4097).unwrap();
+        let mut template = None;
+        let template = template_for(&mut template, 4097).unwrap();
         let mut file = vec![0u8; MESSAGE_HEADER_LEN + 4097];
-        serialize_into(&mut file, &message, 9);
+        assert_eq!(
+            serialize_piece(&mut file, template, 9, 0),
+            MESSAGE_HEADER_LEN
+        );
         message.stamp(9);
         let header = MessageHeader::decode(file[..16].try_into().unwrap());
         assert_eq!(

@@ -1,13 +1,18 @@
 //! Message slots for the senders whose buffers the kernel keeps reading after the send
 //! call returned (MSG_ZEROCOPY, io_uring SENDMSG_ZC): a slot holds a whole message,
-//! header included, and is neither restamped nor freed until every send from it has
-//! completed. Slots are created lazily, bounded by a count and a byte budget
-//! ([`ZeroCopyConfig`]); how a sender learns of completions is its own business.
+//! header included, or for a message above `PIECE_BYTES` one piece of it (8 fields of its
+//! own, the header in the first piece), and is neither restamped nor refilled nor freed
+//! until every send from it has completed. Slots are created lazily, bounded by a count
+//! and a byte budget ([`ZeroCopyConfig`]) counted in slots of at most `PIECE_BYTES` of
+//! payload each; how a sender learns of completions is its own business.
 
 use std::io;
 
-use super::{one_copy::IOV_COUNT, sender::header_for};
-use crate::workload::{message::ComplexMessage, protocol::MESSAGE_HEADER_LEN};
+use super::sender::{header_for, Template, IOV_COUNT};
+use crate::workload::{
+    message::{ComplexMessage, PieceBuffers, PIECE_BYTES},
+    protocol::MESSAGE_HEADER_LEN,
+};
 
 /// How the slot pool is bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +33,26 @@ impl Default for ZeroCopyConfig {
 }
 
 impl ZeroCopyConfig {
-    /// Slots for messages of `size` payload bytes.
-    fn slots_for(&self, size: u64) -> usize {
-        let by_bytes = self.max_pool_bytes / (size + MESSAGE_HEADER_LEN as u64);
+    /// Slots for messages of `size` payload bytes (pieces of [`PIECE_BYTES`] above that).
+    pub(crate) fn slots_for(&self, size: u64) -> usize {
+        let slot_bytes = size.min(PIECE_BYTES as u64) + MESSAGE_HEADER_LEN as u64;
+        let by_bytes = self.max_pool_bytes / slot_bytes;
         (by_bytes.min(self.max_in_flight as u64) as usize).max(1)
     }
 }
 
+/// What a slot sends from.
+enum Body {
+    Whole(Box<ComplexMessage>),
+    Piece(PieceBuffers),
+}
+
 struct Slot {
-    message: ComplexMessage,
+    body: Body,
     /// Boxed so its address stays put while the kernel references it.
     header: Box<[u8; MESSAGE_HEADER_LEN]>,
+    /// Header bytes this slot sends: all 16 for a whole message and a first piece, else 0.
+    header_len: usize,
     /// Sends of this slot the kernel has not completed.
     outstanding: u32,
     /// The slot is mid-send: earlier parts may complete before later parts are issued.
@@ -48,8 +62,9 @@ struct Slot {
 /// The pool of one sender.
 pub(super) struct SlotPool {
     config: ZeroCopyConfig,
-    /// The unstamped message every new slot of the current size is cloned from.
-    template: Option<ComplexMessage>,
+    /// The unstamped message every new slot of the current size is cloned from, or the
+    /// layout and CRC of a message sent in pieces.
+    template: Option<Template>,
     slots: Vec<Slot>,
     max_slots: usize,
     free: Vec<usize>,
@@ -71,7 +86,7 @@ impl SlotPool {
 
     /// Whether the pool holds messages of `size` payload bytes.
     pub(super) fn holds_size(&self, size: u64) -> bool {
-        self.template.as_ref().map(|m| m.size() as u64) == Some(size)
+        self.template.as_ref().map(|t| t.size() as u64) == Some(size)
     }
 
     /// Empties the pool and sets it up for messages of `size`. Only once no slot is busy:
@@ -83,8 +98,7 @@ impl SlotPool {
                 self.busy
             )));
         }
-        let template = ComplexMessage::new(size)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let template = Template::new(size)?;
         self.slots.clear();
         self.free.clear();
         self.max_slots = self.config.slots_for(size);
@@ -107,12 +121,19 @@ impl SlotPool {
         if !self.can_grow() {
             return Ok(None);
         }
-        let message = self.template.clone().ok_or_else(|| {
-            io::Error::other("a message slot was requested before the pool was set up")
-        })?;
+        let body = match &self.template {
+            Some(Template::Whole(message)) => Body::Whole(Box::new(message.clone())),
+            Some(Template::Large(_)) => Body::Piece(PieceBuffers::new()),
+            None => {
+                return Err(io::Error::other(
+                    "a message slot was requested before the pool was set up",
+                ))
+            }
+        };
         self.slots.push(Slot {
-            message,
+            body,
             header: Box::new([0; MESSAGE_HEADER_LEN]),
+            header_len: MESSAGE_HEADER_LEN,
             outstanding: 0,
             sending: false,
         });
@@ -124,32 +145,71 @@ impl SlotPool {
         self.slots.len()
     }
 
-    /// Stamps slot `index` with `seq` and marks it mid-send. Returns the slots now busy.
-    pub(super) fn begin(&mut self, index: usize, seq: u64) -> usize {
-        let slot = &mut self.slots[index];
-        slot.message.stamp(seq);
-        header_for(&slot.message, seq).encode_into(&mut slot.header);
-        slot.sending = true;
-        self.busy += 1;
-        self.busy
+    /// Pieces each message of the current size is sent in (1 up to `PIECE_BYTES`).
+    pub(super) fn pieces(&self) -> usize {
+        self.template.as_ref().map_or(1, |t| t.pieces())
     }
 
-    /// Header plus fields of slot `index`, in wire order.
+    /// Fills slot `index` with piece `k` of the message stamped with `seq` (a whole
+    /// message: restamps it, `k` is 0) and marks it mid-send. Returns the slots now busy
+    /// and the payload bytes generated afresh (0 for a restamped whole message).
+    pub(super) fn begin(&mut self, index: usize, seq: u64, k: usize) -> (usize, u64) {
+        let slot = &mut self.slots[index];
+        let generated = match (&mut slot.body, &self.template) {
+            (Body::Whole(message), _) => {
+                message.stamp(seq);
+                header_for(message, seq).encode_into(&mut slot.header);
+                slot.header_len = MESSAGE_HEADER_LEN;
+                0
+            }
+            (Body::Piece(buffers), Some(Template::Large(message))) => {
+                buffers.fill(message, seq, k);
+                if k == 0 {
+                    let template = self.template.as_ref().expect("matched above");
+                    template.header(seq).encode_into(&mut slot.header);
+                    slot.header_len = MESSAGE_HEADER_LEN;
+                } else {
+                    slot.header_len = 0;
+                }
+                buffers.len() as u64
+            }
+            (Body::Piece(_), _) => unreachable!("piece slots exist only for large templates"),
+        };
+        slot.sending = true;
+        self.busy += 1;
+        (self.busy, generated)
+    }
+
+    /// Header plus fields of slot `index`, in wire order (the header empty after a
+    /// message's first piece).
     pub(super) fn slices(&self, index: usize) -> [&[u8]; IOV_COUNT] {
         let slot = &self.slots[index];
-        let fields = slot.message.fields();
+        let fields = match &slot.body {
+            Body::Whole(message) => message.fields(),
+            Body::Piece(buffers) => buffers.fields(),
+        };
         std::array::from_fn(|i| {
             if i == 0 {
-                &slot.header[..]
+                &slot.header[..slot.header_len]
             } else {
                 fields[i - 1]
             }
         })
     }
 
+    /// Header bytes slot `index` sends.
+    pub(super) fn header_len(&self, index: usize) -> usize {
+        self.slots[index].header_len
+    }
+
     /// Header plus payload bytes of slot `index`.
     pub(super) fn total_len(&self, index: usize) -> usize {
-        MESSAGE_HEADER_LEN + self.slots[index].message.size()
+        let slot = &self.slots[index];
+        slot.header_len
+            + match &slot.body {
+                Body::Whole(message) => message.size(),
+                Body::Piece(buffers) => buffers.len(),
+            }
     }
 
     /// One more send of slot `index` awaits its completion.
@@ -201,9 +261,9 @@ mod tests {
         let config = ZeroCopyConfig::default();
         assert_eq!(config.slots_for(1), 64);
         assert_eq!(config.slots_for(1 << 20), 63);
-        assert_eq!(config.slots_for(8 << 20), 7);
-        assert_eq!(config.slots_for(64 << 20), 1);
-        assert_eq!(config.slots_for(1 << 31), 1);
+        // Above PIECE_BYTES a slot holds one piece: the pool counts pieces.
+        assert_eq!(config.slots_for(8 << 20), 63);
+        assert_eq!(config.slots_for(64 << 20), 63);
     }
 
     #[test]
@@ -217,7 +277,7 @@ mod tests {
         let a = pool.grow().unwrap().unwrap();
         let b = pool.grow().unwrap().unwrap();
         assert_eq!(pool.grow().unwrap(), None, "bounded by max_in_flight");
-        assert_eq!(pool.begin(a, 7), 1);
+        assert_eq!(pool.begin(a, 7, 0), (1, 0));
         assert_eq!(pool.total_len(a), 116);
         assert_eq!(pool.slices(a)[0].len(), MESSAGE_HEADER_LEN);
         pool.add_send(a);
@@ -227,7 +287,7 @@ mod tests {
         assert_eq!(pool.take_free(), None, "still mid-send");
         pool.end(a);
         assert_eq!(pool.free_slots(), &[a]);
-        assert_eq!(pool.begin(b, 8), 1, "a was released");
+        assert_eq!(pool.begin(b, 8, 0), (1, 0), "a was released");
         pool.add_send(b);
         pool.end(b);
         assert!(pool.reset(200).is_err(), "b awaits its completion");

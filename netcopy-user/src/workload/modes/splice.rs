@@ -12,6 +12,8 @@
 //! header and every field start on a page of their own: 9 separate buffers, as in the
 //! other modes.
 //!
+//! A message above `PIECE_BYTES` goes piece by piece, each piece in pages of its own.
+//!
 //! The pipe is filled only when empty, and emptied into the socket before the next fill,
 //! so vmsplice never blocks and the pipe holds exactly the message bytes after those sent.
 
@@ -22,15 +24,8 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    one_copy::IOV_COUNT,
-    sender::{message_for, Sender, SenderStats},
-};
-use crate::workload::{
-    message::{ComplexMessage, FIELD_COUNT},
-    protocol::{MessageHeader, MESSAGE_HEADER_LEN},
-    sockets,
-};
+use super::sender::{template_for, Sender, SenderStats, Template, IOV_COUNT};
+use crate::workload::{message::FIELD_COUNT, protocol::MESSAGE_HEADER_LEN, sockets};
 
 /// The pipe's capacity asked for: a 1 MiB message in one fill. The kernel may cap it
 /// (fs.pipe-max-size); any capacity works, in more rounds.
@@ -44,8 +39,8 @@ fn page_size() -> usize {
     }
 }
 
-/// One message's anonymous mapping: the header on the first page, each field from a page
-/// of its own.
+/// One piece's anonymous mapping: the header (piece 0 only; else an empty part) on the
+/// first page, each field from a page of its own.
 struct MessagePages {
     map: *mut u8,
     len: usize,
@@ -54,9 +49,9 @@ struct MessagePages {
 }
 
 impl MessagePages {
-    fn map(field_lens: [usize; FIELD_COUNT]) -> io::Result<Self> {
+    fn map(header_len: usize, field_lens: [usize; FIELD_COUNT]) -> io::Result<Self> {
         let page = page_size();
-        let mut parts = [(0, MESSAGE_HEADER_LEN); IOV_COUNT];
+        let mut parts = [(0, header_len); IOV_COUNT];
         let mut len = page;
         for (i, &field_len) in field_lens.iter().enumerate() {
             parts[i + 1] = (len, field_len);
@@ -107,17 +102,16 @@ impl Drop for MessagePages {
     }
 }
 
-/// Writes `message`, stamped with `seq`, into `pages`: nothing is copied.
-fn generate_into(pages: &mut MessagePages, message: &ComplexMessage, seq: u64) {
+/// Writes piece `k` of the message stamped with `seq` into `pages` (the header too, in
+/// piece 0): nothing is copied.
+fn generate_into(pages: &mut MessagePages, template: &Template, seq: u64, k: usize) {
     let [header, fields @ ..] = pages.parts_mut();
-    let crc32c = message.generate_into(seq, fields);
-    MessageHeader {
-        // The message size was validated against the u32 limit when it was built.
-        payload_len: message.size() as u32,
-        crc32c,
-        seq,
+    template.generate_piece(seq, k, fields);
+    if k == 0 {
+        template
+            .header(seq)
+            .encode_into(header.try_into().expect("a 16-byte header part"));
     }
-    .encode_into(header.try_into().expect("a 16-byte header part"));
 }
 
 /// A pipe, its ends owned.
@@ -188,7 +182,7 @@ pub(super) struct SpliceSender {
     socket: TcpStream,
     pipe: Pipe,
     /// The message of the current size: its layout, content rule and CRC operators.
-    template: Option<ComplexMessage>,
+    template: Option<Template>,
     stats: SenderStats,
 }
 
@@ -203,28 +197,31 @@ impl SpliceSender {
     }
 }
 
-impl Sender for SpliceSender {
-    fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
-        let template = message_for(&mut self.template, size)?;
-        let total = MESSAGE_HEADER_LEN + template.size();
-        let mut pages = MessagePages::map(template.field_lens())?;
-        generate_into(&mut pages, template, seq);
-        self.stats.generated_bytes += total as u64;
-
+impl SpliceSender {
+    /// vmsplice the piece's pages into the pipe and splice them on to the socket, until
+    /// all of it is queued.
+    fn splice_piece(
+        pipe: &mut Pipe,
+        socket: &TcpStream,
+        stats: &mut SenderStats,
+        pages: &MessagePages,
+        header_len: usize,
+    ) -> io::Result<()> {
         let parts = pages.parts();
+        let total = parts.iter().map(|p| p.len()).sum::<usize>();
         let (socket, pipe_read, pipe_write) = (
-            self.socket.as_raw_fd(),
-            self.pipe.read.as_raw_fd(),
-            self.pipe.write.as_raw_fd(),
+            socket.as_raw_fd(),
+            pipe.read.as_raw_fd(),
+            pipe.write.as_raw_fd(),
         );
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; IOV_COUNT];
-        // The message bytes after `sent` that are in the pipe.
+        // The piece's bytes after `sent` that are in the pipe.
         let mut in_pipe = 0;
         let mut vmsplice_calls = 0;
-        let result = self.stats.send_all(socket, total, |sent| {
+        let result = stats.send_bytes(socket, header_len, total, |sent| {
             if in_pipe == 0 {
                 let used = sockets::remaining_iovecs(&parts, sent, &mut iov);
                 vmsplice_calls += 1;
@@ -234,13 +231,37 @@ impl Sender for SpliceSender {
             in_pipe -= n;
             Ok(n)
         });
-        self.stats.vmsplice_calls += vmsplice_calls;
+        stats.vmsplice_calls += vmsplice_calls;
         if in_pipe > 0 {
             // A failed splice left bytes of this message in the pipe: a new pipe keeps
             // them out of whatever this connection sends next.
-            self.pipe = Pipe::new()?;
+            *pipe = Pipe::new()?;
         }
         result
+    }
+}
+
+impl Sender for SpliceSender {
+    fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
+        let template = template_for(&mut self.template, size)?;
+        // A message above PIECE_BYTES goes out piece by piece, each in pages of its own
+        // that are unmapped once spliced: the sender holds one piece at most.
+        for k in 0..template.pieces() {
+            let header_len = if k == 0 { MESSAGE_HEADER_LEN } else { 0 };
+            let mut pages = MessagePages::map(header_len, template.piece_field_lens(k))?;
+            generate_into(&mut pages, template, seq, k);
+            let total = pages.parts().iter().map(|p| p.len()).sum::<usize>();
+            self.stats.generated_bytes += total as u64;
+            Self::splice_piece(
+                &mut self.pipe,
+                &self.socket,
+                &mut self.stats,
+                &pages,
+                header_len,
+            )?;
+        }
+        self.stats.messages += 1;
+        Ok(())
     }
 
     fn finish(&mut self, _timeout: Duration) -> io::Result<()> {
@@ -258,7 +279,7 @@ impl Sender for SpliceSender {
 /// a pipe.
 pub(super) fn probe_support() -> io::Result<()> {
     let pipe = Pipe::new()?;
-    let mut pages = MessagePages::map([0; FIELD_COUNT])?;
+    let mut pages = MessagePages::map(MESSAGE_HEADER_LEN, [0; FIELD_COUNT])?;
     pages.parts_mut()[0].fill(b'?');
     let parts = pages.parts();
     let iov = [libc::iovec {
@@ -273,14 +294,17 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{message::ComplexMessage, protocol::MessageHeader};
     use std::io::Read;
 
     #[test]
     fn fields_start_on_pages_of_their_own() {
         let page = page_size();
         let message = ComplexMessage::new(3 * page as u64 + 5).unwrap();
-        let mut pages = MessagePages::map(message.field_lens()).unwrap();
-        generate_into(&mut pages, &message, 1);
+        let mut template = None;
+        let template = template_for(&mut template, 3 * page as u64 + 5).unwrap();
+        let mut pages = MessagePages::map(MESSAGE_HEADER_LEN, message.field_lens()).unwrap();
+        generate_into(&mut pages, template, 1, 0);
         for (i, part) in pages.parts().iter().enumerate() {
             assert_eq!(part.as_ptr() as usize % page, 0, "part {i}");
         }

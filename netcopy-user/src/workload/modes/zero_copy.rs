@@ -10,6 +10,12 @@
 //! So messages live in a pool of slots (`slots.rs`), each not restamped or freed until
 //! every id of its sends has completed. When no slot is free, the sender blocks in poll()
 //! for POLLERR and drains the error queue.
+//!
+//! Not every completion is of a send that left the socket: when a timed stream's client
+//! stops reading and closes, the kernel frees the sends still queued, undelivered
+//! (`unsent.rs`). So each send keeps its offset in the connection's stream, and the
+//! completions read since the last send the socket accepted (only those can be of sends
+//! freed at its end) are checked at finish against the socket's unsent tail.
 
 use std::{
     collections::VecDeque,
@@ -20,9 +26,9 @@ use std::{
 };
 
 use super::{
-    one_copy::IOV_COUNT,
-    sender::{Sender, SenderStats},
+    sender::{Sender, SenderStats, IOV_COUNT},
     slots::{SlotPool, ZeroCopyConfig},
+    unsent::UnsentTally,
 };
 use crate::workload::sockets::{self, read_notification, Notification};
 
@@ -37,6 +43,8 @@ pub(super) const ENOBUFS_LIMIT: Duration = Duration::from_secs(5);
 struct PendingSend {
     slot: usize,
     bytes: usize,
+    /// The offset of its first byte in everything written to the connection.
+    start: u64,
 }
 
 pub(super) struct ZeroCopySender {
@@ -48,6 +56,9 @@ pub(super) struct ZeroCopySender {
     pending_base: u32,
     next_id: u32,
     outstanding_sends: u64,
+    /// Where each send lies in the connection's stream, and the completions of sends that
+    /// may never have left it: since the socket last accepted one.
+    unsent: UnsentTally,
     stats: SenderStats,
 }
 
@@ -70,6 +81,7 @@ impl ZeroCopySender {
             pending_base: 0,
             next_id: 0,
             outstanding_sends: 0,
+            unsent: UnsentTally::default(),
             stats: SenderStats::default(),
         })
     }
@@ -192,6 +204,7 @@ impl ZeroCopySender {
             self.stats.copied_sends += 1;
             self.stats.copied_bytes += send.bytes as u64;
         }
+        self.unsent.completed(send.start, send.bytes, copied);
         self.pool.complete_send(send.slot);
     }
 
@@ -217,9 +230,14 @@ impl ZeroCopySender {
                 }
                 Ok(n) => {
                     enobufs_since = None;
+                    // The socket still took data, so what completed before this call
+                    // was acknowledged, not freed at the connection's end.
+                    self.unsent.accepted_after_reading();
+                    let start = self.unsent.sent(n);
                     self.pending.push_back(Some(PendingSend {
                         slot: index,
                         bytes: n,
+                        start,
                     }));
                     self.next_id = self.next_id.wrapping_add(1);
                     self.outstanding_sends += 1;
@@ -229,7 +247,7 @@ impl ZeroCopySender {
                     if n < total - sent {
                         self.stats.partial_sends += 1;
                     }
-                    self.stats.count_sent(sent, n);
+                    self.stats.count_sent(self.pool.header_len(index), sent, n);
                     sent += n;
                 }
                 Err(err) => match err.raw_os_error() {
@@ -289,12 +307,17 @@ impl ZeroCopySender {
 impl Sender for ZeroCopySender {
     fn send_message(&mut self, size: u64, seq: u64) -> io::Result<()> {
         self.prepare(size)?;
-        let index = self.acquire_slot()?;
-        let busy = self.pool.begin(index, seq);
-        self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
-        let result = self.send_slot(index);
-        self.pool.end(index);
-        result?;
+        // One slot per piece (a message up to PIECE_BYTES is one piece), each held until
+        // the kernel completes its sends.
+        for k in 0..self.pool.pieces() {
+            let index = self.acquire_slot()?;
+            let (busy, generated) = self.pool.begin(index, seq, k);
+            self.stats.max_in_flight = self.stats.max_in_flight.max(busy as u64);
+            self.stats.generated_bytes += generated;
+            let result = self.send_slot(index);
+            self.pool.end(index);
+            result?;
+        }
         self.stats.messages += 1;
         Ok(())
     }
@@ -305,16 +328,22 @@ impl Sender for ZeroCopySender {
             let now = Instant::now();
             if now >= deadline {
                 self.stats.unfinished_sends = self.outstanding_sends;
+                self.unsent
+                    .settle(self.socket.as_raw_fd(), &mut self.stats)?;
                 return Err(self.outstanding_error(timeout));
             }
             self.wait_for_completions((deadline - now).min(Duration::from_millis(100)))?;
         }
         self.stats.unfinished_sends = 0;
-        Ok(())
+        self.unsent.settle(self.socket.as_raw_fd(), &mut self.stats)
     }
 
     fn stats(&self) -> &SenderStats {
         &self.stats
+    }
+
+    fn wrote_other(&mut self, bytes: u64) {
+        self.unsent.wrote_other(bytes);
     }
 }
 
@@ -345,6 +374,7 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::modes::unsent::settled_unsent_tail;
     use std::net::TcpListener;
 
     fn sender() -> (ZeroCopySender, TcpStream) {
@@ -361,11 +391,13 @@ mod tests {
     fn fake_sends(sender: &mut ZeroCopySender, n: u32) {
         sender.prepare(100).unwrap();
         let index = sender.acquire_slot().unwrap();
-        sender.pool.begin(index, 0);
+        sender.pool.begin(index, 0, 0);
         for _ in 0..n {
+            let start = sender.unsent.sent(10);
             sender.pending.push_back(Some(PendingSend {
                 slot: index,
                 bytes: 10,
+                start,
             }));
             sender.next_id = sender.next_id.wrapping_add(1);
             sender.outstanding_sends += 1;
@@ -395,6 +427,54 @@ mod tests {
         assert_eq!(sender.stats.copied_bytes, 30);
         assert_eq!(sender.outstanding_sends, 0);
         assert!(sender.pending.is_empty());
+    }
+
+    /// A stream whose client never reads, then closes with the data unread (a reset): the
+    /// kernel frees the sends still queued. On loopback every send that left the socket is
+    /// flagged copied (delivered locally), and exactly the sends past the unsent tail the
+    /// kernel reports (SIOCOUTQNSD) are counted unsent.
+    #[test]
+    fn sends_freed_unsent_when_the_client_closes_are_counted_apart() {
+        const MESSAGES: u64 = 32;
+        const SIZE: u64 = 64 << 10;
+        let (mut sender, client) = sender();
+        let fd = sender.fd();
+        // Room for every message in the send queue, far more than the unread receive
+        // buffer holds: the sends never block, and the tail stays unsent.
+        sockets::set_send_buffer(fd, 4 << 20).unwrap();
+        for seq in 0..MESSAGES {
+            sender.send_message(SIZE, seq).unwrap();
+        }
+        assert_eq!(
+            (sender.stats.zerocopy_sends, sender.stats.partial_sends),
+            (MESSAGES, 0)
+        );
+        let message_len = sender.unsent.written() / MESSAGES;
+        assert_eq!(sender.unsent.written(), message_len * MESSAGES);
+        let unsent = settled_unsent_tail(fd);
+        let first_unsent = sender.unsent.written() - unsent;
+        // The messages whose first byte is at or past the first unsent one.
+        let expected_unsent = MESSAGES - first_unsent.div_ceil(message_len);
+        assert!(
+            expected_unsent > 0 && expected_unsent < MESSAGES,
+            "{unsent} of {} bytes unsent",
+            sender.unsent.written()
+        );
+        drop(client);
+        sender.finish(Duration::from_secs(10)).unwrap();
+        let s = &sender.stats;
+        assert_eq!(s.completed_sends, MESSAGES);
+        assert_eq!(s.unsent_sends, expected_unsent);
+        assert_eq!(s.unsent_bytes, expected_unsent * message_len);
+        // Every send that left the socket was delivered locally, hence copied.
+        assert_eq!(
+            s.copied_sends - s.unsent_copied_sends,
+            MESSAGES - expected_unsent
+        );
+        assert_eq!(
+            s.copied_sends + (s.unsent_sends - s.unsent_copied_sends),
+            MESSAGES
+        );
     }
 
     #[test]

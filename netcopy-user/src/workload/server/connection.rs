@@ -248,7 +248,14 @@ fn serve_requests(
             Err(err) => {
                 conn.report.errors += 1;
                 conn.log(&format!("rejected request: {err}"));
+                let before = conn.report.reply_header_bytes + conn.report.reply_error_text_bytes;
                 conn.reject(err.status(), &err.to_string());
+                if let Some(sender) = sender.as_mut() {
+                    sender.wrote_other(
+                        conn.report.reply_header_bytes + conn.report.reply_error_text_bytes
+                            - before,
+                    );
+                }
                 return format!("rejected request: {}", err.status().name());
             }
         };
@@ -266,10 +273,17 @@ fn serve_requests(
             return peer_end(conn, &err, "sending the reply header");
         }
         conn.report.reply_header_bytes += reply.len() as u64;
+        sender.wrote_other(reply.len() as u64);
 
         let mut seq = 0u64;
         while request.count == 0 || seq < request.count {
             if stop.load(Ordering::SeqCst) {
+                // A client that closed its stream before the stop is why the stream ended,
+                // even when this thread, descheduled between two sends, sees the stop
+                // first (it used to say "server stopping" on a loaded machine).
+                if request.count == 0 && peer_closed(fd) {
+                    return format!("client closed the stream after {seq} messages");
+                }
                 return format!("server stopping after {seq} messages of the current request");
             }
             if let Err(err) = sender.send_message(request.size, seq) {
@@ -287,6 +301,12 @@ fn serve_requests(
             seq += 1;
         }
     }
+}
+
+/// The client has closed or reset the connection (what a send to it would find out).
+fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+    let gone = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+    sockets::poll_one(fd, gone, std::time::Duration::ZERO).is_ok_and(|revents| revents & gone != 0)
 }
 
 /// Logs a failed send; a vanished client ends only this connection and is not a server

@@ -44,7 +44,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 pub use config::ServerConfig;
-pub use report::{totals_text, ConnectionReport, ConnectionTotals, ServerTotals};
+pub use report::{
+    totals_text, ConnectionReport, ConnectionTotals, ServerTotals, LISTED_CONNECTIONS,
+};
 pub use signals::{stop_exit_code, stop_flag_on_signals, Interrupted};
 
 use crate::{workload::message::MAX_PAYLOAD_SIZE, workload::sockets};
@@ -113,7 +115,7 @@ impl Server {
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<ServerTotals> {
         let registry: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
         let mut running: Vec<JoinHandle<ConnectionReport>> = Vec::new();
-        let mut reports: Vec<ConnectionReport> = Vec::new();
+        let mut reports = Reports::default();
         let mut next_id = 0u64;
         let listen_fd = self.listener.as_raw_fd();
 
@@ -166,16 +168,13 @@ impl Server {
         for handle in running {
             reports.push(join_connection(handle));
         }
-        reports.sort_by_key(|r| r.id);
-        let mut total = ConnectionTotals::default();
-        for report in &reports {
-            total.add(report);
-        }
+        reports.listed.sort_by_key(|r| r.id);
         Ok(ServerTotals {
             mode: self.config.mode,
             addr: self.local_addr,
-            connections: reports,
-            total,
+            connections: reports.listed,
+            unlisted_connections: reports.unlisted,
+            total: reports.total,
         })
     }
 
@@ -215,10 +214,26 @@ impl Server {
     }
 }
 
-fn reap_finished(
-    running: &mut Vec<JoinHandle<ConnectionReport>>,
-    reports: &mut Vec<ConnectionReport>,
-) {
+/// What the ended connections did: all added up, the first [`LISTED_CONNECTIONS`] kept.
+#[derive(Default)]
+struct Reports {
+    listed: Vec<ConnectionReport>,
+    unlisted: u64,
+    total: ConnectionTotals,
+}
+
+impl Reports {
+    fn push(&mut self, report: ConnectionReport) {
+        self.total.add(&report);
+        if self.listed.len() < LISTED_CONNECTIONS {
+            self.listed.push(report);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+}
+
+fn reap_finished(running: &mut Vec<JoinHandle<ConnectionReport>>, reports: &mut Reports) {
     let mut index = 0;
     while index < running.len() {
         if running[index].is_finished() {
@@ -297,5 +312,33 @@ mod tests {
         stop.store(true, Ordering::SeqCst);
         let totals = run.join().unwrap().unwrap();
         assert_eq!(totals.connections.len(), 3);
+    }
+
+    #[test]
+    fn a_long_running_server_keeps_a_bounded_list_of_connection_reports() {
+        let server = Server::bind(ServerConfig::new(MODES[0].mode, "127.0.0.1:0")).unwrap();
+        let addr = server.local_addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || server.run(stop))
+        };
+        let extra = 7;
+        for _ in 0..LISTED_CONNECTIONS + extra {
+            let mut s = TcpStream::connect(addr).unwrap();
+            // Wait for the server's close: the connection has ended before the next.
+            let mut sink = [0u8; 1];
+            s.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(s.read(&mut sink).unwrap(), 0);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let totals = run.join().unwrap().unwrap();
+        assert_eq!(
+            totals.total.connections,
+            (LISTED_CONNECTIONS + extra) as u64
+        );
+        assert_eq!(totals.connections.len(), LISTED_CONNECTIONS);
+        assert_eq!(totals.unlisted_connections, extra as u64);
+        assert!(totals_text(&totals).contains(&format!("({extra} not listed)")));
     }
 }

@@ -60,16 +60,29 @@ impl ConnectionTotals {
 pub struct ServerTotals {
     pub mode: Mode,
     pub addr: SocketAddr,
+    /// The first [`LISTED_CONNECTIONS`] connections to end, by id; `total` counts all.
     pub connections: Vec<ConnectionReport>,
+    /// Connections counted in `total` but not listed: a long-running server must not keep
+    /// a report per connection it ever served.
+    #[serde(default)]
+    pub unlisted_connections: u64,
     pub total: ConnectionTotals,
 }
+
+/// Connection reports a server keeps for its totals; later ones are only added up.
+pub const LISTED_CONNECTIONS: usize = 1024;
 
 /// The human-readable totals.
 pub fn totals_text(totals: &ServerTotals) -> String {
     let mut text = format!(
-        "netcopy server: stopped; mode {}, {} connections\n",
+        "netcopy server: stopped; mode {}, {} connections{}\n",
         totals.mode,
-        totals.connections.len()
+        totals.total.connections,
+        if totals.unlisted_connections > 0 {
+            format!(" ({} not listed)", totals.unlisted_connections)
+        } else {
+            String::new()
+        }
     );
     let line = |label: &str, requests: u64, errors: u64, s: &SenderStats| {
         let mut line = format!(

@@ -81,6 +81,29 @@ pub(super) struct Completions {
     pub(super) completed: u64,
     /// Of those, flagged SO_EE_CODE_ZEROCOPY_COPIED.
     pub(super) copied: u64,
+    /// Of those, sends that never left the socket (freed unsent when the client closed),
+    /// and of these, the ones flagged copied anyway (a range shared with sent ones).
+    pub(super) unsent: u64,
+    pub(super) unsent_copied: u64,
+}
+
+impl Completions {
+    /// "C of N completions", of the sends that left the socket when some never did:
+    /// their completions say nothing of the path, so they are counted apart.
+    pub(super) fn flagged(&self) -> String {
+        if self.unsent == 0 {
+            return format!("{} of {} completions", self.copied, self.completed);
+        }
+        format!(
+            "{} of the {} completions of sends that left the socket ({} more were of sends \
+             the kernel freed unsent when the client stopped reading and closed, {} of those \
+             in ranges flagged with sent ones)",
+            self.copied - self.unsent_copied,
+            self.completed - self.unsent,
+            self.unsent,
+            self.unsent_copied
+        )
+    }
 }
 
 pub(super) fn completions(groups: &[Group], mode: Mode) -> Completions {
@@ -88,6 +111,8 @@ pub(super) fn completions(groups: &[Group], mode: Mode) -> Completions {
     Completions {
         completed: of_mode().map(|g| g.zerocopy.completed_sends).sum(),
         copied: of_mode().map(|g| g.zerocopy.copied_sends).sum(),
+        unsent: of_mode().map(|g| g.zerocopy.unsent_sends).sum(),
+        unsent_copied: of_mode().map(|g| g.zerocopy.unsent_copied_sends).sum(),
     }
 }
 
@@ -124,7 +149,8 @@ pub(super) fn zero_copy_claim_answer(
     completions: &Completions,
     topology: TopologyKind,
 ) -> Answer {
-    let Completions { completed, copied } = *completions;
+    let copied = completions.copied;
+    let flagged = completions.flagged();
     let here = match topology {
         TopologyKind::Loopback => "On this loopback",
         TopologyKind::Netns => "Across these two namespaces of one kernel",
@@ -133,8 +159,8 @@ pub(super) fn zero_copy_claim_answer(
     let answer = match site_median(zc, CopySite::DeferredCopy) {
         Some((d, src)) if d > 0.0 || copied > 0 => format!(
             "No. {here} the kernel copied the pinned pages after the send: {} B \
-             per message of {} B (deferred_copy, {}), and {copied} of {completed} completions \
-             were flagged SO_EE_CODE_ZEROCOPY_COPIED. The receive copy remains as well{}.",
+             per message of {} B (deferred_copy, {}), and {flagged} were flagged \
+             SO_EE_CODE_ZEROCOPY_COPIED. The receive copy remains as well{}.",
             num(d),
             zc.size,
             src.name(),
@@ -143,14 +169,14 @@ pub(super) fn zero_copy_claim_answer(
                 .unwrap_or_default()
         ),
         Some((d, src)) => format!(
-            "Here, yes: the deferred copy was {} B per message ({}) and {copied} of \
-             {completed} completions were flagged copied.",
+            "Here, yes: the deferred copy was {} B per message ({}) and {flagged} were \
+             flagged copied.",
             num(d),
             src.name()
         ),
         None => format!(
-            "The deferred copy was not observable; {copied} of {completed} completions were \
-             flagged SO_EE_CODE_ZEROCOPY_COPIED."
+            "The deferred copy was not observable; {flagged} were flagged \
+             SO_EE_CODE_ZEROCOPY_COPIED."
         ),
     };
     Answer {

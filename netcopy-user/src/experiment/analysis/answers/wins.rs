@@ -6,7 +6,7 @@ use std::{cmp::Ordering, collections::BTreeMap};
 use netcopy_common::CopySite;
 
 use super::{
-    claims::{completions, site_median, Completions},
+    claims::{completions, site_median},
     copies_of, Answer, Inputs,
 };
 use crate::{
@@ -205,13 +205,12 @@ pub(super) fn zero_copy_cpu_answer(
         .join("; ");
     let copies = copies_of(a, spec.mode);
     let deferred = copies.and_then(|c| site_median(c, CopySite::DeferredCopy));
-    let Completions { completed, copied } = completions(groups, spec.mode);
+    let flagged = completions(groups, spec.mode).flagged();
     let why = match (deferred, copies) {
         (Some((d, src)), Some(c)) if d > 0.0 => format!(
             " The reason is in the copy sites: at {} the kernel copied {} B per message of \
-             {} B after the send (deferred_copy, {}), and {copied} of {completed} \
-             completions were flagged SO_EE_CODE_ZEROCOPY_COPIED: {} the copy is \
-             moved, not removed.",
+             {} B after the send (deferred_copy, {}), and {flagged} were flagged \
+             SO_EE_CODE_ZEROCOPY_COPIED: {} the copy is moved, not removed.",
             format_size(c.size),
             num(d),
             c.size,

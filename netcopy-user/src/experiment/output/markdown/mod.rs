@@ -22,6 +22,7 @@ use crate::{
 mod comparisons;
 mod figures;
 mod provenance;
+mod receive;
 mod setup;
 mod text;
 
@@ -42,6 +43,7 @@ pub(super) fn render_report(results: &Results, a: &Analysis) -> String {
     figures::cpu_section(&mut o, results, a);
     figures::cache_misses_section(&mut o, a);
     figures::copies_section(&mut o, a);
+    receive::receive_section(&mut o, results, a);
     comparisons::crossover_section(&mut o, a);
     comparisons::study_comparison_section(&mut o, a);
     comparisons::findings_section(&mut o, results, a);

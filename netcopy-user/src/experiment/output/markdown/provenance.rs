@@ -145,11 +145,12 @@ pub(super) fn files_section(o: &mut String) {
         "- `{RESULTS_FILE}`: everything measured (the input of this report), with every \
          figure summarised over its repeats\n- `{CSV_FILE}`: one row per cell; unavailable \
          figures are empty fields\n- `{HTML_FILE}`: this report as one page with the plots \
-         inline\n- `{}`, `{}`, `{}`, `{}`, `{}`: the plots",
+         inline\n- `{}`, `{}`, `{}`, `{}`, `{}`, `{}`: the plots",
         plots::THROUGHPUT_VS_SIZE,
         plots::LATENCY_VS_THREADS,
         plots::CPU_PER_BYTE_VS_SIZE,
         plots::CACHE_MISSES_VS_SIZE,
-        plots::COPIES_PER_MESSAGE
+        plots::COPIES_PER_MESSAGE,
+        plots::RECEIVE_COST_VS_SIZE
     );
 }

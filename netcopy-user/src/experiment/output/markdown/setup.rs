@@ -238,8 +238,9 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
     for l in &r.verification {
         let _ = writeln!(
             o,
-            "### {}: {}\n",
+            "### {}{}: {}\n",
             l.mode,
+            receive_suffix(l.receiver.mechanism),
             format!("{:?}", l.verdict).to_lowercase()
         );
         let w = &l.workload;
@@ -289,6 +290,15 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
         if !l.findings.is_empty() {
             o.push('\n');
         }
+    }
+}
+
+/// `, receive zerocopy` after a mode received other than with recv(); nothing for copy
+/// (so that copy-only runs read as before).
+pub(super) fn receive_suffix(recv: crate::workload::client::ReceiveMechanism) -> String {
+    match recv {
+        crate::workload::client::ReceiveMechanism::Copy => String::new(),
+        other => format!(", receive {other}"),
     }
 }
 

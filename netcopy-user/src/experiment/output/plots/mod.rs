@@ -23,12 +23,14 @@ use crate::{experiment::analysis::Analysis, workload::modes::Mode};
 mod chart;
 mod copies;
 mod lines;
+mod receive;
 
 pub(super) const THROUGHPUT_VS_SIZE: &str = "throughput_vs_size.svg";
 pub(super) const LATENCY_VS_THREADS: &str = "latency_vs_threads.svg";
 pub(super) const CPU_PER_BYTE_VS_SIZE: &str = "cpu_per_byte_vs_size.svg";
 pub(super) const CACHE_MISSES_VS_SIZE: &str = "cache_misses_vs_size.svg";
 pub(super) const COPIES_PER_MESSAGE: &str = "copies_per_message.svg";
+pub(super) const RECEIVE_COST_VS_SIZE: &str = "receive_cost_vs_size.svg";
 
 /// One rendered plot.
 #[derive(Clone, Debug)]
@@ -42,7 +44,7 @@ pub fn mode_color_hex(mode: Mode) -> String {
     mode.spec().colour_hex()
 }
 
-/// Renders the five plots. A plot whose data is missing states so in its SVG.
+/// Renders the six plots. A plot whose data is missing states so in its SVG.
 pub(super) fn render_all(a: &Analysis) -> Result<Vec<Plot>> {
     Ok(vec![
         Plot {
@@ -64,6 +66,10 @@ pub(super) fn render_all(a: &Analysis) -> Result<Vec<Plot>> {
         Plot {
             file_name: COPIES_PER_MESSAGE,
             svg: copies::copies_per_message(a)?,
+        },
+        Plot {
+            file_name: RECEIVE_COST_VS_SIZE,
+            svg: receive::receive_cost_vs_size(a)?,
         },
     ])
 }

@@ -28,6 +28,10 @@
 
 use std::fmt;
 
+mod large;
+
+pub(crate) use large::{LargeMessage, PieceBuffers, PIECE_BYTES};
+
 /// Number of separately allocated fields in a message.
 pub(crate) const FIELD_COUNT: usize = 8;
 /// Relative field sizes: unequal so that no two fields line up.
@@ -296,22 +300,8 @@ impl ComplexMessage {
             fill_printable(&mut field, size, i);
             field.into_boxed_slice()
         });
-        // Fold crc(payload) = Z_len_i(crc_so_far) ^ crc(field_i) over the fields, keeping the
-        // stamp's contribution symbolic: crc(field_i) = Z_tail_i(crc(stamp)) ^ crc(tail_i).
-        let mut stamp_operator = Gf2Matrix::ZERO;
-        let mut crc_constant = 0u32;
-        for (i, field) in fields.iter().enumerate() {
-            let shift = Gf2Matrix::crc32c_zeros(field.len() as u64);
-            stamp_operator = shift.compose(&stamp_operator);
-            crc_constant = shift.apply(crc_constant);
-            if layout.is_stamped(i) {
-                let tail = &field[STAMP_LEN..];
-                stamp_operator = stamp_operator.xor(&Gf2Matrix::crc32c_zeros(tail.len() as u64));
-                crc_constant ^= crc32c::crc32c(tail);
-            } else {
-                crc_constant ^= crc32c::crc32c(field);
-            }
-        }
+        let (stamp_operator, crc_constant) =
+            fold_crc(&layout, |i, range| crc32c::crc32c(&fields[i][range]));
         let crc = crc32c::crc32c(&concat(&fields));
         Ok(ComplexMessage {
             layout,
@@ -363,7 +353,7 @@ impl ComplexMessage {
     }
 
     /// The payload CRC of this message stamped with `seq`.
-    fn crc_of_stamp(&self, seq: u64) -> u32 {
+    pub(crate) fn crc_of_stamp(&self, seq: u64) -> u32 {
         self.stamp_operator.apply(crc32c::crc32c(&stamp_bytes(seq))) ^ self.crc_constant
     }
 
@@ -401,6 +391,31 @@ impl ComplexMessage {
     pub(crate) fn to_payload(&self) -> Vec<u8> {
         concat(&self.fields)
     }
+}
+
+/// The payload CRC's operators `(A, K)` for `layout` (see the module docs), given the CRC32C
+/// of any range of a field's unstamped content: `crc_of(field, range)`.
+fn fold_crc(
+    layout: &FieldLayout,
+    mut crc_of: impl FnMut(usize, std::ops::Range<usize>) -> u32,
+) -> (Gf2Matrix, u32) {
+    // Fold crc(payload) = Z_len_i(crc_so_far) ^ crc(field_i) over the fields, keeping the
+    // stamp's contribution symbolic: crc(field_i) = Z_tail_i(crc(stamp)) ^ crc(tail_i).
+    let mut stamp_operator = Gf2Matrix::ZERO;
+    let mut crc_constant = 0u32;
+    for i in 0..FIELD_COUNT {
+        let len = layout.lens[i];
+        let shift = Gf2Matrix::crc32c_zeros(len as u64);
+        stamp_operator = shift.compose(&stamp_operator);
+        crc_constant = shift.apply(crc_constant);
+        if layout.is_stamped(i) {
+            stamp_operator = stamp_operator.xor(&Gf2Matrix::crc32c_zeros((len - STAMP_LEN) as u64));
+            crc_constant ^= crc_of(i, STAMP_LEN..len);
+        } else {
+            crc_constant ^= crc_of(i, 0..len);
+        }
+    }
+    (stamp_operator, crc_constant)
 }
 
 fn concat(fields: &[Box<[u8]>; FIELD_COUNT]) -> Vec<u8> {
