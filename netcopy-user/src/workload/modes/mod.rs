@@ -37,6 +37,7 @@ mod mode;
 mod one_copy;
 mod sender;
 mod sendfile;
+mod slot_sender;
 mod slots;
 mod splice;
 mod table;
