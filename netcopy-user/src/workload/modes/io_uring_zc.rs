@@ -264,17 +264,15 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::modes::{sender::Sender, unsent::settled_unsent_tail};
-    use std::net::TcpListener;
+    use crate::workload::modes::{
+        sender::Sender,
+        slot_sender::testing::{
+            loopback_sender, send_to_a_client_that_closes_unread, UNREAD_MESSAGES,
+        },
+    };
 
     fn sender() -> (IoUringZcSender, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (
-            IoUringZcSender::new(server, ZeroCopyConfig::default()).unwrap(),
-            client,
-        )
+        loopback_sender(IoUringZcSender::new)
     }
 
     const MORE: u32 = 1 << 1;
@@ -349,44 +347,15 @@ mod tests {
         assert!(sender.conn.pool.free_slots().contains(&slot_a));
     }
 
-    /// As for MSG_ZEROCOPY: a client that never reads, then closes with the data unread;
-    /// exactly the operations past the unsent tail the kernel reports never left.
+    /// As for MSG_ZEROCOPY: the kernel frees the operations still queued when the client
+    /// closes unread.
     #[test]
     fn operations_freed_unsent_when_the_client_closes_are_counted_apart() {
-        const MESSAGES: u64 = 32;
-        const SIZE: u64 = 64 << 10;
         probe_support().expect("io_uring zero-copy on this machine (shared/PLATFORM.md)");
-        let (mut sender, client) = sender();
-        let fd = sender.fd();
-        sockets::set_send_buffer(fd, 4 << 20).unwrap();
-        for seq in 0..MESSAGES {
-            sender.send_message(SIZE, seq).unwrap();
-        }
-        assert_eq!(
-            (
-                sender.conn.stats.zerocopy_sends,
-                sender.conn.stats.partial_sends
-            ),
-            (MESSAGES, 0)
-        );
-        let written = sender.conn.unsent.written();
-        let message_len = written / MESSAGES;
-        assert_eq!(written, message_len * MESSAGES);
-        let unsent = settled_unsent_tail(fd);
-        let expected_unsent = MESSAGES - (written - unsent).div_ceil(message_len);
-        assert!(
-            expected_unsent > 0 && expected_unsent < MESSAGES,
-            "{unsent} of {written} bytes unsent"
-        );
-        drop(client);
-        sender.finish(Duration::from_secs(10)).unwrap();
-        let s = &sender.conn.stats;
-        assert_eq!(s.completed_sends, MESSAGES);
-        assert_eq!(s.unsent_sends, expected_unsent);
-        assert_eq!(s.unsent_bytes, expected_unsent * message_len);
+        let (s, unsent) = send_to_a_client_that_closes_unread(sender());
         // io_uring reports per operation: an operation that never left is never flagged.
         assert_eq!(s.unsent_copied_sends, 0);
-        assert_eq!(s.copied_sends, MESSAGES - expected_unsent);
+        assert_eq!(s.copied_sends, UNREAD_MESSAGES - unsent);
     }
 
     #[test]

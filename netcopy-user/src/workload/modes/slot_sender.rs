@@ -317,3 +317,73 @@ impl<M: ZeroCopyMechanism> Drop for SlotSender<M> {
         }
     }
 }
+
+/// Fixtures both zero-copy modes' tests share.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::{
+        io,
+        net::{TcpListener, TcpStream},
+        time::Duration,
+    };
+
+    use super::{SlotSender, ZeroCopyMechanism};
+    use crate::workload::{
+        modes::{
+            sender::{Sender, SenderStats},
+            slots::ZeroCopyConfig,
+            unsent::settled_unsent_tail,
+        },
+        sockets,
+    };
+
+    /// A sender made by `new` on the accepted end of a loopback connection, and the
+    /// client's end.
+    pub(crate) fn loopback_sender<M: ZeroCopyMechanism>(
+        new: fn(TcpStream, ZeroCopyConfig) -> io::Result<SlotSender<M>>,
+    ) -> (SlotSender<M>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (new(server, ZeroCopyConfig::default()).unwrap(), client)
+    }
+
+    /// Messages of [`send_to_a_client_that_closes_unread`].
+    pub(crate) const UNREAD_MESSAGES: u64 = 32;
+
+    /// A stream whose client never reads, then closes with the data unread (a reset): the
+    /// kernel frees the sends still queued. Checks that exactly the sends past the unsent
+    /// tail the kernel reports (SIOCOUTQNSD) are counted unsent, and returns the stats and
+    /// how many that is, for the mode's own checks of what was flagged copied.
+    pub(crate) fn send_to_a_client_that_closes_unread<M: ZeroCopyMechanism>(
+        (mut sender, client): (SlotSender<M>, TcpStream),
+    ) -> (SenderStats, u64) {
+        const SIZE: u64 = 64 << 10;
+        let fd = sender.fd();
+        // Room for every message in the send queue, far more than the unread receive
+        // buffer holds: the sends never block, and the tail stays unsent.
+        sockets::set_send_buffer(fd, 4 << 20).unwrap();
+        for seq in 0..UNREAD_MESSAGES {
+            sender.send_message(SIZE, seq).unwrap();
+        }
+        let s = &sender.conn.stats;
+        assert_eq!((s.zerocopy_sends, s.partial_sends), (UNREAD_MESSAGES, 0));
+        let written = sender.conn.unsent.written();
+        let message_len = written / UNREAD_MESSAGES;
+        assert_eq!(written, message_len * UNREAD_MESSAGES);
+        let unsent = settled_unsent_tail(fd);
+        // The messages whose first byte is at or past the first unsent one.
+        let expected_unsent = UNREAD_MESSAGES - (written - unsent).div_ceil(message_len);
+        assert!(
+            expected_unsent > 0 && expected_unsent < UNREAD_MESSAGES,
+            "{unsent} of {written} bytes unsent"
+        );
+        drop(client);
+        sender.finish(Duration::from_secs(10)).unwrap();
+        let s = sender.conn.stats.clone();
+        assert_eq!(s.completed_sends, UNREAD_MESSAGES);
+        assert_eq!(s.unsent_sends, expected_unsent);
+        assert_eq!(s.unsent_bytes, expected_unsent * message_len);
+        (s, expected_unsent)
+    }
+}

@@ -210,17 +210,12 @@ pub(super) fn probe_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::modes::{sender::Sender, unsent::settled_unsent_tail};
-    use std::net::TcpListener;
+    use crate::workload::modes::slot_sender::testing::{
+        loopback_sender, send_to_a_client_that_closes_unread, UNREAD_MESSAGES,
+    };
 
     fn sender() -> (ZeroCopySender, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (
-            ZeroCopySender::new(server, ZeroCopyConfig::default()).unwrap(),
-            client,
-        )
+        loopback_sender(ZeroCopySender::new)
     }
 
     /// Fakes `n` issued sends of one slot without touching the socket.
@@ -264,54 +259,18 @@ mod tests {
         assert!(sender.mechanism.pending.is_empty());
     }
 
-    /// A stream whose client never reads, then closes with the data unread (a reset): the
-    /// kernel frees the sends still queued. On loopback every send that left the socket is
-    /// flagged copied (delivered locally), and exactly the sends past the unsent tail the
-    /// kernel reports (SIOCOUTQNSD) are counted unsent.
+    /// The kernel frees the sends still queued when the client closes unread. On loopback
+    /// every send that left the socket is flagged copied (delivered locally).
     #[test]
     fn sends_freed_unsent_when_the_client_closes_are_counted_apart() {
-        const MESSAGES: u64 = 32;
-        const SIZE: u64 = 64 << 10;
-        let (mut sender, client) = sender();
-        let fd = sender.fd();
-        // Room for every message in the send queue, far more than the unread receive
-        // buffer holds: the sends never block, and the tail stays unsent.
-        sockets::set_send_buffer(fd, 4 << 20).unwrap();
-        for seq in 0..MESSAGES {
-            sender.send_message(SIZE, seq).unwrap();
-        }
-        assert_eq!(
-            (
-                sender.conn.stats.zerocopy_sends,
-                sender.conn.stats.partial_sends
-            ),
-            (MESSAGES, 0)
-        );
-        let message_len = sender.conn.unsent.written() / MESSAGES;
-        assert_eq!(sender.conn.unsent.written(), message_len * MESSAGES);
-        let unsent = settled_unsent_tail(fd);
-        let first_unsent = sender.conn.unsent.written() - unsent;
-        // The messages whose first byte is at or past the first unsent one.
-        let expected_unsent = MESSAGES - first_unsent.div_ceil(message_len);
-        assert!(
-            expected_unsent > 0 && expected_unsent < MESSAGES,
-            "{unsent} of {} bytes unsent",
-            sender.conn.unsent.written()
-        );
-        drop(client);
-        sender.finish(Duration::from_secs(10)).unwrap();
-        let s = &sender.conn.stats;
-        assert_eq!(s.completed_sends, MESSAGES);
-        assert_eq!(s.unsent_sends, expected_unsent);
-        assert_eq!(s.unsent_bytes, expected_unsent * message_len);
-        // Every send that left the socket was delivered locally, hence copied.
+        let (s, unsent) = send_to_a_client_that_closes_unread(sender());
         assert_eq!(
             s.copied_sends - s.unsent_copied_sends,
-            MESSAGES - expected_unsent
+            UNREAD_MESSAGES - unsent
         );
         assert_eq!(
             s.copied_sends + (s.unsent_sends - s.unsent_copied_sends),
-            MESSAGES
+            UNREAD_MESSAGES
         );
     }
 
