@@ -453,6 +453,17 @@ pub struct TraceOffsets {
     pub mmsghdr_len: u32,
     /// `sizeof(struct mmsghdr)` (user ABI).
     pub mmsghdr_size: u32,
+    /// `struct user_msghdr.msg_control` (user ABI); `msg_controllen` follows it.
+    pub msghdr_control: u32,
+    /// `struct file.private_data` (a socket file's `struct socket *`).
+    pub file_private_data: u32,
+    /// `struct socket.sk`.
+    pub socket_sk: u32,
+    /// `struct sock.sk_zckey`: the number the socket's next MSG_ZEROCOPY send gets.
+    pub sock_zckey: u32,
+    /// Offset from an io_uring request (`struct io_kiocb *`) to the `u16 flags` of its
+    /// send command (`struct io_sr_msg`), where IORING_SEND_ZC_REPORT_USAGE is kept.
+    pub uring_req_send_flags: u32,
 }
 
 /// `sizeof(struct iovec)` in the 64-bit user ABI: `{ void *iov_base; size_t iov_len; }`.
@@ -478,6 +489,11 @@ impl Default for TraceOffsets {
             msghdr_flags: OFFSET_UNKNOWN,
             mmsghdr_len: OFFSET_UNKNOWN,
             mmsghdr_size: OFFSET_UNKNOWN,
+            msghdr_control: OFFSET_UNKNOWN,
+            file_private_data: OFFSET_UNKNOWN,
+            socket_sk: OFFSET_UNKNOWN,
+            sock_zckey: OFFSET_UNKNOWN,
+            uring_req_send_flags: OFFSET_UNKNOWN,
         }
     }
 }
@@ -503,6 +519,14 @@ pub const TRACE_INFO_MSG_FLAGS_OUT: u32 = 4;
 /// `requested` and `iovecs` come from the kernel's iov_iter of the call (a TCP sendmsg
 /// on the tp_btf strategy), not from the caller's msghdr in user memory.
 pub const TRACE_INFO_REQUESTED_KERNEL: u32 = 8;
+/// `zckey` holds the socket's `sk_zckey` before and after the call, and `sock` the
+/// socket (a send with MSG_ZEROCOPY).
+pub const TRACE_INFO_ZCKEY: u32 = 16;
+/// `ext_err` holds the `struct sock_extended_err` of the call's IP_RECVERR/IPV6_RECVERR
+/// control message, and `sock` the socket (a recvmsg with MSG_ERRQUEUE).
+pub const TRACE_INFO_EXT_ERR: u32 = 32;
+/// `sock` holds the socket (set with [`TRACE_INFO_ZCKEY`] or [`TRACE_INFO_EXT_ERR`]).
+pub const TRACE_INFO_SOCK: u32 = 64;
 /// Inside the kernel only, never in a record that reaches user space: a sendmsg whose
 /// `requested` and `iovecs` are still to be found, from the kernel's own iov_iter when a
 /// TCP send sees it, or else from user memory when the call exits.
@@ -583,10 +607,83 @@ pub struct SyscallEvent {
     pub info: u32,
     /// Filter slot of the calling process.
     pub slot: u32,
+    /// The `struct sock *` of the fd, as an identity (see [`TRACE_INFO_SOCK`]).
+    pub sock: u64,
+    /// `sk_zckey` at entry and at exit (see [`TRACE_INFO_ZCKEY`]): the MSG_ZEROCOPY
+    /// sends of this call got the numbers `zckey[0]..zckey[1]`.
+    pub zckey: [u32; 2],
+    /// `struct sock_extended_err` as four words: `ee_errno`; `ee_origin | ee_type << 8 |
+    /// ee_code << 16 | ee_pad << 24`; `ee_info`; `ee_data` (see [`TRACE_INFO_EXT_ERR`]).
+    pub ext_err: [u32; 4],
 }
 
 // The record crosses the ring buffer as raw bytes: no padding, a size both sides agree on.
-const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 168);
+
+/// Value of [`SyscallEvent::syscall`] (at the same offset as [`IoUringEvent::kind`])
+/// for an io_uring request submitted (`io_uring/io_uring_submit_req`).
+pub const TRACE_KIND_IO_URING_SUBMIT: u32 = 64;
+/// ... for a completion posted (`io_uring/io_uring_complete`).
+pub const TRACE_KIND_IO_URING_COMPLETE: u32 = 65;
+
+/// An io_uring event of a traced process, in the same per-CPU logs as the system calls:
+/// the same size, with its kind where a [`SyscallEvent`] has its `syscall`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoUringEvent {
+    /// CLOCK_MONOTONIC when the tracepoint fired, ns.
+    pub time_ns: u64,
+    /// The ring (`struct io_ring_ctx *`), as an identity.
+    pub ring: u64,
+    /// The request (`struct io_kiocb *`), as an identity.
+    pub request: u64,
+    pub user_data: u64,
+    /// Completion: the CQE's `res`.
+    pub res: i64,
+    pub reserved: [u64; 7],
+    pub pid: u32,
+    pub tid: u32,
+    /// [`TRACE_KIND_IO_URING_SUBMIT`] or [`TRACE_KIND_IO_URING_COMPLETE`].
+    pub kind: u32,
+    /// Submit: the opcode (`IORING_OP_*`).
+    pub opcode: u32,
+    /// Completion: the CQE's `flags`.
+    pub cflags: u32,
+    /// Submit of a SEND_ZC/SENDMSG_ZC: its send flags (`IORING_RECVSEND_*`,
+    /// `IORING_SEND_ZC_REPORT_USAGE`) with [`IO_URING_SEND_FLAGS_KNOWN`] set.
+    pub send_flags: u32,
+    pub reserved2: u32,
+    pub slot: u32,
+    pub reserved3: [u64; 5],
+}
+
+/// Set in [`IoUringEvent::send_flags`] when the program read them.
+pub const IO_URING_SEND_FLAGS_KNOWN: u32 = 1 << 31;
+
+const _: () = assert!(
+    core::mem::size_of::<IoUringEvent>() == core::mem::size_of::<SyscallEvent>()
+        && core::mem::offset_of!(IoUringEvent, kind)
+            == core::mem::offset_of!(SyscallEvent, syscall)
+        && core::mem::offset_of!(IoUringEvent, pid) == core::mem::offset_of!(SyscallEvent, pid)
+);
+
+/// Fields of `io_uring/io_uring_submit_req` and `io_uring/io_uring_complete` records the
+/// programs read at constant offsets (the layout of 5.19 to 6.18 at least); the loader
+/// checks them against the kernel's format files like the syscall offsets.
+pub const TP_URING_CTX_OFFSET: u32 = 8;
+pub const TP_URING_REQ_OFFSET: u32 = 16;
+pub const TP_URING_USER_DATA_OFFSET: u32 = 24;
+/// `ctx` of `io_uring/io_uring_create` (after an int `fd`).
+pub const TP_URING_CREATE_CTX_OFFSET: u32 = 16;
+/// `opcode` (u8) of `io_uring_submit_req`.
+pub const TP_URING_SUBMIT_OPCODE_OFFSET: u32 = 32;
+/// `res` (int) of `io_uring_complete`.
+pub const TP_URING_COMPLETE_RES_OFFSET: u32 = 32;
+/// `cflags` (unsigned) of `io_uring_complete`.
+pub const TP_URING_COMPLETE_CFLAGS_OFFSET: u32 = 36;
+/// `IORING_OP_SEND_ZC` and `IORING_OP_SENDMSG_ZC` (stable io_uring ABI).
+pub const IORING_OP_SEND_ZC: u32 = 47;
+pub const IORING_OP_SENDMSG_ZC: u32 = 48;
 
 #[cfg(feature = "user")]
 mod trace_pod {
@@ -595,6 +692,7 @@ mod trace_pod {
     unsafe impl aya::Pod for super::SyscallArgOffsets {}
     unsafe impl aya::Pod for super::TraceOffsets {}
     unsafe impl aya::Pod for super::SyscallEvent {}
+    unsafe impl aya::Pod for super::IoUringEvent {}
 }
 
 #[cfg(test)]

@@ -128,7 +128,10 @@ impl Agent {
 
     /// Waits until `n` sessions have ended and returns their ends.
     fn ends(&self, n: usize) -> Vec<SessionEnd> {
-        for _ in 0..500 {
+        // A bound against a hang only (it was 5 s, which a loaded machine can need): the
+        // sessions' ends come from the agent's own timeouts, not from this wait.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             let ends = self.ends.lock().unwrap().clone();
             if ends.len() >= n {
                 return ends;

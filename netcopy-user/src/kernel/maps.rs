@@ -19,11 +19,13 @@ pub const INFLIGHT_MAP: &str = "NETCOPY_TRACE_INFLIGHT";
 pub const TRACE_OFFSETS_MAP: &str = "NETCOPY_TRACE_OFFSETS";
 pub const SLOTS_MAP: &str = "NETCOPY_TRACE_SLOTS";
 pub const LOST_MAP: &str = "NETCOPY_TRACE_LOST";
+/// Rings traced processes submitted io_uring requests to.
+pub const URING_RINGS_MAP: &str = "NETCOPY_TRACE_URING_RINGS";
 /// The eBPF globals that hold [`LogLayout`]'s figures.
 pub const LOG_RECORDS_GLOBAL: &str = "NETCOPY_TRACE_LOG_RECORDS";
 pub const WAKE_EVERY_GLOBAL: &str = "NETCOPY_TRACE_WAKE_EVERY";
 
-/// Default room for calls between two drains: 8 MiB, about 61,000 calls over all CPUs.
+/// Default room for calls between two drains: 8 MiB, about 50,000 calls over all CPUs.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
 /// How the room for a trace's calls (`--ring-size`) is shared out: one log per CPU.
@@ -63,15 +65,15 @@ mod tests {
 
     #[test]
     fn the_room_for_calls_is_shared_out_per_cpu() {
-        // 136-byte records: 8 MiB holds 61680, 30840 per CPU on 2 CPUs.
+        // 168-byte records: 8 MiB holds 49932, 24966 per CPU on 2 CPUs.
         let two = LogLayout::new(8 << 20, 2);
-        assert_eq!((two.records_per_cpu, two.wake_every), (30840, 3855));
-        assert_eq!(two.entries(), 61680);
+        assert_eq!((two.records_per_cpu, two.wake_every), (24966, 3120));
+        assert_eq!(two.entries(), 49932);
         let one = LogLayout::new(8 << 20, 1);
-        assert_eq!((one.records_per_cpu, one.wake_every), (61680, 7710));
-        // One page on 2 CPUs: 15 records each, the doorbell on every one.
+        assert_eq!((one.records_per_cpu, one.wake_every), (49932, 6241));
+        // One page on 2 CPUs: 12 records each, the doorbell on every one.
         let page = LogLayout::new(4096, 2);
-        assert_eq!((page.records_per_cpu, page.wake_every), (15, 1));
+        assert_eq!((page.records_per_cpu, page.wake_every), (12, 1));
         // Never less than one record per CPU, and no CPU count of 0.
         let many = LogLayout::new(4096, 4096);
         assert_eq!((many.records_per_cpu, many.entries()), (1, 4096));

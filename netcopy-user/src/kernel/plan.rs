@@ -52,6 +52,10 @@ pub enum KernelEvent {
     /// `netcopy trace`: write, read, writev, readv on sockets (attached only while a trace
     /// runs, see [`ON_DEMAND`]).
     TraceSocketReadWrite,
+    /// `netcopy trace`: io_uring requests submitted and completions posted (attached only
+    /// while a trace runs, see [`ON_DEMAND`]): io_uring sends do not go through the
+    /// socket system calls.
+    TraceIoUring,
 }
 
 impl KernelEvent {
@@ -65,6 +69,7 @@ impl KernelEvent {
             KernelEvent::RecvCopy => "recv-copy",
             KernelEvent::TraceSocketCalls => "trace-socket",
             KernelEvent::TraceSocketReadWrite => "trace-rw",
+            KernelEvent::TraceIoUring => "trace-io-uring",
         }
     }
 }
@@ -187,6 +192,8 @@ pub enum Layout {
     TraceReadWriteArgs,
     /// task->files->fdt->fd[]->f_inode->i_mode, to tell a socket fd from others.
     TraceSocketFd,
+    /// The fields of `io_uring/io_uring_submit_req` and `io_uring_complete` records.
+    TraceIoUringFields,
 }
 
 /// One program of the object and where it goes.
@@ -641,6 +648,42 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
                 syscall_tp("netcopy_trace_exit_rw", "sys_exit_readv"),
             ],
             needs: &[Layout::TraceReadWriteArgs, Layout::TraceSocketFd],
+        }],
+    },
+    ProbeDecl {
+        event: KernelEvent::TraceIoUring,
+        // Both tracepoints exist with these fields from Linux 5.19 (io_uring_submit_sqe
+        // before) to 6.18 at least; completions are told ours by their ring, since the
+        // kernel may post them from another task (an io-wq worker).
+        strategies: &[Strategy {
+            label: "tracepoints io_uring/io_uring_submit_req, io_uring_complete and io_uring_create (attached only while tracing)",
+            kind: HookKind::Tracepoint,
+            sources: &[],
+            programs: &[
+                ProgramAttach {
+                    program: "netcopy_trace_uring_submit",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_submit_req",
+                    },
+                },
+                ProgramAttach {
+                    program: "netcopy_trace_uring_complete",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_complete",
+                    },
+                },
+                // A ring made where a traced one was freed is not the traced one.
+                ProgramAttach {
+                    program: "netcopy_trace_uring_create",
+                    point: AttachPoint::Tracepoint {
+                        category: "io_uring",
+                        name: "io_uring_create",
+                    },
+                },
+            ],
+            needs: &[Layout::TraceIoUringFields],
         }],
     },
 ];

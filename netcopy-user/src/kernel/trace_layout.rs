@@ -8,7 +8,12 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use netcopy_common::{TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET};
+use netcopy_common::{
+    TraceOffsets, TracedSyscall, OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET,
+    TP_URING_COMPLETE_CFLAGS_OFFSET, TP_URING_COMPLETE_RES_OFFSET, TP_URING_CREATE_CTX_OFFSET,
+    TP_URING_CTX_OFFSET, TP_URING_REQ_OFFSET, TP_URING_SUBMIT_OPCODE_OFFSET,
+    TP_URING_USER_DATA_OFFSET,
+};
 
 use crate::kernel::{btf::KernelBtf, plan::Layout, tracefs::TracepointFormat};
 
@@ -82,11 +87,17 @@ impl TraceLayout {
                 missing.push((layout, format!("{e:#}")));
             }
         }
+        if let Err(e) = check_uring_records(tracefs) {
+            missing.push((Layout::TraceIoUringFields, format!("{e:#}")));
+        }
         match btf {
             Some(btf) => {
                 if let Err(e) = socket_fd_offsets(btf, &mut offsets) {
                     missing.push((Layout::TraceSocketFd, format!("{e:#}")));
                 }
+                // Best effort, each on its own: without them zero-copy sends are numbered
+                // by counting, and io_uring's usage-report flag is unknown.
+                zerocopy_offsets(btf, &mut offsets);
             }
             None => missing.push((
                 Layout::TraceSocketFd,
@@ -146,17 +157,86 @@ fn socket_fd_offsets(btf: &KernelBtf, o: &mut TraceOffsets) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the io_uring records keep each field the programs read where they read it.
+fn check_uring_records(tracefs: &Path) -> Result<()> {
+    for (name, fields) in [
+        (
+            "io_uring_submit_req",
+            &[
+                ("ctx", 8, TP_URING_CTX_OFFSET),
+                ("req", 8, TP_URING_REQ_OFFSET),
+                ("user_data", 8, TP_URING_USER_DATA_OFFSET),
+                ("opcode", 1, TP_URING_SUBMIT_OPCODE_OFFSET),
+            ][..],
+        ),
+        (
+            "io_uring_complete",
+            &[
+                ("ctx", 8, TP_URING_CTX_OFFSET),
+                ("req", 8, TP_URING_REQ_OFFSET),
+                ("user_data", 8, TP_URING_USER_DATA_OFFSET),
+                ("res", 4, TP_URING_COMPLETE_RES_OFFSET),
+                ("cflags", 4, TP_URING_COMPLETE_CFLAGS_OFFSET),
+            ][..],
+        ),
+        (
+            "io_uring_create",
+            &[("ctx", 8, TP_URING_CREATE_CTX_OFFSET)][..],
+        ),
+    ] {
+        let format = TracepointFormat::read(tracefs, "io_uring", name)?;
+        for &(field, size, at) in fields {
+            let found = format.offset(field, size)?;
+            if found != at {
+                return Err(anyhow!(
+                    "io_uring/{name} keeps `{field}` at offset {found}; netcopy's trace \
+                     programs read it at {at}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's MSG_ZEROCOPY numbering (fd -> file -> socket -> sock -> sk_zckey) and the
+/// send flags of an io_uring zero-copy send (`struct io_sr_msg`, the command area at the
+/// start of `struct io_kiocb`); each left unknown when this kernel's BTF lacks it.
+fn zerocopy_offsets(btf: &KernelBtf, o: &mut TraceOffsets) {
+    if let (Ok(private), Ok(sk), Ok(zckey)) = (
+        btf.member_offset("file", "private_data"),
+        btf.member_offset("socket", "sk"),
+        btf.member_offset("sock", "sk_zckey"),
+    ) {
+        o.file_private_data = private;
+        o.socket_sk = sk;
+        o.sock_zckey = zckey;
+    }
+    if let (Ok(cmd), Ok(flags)) = (
+        btf.member_offset("io_kiocb", "cmd"),
+        btf.member_offset("io_sr_msg", "flags"),
+    ) {
+        o.uring_req_send_flags = cmd + flags;
+    }
+}
+
 fn user_abi_offsets(o: &mut TraceOffsets) {
     use std::mem::{offset_of, size_of};
     // Offsets of these structs are at most a few dozen bytes: the casts cannot truncate.
     o.msghdr_iov = offset_of!(libc::msghdr, msg_iov) as u32;
     o.msghdr_iovlen = offset_of!(libc::msghdr, msg_iovlen) as u32;
     o.msghdr_flags = offset_of!(libc::msghdr, msg_flags) as u32;
+    o.msghdr_control = offset_of!(libc::msghdr, msg_control) as u32;
     o.mmsghdr_len = offset_of!(libc::mmsghdr, msg_len) as u32;
     o.mmsghdr_size = size_of::<libc::mmsghdr>() as u32;
 }
 
-// The trace program reads iovec arrays as u64 pairs (see `IOVEC_SIZE`).
+// The trace program reads iovec arrays as u64 pairs (see `IOVEC_SIZE`), msg_control and
+// msg_controllen with one read, and a cmsghdr as (u64 len, i32 level, i32 type).
+const _: () = assert!(
+    std::mem::offset_of!(libc::msghdr, msg_controllen)
+        == std::mem::offset_of!(libc::msghdr, msg_control) + 8
+        && std::mem::size_of::<libc::cmsghdr>() == 16
+);
 const _: () = assert!(
     std::mem::size_of::<libc::iovec>() == netcopy_common::IOVEC_SIZE as usize
         && std::mem::offset_of!(libc::iovec, iov_len) == 8
@@ -180,10 +260,39 @@ mod tests {
         std::fs::write(d.join("format"), text).unwrap();
     }
 
+    fn write_uring_format(dir: &Path, name: &str, fields: &[(&str, &str, u32, u32)]) {
+        let d = dir.join("events/io_uring").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut text = format!("name: {name}\nID: 2\nformat:\n");
+        for (ty, field, offset, size) in fields {
+            text.push_str(&format!(
+                "\tfield:{ty} {field};\toffset:{offset};\tsize:{size};\tsigned:0;\n"
+            ));
+        }
+        std::fs::write(d.join("format"), text).unwrap();
+    }
+
     fn fake_tracefs(tag: &str, exit_ret_of_readv: u32) -> std::path::PathBuf {
         let dir =
             std::env::temp_dir().join(format!("netcopy-trace-layout-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        // As 6.18 lays them out (6.1's differ only after these fields).
+        let head = [
+            ("void *", "ctx", 8, 8),
+            ("void *", "req", 16, 8),
+            ("u64", "user_data", 24, 8),
+        ];
+        let mut submit = head.to_vec();
+        submit.push(("u8", "opcode", 32, 1));
+        write_uring_format(&dir, "io_uring_submit_req", &submit);
+        let mut complete = head.to_vec();
+        complete.extend([("int", "res", 32, 4), ("unsigned", "cflags", 36, 4)]);
+        write_uring_format(&dir, "io_uring_complete", &complete);
+        write_uring_format(
+            &dir,
+            "io_uring_create",
+            &[("int", "fd", 8, 4), ("void *", "ctx", 16, 8)],
+        );
         for call in TracedSyscall::ALL {
             // As the kernel lays them out: 8 bytes an argument, in the call's order.
             let f = enter_fields(call);
@@ -261,6 +370,38 @@ mod tests {
                 && reason.contains("at 32"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn io_uring_records_laid_out_otherwise_disable_only_the_io_uring_event() {
+        let dir = fake_tracefs("uring", 16);
+        write_uring_format(
+            &dir,
+            "io_uring_complete",
+            &[
+                ("void *", "ctx", 8, 8),
+                ("void *", "req", 16, 8),
+                ("u64", "user_data", 24, 8),
+                ("int", "res", 36, 4),
+                ("unsigned", "cflags", 40, 4),
+            ],
+        );
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let why = layout
+            .missing
+            .iter()
+            .find(|(l, _)| *l == Layout::TraceIoUringFields)
+            .expect("io_uring event disabled");
+        assert!(
+            why.1.contains("io_uring_complete keeps `res` at offset 36"),
+            "{}",
+            why.1
+        );
+        assert!(!layout
+            .missing
+            .iter()
+            .any(|(l, _)| *l == Layout::TraceSyscallArgs));
     }
 
     #[test]

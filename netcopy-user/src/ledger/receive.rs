@@ -144,7 +144,9 @@ pub fn mapped_cause(mode: Mode, highest: f64) -> &'static str {
              fresh single pages, which it can map, but each segment's bytes beyond its whole \
              pages are copied: on loopback's MTU 65536 the MSS is 65483 = 15 pages + 4043 \
              bytes (at MTU 4148, as `verify --topology netns --recv zerocopy` sets, the MSS \
-             is one page); the pages were copied once in the kernel all the same, where \
+             is one page, and what is still copied is the partial last page of send skbs \
+             that the message's separately allocated fields end at arbitrary lengths); the \
+             pages were copied once in the kernel all the same, where \
              skb_copy_datagram_iovec does not see it"
         } else {
             "on local delivery the kernel copies MSG_ZEROCOPY pages into fresh single pages \

@@ -2,8 +2,9 @@
 //! flag bits and errno names.
 
 use netcopy_common::{
-    CopySite, SiteCounter, SyscallEvent, TracedSyscall, TRACE_INFO_MSG_FLAGS_OUT,
-    TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_RETURNED_PARTIAL,
+    CopySite, SiteCounter, SyscallEvent, TracedSyscall, TRACE_INFO_EXT_ERR,
+    TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL,
+    TRACE_INFO_RETURNED_PARTIAL, TRACE_INFO_SOCK, TRACE_INFO_ZCKEY,
 };
 use serde_json::{json, Value};
 
@@ -39,6 +40,74 @@ pub struct SyscallRecord {
     pub msg_flags_out: Option<u32>,
     /// Copies inside the call, per copy site.
     pub copies: [SiteCounter; netcopy_common::COUNTED_SITE_COUNT],
+    /// The socket (`struct sock *`, an identity) of a MSG_ZEROCOPY send or a
+    /// recvmsg(MSG_ERRQUEUE), when the program could follow the fd to it.
+    pub sock: Option<u64>,
+    /// A MSG_ZEROCOPY send: the socket's `sk_zckey` before and after the call, so the
+    /// call's sends got the numbers `before..after`.
+    pub zckey: Option<(u32, u32)>,
+    /// A recvmsg(MSG_ERRQUEUE): the extended error it read.
+    pub ext_err: Option<ExtendedErr>,
+}
+
+/// `struct sock_extended_err`, as a recvmsg(MSG_ERRQUEUE) returned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtendedErr {
+    pub errno: u32,
+    pub origin: u8,
+    pub kind: u8,
+    pub code: u8,
+    /// For a zero-copy completion: the first and last send number it completes.
+    pub info: u32,
+    pub data: u32,
+}
+
+/// `SO_EE_ORIGIN_ZEROCOPY`: the extended error is a zero-copy completion.
+pub(super) const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+/// `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel copied (some of) the completed sends.
+pub(super) const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+impl ExtendedErr {
+    fn from_words(w: [u32; 4]) -> Self {
+        Self {
+            errno: w[0],
+            origin: w[1] as u8,
+            kind: (w[1] >> 8) as u8,
+            code: (w[1] >> 16) as u8,
+            info: w[2],
+            data: w[3],
+        }
+    }
+
+    /// A zero-copy completion: the range of send numbers and whether it was flagged copied.
+    pub(super) fn zerocopy_range(&self) -> Option<(u32, u32, bool)> {
+        (self.origin == SO_EE_ORIGIN_ZEROCOPY).then_some((
+            self.info,
+            self.data,
+            self.code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
+        ))
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "ee_errno": self.errno,
+            "ee_origin": self.origin,
+            "ee_origin_name": match self.origin {
+                0 => "SO_EE_ORIGIN_NONE",
+                1 => "SO_EE_ORIGIN_LOCAL",
+                2 => "SO_EE_ORIGIN_ICMP",
+                3 => "SO_EE_ORIGIN_ICMP6",
+                4 => "SO_EE_ORIGIN_TXSTATUS",
+                5 => "SO_EE_ORIGIN_ZEROCOPY",
+                6 => "SO_EE_ORIGIN_TXTIME",
+                _ => "unknown",
+            },
+            "ee_type": self.kind,
+            "ee_code": self.code,
+            "ee_info": self.info,
+            "ee_data": self.data,
+        })
+    }
 }
 
 impl SyscallRecord {
@@ -68,7 +137,18 @@ impl SyscallRecord {
                 }
                 all
             },
+            sock: (e.info & TRACE_INFO_SOCK != 0).then_some(e.sock),
+            zckey: (e.info & TRACE_INFO_ZCKEY != 0).then_some((e.zckey[0], e.zckey[1])),
+            ext_err: (e.info & TRACE_INFO_EXT_ERR != 0).then(|| ExtendedErr::from_words(e.ext_err)),
         })
+    }
+
+    /// A send with MSG_ZEROCOPY in its flags.
+    pub(super) fn is_zerocopy_send(&self) -> bool {
+        matches!(
+            self.syscall,
+            TracedSyscall::Sendto | TracedSyscall::Sendmsg | TracedSyscall::Sendmmsg
+        ) && self.flags & netcopy_common::MSG_ZEROCOPY != 0
     }
 
     /// The errno of a failed call.
@@ -93,8 +173,9 @@ impl SyscallRecord {
     }
 
     /// The record as one JSON object (a line of syscalls.jsonl). `t0_ns` is the trace's
-    /// start on the same clock.
-    pub fn to_json(&self, t0_ns: u64) -> Value {
+    /// start on the same clock; `zerocopy` what the trace learnt of the zero-copy sends
+    /// or completions of the call (see `zerocopy.rs`).
+    pub fn to_json(&self, t0_ns: u64, zerocopy: Option<Value>) -> Value {
         let site = |s: CopySite| {
             let c = self.copy(s);
             json!({ "calls": c.calls, "bytes": c.bytes })
@@ -127,6 +208,9 @@ impl SyscallRecord {
                 "kernel_recv_copy": site(CopySite::KernelRecvCopy),
             },
             "copied_bytes": self.copied_bytes(),
+            "sock": self.sock.map(|s| format!("{s:#x}")),
+            "extended_error": self.ext_err.map(ExtendedErr::to_json),
+            "zerocopy": zerocopy,
         })
     }
 }
@@ -245,7 +329,7 @@ mod tests {
         assert_eq!(r.errno(), None);
         assert_eq!(r.copied_bytes(), 1000);
         assert_eq!(r.copy_events(), 1);
-        let j = r.to_json(500);
+        let j = r.to_json(500, None);
         assert_eq!(j["syscall"], "sendmsg");
         assert_eq!(j["start_ns"], 500);
         assert_eq!(j["flag_names"][0], "MSG_NOSIGNAL");
@@ -265,7 +349,7 @@ mod tests {
         e.msg_flags_out = libc::MSG_ERRQUEUE as u32;
         let r = SyscallRecord::from_event(&e).unwrap();
         assert_eq!(r.errno(), Some(libc::EAGAIN));
-        let j = r.to_json(0);
+        let j = r.to_json(0, None);
         assert_eq!(j["error"], "EAGAIN");
         assert!(j["returned_bytes"].is_null());
         assert_eq!(j["msg_flags_out_names"][0], "MSG_ERRQUEUE");

@@ -31,11 +31,18 @@ mod output;
 pub mod session;
 mod summary;
 pub mod tracer;
+mod uring;
+mod zerocopy;
 
 pub use event::SyscallRecord;
 pub use output::{summary_json, write_outputs, OutputPaths};
-pub use summary::{LostCounts, SyscallStats, TraceSummary};
+pub use summary::{LostCounts, SyscallStats, TraceSummary, UringStats};
 pub use tracer::{
     end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
     DRAIN_NICE,
+};
+pub use uring::{opcode_name, UringKind, UringRecord};
+pub use zerocopy::{
+    Numbering, UringZeroCopy, UringZeroCopyTotals, ZeroCopyAccount, ZeroCopyNotification,
+    ZeroCopySend, ZeroCopyTotals,
 };

@@ -73,13 +73,36 @@ pub fn summary_json(output: &TraceOutput) -> Value {
     j
 }
 
-/// One JSON object per line: every call in the order the calls started, then `{"type":"trace_end", "lost_events": N, ...}`.
+/// One JSON object per line: every call and io_uring event in the order they started,
+/// then `{"type":"trace_end", "lost_events": N, ...}`.
 fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
-    for r in output.in_start_order() {
-        serde_json::to_writer(&mut w, &r.to_json(output.start_ns))?;
+    let calls = output.in_start_order();
+    // io_uring events are in time order already: merge the two by start.
+    let mut uring = output.io_uring.iter().enumerate().peekable();
+    let write_uring = |w: &mut BufWriter<fs::File>, i: usize| -> Result<()> {
+        let r = &output.io_uring[i];
+        let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
+        serde_json::to_writer(
+            &mut *w,
+            &r.to_json(output.start_ns, opcode, output.zerocopy.uring_json(i)),
+        )?;
         w.write_all(b"\n")?;
+        Ok(())
+    };
+    for (index, r) in calls {
+        while let Some((i, _)) = uring.next_if(|(_, u)| u.time_ns < r.start_ns) {
+            write_uring(&mut w, i)?;
+        }
+        serde_json::to_writer(
+            &mut w,
+            &r.to_json(output.start_ns, output.zerocopy.call_json(index)),
+        )?;
+        w.write_all(b"\n")?;
+    }
+    for (i, _) in uring {
+        write_uring(&mut w, i)?;
     }
     let end = json!({
         "type": "trace_end",
@@ -104,6 +127,10 @@ fn chrome_trace(output: &TraceOutput) -> Value {
     let mut threads: BTreeMap<u32, u32> = BTreeMap::new();
     for r in &output.events {
         threads.insert(r.tid, r.pid);
+    }
+    // A thread that only submitted io_uring requests gets its track too.
+    for r in &output.io_uring {
+        threads.entry(r.tid).or_insert(r.pid);
     }
     let mut pids: Vec<u32> = threads.values().copied().collect();
     pids.sort_unstable();
@@ -130,7 +157,7 @@ fn chrome_trace(output: &TraceOutput) -> Value {
             "args": { "name": name },
         }));
     }
-    for r in &output.events {
+    for (index, r) in output.events.iter().enumerate() {
         let mut args = json!({
             "fd": r.fd,
             "flags": msg_flags_text(r.flags),
@@ -152,6 +179,9 @@ fn chrome_trace(output: &TraceOutput) -> Value {
         if let Some(out) = r.msg_flags_out {
             args["msg_flags_out"] = json!(msg_flags_text(out));
         }
+        if let Some(z) = output.zerocopy.call_json(index) {
+            args["zerocopy"] = z;
+        }
         events.push(json!({
             "ph": "X",
             "cat": "syscall",
@@ -161,6 +191,23 @@ fn chrome_trace(output: &TraceOutput) -> Value {
             "ts": us(r.start_ns),
             "dur": r.duration_ns as f64 / 1000.0,
             "args": args,
+        }));
+    }
+    for (i, r) in output.io_uring.iter().enumerate() {
+        let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
+        let line = r.to_json(t0, opcode, output.zerocopy.uring_json(i));
+        let name = match (line["type"].as_str(), opcode) {
+            (Some("io_uring_submit"), Some(op)) => {
+                format!("io_uring submit {}", super::uring::opcode_name(op))
+            }
+            (_, _) if r.is_notification() => "io_uring zero-copy notification".to_string(),
+            (_, Some(op)) => format!("io_uring complete {}", super::uring::opcode_name(op)),
+            _ => "io_uring complete".to_string(),
+        };
+        // An instant on the thread's track: a request's life is not one thread's slice.
+        events.push(json!({
+            "ph": "i", "s": "t", "cat": "io_uring", "name": name,
+            "pid": r.pid, "tid": r.tid, "ts": us(r.time_ns), "args": line,
         }));
     }
     if output.lost.total() > 0 {
@@ -197,7 +244,9 @@ fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{event::SyscallRecord, summary::LostCounts, TraceSummary};
+    use crate::trace::{
+        event::SyscallRecord, summary::LostCounts, zerocopy::ZeroCopyAccount, TraceSummary,
+    };
     use netcopy_common::{SiteCounter, SyscallEvent, TracedSyscall};
 
     fn sample() -> TraceOutput {
@@ -232,8 +281,10 @@ mod tests {
             inflight_full: 0,
         };
         TraceOutput {
-            summary: TraceSummary::build(&events, lost, 10_000),
+            summary: TraceSummary::build(&events, &[], &ZeroCopyAccount::default(), lost, 10_000),
             events,
+            io_uring: Vec::new(),
+            zerocopy: ZeroCopyAccount::default(),
             lost,
             start_ns: 4_000,
             end_ns: 14_000,
@@ -283,6 +334,82 @@ mod tests {
             .collect();
         assert_eq!(starts, vec![5_000, 6_000]);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn io_uring_events_are_merged_into_the_timeline_and_drawn_as_instants() {
+        use crate::trace::uring::{UringKind, UringRecord};
+        let mut output = sample();
+        let event = |kind, time_ns, opcode| UringRecord {
+            kind,
+            time_ns,
+            pid: 10,
+            tid: 13,
+            ring: 0x10,
+            request: 0x20,
+            user_data: 1,
+            opcode,
+            send_flags: None,
+            res: 100,
+            cflags: 0,
+        };
+        // Before, between and after the two calls (5_000 and 6_000).
+        output.io_uring = vec![
+            event(UringKind::Submit, 4_500, 9),
+            event(UringKind::Complete, 5_500, 0),
+            event(UringKind::Submit, 7_000, 26),
+        ];
+        output.zerocopy = ZeroCopyAccount::build(&output.events, &output.io_uring);
+        let dir = std::env::temp_dir().join(format!("netcopy-trace-uring-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("calls.jsonl");
+        write_jsonl(&path, &output).unwrap();
+        let types: Vec<String> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "io_uring_submit",
+                "syscall",
+                "io_uring_complete",
+                "syscall",
+                "io_uring_submit",
+                "trace_end"
+            ]
+        );
+        let lines: Vec<Value> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // The completion's opcode comes from its submit (same ring and request).
+        assert_eq!(lines[2]["opcode_name"], "SENDMSG");
+        assert_eq!(lines[4]["opcode_name"], "SEND");
+        let _ = fs::remove_dir_all(&dir);
+        let j = chrome_trace(&output);
+        let instants: Vec<&Value> = j["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cat"] == "io_uring")
+            .collect();
+        assert_eq!(instants.len(), 3);
+        assert_eq!(instants[0]["name"], "io_uring submit SENDMSG");
+        assert_eq!(instants[1]["name"], "io_uring complete SENDMSG");
+        // Its thread has a track of its own.
+        assert!(j["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "thread_name" && e["tid"] == 13));
     }
 
     #[test]

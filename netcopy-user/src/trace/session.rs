@@ -74,7 +74,8 @@ impl Session {
     }
 
     /// The exit code netcopy returns: the command's (waiting for it when the trace ended
-    /// first), 128 + the signal that abandoned it, else 0.
+    /// first), 128 + the signal that abandoned it or stopped a `--pid` trace (as a shell
+    /// reports a process a signal ended: 130 for SIGINT, 143 for SIGTERM), else 0.
     pub fn finish(mut self) -> Result<i32> {
         Ok(match self.stop {
             Stop::CommandExited(code) => code,
@@ -83,7 +84,7 @@ impl Session {
                 eprintln!("netcopy: waiting for the command to finish (no longer traced)");
                 c.wait().context("waiting for the command")?
             }
-            Stop::Abandoned(signal) => 128 + signal,
+            Stop::Abandoned(signal) | Stop::Signal(signal) => 128 + signal,
             _ => 0,
         })
     }

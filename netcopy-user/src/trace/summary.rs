@@ -7,7 +7,11 @@ use hdrhistogram::Histogram;
 use netcopy_common::{CopySite, TracedSyscall};
 use serde_json::{json, Value};
 
-use super::event::SyscallRecord;
+use super::{
+    event::SyscallRecord,
+    uring::{self, UringKind, UringRecord},
+    zerocopy::{UringZeroCopyTotals, ZeroCopyAccount, ZeroCopySend, ZeroCopyTotals},
+};
 
 /// Calls that could not be recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +47,12 @@ pub struct SyscallStats {
     pub send_copy_bytes: u64,
     pub attach_bytes: u64,
     pub recv_copy_bytes: u64,
+    /// MSG_ZEROCOPY sends among these calls whose completion said the kernel copied
+    /// them after the call (one copy each), and their bytes (source: reported).
+    pub after_call_copy_events: u64,
+    pub after_call_copied_bytes: u64,
+    /// MSG_ZEROCOPY sends whose completion did not arrive in the trace window.
+    pub zerocopy_pending: u64,
 }
 
 impl SyscallStats {
@@ -59,10 +69,22 @@ impl SyscallStats {
             send_copy_bytes: 0,
             attach_bytes: 0,
             recv_copy_bytes: 0,
+            after_call_copy_events: 0,
+            after_call_copied_bytes: 0,
+            zerocopy_pending: 0,
         }
     }
 
-    fn add(&mut self, r: &SyscallRecord) {
+    fn add(&mut self, r: &SyscallRecord, zerocopy: Option<&ZeroCopySend>) {
+        if let Some(z) = zerocopy.filter(|z| z.count > 0) {
+            self.after_call_copy_events += u64::from(z.copied);
+            // Bytes of the call in proportion to its numbers flagged copied (all of them
+            // for a sendmsg, which takes one number).
+            self.after_call_copied_bytes += r.returned * u64::from(z.copied) / u64::from(z.count);
+            if z.completed_copied().is_none() {
+                self.zerocopy_pending += 1;
+            }
+        }
         self.calls += 1;
         if r.ret < 0 {
             self.errors += 1;
@@ -78,17 +100,27 @@ impl SyscallStats {
         self.recv_copy_bytes += r.copy(CopySite::KernelRecvCopy).bytes;
     }
 
-    /// Copy events per call.
-    pub(super) fn copies_per_call(&self) -> f64 {
+    /// Copy events per call, inside the calls and after them (zero-copy sends the
+    /// kernel reported copied).
+    pub fn copies_per_call(&self) -> f64 {
         if self.calls == 0 {
             0.0
         } else {
-            self.copy_events as f64 / self.calls as f64
+            (self.copy_events + self.after_call_copy_events) as f64 / self.calls as f64
         }
     }
 
-    /// Bytes the kernel copied per byte the calls moved; None when they moved nothing.
+    /// Bytes the kernel copied per byte the calls moved, inside the calls and after
+    /// them; None when they moved nothing.
     pub fn copied_per_byte(&self) -> Option<f64> {
+        (self.returned_bytes > 0).then(|| {
+            (self.send_copy_bytes + self.recv_copy_bytes + self.after_call_copied_bytes) as f64
+                / self.returned_bytes as f64
+        })
+    }
+
+    /// The same, inside the calls only.
+    fn in_call_copied_per_byte(&self) -> Option<f64> {
         (self.returned_bytes > 0).then(|| {
             (self.send_copy_bytes + self.recv_copy_bytes) as f64 / self.returned_bytes as f64
         })
@@ -119,11 +151,70 @@ impl SyscallStats {
                 "mean": if self.calls == 0 { 0.0 } else { self.latency.mean() / 1000.0 },
             },
             "copy_events": self.copy_events,
+            "after_call_copy_events": self.after_call_copy_events,
             "copies_per_call": self.copies_per_call(),
+            "in_call_copies_per_call": if self.calls == 0 { 0.0 } else { self.copy_events as f64 / self.calls as f64 },
             "kernel_send_copy_bytes": self.send_copy_bytes,
             "zerocopy_attach_bytes": self.attach_bytes,
             "kernel_recv_copy_bytes": self.recv_copy_bytes,
+            "after_call_copied_bytes": self.after_call_copied_bytes,
+            "after_call_source": "reported",
             "copied_bytes_per_byte": self.copied_per_byte(),
+            "in_call_copied_bytes_per_byte": self.in_call_copied_per_byte(),
+            "zerocopy_never_completed_in_trace": self.zerocopy_pending,
+        })
+    }
+}
+
+/// Figures for one io_uring opcode.
+#[derive(Clone, Debug, Default)]
+pub struct UringStats {
+    pub opcode: u32,
+    pub submitted: u64,
+    /// Result CQEs (notifications not included).
+    pub completed: u64,
+    pub errors: u64,
+    /// Bytes the results reported (opcodes that move data).
+    pub bytes: u64,
+    /// Zero-copy sends: notifications attributed, flagged copied, and the bytes of the
+    /// sends flagged copied; sends whose notification never came in the trace window.
+    pub notifications: u64,
+    pub copied: u64,
+    pub copied_bytes: u64,
+    pub pending: u64,
+}
+
+impl UringStats {
+    /// Copies per completed request: the notifications flagged copied (io_uring's
+    /// in-call copies are not booked to a request).
+    pub fn copies_per_call(&self) -> f64 {
+        if self.completed == 0 {
+            0.0
+        } else {
+            self.copied as f64 / self.completed as f64
+        }
+    }
+
+    pub fn copied_per_byte(&self) -> Option<f64> {
+        (self.bytes > 0).then(|| self.copied_bytes as f64 / self.bytes as f64)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "opcode": self.opcode,
+            "opcode_name": uring::opcode_name(self.opcode),
+            "submitted": self.submitted,
+            "completed": self.completed,
+            "errors": self.errors,
+            "bytes": self.bytes,
+            "zerocopy_notifications": self.notifications,
+            "after_call_copy_events": self.copied,
+            "after_call_copied_bytes": self.copied_bytes,
+            "copies_per_call": self.copies_per_call(),
+            "copied_bytes_per_byte": self.copied_per_byte(),
+            "zerocopy_never_completed_in_trace": self.pending,
+            "after_call_source": "reported",
+            "in_call_copies": "not booked to io_uring requests",
         })
     }
 }
@@ -133,22 +224,79 @@ impl SyscallStats {
 pub struct TraceSummary {
     /// One entry per syscall that was seen, in [`TracedSyscall`] order.
     pub syscalls: Vec<SyscallStats>,
+    /// One entry per io_uring opcode that was seen, by opcode.
+    pub io_uring: Vec<UringStats>,
+    /// io_uring events (submits and completions) recorded.
+    pub io_uring_events: u64,
+    pub zerocopy: ZeroCopyTotals,
+    pub io_uring_zerocopy: UringZeroCopyTotals,
     pub events: u64,
     pub lost: LostCounts,
     pub duration_ns: u64,
 }
 
 impl TraceSummary {
-    pub(super) fn build(records: &[SyscallRecord], lost: LostCounts, duration_ns: u64) -> Self {
+    pub(super) fn build(
+        records: &[SyscallRecord],
+        uring: &[UringRecord],
+        zerocopy: &ZeroCopyAccount,
+        lost: LostCounts,
+        duration_ns: u64,
+    ) -> Self {
         let mut by_call: BTreeMap<u32, SyscallStats> = BTreeMap::new();
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             by_call
                 .entry(r.syscall as u32)
                 .or_insert_with(|| SyscallStats::new(r.syscall))
-                .add(r);
+                .add(r, zerocopy.sends.get(&i));
+        }
+        let mut by_opcode: BTreeMap<u32, UringStats> = BTreeMap::new();
+        fn stats(by_opcode: &mut BTreeMap<u32, UringStats>, opcode: u32) -> &mut UringStats {
+            by_opcode.entry(opcode).or_insert_with(|| UringStats {
+                opcode,
+                ..UringStats::default()
+            })
+        }
+        for (i, r) in uring.iter().enumerate() {
+            match r.kind {
+                UringKind::Submit => {
+                    let s = stats(&mut by_opcode, r.opcode);
+                    s.submitted += 1;
+                    if let Some(zc) = zerocopy.uring_sends.get(&i) {
+                        if zc.notified {
+                            s.notifications += 1;
+                        } else if !zc.no_notification {
+                            s.pending += 1;
+                        }
+                        if zc.copied == Some(true) {
+                            s.copied += 1;
+                            s.copied_bytes += zc.sent.unwrap_or(0);
+                        }
+                    }
+                }
+                UringKind::Complete if r.is_notification() => {}
+                UringKind::Complete => {
+                    // A completion of a request submitted before the trace: its opcode
+                    // is unknown and it is left out.
+                    let Some(&opcode) = zerocopy.uring_opcodes.get(&i) else {
+                        continue;
+                    };
+                    let s = stats(&mut by_opcode, opcode);
+                    s.completed += 1;
+                    if r.res < 0 {
+                        s.errors += 1;
+                    } else if uring::moves_bytes(opcode) {
+                        s.bytes += u64::try_from(r.res).unwrap_or(0);
+                    }
+                }
+            }
         }
         Self {
             syscalls: by_call.into_values().collect(),
+            io_uring: by_opcode.into_values().collect(),
+            io_uring_events: uring.len() as u64,
+            zerocopy: zerocopy.totals(),
+            io_uring_zerocopy: zerocopy.uring_totals(),
             events: records.len() as u64,
             lost,
             duration_ns,
@@ -166,13 +314,17 @@ impl TraceSummary {
             "lost": self.lost.to_json(),
             "duration_s": self.duration_ns as f64 / 1e9,
             "syscalls": self.syscalls.iter().map(SyscallStats::to_json).collect::<Vec<_>>(),
+            "io_uring_events": self.io_uring_events,
+            "io_uring": self.io_uring.iter().map(UringStats::to_json).collect::<Vec<_>>(),
+            "zerocopy": self.zerocopy.to_json(),
+            "io_uring_zerocopy": self.io_uring_zerocopy.to_json(),
         })
     }
 
     /// The table printed at the end of `netcopy trace`.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<9} {:>8} {:>6} {:>12} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12}\n",
+            "{:<9} {:>8} {:>6} {:>12} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12}\n",
             "syscall",
             "calls",
             "errors",
@@ -182,11 +334,12 @@ impl TraceSummary {
             "max us",
             "copies/call",
             "copied/byte",
-            "zc-attached"
+            "zc-attached",
+            "copied-after"
         );
         for s in &self.syscalls {
             out.push_str(&format!(
-                "{:<9} {:>8} {:>6} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>11.2} {:>12} {:>12}\n",
+                "{:<9} {:>8} {:>6} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>11.2} {:>12} {:>12} {:>12}\n",
                 s.syscall.name(),
                 s.calls,
                 s.errors,
@@ -199,10 +352,69 @@ impl TraceSummary {
                     .map(|v| format!("{v:.3}"))
                     .unwrap_or_else(|| "-".to_string()),
                 s.attach_bytes,
+                s.after_call_copied_bytes,
             ));
         }
         if self.syscalls.is_empty() {
             out.push_str("(no calls recorded)\n");
+        }
+        if !self.io_uring.is_empty() {
+            out.push_str(&format!(
+                "{:<14} {:>9} {:>9} {:>6} {:>12} {:>8} {:>11} {:>12} {:>8}\n",
+                "io_uring op",
+                "submitted",
+                "completed",
+                "errors",
+                "bytes",
+                "zc-notif",
+                "copies/call",
+                "copied/byte",
+                "pending"
+            ));
+            for s in &self.io_uring {
+                out.push_str(&format!(
+                    "{:<14} {:>9} {:>9} {:>6} {:>12} {:>8} {:>11.2} {:>12} {:>8}\n",
+                    uring::opcode_name(s.opcode),
+                    s.submitted,
+                    s.completed,
+                    s.errors,
+                    s.bytes,
+                    s.notifications,
+                    s.copies_per_call(),
+                    s.copied_per_byte()
+                        .map(|v| format!("{v:.3}"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    s.pending,
+                ));
+            }
+        }
+        let z = self.zerocopy;
+        if z.sends + z.without_number > 0 {
+            out.push_str(&format!(
+                "MSG_ZEROCOPY: {} sends; completions (reported by the kernel, {} notifications):                  {} copied after the call, {} not copied, {} never completed in the trace{}\n",
+                z.sends,
+                z.notifications,
+                z.completed_copied,
+                z.completed_not_copied,
+                z.pending,
+                if z.without_number > 0 {
+                    format!("; {} sends took no zero-copy number", z.without_number)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let u = self.io_uring_zerocopy;
+        if u.sends > 0 {
+            out.push_str(&format!(
+                "io_uring zero-copy: {} sends; notifications (reported): {} copied after the                  call, {} not copied, {} without usage report, {} never completed in the trace,                  {} failed\n",
+                u.sends, u.copied, u.not_copied, u.not_reported, u.pending, u.failed
+            ));
+        }
+        if z.sends + u.sends > 0 {
+            out.push_str(
+                "copies/call and copied/byte include the copies the kernel reported making                  after the call\n",
+            );
         }
         out.push_str(&format!(
             "{} calls recorded, {} lost ({} ring buffer full, {} in-flight map full)\n",
@@ -257,7 +469,13 @@ mod tests {
             ring_full: 3,
             inflight_full: 1,
         };
-        let s = TraceSummary::build(&records, lost, 1_000_000_000);
+        let s = TraceSummary::build(
+            &records,
+            &[],
+            &ZeroCopyAccount::default(),
+            lost,
+            1_000_000_000,
+        );
         let send = s.get(TracedSyscall::Sendmsg).unwrap();
         assert_eq!((send.calls, send.errors), (3, 1));
         assert_eq!(send.returned_bytes, 200);
@@ -280,8 +498,59 @@ mod tests {
     }
 
     #[test]
+    fn copies_after_the_call_count_in_copies_per_call_and_copied_per_byte() {
+        use crate::trace::event::ExtendedErr;
+        let mut sends: Vec<SyscallRecord> = (0..3)
+            .map(|n| {
+                let mut r = record(TracedSyscall::Sendmsg, 1000, 10, 0, 0);
+                r.start_ns = n;
+                r.flags = netcopy_common::MSG_ZEROCOPY;
+                r.sock = Some(1);
+                r.zckey = Some((n as u32, n as u32 + 1));
+                r
+            })
+            .collect();
+        let mut done = record(TracedSyscall::Recvmsg, 0, 10, 0, 0);
+        done.start_ns = 5;
+        done.sock = Some(1);
+        done.ext_err = Some(ExtendedErr {
+            errno: 0,
+            origin: 5,
+            kind: 0,
+            code: 1,
+            info: 0,
+            data: 1,
+        });
+        sends.push(done);
+        let account = ZeroCopyAccount::build(&sends, &[]);
+        let s = TraceSummary::build(&sends, &[], &account, LostCounts::default(), 1);
+        let send = s.get(TracedSyscall::Sendmsg).unwrap();
+        assert_eq!(
+            (send.after_call_copy_events, send.after_call_copied_bytes),
+            (2, 2000)
+        );
+        assert_eq!(send.zerocopy_pending, 1);
+        assert!((send.copies_per_call() - 2.0 / 3.0).abs() < 1e-9);
+        assert!((send.copied_per_byte().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(send.to_json()["in_call_copies_per_call"], 0.0);
+        assert_eq!(s.zerocopy.pending, 1);
+        let table = s.table();
+        assert!(
+            table.contains("MSG_ZEROCOPY: 3 sends") && table.contains("2 copied after the call"),
+            "{table}"
+        );
+        assert!(table.contains("1 never completed"), "{table}");
+    }
+
+    #[test]
     fn empty_trace_says_so() {
-        let s = TraceSummary::build(&[], LostCounts::default(), 0);
+        let s = TraceSummary::build(
+            &[],
+            &[],
+            &ZeroCopyAccount::default(),
+            LostCounts::default(),
+            0,
+        );
         assert!(s.table().contains("no calls recorded"));
         assert_eq!(s.to_json()["lost_events"], 0);
     }

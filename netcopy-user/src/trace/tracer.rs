@@ -15,9 +15,11 @@ use super::{
     event::SyscallRecord,
     log::CallLog,
     summary::{LostCounts, TraceSummary},
+    uring::UringRecord,
+    zerocopy::ZeroCopyAccount,
 };
 use crate::kernel::{
-    maps::{INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP},
+    maps::{INFLIGHT_MAP, LOG_MAP, LOG_POS_MAP, LOST_MAP, RING_MAP, SLOTS_MAP, URING_RINGS_MAP},
     plan::KernelEvent,
     CopyProbes,
 };
@@ -29,6 +31,11 @@ pub struct TraceOutput {
     /// Every recorded call, as the logs delivered them: at every drain, each CPU's calls
     /// in the order they ended (`in_start_order` gives the writers a timeline).
     pub events: Vec<SyscallRecord>,
+    /// The io_uring events of the traced processes (submits and completions), in the
+    /// order they happened.
+    pub io_uring: Vec<UringRecord>,
+    /// The zero-copy sends of `events` and `io_uring`, and what became of them.
+    pub zerocopy: ZeroCopyAccount,
     /// Calls that could not be recorded.
     pub lost: LostCounts,
     pub summary: TraceSummary,
@@ -47,9 +54,9 @@ impl TraceOutput {
     /// The calls in the order they started (of equal starts, in delivery order). Sorts
     /// references: sorting the records themselves (about 150 bytes each) costs more than
     /// draining them did.
-    pub(super) fn in_start_order(&self) -> Vec<&SyscallRecord> {
-        let mut calls: Vec<&SyscallRecord> = self.events.iter().collect();
-        calls.sort_by_key(|r| r.start_ns);
+    pub(super) fn in_start_order(&self) -> Vec<(usize, &SyscallRecord)> {
+        let mut calls: Vec<(usize, &SyscallRecord)> = self.events.iter().enumerate().collect();
+        calls.sort_by_key(|(_, r)| r.start_ns);
         calls
     }
 }
@@ -77,10 +84,19 @@ pub struct SyscallTracer {
     active: bool,
 }
 
-/// The events a trace attaches: the socket calls are required, write/read on sockets are
-/// traced where the kernel allows it (a note says when not).
+/// The events a trace attaches: the socket calls are required; write/read on sockets and
+/// io_uring requests are traced where the kernel allows it (a note says when not).
 const REQUIRED: KernelEvent = KernelEvent::TraceSocketCalls;
-const OPTIONAL: KernelEvent = KernelEvent::TraceSocketReadWrite;
+const OPTIONAL: [(KernelEvent, &str); 2] = [
+    (
+        KernelEvent::TraceSocketReadWrite,
+        "write, read, writev and readv on sockets are not traced",
+    ),
+    (
+        KernelEvent::TraceIoUring,
+        "io_uring requests are not traced",
+    ),
+];
 
 impl SyscallTracer {
     /// Starts tracing every process in filter slots `slots` (put them there with
@@ -140,8 +156,10 @@ impl SyscallTracer {
             start_unix_ns: 0,
             active: false,
         };
-        // Leftovers of an earlier trace that stopped with calls in flight.
+        // Leftovers of an earlier trace that stopped with calls in flight, and its rings
+        // (whose addresses a new ring of another process may take).
         tracer.clear_inflight()?;
+        clear_rings(probes)?;
         while tracer.ring.next().is_some() {}
         tracer.log.discard();
         tracer.lost_baseline = tracer.read_lost()?;
@@ -149,11 +167,11 @@ impl SyscallTracer {
             return Err(e.context("cannot trace socket system calls"));
         }
         tracer.attached.push(REQUIRED);
-        match probes.attach_on_demand(OPTIONAL) {
-            Ok(()) => tracer.attached.push(OPTIONAL),
-            Err(e) => tracer.notes.push(format!(
-                "write, read, writev and readv on sockets are not traced: {e:#}"
-            )),
+        for (event, consequence) in OPTIONAL {
+            match probes.attach_on_demand(event) {
+                Ok(()) => tracer.attached.push(event),
+                Err(e) => tracer.notes.push(format!("{consequence}: {e:#}")),
+            }
         }
         tracer.start_ns = monotonic_ns();
         tracer.start_unix_ns = std::time::SystemTime::now()
@@ -217,10 +235,10 @@ impl SyscallTracer {
     }
 
     /// Decodes what was drained since the last call (counting undecodable records).
-    fn take_records(&mut self) -> Vec<SyscallRecord> {
-        let (records, malformed) = std::mem::take(&mut self.raw).decode();
+    fn take_records(&mut self) -> (Vec<SyscallRecord>, Vec<UringRecord>) {
+        let (records, uring, malformed) = std::mem::take(&mut self.raw).decode();
         self.malformed += malformed;
-        records
+        (records, uring)
     }
 
     /// Stops recording new calls without detaching the programs (the slot mask goes to 0,
@@ -252,10 +270,19 @@ impl SyscallTracer {
         self.drain();
         let end_ns = monotonic_ns();
         let lost = self.lost()?;
-        let records = self.take_records();
-        let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
+        let (records, uring) = self.take_records();
+        let zerocopy = ZeroCopyAccount::build(&records, &uring);
+        let summary = TraceSummary::build(
+            &records,
+            &uring,
+            &zerocopy,
+            lost,
+            end_ns.saturating_sub(self.start_ns),
+        );
         let output = TraceOutput {
             events: records,
+            io_uring: uring,
+            zerocopy,
             lost,
             summary,
             start_ns: self.start_ns,
@@ -313,16 +340,32 @@ impl SyscallTracer {
         if !detach_errors.is_empty() {
             bail!("detaching the trace programs: {}", detach_errors.join("; "));
         }
-        let records = self.take_records();
+        let _ = clear_rings(probes);
+        let (records, uring) = self.take_records();
         if self.malformed > 0 {
             self.notes.push(format!(
                 "{} records were malformed (an unknown system call) and skipped",
                 self.malformed
             ));
         }
-        let summary = TraceSummary::build(&records, lost, end_ns.saturating_sub(self.start_ns));
+        let zerocopy = ZeroCopyAccount::build(&records, &uring);
+        if zerocopy.unmatched_numbers > 0 || zerocopy.unmatched_uring_notifications > 0 {
+            self.notes.push(format!(
+                "zero-copy completions named {} MSG_ZEROCOPY sends and {} io_uring sends                  that were not traced (sent before the trace started)",
+                zerocopy.unmatched_numbers, zerocopy.unmatched_uring_notifications
+            ));
+        }
+        let summary = TraceSummary::build(
+            &records,
+            &uring,
+            &zerocopy,
+            lost,
+            end_ns.saturating_sub(self.start_ns),
+        );
         Ok(TraceOutput {
             events: records,
+            io_uring: uring,
+            zerocopy,
             lost,
             summary,
             start_ns: self.start_ns,
@@ -357,6 +400,20 @@ impl SyscallTracer {
         }
         Ok(())
     }
+}
+
+/// Empties the map of rings traced processes submitted to.
+fn clear_rings(probes: &mut CopyProbes) -> Result<()> {
+    let mut rings: BpfHashMap<MapData, u64, u64> =
+        BpfHashMap::try_from(probes.map_handle(URING_RINGS_MAP)?)?;
+    let keys: Vec<u64> = rings.keys().filter_map(|k| k.ok()).collect();
+    for key in keys {
+        match rings.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("clearing the traced rings")),
+        }
+    }
+    Ok(())
 }
 
 /// Names of `pid` and `tid` from /proc, for the ones not known yet.
@@ -415,17 +472,24 @@ impl RawRecords {
         self.chunks.iter().map(Vec::len).sum()
     }
 
-    /// The decoded records, and how many could not be decoded.
-    fn decode(self) -> (Vec<SyscallRecord>, u64) {
+    /// The decoded records (the io_uring ones in time order), and how many could not
+    /// be decoded.
+    fn decode(self) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
         let mut records = Vec::with_capacity(self.len());
+        let mut uring = Vec::new();
         let mut malformed = 0;
         for event in self.chunks.iter().flatten() {
+            if let Some(record) = UringRecord::from_event(event) {
+                uring.push(record);
+                continue;
+            }
             match SyscallRecord::from_event(event) {
                 Some(record) => records.push(record),
                 None => malformed += 1,
             }
         }
-        (records, malformed)
+        uring.sort_by_key(|r| r.time_ns);
+        (records, uring, malformed)
     }
 }
 

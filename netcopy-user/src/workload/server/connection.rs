@@ -278,6 +278,12 @@ fn serve_requests(
         let mut seq = 0u64;
         while request.count == 0 || seq < request.count {
             if stop.load(Ordering::SeqCst) {
+                // A client that closed its stream before the stop is why the stream ended,
+                // even when this thread, descheduled between two sends, sees the stop
+                // first (it used to say "server stopping" on a loaded machine).
+                if request.count == 0 && peer_closed(fd) {
+                    return format!("client closed the stream after {seq} messages");
+                }
                 return format!("server stopping after {seq} messages of the current request");
             }
             if let Err(err) = sender.send_message(request.size, seq) {
@@ -295,6 +301,12 @@ fn serve_requests(
             seq += 1;
         }
     }
+}
+
+/// The client has closed or reset the connection (what a send to it would find out).
+fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+    let gone = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+    sockets::poll_one(fd, gone, std::time::Duration::ZERO).is_ok_and(|revents| revents & gone != 0)
 }
 
 /// Logs a failed send; a vanished client ends only this connection and is not a server

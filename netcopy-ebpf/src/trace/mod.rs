@@ -14,6 +14,11 @@
 //!   reader maps into its memory. When the log has no room, a per-CPU lost counter is
 //!   incremented instead. Every so many records a CPU rings the reader's doorbell, an
 //!   8-byte record in the `NETCOPY_TRACE_EVENTS` ring buffer, whose fd the reader polls.
+//! - Zero-copy sends (`sock`): a MSG_ZEROCOPY send carries the socket's `sk_zckey` at
+//!   entry and exit (the numbers the kernel gave its sends), a recvmsg(MSG_ERRQUEUE) the
+//!   `sock_extended_err` it read (a completion names a range of those numbers); user space
+//!   attributes one to the other.
+//! - io_uring requests (`uring`) go into the same logs, as `IoUringEvent` records.
 //!
 //! The user side attaches these programs only while a trace runs, so the copy counting of
 //! experiments pays nothing for them; `on_copy` checks the slot mask (an inlined array
@@ -23,7 +28,7 @@ use core::{ffi::c_void, ptr::write_volatile};
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
@@ -32,15 +37,20 @@ use aya_ebpf::{
     EbpfContext,
 };
 use netcopy_common::{
-    CopySite, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, OFFSET_UNKNOWN,
-    SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_MSG_FLAGS_OUT, TRACE_INFO_REQUESTED_KERNEL,
-    TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING, TRACE_INFO_RETURNED_PARTIAL,
-    TRACE_IOVEC_CHUNK, TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL,
-    TRACE_MAX_IOVECS, TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED,
-    TRACE_SITE_COUNT,
+    CopySite, KernelOffsets, SyscallEvent, TraceOffsets, TracedSyscall, IOVEC_SIZE, MSG_ZEROCOPY,
+    OFFSET_UNKNOWN, SYSCALL_EXIT_RET_OFFSET, TRACE_INFO_EXT_ERR, TRACE_INFO_MSG_FLAGS_OUT,
+    TRACE_INFO_REQUESTED_KERNEL, TRACE_INFO_REQUESTED_PARTIAL, TRACE_INFO_REQUESTED_PENDING,
+    TRACE_INFO_RETURNED_PARTIAL, TRACE_INFO_SOCK, TRACE_INFO_ZCKEY, TRACE_IOVEC_CHUNK,
+    TRACE_LOST_COUNTERS, TRACE_LOST_INFLIGHT_FULL, TRACE_LOST_RING_FULL, TRACE_MAX_IOVECS,
+    TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
 };
 
 use crate::filter::current_slot;
+
+mod sock;
+mod uring;
+
+use sock::{is_socket, read_extended_err, sock_of, zckey};
 
 /// Bit `slot` set: the processes in that filter slot are traced. 0: tracing is off.
 #[map(name = "NETCOPY_TRACE_SLOTS")]
@@ -135,8 +145,8 @@ static TRACE_TEMPLATE: Array<SyscallEvent> = Array::with_max_entries(1, 0);
 #[map(name = "NETCOPY_TRACE_LOST")]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACE_LOST_COUNTERS as u32, 0);
 
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
+/// `MSG_ERRQUEUE` from the kernel's socket.h.
+const MSG_ERRQUEUE: u32 = 0x2000;
 
 #[inline(always)]
 fn lost(index: u32) {
@@ -270,45 +280,6 @@ unsafe fn user<T>(base: u64, offset: u32) -> Option<T> {
         return None;
     }
     bpf_probe_read_user((base + u64::from(offset)) as *const T).ok()
-}
-
-/// True when `fd` of the current task is a socket.
-#[inline(always)]
-fn is_socket(fd: i32, off: &TraceOffsets) -> bool {
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: probe reads at offsets from this kernel's BTF; a stale pointer (the table
-    // being replaced concurrently) reads garbage or fails, and garbage is not S_IFSOCK
-    // with any useful probability.
-    unsafe {
-        let task = bpf_get_current_task();
-        let Some(files) = kernel::<u64>(task, off.task_files) else {
-            return false;
-        };
-        let Some(fdt) = kernel::<u64>(files, off.files_fdt) else {
-            return false;
-        };
-        let Some(max_fds) = kernel::<u32>(fdt, off.fdtable_max_fds) else {
-            return false;
-        };
-        if fd as u32 >= max_fds {
-            return false;
-        }
-        let Some(table) = kernel::<u64>(fdt, off.fdtable_fd) else {
-            return false;
-        };
-        let Ok(file) = bpf_probe_read_kernel((table + 8 * fd as u64) as *const u64) else {
-            return false;
-        };
-        let Some(inode) = kernel::<u64>(file, off.file_f_inode) else {
-            return false;
-        };
-        let Some(mode) = kernel::<u16>(inode, off.inode_i_mode) else {
-            return false;
-        };
-        mode & S_IFMT == S_IFSOCK
-    }
 }
 
 /// Sum of `iov_len` over the first `count` iovecs at `iov` (at most `max`).
@@ -480,6 +451,22 @@ fn enter(ctx: &TracePointContext, syscall: TracedSyscall) {
     let ptr = read(args.ptr).unwrap_or(0);
     let len = read(args.len).unwrap_or(0);
     event.arg_ptr = ptr;
+    let sends = matches!(
+        syscall,
+        TracedSyscall::Sendto | TracedSyscall::Sendmsg | TracedSyscall::Sendmmsg
+    );
+    if sends && event.flags & MSG_ZEROCOPY != 0 {
+        // The kernel numbers a socket's MSG_ZEROCOPY sends with sk_zckey; reading it
+        // around the call gives this call's numbers, which its completions name later.
+        if let Some(sock) = sock_of(fd, off) {
+            event.sock = sock;
+            event.info |= TRACE_INFO_SOCK;
+            if let Some(key) = zckey(sock, off) {
+                event.zckey[0] = key;
+                event.info |= TRACE_INFO_ZCKEY;
+            }
+        }
+    }
     match syscall {
         TracedSyscall::Sendto
         | TracedSyscall::Recvfrom
@@ -597,6 +584,23 @@ fn exit(ctx: &TracePointContext) {
             if let Some(flags) = user::<u32>(ptr, off.msghdr_flags) {
                 (*event).msg_flags_out = flags;
                 (*event).info |= TRACE_INFO_MSG_FLAGS_OUT;
+            }
+            if (*event).flags & MSG_ERRQUEUE != 0 && ret >= 0 {
+                // A zero-copy completion (or another queued error) the caller read.
+                if let Some(ee) = read_extended_err(ptr, off) {
+                    (*event).ext_err = ee;
+                    (*event).info |= TRACE_INFO_EXT_ERR;
+                    if let Some(sock) = sock_of((*event).fd, off) {
+                        (*event).sock = sock;
+                        (*event).info |= TRACE_INFO_SOCK;
+                    }
+                }
+            }
+        }
+        if (*event).info & TRACE_INFO_ZCKEY != 0 {
+            match zckey((*event).sock, off) {
+                Some(key) => (*event).zckey[1] = key,
+                None => (*event).info &= !TRACE_INFO_ZCKEY,
             }
         }
         if append(event) {
