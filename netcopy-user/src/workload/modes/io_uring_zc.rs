@@ -166,7 +166,7 @@ impl ZeroCopyMechanism for SendMsgZc {
         conn: &mut Connection,
         slot: usize,
         iov: &mut [libc::iovec],
-    ) -> io::Result<usize> {
+    ) -> io::Result<io::Result<usize>> {
         let msg = msghdr_for(iov);
         let op = self.next_op;
         self.next_op += 1;
@@ -181,7 +181,7 @@ impl ZeroCopyMechanism for SendMsgZc {
         unsafe { self.ring.submit(&entry)? };
         loop {
             if let Some(done) = self.wait_ring(conn, None)? {
-                return send_result(done.result, Self::CALL);
+                return Ok(send_result(done.result, Self::CALL));
             }
         }
     }

@@ -44,7 +44,7 @@ pub(super) struct PendingSend {
 /// One connection's sending state, shared by the driver and its mechanism: the socket,
 /// the slots, the counts and where each send lies in the stream.
 pub(super) struct Connection {
-    pub(super) socket: TcpStream,
+    socket: TcpStream,
     pub(super) pool: SlotPool,
     pub(super) stats: SenderStats,
     /// Where each send lies in the connection's stream, and the completions of sends that
@@ -100,15 +100,16 @@ pub(super) trait ZeroCopyMechanism: Send {
     fn reap_posted(&mut self, conn: &mut Connection) -> io::Result<bool>;
     /// Waits up to `timeout` for completions and books them. Returns the sends completed.
     fn wait(&mut self, conn: &mut Connection, timeout: Duration) -> io::Result<u64>;
-    /// One send of `iov`, from slot `slot`: the bytes the socket took (booked with
-    /// [`Connection::accepted`] when a completion will follow), or the error (an errno's for
-    /// the retries).
+    /// One send of `iov`, from slot `slot`. Inside: the send's result, the bytes the
+    /// socket took (booked with [`Connection::accepted`] when a completion will follow) or
+    /// its error, retried on EINTR, EAGAIN and ENOBUFS. Outside: the mechanism itself
+    /// failed (the ring), never retried.
     fn send(
         &mut self,
         conn: &mut Connection,
         slot: usize,
         iov: &mut [libc::iovec],
-    ) -> io::Result<usize>;
+    ) -> io::Result<io::Result<usize>>;
     /// After EAGAIN (a send timeout): waits for room in the socket.
     fn wait_for_room(&mut self, conn: &mut Connection) -> io::Result<()>;
     /// What follows "kept failing with ENOBUFS for N s" in the error.
@@ -202,7 +203,10 @@ impl<M: ZeroCopyMechanism> SlotSender<M> {
         while sent < total {
             let used = sockets::remaining_iovecs(&self.conn.pool.slices(index), sent, &mut iov);
             self.conn.stats.syscalls += 1;
-            match self.mechanism.send(&mut self.conn, index, &mut iov[..used]) {
+            match self
+                .mechanism
+                .send(&mut self.conn, index, &mut iov[..used])?
+            {
                 Ok(n) => {
                     enobufs_since = None;
                     if n < total - sent {

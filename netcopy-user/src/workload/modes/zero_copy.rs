@@ -159,20 +159,22 @@ impl ZeroCopyMechanism for MsgZerocopy {
         conn: &mut Connection,
         slot: usize,
         iov: &mut [libc::iovec],
-    ) -> io::Result<usize> {
-        match sockets::sendmsg_iov(conn.fd(), iov, libc::MSG_ZEROCOPY)? {
-            0 => Err(io::Error::new(
+    ) -> io::Result<io::Result<usize>> {
+        let result = match sockets::sendmsg_iov(conn.fd(), iov, libc::MSG_ZEROCOPY) {
+            Ok(0) => Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "sendmsg(MSG_ZEROCOPY) accepted 0 bytes",
             )),
-            n => {
+            Ok(n) => {
                 // The socket still took data, so what completed before this call was
                 // acknowledged, not freed at the connection's end.
                 conn.unsent.accepted_after_reading();
                 self.push_send(conn, slot, n);
                 Ok(n)
             }
-        }
+            Err(err) => Err(err),
+        };
+        Ok(result)
     }
 
     /// Only with SO_SNDTIMEO: waits for room, collecting completions.
