@@ -282,6 +282,42 @@ pub const MSG_SPLICE_PAGES: u32 = 0x0800_0000;
 /// `MSG_ZEROCOPY` from the kernel's socket.h.
 pub const MSG_ZEROCOPY: u32 = 0x0400_0000;
 
+/// Return addresses kept of each deferred copy's kernel stack (`bpf_get_stack` at
+/// `skb_copy_ubufs`): the probe's own frames (the program, an fentry trampoline, the
+/// function itself) come first, then the callers, which decide the cause. 16 leave ten
+/// or more callers, enough to reach from the copy to the device or socket that wanted it.
+pub const COPY_CALLER_FRAMES: usize = 16;
+
+/// Distinct caller chains kept (the key of [`CopyCallerKey`]'s map); a copy whose chain
+/// finds no room is counted as unrecorded instead.
+pub const COPY_CALLER_CHAINS: u32 = 512;
+
+/// Key of the copy-caller map: one kernel stack that reached `skb_copy_ubufs` with a
+/// watched slot's zero-copy pages. Its value is a [`SiteCounter`] (copies, bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CopyCallerKey {
+    /// Counter slot of the socket that owns the pages.
+    pub slot: u32,
+    /// Entries of `ips` the kernel filled.
+    pub frames: u32,
+    /// Return addresses, innermost first; zero past `frames`.
+    pub ips: [u64; COPY_CALLER_FRAMES],
+}
+
+impl Default for CopyCallerKey {
+    fn default() -> Self {
+        Self {
+            slot: 0,
+            frames: 0,
+            ips: [0; COPY_CALLER_FRAMES],
+        }
+    }
+}
+
+// The key crosses to user space as raw bytes: no padding, a size both sides agree on.
+const _: () = assert!(core::mem::size_of::<CopyCallerKey>() == 8 + 8 * COPY_CALLER_FRAMES);
+
 #[cfg(feature = "user")]
 impl serde::Serialize for CopySite {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -298,6 +334,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::SendInFlight {}
     unsafe impl aya::Pod for super::SocketSend {}
+    unsafe impl aya::Pod for super::CopyCallerKey {}
 }
 
 // ---- Syscall trace (`netcopy trace`) ----

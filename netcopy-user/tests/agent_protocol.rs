@@ -398,6 +398,7 @@ fn a_controller_that_goes_quiet_mid_phase_is_timed_out() {
 fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads() {
     use netcopy::{
         kernel::{
+            callers::{CallerChain, CopyCallers},
             path::PathFacts,
             perf::{CounterKind, CounterReadings, CounterValue},
         },
@@ -445,6 +446,14 @@ fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads(
             taps: Vec::new(),
         },
         counters: Some(counters.clone()),
+        copy_callers: Some(CopyCallers {
+            chains: vec![CallerChain {
+                callers: vec!["dev_queue_xmit_nit+0x28a".into()],
+                copies: 3,
+                bytes: 196_656,
+            }],
+            ..CopyCallers::default()
+        }),
     };
     let message = AgentMessage::PhaseReport {
         phase: 3,
@@ -459,6 +468,10 @@ fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads(
     else {
         panic!("not the phase's report: {text}");
     };
+    assert_eq!(
+        r.copy_callers, report.copy_callers,
+        "the caller chains crossed the wire"
+    );
     let got = r.counters.expect("the counters crossed the wire");
     assert_eq!(got, counters);
     assert_eq!(
@@ -476,11 +489,16 @@ fn a_phase_report_carries_the_servers_counters_and_one_without_them_still_reads(
 
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     value["report"].as_object_mut().unwrap().remove("counters");
+    value["report"]
+        .as_object_mut()
+        .unwrap()
+        .remove("copy_callers");
     let older: AgentMessage<SenderReport> = serde_json::from_value(value).unwrap();
     let AgentMessage::PhaseReport { report: r, .. } = older else {
         panic!("not a phase report");
     };
     assert!(r.counters.is_none());
+    assert!(r.copy_callers.is_none());
     assert_eq!(r.side, report.side);
 }
 
@@ -574,4 +592,28 @@ fn a_mode_missing_from_the_agents_list_is_one_it_cannot_run() {
         host.runs(Mode::Splice),
         Err("old's netcopy has no splice mode".to_string())
     );
+}
+
+/// An agent that accepts but never answers: the controller gives up after its reply
+/// timeout with an error that says so, not with the socket's "Resource temporarily
+/// unavailable".
+#[test]
+fn a_silent_agent_is_reported_as_not_answering_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // Hold the connection open and silent until the controller gives up.
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    });
+    let err = Controller::connect(&addr.to_string(), &token(), Duration::from_secs(1))
+        .err()
+        .expect("a silent agent cannot authenticate");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("the agent at {addr} did not answer within 1 s")),
+        "{text}"
+    );
+    holder.join().unwrap();
 }

@@ -19,8 +19,14 @@ use netcopy::{
         Machine, MachineFloor, PlanEventRecord, PlanRecord, Results, RunConfig, StreamFigures,
         TopologyKind, TopologyRecord, ZeroCopyFigures, SCHEMA_VERSION,
     },
-    kernel::perf::{CounterKind, CounterReadings, CounterValue},
-    ledger::{FigureSource, ModeLedger, ReceiverStats, SiteFigure, Verdict, Workload},
+    kernel::{
+        callers::CallerChain,
+        perf::{CounterKind, CounterReadings, CounterValue},
+    },
+    ledger::{
+        causes::{CauseSource, CopyCause, Explanation},
+        FigureSource, ModeLedger, ReceiverStats, SiteFigure, Verdict, Workload,
+    },
     workload::client::{LatencyKind, LatencySummary, ReceiveMechanism},
     workload::modes::Mode,
 };
@@ -363,7 +369,31 @@ fn ledger(mode: Mode) -> ModeLedger {
             Vec::new()
         },
         completions: None,
-        causes: Vec::new(),
+        causes: if zc {
+            vec![observed_local_delivery()]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// A cause as the 6.1 guest observes it: its deferred copies' callers.
+fn observed_local_delivery() -> Explanation {
+    Explanation {
+        cause: CopyCause::LocalDelivery {
+            device: "lo".into(),
+            how: "observed: 64 deferred copies at skb_copy_ubufs".into(),
+        },
+        source: CauseSource::Observed,
+        callers: vec![CallerChain {
+            callers: vec![
+                "__netif_receive_skb_core.constprop.0+0xba2".into(),
+                "__netif_receive_skb_one_core+0x3c".into(),
+                "process_backlog+0x81".into(),
+            ],
+            copies: 64,
+            bytes: 64 * (65536 + 16),
+        }],
     }
 }
 
@@ -818,6 +848,19 @@ fn report_rebuilds_csv_plots_and_markdown_from_results_json() {
         "{md}"
     );
     assert!(md.contains("6.18.0-test"));
+    // The cause beside the verdict, with its caller chain, read back from results.json.
+    assert!(
+        md.contains("### zero-copy: degraded: cause local_delivery (observed)\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| 64 | {} | __netif_receive_skb_core.constprop.0+0xba2 <- \
+             __netif_receive_skb_one_core+0x3c <- process_backlog+0x81 |",
+            64 * (65536 + 16)
+        )),
+        "{md}"
+    );
     assert!(
         md.contains("**not observable**"),
         "plan's unobservable event"

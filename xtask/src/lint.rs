@@ -38,6 +38,14 @@ pub fn lint() -> Result<()> {
             .args(["fmt", "--", "--check"])
             .current_dir(root.join("netcopy-ebpf")),
     )?;
+    // The fuzz targets' workspace (fuzz/): formatted like the rest; clippy would need
+    // its nightly build (cargo xtask fuzz builds it with warnings shown).
+    run(
+        "rustfmt, fuzz workspace",
+        Command::new(&cargo)
+            .args(["fmt", "--", "--check"])
+            .current_dir(root.join("fuzz")),
+    )?;
     run(
         "clippy, host workspace",
         Command::new(&cargo)

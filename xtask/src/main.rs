@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+mod fuzz;
 mod lint;
 mod run;
 mod soak;
@@ -56,6 +57,9 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Boot Debian's 6.1 kernel in qemu (TCG) and run netcopy probes/verify inside it.
     VmTest(vm::VmTestArgs),
+    /// Run the cargo-fuzz targets in fuzz/ (needs the nightly toolchain; installs
+    /// cargo-fuzz if absent): each for --seconds, printing executions and crashes.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 pub fn is_root() -> bool {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Lint => lint::lint(),
         Command::Test(args) => testing::test(&args),
         Command::VmTest(args) => vm::vm_test(&args),
+        Command::Fuzz(args) => fuzz::fuzz(&args),
         Command::Soak(args) => soak::soak(&args),
     };
     match result {

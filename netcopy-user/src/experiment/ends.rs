@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::{
     experiment::results::{AgentRecord, TopologyKind, TopologyRecord},
     kernel::{
+        callers::{CallerCounts, CopyCallers},
         path::{PacketTap, PathFacts},
         perf::{CounterReadings, ProcessCounters},
         CopyCounts, CopyProbes,
@@ -73,6 +74,9 @@ pub struct SenderEnd {
     /// The server process's perf counters over the phase, read where it ran (None from an
     /// agent that sent none).
     pub counters: Option<CounterReadings>,
+    /// The sender's deferred copies by caller chain; None where its kernel cannot show
+    /// them.
+    pub copy_callers: Option<CopyCallers>,
 }
 
 /// One phase's sender, running.
@@ -80,8 +84,12 @@ pub enum Phase {
     Local {
         server: ServerProcess,
         counters: Box<ProcessCounters>,
-        path: PathFacts,
+        /// Boxed with the maps' copy below: a phase is moved around, and these are the
+        /// largest parts of it.
+        path: Box<PathFacts>,
         _tap: Option<PacketTap>,
+        /// The copy-caller maps when the server started.
+        callers_before: Option<Box<CallerCounts>>,
     },
     Remote {
         phase: u64,
@@ -217,6 +225,7 @@ impl Ends {
         // From before the client connects to after the server stopped, as the agent does.
         let mut counters = Box::new(ProcessCounters::open(server.pid(), true));
         counters.enable();
+        let callers_before = probes.read_copy_callers()?.map(Box::new);
         // The path, and the tap, as the sender's namespace sees them.
         let _inside = netns.map(|ns| ns.enter()).transpose()?;
         let tap = if packet_tap {
@@ -231,12 +240,13 @@ impl Ends {
         } else {
             None
         };
-        let path = PathFacts::read(local, peer);
+        let path = Box::new(PathFacts::read(local, peer));
         Ok(Phase::Local {
             server,
             counters,
             path,
             _tap: tap,
+            callers_before,
         })
     }
 
@@ -259,6 +269,7 @@ impl Ends {
                     sender: report.sender,
                     path: report.path,
                     counters: report.counters,
+                    copy_callers: report.copy_callers,
                 })
             }
             (
@@ -268,17 +279,21 @@ impl Ends {
                     mut counters,
                     path,
                     _tap,
+                    callers_before,
                 },
             ) => {
                 let pid = server.pid();
                 let totals = server.stop();
                 counters.disable();
+                // Read once the server has drained: its last deferred copies are in.
+                let callers = probes.callers_since(callers_before.as_deref(), SERVER_SLOT);
                 let _ = probes.unwatch_process(pid);
                 Ok(SenderEnd {
                     side: None,
                     sender: totals?.total.sender,
-                    path,
+                    path: *path,
                     counters: Some(counters.read()),
+                    copy_callers: callers?,
                 })
             }
             _ => bail!("a remote phase cannot end on a local topology"),
@@ -333,12 +348,23 @@ impl Phase {
     }
 }
 
+/// How long connecting and authenticating may take.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one reply of the agent may take once authenticated: ending a phase drains the
+/// agent's server and names its caller chains, which in a guest under emulation on a busy
+/// host has taken over 30 s. It stays under the agent's own idle timeout (600 s), so a
+/// controller that gives up finds the agent still waiting for it, never the reverse.
+const AGENT_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Connects to the agent, retrying while it is not up (refused, unreachable) until `wait`.
 fn connect_waiting(addr: &str, token: &Token, wait: Duration) -> Result<Controller> {
     let deadline = Instant::now() + wait;
     loop {
-        match Controller::connect(addr, token, Duration::from_secs(30)) {
-            Ok(c) => return Ok(c),
+        match Controller::connect(addr, token, AGENT_CONNECT_TIMEOUT) {
+            Ok(mut c) => {
+                c.set_reply_timeout(AGENT_REPLY_TIMEOUT)?;
+                return Ok(c);
+            }
             Err(e) => {
                 let retry = e
                     .chain()

@@ -27,7 +27,7 @@ use crate::{
     experiment::placement::{PinRequest, Placement},
     kernel::perf::CounterReadings,
     kernel::plan::AttachPlan,
-    ledger::{causes::CopyCause, FigureSource, ModeLedger},
+    ledger::{causes::Explanation, FigureSource, ModeLedger},
     util::stats::{self, MedianInterval},
     workload::client::{LatencyKind, LatencySummary, ReceiveMechanism, ZeroCopyReceiveFigures},
     workload::modes::Mode,
@@ -71,13 +71,33 @@ pub(crate) fn load_results(dir: &Path) -> Result<Results> {
             dir.display()
         );
     }
-    let text = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_results(&text).with_context(|| format!("reading {}", path.display()))
+    let bytes = read_bounded(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_results_bytes(&bytes).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The text of `path`, which must be a regular file (a symlink to one is fine) of at most
+/// A results document from its bytes: at most [`MAX_RESULTS_BYTES`] of UTF-8, then
+/// [`parse_results`]. The one path from a file's bytes to [`Results`]; public for the fuzz
+/// target (fuzz/).
+#[doc(hidden)]
+pub fn parse_results_bytes(bytes: &[u8]) -> Result<Results> {
+    if bytes.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(bytes).context("not UTF-8 text")?;
+    parse_results(text)
+}
+
+fn too_large(len: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
+         file `netcopy run` wrote",
+        MAX_RESULTS_BYTES >> 20
+    )
+}
+
+/// The bytes of `path`, which must be a regular file (a symlink to one is fine) of at most
 /// [`MAX_RESULTS_BYTES`].
-fn read_bounded(path: &Path) -> Result<String> {
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     let regular = |meta: &fs::Metadata| -> Result<()> {
         if meta.is_file() {
             return Ok(());
@@ -85,13 +105,6 @@ fn read_bounded(path: &Path) -> Result<String> {
         bail!(
             "not a regular file (it is {}): results.json must be the file `netcopy run` wrote",
             file_kind(meta)
-        )
-    };
-    let too_large = |len: u64| {
-        anyhow::anyhow!(
-            "larger than the {} MiB a results.json may have ({len} bytes or more): not a \
-             file `netcopy run` wrote",
-            MAX_RESULTS_BYTES >> 20
         )
     };
     // Checked before opening: opening a FIFO would wait for a writer.
@@ -106,14 +119,12 @@ fn read_bounded(path: &Path) -> Result<String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     regular(&file.metadata()?)?;
-    let mut text = String::new();
-    file.take(MAX_RESULTS_BYTES + 1)
-        .read_to_string(&mut text)
-        .context("not UTF-8 text, or unreadable")?;
-    if text.len() as u64 > MAX_RESULTS_BYTES {
-        return Err(too_large(text.len() as u64));
+    let mut bytes = Vec::new();
+    file.take(MAX_RESULTS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RESULTS_BYTES {
+        return Err(too_large(bytes.len() as u64));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// "a directory", "a FIFO", ... for an error message.
@@ -361,9 +372,10 @@ pub struct Cell {
     /// Payload bytes copied (all copy sites) per payload byte delivered.
     pub copies_per_byte: Option<f64>,
     /// For a mode that claims to avoid the copy: why the kernel copied its pages anyway
-    /// in this cell (empty when it did not; not recorded before schema 3).
+    /// in this cell (empty when it did not; not recorded before schema 3), each observed
+    /// at the copy or inferred from the path (a cause of an older file reads as inferred).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<CopyCause>,
+    pub causes: Vec<Explanation>,
     pub zerocopy: ZeroCopyFigures,
     /// Perf counters of the server process over the stream phase.
     pub server_counters: Option<CounterReadings>,
@@ -574,5 +586,36 @@ mod tests {
         assert!(format!("{e:#}").contains("does not match"));
         let e = parse_results("{\"schema_version\": 0}").unwrap_err();
         assert!(format!("{e:#}").contains("reads schema_version 1 to"));
+    }
+
+    /// Found by the results_json fuzz target: a figure such as a latency mean of
+    /// 18.919230153647074 came back from results.json as 18.91923015364707 (the parser's
+    /// default float reading is off by one ULP for some numbers), so that rewriting a
+    /// loaded file changed its figures.
+    #[test]
+    fn figures_survive_a_load_and_a_write_to_the_last_digit() {
+        let golden = include_str!("../../tests/fixtures/report-golden/results.json");
+        let mut doc: serde_json::Value = serde_json::from_str(golden).unwrap();
+        doc["cells"][0]["latency"]["latency_us"]["mean"] = serde_json::json!(18.919230153647074);
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        assert!(text.contains("18.919230153647074"));
+        let written = serde_json::to_string_pretty(&parse_results(&text).unwrap()).unwrap();
+        assert!(written.contains("\"mean\": 18.919230153647074"));
+        let again = serde_json::to_string_pretty(&parse_results(&written).unwrap()).unwrap();
+        assert_eq!(written, again);
+    }
+
+    #[test]
+    fn bytes_are_bounded_and_utf8_before_they_are_parsed() {
+        let e = parse_results_bytes(b"{\"schema_version\": \xff}").unwrap_err();
+        assert!(format!("{e:#}").contains("not UTF-8"), "{e:#}");
+        let huge = vec![b' '; MAX_RESULTS_BYTES as usize + 1];
+        let e = parse_results_bytes(&huge).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("larger than the 256 MiB"),
+            "{e:#}"
+        );
+        let e = parse_results_bytes(b"{\"schema_version\": 999}").unwrap_err();
+        assert!(format!("{e:#}").contains("unsupported schema_version 999"));
     }
 }

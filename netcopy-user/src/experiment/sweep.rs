@@ -36,10 +36,10 @@ use crate::{
     },
     experiment::verify,
     kernel::perf::{self, CounterKind, CounterReadings, CounterValue, ProcessCounters},
-    kernel::{path::PathFacts, CopyProbes, LoadOptions},
+    kernel::{callers::CopyCallers, path::PathFacts, CopyProbes, LoadOptions},
     ledger::{
         self,
-        causes::{explain, CopyCause, CopyEvidence},
+        causes::{explain, CopyEvidence, Explanation},
         ReceiverStats, Verdict, CLIENT_SLOT, SERVER_SLOT,
     },
     trace::{self, SyscallTracer},
@@ -416,6 +416,7 @@ fn measure_cell(
 
     let remote_server = matches!(ends, Ends::Remote(_));
     let path = &sender.path;
+    let callers = sender.copy_callers.as_ref();
     let sender = &sender.sender;
     let messages = stream.messages.max(1);
     let copies: std::collections::BTreeMap<String, CopyFigure> =
@@ -440,7 +441,7 @@ fn measure_cell(
         .filter(|s| s.is_copy())
         .map(|s| copies[s.name()].bytes)
         .sum();
-    let causes = zerocopy_causes(mode, &copies, sender, path);
+    let causes = zerocopy_causes(mode, &copies, sender, path, callers);
     let copies_per_byte = match (copied, stream.bytes) {
         (Some(c), b) if b > 0 => Some(c as f64 / b as f64),
         _ => None,
@@ -487,7 +488,8 @@ fn measure_cell(
 }
 
 /// For a mode that claims to avoid the copy: why the kernel copied its pages anyway in
-/// this cell, from the cell's copies, the sender's completions and the path (what the
+/// this cell, from the cell's copies, the sender's completions, the deferred copies'
+/// callers where the sender's kernel shows them, and the path (what the
 /// cell's bytes would copy at send beyond the protocol is not known without an exact
 /// workload, so that evidence is left out: the verification has it).
 fn zerocopy_causes(
@@ -495,7 +497,8 @@ fn zerocopy_causes(
     copies: &std::collections::BTreeMap<String, CopyFigure>,
     sender: &SenderStats,
     path: &PathFacts,
-) -> Vec<CopyCause> {
+    callers: Option<&CopyCallers>,
+) -> Vec<Explanation> {
     if !mode.spec().claim.zerocopy_attach {
         return Vec::new();
     }
@@ -508,6 +511,7 @@ fn zerocopy_causes(
             copied_at_send_bytes: None,
             deferred_bytes: bytes(CopySite::DeferredCopy),
         },
+        callers,
     )
 }
 

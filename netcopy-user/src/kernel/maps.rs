@@ -8,6 +8,10 @@ pub const FILTER_MAP: &str = "NETCOPY_FILTER";
 pub const FILTER_GENERATION_MAP: &str = "NETCOPY_FILTER_GENERATION";
 /// Per-slot, per-site copy counters.
 pub const COUNTERS_MAP: &str = "NETCOPY_COUNTERS";
+/// Kernel stacks of deferred copies (`CopyCallerKey` -> copies and bytes, per CPU).
+pub const COPY_CALLERS_MAP: &str = "NETCOPY_COPY_CALLERS";
+/// Per slot: deferred copies whose stack was not kept.
+pub const COPY_CALLERS_UNRECORDED_MAP: &str = "NETCOPY_COPY_CALLERS_UNRECORDED";
 /// Kernel struct and tracepoint field offsets the copy programs read.
 pub const OFFSETS_MAP: &str = "NETCOPY_OFFSETS";
 

@@ -6,6 +6,7 @@
 
 pub mod attach;
 pub mod btf;
+pub mod callers;
 pub mod capabilities;
 mod copy_layout;
 pub mod host;

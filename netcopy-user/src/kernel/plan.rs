@@ -42,6 +42,10 @@ pub enum KernelEvent {
     SendPages,
     /// Pages of a zero-copy send that the kernel copied after all.
     DeferredCopy,
+    /// Who asked for each deferred copy: the kernel stack that reached `skb_copy_ubufs`
+    /// with a watched process's pages (kept in the copy-caller maps, no copy site of its
+    /// own), from which the ledger's causes are observed instead of inferred.
+    CopyCaller,
     /// Zero-copy completion notifications, and whether their pages were copied.
     Completion,
     /// Socket data copied to user memory on receive.
@@ -65,6 +69,7 @@ impl KernelEvent {
             KernelEvent::SendPath => "send-path",
             KernelEvent::SendPages => "send-pages",
             KernelEvent::DeferredCopy => "deferred-copy",
+            KernelEvent::CopyCaller => "copy-caller",
             KernelEvent::Completion => "completion",
             KernelEvent::RecvCopy => "recv-copy",
             KernelEvent::TraceSocketCalls => "trace-socket",
@@ -400,6 +405,34 @@ pub const PROBES: &[ProbeDecl] = &[
                 sources: &[site(CopySite::DeferredCopy, Source::Observed)],
                 programs: &[program(
                     "netcopy_deferred_copy_kprobe",
+                    AttachPoint::Kprobe { function: "skb_copy_ubufs" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::SkbDataLen],
+            },
+        ],
+    },
+    ProbeDecl {
+        event: KernelEvent::CopyCaller,
+        // skb_copy_ubufs has no tracepoint, so a kernel without fentry and kprobes (this
+        // project's 6.18 machines) cannot show the caller: the causes are then inferred
+        // from the path, and say so.
+        strategies: &[
+            Strategy {
+                label: "fentry skb_copy_ubufs (kernel stack of each deferred copy)",
+                kind: HookKind::Fentry,
+                sources: &[],
+                programs: &[program(
+                    "netcopy_copy_caller_fentry",
+                    AttachPoint::Fentry { function: "skb_copy_ubufs" },
+                )],
+                needs: &[Layout::SkbZerocopyOwner, Layout::SkbDataLen],
+            },
+            Strategy {
+                label: "kprobe skb_copy_ubufs (kernel stack of each deferred copy)",
+                kind: HookKind::Kprobe,
+                sources: &[],
+                programs: &[program(
+                    "netcopy_copy_caller_kprobe",
                     AttachPoint::Kprobe { function: "skb_copy_ubufs" },
                 )],
                 needs: &[Layout::SkbZerocopyOwner, Layout::SkbDataLen],

@@ -17,6 +17,7 @@ use netcopy_common::{
 use super::{
     attach::{self, Attachment},
     btf::KernelBtf,
+    callers::{CallerCounts, CopyCallers, KernelSymbols},
     copy_layout::CopyLayout,
     maps::{self, COUNTERS_MAP, FILTER_GENERATION_MAP, FILTER_MAP, OFFSETS_MAP},
     object,
@@ -384,6 +385,41 @@ impl CopyProbes {
     /// kernel ids: what `runstats::read` reads the kernel's accounting of.
     pub fn loaded_programs(&self) -> Vec<super::runstats::LoadedProgram> {
         super::runstats::loaded_in(&self.ebpf)
+    }
+
+    /// Whether the kernel stacks of deferred copies are kept here (the copy-caller event
+    /// has a strategy on this kernel).
+    pub fn copy_callers_observable(&self) -> bool {
+        self.plan
+            .get(KernelEvent::CopyCaller)
+            .is_some_and(|e| e.chosen.is_some())
+    }
+
+    /// The copy-caller maps now, None where this kernel cannot show callers. Two readings
+    /// make a phase's with [`CallerCounts::since`], or with [`CopyProbes::callers_since`].
+    pub fn read_copy_callers(&self) -> Result<Option<CallerCounts>> {
+        if !self.copy_callers_observable() {
+            return Ok(None);
+        }
+        CallerCounts::read(&self.ebpf).map(Some)
+    }
+
+    /// The deferred copies of `slot` since `before` (a [`CopyProbes::read_copy_callers`]),
+    /// by caller chain, named with this kernel's symbols; None where callers cannot be
+    /// shown here.
+    pub fn callers_since(
+        &self,
+        before: Option<&CallerCounts>,
+        slot: u32,
+    ) -> Result<Option<CopyCallers>> {
+        let (Some(before), Some(now)) = (before, self.read_copy_callers()?) else {
+            return Ok(None);
+        };
+        let symbols = KernelSymbols::load().unwrap_or_else(|e| {
+            log::warn!("naming copy callers: {e:#}");
+            KernelSymbols::unreadable()
+        });
+        Ok(Some(now.since(before).of_slot(slot, &symbols)))
     }
 
     /// Current counters, summed over CPUs. Take two readings and use

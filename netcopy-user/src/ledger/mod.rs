@@ -17,7 +17,7 @@ use crate::{
     workload::modes::{Completions, Mode, SenderStats},
     workload::protocol::{MESSAGE_HEADER_LEN, REPLY_HEADER_LEN, REQUEST_LEN},
 };
-use causes::CopyCause;
+use causes::Explanation;
 use netcopy_common::CopySite;
 pub use receive::ReceiverStats;
 use sides::{KernelSide, Role};
@@ -156,9 +156,10 @@ pub struct ModeLedger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completions: Option<CompletionReports>,
     /// Why the kernel copied what the mode claims it would not (empty when it did not, or
-    /// when no path facts were gathered).
+    /// when no path facts were gathered), each observed at the copy or inferred from
+    /// the path.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<CopyCause>,
+    pub causes: Vec<Explanation>,
 }
 
 /// The kernel's completion reports of one run, as the sender read them.

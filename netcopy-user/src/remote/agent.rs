@@ -5,7 +5,7 @@
 //! it panic, allocate more than a frame, or leave a phase running after the peer is gone.
 
 use std::{
-    io::{self, Read},
+    io::{self, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -165,18 +165,110 @@ fn refuse_busy(stream: TcpStream) {
         });
 }
 
+/// A control connection as a session uses it: a TCP stream in service; an in-memory
+/// script of a controller's bytes in the fuzz target (fuzz/), which drives the whole
+/// session with them, and in tests.
+pub trait ControlStream {
+    /// Readies the connection: reads that block at most [`POLL`] (so that the stop flag
+    /// is seen), bounded writes.
+    fn prepare(&self);
+    /// This end's address and the peer's.
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)>;
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl ControlStream for TcpStream {
+    fn prepare(&self) {
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(POLL));
+        let _ = self.set_write_timeout(Some(Duration::from_secs(10)));
+        let _ = self.set_nodelay(true);
+    }
+
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.local_addr()?, self.peer_addr()?))
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buf)
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, buf)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Write::flush(&mut &*self)
+    }
+}
+
+impl<S: ControlStream + ?Sized> ControlStream for &S {
+    fn prepare(&self) {
+        (**self).prepare()
+    }
+
+    fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        (**self).addresses()
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read(buf)
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        (**self).write(buf)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+}
+
+/// A [`ControlStream`] as `std::io::Write`, for the frame writer.
+struct Writer<'a, S: ControlStream>(&'a S);
+
+impl<S: ControlStream> Write for Writer<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The error a read ends with when the agent is told to stop. Its own type, not
+/// `ErrorKind::Interrupted`: readers (`read_exact` among them) retry an interrupted read,
+/// and the session would never see that it is to stop.
+#[derive(Debug)]
+struct Stopping;
+
+impl std::fmt::Display for Stopping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the agent is stopping")
+    }
+}
+
+impl std::error::Error for Stopping {}
+
+fn is_stopping(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Stopping>())
+}
+
 /// Reads that wait at most until `deadline` and give up at once when `stop` is set,
 /// without losing a partly read frame to a timeout.
-struct PatientReader<'a> {
-    stream: &'a TcpStream,
+struct PatientReader<'a, S: ControlStream> {
+    stream: &'a S,
     stop: &'a AtomicBool,
     deadline: Instant,
 }
 
-impl Read for PatientReader<'_> {
+impl<S: ControlStream> Read for PatientReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match (&*self.stream).read(buf) {
+            match self.stream.read(buf) {
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -184,10 +276,7 @@ impl Read for PatientReader<'_> {
                     ) =>
                 {
                     if self.stop.load(Ordering::Relaxed) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::Interrupted,
-                            "the agent is stopping",
-                        ));
+                        return Err(io::Error::other(Stopping));
                     }
                     if Instant::now() >= self.deadline {
                         return Err(io::Error::new(
@@ -202,8 +291,8 @@ impl Read for PatientReader<'_> {
     }
 }
 
-fn read_message(
-    stream: &TcpStream,
+fn read_message<S: ControlStream>(
+    stream: &S,
     stop: &AtomicBool,
     wait: Duration,
 ) -> Result<ControllerMessage, FrameError> {
@@ -216,17 +305,14 @@ fn read_message(
 }
 
 /// One controller, from Hello to its end. Whatever happens, no phase outlives it.
-pub fn session<P: Phases>(
-    stream: TcpStream,
+pub fn session<S: ControlStream, P: Phases>(
+    stream: S,
     token: &Token,
     phases: &mut P,
     options: &AgentOptions,
     stop: &AtomicBool,
 ) -> SessionEnd {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_nodelay(true);
+    stream.prepare();
     let mut running: Option<u64> = None;
     let end = match authenticate(&stream, token, phases, options, stop) {
         Ok(()) => requests(&stream, phases, options, stop, &mut running),
@@ -240,12 +326,12 @@ pub fn session<P: Phases>(
 
 type Reply<P> = AgentMessage<<P as Phases>::Report>;
 
-fn send<P: Phases>(mut stream: &TcpStream, message: &Reply<P>) -> io::Result<()> {
-    write_frame(&mut stream, message)
+fn send<P: Phases>(stream: &impl ControlStream, message: &Reply<P>) -> io::Result<()> {
+    write_frame(&mut Writer(stream), message)
 }
 
 fn authenticate<P: Phases>(
-    stream: &TcpStream,
+    stream: &impl ControlStream,
     token: &Token,
     phases: &P,
     options: &AgentOptions,
@@ -284,6 +370,7 @@ fn authenticate<P: Phases>(
                 format!("expected auth, got {}", message_name(&other)),
             ))
         }
+        Err(FrameError::Io(e)) if is_stopping(&e) => return Err(SessionEnd::Stopped),
         Err(e) => return Err(fail(ErrorCode::BadRequest, e.to_string())),
     };
     if protocol != PROTOCOL_VERSION {
@@ -324,14 +411,13 @@ fn message_name(m: &ControllerMessage) -> &'static str {
 }
 
 fn requests<P: Phases>(
-    stream: &TcpStream,
+    stream: &impl ControlStream,
     phases: &mut P,
     options: &AgentOptions,
     stop: &AtomicBool,
     running: &mut Option<u64>,
 ) -> SessionEnd {
-    let addrs = (stream.local_addr(), stream.peer_addr());
-    let (Ok(local), Ok(peer)) = addrs else {
+    let Ok((local, peer)) = stream.addresses() else {
         return SessionEnd::Lost("the control connection has no addresses".into());
     };
     let mut next_phase = 1u64;
@@ -341,9 +427,7 @@ fn requests<P: Phases>(
             Err(FrameError::Closed) => {
                 return SessionEnd::Lost("the controller disconnected".into())
             }
-            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                return SessionEnd::Stopped
-            }
+            Err(FrameError::Io(e)) if is_stopping(&e) => return SessionEnd::Stopped,
             Err(FrameError::Io(e)) => return SessionEnd::Lost(e.to_string()),
             Err(e @ FrameError::BadLength(_)) => {
                 // The frame boundary is lost: nothing after this can be read safely.
@@ -408,4 +492,83 @@ fn requests<P: Phases>(
 
 fn error<R>(code: ErrorCode, message: String) -> AgentMessage<R> {
     AgentMessage::Error { code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// A controller that has connected and says nothing: every read times out.
+    struct QuietController {
+        reads: Cell<u32>,
+    }
+
+    impl ControlStream for QuietController {
+        fn prepare(&self) {}
+        fn addresses(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+            Ok((
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            ))
+        }
+        fn read(&self, _buf: &mut [u8]) -> io::Result<usize> {
+            self.reads.set(self.reads.get() + 1);
+            // Without the fix the session read forever; fail instead of hanging.
+            assert!(self.reads.get() < 1000, "still reading after the stop");
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "quiet"))
+        }
+        fn write(&self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct NoPhases;
+
+    impl Phases for NoPhases {
+        type Report = ();
+        fn host(&self) -> HostInfo {
+            HostInfo {
+                hostname: "test".into(),
+                kernel: "0".into(),
+                plan: serde_json::Value::Null,
+                modes: Vec::new(),
+            }
+        }
+        fn start(&mut self, _: &PhaseRequest, _: IpAddr, _: IpAddr) -> Result<SocketAddr> {
+            anyhow::bail!("no phases here")
+        }
+        fn end(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn abort(&mut self) {}
+    }
+
+    /// Found by the agent_session fuzz target: told to stop while its controller was
+    /// quiet, the agent read on forever (the stop was an `Interrupted` error, which the
+    /// frame reader retries), so that it could not stop until the controller left.
+    #[test]
+    fn a_stop_ends_the_session_while_the_controller_is_quiet() {
+        let quiet = QuietController {
+            reads: Cell::new(0),
+        };
+        let stop = AtomicBool::new(true);
+        let token = Token::new(b"a test token of enough length").unwrap();
+        let options = AgentOptions::default();
+        let end = session(&quiet, &token, &mut NoPhases, &options, &stop);
+        assert_eq!(end, SessionEnd::Stopped);
+        assert_eq!(quiet.reads.get(), 1);
+
+        let quiet = QuietController {
+            reads: Cell::new(0),
+        };
+        let mut running = None;
+        let end = requests(&quiet, &mut NoPhases, &options, &stop, &mut running);
+        assert_eq!(end, SessionEnd::Stopped);
+        assert_eq!(quiet.reads.get(), 1);
+    }
 }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     auth::{Challenge, Role, Token},
-    frame::{read_frame, write_frame},
+    frame::{read_frame, write_frame, FrameError},
     messages::{
         AgentMessage, ControllerMessage, ErrorCode, HostInfo, PhaseRequest, PROTOCOL_VERSION,
     },
@@ -25,6 +25,7 @@ pub struct Controller {
     stream: TcpStream,
     pub agent_addr: SocketAddr,
     pub host: HostInfo,
+    reply_timeout: Duration,
 }
 
 impl Controller {
@@ -45,6 +46,7 @@ impl Controller {
         let mut c = Controller {
             stream,
             agent_addr,
+            reply_timeout: timeout,
             host: HostInfo {
                 hostname: String::new(),
                 kernel: String::new(),
@@ -94,14 +96,37 @@ impl Controller {
         }
     }
 
+    /// How long a reply may take from now on. A phase's end on a slow agent (a guest under
+    /// emulation: it drains its server, reads its maps and names the caller chains with
+    /// /proc/kallsyms) can take far longer than authenticating did.
+    pub fn set_reply_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.reply_timeout = timeout;
+        Ok(())
+    }
+
     fn send(&mut self, message: &ControllerMessage) -> Result<()> {
         write_frame(&mut self.stream, message)
             .with_context(|| format!("sending to the agent at {}", self.agent_addr))
     }
 
     fn receive<R: DeserializeOwned>(&mut self) -> Result<AgentMessage<R>> {
-        read_frame(&mut self.stream)
-            .map_err(|e| anyhow!("reading from the agent at {}: {e}", self.agent_addr))
+        let timeout = self.reply_timeout;
+        read_frame(&mut self.stream).map_err(|e| match e {
+            FrameError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                anyhow!(
+                    "the agent at {} did not answer within {} s",
+                    self.agent_addr,
+                    timeout.as_secs()
+                )
+            }
+            e => anyhow!("reading from the agent at {}: {e}", self.agent_addr),
+        })
     }
 
     /// Starts a phase; returns its number and where its server listens.

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     kernel::{
+        callers::{CallerCounts, CopyCallers},
         path::{PacketTap, PathFacts},
         perf::{CounterReadings, ProcessCounters},
         CopyCounts, CopyProbes,
@@ -42,12 +43,17 @@ pub struct SenderReport {
     /// two-host sweep cell. Absent from an agent before this field (None).
     #[serde(default)]
     pub counters: Option<CounterReadings>,
+    /// The server's deferred copies by the kernel stack that asked for them; None where
+    /// this host's kernel cannot show them (an older agent sends none).
+    #[serde(default)]
+    pub copy_callers: Option<CopyCallers>,
 }
 
 struct Running {
     server: ServerProcess,
     counters: ProcessCounters,
     before: CopyCounts,
+    callers_before: Option<CallerCounts>,
     path: PathFacts,
     _tap: Option<PacketTap>,
 }
@@ -113,8 +119,12 @@ impl Phases for AgentPhases {
             .watch_process(server.pid(), SERVER_SLOT, false)?;
         let mut counters = ProcessCounters::open(server.pid(), true);
         counters.enable();
-        let before = match self.probes.read_counters() {
-            Ok(c) => c,
+        let read = self
+            .probes
+            .read_counters()
+            .and_then(|c| Ok((c, self.probes.read_copy_callers()?)));
+        let (before, callers_before) = match read {
+            Ok(both) => both,
             Err(e) => {
                 let _ = self.probes.unwatch_process(server.pid());
                 return Err(e);
@@ -138,6 +148,7 @@ impl Phases for AgentPhases {
             server,
             counters,
             before,
+            callers_before,
             path,
             _tap: tap,
         });
@@ -154,6 +165,9 @@ impl Phases for AgentPhases {
         let totals = running.server.stop();
         running.counters.disable();
         let after = self.probes.read_counters();
+        let callers = self
+            .probes
+            .callers_since(running.callers_before.as_ref(), SERVER_SLOT);
         let _ = self.probes.unwatch_process(pid);
         let totals = totals?;
         let delta = after?.since(&running.before);
@@ -168,6 +182,7 @@ impl Phases for AgentPhases {
             sender: totals.total.sender,
             path: running.path,
             counters: Some(running.counters.read()),
+            copy_callers: callers?,
         })
     }
 

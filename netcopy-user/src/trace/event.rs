@@ -110,6 +110,16 @@ impl ExtendedErr {
     }
 }
 
+/// Bytes of one record as the call logs hold it.
+pub(super) const RECORD_LEN: usize = std::mem::size_of::<SyscallEvent>();
+
+/// A record from the bytes of a call log (the eBPF program's byte order).
+pub(super) fn event_from_bytes(bytes: &[u8; RECORD_LEN]) -> SyscallEvent {
+    // SAFETY: SyscallEvent is plain data (repr(C) integers without padding, aya::Pod), so
+    // any RECORD_LEN bytes are one; read_unaligned copies them whatever their alignment.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallEvent>()) }
+}
+
 impl SyscallRecord {
     /// Decodes an eBPF record; None for an unknown syscall number.
     pub(super) fn from_event(e: &SyscallEvent) -> Option<SyscallRecord> {
@@ -153,7 +163,7 @@ impl SyscallRecord {
 
     /// The errno of a failed call.
     pub(super) fn errno(&self) -> Option<i32> {
-        (self.ret < 0).then(|| i32::try_from(-self.ret).unwrap_or(i32::MAX))
+        (self.ret < 0).then(|| i32::try_from(self.ret.unsigned_abs()).unwrap_or(i32::MAX))
     }
 
     pub(super) fn copy(&self, site: CopySite) -> SiteCounter {
@@ -163,13 +173,17 @@ impl SyscallRecord {
     /// Bytes the kernel copied inside this call (send copies plus receive copies; a
     /// zero-copy attach is not a copy).
     pub(super) fn copied_bytes(&self) -> u64 {
-        self.copy(CopySite::KernelSendCopy).bytes + self.copy(CopySite::KernelRecvCopy).bytes
+        // Saturating: the figures come from the kernel's memory (a corrupted record must
+        // not panic or wrap).
+        (self.copy(CopySite::KernelSendCopy).bytes)
+            .saturating_add(self.copy(CopySite::KernelRecvCopy).bytes)
     }
 
     /// Copies inside this call: send copies and receive copies (a zero-copy attach pins
     /// pages and is not a copy).
     pub(super) fn copy_events(&self) -> u64 {
-        self.copy(CopySite::KernelSendCopy).calls + self.copy(CopySite::KernelRecvCopy).calls
+        (self.copy(CopySite::KernelSendCopy).calls)
+            .saturating_add(self.copy(CopySite::KernelRecvCopy).calls)
     }
 
     /// The record as one JSON object (a line of syscalls.jsonl). `t0_ns` is the trace's
@@ -353,6 +367,26 @@ mod tests {
         assert_eq!(j["error"], "EAGAIN");
         assert!(j["returned_bytes"].is_null());
         assert_eq!(j["msg_flags_out_names"][0], "MSG_ERRQUEUE");
+    }
+
+    /// Found with the trace_records fuzz target: a record whose return value is i64::MIN
+    /// or whose counts are absurd (only a corrupted record) panicked on negation and
+    /// addition overflow.
+    #[test]
+    fn corrupted_records_decode_without_overflow() {
+        let mut e = event();
+        e.ret = i64::MIN;
+        for counter in &mut e.copies {
+            *counter = SiteCounter {
+                calls: u64::MAX,
+                bytes: u64::MAX,
+            };
+        }
+        let r = SyscallRecord::from_event(&e).unwrap();
+        assert_eq!(r.errno(), Some(i32::MAX));
+        assert_eq!(r.copied_bytes(), u64::MAX);
+        assert_eq!(r.copy_events(), u64::MAX);
+        assert_eq!(r.to_json(0, None)["copied_bytes"], u64::MAX);
     }
 
     #[test]

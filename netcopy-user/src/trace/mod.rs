@@ -35,7 +35,7 @@ mod uring;
 mod zerocopy;
 
 pub use event::SyscallRecord;
-pub use output::{summary_json, write_outputs, OutputPaths};
+pub use output::{render_log_bytes, summary_json, write_outputs, OutputPaths};
 pub use summary::{LostCounts, SyscallStats, TraceSummary, UringStats};
 pub use tracer::{
     end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,

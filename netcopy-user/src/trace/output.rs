@@ -14,7 +14,12 @@ use anyhow::{Context, Result};
 use netcopy_common::CopySite;
 use serde_json::{json, Value};
 
-use super::{event::msg_flags_text, tracer::TraceOutput};
+use super::{
+    event::{event_from_bytes, msg_flags_text, SyscallRecord, RECORD_LEN},
+    summary::{LostCounts, TraceSummary},
+    tracer::TraceOutput,
+    zerocopy::ZeroCopyAccount,
+};
 use crate::util::errno::errno_name;
 
 /// Where [`write_outputs`] put the files.
@@ -78,10 +83,16 @@ pub fn summary_json(output: &TraceOutput) -> Value {
 fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
+    jsonl(&mut w, output)?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn jsonl<W: Write>(w: &mut W, output: &TraceOutput) -> Result<()> {
     let calls = output.in_start_order();
     // io_uring events are in time order already: merge the two by start.
     let mut uring = output.io_uring.iter().enumerate().peekable();
-    let write_uring = |w: &mut BufWriter<fs::File>, i: usize| -> Result<()> {
+    let write_uring = |w: &mut W, i: usize| -> Result<()> {
         let r = &output.io_uring[i];
         let opcode = output.zerocopy.uring_opcodes.get(&i).copied();
         serde_json::to_writer(
@@ -93,16 +104,16 @@ fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
     };
     for (index, r) in calls {
         while let Some((i, _)) = uring.next_if(|(_, u)| u.time_ns < r.start_ns) {
-            write_uring(&mut w, i)?;
+            write_uring(w, i)?;
         }
         serde_json::to_writer(
-            &mut w,
+            &mut *w,
             &r.to_json(output.start_ns, output.zerocopy.call_json(index)),
         )?;
         w.write_all(b"\n")?;
     }
     for (i, _) in uring {
-        write_uring(&mut w, i)?;
+        write_uring(w, i)?;
     }
     let end = json!({
         "type": "trace_end",
@@ -113,10 +124,9 @@ fn write_jsonl(path: &Path, output: &TraceOutput) -> Result<()> {
         "start_unix_ns": output.start_unix_ns,
         "notes": output.notes,
     });
-    serde_json::to_writer(&mut w, &end)?;
+    serde_json::to_writer(&mut *w, &end)?;
     w.write_all(b"\n")?;
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(())
 }
 
 /// The trace in Chrome trace event format.
@@ -239,6 +249,58 @@ fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
     w.write_all(b"\n")?;
     w.flush()
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// For the fuzz target (fuzz/): `bytes` as the call logs hold records (back to back, in
+/// the eBPF program's byte order; a partial record at the end is dropped), taken through
+/// every step from a record to what `netcopy trace` writes and prints: decoding, the
+/// summary, `syscalls.jsonl`, `trace.json`, `summary.json` and the table. Returns the
+/// trace, how many records did not decode, and those four texts.
+#[doc(hidden)]
+pub fn render_log_bytes(bytes: &[u8]) -> Result<(TraceOutput, u64, [String; 4])> {
+    let mut events = Vec::new();
+    let mut malformed = 0;
+    for chunk in bytes.chunks_exact(RECORD_LEN) {
+        let raw = event_from_bytes(chunk.try_into().expect("chunks_exact gives RECORD_LEN"));
+        match SyscallRecord::from_event(&raw) {
+            Some(record) => events.push(record),
+            None => malformed += 1,
+        }
+    }
+    let start_ns = events.iter().map(|r| r.start_ns).min().unwrap_or(0);
+    let end_ns = events
+        .iter()
+        .map(|r| r.start_ns.saturating_add(r.duration_ns))
+        .max()
+        .unwrap_or(0);
+    let lost = LostCounts::default();
+    let output = TraceOutput {
+        summary: TraceSummary::build(
+            &events,
+            &[],
+            &ZeroCopyAccount::default(),
+            lost,
+            end_ns - start_ns,
+        ),
+        events,
+        io_uring: Vec::new(),
+        zerocopy: ZeroCopyAccount::default(),
+        lost,
+        start_ns,
+        end_ns,
+        start_unix_ns: 0,
+        names: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    let mut lines = Vec::new();
+    jsonl(&mut lines, &output)?;
+    let texts = [
+        String::from_utf8(lines).context("syscalls.jsonl is not UTF-8")?,
+        serde_json::to_string(&chrome_trace(&output))?,
+        serde_json::to_string_pretty(&summary_json(&output))?,
+        output.summary.table(),
+    ];
+    Ok((output, malformed, texts))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub struct LostCounts {
 
 impl LostCounts {
     pub fn total(&self) -> u64 {
-        self.ring_full + self.inflight_full
+        self.ring_full.saturating_add(self.inflight_full)
     }
 
     pub(super) fn to_json(self) -> Value {
@@ -75,12 +75,19 @@ impl SyscallStats {
         }
     }
 
+    /// Sums saturate: a record's figures come from the kernel's memory, and a corrupted
+    /// one must not panic the trace (debug builds) or wrap its sums (release builds).
     fn add(&mut self, r: &SyscallRecord, zerocopy: Option<&ZeroCopySend>) {
         if let Some(z) = zerocopy.filter(|z| z.count > 0) {
-            self.after_call_copy_events += u64::from(z.copied);
+            self.after_call_copy_events = self
+                .after_call_copy_events
+                .saturating_add(u64::from(z.copied));
             // Bytes of the call in proportion to its numbers flagged copied (all of them
             // for a sendmsg, which takes one number).
-            self.after_call_copied_bytes += r.returned * u64::from(z.copied) / u64::from(z.count);
+            let copied = u128::from(r.returned) * u128::from(z.copied) / u128::from(z.count);
+            self.after_call_copied_bytes = self
+                .after_call_copied_bytes
+                .saturating_add(u64::try_from(copied).unwrap_or(u64::MAX));
             if z.completed_copied().is_none() {
                 self.zerocopy_pending += 1;
             }
@@ -89,15 +96,16 @@ impl SyscallStats {
         if r.ret < 0 {
             self.errors += 1;
         } else {
-            self.returned_bytes += r.returned;
+            self.returned_bytes = self.returned_bytes.saturating_add(r.returned);
         }
-        self.requested_bytes += r.requested;
+        self.requested_bytes = self.requested_bytes.saturating_add(r.requested);
         // Auto-resizing histograms only fail for values beyond u64 range: none here.
         let _ = self.latency.record(r.duration_ns.max(1));
-        self.copy_events += r.copy_events();
-        self.send_copy_bytes += r.copy(CopySite::KernelSendCopy).bytes;
-        self.attach_bytes += r.copy(CopySite::ZeroCopyAttach).bytes;
-        self.recv_copy_bytes += r.copy(CopySite::KernelRecvCopy).bytes;
+        self.copy_events = self.copy_events.saturating_add(r.copy_events());
+        let sum = |total: u64, site: CopySite| total.saturating_add(r.copy(site).bytes);
+        self.send_copy_bytes = sum(self.send_copy_bytes, CopySite::KernelSendCopy);
+        self.attach_bytes = sum(self.attach_bytes, CopySite::ZeroCopyAttach);
+        self.recv_copy_bytes = sum(self.recv_copy_bytes, CopySite::KernelRecvCopy);
     }
 
     /// Copy events per call, inside the calls and after them (zero-copy sends the
@@ -114,7 +122,9 @@ impl SyscallStats {
     /// them; None when they moved nothing.
     pub fn copied_per_byte(&self) -> Option<f64> {
         (self.returned_bytes > 0).then(|| {
-            (self.send_copy_bytes + self.recv_copy_bytes + self.after_call_copied_bytes) as f64
+            (self.send_copy_bytes as f64
+                + self.recv_copy_bytes as f64
+                + self.after_call_copied_bytes as f64)
                 / self.returned_bytes as f64
         })
     }
@@ -122,7 +132,7 @@ impl SyscallStats {
     /// The same, inside the calls only.
     fn in_call_copied_per_byte(&self) -> Option<f64> {
         (self.returned_bytes > 0).then(|| {
-            (self.send_copy_bytes + self.recv_copy_bytes) as f64 / self.returned_bytes as f64
+            (self.send_copy_bytes as f64 + self.recv_copy_bytes as f64) / self.returned_bytes as f64
         })
     }
 
@@ -495,6 +505,40 @@ mod tests {
         let table = s.table();
         assert!(table.contains("sendmsg"), "{table}");
         assert!(table.contains("4 lost"), "{table}");
+    }
+
+    /// Found by the trace_records fuzz target: two records of absurd byte counts (only a
+    /// corrupted record has them) overflowed the sums.
+    #[test]
+    fn absurd_counts_saturate_instead_of_overflowing() {
+        let huge = record(TracedSyscall::Sendmsg, i64::MAX, 1, u64::MAX, u64::MAX);
+        let s = TraceSummary::build(
+            &[huge.clone(), huge],
+            &[],
+            &ZeroCopyAccount::default(),
+            LostCounts::default(),
+            1,
+        );
+        let send = s.get(TracedSyscall::Sendmsg).unwrap();
+        assert_eq!(send.calls, 2);
+        assert_eq!(send.returned_bytes, 2 * i64::MAX as u64);
+        assert_eq!(send.send_copy_bytes, u64::MAX);
+        assert_eq!(send.recv_copy_bytes, u64::MAX);
+        assert_eq!(send.copy_events, 6);
+        let lost = LostCounts {
+            ring_full: u64::MAX,
+            inflight_full: 1,
+        };
+        assert_eq!(lost.total(), u64::MAX);
+        assert_eq!(
+            send.copied_per_byte(),
+            Some(u64::MAX as f64 * 2.0 / send.returned_bytes as f64)
+        );
+        assert!(s.table().contains("sendmsg"));
+        assert_eq!(
+            s.to_json()["syscalls"][0]["kernel_send_copy_bytes"],
+            u64::MAX
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub const REQUEST_LEN: usize = 24;
 pub const REPLY_HEADER_LEN: usize = 16;
 pub const MESSAGE_HEADER_LEN: usize = 16;
 /// Longest error text a client accepts; the server's texts are far shorter.
-pub(crate) const MAX_ERROR_TEXT_LEN: u32 = 4096;
+pub const MAX_ERROR_TEXT_LEN: u32 = 4096;
 
 /// Reply status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Status {
         self as u16
     }
 
-    pub(crate) fn from_code(code: u16) -> Option<Status> {
+    pub fn from_code(code: u16) -> Option<Status> {
         Some(match code {
             0 => Status::Ok,
             1 => Status::BadMagic,
@@ -96,9 +96,11 @@ pub struct Request {
     pub count: u64,
 }
 
-/// Why a request was rejected; each maps to one [`Status`].
+/// Why a request was rejected; each maps to one [`Status`]. Public for the fuzz target
+/// (fuzz/), like [`Request::decode`].
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RequestError {
+pub enum RequestError {
     BadMagic(u32),
     UnsupportedVersion(u16),
     BadFlags(u16),
@@ -107,7 +109,7 @@ pub(crate) enum RequestError {
 }
 
 impl RequestError {
-    pub(crate) fn status(&self) -> Status {
+    pub fn status(&self) -> Status {
         match self {
             RequestError::BadMagic(_) => Status::BadMagic,
             RequestError::UnsupportedVersion(_) => Status::UnsupportedVersion,
@@ -159,10 +161,8 @@ impl Request {
 
     /// Decodes and validates a request against the server's size limit. Checks run in wire
     /// order, so garbage is reported as a bad magic before anything else.
-    pub(crate) fn decode(
-        bytes: &[u8; REQUEST_LEN],
-        max_size: u64,
-    ) -> Result<Request, RequestError> {
+    #[doc(hidden)]
+    pub fn decode(bytes: &[u8; REQUEST_LEN], max_size: u64) -> Result<Request, RequestError> {
         let magic = u32::from_be_bytes(field(bytes, 0));
         if magic != MAGIC {
             return Err(RequestError::BadMagic(magic));
@@ -289,16 +289,17 @@ impl ReplyHeader {
     }
 }
 
-/// The header in front of every message payload.
+/// The header in front of every message payload. Public for the fuzz target (fuzz/).
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MessageHeader {
-    pub(crate) payload_len: u32,
-    pub(crate) crc32c: u32,
-    pub(crate) seq: u64,
+pub struct MessageHeader {
+    pub payload_len: u32,
+    pub crc32c: u32,
+    pub seq: u64,
 }
 
 impl MessageHeader {
-    pub(crate) fn encode(&self) -> [u8; MESSAGE_HEADER_LEN] {
+    pub fn encode(&self) -> [u8; MESSAGE_HEADER_LEN] {
         let mut out = [0u8; MESSAGE_HEADER_LEN];
         self.encode_into(&mut out);
         out
@@ -310,7 +311,7 @@ impl MessageHeader {
         out[8..16].copy_from_slice(&self.seq.to_be_bytes());
     }
 
-    pub(crate) fn decode(bytes: &[u8; MESSAGE_HEADER_LEN]) -> MessageHeader {
+    pub fn decode(bytes: &[u8; MESSAGE_HEADER_LEN]) -> MessageHeader {
         MessageHeader {
             payload_len: u32::from_be_bytes(field(bytes, 0)),
             crc32c: u32::from_be_bytes(field(bytes, 4)),

@@ -14,10 +14,10 @@ use netcopy_common::CopySite;
 
 use crate::{
     experiment::ends::{Ends, Topology},
-    kernel::{path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
+    kernel::{callers::CopyCallers, path::PathFacts, plan::AttachPlan, CopyProbes, LoadOptions},
     ledger::{
         self,
-        causes::{explain, CopyCause, CopyEvidence},
+        causes::{explain, CopyEvidence, Explanation},
         ModeLedger, ReceiverStats, Verdict, Workload, CLIENT_SLOT, SITES,
     },
     util::sys,
@@ -204,15 +204,20 @@ fn verify_on(
     let sides = ends.sides(probes, &delta, sender.side);
     let receiver = ReceiverStats::of(&report);
     let mut ledger = ledger::build_from_sides(mode, workload, &sides, &sender.sender, &receiver);
-    ledger.causes = causes_of(&ledger, &sender.path);
+    ledger.causes = causes_of(&ledger, &sender.path, sender.copy_callers.as_ref());
     for cause in &ledger.causes {
         ledger.findings.push(format!("cause: {}", cause.text()));
     }
     Ok(ledger)
 }
 
-/// For a mode that claims to avoid the copy: why the kernel copied anyway, from the path.
-fn causes_of(ledger: &ModeLedger, path: &PathFacts) -> Vec<CopyCause> {
+/// For a mode that claims to avoid the copy: why the kernel copied anyway, from the
+/// deferred copies' callers where the sender's kernel shows them, else from the path.
+fn causes_of(
+    ledger: &ModeLedger,
+    path: &PathFacts,
+    callers: Option<&CopyCallers>,
+) -> Vec<Explanation> {
     if !ledger.mode.spec().claim.zerocopy_attach {
         return Vec::new();
     }
@@ -228,8 +233,11 @@ fn causes_of(ledger: &ModeLedger, path: &PathFacts) -> Vec<CopyCause> {
         }),
         deferred_bytes: observed(CopySite::DeferredCopy),
     };
-    explain(path, &evidence)
+    explain(path, &evidence, callers)
 }
+
+/// Caller frames of a chain the verify table prints (JSON has them all).
+const CHAIN_FRAMES_SHOWN: usize = 8;
 
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
@@ -253,9 +261,10 @@ pub fn render(v: &Verification) -> String {
             continue;
         }
         out.push_str(&format!(
-            "\n{} -- {} ({} messages of {} = {} payload bytes; {} requests; receive {})\n",
+            "\n{} -- {}{} ({} messages of {} = {} payload bytes; {} requests; receive {})\n",
             m.mode,
             verdict_word(m.verdict),
+            ledger::causes::beside_verdict(&m.causes),
             m.workload.messages,
             format_size(m.workload.message_size),
             m.workload.payload_bytes(),
@@ -291,6 +300,20 @@ pub fn render(v: &Verification) -> String {
         }
         for finding in &m.findings {
             out.push_str(&format!("  * {finding}\n"));
+        }
+        for cause in m.causes.iter().filter(|c| !c.callers.is_empty()) {
+            out.push_str(&format!(
+                "  callers of skb_copy_ubufs behind {}:\n",
+                cause.cause.kind()
+            ));
+            for chain in &cause.callers {
+                out.push_str(&format!(
+                    "    {} copies, {} bytes: {}\n",
+                    chain.copies,
+                    chain.bytes,
+                    chain.short(CHAIN_FRAMES_SHOWN)
+                ));
+            }
         }
     }
     out.push_str(&format!(
@@ -337,5 +360,79 @@ mod tests {
         );
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["modes"][0]["verdict"], "unsupported");
+    }
+
+    #[test]
+    fn causes_stand_beside_the_verdict_with_their_caller_chains() {
+        use crate::kernel::{callers::CallerChain, path::PacketSocket};
+        use crate::ledger::causes::{CauseSource, CopyCause};
+        let mode = *Mode::ALL
+            .iter()
+            .find(|m| m.spec().claim.zerocopy_attach)
+            .expect("a zero-copy mode");
+        let workload = Workload {
+            messages: 1,
+            message_size: 64,
+            requests: 1,
+        };
+        let mut ledger = ledger::build(
+            mode,
+            workload,
+            &crate::kernel::CopyCounts::default(),
+            &AttachPlan::default(),
+            &Default::default(),
+            &Default::default(),
+        );
+        let chain = CallerChain {
+            callers: vec![
+                "dev_queue_xmit_nit+0x28a".into(),
+                "dev_hard_start_xmit+0x3c".into(),
+            ],
+            copies: 3,
+            bytes: 196_608,
+        };
+        ledger.causes = vec![Explanation {
+            cause: CopyCause::PacketSocket {
+                device: "eth0".into(),
+                sockets: vec![PacketSocket {
+                    ifindex: 2,
+                    protocol: 3,
+                    inode: 7,
+                    owners: vec![],
+                }],
+                how: "observed".into(),
+            },
+            source: CauseSource::Observed,
+            callers: vec![chain],
+        }];
+        let v = Verification {
+            kernel: "6.1-test".to_string(),
+            topology: "two hosts".to_string(),
+            recv: ReceiveMechanism::Copy,
+            plan: AttachPlan::default(),
+            sender_plan: None,
+            modes: vec![ledger],
+        };
+        let text = render(&v);
+        let verdict_line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{mode} -- ")))
+            .expect("the mode's verdict line");
+        assert!(
+            verdict_line.contains(": cause packet_socket (observed) ("),
+            "{verdict_line}"
+        );
+        assert!(
+            text.contains(
+                "  callers of skb_copy_ubufs behind packet_socket:\n    3 copies, 196608 \
+                 bytes: dev_queue_xmit_nit+0x28a <- dev_hard_start_xmit+0x3c\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        let cause = &json["modes"][0]["causes"][0];
+        assert_eq!(cause["kind"], "packet_socket");
+        assert_eq!(cause["source"], "observed");
+        assert_eq!(cause["callers"][0]["bytes"], 196_608);
     }
 }

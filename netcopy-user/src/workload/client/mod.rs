@@ -167,7 +167,9 @@ fn nothing_arrived(config: &ClientConfig, report: &ClientReport) -> Option<Strin
         return None;
     }
     Some(format!(
-        "no message arrived in the {:.1} s run: {} sent {} bytes and no complete message          (is it a netcopy server that is serving, and is the run long enough for one          message of {} bytes?)",
+        "no message arrived in the {:.1} s run: {} sent {} bytes and no complete message \
+         (is it a netcopy server that is serving, and is the run long enough for one \
+         message of {} bytes?)",
         duration.as_secs_f64(),
         config.connect,
         report.received_bytes,

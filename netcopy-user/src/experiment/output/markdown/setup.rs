@@ -238,10 +238,11 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
     for l in &r.verification {
         let _ = writeln!(
             o,
-            "### {}{}: {}\n",
+            "### {}{}: {}{}\n",
             l.mode,
             receive_suffix(l.receiver.mechanism),
-            format!("{:?}", l.verdict).to_lowercase()
+            format!("{:?}", l.verdict).to_lowercase(),
+            crate::ledger::causes::beside_verdict(&l.causes)
         );
         let w = &l.workload;
         let _ = writeln!(
@@ -288,6 +289,26 @@ pub(super) fn verification_section(o: &mut String, r: &Results) {
             let _ = writeln!(o, "- {}", f);
         }
         if !l.findings.is_empty() {
+            o.push('\n');
+        }
+        for cause in l.causes.iter().filter(|c| !c.callers.is_empty()) {
+            let _ = writeln!(
+                o,
+                "Callers of `skb_copy_ubufs` behind {} ({}):\n",
+                cause.cause.kind(),
+                cause.source.name()
+            );
+            let _ = writeln!(o, "| copies | bytes | caller chain (innermost first) |");
+            let _ = writeln!(o, "|---|---|---|");
+            for chain in &cause.callers {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} |",
+                    chain.copies,
+                    chain.bytes,
+                    cell(&chain.callers.join(" <- "))
+                );
+            }
             o.push('\n');
         }
     }

@@ -1,0 +1,386 @@
+//! What the default `vm-test` run must show: kprobe or fentry offered and chosen in the
+//! guest, verify passing there, and the traced verify recorded exactly.
+
+use anyhow::{bail, Context, Result};
+
+use super::{
+    commands::{TRACED_MESSAGES, TRACED_SIZE},
+    GuestCommand, GuestOutcome,
+};
+
+/// Fails unless `netcopy probes --json` output reports `kprobe` or `fentry` as available:
+/// `{"kprobe": {"available": true, ...}, "fentry": {...}}`.
+pub fn check_guest_used_kprobe_or_fentry(probes_json: &serde_json::Value) -> Result<()> {
+    let obj = probes_json
+        .as_object()
+        .context("probes JSON is not an object")?;
+    let mut seen = Vec::new();
+    for key in ["kprobe", "fentry"] {
+        let Some(v) = obj.get(key) else {
+            seen.push(format!("{key}: not reported"));
+            continue;
+        };
+        let available = match v {
+            serde_json::Value::Bool(b) => *b,
+            serde_json::Value::Object(o) => o
+                .get("available")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            _ => false,
+        };
+        if available {
+            return Ok(());
+        }
+        let why = v
+            .get("reason")
+            .or_else(|| v.get("error"))
+            .and_then(serde_json::Value::as_str)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        seen.push(format!("{key}: unavailable{why}"));
+    }
+    bail!(
+        "the guest kernel should offer kprobe or fentry, but netcopy reported {}",
+        seen.join(", ")
+    )
+}
+
+/// The traced verify recorded the server's sends exactly: one sendmsg per message, each
+/// copying its 16-byte header and payload, and lost nothing.
+fn check_traced_verify(stdout: &str) -> Result<()> {
+    // The verify table comes first (the traced command's own output), the summary last.
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("`netcopy trace --json` printed no JSON summary in the guest")?;
+    let summary: serde_json::Value =
+        serde_json::from_str(line).context("the trace summary is not JSON")?;
+    if summary["lost_events"] != 0 {
+        bail!("the guest trace lost events: {summary}");
+    }
+    let sendmsg = summary["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["syscall"] == "sendmsg")
+        .context("the guest trace recorded no sendmsg")?;
+    let bytes = TRACED_MESSAGES * (TRACED_SIZE + 16);
+    if sendmsg["calls"] != TRACED_MESSAGES || sendmsg["kernel_send_copy_bytes"] != bytes {
+        bail!(
+            "the guest trace recorded sendmsg {sendmsg}; expected {TRACED_MESSAGES} calls \
+             copying {bytes} bytes"
+        );
+    }
+    Ok(())
+}
+
+/// Says whether `netcopy probes --json` found kprobe or fentry in the guest (informative:
+/// the verdict that counts is the lead's check on `verify`).
+/// The point of the VM test: on the guest kernel netcopy must choose kprobe or fentry
+/// strategies (not the tracepoint fallbacks this host uses), and verify must pass there.
+pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
+    let find = |sub: &str| {
+        let wanted = GuestCommand::netcopy([sub, "--json"]);
+        outcome
+            .commands
+            .iter()
+            .find(|c| c.command == wanted)
+            .with_context(|| format!("`netcopy {sub} --json` did not run in the guest"))
+    };
+    let probes = find("probes")?;
+    let json: serde_json::Value = serde_json::from_str(&probes.stdout)
+        .context("`netcopy probes --json` printed no JSON in the guest")?;
+    check_guest_used_kprobe_or_fentry(&json)?;
+    println!("vm-test: probes: kprobe or fentry available in the guest");
+    let verify = find("verify")?;
+    let json: serde_json::Value = serde_json::from_str(&verify.stdout)
+        .context("`netcopy verify --json` printed no JSON in the guest")?;
+    check_plan_uses_kprobe_or_fentry(&json["plan"])?;
+    if !verify.success() {
+        bail!(
+            "`netcopy verify` failed in the guest (exit {})",
+            verify.exit_code
+        );
+    }
+    for mode in json["modes"].as_array().into_iter().flatten() {
+        println!(
+            "vm-test: verify {}: {}{}",
+            mode["mode"].as_str().unwrap_or("?"),
+            mode["verdict"].as_str().unwrap_or("?"),
+            cause_labels(mode)
+        );
+        print_caller_chains("vm-test:  ", mode);
+        check_chains_cover_the_deferred_copies(mode)?;
+    }
+    let traced = outcome
+        .commands
+        .iter()
+        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if a.first().is_some_and(|s| s == "trace")))
+        .context("the traced verify did not run in the guest")?;
+    if !traced.success() {
+        bail!(
+            "`{}` failed in the guest (exit {}): {}",
+            traced.command,
+            traced.exit_code,
+            traced.stderr.lines().next().unwrap_or("")
+        );
+    }
+    check_traced_verify(&traced.stdout)?;
+    println!(
+        "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the traced server recorded \
+         exactly, nothing lost"
+    );
+    Ok(())
+}
+
+/// ` (causes: local_delivery (observed))` for a ledger of `netcopy verify --json` with
+/// causes; empty without.
+pub fn cause_labels(ledger: &serde_json::Value) -> String {
+    let labels: Vec<String> = ledger["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c["kind"].as_str().unwrap_or("?"),
+                c["source"].as_str().unwrap_or("no source")
+            )
+        })
+        .collect();
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" (causes: {})", labels.join(", "))
+    }
+}
+
+/// Caller frames printed per chain; chains that agree on these are printed as one.
+const CHAIN_FRAMES_PRINTED: usize = 6;
+
+/// Prints the caller chains of a ledger's observed causes, innermost caller first,
+/// chains that share their first [`CHAIN_FRAMES_PRINTED`] callers summed into one line.
+pub fn print_caller_chains(prefix: &str, ledger: &serde_json::Value) {
+    for cause in ledger["causes"].as_array().into_iter().flatten() {
+        let mut lines: Vec<(String, u64, u64)> = Vec::new();
+        for chain in cause["callers"].as_array().into_iter().flatten() {
+            let frames: Vec<&str> = chain["callers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .take(CHAIN_FRAMES_PRINTED)
+                .collect();
+            let frames = frames.join(" <- ");
+            let (copies, bytes) = (
+                chain["copies"].as_u64().unwrap_or(0),
+                chain["bytes"].as_u64().unwrap_or(0),
+            );
+            match lines.iter_mut().find(|l| l.0 == frames) {
+                Some(line) => {
+                    line.1 += copies;
+                    line.2 += bytes;
+                }
+                None => lines.push((frames, copies, bytes)),
+            }
+        }
+        for (frames, copies, bytes) in lines {
+            println!(
+                "{prefix} {} {} caller chain: {copies} copies, {bytes} bytes: {frames}",
+                ledger["mode"].as_str().unwrap_or("?"),
+                cause["kind"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+}
+
+/// Where causes were observed, their caller chains account for every deferred copy the
+/// ledger counted: the same copies, the same bytes.
+pub fn check_chains_cover_the_deferred_copies(ledger: &serde_json::Value) -> Result<()> {
+    let observed: Vec<&serde_json::Value> = ledger["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["source"] == "observed")
+        .collect();
+    if observed.is_empty() {
+        return Ok(());
+    }
+    let (mut copies, mut bytes) = (0, 0);
+    for chain in observed
+        .iter()
+        .flat_map(|c| c["callers"].as_array().into_iter().flatten())
+    {
+        copies += chain["copies"].as_u64().unwrap_or(0);
+        bytes += chain["bytes"].as_u64().unwrap_or(0);
+    }
+    let site = &ledger["sites"]["deferred_copy"];
+    if site["observed_bytes"] != bytes || site["calls"] != copies {
+        bail!(
+            "{}: the observed caller chains hold {copies} copies of {bytes} bytes, the \
+             deferred_copy site {} of {}",
+            ledger["mode"].as_str().unwrap_or("?"),
+            site["calls"],
+            site["observed_bytes"]
+        );
+    }
+    Ok(())
+}
+
+/// The kind of hook a strategy of netcopy's attach plan uses: `kind` of a chosen
+/// strategy in `netcopy probes --json` and `netcopy verify --json` (netcopy's
+/// `kernel::plan::HookKind`; xtask reads the JSON and does not link netcopy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StrategyKind {
+    Fentry,
+    Kprobe,
+    TpBtf,
+    Tracepoint,
+}
+
+/// Fails unless the attach plan observed the send path through fentry or kprobes.
+pub fn check_plan_uses_kprobe_or_fentry(plan: &serde_json::Value) -> Result<()> {
+    let events = plan["events"]
+        .as_array()
+        .context("verify JSON has no plan.events")?;
+    let send = events
+        .iter()
+        .find(|e| e["event"] == "send-path")
+        .context("the plan has no send-path event")?;
+    let chosen = &send["chosen"];
+    let label = chosen["label"].as_str().unwrap_or("");
+    let kind = serde_json::from_value::<StrategyKind>(chosen["kind"].clone()).ok();
+    if matches!(kind, Some(StrategyKind::Fentry | StrategyKind::Kprobe)) {
+        println!("vm-test: guest send path observed with: {label}");
+        Ok(())
+    } else {
+        bail!(
+            "the guest chose `{}` for the send path, not a kprobe or fentry strategy",
+            if label.is_empty() { "nothing" } else { label }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kprobe_or_fentry_check() {
+        let ok = serde_json::json!({"kprobe": {"available": true}, "fentry": {"available": false}});
+        assert!(check_guest_used_kprobe_or_fentry(&ok).is_ok());
+        let ok = serde_json::json!({"kprobe": {"available": false}, "fentry": {"available": true}});
+        assert!(check_guest_used_kprobe_or_fentry(&ok).is_ok());
+        let bad = serde_json::json!({
+            "kprobe": {"available": false, "reason": "CONFIG_KPROBES is not set"},
+            "fentry": {"available": false}
+        });
+        let err = check_guest_used_kprobe_or_fentry(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CONFIG_KPROBES is not set"), "{err}");
+        assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({})).is_err());
+        assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!([1])).is_err());
+        assert!(check_guest_used_kprobe_or_fentry(&serde_json::json!({"kprobe": "yes"})).is_err());
+    }
+
+    #[test]
+    fn traced_verify_check() {
+        let summary = |calls: u64, bytes: u64, lost: u64| {
+            format!(
+                "one-copy -- MATCH\n{}\n",
+                serde_json::json!({
+                    "lost_events": lost,
+                    "syscalls": [
+                        {"syscall": "sendto", "calls": 2, "kernel_send_copy_bytes": 40},
+                        {"syscall": "sendmsg", "calls": calls, "kernel_send_copy_bytes": bytes},
+                    ]
+                })
+            )
+        };
+        let exact = TRACED_MESSAGES * (TRACED_SIZE + 16);
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact, 0)).is_ok());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact - 1, 0)).is_err());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES - 1, exact, 0)).is_err());
+        assert!(check_traced_verify(&summary(TRACED_MESSAGES, exact, 3)).is_err());
+        assert!(check_traced_verify("netcopy: error: cannot trace\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn chains_must_hold_every_deferred_copy() {
+        let ledger = |calls: u64, bytes: u64| {
+            serde_json::json!({
+                "mode": "m",
+                "sites": {"deferred_copy": {"calls": calls, "observed_bytes": bytes}},
+                "causes": [{"kind": "local_delivery", "source": "observed", "callers": [
+                    {"callers": ["a+0x1"], "copies": 2, "bytes": 100},
+                    {"callers": ["b+0x1"], "copies": 1, "bytes": 50}
+                ]}]
+            })
+        };
+        assert!(check_chains_cover_the_deferred_copies(&ledger(3, 150)).is_ok());
+        assert!(check_chains_cover_the_deferred_copies(&ledger(3, 151)).is_err());
+        assert!(check_chains_cover_the_deferred_copies(&ledger(4, 150)).is_err());
+        let inferred = serde_json::json!({
+            "mode": "m",
+            "sites": {"deferred_copy": {"calls": 9, "observed_bytes": 9}},
+            "causes": [{"kind": "local_delivery", "source": "inferred"}]
+        });
+        assert!(check_chains_cover_the_deferred_copies(&inferred).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod plan_check_tests {
+    use super::*;
+
+    /// A plan as `netcopy verify --json` prints it, with the send path's strategy labelled
+    /// `label`; its kind is the label's first word, as netcopy's labels are written.
+    fn plan(label: &str) -> serde_json::Value {
+        let kind = label.split([' ', '/']).next().unwrap_or("");
+        with_kind(label, kind)
+    }
+
+    fn with_kind(label: &str, kind: &str) -> serde_json::Value {
+        serde_json::json!({"events": [
+            {"event": "recv-copy", "chosen": {
+                "label": "tracepoint skb/skb_copy_datagram_iovec", "kind": "tracepoint"
+            }},
+            {"event": "send-path", "chosen": {"label": label, "kind": kind}}
+        ]})
+    }
+
+    #[test]
+    fn accepts_fentry_and_kprobe_send_paths_only() {
+        assert!(check_plan_uses_kprobe_or_fentry(&plan("fentry/fexit tcp_sendmsg_locked")).is_ok());
+        assert!(
+            check_plan_uses_kprobe_or_fentry(&plan("kprobe/kretprobe tcp_sendmsg_locked")).is_ok()
+        );
+        let err = check_plan_uses_kprobe_or_fentry(&plan("tp_btf tcp_sendmsg_locked"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a kprobe or fentry"), "{err}");
+        let none = serde_json::json!({"events": [{"event": "send-path", "chosen": null}]});
+        assert!(check_plan_uses_kprobe_or_fentry(&none).is_err());
+        assert!(check_plan_uses_kprobe_or_fentry(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn the_kind_decides_not_the_label() {
+        let fentry_label = "fentry/fexit tcp_sendmsg_locked";
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fentry")).is_ok());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "tp_btf")).is_err());
+        assert!(check_plan_uses_kprobe_or_fentry(&with_kind(fentry_label, "fexit")).is_err());
+        let no_kind = serde_json::json!({"events": [
+            {"event": "send-path", "chosen": {"label": fentry_label}}
+        ]});
+        assert!(check_plan_uses_kprobe_or_fentry(&no_kind).is_err());
+    }
+}
