@@ -13,8 +13,11 @@
 //! - io-uring (`io_uring.rs`, with the ring helpers): IORING_OP_SENDMSG with 9 iovecs.
 //! - io-uring-zc (`io_uring_zc.rs`): IORING_OP_SENDMSG_ZC with 9 iovecs from the slot
 //!   pool, each slot held until the notification of every operation on it.
-//!   Both zero-copy senders tell the sends that never left the socket (freed when the
-//!   client closed) apart with `unsent.rs`.
+//!   Both zero-copy senders are one driver (`slot_sender.rs`: acquire a slot, waiting for
+//!   completions; issue it across short sends with the EINTR/EAGAIN/ENOBUFS retries;
+//!   finish) over a mechanism each mode file gives (issue one send, reap completions),
+//!   and tell the sends that never left the socket (freed when the client closed) apart
+//!   with `unsent.rs`.
 //! - sendfile (`sendfile.rs`): the message generated in fresh pages of a memfd, then
 //!   `sendfile()`.
 //! - splice (`splice.rs`): the message generated in fresh pages, `vmsplice()` into a
@@ -37,6 +40,7 @@ mod mode;
 mod one_copy;
 mod sender;
 mod sendfile;
+mod slot_sender;
 mod slots;
 mod splice;
 mod table;
