@@ -5,10 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netcopy::trace::render_log_bytes;
-
-/// Bytes of one record (netcopy_common::SyscallEvent).
-const RECORD_LEN: usize = 136;
+use netcopy::trace::{render_log_bytes, RECORD_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let (output, malformed, [jsonl, chrome, summary, table]) =

@@ -36,6 +36,9 @@ mod zerocopy;
 
 pub use event::SyscallRecord;
 pub use output::{render_log_bytes, summary_json, write_outputs, OutputPaths};
+/// Bytes of one record in the per-CPU call logs (for the fuzz target of the decoder).
+#[doc(hidden)]
+pub const RECORD_LEN: usize = event::RECORD_LEN;
 pub use summary::{LostCounts, SyscallStats, TraceSummary, UringStats};
 pub use tracer::{
     end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
