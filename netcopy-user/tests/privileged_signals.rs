@@ -14,8 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The pids of `pid`'s children named `netcopy-server`.
-fn server_children(pid: u32) -> Vec<u32> {
+/// `pid`'s children, with their command names, from /proc.
+fn children(pid: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(child) = entry
@@ -33,11 +33,20 @@ fn server_children(pid: u32) -> Vec<u32> {
             continue;
         };
         let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        if comm == "netcopy-server" && ppid == Some(pid) {
-            found.push(child);
+        if ppid == Some(pid) {
+            found.push((child, comm.to_string()));
         }
     }
     found
+}
+
+/// The pids of `pid`'s children named `netcopy-server`.
+fn server_children(pid: u32) -> Vec<u32> {
+    children(pid)
+        .into_iter()
+        .filter(|(_, comm)| comm == "netcopy-server")
+        .map(|(child, _)| child)
+        .collect()
 }
 
 /// Running, as opposed to gone or a zombie nobody reaped yet (this container's init may
@@ -282,27 +291,11 @@ fn helper_command(program: &mut Command, marker: &Path) {
 
 /// Netcopy processes whose parent is `pid`.
 fn netcopy_children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some((comm, rest)) = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')) else {
-            continue;
-        };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        if comm.starts_with("netcopy") && ppid == Some(pid) && alive(child) {
-            found.push(child);
-        }
-    }
-    found
+    children(pid)
+        .into_iter()
+        .filter(|(child, comm)| comm.starts_with("netcopy") && alive(*child))
+        .map(|(child, _)| child)
+        .collect()
 }
 
 /// Reads `stderr` until a line containing `what`, and returns that line.
