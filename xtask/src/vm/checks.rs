@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::{
-    commands::{IO_URING_ZC_MODE, TRACED_MESSAGES, TRACED_SIZE, URING_TRACE_OUT},
+    commands::{TRACED_MESSAGES, TRACED_SIZE, URING_TRACE_OUT},
     runner::CommandOutcome,
     GuestCommand, GuestOutcome,
 };
@@ -122,13 +122,20 @@ pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
         "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the traced server recorded \
          exactly, nothing lost"
     );
-    let receive = find_netcopy(outcome, "the zero-copy receive verify", |a| {
-        a[0] == "verify" && a.iter().any(|s| s == "--recv")
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&receive.stdout)
-        .context("`netcopy verify --recv zerocopy --json` printed no JSON in the guest")?;
-    for ledger in json["modes"].as_array().into_iter().flatten() {
-        println!("vm-test: {}", check_recv_mapped_observed(ledger)?);
+    // Once with the best strategy (fexit), once with fentry avoided (the kprobes).
+    for (avoid, kind) in [(false, StrategyKind::Fentry), (true, StrategyKind::Kprobe)] {
+        let receive = find_netcopy(outcome, "the zero-copy receive verify", |a| {
+            a[0] == "verify"
+                && a.iter().any(|s| s == "--recv")
+                && a.iter().any(|s| s == "--avoid") == avoid
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&receive.stdout)
+            .context("`netcopy verify --recv zerocopy --json` printed no JSON in the guest")?;
+        check_recv_mapped_strategy(&json["plan"], kind)?;
+        let ledgers = json["modes"].as_array().filter(|m| !m.is_empty());
+        for ledger in ledgers.context("the zero-copy receive verify reported no mode")? {
+            println!("vm-test: {}", check_recv_mapped_observed(ledger)?);
+        }
     }
     let uring = find_netcopy(outcome, "the traced io_uring verify", |a| {
         a[0] == "trace" && a.iter().any(|s| s == URING_TRACE_OUT)
@@ -160,6 +167,21 @@ fn find_netcopy<'a>(
         );
     }
     Ok(run)
+}
+
+/// The plan chose a strategy of `kind` for the recv-mapped event.
+fn check_recv_mapped_strategy(plan: &serde_json::Value, kind: StrategyKind) -> Result<()> {
+    let event = plan["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["event"] == "recv-mapped")
+        .context("the plan has no recv-mapped event")?;
+    let chosen = serde_json::from_value::<StrategyKind>(event["chosen"]["kind"].clone()).ok();
+    if chosen != Some(kind) {
+        bail!("the guest chose {chosen:?} for recv-mapped, not {kind:?}: {event}");
+    }
+    Ok(())
 }
 
 /// Where fexit or kprobes work, `recv_mapped` is observed at `tcp_zerocopy_receive`: the
@@ -255,12 +277,12 @@ fn check_traced_io_uring(stdout: &str) -> Result<Vec<String>> {
         || z["never_completed_in_trace"] != 0
     {
         bail!(
-            "the guest's io_uring trace of {IO_URING_ZC_MODE} must settle every zero-copy send \
-             with its notification: {z}"
+            "the guest's io_uring trace must settle every zero-copy send with its \
+             notification: {z}"
         );
     }
     lines.push(format!(
-        "{IO_URING_ZC_MODE}: {} zero-copy sends, {} notified copied, {} not copied",
+        "io_uring zero-copy: {} sends, {} notified copied, {} not copied",
         z["sends"], z["completed_copied"], z["completed_not_copied"]
     ));
     Ok(lines)
@@ -531,6 +553,19 @@ mod receive_and_uring_tests {
                 "how": "fexit tcp_zerocopy_receive"
             }}
         })
+    }
+
+    #[test]
+    fn recv_mapped_strategy_must_be_of_the_kind_asked_for() {
+        let plan = |kind: &str| {
+            serde_json::json!({"events": [
+                {"event": "recv-mapped", "chosen": {"label": "x", "kind": kind}}
+            ]})
+        };
+        assert!(check_recv_mapped_strategy(&plan("kprobe"), StrategyKind::Kprobe).is_ok());
+        assert!(check_recv_mapped_strategy(&plan("fentry"), StrategyKind::Kprobe).is_err());
+        let none = serde_json::json!({"events": [{"event": "recv-mapped", "chosen": null}]});
+        assert!(check_recv_mapped_strategy(&none, StrategyKind::Fentry).is_err());
     }
 
     #[test]

@@ -71,31 +71,34 @@ fn msg_zerocopy_mode(netcopy: &Path) -> Result<String> {
     .context("the mode table has no MSG_ZEROCOPY mode (zero-copy attach, error-queue completions)")
 }
 
-/// The io_uring modes: those whose completions come from the ring (the zero-copy one),
-/// and the plain one beside it (a bench peer's opposite: no completions, a kernel copy,
-/// sent through io_uring). Found by name prefix, as `netcopy modes` lists them.
+/// The io_uring modes: those the table describes as sending with an `IORING_OP_`, one of
+/// them with completions from the ring (the zero-copy one, whose notifications the trace
+/// check counts).
 fn io_uring_modes(netcopy: &Path) -> Result<Vec<String>> {
     let modes = modes_where(netcopy, |m| {
-        m["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("io-uring"))
+        m["how"].as_str().is_some_and(|h| h.contains("IORING_OP_"))
     })?;
-    if !modes.iter().any(|m| m == IO_URING_ZC_MODE) {
-        bail!("the mode table has no {IO_URING_ZC_MODE} mode, which the io_uring trace checks");
+    let ring = modes_where(netcopy, |m| m["completions"] == "ring")?;
+    if !ring.iter().any(|m| modes.contains(m)) {
+        bail!(
+            "the mode table has no io_uring mode with completions from the ring, which the \
+             io_uring trace checks"
+        );
     }
     Ok(modes)
 }
 
-/// The io_uring zero-copy mode, whose notifications the trace check counts.
-pub(super) const IO_URING_ZC_MODE: &str = "io-uring-zc";
-
 /// `netcopy verify --recv zerocopy` of `mode` over the guest's loopback: with fexit on
-/// `tcp_zerocopy_receive` the bytes mapped are observed, and must be what the receiver
-/// was told.
-fn zerocopy_receive_verify(mode: &str) -> GuestCommand {
-    GuestCommand::netcopy([
+/// `tcp_zerocopy_receive` (or, with `avoid` = fentry, its kprobes) the bytes mapped are
+/// observed, and must be what the receiver was told.
+fn zerocopy_receive_verify(mode: &str, avoid: Option<&str>) -> GuestCommand {
+    let mut args = vec![
         "verify", "--mode", mode, "--recv", "zerocopy", "--size", "64K", "--json",
-    ])
+    ];
+    if let Some(kind) = avoid {
+        args.extend(["--avoid", kind]);
+    }
+    GuestCommand::netcopy(args)
 }
 
 /// Where the io_uring trace writes its records in the guest.
@@ -139,7 +142,8 @@ pub(super) fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
             traced_verify(&traced_mode(netcopy)?),
-            zerocopy_receive_verify(&msg_zerocopy),
+            zerocopy_receive_verify(&msg_zerocopy, None),
+            zerocopy_receive_verify(&msg_zerocopy, Some("fentry")),
             traced_io_uring_verify(&io_uring),
         ]
     } else {
