@@ -70,9 +70,8 @@ fn mapped(slot: u32, zc: u64, ret: i64) {
         return;
     }
     // SAFETY: a probe read of the kernel's own struct; a failed read counts nothing.
-    let length = unsafe {
-        bpf_probe_read_kernel((zc + u64::from(TCP_ZC_LENGTH_OFFSET)) as *const u32)
-    };
+    let length =
+        unsafe { bpf_probe_read_kernel((zc + u64::from(TCP_ZC_LENGTH_OFFSET)) as *const u32) };
     if let Ok(length) = length {
         counters::count(slot, CopySite::RecvMapped, u64::from(length));
     }
