@@ -144,3 +144,19 @@ fn print_line(line: &str) -> Result<()> {
         .and_then(|()| out.flush())
         .context("writing to standard output")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_tap_on_a_missing_device_is_a_clear_error() {
+        let err = open_packet_tap("nosuchdev0").unwrap_err().to_string();
+        assert!(
+            err.contains("--packet-tap nosuchdev0: no such network device"),
+            "{err}"
+        );
+        let err = open_packet_tap("a\0b").unwrap_err().to_string();
+        assert!(err.contains("no NUL byte"), "{err}");
+    }
+}
