@@ -50,6 +50,9 @@ pub enum KernelEvent {
     Completion,
     /// Socket data copied to user memory on receive.
     RecvCopy,
+    /// Received bytes mapped into user memory instead of copied
+    /// (getsockopt(TCP_ZEROCOPY_RECEIVE)).
+    RecvMapped,
     /// `netcopy trace`: sendto, sendmsg, sendmmsg, recvfrom, recvmsg, recvmmsg, one record
     /// per call (attached only while a trace runs, see [`ON_DEMAND`]).
     TraceSocketCalls,
@@ -72,6 +75,7 @@ impl KernelEvent {
             KernelEvent::CopyCaller => "copy-caller",
             KernelEvent::Completion => "completion",
             KernelEvent::RecvCopy => "recv-copy",
+            KernelEvent::RecvMapped => "recv-mapped",
             KernelEvent::TraceSocketCalls => "trace-socket",
             KernelEvent::TraceSocketReadWrite => "trace-rw",
             KernelEvent::TraceIoUring => "trace-io-uring",
@@ -197,8 +201,12 @@ pub enum Layout {
     TraceReadWriteArgs,
     /// task->files->fdt->fd[]->f_inode->i_mode, to tell a socket fd from others.
     TraceSocketFd,
-    /// The fields of `io_uring/io_uring_submit_req` and `io_uring_complete` records.
+    /// The fields of `io_uring/io_uring_complete` and `io_uring_create` records.
     TraceIoUringFields,
+    /// The fields of `io_uring/io_uring_submit_req` records (Linux >= 6.3).
+    TraceIoUringSubmitReq,
+    /// The fields of `io_uring/io_uring_submit_sqe` records (the same event before 6.3).
+    TraceIoUringSubmitSqe,
 }
 
 /// One program of the object and where it goes.
@@ -498,10 +506,48 @@ pub const PROBES: &[ProbeDecl] = &[
             },
         ],
     },
+    ProbeDecl {
+        event: KernelEvent::RecvMapped,
+        // tcp_zerocopy_receive has no tracepoint, and the bytes it maps never pass
+        // skb_copy_datagram_iter: only a hook on the function sees them. It sets
+        // zc->length to the bytes mapped before it returns 0. Where neither hook works
+        // (this project's 6.18 machines) the site falls back to what the kernel reported
+        // to the receiver (REPORTED_SITES).
+        strategies: &[
+            Strategy {
+                label: "fexit tcp_zerocopy_receive (zc->length on a 0 return)",
+                kind: HookKind::Fentry,
+                sources: &[site(CopySite::RecvMapped, Source::Observed)],
+                programs: &[program(
+                    "netcopy_recv_mapped_fexit",
+                    AttachPoint::Fexit { function: "tcp_zerocopy_receive" },
+                )],
+                needs: &[],
+            },
+            Strategy {
+                label: "kprobe/kretprobe tcp_zerocopy_receive (zc->length on a 0 return)",
+                kind: HookKind::Kprobe,
+                sources: &[site(CopySite::RecvMapped, Source::Observed)],
+                programs: &[
+                    program(
+                        "netcopy_recv_mapped_kprobe",
+                        AttachPoint::Kprobe { function: "tcp_zerocopy_receive" },
+                    ),
+                    program(
+                        "netcopy_recv_mapped_kretprobe",
+                        AttachPoint::Kretprobe { function: "tcp_zerocopy_receive" },
+                    ),
+                ],
+                needs: &[],
+            },
+        ],
+    },
 ];
 
-/// A copy site no eBPF program counts, and how its figure is obtained instead: declared
-/// here beside the probes, so that every site's ways of being counted live in one place.
+/// How a copy site's figure is obtained where no probe counts it: declared here beside the
+/// probes, so that every site's ways of being counted live in one place. A site whose
+/// event has strategies in [`PROBES`] falls back to this line only where none of them
+/// works on the kernel.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct ReportedSite {
     pub site: CopySite,
@@ -510,19 +556,21 @@ pub struct ReportedSite {
     pub label: &'static str,
 }
 
-/// The sites counted from what the kernel reports to user space. A probe strategy for one
-/// of them (e.g. fexit on `tcp_zerocopy_receive` where fentry works) would rank above its
-/// line here, as a strategy in [`PROBES`].
+/// The sites counted from what the kernel reports to user space where no probe counts
+/// them: ranked below the strategies of their event in [`PROBES`] (`recv_mapped`: fexit
+/// or kprobes on `tcp_zerocopy_receive`, where the kernel has them).
 pub const REPORTED_SITES: &[ReportedSite] = &[ReportedSite {
     site: CopySite::RecvMapped,
     source: Source::Reported,
     // tcp_zerocopy_receive has no tracepoint; the bytes it maps never pass
     // skb_copy_datagram_iter, so the tracepoint that counts receive copies cannot see them.
     label: "the `length` of every getsockopt(TCP_ZEROCOPY_RECEIVE) result, summed by the receiver \
-            (no tracepoint sees the mapping)",
+            (no tracepoint sees the mapping, and no fexit or kprobe on tcp_zerocopy_receive \
+            works on this kernel)",
 }];
 
-/// How `site` is counted when no probe counts it, None for a site probes count.
+/// How `site` is counted when no probe strategy counts it on a kernel, None for a site
+/// only probes count.
 pub fn reported_site(site: CopySite) -> Option<&'static ReportedSite> {
     REPORTED_SITES.iter().find(|r| r.site == site)
 }
@@ -622,6 +670,16 @@ const fn syscall_tp(program: &'static str, name: &'static str) -> ProgramAttach 
     }
 }
 
+const fn uring_tp(program: &'static str, name: &'static str) -> ProgramAttach {
+    ProgramAttach {
+        program,
+        point: AttachPoint::Tracepoint {
+            category: "io_uring",
+            name,
+        },
+    }
+}
+
 /// Events attached only on request (`CopyProbes::attach_on_demand`), never at load: the
 /// syscall tracepoints of `netcopy trace` fire on every send, receive, read and write of
 /// the machine, and experiments that only count copies must not pay for them. At load the
@@ -685,39 +743,36 @@ pub const ON_DEMAND: &[ProbeDecl] = &[
     },
     ProbeDecl {
         event: KernelEvent::TraceIoUring,
-        // Both tracepoints exist with these fields from Linux 5.19 (io_uring_submit_sqe
-        // before) to 6.18 at least; completions are told ours by their ring, since the
-        // kernel may post them from another task (an io-wq worker).
-        strategies: &[Strategy {
-            label: "tracepoints io_uring/io_uring_submit_req, io_uring_complete and io_uring_create (attached only while tracing)",
-            kind: HookKind::Tracepoint,
-            sources: &[],
-            programs: &[
-                ProgramAttach {
-                    program: "netcopy_trace_uring_submit",
-                    point: AttachPoint::Tracepoint {
-                        category: "io_uring",
-                        name: "io_uring_submit_req",
-                    },
-                },
-                ProgramAttach {
-                    program: "netcopy_trace_uring_complete",
-                    point: AttachPoint::Tracepoint {
-                        category: "io_uring",
-                        name: "io_uring_complete",
-                    },
-                },
-                // A ring made where a traced one was freed is not the traced one.
-                ProgramAttach {
-                    program: "netcopy_trace_uring_create",
-                    point: AttachPoint::Tracepoint {
-                        category: "io_uring",
-                        name: "io_uring_create",
-                    },
-                },
-            ],
-            needs: &[Layout::TraceIoUringFields],
-        }],
+        // The submit tracepoint is io_uring_submit_req from Linux 6.3 and
+        // io_uring_submit_sqe before (5.19 to 6.2 keep the fields read at the same
+        // offsets); io_uring_complete and io_uring_create have these fields from 5.19 to
+        // 6.18 at least. Completions are told ours by their ring, since the kernel may
+        // post them from another task (an io-wq worker).
+        strategies: &[
+            Strategy {
+                label: "tracepoints io_uring/io_uring_submit_req, io_uring_complete and io_uring_create (attached only while tracing)",
+                kind: HookKind::Tracepoint,
+                sources: &[],
+                programs: &[
+                    uring_tp("netcopy_trace_uring_submit", "io_uring_submit_req"),
+                    uring_tp("netcopy_trace_uring_complete", "io_uring_complete"),
+                    // A ring made where a traced one was freed is not the traced one.
+                    uring_tp("netcopy_trace_uring_create", "io_uring_create"),
+                ],
+                needs: &[Layout::TraceIoUringFields, Layout::TraceIoUringSubmitReq],
+            },
+            Strategy {
+                label: "tracepoints io_uring/io_uring_submit_sqe (Linux < 6.3), io_uring_complete and io_uring_create (attached only while tracing)",
+                kind: HookKind::Tracepoint,
+                sources: &[],
+                programs: &[
+                    uring_tp("netcopy_trace_uring_submit_sqe", "io_uring_submit_sqe"),
+                    uring_tp("netcopy_trace_uring_complete", "io_uring_complete"),
+                    uring_tp("netcopy_trace_uring_create", "io_uring_create"),
+                ],
+                needs: &[Layout::TraceIoUringFields, Layout::TraceIoUringSubmitSqe],
+            },
+        ],
     },
 ];
 
@@ -738,12 +793,32 @@ mod tests {
     }
 
     #[test]
-    fn a_reported_site_is_counted_by_no_probe() {
+    fn a_reported_site_ranks_below_observing_strategies_of_one_event() {
         for reported in REPORTED_SITES {
-            assert_eq!(reported.site.counter(), None, "{}", reported.site);
-            for decl in PROBES.iter().chain(ON_DEMAND) {
-                for strategy in decl.strategies {
-                    assert!(strategy.sources.iter().all(|s| s.site != reported.site));
+            assert_eq!(reported.source, Source::Reported, "{}", reported.site);
+            let feeding: Vec<&ProbeDecl> = PROBES
+                .iter()
+                .chain(ON_DEMAND)
+                .filter(|d| {
+                    d.strategies
+                        .iter()
+                        .any(|s| s.sources.iter().any(|x| x.site == reported.site))
+                })
+                .collect();
+            // A probe that counts the site has a counter for it, and sees it better
+            // than the report it replaces.
+            if feeding.is_empty() {
+                assert_eq!(reported.site.counter(), None, "{}", reported.site);
+            } else {
+                assert_eq!(feeding.len(), 1, "{}", reported.site);
+                assert!(reported.site.counter().is_some(), "{}", reported.site);
+                for strategy in feeding[0].strategies {
+                    assert_eq!(
+                        strategy.sources,
+                        &[site(reported.site, Source::Observed)][..],
+                        "{}",
+                        strategy.label
+                    );
                 }
             }
         }
@@ -752,6 +827,53 @@ mod tests {
             Some(Source::Reported)
         );
         assert!(reported_site(CopySite::KernelRecvCopy).is_none());
+    }
+
+    #[test]
+    fn recv_mapped_is_observed_by_fexit_first_then_kprobes() {
+        let decl = PROBES
+            .iter()
+            .find(|d| d.event == KernelEvent::RecvMapped)
+            .expect("recv-mapped declared");
+        let kinds: Vec<HookKind> = decl.strategies.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [HookKind::Fentry, HookKind::Kprobe]);
+        assert_eq!(
+            declared_points("netcopy_recv_mapped_fexit"),
+            vec![AttachPoint::Fexit {
+                function: "tcp_zerocopy_receive"
+            }]
+        );
+    }
+
+    #[test]
+    fn io_uring_submits_are_traced_under_either_name_of_the_tracepoint() {
+        let decl = ON_DEMAND
+            .iter()
+            .find(|d| d.event == KernelEvent::TraceIoUring)
+            .expect("trace-io-uring declared");
+        let submits: Vec<AttachPoint> = decl
+            .strategies
+            .iter()
+            .map(|s| s.programs[0].point)
+            .collect();
+        assert_eq!(
+            submits,
+            [
+                AttachPoint::Tracepoint {
+                    category: "io_uring",
+                    name: "io_uring_submit_req"
+                },
+                AttachPoint::Tracepoint {
+                    category: "io_uring",
+                    name: "io_uring_submit_sqe"
+                },
+            ]
+        );
+        // Each submit program has one hook, so its declared point is where it attaches.
+        assert_eq!(
+            declared_points("netcopy_trace_uring_submit_sqe"),
+            vec![submits[1]]
+        );
     }
 
     #[test]
