@@ -9,8 +9,8 @@
 /// by the eBPF counters, the attach plan and the ledger.
 ///
 /// The discriminant of a site the eBPF programs count is the index of its counter within
-/// a slot (see [`counter_index`]); [`CopySite::UserCopy`] and [`CopySite::RecvMapped`],
-/// which no program counts, come after them and have no counter.
+/// a slot (see [`counter_index`]); [`CopySite::UserCopy`], which no program counts, comes
+/// after them and has no counter.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CopySite {
@@ -31,18 +31,19 @@ pub enum CopySite {
     /// to socket buffers instead of a copy: splice and sendfile (`MSG_SPLICE_PAGES` on
     /// Linux >= 6.5, `do_tcp_sendpages` before).
     PageReference = 6,
+    /// Received bytes the kernel mapped into the receiver's memory instead of copying them
+    /// (getsockopt(TCP_ZEROCOPY_RECEIVE), `--recv zerocopy`): counted at the return of
+    /// `tcp_zerocopy_receive` where fexit or kprobes work; no tracepoint sees the mapping,
+    /// so elsewhere the figure is what the kernel reported to the receiver, call by call.
+    RecvMapped = 7,
     /// The two-copy mode's serialization memcpy in user space: the sender counts it
     /// itself, no probe is needed to see a `memcpy` we wrote.
-    UserCopy = 7,
-    /// Received bytes the kernel mapped into the receiver's memory instead of copying them
-    /// (getsockopt(TCP_ZEROCOPY_RECEIVE), `--recv zerocopy`): no tracepoint sees the
-    /// mapping, so the figure is what the kernel reported to the receiver, call by call.
-    RecvMapped = 8,
+    UserCopy = 8,
 }
 
 /// Number of sites the eBPF programs count; the counter array is
 /// `SLOT_COUNT * COUNTED_SITE_COUNT` long.
-pub const COUNTED_SITE_COUNT: usize = 7;
+pub const COUNTED_SITE_COUNT: usize = 8;
 
 impl CopySite {
     /// Every site.
@@ -67,13 +68,14 @@ impl CopySite {
         CopySite::KernelRecvCopy,
         CopySite::ZeroCopyCompletionCopied,
         CopySite::PageReference,
+        CopySite::RecvMapped,
     ];
 
     /// Index of this site's counter within a slot, None for a site no program counts.
     #[inline(always)]
     pub const fn counter(self) -> Option<u32> {
         match self {
-            CopySite::UserCopy | CopySite::RecvMapped => None,
+            CopySite::UserCopy => None,
             counted => Some(counted as u32),
         }
     }
@@ -284,6 +286,11 @@ pub const MSG_SPLICE_PAGES: u32 = 0x0800_0000;
 
 /// `MSG_ZEROCOPY` from the kernel's socket.h.
 pub const MSG_ZEROCOPY: u32 = 0x0400_0000;
+
+/// `length` in `struct tcp_zerocopy_receive` (stable user ABI, linux/tcp.h: after the u64
+/// `address`): on a 0 return of `tcp_zerocopy_receive`, the bytes it mapped. The user
+/// side checks its own definition of the struct agrees.
+pub const TCP_ZC_LENGTH_OFFSET: u32 = 8;
 
 /// Return addresses kept of each deferred copy's kernel stack (`bpf_get_stack` at
 /// `skb_copy_ubufs`): the probe's own frames (the program, an fentry trampoline, the
@@ -661,7 +668,8 @@ pub struct SyscallEvent {
 const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 168);
 
 /// Value of [`SyscallEvent::syscall`] (at the same offset as [`IoUringEvent::kind`])
-/// for an io_uring request submitted (`io_uring/io_uring_submit_req`).
+/// for an io_uring request submitted (`io_uring/io_uring_submit_req`, or
+/// `io_uring_submit_sqe` before Linux 6.3).
 pub const TRACE_KIND_IO_URING_SUBMIT: u32 = 64;
 /// ... for a completion posted (`io_uring/io_uring_complete`).
 pub const TRACE_KIND_IO_URING_COMPLETE: u32 = 65;
@@ -707,15 +715,16 @@ const _: () = assert!(
         && core::mem::offset_of!(IoUringEvent, pid) == core::mem::offset_of!(SyscallEvent, pid)
 );
 
-/// Fields of `io_uring/io_uring_submit_req` and `io_uring/io_uring_complete` records the
-/// programs read at constant offsets (the layout of 5.19 to 6.18 at least); the loader
-/// checks them against the kernel's format files like the syscall offsets.
+/// Fields of `io_uring/io_uring_submit_req` (`io_uring_submit_sqe` before Linux 6.3, with
+/// these fields at the same offsets) and `io_uring/io_uring_complete` records the programs
+/// read at constant offsets (the layout of 5.19 to 6.18 at least); the loader checks them
+/// against the kernel's format files like the syscall offsets.
 pub const TP_URING_CTX_OFFSET: u32 = 8;
 pub const TP_URING_REQ_OFFSET: u32 = 16;
 pub const TP_URING_USER_DATA_OFFSET: u32 = 24;
 /// `ctx` of `io_uring/io_uring_create` (after an int `fd`).
 pub const TP_URING_CREATE_CTX_OFFSET: u32 = 16;
-/// `opcode` (u8) of `io_uring_submit_req`.
+/// `opcode` (u8) of `io_uring_submit_req` and `io_uring_submit_sqe`.
 pub const TP_URING_SUBMIT_OPCODE_OFFSET: u32 = 32;
 /// `res` (int) of `io_uring_complete`.
 pub const TP_URING_COMPLETE_RES_OFFSET: u32 = 32;
@@ -745,11 +754,11 @@ mod tests {
             assert_eq!(site.counter(), Some(index as u32), "{site:?}");
         }
         assert_eq!(CopySite::UserCopy.counter(), None);
-        assert_eq!(CopySite::RecvMapped.counter(), None);
+        assert_eq!(CopySite::RecvMapped.counter(), Some(7));
         assert_eq!(counter_index(0, CopySite::UserCopy), None);
         let last = (SLOT_COUNT * COUNTED_SITE_COUNT - 1) as u32;
         assert_eq!(
-            counter_index(SLOT_COUNT as u32 - 1, CopySite::PageReference),
+            counter_index(SLOT_COUNT as u32 - 1, CopySite::RecvMapped),
             Some(last)
         );
         for site in CopySite::ALL {
