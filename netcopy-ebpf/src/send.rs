@@ -39,7 +39,7 @@ use netcopy_common::{
 use crate::{
     counters,
     filter::{current_slot, slot_of},
-    offsets::offsets,
+    offsets::{offsets, FIELD_OFFSET_MASK},
 };
 
 /// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
@@ -70,12 +70,15 @@ fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
+/// Reads the field at `offset` of the struct at `base`. `base` may be a typed pointer
+/// loaded from a tp_btf context: the verifier lets a program add an offset to one only
+/// when the offset is bounded, hence the mask (every field offset is far below it).
 #[inline(always)]
 unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
     if offset == OFFSET_UNKNOWN {
         return None;
     }
-    bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok()
+    bpf_probe_read_kernel((base + u64::from(offset & FIELD_OFFSET_MASK)) as *const T).ok()
 }
 
 /// What `tcp_sendmsg_locked` will do with the payload, from the same inputs it uses.
@@ -363,8 +366,7 @@ fn forget_cached(cached_cpu: u32, sk: u64, tid: u32) {
     }
 }
 
-/// Both arguments as plain numbers (the send-kind reads add offsets to them, which the
-/// verifier forbids on the typed pointers): one helper call, made once per send.
+/// Both arguments as plain numbers, for the per-thread path whose maps keep them.
 #[inline(always)]
 fn sk_and_msg(ctx: &BtfTracePointContext) -> [u64; 2] {
     // SAFETY: the tracing context is an array of u64 arguments, sk and msg first.
@@ -443,7 +445,10 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
 fn new_send(ctx: &BtfTracePointContext, pid_tgid: u64) -> Option<(u32, u32)> {
     let slot = slot_of(pid_tgid)?;
     let off = offsets()?;
-    let [sk, msg] = sk_and_msg(ctx);
+    // Direct loads from the context: typed pointers, which the reads below take as
+    // probe-read addresses at bounded offsets (no helper call to copy them out first).
+    let sk: u64 = ctx.arg(0);
+    let msg: u64 = ctx.arg(1);
     crate::trace::on_send_start(msg, off);
     Some((slot, send_kind(sk, msg, off)))
 }
