@@ -266,7 +266,10 @@ pub struct SocketSend {
     pub sender_tid: u32,
     /// `SEND_KIND_*` of that send.
     pub kind: u32,
-    pub reserved: u32,
+    /// tp_btf strategy: 1 + the CPU whose per-CPU send cache may hold that send (the
+    /// eBPF side's `NETCOPY_SEND_CACHE`), so that the send's end can clear it there; 0
+    /// when none does.
+    pub cached_cpu: u32,
 }
 
 /// The kernel copies the payload into socket buffers.

@@ -20,9 +20,11 @@ static FILTER: HashMap<u32, FilterEntry> = HashMap::with_max_entries(1024, 0);
 #[map(name = "NETCOPY_FILTER_GENERATION")]
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Ways of the per-CPU cache, indexed by the tgid's low bits: a server and its client
-/// taking turns on one CPU keep one entry each.
-const CACHE_WAYS: u32 = 4;
+/// Entries of the per-CPU cache, indexed by the tgid's low bits. Two processes taking
+/// turns on one CPU (a server and its client) evict each other's entry on every call
+/// when their tgids agree in those bits: with 4 entries one pair in 4 did, and paid a
+/// filter lookup per call; with 64, one in 64 (1 KiB per CPU).
+const CACHE_WAYS: u32 = 64;
 
 /// A filter answer this CPU found, valid while the generation is unchanged.
 #[derive(Clone, Copy)]
@@ -47,7 +49,13 @@ static CACHE: PerCpuArray<CachedSlot> = PerCpuArray::with_max_entries(CACHE_WAYS
 /// same window a lookup racing the removal has without the cache).
 #[inline(always)]
 pub fn current_slot() -> Option<u32> {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    slot_of(bpf_get_current_pid_tgid())
+}
+
+/// [`current_slot`] from a `bpf_get_current_pid_tgid()` the caller already has.
+#[inline(always)]
+pub fn slot_of(pid_tgid: u64) -> Option<u32> {
+    let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: a plain u64 in an array map; a concurrent bump gives the old or new value.
     let generation = GENERATION
         .get_ptr(0)

@@ -14,3 +14,8 @@ static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
 pub fn offsets() -> Option<&'static KernelOffsets> {
     OFFSETS.get(0)
 }
+
+/// Bounds a field offset read from the map before it is added to a typed pointer of a
+/// tp_btf context: the verifier allows that only with a bounded offset (and every field
+/// offset is far below this).
+pub const FIELD_OFFSET_MASK: u32 = 0xffff;

@@ -19,9 +19,13 @@
 //! attached as page references (fexit or kretprobe, the send-page strategies).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    cty::c_void,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_map_lookup_percpu_elem,
+        bpf_probe_read_kernel,
+    },
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map},
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
@@ -32,7 +36,11 @@ use netcopy_common::{
     OFFSET_UNKNOWN, SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
-use crate::{counters, filter::current_slot, offsets::offsets};
+use crate::{
+    counters,
+    filter::{current_slot, slot_of},
+    offsets::{offsets, FIELD_OFFSET_MASK},
+};
 
 /// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
 /// only for a send on a socket another thread is already sending on).
@@ -50,17 +58,27 @@ pub static SOCKETS: LruHashMap<u64, SocketSend> = LruHashMap::with_max_entries(1
 #[map(name = "NETCOPY_CALLER_UBUFS")]
 pub static CALLER_UBUFS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
 
+/// The CPU this program runs on (an inlined per-CPU load on Linux >= 6.10).
+#[inline(always)]
+fn this_cpu() -> u32 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
 #[inline(always)]
 fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
+/// Reads the field at `offset` of the struct at `base`. `base` may be a typed pointer
+/// loaded from a tp_btf context: the verifier lets a program add an offset to one only
+/// when the offset is bounded, hence the mask (every field offset is far below it).
 #[inline(always)]
 unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
     if offset == OFFSET_UNKNOWN {
         return None;
     }
-    bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok()
+    bpf_probe_read_kernel((base + u64::from(offset & FIELD_OFFSET_MASK)) as *const T).ok()
 }
 
 /// What `tcp_sendmsg_locked` will do with the payload, from the same inputs it uses.
@@ -265,13 +283,90 @@ pub fn netcopy_send_pages_kretprobe(ctx: RetProbeContext) -> u32 {
 // The tracepoint in `tcp_sendmsg_locked` fires on every pass of its copy loop (one per
 // page fragment filled: about four for a 64 KiB send), and `sock_send_length` once per
 // send, for every socket of every process. Both run on the hot path of every send on the
-// machine, so the state of a send lives in its socket's entry in `SOCKETS`: a later pass
-// costs one lookup and two compares, and a send costs no map insert or delete. A send on
-// a socket that another thread is already sending on (its `sock_send_length` not yet
-// reached) is kept per thread in `SENDS` instead, so concurrent senders stay exact.
+// machine. The state of a send lives in its socket's entry in `SOCKETS` (a send costs no
+// map insert or delete): its first pass claims the entry for its thread, and
+// `sock_send_length` reads the decision and releases it. A send on a socket that another
+// thread is already sending on (its `sock_send_length` not yet reached) is kept per
+// thread in `SENDS` instead, so concurrent senders stay exact.
+//
+// The later passes of a send only have to recognise themselves. Each CPU remembers the
+// (socket, thread) of the last send that claimed a socket there (`SEND_CACHE`): a later
+// pass on the same CPU costs one per-CPU load and two compares instead of a hash lookup
+// in `SOCKETS`. A send that slept in `sk_stream_wait_memory` may go on on another CPU, or
+// find its CPU's entry taken by another send: it misses, finds its claim in `SOCKETS`,
+// and moves its entry to this CPU. The socket's entry names the one CPU whose cache may
+// hold the send (`cached_cpu`), and whoever moves or releases the claim clears that CPU's
+// entry first, so that no entry outlives its send: a stale one would make the next send
+// of the same thread on the same socket look like a later pass.
 
-/// Both arguments as plain numbers (the send-kind reads add offsets to them, which the
-/// verifier forbids on the typed pointers): one helper call, made once per send.
+/// This CPU's last send that claimed its socket (see above). `tid` 0: none.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct CachedSend {
+    sk: u64,
+    tid: u32,
+    _pad: u32,
+}
+
+/// Per CPU: the send whose later passes need no `SOCKETS` lookup. Written by programs on
+/// its own CPU, except that the end of a send that moved clears its `tid` from another
+/// CPU (`forget_cached`).
+#[map(name = "NETCOPY_SEND_CACHE")]
+static SEND_CACHE: PerCpuArray<CachedSend> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether this CPU's cache entry is the send of `tid` on `sk`.
+#[inline(always)]
+fn is_cached(cache: *const CachedSend, sk: u64, tid: u32) -> bool {
+    // SAFETY: a per-CPU map value; another CPU only ever zeroes `tid`, which makes the
+    // entry miss.
+    unsafe { read_volatile(&(*cache).sk) == sk && read_volatile(&(*cache).tid) == tid }
+}
+
+/// Makes this CPU's cache entry the send of `tid` on `sk`.
+#[inline(always)]
+fn cache_here(cache: Option<*mut CachedSend>, sk: u64, tid: u32) {
+    if let Some(cache) = cache {
+        // SAFETY: this CPU's entry, which programs on this CPU do not write concurrently.
+        unsafe {
+            write_volatile(&mut (*cache).sk, sk);
+            write_volatile(&mut (*cache).tid, tid);
+        }
+    }
+}
+
+/// Clears the cache entry of `tid`'s send on `sk` on the CPU `cached_cpu` names (1 +
+/// CPU; 0: none). Another CPU's entry may be changing under us, as a program there caches
+/// another send: zeroing its `tid` at worst sends that send's next pass to `SOCKETS`,
+/// where its claim is.
+#[inline(always)]
+fn forget_cached(cached_cpu: u32, sk: u64, tid: u32) {
+    if cached_cpu == 0 {
+        return;
+    }
+    let cpu = cached_cpu - 1;
+    let cache = if cpu == this_cpu() {
+        SEND_CACHE.get_ptr_mut(0)
+    } else {
+        let key = 0u32;
+        // SAFETY: a lookup in our own per-CPU array; the value pointer is checked.
+        let value = unsafe {
+            bpf_map_lookup_percpu_elem(
+                core::ptr::addr_of!(SEND_CACHE) as *mut c_void,
+                core::ptr::addr_of!(key) as *const c_void,
+                cpu,
+            )
+        };
+        (!value.is_null()).then_some(value as *mut CachedSend)
+    };
+    if let Some(cache) = cache {
+        if is_cached(cache, sk, tid) {
+            // SAFETY: a map value (see above).
+            unsafe { write_volatile(&mut (*cache).tid, 0) };
+        }
+    }
+}
+
+/// Both arguments as plain numbers, for the per-thread path whose maps keep them.
 #[inline(always)]
 fn sk_and_msg(ctx: &BtfTracePointContext) -> [u64; 2] {
     // SAFETY: the tracing context is an array of u64 arguments, sk and msg first.
@@ -284,28 +379,50 @@ fn sk_and_msg(ctx: &BtfTracePointContext) -> [u64; 2] {
 pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     // A direct load from the context, used only as a map key.
     let sk: u64 = ctx.arg(0);
-    let tid = tid();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let cache = SEND_CACHE.get_ptr_mut(0);
+    if let Some(cached) = cache {
+        if is_cached(cached, sk, tid) {
+            // A later pass of the send this thread recorded on this CPU.
+            return 0;
+        }
+    }
+    let cpu = this_cpu();
     let Some(entry) = SOCKETS.get_ptr_mut(sk) else {
-        claim_new_socket(&ctx, sk, tid);
+        claim_new_socket(&ctx, sk, pid_tgid, cpu, cache);
         return 0;
     };
     // SAFETY: a map value; `sender_tid` is claimed under the socket lock, which the
-    // caller of this tracepoint holds, and released by the sender itself.
+    // caller of this tracepoint holds, and released by the sender itself, which also
+    // owns `cached_cpu` while it holds the claim.
     let sender = unsafe { read_volatile(&(*entry).sender_tid) };
     if sender == tid {
-        // A later pass of the send this thread recorded.
+        // A later pass of the send this thread recorded, on another CPU than its cache
+        // entry, or after another send took that entry: the entry moves here.
+        unsafe {
+            let cached_cpu = read_volatile(&(*entry).cached_cpu);
+            if cached_cpu != cpu + 1 {
+                forget_cached(cached_cpu, sk, tid);
+                write_volatile(&mut (*entry).cached_cpu, cpu + 1);
+            }
+        }
+        cache_here(cache, sk, tid);
         return 0;
     }
     if sender == 0 {
-        let Some((slot, kind)) = new_send(&ctx) else {
+        let Some((slot, kind)) = new_send(&ctx, pid_tgid) else {
             return 0;
         };
-        // SAFETY: as above; the owner word is written last.
+        // SAFETY: as above; the owner word is written last. The previous owner cleared
+        // its cache entry when it released the claim.
         unsafe {
             write_volatile(&mut (*entry).slot, slot);
             write_volatile(&mut (*entry).kind, kind);
+            write_volatile(&mut (*entry).cached_cpu, cpu + 1);
             write_volatile(&mut (*entry).sender_tid, tid);
         }
+        cache_here(cache, sk, tid);
         return 0;
     }
     // Another thread's send on this socket is still in flight: keep this one per thread.
@@ -325,27 +442,39 @@ pub fn netcopy_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
 
 /// The slot and kind of a send that starts now, or None when the caller is not watched.
 #[inline(always)]
-fn new_send(ctx: &BtfTracePointContext) -> Option<(u32, u32)> {
-    let slot = current_slot()?;
+fn new_send(ctx: &BtfTracePointContext, pid_tgid: u64) -> Option<(u32, u32)> {
+    let slot = slot_of(pid_tgid)?;
     let off = offsets()?;
-    let [sk, msg] = sk_and_msg(ctx);
+    // Direct loads from the context: typed pointers, which the reads below take as
+    // probe-read addresses at bounded offsets (no helper call to copy them out first).
+    let sk: u64 = ctx.arg(0);
+    let msg: u64 = ctx.arg(1);
     crate::trace::on_send_start(msg, off);
     Some((slot, send_kind(sk, msg, off)))
 }
 
 /// The first send of a watched process on a socket not yet in `SOCKETS`.
 #[inline(always)]
-fn claim_new_socket(ctx: &BtfTracePointContext, sk: u64, tid: u32) {
-    let Some((slot, kind)) = new_send(ctx) else {
+fn claim_new_socket(
+    ctx: &BtfTracePointContext,
+    sk: u64,
+    pid_tgid: u64,
+    cpu: u32,
+    cache: Option<*mut CachedSend>,
+) {
+    let Some((slot, kind)) = new_send(ctx, pid_tgid) else {
         return;
     };
+    let tid = pid_tgid as u32;
     let entry = SocketSend {
         slot,
         sender_tid: tid,
         kind,
-        reserved: 0,
+        cached_cpu: cpu + 1,
     };
-    let _ = SOCKETS.insert(sk, entry, 0);
+    if SOCKETS.insert(sk, entry, 0).is_ok() {
+        cache_here(cache, sk, tid);
+    }
 }
 
 /// Books the bytes a send accepted to the site its kind says.
@@ -381,7 +510,10 @@ pub fn netcopy_send_length(ctx: BtfTracePointContext) -> u32 {
         if read_volatile(&(*entry).sender_tid) == tid {
             let slot = read_volatile(&(*entry).slot);
             let kind = read_volatile(&(*entry).kind);
+            let cached_cpu = read_volatile(&(*entry).cached_cpu);
+            write_volatile(&mut (*entry).cached_cpu, 0);
             write_volatile(&mut (*entry).sender_tid, 0);
+            forget_cached(cached_cpu, sk, tid);
             count_accepted(slot, kind, ret);
             return 0;
         }

@@ -320,6 +320,142 @@ fn concurrent_senders_on_one_socket_are_counted_exactly() {
     assert_eq!(delta.get(0, CopySite::KernelRecvCopy).bytes, total as u64);
 }
 
+/// Sends that sleep for room in the socket (`sk_stream_wait_memory`) between passes of
+/// `tcp_sendmsg_locked` while another thread keeps moving them between CPUs, two
+/// connections' senders taking turns on a CPU: the tp_btf strategy's per-CPU cache of
+/// the send in flight must follow a send that moves (its later passes on the new CPU, its
+/// end there) and must not outlive it on the CPU it left, or the thread's next send on
+/// that socket would pass for a later pass and go uncounted.
+#[test]
+fn sends_moved_between_cpus_mid_send_are_counted_exactly() {
+    if !common::privileged("sends_moved_between_cpus_mid_send_are_counted_exactly") {
+        return;
+    }
+    let _serial = common::serial();
+    const CONNECTIONS: usize = 2;
+    const PER_CONNECTION: usize = 4_000_037;
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        eprintln!("only one CPU allowed: the sends cannot move, so this checks only the counts");
+    }
+    let mut probes = CopyProbes::load().expect("load probes");
+    probes
+        .watch_process(std::process::id(), 0, false)
+        .expect("watch self");
+    let before = probes.read_counters().expect("read counters");
+    let (tids_tx, tids_rx) = std::sync::mpsc::channel();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for c in 0..CONNECTIONS {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let mut stream = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (mut conn, _) = listener.accept().expect("accept");
+        // Small buffers: a write of several times the buffer waits for room inside
+        // tcp_sendmsg_locked again and again.
+        set_buffer(stream.as_raw_fd(), libc::SO_SNDBUF, 16 << 10);
+        set_buffer(conn.as_raw_fd(), libc::SO_RCVBUF, 16 << 10);
+        let tids_tx = tids_tx.clone();
+        senders.push(thread::spawn(move || {
+            // SAFETY: gettid cannot fail.
+            tids_tx.send(unsafe { libc::gettid() }).expect("send tid");
+            let chunk = vec![c as u8; 150_001 + 10_007 * c];
+            let mut left = PER_CONNECTION;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                stream.write_all(&chunk[..n]).expect("write");
+                left -= n;
+            }
+        }));
+        receivers.push(thread::spawn(move || {
+            let mut buf = vec![0u8; 7_919];
+            let mut received = 0;
+            while received < PER_CONNECTION {
+                match conn.read(&mut buf).expect("read") {
+                    0 => break,
+                    n => received += n,
+                }
+            }
+            received
+        }));
+    }
+    let tids: Vec<libc::pid_t> = (0..CONNECTIONS).map(|_| tids_rx.recv().unwrap()).collect();
+    let mover = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut moves = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, &tid) in tids.iter().enumerate() {
+                    // Both senders on one CPU, then both on the next: they take turns
+                    // on a CPU and move together.
+                    let cpu = cpus[(moves as usize + i / CONNECTIONS) % cpus.len()];
+                    // A sender that has finished is gone: ESRCH is expected.
+                    let _ = set_affinity(tid, cpu);
+                }
+                moves += 1;
+                thread::sleep(std::time::Duration::from_micros(300));
+            }
+            moves
+        })
+    };
+    let received: usize = receivers
+        .into_iter()
+        .map(|r| r.join().expect("receiver"))
+        .sum();
+    for s in senders {
+        s.join().expect("sender thread");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moves = mover.join().expect("mover thread");
+    let delta = probes
+        .read_counters()
+        .expect("read counters")
+        .since(&before);
+    let total = CONNECTIONS * PER_CONNECTION;
+    assert_eq!(received, total);
+    assert!(moves > 10, "the senders were moved only {moves} times");
+    assert_eq!(
+        delta.get(0, CopySite::KernelSendCopy).bytes,
+        total as u64,
+        "every byte sent counted once, wherever its send went on"
+    );
+    assert_eq!(delta.get(0, CopySite::ZeroCopyAttach).bytes, 0);
+    assert_eq!(delta.get(0, CopySite::KernelRecvCopy).bytes, total as u64);
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer and size.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: CPU_ISSET reads the set.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Moves thread `tid` to `cpu`.
+fn set_affinity(tid: libc::pid_t, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE: it came from allowed_cpus.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: valid pointer and size.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn set_buffer(fd: i32, option: i32, bytes: i32) {
     // SAFETY: a valid socket fd and an int option value.
     let rc = unsafe {

@@ -271,7 +271,11 @@ unsafe fn kernel<T>(base: u64, offset: u32) -> Option<T> {
     if offset == OFFSET_UNKNOWN || base == 0 {
         return None;
     }
-    bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok()
+    // Bounded: `base` may be a typed pointer from a tp_btf context (`on_send_start`).
+    bpf_probe_read_kernel(
+        (base + u64::from(offset & crate::offsets::FIELD_OFFSET_MASK)) as *const T,
+    )
+    .ok()
 }
 
 #[inline(always)]
