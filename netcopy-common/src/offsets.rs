@@ -1,5 +1,5 @@
-//! Kernel offsets the copy programs need, found by the loader at run time (and the one
-//! tracepoint field read at a constant offset, checked by the loader).
+//! Kernel offsets the copy programs need, found by the loader at run time, and the few
+//! read at a constant offset (a tracepoint field, a user ABI struct), checked by the loader.
 
 /// `len` in the `skb/skb_copy_datagram_iovec` record (after the 8-byte `trace_entry` and
 /// `skbaddr`), for kernels without BTF. The programs that run on every copy read tracepoint fields at constant
@@ -94,3 +94,8 @@ impl Default for KernelOffsets {
         }
     }
 }
+
+/// `length` in `struct tcp_zerocopy_receive` (stable user ABI, linux/tcp.h: after the u64
+/// `address`): on a 0 return of `tcp_zerocopy_receive`, the bytes it mapped. The user
+/// side checks its own definition of the struct agrees.
+pub const TCP_ZC_LENGTH_OFFSET: u32 = 8;

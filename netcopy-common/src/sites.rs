@@ -6,8 +6,8 @@
 /// by the eBPF counters, the attach plan and the ledger.
 ///
 /// The discriminant of a site the eBPF programs count is the index of its counter within
-/// a slot (see [`counter_index`]); [`CopySite::UserCopy`] and [`CopySite::RecvMapped`],
-/// which no program counts, come after them and have no counter.
+/// a slot (see [`counter_index`]); [`CopySite::UserCopy`], which no program counts, comes
+/// after them and has no counter.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CopySite {
@@ -28,18 +28,19 @@ pub enum CopySite {
     /// to socket buffers instead of a copy: splice and sendfile (`MSG_SPLICE_PAGES` on
     /// Linux >= 6.5, `do_tcp_sendpages` before).
     PageReference = 6,
+    /// Received bytes the kernel mapped into the receiver's memory instead of copying them
+    /// (getsockopt(TCP_ZEROCOPY_RECEIVE), `--recv zerocopy`): counted at the return of
+    /// `tcp_zerocopy_receive` where fexit or kprobes work; no tracepoint sees the mapping,
+    /// so elsewhere the figure is what the kernel reported to the receiver, call by call.
+    RecvMapped = 7,
     /// The two-copy mode's serialization memcpy in user space: the sender counts it
     /// itself, no probe is needed to see a `memcpy` we wrote.
-    UserCopy = 7,
-    /// Received bytes the kernel mapped into the receiver's memory instead of copying them
-    /// (getsockopt(TCP_ZEROCOPY_RECEIVE), `--recv zerocopy`): no tracepoint sees the
-    /// mapping, so the figure is what the kernel reported to the receiver, call by call.
-    RecvMapped = 8,
+    UserCopy = 8,
 }
 
 /// Number of sites the eBPF programs count; the counter array is
 /// `SLOT_COUNT * COUNTED_SITE_COUNT` long.
-pub const COUNTED_SITE_COUNT: usize = 7;
+pub const COUNTED_SITE_COUNT: usize = 8;
 
 impl CopySite {
     /// Every site.
@@ -64,13 +65,14 @@ impl CopySite {
         CopySite::KernelRecvCopy,
         CopySite::ZeroCopyCompletionCopied,
         CopySite::PageReference,
+        CopySite::RecvMapped,
     ];
 
     /// Index of this site's counter within a slot, None for a site no program counts.
     #[inline(always)]
     pub const fn counter(self) -> Option<u32> {
         match self {
-            CopySite::UserCopy | CopySite::RecvMapped => None,
+            CopySite::UserCopy => None,
             counted => Some(counted as u32),
         }
     }
@@ -184,11 +186,11 @@ mod tests {
             assert_eq!(site.counter(), Some(index as u32), "{site:?}");
         }
         assert_eq!(CopySite::UserCopy.counter(), None);
-        assert_eq!(CopySite::RecvMapped.counter(), None);
+        assert_eq!(CopySite::RecvMapped.counter(), Some(7));
         assert_eq!(counter_index(0, CopySite::UserCopy), None);
         let last = (SLOT_COUNT * COUNTED_SITE_COUNT - 1) as u32;
         assert_eq!(
-            counter_index(SLOT_COUNT as u32 - 1, CopySite::PageReference),
+            counter_index(SLOT_COUNT as u32 - 1, CopySite::RecvMapped),
             Some(last)
         );
         for site in CopySite::ALL {

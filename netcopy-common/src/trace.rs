@@ -322,7 +322,8 @@ pub struct SyscallEvent {
 const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 168);
 
 /// Value of [`SyscallEvent::syscall`] (at the same offset as [`IoUringEvent::kind`])
-/// for an io_uring request submitted (`io_uring/io_uring_submit_req`).
+/// for an io_uring request submitted (`io_uring/io_uring_submit_req`, or
+/// `io_uring_submit_sqe` before Linux 6.3).
 pub const TRACE_KIND_IO_URING_SUBMIT: u32 = 64;
 /// ... for a completion posted (`io_uring/io_uring_complete`).
 pub const TRACE_KIND_IO_URING_COMPLETE: u32 = 65;
@@ -368,15 +369,16 @@ const _: () = assert!(
         && core::mem::offset_of!(IoUringEvent, pid) == core::mem::offset_of!(SyscallEvent, pid)
 );
 
-/// Fields of `io_uring/io_uring_submit_req` and `io_uring/io_uring_complete` records the
-/// programs read at constant offsets (the layout of 5.19 to 6.18 at least); the loader
-/// checks them against the kernel's format files like the syscall offsets.
+/// Fields of `io_uring/io_uring_submit_req` (`io_uring_submit_sqe` before Linux 6.3, with
+/// these fields at the same offsets) and `io_uring/io_uring_complete` records the programs
+/// read at constant offsets (the layout of 5.19 to 6.18 at least); the loader checks them
+/// against the kernel's format files like the syscall offsets.
 pub const TP_URING_CTX_OFFSET: u32 = 8;
 pub const TP_URING_REQ_OFFSET: u32 = 16;
 pub const TP_URING_USER_DATA_OFFSET: u32 = 24;
 /// `ctx` of `io_uring/io_uring_create` (after an int `fd`).
 pub const TP_URING_CREATE_CTX_OFFSET: u32 = 16;
-/// `opcode` (u8) of `io_uring_submit_req`.
+/// `opcode` (u8) of `io_uring_submit_req` and `io_uring_submit_sqe`.
 pub const TP_URING_SUBMIT_OPCODE_OFFSET: u32 = 32;
 /// `res` (int) of `io_uring_complete`.
 pub const TP_URING_COMPLETE_RES_OFFSET: u32 = 32;

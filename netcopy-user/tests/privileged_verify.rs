@@ -186,6 +186,55 @@ fn the_fallback_receive_strategy_counts_the_same_bytes() {
     );
 }
 
+/// `recv_mapped` is observed at `tcp_zerocopy_receive` where fexit or kprobes work, and
+/// must then equal what getsockopt told the client; where neither does (this project's
+/// 6.18 machines), it is the client's report, and both the plan and the figure say why.
+#[test]
+fn recv_mapped_says_whether_it_was_observed_or_reported_and_why() {
+    if !common::privileged("recv_mapped_says_whether_it_was_observed_or_reported_and_why") {
+        return;
+    }
+    let _serial = common::serial();
+    let (json, passed) = verify_with("65536", 8, &["--mode", "zero-copy", "--recv", "zerocopy"]);
+    assert!(passed, "{json:#}");
+    let event = json["plan"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "recv-mapped")
+        .expect("recv-mapped in the plan");
+    let mode = &json["modes"][0];
+    let mapped = site(mode, "recv_mapped");
+    let reported = &mode["receiver"]["zerocopy"]["mapped_bytes"];
+    assert!(reported.as_u64().unwrap() > 0, "{mode:#}");
+    assert_eq!(mapped["observed_bytes"], *reported, "{mapped:#}");
+    let how = mapped["how"].as_str().unwrap();
+    if event["chosen"].is_null() {
+        // Both strategies were tried, best first, each with the kernel's reason.
+        let rejected: Vec<&str> = event["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(rejected.len(), 2, "{event:#}");
+        assert!(
+            rejected[0].starts_with("fexit tcp_zerocopy_receive"),
+            "{event:#}"
+        );
+        assert!(rejected[1].starts_with("kprobe/kretprobe tcp_zerocopy_receive"));
+        assert_eq!(mapped["source"], "reported", "{mapped:#}");
+        assert!(
+            how.contains("summed by the receiver")
+                && how.contains("no fexit or kprobe on tcp_zerocopy_receive works on this kernel"),
+            "{how}"
+        );
+    } else {
+        assert_eq!(mapped["source"], "observed", "{mapped:#}");
+        assert!(how.contains("tcp_zerocopy_receive"), "{how}");
+    }
+}
+
 #[test]
 fn verify_rejects_bad_arguments_without_running() {
     for args in [

@@ -29,6 +29,7 @@ pub mod kernel;
 pub mod qemu;
 mod runner;
 pub mod tap;
+mod tap_trace;
 
 pub use binary::modes_where;
 pub use cli::{qemu_available, vm_stage, vm_test, VmTestArgs};

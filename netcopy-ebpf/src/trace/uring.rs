@@ -1,8 +1,8 @@
 //! io_uring requests of traced processes, which never go through the socket system
-//! calls: `io_uring/io_uring_submit_req` (in the submitting task, or its SQPOLL thread of
-//! the same thread group) and `io_uring/io_uring_complete` (`io_uring_create` forgets a
-//! ring address made anew), logged into the same per-CPU
-//! logs as the calls, as [`IoUringEvent`] records.
+//! calls: `io_uring/io_uring_submit_req` (`io_uring_submit_sqe` before Linux 6.3; in the
+//! submitting task, or its SQPOLL thread of the same thread group) and
+//! `io_uring/io_uring_complete` (`io_uring_create` forgets a ring address made anew),
+//! logged into the same per-CPU logs as the calls, as [`IoUringEvent`] records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -90,6 +90,20 @@ fn log_uring(ctx: &TracePointContext, kind: u32, ring: u64, slot: u32, pid: u32,
 /// same thread group): a request of a traced process.
 #[tracepoint]
 pub fn netcopy_trace_uring_submit(ctx: TracePointContext) -> u32 {
+    submitted(&ctx)
+}
+
+/// `io_uring/io_uring_submit_sqe`, the same event before Linux 6.3 renamed it (and dropped
+/// its `force_nonblock`): `ctx`, `req`, `user_data` and `opcode` sit where they do in
+/// `io_uring_submit_req` (the loader checks), so the record is read the same way. A
+/// program of its own, so that each program has one declared hook.
+#[tracepoint]
+pub fn netcopy_trace_uring_submit_sqe(ctx: TracePointContext) -> u32 {
+    submitted(&ctx)
+}
+
+#[inline(always)]
+fn submitted(ctx: &TracePointContext) -> u32 {
     let mask = slot_mask();
     if mask == 0 {
         return 0;
@@ -98,11 +112,11 @@ pub fn netcopy_trace_uring_submit(ctx: TracePointContext) -> u32 {
     if slot >= 32 || mask & (1 << slot) == 0 {
         return 0;
     }
-    let ring = tp_field::<u64>(&ctx, TP_URING_CTX_OFFSET);
+    let ring = tp_field::<u64>(ctx, TP_URING_CTX_OFFSET);
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let _ = URING_RINGS.insert(ring, u64::from(slot) | u64::from(pid) << 32, 0);
-    log_uring(&ctx, TRACE_KIND_IO_URING_SUBMIT, ring, slot, pid, tid);
+    log_uring(ctx, TRACE_KIND_IO_URING_SUBMIT, ring, slot, pid, tid);
     0
 }
 

@@ -8,9 +8,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
+    kernel::path::PacketTap,
     util::units::{duration_arg, format_size, size_arg},
     workload::modes::{Mode, ZeroCopyConfig},
     workload::server::{stop_flag_on_signals, totals_text, Server, ServerConfig},
@@ -41,6 +42,10 @@ pub struct ServerArgs {
     /// lower it).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "N")]
     max_connections: u64,
+    /// Accept N connections, then exit once they have ended, as after SIGINT (so that
+    /// `netcopy trace -- netcopy server ...` ends by itself).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    exit_after: Option<u64>,
     /// Print exactly two JSON lines on stdout: `listening` at start, `totals` at the end.
     #[arg(long)]
     json: bool,
@@ -58,6 +63,10 @@ pub struct ServerArgs {
     /// SO_SNDTIMEO of accepted sockets (testing partial writes).
     #[arg(long, hide = true, value_parser = duration_arg)]
     send_timeout: Option<Duration>,
+    /// Hold an ETH_P_ALL packet socket open on DEV while serving, as a running tcpdump
+    /// would (testing: the kernel then copies zero-copy sends for the tap).
+    #[arg(long, hide = true, value_name = "DEV")]
+    packet_tap: Option<String>,
 }
 
 impl ServerArgs {
@@ -65,6 +74,7 @@ impl ServerArgs {
         let mut config = ServerConfig::new(self.mode, &self.listen);
         config.max_size = self.max_size;
         config.max_connections = self.max_connections as usize;
+        config.exit_after = self.exit_after;
         config.zero_copy = ZeroCopyConfig {
             max_in_flight: self.zc_max_in_flight,
             max_pool_bytes: self.zc_pool_bytes,
@@ -75,12 +85,17 @@ impl ServerArgs {
     }
 }
 
-/// Runs `netcopy server` until SIGINT/SIGTERM; exit 0 after printing the totals.
+/// Runs `netcopy server` until SIGINT/SIGTERM (or its `--exit-after` connections have
+/// ended); exit 0 after printing the totals.
 pub fn run(args: &ServerArgs) -> Result<ExitCode> {
     // Started as /proc/self/exe, a server would be named `exe` in ps and pgrep: name it.
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"netcopy-server".as_ptr(), 0, 0, 0) };
     let stop = stop_flag_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
+    let _tap = match &args.packet_tap {
+        Some(dev) => Some(open_packet_tap(dev)?),
+        None => None,
+    };
     let server = Server::bind(args.config())?;
     let addr = server.local_addr();
     if args.json {
@@ -107,9 +122,41 @@ pub fn run(args: &ServerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An ETH_P_ALL packet socket on the device named `dev`, open until dropped.
+fn open_packet_tap(dev: &str) -> Result<PacketTap> {
+    let name = std::ffi::CString::new(dev)
+        .with_context(|| format!("--packet-tap {dev:?}: a device name has no NUL byte"))?;
+    // SAFETY: reads a NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!(
+            "--packet-tap {dev}: no such network device: {}",
+            io::Error::last_os_error()
+        );
+    }
+    PacketTap::open(ifindex)
+        .with_context(|| format!("--packet-tap {dev}: opening an ETH_P_ALL packet socket"))
+}
+
 fn print_line(line: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
         .context("writing to standard output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_tap_on_a_missing_device_is_a_clear_error() {
+        let err = open_packet_tap("nosuchdev0").unwrap_err().to_string();
+        assert!(
+            err.contains("--packet-tap nosuchdev0: no such network device"),
+            "{err}"
+        );
+        let err = open_packet_tap("a\0b").unwrap_err().to_string();
+        assert!(err.contains("no NUL byte"), "{err}");
+    }
 }

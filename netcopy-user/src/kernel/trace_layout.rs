@@ -87,8 +87,10 @@ impl TraceLayout {
                 missing.push((layout, format!("{e:#}")));
             }
         }
-        if let Err(e) = check_uring_records(tracefs) {
-            missing.push((Layout::TraceIoUringFields, format!("{e:#}")));
+        for (layout, records) in URING_RECORDS {
+            if let Err(e) = check_uring_records(tracefs, records) {
+                missing.push((*layout, format!("{e:#}")));
+            }
         }
         match btf {
             Some(btf) => {
@@ -157,33 +159,51 @@ fn socket_fd_offsets(btf: &KernelBtf, o: &mut TraceOffsets) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the io_uring records keep each field the programs read where they read it.
-fn check_uring_records(tracefs: &Path) -> Result<()> {
-    for (name, fields) in [
-        (
-            "io_uring_submit_req",
-            &[
-                ("ctx", 8, TP_URING_CTX_OFFSET),
-                ("req", 8, TP_URING_REQ_OFFSET),
-                ("user_data", 8, TP_URING_USER_DATA_OFFSET),
-                ("opcode", 1, TP_URING_SUBMIT_OPCODE_OFFSET),
-            ][..],
-        ),
-        (
-            "io_uring_complete",
-            &[
-                ("ctx", 8, TP_URING_CTX_OFFSET),
-                ("req", 8, TP_URING_REQ_OFFSET),
-                ("user_data", 8, TP_URING_USER_DATA_OFFSET),
-                ("res", 4, TP_URING_COMPLETE_RES_OFFSET),
-                ("cflags", 4, TP_URING_COMPLETE_CFLAGS_OFFSET),
-            ][..],
-        ),
-        (
-            "io_uring_create",
-            &[("ctx", 8, TP_URING_CREATE_CTX_OFFSET)][..],
-        ),
-    ] {
+/// One io_uring record's name and the fields the programs read in it: (name, size,
+/// offset).
+type UringRecord = (&'static str, &'static [(&'static str, u32, u32)]);
+
+/// The fields of both submit records: the same at the same offsets (6.1's
+/// `io_uring_submit_sqe` differs only after them, in `force_nonblock`).
+const URING_SUBMIT_FIELDS: &[(&str, u32, u32)] = &[
+    ("ctx", 8, TP_URING_CTX_OFFSET),
+    ("req", 8, TP_URING_REQ_OFFSET),
+    ("user_data", 8, TP_URING_USER_DATA_OFFSET),
+    ("opcode", 1, TP_URING_SUBMIT_OPCODE_OFFSET),
+];
+
+/// The io_uring records of each layout fact: the completion and creation records every
+/// strategy reads, and each name the submit record has had.
+const URING_RECORDS: &[(Layout, &[UringRecord])] = &[
+    (
+        Layout::TraceIoUringFields,
+        &[
+            (
+                "io_uring_complete",
+                &[
+                    ("ctx", 8, TP_URING_CTX_OFFSET),
+                    ("req", 8, TP_URING_REQ_OFFSET),
+                    ("user_data", 8, TP_URING_USER_DATA_OFFSET),
+                    ("res", 4, TP_URING_COMPLETE_RES_OFFSET),
+                    ("cflags", 4, TP_URING_COMPLETE_CFLAGS_OFFSET),
+                ],
+            ),
+            ("io_uring_create", &[("ctx", 8, TP_URING_CREATE_CTX_OFFSET)]),
+        ],
+    ),
+    (
+        Layout::TraceIoUringSubmitReq,
+        &[("io_uring_submit_req", URING_SUBMIT_FIELDS)],
+    ),
+    (
+        Layout::TraceIoUringSubmitSqe,
+        &[("io_uring_submit_sqe", URING_SUBMIT_FIELDS)],
+    ),
+];
+
+/// Checks that the io_uring `records` keep each field the programs read where they read it.
+fn check_uring_records(tracefs: &Path, records: &[UringRecord]) -> Result<()> {
+    for &(name, fields) in records {
         let format = TracepointFormat::read(tracefs, "io_uring", name)?;
         for &(field, size, at) in fields {
             let found = format.offset(field, size)?;
@@ -319,10 +339,93 @@ mod tests {
         let dir = fake_tracefs("ok", 16);
         let layout = TraceLayout::discover(&dir, None);
         let _ = std::fs::remove_dir_all(&dir);
-        // Without BTF only the socket-fd check is missing.
-        assert_eq!(layout.missing.len(), 1, "{:?}", layout.missing);
-        assert_eq!(layout.missing[0].0, Layout::TraceSocketFd);
+        // Without BTF the socket-fd check is missing, and a 6.18-shaped tracefs has the
+        // submit record under its new name only.
+        let missing: Vec<Layout> = layout.missing.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            missing,
+            [Layout::TraceIoUringSubmitSqe, Layout::TraceSocketFd],
+            "{:?}",
+            layout.missing
+        );
+        assert!(
+            layout.missing[0]
+                .1
+                .contains("io_uring/io_uring_submit_sqe not found"),
+            "{}",
+            layout.missing[0].1
+        );
         assert_eq!(layout.offsets.mmsghdr_size, 64);
+    }
+
+    /// `io_uring_submit_sqe` as Linux 6.1 lays it out (its format file, field by field).
+    const SUBMIT_SQE_6_1: &[(&str, &str, u32, u32)] = &[
+        ("unsigned short", "common_type", 0, 2),
+        ("unsigned char", "common_flags", 2, 1),
+        ("unsigned char", "common_preempt_count", 3, 1),
+        ("int", "common_pid", 4, 4),
+        ("void *", "ctx", 8, 8),
+        ("void *", "req", 16, 8),
+        ("unsigned long long", "user_data", 24, 8),
+        ("u8", "opcode", 32, 1),
+        ("u32", "flags", 36, 4),
+        ("bool", "force_nonblock", 40, 1),
+        ("bool", "sq_thread", 41, 1),
+        ("__data_loc char[]", "op_str", 44, 4),
+    ];
+
+    /// A tracefs as Linux 6.1 has it: `io_uring_submit_sqe`, no `io_uring_submit_req`.
+    fn tracefs_of_6_1(tag: &str, submit_sqe: &[(&str, &str, u32, u32)]) -> std::path::PathBuf {
+        let dir = fake_tracefs(tag, 16);
+        std::fs::remove_dir_all(dir.join("events/io_uring/io_uring_submit_req")).unwrap();
+        write_uring_format(&dir, "io_uring_submit_sqe", submit_sqe);
+        dir
+    }
+
+    #[test]
+    fn linux_6_1_submit_records_are_read_under_their_old_name() {
+        let dir = tracefs_of_6_1("sqe", SUBMIT_SQE_6_1);
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let missing: Vec<Layout> = layout.missing.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            missing,
+            [Layout::TraceIoUringSubmitReq, Layout::TraceSocketFd],
+            "{:?}",
+            layout.missing
+        );
+        assert!(
+            layout.missing[0]
+                .1
+                .contains("io_uring/io_uring_submit_req not found"),
+            "{}",
+            layout.missing[0].1
+        );
+    }
+
+    #[test]
+    fn a_6_1_submit_record_laid_out_otherwise_disables_only_its_strategy() {
+        let mut moved = SUBMIT_SQE_6_1.to_vec();
+        moved[7] = ("u8", "opcode", 33, 1);
+        let dir = tracefs_of_6_1("sqe-moved", &moved);
+        let layout = TraceLayout::discover(&dir, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let sqe = layout
+            .missing
+            .iter()
+            .find(|(l, _)| *l == Layout::TraceIoUringSubmitSqe)
+            .expect("the io_uring_submit_sqe strategy disabled");
+        assert!(
+            sqe.1
+                .contains("io_uring_submit_sqe keeps `opcode` at offset 33")
+                && sqe.1.contains("at 32"),
+            "{}",
+            sqe.1
+        );
+        assert!(!layout
+            .missing
+            .iter()
+            .any(|(l, _)| *l == Layout::TraceIoUringFields));
     }
 
     #[test]

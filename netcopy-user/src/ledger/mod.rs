@@ -268,6 +268,14 @@ pub fn build_from_sides(
         );
     }
     let (mut verdict, mut findings) = judge(mode, &sites, sender);
+    // Where the probe saw the mapping, the kernel's two accounts of it must agree; when
+    // they do not, that is the first thing to say (it explains the expectation missed).
+    if let Some(disagreement) = receive::disagreement(&sites[CopySite::RecvMapped.name()], receiver)
+    {
+        findings.retain(|f| !f.starts_with("MISMATCH recv_mapped: expected"));
+        findings.insert(0, format!("MISMATCH {disagreement}"));
+        verdict = Verdict::Mismatch;
+    }
     let (receive_degraded, receive_findings) = receive::findings(mode, &workload, receiver);
     if receive_degraded && verdict == Verdict::Match {
         verdict = Verdict::Degraded;
@@ -487,10 +495,21 @@ fn observe(
         }
         CopySite::KernelRecvCopy => from_probe(sides, CopySite::KernelRecvCopy)
             .unwrap_or_else(|| unavailable("no receive-copy probe on this kernel")),
-        CopySite::RecvMapped => {
-            let (bytes, calls, source, how) = receive::observed_mapped(receiver);
-            (Some(bytes), Some(calls), source, how, hosts)
-        }
+        // Observed at tcp_zerocopy_receive where fexit or kprobes work, else what the
+        // kernel reported to the receiver.
+        CopySite::RecvMapped => match from_probe(sides, CopySite::RecvMapped) {
+            Some((bytes, calls, source, how, hosts)) => (
+                bytes,
+                calls,
+                source,
+                receive::probed_how(&how, receiver),
+                hosts,
+            ),
+            None => {
+                let (bytes, calls, source, how) = receive::observed_mapped(receiver);
+                (Some(bytes), Some(calls), source, how, hosts)
+            }
+        },
     }
 }
 
@@ -627,6 +646,10 @@ mod tests {
                             }],
                             (KernelEvent::DeferredCopy, _) => &[SiteSource {
                                 site: CopySite::DeferredCopy,
+                                source: Source::Observed,
+                            }],
+                            (KernelEvent::RecvMapped, _) => &[SiteSource {
+                                site: CopySite::RecvMapped,
                                 source: Source::Observed,
                             }],
                             _ => &[],
@@ -895,6 +918,108 @@ mod tests {
         assert_eq!(ledger.verdict, Verdict::Degraded, "{:?}", ledger.findings);
         assert!(ledger.findings[0].contains("did NOT avoid the copy"));
         assert_eq!(stream, 41126);
+    }
+
+    #[test]
+    fn observed_mapping_must_equal_what_the_receiver_was_told_to_the_byte() {
+        use crate::workload::client::{ReceiveMechanism, ZeroCopyReceiveFigures};
+        let stream = 10 * (4095 + 16) + 16;
+        let receiver = ReceiverStats {
+            mechanism: ReceiveMechanism::ZeroCopy,
+            zerocopy: Some(ZeroCopyReceiveFigures {
+                mapped_bytes: 36864,
+                copybuf_bytes: 4262,
+                getsockopt_calls: 4,
+                ..Default::default()
+            }),
+        };
+        let guest_plan = plan_with(&[
+            (KernelEvent::SendPath, Source::Inferred),
+            (KernelEvent::RecvCopy, Source::Observed),
+            (KernelEvent::RecvMapped, Source::Observed),
+        ]);
+        let run = |plan: &AttachPlan, probe_mapped: u64, receiver: &ReceiverStats| {
+            let mut kernel = counts(&[
+                (SERVER_SLOT, CopySite::KernelSendCopy, stream),
+                (CLIENT_SLOT, CopySite::KernelSendCopy, 24),
+                (CLIENT_SLOT, CopySite::KernelRecvCopy, 4262),
+                (SERVER_SLOT, CopySite::KernelRecvCopy, 24),
+            ]);
+            kernel.add(CLIENT_SLOT, CopySite::RecvMapped, 4, probe_mapped);
+            build(
+                Mode::OneCopy,
+                W,
+                &kernel,
+                plan,
+                &SenderStats::default(),
+                receiver,
+            )
+        };
+        // The probe saw what getsockopt reported: observed, and a match.
+        let ledger = run(&guest_plan, 36864, &receiver);
+        assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
+        let mapped = &ledger.sites["recv_mapped"];
+        assert_eq!(mapped.source, FigureSource::Observed);
+        assert_eq!(
+            (mapped.observed_bytes, mapped.calls),
+            (Some(36864), Some(4))
+        );
+        assert!(
+            mapped
+                .how
+                .starts_with("test probe; the receiver's getsockopt results: 36864"),
+            "{}",
+            mapped.how
+        );
+        // One byte more seen by the probe than the receiver was told: the disagreement
+        // itself is the first finding.
+        let ledger = run(&guest_plan, 36865, &receiver);
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        assert!(
+            ledger.findings[0].starts_with(
+                "MISMATCH recv_mapped: the probe saw 36865 bytes mapped, \
+                 getsockopt(TCP_ZEROCOPY_RECEIVE) told the receiver 36864"
+            ),
+            "{:?}",
+            ledger.findings
+        );
+        // A receiver that read with recv() mapped nothing: a probe that saw a mapping
+        // contradicts it.
+        let copying = ReceiverStats::default();
+        let mut kernel = copying_kernel(stream);
+        kernel.add(CLIENT_SLOT, CopySite::RecvMapped, 1, 4096);
+        let ledger = build(
+            Mode::OneCopy,
+            W,
+            &kernel,
+            &guest_plan,
+            &SenderStats::default(),
+            &copying,
+        );
+        assert_eq!(ledger.verdict, Verdict::Mismatch);
+        assert!(
+            ledger
+                .findings
+                .iter()
+                .any(|f| f.contains("the probe saw 4096 bytes mapped")
+                    && f.contains("told the receiver 0")),
+            "{:?}",
+            ledger.findings
+        );
+        // No probe for the site on this kernel (the 6.18 host): the receiver's report is
+        // the figure, and it says so; whatever the counter holds is not read.
+        let ledger = run(&host_plan(), 1, &receiver);
+        assert_eq!(ledger.verdict, Verdict::Match, "{:?}", ledger.findings);
+        let mapped = &ledger.sites["recv_mapped"];
+        assert_eq!(mapped.source, FigureSource::Reported);
+        assert_eq!(mapped.observed_bytes, Some(36864));
+        assert!(
+            mapped
+                .how
+                .contains("no fexit or kprobe on tcp_zerocopy_receive"),
+            "{}",
+            mapped.how
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FigureSource, Workload};
+use super::{FigureSource, SiteFigure, Workload};
 use crate::{
     kernel::plan::reported_site,
     workload::client::{ClientReport, ReceiveMechanism, ZeroCopyReceiveFigures},
@@ -87,6 +87,36 @@ pub(super) fn observed_mapped(receiver: &ReceiverStats) -> (u64, u64, FigureSour
             "the receiver read with recv() (--recv copy): nothing mapped".to_string(),
         ),
     }
+}
+
+/// How the probe's `recv_mapped` figure was obtained (`probe`, the strategy), with what
+/// the receiver was told beside it.
+pub(super) fn probed_how(probe: &str, receiver: &ReceiverStats) -> String {
+    match receiver.zerocopy {
+        Some(z) => format!(
+            "{probe}; the receiver's getsockopt results: {} bytes mapped in {} calls",
+            z.mapped_bytes, z.getsockopt_calls
+        ),
+        None => format!("{probe}; the receiver read with recv() (--recv copy)"),
+    }
+}
+
+/// Where the probe observed `recv_mapped` (`figure`), the bytes it saw mapped must be
+/// exactly those getsockopt told the receiver it mapped (none, for `--recv copy`): what
+/// differs, None when they agree or when the figure is the receiver's own report.
+pub(super) fn disagreement(figure: &SiteFigure, receiver: &ReceiverStats) -> Option<String> {
+    if figure.source != FigureSource::Observed {
+        return None;
+    }
+    let observed = figure.observed_bytes?;
+    let reported = receiver.zerocopy.map_or(0, |z| z.mapped_bytes);
+    (observed != reported).then(|| {
+        format!(
+            "recv_mapped: the probe saw {observed} bytes mapped, getsockopt(TCP_ZEROCOPY_RECEIVE) \
+             told the receiver {reported} ({})",
+            figure.how
+        )
+    })
 }
 
 /// The receive mechanism's findings, and whether zero-copy receive avoided no copy at all

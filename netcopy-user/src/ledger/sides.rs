@@ -72,7 +72,8 @@ fn events_of(site: CopySite) -> &'static [KernelEvent] {
             &[KernelEvent::Completion]
         }
         CopySite::KernelRecvCopy => &[KernelEvent::RecvCopy],
-        CopySite::UserCopy | CopySite::RecvMapped => &[],
+        CopySite::RecvMapped => &[KernelEvent::RecvMapped],
+        CopySite::UserCopy => &[],
     }
 }
 

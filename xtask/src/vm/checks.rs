@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 
 use super::{
-    commands::{TRACED_MESSAGES, TRACED_SIZE},
+    commands::{TRACED_MESSAGES, TRACED_SIZE, URING_TRACE_OUT},
+    runner::CommandOutcome,
     GuestCommand, GuestOutcome,
 };
 
@@ -113,25 +114,178 @@ pub(super) fn check_default_outcome(outcome: &GuestOutcome) -> Result<()> {
         print_caller_chains("vm-test:  ", mode);
         check_chains_cover_the_deferred_copies(mode)?;
     }
-    let traced = outcome
-        .commands
-        .iter()
-        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if a.first().is_some_and(|s| s == "trace")))
-        .context("the traced verify did not run in the guest")?;
-    if !traced.success() {
-        bail!(
-            "`{}` failed in the guest (exit {}): {}",
-            traced.command,
-            traced.exit_code,
-            traced.stderr.lines().next().unwrap_or("")
-        );
-    }
+    let traced = find_netcopy(outcome, "the traced verify", |a| {
+        a[0] == "trace" && !a.iter().any(|s| s == URING_TRACE_OUT)
+    })?;
     check_traced_verify(&traced.stdout)?;
     println!(
         "vm-test: trace: {TRACED_MESSAGES} sendmsg calls of the traced server recorded \
          exactly, nothing lost"
     );
+    // Once with the best strategy (fexit), once with fentry avoided (the kprobes).
+    for (avoid, kind) in [(false, StrategyKind::Fentry), (true, StrategyKind::Kprobe)] {
+        let receive = find_netcopy(outcome, "the zero-copy receive verify", |a| {
+            a[0] == "verify"
+                && a.iter().any(|s| s == "--recv")
+                && a.iter().any(|s| s == "--avoid") == avoid
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&receive.stdout)
+            .context("`netcopy verify --recv zerocopy --json` printed no JSON in the guest")?;
+        check_recv_mapped_strategy(&json["plan"], kind)?;
+        let ledgers = json["modes"].as_array().filter(|m| !m.is_empty());
+        for ledger in ledgers.context("the zero-copy receive verify reported no mode")? {
+            println!("vm-test: {}", check_recv_mapped_observed(ledger)?);
+        }
+    }
+    let uring = find_netcopy(outcome, "the traced io_uring verify", |a| {
+        a[0] == "trace" && a.iter().any(|s| s == URING_TRACE_OUT)
+    })?;
+    for line in check_traced_io_uring(&uring.stdout)? {
+        println!("vm-test: trace: {line}");
+    }
     Ok(())
+}
+
+/// The netcopy command of `outcome` whose arguments `wanted` picks (`what` names it), and
+/// that it succeeded.
+fn find_netcopy<'a>(
+    outcome: &'a GuestOutcome,
+    what: &str,
+    wanted: impl Fn(&[String]) -> bool,
+) -> Result<&'a CommandOutcome> {
+    let run = outcome
+        .commands
+        .iter()
+        .find(|c| matches!(&c.command, GuestCommand::Netcopy(a) if !a.is_empty() && wanted(a)))
+        .with_context(|| format!("{what} did not run in the guest"))?;
+    if !run.success() {
+        bail!(
+            "`{}` failed in the guest (exit {}): {}",
+            run.command,
+            run.exit_code,
+            run.stderr.lines().next().unwrap_or("")
+        );
+    }
+    Ok(run)
+}
+
+/// The plan chose a strategy of `kind` for the recv-mapped event.
+fn check_recv_mapped_strategy(plan: &serde_json::Value, kind: StrategyKind) -> Result<()> {
+    let event = plan["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["event"] == "recv-mapped")
+        .context("the plan has no recv-mapped event")?;
+    let chosen = serde_json::from_value::<StrategyKind>(event["chosen"]["kind"].clone()).ok();
+    if chosen != Some(kind) {
+        bail!("the guest chose {chosen:?} for recv-mapped, not {kind:?}: {event}");
+    }
+    Ok(())
+}
+
+/// Where fexit or kprobes work, `recv_mapped` is observed at `tcp_zerocopy_receive`: the
+/// bytes it saw mapped must be some, exactly what getsockopt told the receiver, and what
+/// the ledger expected; the verdict no mismatch. Returns the line that says so.
+pub fn check_recv_mapped_observed(ledger: &serde_json::Value) -> Result<String> {
+    let mode = ledger["mode"].as_str().unwrap_or("?");
+    let site = &ledger["sites"]["recv_mapped"];
+    let reported = &ledger["receiver"]["zerocopy"]["mapped_bytes"];
+    let observed = site["observed_bytes"].as_u64();
+    if site["source"] != "observed"
+        || observed.is_none_or(|o| o == 0)
+        || site["observed_bytes"] != *reported
+        || site["observed_bytes"] != site["expected_bytes"]
+        || ledger["verdict"] == "mismatch"
+    {
+        bail!(
+            "{mode} --recv zerocopy in the guest: recv_mapped must be observed (fexit or \
+             kprobe on tcp_zerocopy_receive), some bytes, exactly the {reported} bytes the \
+             receiver was told and the ledger's expectation, without a mismatch; verify said: \
+             {}",
+            serde_json::to_string_pretty(ledger).unwrap_or_default()
+        );
+    }
+    Ok(format!(
+        "zero-copy receive behind {mode}: recv_mapped observed {} bytes ({}), the receiver \
+         was told {reported}; verdict {}",
+        site["observed_bytes"],
+        site["how"].as_str().unwrap_or("?"),
+        ledger["verdict"].as_str().unwrap_or("?")
+    ))
+}
+
+/// The traced io_uring verify recorded every request of each io_uring mode through the
+/// submit tracepoint (6.1: `io_uring_submit_sqe`) and its completion, lost nothing, and
+/// heard a notification for every zero-copy send. Every submit beyond the messages is the
+/// zero-copy mode's 1-byte support check, so each row's bytes are exact. Returns a line
+/// per row.
+fn check_traced_io_uring(stdout: &str) -> Result<Vec<String>> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("the traced io_uring verify printed no JSON summary in the guest")?;
+    let summary: serde_json::Value =
+        serde_json::from_str(line).context("the io_uring trace summary is not JSON")?;
+    if summary["lost_events"] != 0 {
+        bail!("the guest's io_uring trace lost events: {summary}");
+    }
+    let rows: Vec<&serde_json::Value> = summary["io_uring"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut lines = Vec::new();
+    for opcode in ["SENDMSG", "SENDMSG_ZC"] {
+        let row = rows
+            .iter()
+            .find(|r| r["opcode_name"] == opcode)
+            .with_context(|| {
+                format!("the guest's io_uring trace has no {opcode} row: {summary}")
+            })?;
+        let submitted = row["submitted"].as_u64().unwrap_or(0);
+        let extra = submitted.saturating_sub(TRACED_MESSAGES);
+        let bytes = TRACED_MESSAGES * (TRACED_SIZE + 16) + extra;
+        let notifications = if opcode == "SENDMSG_ZC" { submitted } else { 0 };
+        if submitted < TRACED_MESSAGES
+            || row["completed"] != submitted
+            || row["errors"] != 0
+            || row["bytes"] != bytes
+            || row["zerocopy_notifications"] != notifications
+        {
+            bail!(
+                "the guest's io_uring trace recorded {opcode} {row}; expected at least \
+                 {TRACED_MESSAGES} submits, each completed without error, {bytes} bytes and \
+                 a notification per zero-copy submit"
+            );
+        }
+        lines.push(format!(
+            "io_uring {opcode}: {submitted} submits and completions, {bytes} bytes, \
+             {notifications} notifications recorded, nothing lost"
+        ));
+    }
+    let z = &summary["io_uring_zerocopy"];
+    let sends = rows
+        .iter()
+        .find(|r| r["opcode_name"] == "SENDMSG_ZC")
+        .map(|r| r["submitted"].clone());
+    let settled = z["completed_copied"].as_u64().unwrap_or(0)
+        + z["completed_not_copied"].as_u64().unwrap_or(0);
+    if sends.as_ref() != Some(&z["sends"])
+        || Some(settled) != z["sends"].as_u64()
+        || z["never_completed_in_trace"] != 0
+    {
+        bail!(
+            "the guest's io_uring trace must settle every zero-copy send with its \
+             notification: {z}"
+        );
+    }
+    lines.push(format!(
+        "io_uring zero-copy: {} sends, {} notified copied, {} not copied",
+        z["sends"], z["completed_copied"], z["completed_not_copied"]
+    ));
+    Ok(lines)
 }
 
 /// ` (causes: local_delivery (observed))` for a ledger of `netcopy verify --json` with
@@ -382,5 +536,86 @@ mod plan_check_tests {
             {"event": "send-path", "chosen": {"label": fentry_label}}
         ]});
         assert!(check_plan_uses_kprobe_or_fentry(&no_kind).is_err());
+    }
+}
+
+#[cfg(test)]
+mod receive_and_uring_tests {
+    use super::*;
+
+    fn ledger(source: &str, observed: u64, reported: u64, verdict: &str) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "zero-copy",
+            "verdict": verdict,
+            "receiver": {"mechanism": "zerocopy", "zerocopy": {"mapped_bytes": reported}},
+            "sites": {"recv_mapped": {
+                "source": source, "observed_bytes": observed, "expected_bytes": reported,
+                "how": "fexit tcp_zerocopy_receive"
+            }}
+        })
+    }
+
+    #[test]
+    fn recv_mapped_strategy_must_be_of_the_kind_asked_for() {
+        let plan = |kind: &str| {
+            serde_json::json!({"events": [
+                {"event": "recv-mapped", "chosen": {"label": "x", "kind": kind}}
+            ]})
+        };
+        assert!(check_recv_mapped_strategy(&plan("kprobe"), StrategyKind::Kprobe).is_ok());
+        assert!(check_recv_mapped_strategy(&plan("fentry"), StrategyKind::Kprobe).is_err());
+        let none = serde_json::json!({"events": [{"event": "recv-mapped", "chosen": null}]});
+        assert!(check_recv_mapped_strategy(&none, StrategyKind::Fentry).is_err());
+    }
+
+    #[test]
+    fn recv_mapped_must_be_observed_and_equal_to_the_report() {
+        let ok = check_recv_mapped_observed(&ledger("observed", 4096, 4096, "degraded")).unwrap();
+        assert!(ok.contains("observed 4096 bytes"), "{ok}");
+        assert!(check_recv_mapped_observed(&ledger("reported", 4096, 4096, "match")).is_err());
+        assert!(check_recv_mapped_observed(&ledger("observed", 4097, 4096, "match")).is_err());
+        assert!(check_recv_mapped_observed(&ledger("observed", 0, 0, "match")).is_err());
+        assert!(check_recv_mapped_observed(&ledger("observed", 4096, 4096, "mismatch")).is_err());
+    }
+
+    fn summary(zc_submitted: u64, zc_bytes: u64, notified: u64, lost: u64) -> String {
+        let plain = TRACED_MESSAGES * (TRACED_SIZE + 16);
+        format!(
+            "io-uring -- MATCH\n{}\n",
+            serde_json::json!({
+                "lost_events": lost,
+                "io_uring": [
+                    {"opcode_name": "SENDMSG", "submitted": TRACED_MESSAGES,
+                     "completed": TRACED_MESSAGES, "errors": 0, "bytes": plain,
+                     "zerocopy_notifications": 0},
+                    {"opcode_name": "SENDMSG_ZC", "submitted": zc_submitted,
+                     "completed": zc_submitted, "errors": 0, "bytes": zc_bytes,
+                     "zerocopy_notifications": notified},
+                ],
+                "io_uring_zerocopy": {"sends": zc_submitted, "completed_copied": notified,
+                                      "completed_not_copied": 0, "never_completed_in_trace": 0}
+            })
+        )
+    }
+
+    #[test]
+    fn io_uring_trace_must_record_every_request_and_notification_exactly() {
+        // The messages and the zero-copy mode's 1-byte support check.
+        let sends = TRACED_MESSAGES + 1;
+        let bytes = TRACED_MESSAGES * (TRACED_SIZE + 16) + 1;
+        let lines = check_traced_io_uring(&summary(sends, bytes, sends, 0)).unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[1].contains(&format!("{sends} submits")), "{lines:?}");
+        assert!(check_traced_io_uring(&summary(sends, bytes + 1, sends, 0)).is_err());
+        assert!(check_traced_io_uring(&summary(sends, bytes, sends - 1, 0)).is_err());
+        assert!(check_traced_io_uring(&summary(sends, bytes, sends, 2)).is_err());
+        assert!(
+            check_traced_io_uring("netcopy: error: io_uring tracing is not possible\n").is_err()
+        );
+        let no_rows = format!(
+            "{}\n",
+            serde_json::json!({"lost_events": 0, "io_uring": []})
+        );
+        assert!(check_traced_io_uring(&no_rows).is_err());
     }
 }

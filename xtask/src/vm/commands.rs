@@ -59,6 +59,73 @@ fn traced_mode(netcopy: &Path) -> Result<String> {
     )
 }
 
+/// The MSG_ZEROCOPY mode: the sender behind which zero-copy receive maps pages on local
+/// delivery (the kernel copies its pages into fresh single pages), so that the probe on
+/// `tcp_zerocopy_receive` has mapped bytes to see.
+fn msg_zerocopy_mode(netcopy: &Path) -> Result<String> {
+    modes_where(netcopy, |m| {
+        m["zerocopy_attach"] == true && m["completions"] == "error_queue"
+    })?
+    .into_iter()
+    .next()
+    .context("the mode table has no MSG_ZEROCOPY mode (zero-copy attach, error-queue completions)")
+}
+
+/// The io_uring modes: those the table describes as sending with an `IORING_OP_`, one of
+/// them with completions from the ring (the zero-copy one, whose notifications the trace
+/// check counts).
+fn io_uring_modes(netcopy: &Path) -> Result<Vec<String>> {
+    let modes = modes_where(netcopy, |m| {
+        m["how"].as_str().is_some_and(|h| h.contains("IORING_OP_"))
+    })?;
+    let ring = modes_where(netcopy, |m| m["completions"] == "ring")?;
+    if !ring.iter().any(|m| modes.contains(m)) {
+        bail!(
+            "the mode table has no io_uring mode with completions from the ring, which the \
+             io_uring trace checks"
+        );
+    }
+    Ok(modes)
+}
+
+/// `netcopy verify --recv zerocopy` of `mode` over the guest's loopback: with fexit on
+/// `tcp_zerocopy_receive` (or, with `avoid` = fentry, its kprobes) the bytes mapped are
+/// observed, and must be what the receiver was told.
+fn zerocopy_receive_verify(mode: &str, avoid: Option<&str>) -> GuestCommand {
+    let mut args = vec![
+        "verify", "--mode", mode, "--recv", "zerocopy", "--size", "64K", "--json",
+    ];
+    if let Some(kind) = avoid {
+        args.extend(["--avoid", kind]);
+    }
+    GuestCommand::netcopy(args)
+}
+
+/// Where the io_uring trace writes its records in the guest.
+pub(super) const URING_TRACE_OUT: &str = "/tmp/netcopy-trace-uring";
+
+/// `netcopy trace` of a `netcopy verify` of the io_uring modes: 6.1 names the submit
+/// tracepoint `io_uring_submit_sqe`, and the trace must record through it.
+fn traced_io_uring_verify(modes: &[String]) -> GuestCommand {
+    let mut args: Vec<String> = vec![
+        "trace".into(),
+        "--json".into(),
+        "--out".into(),
+        URING_TRACE_OUT.into(),
+        "--".into(),
+        guest::GUEST_NETCOPY.into(),
+        "verify".into(),
+        "--size".into(),
+        TRACED_SIZE.to_string(),
+        "--messages".into(),
+        TRACED_MESSAGES.to_string(),
+    ];
+    for mode in modes {
+        args.extend(["--mode".to_string(), mode.clone()]);
+    }
+    GuestCommand::Netcopy(args)
+}
+
 /// The commands `vm-test` runs for these arguments.
 pub(super) fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<GuestCommand>> {
     let mut commands: Vec<GuestCommand> = if args.run.is_empty() {
@@ -70,10 +137,14 @@ pub(super) fn planned_commands(args: &VmTestArgs, netcopy: &Path) -> Result<Vec<
                 );
             }
         }
+        let (msg_zerocopy, io_uring) = (msg_zerocopy_mode(netcopy)?, io_uring_modes(netcopy)?);
         vec![
             GuestCommand::netcopy(["probes", "--json"]),
             GuestCommand::netcopy(["verify", "--json"]),
             traced_verify(&traced_mode(netcopy)?),
+            zerocopy_receive_verify(&msg_zerocopy, None),
+            zerocopy_receive_verify(&msg_zerocopy, Some("fentry")),
+            traced_io_uring_verify(&io_uring),
         ]
     } else {
         args.run

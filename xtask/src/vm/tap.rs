@@ -10,8 +10,11 @@
 //! "MSG_ZEROCOPY here"): `match`, no completion flagged copied; with a packet socket on
 //! the guest's NIC (`--packet-tap`), `degraded`, with the packet socket as the cause, and
 //! that cause *observed* (the 6.1 guest has fentry and kprobes, so the copy-caller probe
-//! sees `skb_copy_ubufs` called from the tap's path). The namespace, and the tap in it,
-//! are removed whatever happens; nothing is made in the host's own namespace.
+//! sees `skb_copy_ubufs` called from the tap's path). Then the guest traces a
+//! MSG_ZEROCOPY server that this host pulls from, plain and with a packet socket, and
+//! the trace's own outputs must say what the kernel did (`tap_trace`). The namespace,
+//! and the tap in it, are removed whatever happens; nothing is made in the host's own
+//! namespace.
 
 use std::{
     fs,
@@ -23,7 +26,12 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{guest::GUEST_NETCOPY, run_in_guest, GuestCommand, GuestOutcome, VmOptions};
+use super::{
+    guest::GUEST_NETCOPY,
+    run_in_guest,
+    tap_trace::{self, Figures, Pass},
+    GuestCommand, GuestOutcome, VmOptions,
+};
 
 /// Host B's and the guest's addresses: IPv4 link-local, on the tap inside our namespace.
 const HOST_ADDR: &str = "169.254.202.1";
@@ -176,6 +184,7 @@ fn remote_verify(
 /// host twice (without and with a packet tap on the guest's NIC), and checks the verdicts.
 pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
     let modes = zero_copy_modes(netcopy)?;
+    let traced_mode = tap_trace::error_queue_mode(netcopy)?;
     let ns = StageNetns::create()?;
     let token = random_token()?;
     let dir = base.work_dir.join("tap");
@@ -209,6 +218,13 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
             "2".into(),
         ]),
     ];
+    // Then, the agent gone, a traced zero-copy server per pass (see tap_trace).
+    let traced: Vec<(Pass, GuestCommand)> = Pass::ALL
+        .into_iter()
+        .map(|p| (p, tap_trace::guest_command(&traced_mode, GUEST_ADDR, p)))
+        .collect();
+    let mut commands = commands;
+    commands.extend(traced.iter().map(|(_, c)| c.clone()));
     let guest_netcopy = netcopy.to_path_buf();
     let guest = thread::spawn(move || run_in_guest(&guest_netcopy, &commands, &opts));
 
@@ -217,18 +233,89 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
         Ok(_) => remote_verify(&ns, netcopy, &token_path, &modes, true),
         Err(_) => Err(anyhow::anyhow!("not run: the first remote verify failed")),
     };
+    // The agent ends after its two sessions; the traced servers come next in the guest.
+    let pulls: Vec<Result<serde_json::Value>> = Pass::ALL
+        .into_iter()
+        .map(|p| match &tapped {
+            Ok(_) => tap_trace::pull(|| ns.command(netcopy), GUEST_ADDR, p),
+            Err(_) => Err(anyhow::anyhow!(
+                "not run: the remote verifies did not both run"
+            )),
+        })
+        .collect();
     let outcome = guest
         .join()
         .map_err(|_| anyhow::anyhow!("the guest thread panicked"))?;
     let _ = fs::remove_file(&token_path);
     drop(ns);
-    judge(&modes, plain, tapped, outcome)
+    let traced = TracedPasses {
+        commands: traced,
+        pulls,
+    };
+    judge(&modes, plain, tapped, traced, outcome)
+}
+
+/// The traced zero-copy passes: each pass's guest command and this host's client run.
+struct TracedPasses {
+    commands: Vec<(Pass, GuestCommand)>,
+    pulls: Vec<Result<serde_json::Value>>,
+}
+
+impl TracedPasses {
+    /// Prints each pass's figures, then checks them (after the verifies: a failed verify
+    /// is the first thing to know).
+    fn figures(&self, outcome: &GuestOutcome) -> Vec<(Pass, Result<Figures>)> {
+        let passes = self.commands.iter().zip(&self.pulls);
+        passes
+            .map(|((pass, command), pull)| {
+                let figures = traced_figures(command, pull, outcome);
+                match &figures {
+                    Ok(f) => println!(
+                        "vm-test: tap stage: traced zero-copy sender {}: {}",
+                        pass.label(),
+                        f.line()
+                    ),
+                    Err(e) => println!(
+                        "vm-test: tap stage: traced zero-copy sender {}: {e:#}",
+                        pass.label()
+                    ),
+                }
+                (*pass, figures)
+            })
+            .collect()
+    }
+}
+
+fn traced_figures(
+    command: &GuestCommand,
+    pull: &Result<serde_json::Value>,
+    outcome: &GuestOutcome,
+) -> Result<Figures> {
+    if let Err(e) = pull {
+        bail!("this host's client: {e:#}");
+    }
+    let run = outcome
+        .commands
+        .iter()
+        .find(|c| &c.command == command)
+        .context("the traced sender did not run in the guest")?;
+    if !run.success() {
+        bail!(
+            "`{}` exited {} in the guest: {}",
+            run.command,
+            run.exit_code,
+            run.stderr.trim()
+        );
+    }
+    let traced = tap_trace::parse_traced_sender(&run.stdout)?;
+    Ok(Figures::of(&traced))
 }
 
 fn judge(
     modes: &[String],
     plain: Result<RemoteVerify>,
     tapped: Result<RemoteVerify>,
+    traced: TracedPasses,
     outcome: Result<GuestOutcome>,
 ) -> Result<()> {
     // When the guest failed (e.g. its agent waited for a controller that gave up), what
@@ -255,6 +342,7 @@ fn judge(
             println!("---- stderr:\n{}", c.stderr.trim_end());
         }
     }
+    let figures = traced.figures(&outcome);
     let plain = plain.context("zero-copy from the guest over the tap")?;
     for mode in modes {
         check_uncopied(mode, plain.ledger(mode)?)?;
@@ -276,6 +364,11 @@ fn judge(
             "`{GUEST_NETCOPY} agent` exited {} in the guest",
             agent.exit_code
         );
+    }
+    for (pass, figures) in figures {
+        let figures =
+            figures.with_context(|| format!("the traced zero-copy sender {}", pass.label()))?;
+        tap_trace::judge(pass, &figures)?;
     }
     Ok(())
 }

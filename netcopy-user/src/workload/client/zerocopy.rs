@@ -56,6 +56,13 @@ pub(crate) struct TcpZeroCopyReceive {
     pub(crate) reserved: u32,
 }
 
+// The probe on `tcp_zerocopy_receive` reads `length` where this struct has it.
+const _: () = assert!(
+    std::mem::offset_of!(TcpZeroCopyReceive, length)
+        == netcopy_common::TCP_ZC_LENGTH_OFFSET as usize
+        && std::mem::size_of::<TcpZeroCopyReceive>() == 64
+);
+
 /// What the kernel handed over for one connection, by how.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZeroCopyReceiveFigures {

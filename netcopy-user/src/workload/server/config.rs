@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub max_size: u64,
     /// Most connections served at once; one more is answered with status busy and closed.
     pub max_connections: usize,
+    /// Accept this many connections, then stop accepting and return once they have
+    /// ended, as after a stop (`netcopy trace -- netcopy server` then ends by itself).
+    pub exit_after: Option<u64>,
     /// SO_SNDBUF for accepted sockets (tests use a small one to force partial sends).
     pub send_buffer: Option<usize>,
     /// SO_SNDTIMEO for accepted sockets: a blocking send then returns early with a partial
@@ -39,6 +42,7 @@ impl ServerConfig {
             listen: listen.to_string(),
             max_size: 64 << 20,
             max_connections: 64,
+            exit_after: None,
             send_buffer: None,
             send_timeout: None,
             zero_copy: ZeroCopyConfig::default(),

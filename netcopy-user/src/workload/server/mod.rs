@@ -110,27 +110,44 @@ impl Server {
         self.local_addr
     }
 
-    /// Accepts and serves until `stop` is set; then stops accepting, lets connections end
-    /// (draining zero-copy completions), and returns what every connection did.
+    /// Accepts and serves until `stop` is set (or, with `exit_after`, until that many
+    /// connections were accepted and have ended); then stops accepting, lets connections
+    /// end (draining zero-copy completions), and returns what every connection did.
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<ServerTotals> {
+        let Server {
+            listener,
+            local_addr,
+            config,
+        } = self;
         let registry: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
         let mut running: Vec<JoinHandle<ConnectionReport>> = Vec::new();
         let mut reports = Reports::default();
         let mut next_id = 0u64;
-        let listen_fd = self.listener.as_raw_fd();
+        let accepted_all = |accepted: u64| config.exit_after.is_some_and(|n| accepted >= n);
+        let mut listener = Some(listener);
 
         while !stop.load(Ordering::SeqCst) {
-            sockets::poll_one(listen_fd, libc::POLLIN, Duration::from_millis(100))
+            let Some(open) = &listener else {
+                // `exit_after` reached: end once the connections have.
+                reap_finished(&mut running, &mut reports);
+                if running.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            sockets::poll_one(open.as_raw_fd(), libc::POLLIN, Duration::from_millis(100))
                 .context("waiting for connections")?;
-            loop {
-                match self.listener.accept() {
+            while !accepted_all(next_id) {
+                match open.accept() {
                     Ok((stream, peer)) => {
                         let id = next_id;
                         next_id += 1;
                         reap_finished(&mut running, &mut reports);
                         // Refused connections hold a thread for a second at most.
-                        let refuse = running.len() >= self.config.max_connections;
-                        match self.spawn_connection(id, stream, peer, &stop, &registry, refuse) {
+                        let refuse = running.len() >= config.max_connections;
+                        match spawn_connection(&config, id, stream, peer, &stop, &registry, refuse)
+                        {
                             Ok(handle) => running.push(handle),
                             Err(err) => eprintln!(
                                 "netcopy server: connection {id} from {peer} dropped: {err:#}"
@@ -151,11 +168,16 @@ impl Server {
                     }
                 }
             }
+            if accepted_all(next_id) {
+                // Stop listening at once: a later client is refused, not left waiting in
+                // the backlog of a server about to exit.
+                listener = None;
+            }
             reap_finished(&mut running, &mut reports);
         }
-        drop(self.listener);
+        drop(listener);
 
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        let deadline = Instant::now() + config.shutdown_grace;
         while running.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -170,48 +192,49 @@ impl Server {
         }
         reports.listed.sort_by_key(|r| r.id);
         Ok(ServerTotals {
-            mode: self.config.mode,
-            addr: self.local_addr,
+            mode: config.mode,
+            addr: local_addr,
             connections: reports.listed,
             unlisted_connections: reports.unlisted,
             total: reports.total,
         })
     }
+}
 
-    fn spawn_connection(
-        &self,
-        id: u64,
-        stream: TcpStream,
-        peer: SocketAddr,
-        stop: &Arc<AtomicBool>,
-        registry: &Arc<Mutex<HashMap<u64, TcpStream>>>,
-        refuse: bool,
-    ) -> Result<JoinHandle<ConnectionReport>> {
-        stream
-            .set_nonblocking(false)
-            .context("making the connection blocking")?;
-        let registered = stream.try_clone().context("duplicating the socket")?;
-        if let Ok(mut streams) = registry.lock() {
-            streams.insert(id, registered);
-        }
-        let config = Arc::clone(&self.config);
-        let stop = Arc::clone(stop);
-        let registry = Arc::clone(registry);
-        std::thread::Builder::new()
-            .name(format!("conn-{id}"))
-            .spawn(move || {
-                let report = if refuse {
-                    refuse_connection(id, stream, peer, &config)
-                } else {
-                    serve_connection(id, stream, peer, &config, &stop)
-                };
-                if let Ok(mut streams) = registry.lock() {
-                    streams.remove(&id);
-                }
-                report
-            })
-            .context("starting the connection thread")
+/// Starts the thread that serves (or refuses) one accepted connection.
+fn spawn_connection(
+    config: &Arc<ServerConfig>,
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    registry: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+    refuse: bool,
+) -> Result<JoinHandle<ConnectionReport>> {
+    stream
+        .set_nonblocking(false)
+        .context("making the connection blocking")?;
+    let registered = stream.try_clone().context("duplicating the socket")?;
+    if let Ok(mut streams) = registry.lock() {
+        streams.insert(id, registered);
     }
+    let config = Arc::clone(config);
+    let stop = Arc::clone(stop);
+    let registry = Arc::clone(registry);
+    std::thread::Builder::new()
+        .name(format!("conn-{id}"))
+        .spawn(move || {
+            let report = if refuse {
+                refuse_connection(id, stream, peer, &config)
+            } else {
+                serve_connection(id, stream, peer, &config, &stop)
+            };
+            if let Ok(mut streams) = registry.lock() {
+                streams.remove(&id);
+            }
+            report
+        })
+        .context("starting the connection thread")
 }
 
 /// What the ended connections did: all added up, the first [`LISTED_CONNECTIONS`] kept.
@@ -312,6 +335,27 @@ mod tests {
         stop.store(true, Ordering::SeqCst);
         let totals = run.join().unwrap().unwrap();
         assert_eq!(totals.connections.len(), 3);
+    }
+
+    #[test]
+    fn with_exit_after_the_server_returns_once_its_connections_have_ended() {
+        let mut config = ServerConfig::new(MODES[0].mode, "127.0.0.1:0");
+        config.exit_after = Some(2);
+        let server = Server::bind(config).unwrap();
+        let addr = server.local_addr();
+        // Never set: the server must end by itself.
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = std::thread::spawn(move || server.run(stop));
+        for messages in [3, 5] {
+            let config =
+                ClientConfig::new(&addr.to_string(), 1024, 1, RunLimit::Messages(messages));
+            assert_eq!(run_client(&config).unwrap().messages, messages);
+        }
+        let totals = run.join().unwrap().unwrap();
+        assert_eq!(totals.total.connections, 2);
+        assert_eq!(totals.total.sender.messages, 8);
+        // It stopped listening: a third client finds nobody.
+        assert!(TcpStream::connect(addr).is_err());
     }
 
     #[test]
