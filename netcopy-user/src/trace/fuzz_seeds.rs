@@ -316,6 +316,16 @@ fn seeds() -> Vec<Seed> {
                 0,
             )
         },
+        // The first timeout the fuzzer found: sk_zckey went backwards across a send.
+        seed(
+            "regress-zckey-backwards",
+            &[
+                bytes_of(&zerocopy_send(t, K64, 5, 4)),
+                bytes_of(&completion(t + 10_000, 5, 5, true)),
+            ],
+            2,
+            0,
+        ),
         Seed {
             name: "truncated-one-and-a-half",
             bytes: truncated,
