@@ -316,14 +316,21 @@ fn seeds() -> Vec<Seed> {
                 0,
             )
         },
-        // The first timeout the fuzzer found: sk_zckey went backwards across a send.
+        // The timeouts the fuzzer found: sk_zckey went backwards across a send, and a send
+        // numbered by counting claimed 791,621,423 messages.
         seed(
             "regress-zckey-backwards",
             &[
                 bytes_of(&zerocopy_send(t, K64, 5, 4)),
                 bytes_of(&completion(t + 10_000, 5, 5, true)),
+                {
+                    let mut e = zerocopy_send(t + 20_000, K64, 0, 0);
+                    e.info &= !TRACE_INFO_ZCKEY;
+                    e.messages = 791_621_423;
+                    bytes_of(&e)
+                },
             ],
-            2,
+            3,
             0,
         ),
         Seed {

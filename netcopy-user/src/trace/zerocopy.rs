@@ -193,7 +193,7 @@ impl ZeroCopyAccount {
                     None => {
                         let next = counted.entry(key).or_insert(0);
                         let count = if r.ret > 0 {
-                            r.messages
+                            numbers_a_call_can_take(r)
                                 .min(u32::try_from(r.ret).unwrap_or(u32::MAX))
                                 .max(1)
                         } else {
@@ -401,8 +401,9 @@ const MAX_MESSAGES_PER_CALL: u32 = 1024;
 /// The most zero-copy numbers a send can take: one per message it sent (the kernel
 /// numbers each sendmsg, and each message of a sendmmsg, once). A wider `sk_zckey` range
 /// is not the call's own (a corrupted record, or an fd that named another socket at the
-/// exit): its first numbers are kept, and the rest never become numbers to wait for (a
-/// range of four billion would take the account that long to build).
+/// exit), nor is a message count over the kernel's limit: the first numbers are kept, and
+/// the rest never become numbers to wait for (four billion of them would take the
+/// account that long to build).
 fn numbers_a_call_can_take(r: &SyscallRecord) -> u32 {
     r.messages.clamp(1, MAX_MESSAGES_PER_CALL)
 }
@@ -598,6 +599,13 @@ mod tests {
         assert_eq!(a.sends[&1].completed_copied(), Some(true));
         // 5..=12 named 8 numbers; 5, 10 and 11 were traced.
         assert_eq!(a.unmatched_numbers, 5);
+
+        // Counted numbering (no sk_zckey): a corrupted message count is bounded too.
+        let mut corrupt = send(10, None, None, i64::MAX);
+        corrupt.syscall = netcopy_common::TracedSyscall::Sendmmsg;
+        corrupt.messages = u32::MAX;
+        let a = ZeroCopyAccount::build(&[corrupt], &[]);
+        assert_eq!(a.sends[&0].count, MAX_MESSAGES_PER_CALL);
     }
 
     #[test]
