@@ -31,9 +31,19 @@ fn json_errors(out: &Output) -> Vec<String> {
 fn a_duration_run_against_a_silent_listener_fails_naming_the_cause() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    // Accepted by the kernel's backlog, never answered.
+    // Accepted by the kernel's backlog, never answered: the run's time would count from
+    // its first message, which must come within --io-timeout.
     for json in [false, true] {
-        let mut args = vec!["--connect", &addr, "--size", "1K", "--duration", "500ms"];
+        let mut args = vec![
+            "--connect",
+            &addr,
+            "--size",
+            "1K",
+            "--duration",
+            "500ms",
+            "--io-timeout",
+            "1s",
+        ];
         if json {
             args.push("--json");
         }

@@ -485,9 +485,10 @@ fn duration_runs_discard_the_partial_last_message() {
 
 #[test]
 fn a_duration_run_lasts_at_least_its_duration() {
-    // The deadline itself: whatever arrived by then (on a loaded machine possibly nothing,
-    // which is the "no message arrived" failure), the run does not end before it, and the
-    // bytes it read are all accounted for.
+    // The deadline itself: it counts from each thread's first message (on a loaded
+    // machine a 1 MiB message may take longer than the whole run), so every thread has
+    // at least one, the run does not end before its duration, and the bytes it read are
+    // all accounted for.
     let server = RunningServer::start(config(Mode::TwoCopy));
     let config = ClientConfig::new(
         &server.addr(),
@@ -495,14 +496,8 @@ fn a_duration_run_lasts_at_least_its_duration() {
         2,
         RunLimit::Duration(Duration::from_millis(300)),
     );
-    let report = match run_client(&config) {
-        Ok(report) => report,
-        Err(failure) => {
-            assert!(failure.message.contains("no message arrived"), "{failure}");
-            assert_eq!(failure.report.messages, 0);
-            *failure.report
-        }
-    };
+    let report = run_client(&config).expect("duration run");
+    assert!(report.messages >= 2, "{} messages", report.messages);
     assert!(report.seconds >= 0.3, "{} s", report.seconds);
     assert_eq!(report.integrity_errors, 0);
     assert_eq!(report.bytes, report.messages * MIB);

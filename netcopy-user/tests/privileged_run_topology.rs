@@ -9,10 +9,8 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use netcopy::workload::netns;
@@ -207,60 +205,19 @@ fn a_sweep_across_two_namespaces_records_where_it_ran_and_why_zero_copy_copied()
     );
 }
 
-/// The token shared with the agent, removed on drop (a failed test leaves nothing).
-struct TokenFile(PathBuf);
-
-impl TokenFile {
-    fn new() -> TokenFile {
-        let path = std::env::temp_dir().join(format!("netcopy-rrun-token-{}", std::process::id()));
-        std::fs::write(&path, "a token for the rrun test, long enough").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        TokenFile(path)
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-struct Agent {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `netcopy agent` for one session on 127.0.0.1, in a UTS namespace of its own named
 /// `hostname`: its figures then name another host than this one's.
-fn start_agent(token: &Path, hostname: &str) -> Agent {
+fn start_agent(token: &Path, hostname: &str) -> common::Agent {
     let script = format!(
         "echo {hostname} > /proc/sys/kernel/hostname && exec \"$0\" agent --listen \
          127.0.0.1:0 --token-file \"$1\" --max-sessions 1"
     );
-    let mut child = Command::new("unshare")
+    let mut command = Command::new("unshare");
+    command
         .args(["--uts", "sh", "-c", &script])
         .arg(env!("CARGO_BIN_EXE_netcopy"))
-        .arg(token)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start netcopy agent under unshare --uts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("netcopy agent: listening on ")
-        .unwrap_or_else(|| panic!("the agent said {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Agent { child, addr }
+        .arg(token);
+    common::start_agent(command)
 }
 
 #[test]
@@ -269,7 +226,7 @@ fn a_sweep_against_an_agent_takes_the_servers_figures_from_the_agent() {
         return;
     }
     let _serial = common::serial();
-    let token = TokenFile::new();
+    let token = common::TokenFile::new("rrun");
     let token = token.0.as_path();
     let agent_host = format!("rrun-agent-{}", std::process::id());
     let mut agent = start_agent(token, &agent_host);

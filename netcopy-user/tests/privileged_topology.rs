@@ -6,12 +6,7 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    os::unix::fs::PermissionsExt,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use netcopy::{
     remote::{auth::Token, controller::Controller, messages::PhaseRequest},
@@ -93,44 +88,14 @@ fn across_two_namespaces_zero_copy_is_copied_on_local_delivery() {
     );
 }
 
-struct Agent {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token_file() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("netcopy-test-token-{}", std::process::id()));
-    std::fs::write(&path, "a token for the topology test").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-fn start_agent(token: &std::path::Path, sessions: u32) -> Agent {
-    let mut child = netcopy()
+/// A `netcopy agent` on 127.0.0.1 for `sessions` sessions.
+fn start_agent(token: &std::path::Path, sessions: u32) -> common::Agent {
+    let mut command = netcopy();
+    command
         .args(["agent", "--listen", "127.0.0.1:0", "--token-file"])
         .arg(token)
-        .args(["--max-sessions", &sessions.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start netcopy agent");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("netcopy agent: listening on ")
-        .unwrap_or_else(|| panic!("the agent said {line:?}"))
-        .to_string();
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Agent { child, addr }
+        .args(["--max-sessions", &sessions.to_string()]);
+    common::start_agent(command)
 }
 
 /// The netcopy servers whose parent is `pid`.
@@ -157,12 +122,13 @@ fn an_agent_and_a_controller_merge_one_ledger_and_clean_up_after_a_lost_controll
         return;
     }
     let _serial = common::serial();
-    let token = token_file();
-    let agent = start_agent(&token, 2);
+    let token = common::TokenFile::new("topology");
+    let token = token.0.as_path();
+    let agent = start_agent(token, 2);
 
     // A controller that starts a phase and vanishes: its server must go, and the agent
     // must serve the next one.
-    let t = Token::from_file(&token).unwrap();
+    let t = Token::from_file(token).unwrap();
     let mut lost = Controller::connect(&agent.addr, &t, Duration::from_secs(10)).unwrap();
     lost.start_phase(&PhaseRequest {
         mode: MODES[0].mode,
@@ -209,5 +175,4 @@ fn an_agent_and_a_controller_merge_one_ledger_and_clean_up_after_a_lost_controll
         status.success(),
         "the agent exits 0 after its sessions: {status}"
     );
-    std::fs::remove_file(&token).unwrap();
 }

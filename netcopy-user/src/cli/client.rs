@@ -27,7 +27,8 @@ pub struct ClientArgs {
     /// Client threads, one connection each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
     threads: u16,
-    /// Run for this long (e.g. 10s, 500ms); a partial last message is discarded.
+    /// Run for this long (e.g. 10s, 500ms) from each connection's first message, which
+    /// must come within --io-timeout; a partial last message is discarded.
     #[arg(long, value_parser = duration_arg, value_name = "DURATION")]
     duration: Option<Duration>,
     /// Total messages across all threads.

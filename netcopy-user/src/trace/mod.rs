@@ -25,6 +25,8 @@
 //! [`SyscallTracer::start`] and [`SyscallTracer::stop`].
 
 mod event;
+#[cfg(test)]
+mod fuzz_seeds;
 mod launch;
 mod log;
 mod output;

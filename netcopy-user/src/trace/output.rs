@@ -11,13 +11,13 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use netcopy_common::CopySite;
+use netcopy_common::{CopySite, SyscallEvent};
 use serde_json::{json, Value};
 
 use super::{
-    event::{event_from_bytes, msg_flags_text, SyscallRecord, RECORD_LEN},
+    event::{event_from_bytes, msg_flags_text, RECORD_LEN},
     summary::{LostCounts, TraceSummary},
-    tracer::TraceOutput,
+    tracer::{decode_events, TraceOutput},
     zerocopy::ZeroCopyAccount,
 };
 use crate::util::errno::errno_name;
@@ -253,38 +253,34 @@ fn write_chrome_trace(path: &Path, output: &TraceOutput) -> Result<()> {
 
 /// For the fuzz target (fuzz/): `bytes` as the call logs hold records (back to back, in
 /// the eBPF program's byte order; a partial record at the end is dropped), taken through
-/// every step from a record to what `netcopy trace` writes and prints: decoding, the
+/// every step from a record to what `netcopy trace` writes and prints: decoding (system
+/// calls and io_uring events, as the tracer decodes them), the zero-copy account, the
 /// summary, `syscalls.jsonl`, `trace.json`, `summary.json` and the table. Returns the
 /// trace, how many records did not decode, and those four texts.
 #[doc(hidden)]
 pub fn render_log_bytes(bytes: &[u8]) -> Result<(TraceOutput, u64, [String; 4])> {
-    let mut events = Vec::new();
-    let mut malformed = 0;
-    for chunk in bytes.chunks_exact(RECORD_LEN) {
-        let raw = event_from_bytes(chunk.try_into().expect("chunks_exact gives RECORD_LEN"));
-        match SyscallRecord::from_event(&raw) {
-            Some(record) => events.push(record),
-            None => malformed += 1,
-        }
-    }
-    let start_ns = events.iter().map(|r| r.start_ns).min().unwrap_or(0);
-    let end_ns = events
+    let raw: Vec<SyscallEvent> = bytes
+        .chunks_exact(RECORD_LEN)
+        .map(|chunk| event_from_bytes(chunk.try_into().expect("chunks_exact gives RECORD_LEN")))
+        .collect();
+    let (events, io_uring, malformed) = decode_events(raw.len(), raw.iter());
+    let starts = events
+        .iter()
+        .map(|r| r.start_ns)
+        .chain(io_uring.iter().map(|u| u.time_ns));
+    let ends = events
         .iter()
         .map(|r| r.start_ns.saturating_add(r.duration_ns))
-        .max()
-        .unwrap_or(0);
+        .chain(io_uring.iter().map(|u| u.time_ns));
+    let start_ns = starts.min().unwrap_or(0);
+    let end_ns = ends.max().unwrap_or(0);
     let lost = LostCounts::default();
+    let zerocopy = ZeroCopyAccount::build(&events, &io_uring);
     let output = TraceOutput {
-        summary: TraceSummary::build(
-            &events,
-            &[],
-            &ZeroCopyAccount::default(),
-            lost,
-            end_ns - start_ns,
-        ),
+        summary: TraceSummary::build(&events, &io_uring, &zerocopy, lost, end_ns - start_ns),
         events,
-        io_uring: Vec::new(),
-        zerocopy: ZeroCopyAccount::default(),
+        io_uring,
+        zerocopy,
         lost,
         start_ns,
         end_ns,

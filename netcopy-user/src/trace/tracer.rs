@@ -475,22 +475,31 @@ impl RawRecords {
     /// The decoded records (the io_uring ones in time order), and how many could not
     /// be decoded.
     fn decode(self) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
-        let mut records = Vec::with_capacity(self.len());
-        let mut uring = Vec::new();
-        let mut malformed = 0;
-        for event in self.chunks.iter().flatten() {
-            if let Some(record) = UringRecord::from_event(event) {
-                uring.push(record);
-                continue;
-            }
-            match SyscallRecord::from_event(event) {
-                Some(record) => records.push(record),
-                None => malformed += 1,
-            }
-        }
-        uring.sort_by_key(|r| r.time_ns);
-        (records, uring, malformed)
+        decode_events(self.len(), self.chunks.iter().flatten())
     }
+}
+
+/// Decodes records of the call logs: the system calls, the io_uring events (in time
+/// order), and how many records were neither. `calls` is a capacity hint.
+pub(super) fn decode_events<'a>(
+    calls: usize,
+    events: impl Iterator<Item = &'a SyscallEvent>,
+) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
+    let mut records = Vec::with_capacity(calls);
+    let mut uring = Vec::new();
+    let mut malformed = 0;
+    for event in events {
+        if let Some(record) = UringRecord::from_event(event) {
+            uring.push(record);
+            continue;
+        }
+        match SyscallRecord::from_event(event) {
+            Some(record) => records.push(record),
+            None => malformed += 1,
+        }
+    }
+    uring.sort_by_key(|r| r.time_ns);
+    (records, uring, malformed)
 }
 
 /// Nice value of the thread that drains a trace's call logs where real-time scheduling

@@ -185,13 +185,15 @@ impl ZeroCopyAccount {
             };
             if r.is_zerocopy_send() {
                 let (seq, count, numbering) = match r.zckey {
-                    Some((before, after)) => {
-                        (before, after.wrapping_sub(before), Numbering::Kernel)
-                    }
+                    Some((before, after)) => (
+                        before,
+                        after.wrapping_sub(before).min(numbers_a_call_can_take(r)),
+                        Numbering::Kernel,
+                    ),
                     None => {
                         let next = counted.entry(key).or_insert(0);
                         let count = if r.ret > 0 {
-                            r.messages
+                            numbers_a_call_can_take(r)
                                 .min(u32::try_from(r.ret).unwrap_or(u32::MAX))
                                 .max(1)
                         } else {
@@ -393,6 +395,19 @@ impl ZeroCopyAccount {
     }
 }
 
+/// Most messages of one sendmmsg (the kernel's `UIO_MAXIOV`).
+const MAX_MESSAGES_PER_CALL: u32 = 1024;
+
+/// The most zero-copy numbers a send can take: one per message it sent (the kernel
+/// numbers each sendmsg, and each message of a sendmmsg, once). A wider `sk_zckey` range
+/// is not the call's own (a corrupted record, or an fd that named another socket at the
+/// exit), nor is a message count over the kernel's limit: the first numbers are kept, and
+/// the rest never become numbers to wait for (four billion of them would take the
+/// account that long to build).
+fn numbers_a_call_can_take(r: &SyscallRecord) -> u32 {
+    r.messages.clamp(1, MAX_MESSAGES_PER_CALL)
+}
+
 /// MSG_ZEROCOPY sends of a trace and what became of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ZeroCopyTotals {
@@ -562,6 +577,35 @@ mod tests {
         assert_eq!(a.sends[&1].completed_copied(), Some(false));
         assert_eq!(a.unmatched_numbers, 2);
         assert_eq!(a.totals().completed_not_copied, 2);
+    }
+
+    /// Found with the trace_records fuzz target: a send whose `sk_zckey` went backwards
+    /// (a range of 2^32 - 1 numbers) made the account insert every one of them.
+    #[test]
+    fn a_send_takes_no_more_numbers_than_it_has_messages() {
+        let s = Some(0xa000);
+        let mut mmsg = send(20, s, Some((10, 13)), 3);
+        mmsg.syscall = netcopy_common::TracedSyscall::Sendmmsg;
+        mmsg.messages = 2;
+        let calls = vec![
+            send(10, s, Some((5, 4)), 100),
+            mmsg,
+            completion(30, s, 5, 12, true),
+        ];
+        let a = ZeroCopyAccount::build(&calls, &[]);
+        assert_eq!((a.sends[&0].seq, a.sends[&0].count), (5, 1));
+        assert_eq!((a.sends[&1].seq, a.sends[&1].count), (10, 2));
+        assert_eq!(a.sends[&0].completed_copied(), Some(true));
+        assert_eq!(a.sends[&1].completed_copied(), Some(true));
+        // 5..=12 named 8 numbers; 5, 10 and 11 were traced.
+        assert_eq!(a.unmatched_numbers, 5);
+
+        // Counted numbering (no sk_zckey): a corrupted message count is bounded too.
+        let mut corrupt = send(10, None, None, i64::MAX);
+        corrupt.syscall = netcopy_common::TracedSyscall::Sendmmsg;
+        corrupt.messages = u32::MAX;
+        let a = ZeroCopyAccount::build(&[corrupt], &[]);
+        assert_eq!(a.sends[&0].count, MAX_MESSAGES_PER_CALL);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{
-    config::{ClientConfig, Pattern, ReceiveMechanism, RunLimit, Verification},
+    config::{ClientConfig, Pattern, ReceiveMechanism, Verification},
     receive::{read_message, read_reply, Reader, ThreadOutcome, Verifier},
     zerocopy::ZeroCopyReceiver,
 };
@@ -61,20 +61,14 @@ pub(super) fn run_thread(plan: ThreadPlan) -> ThreadOutcome {
         },
     };
     plan.barrier.wait();
-    let started = Instant::now();
-    outcome.started = Some(started);
-    let deadline = match plan.config.limit {
-        RunLimit::Duration(d) => Some(started + d),
-        RunLimit::Messages(_) => None,
-    };
-    let mut reader = Reader {
-        stream: &plan.stream,
-        deadline,
-        stop: plan.config.stop.as_deref(),
-        io_timeout: plan.config.io_timeout,
-        received: 0,
+    outcome.started = Some(Instant::now());
+    let mut reader = Reader::new(
+        &plan.stream,
+        plan.config.limit,
+        plan.config.io_timeout,
+        plan.config.stop.as_deref(),
         zerocopy,
-    };
+    );
     let result = match plan.config.pattern {
         Pattern::Stream => stream_pattern(&plan, &mut reader, &mut verifier, &mut outcome),
         Pattern::Rr => rr_pattern(&plan, &mut reader, &mut verifier, &mut outcome),
@@ -138,6 +132,7 @@ fn stream_pattern(
         outcome.record(now - previous);
         previous = now;
         seq += 1;
+        reader.first_message_arrived();
         if reader.deadline_passed() {
             break;
         }
@@ -167,6 +162,7 @@ fn rr_pattern(
         }
         outcome.record(start.elapsed());
         transactions += 1;
+        reader.first_message_arrived();
     }
     Ok(())
 }

@@ -22,7 +22,10 @@ use crate::{
     workload::sockets,
 };
 
-use super::zerocopy::{ZeroCopyReceiveFigures, ZeroCopyReceiver};
+use super::{
+    config::RunLimit,
+    zerocopy::{ZeroCopyReceiveFigures, ZeroCopyReceiver},
+};
 
 /// Error texts kept in the report.
 pub(super) const MAX_REPORTED_ERRORS: usize = 16;
@@ -101,6 +104,7 @@ enum Cut {
 
 pub(super) struct Reader<'a> {
     pub(super) stream: &'a TcpStream,
+    /// When the run ends quietly (a partial message is discarded).
     pub(super) deadline: Option<Instant>,
     pub(super) stop: Option<&'a AtomicBool>,
     pub(super) io_timeout: Duration,
@@ -108,9 +112,67 @@ pub(super) struct Reader<'a> {
     pub(super) received: u64,
     /// `--recv zerocopy`: the connection's mapping; None reads with read().
     pub(super) zerocopy: Option<ZeroCopyReceiver>,
+    /// A duration run's length, not started yet: its clock starts when the first message
+    /// has arrived ([`Reader::first_message_arrived`]), so that a run on a loaded machine,
+    /// whose first large message may take longer than the whole run, still measures some.
+    pub(super) duration: Option<Duration>,
+    /// Until the first message has arrived: the time by which it must have (the idle
+    /// limit from the start), an error past it.
+    pub(super) first_message_by: Option<Instant>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `stream` for a run ending at `limit`; a duration run's clock starts at
+    /// its first message, which must arrive within `io_timeout` of now.
+    pub(super) fn new(
+        stream: &'a TcpStream,
+        limit: RunLimit,
+        io_timeout: Duration,
+        stop: Option<&'a AtomicBool>,
+        zerocopy: Option<ZeroCopyReceiver>,
+    ) -> Self {
+        let duration = match limit {
+            RunLimit::Duration(d) => Some(d),
+            RunLimit::Messages(_) => None,
+        };
+        Reader {
+            stream,
+            deadline: None,
+            stop,
+            io_timeout,
+            received: 0,
+            zerocopy,
+            duration,
+            first_message_by: duration.map(|_| Instant::now() + io_timeout),
+        }
+    }
+
+    /// The first message has arrived: a duration run's clock starts now.
+    pub(super) fn first_message_arrived(&mut self) {
+        self.first_message_by = None;
+        if let Some(duration) = self.duration.take() {
+            self.deadline = Some(Instant::now() + duration);
+        }
+    }
+
+    /// The first message is overdue: what to tell the user.
+    fn first_message_overdue(
+        &self,
+        got: usize,
+        len: usize,
+        what: &dyn Fn() -> String,
+    ) -> Option<Cut> {
+        let by = self.first_message_by?;
+        (Instant::now() >= by).then(|| {
+            Cut::Failed(format!(
+                "no message arrived within {:.1} s of the request (--io-timeout), {got} of \
+                 {len} bytes of {} read: is it a netcopy server that is serving? (a --duration \
+                 run's time counts from its first message)",
+                self.io_timeout.as_secs_f64(),
+                what()
+            ))
+        })
+    }
     /// Fills `buf` completely, or reports why not (with the bytes that did arrive counted in
     /// `received`). `what` names the data for error messages.
     fn fill(&mut self, buf: &mut [u8], what: &dyn Fn() -> String) -> Result<(), Cut> {
@@ -131,8 +193,13 @@ impl Reader<'_> {
                     got += n;
                     self.received += n as u64;
                     last_data = Instant::now();
-                    if got < buf.len() && self.deadline_passed() {
-                        return Err(Cut::Deadline);
+                    if got < buf.len() {
+                        if let Some(cut) = self.first_message_overdue(got, buf.len(), what) {
+                            return Err(cut);
+                        }
+                        if self.deadline_passed() {
+                            return Err(Cut::Deadline);
+                        }
                     }
                 }
                 other => self.no_data(other.err(), got, buf.len(), last_data, what)?,
@@ -149,6 +216,9 @@ impl Reader<'_> {
         scratch: &'s mut [u8],
         what: &dyn Fn() -> String,
     ) -> Result<&'s [u8], Cut> {
+        if let Some(cut) = self.first_message_overdue(0, scratch.len(), what) {
+            return Err(cut);
+        }
         if self.zerocopy.is_none() {
             self.fill(scratch, what)?;
             return Ok(scratch);
@@ -190,6 +260,9 @@ impl Reader<'_> {
         match err.kind() {
             io::ErrorKind::Interrupted => Ok(()),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                if let Some(cut) = self.first_message_overdue(got, len, what) {
+                    return Err(cut);
+                }
                 if self.deadline_passed() {
                     return Err(Cut::Deadline);
                 }
@@ -359,7 +432,7 @@ pub(super) fn read_message(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::Write;
 
     use super::*;
@@ -367,7 +440,12 @@ mod tests {
 
     /// Message `seq` as the server frames it, with `crc_flip` XORed into its header's
     /// CRC32C and `seq_shift` added to its sequence number.
-    fn framed(size: u64, seq: u64, crc_flip: u32, seq_shift: u64) -> Vec<u8> {
+    pub(in crate::workload::client) fn framed(
+        size: u64,
+        seq: u64,
+        crc_flip: u32,
+        seq_shift: u64,
+    ) -> Vec<u8> {
         let mut message = ComplexMessage::new(size).unwrap();
         message.stamp(seq);
         let header = MessageHeader {
@@ -380,9 +458,9 @@ mod tests {
         bytes
     }
 
-    /// Reads `count` messages of `size` from `wire` with `verification`; returns the
-    /// verified messages and the integrity errors.
-    fn verify_wire(wire: Vec<u8>, size: u64, count: u64, verification: Verification) -> (u64, u64) {
+    /// `read` given a reader (of a run of messages, no deadline) of a loopback connection
+    /// whose peer writes `wire`; the peer is joined before returning.
+    fn read_from_peer<R>(wire: Vec<u8>, read: impl FnOnce(&mut Reader) -> R) -> R {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let writer = std::thread::spawn(move || {
@@ -390,14 +468,21 @@ mod tests {
             peer.write_all(&wire).unwrap();
         });
         let stream = TcpStream::connect(addr).unwrap();
-        let mut reader = Reader {
-            stream: &stream,
-            deadline: None,
-            stop: None,
-            io_timeout: Duration::from_secs(10),
-            received: 0,
-            zerocopy: None,
-        };
+        let mut reader = Reader::new(
+            &stream,
+            RunLimit::Messages(1),
+            Duration::from_secs(10),
+            None,
+            None,
+        );
+        let result = read(&mut reader);
+        writer.join().unwrap();
+        result
+    }
+
+    /// Reads `count` messages of `size` from `wire` with `verification`; returns the
+    /// verified messages and the integrity errors.
+    fn verify_wire(wire: Vec<u8>, size: u64, count: u64, verification: Verification) -> (u64, u64) {
         let layout = FieldLayout::new(size).unwrap();
         let mut verifier = Verifier {
             size,
@@ -406,10 +491,11 @@ mod tests {
             chunk: vec![0u8; size as usize],
         };
         let mut outcome = ThreadOutcome::new();
-        for seq in 0..count {
-            assert!(read_message(&mut reader, &mut verifier, &mut outcome, seq).unwrap());
-        }
-        writer.join().unwrap();
+        read_from_peer(wire, |reader| {
+            for seq in 0..count {
+                assert!(read_message(reader, &mut verifier, &mut outcome, seq).unwrap());
+            }
+        });
         (outcome.messages, outcome.integrity_errors)
     }
 
@@ -424,23 +510,9 @@ mod tests {
         .encode()
         .to_vec();
         wire.extend(text);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let writer = std::thread::spawn(move || {
-            let (mut peer, _) = listener.accept().unwrap();
-            peer.write_all(&wire).unwrap();
+        let error = read_from_peer(wire, |reader| {
+            read_reply(reader, &mut ThreadOutcome::new()).unwrap_err()
         });
-        let stream = TcpStream::connect(addr).unwrap();
-        let mut reader = Reader {
-            stream: &stream,
-            deadline: None,
-            stop: None,
-            io_timeout: Duration::from_secs(10),
-            received: 0,
-            zerocopy: None,
-        };
-        let error = read_reply(&mut reader, &mut ThreadOutcome::new()).unwrap_err();
-        writer.join().unwrap();
         assert!(error.contains("no\\u{1b}[2J"), "{error}");
         assert!(
             !error.chars().any(|c| c.is_control()),
