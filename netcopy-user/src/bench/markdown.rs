@@ -294,7 +294,11 @@ pub(crate) fn render(r: &BenchReport) -> String {
          of its mechanism; {}, each in \
          time and in CPU per payload byte, block by block (a peer whose counts disagreed \
          with netcopy's, or that lost events, is not compared); no lost events at the \
-         default sweep's event rate. They are reported, never asserted.\n",
+         default sweep's event rate. A throughput ratio is judged on its rounds' ratios \
+         (each round a pair of runs side by side): met when the distribution-free interval \
+         of their median is at or above the limit, NOT met when it is all below, undecided \
+         otherwise (the unpinned placements, whose rounds are not pairs, by their medians). \
+         They are reported, never asserted.\n",
         RELATIVE_LIMITS
             .iter()
             .map(|l| l.describe())

@@ -270,15 +270,7 @@ pub(super) fn targets(report: &BenchReport) -> Vec<Target> {
         }
         out.push(match comparison {
             Ok(Outcome::Measured(c)) => match c.ratio {
-                Some(r) => Target {
-                    goal,
-                    measured: format!("{r:.3} x"),
-                    verdict: if r >= TARGET_PEER_RATIO {
-                        Verdict::Met
-                    } else {
-                        Verdict::NotMet
-                    },
-                },
+                Some(r) => ratio_target(goal, r, &c.round_ratios, TARGET_PEER_RATIO),
                 None => Target {
                     goal,
                     measured: c.theirs_gbps.why_not().unwrap_or_default(),
@@ -313,8 +305,10 @@ fn placement_target(goal: &str, p: &PlacementFigures) -> Target {
     match p.ratio() {
         Some(r) => Target {
             goal,
+            // The rounds of one placement are not pairs (the scheduler placed each side's
+            // rounds on its own), so there is no interval: the verdict is the medians'.
             measured: format!(
-                "{r:.3} x ({} and {} rounds)",
+                "{r:.3} x ({} and {} rounds, not paired: no interval)",
                 p.ours_gbps.len(),
                 p.theirs_gbps.len()
             ),
@@ -337,6 +331,52 @@ fn placement_target(goal: &str, p: &PlacementFigures) -> Target {
     }
 }
 
+/// A throughput ratio's target, `ratio` (median of ours over median of theirs) at least
+/// `limit`: judged on the ratios of the rounds, each a pair of runs next to each other, by
+/// the distribution-free interval of their median (with 5 to 8 rounds, min to max, whose
+/// coverage is said): met when the whole interval is at or above the limit, NOT met when
+/// it is all below, undecided otherwise. The rounds' ratios wander by 10-30% on a shared
+/// machine, so one median ratio on either side of the limit decides nothing.
+fn ratio_target(goal: String, ratio: f64, round_ratios: &[f64], limit: f64) -> Target {
+    let rounds = round_ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match stats::median_interval_up_to(round_ratios, CONFIDENCE) {
+        Some(interval) => Target {
+            goal,
+            measured: format!(
+                "{ratio:.3} x (rounds {rounds}; {:.1}% interval of their median {:.3} to {:.3})",
+                interval.coverage * 100.0,
+                interval.low,
+                interval.high
+            ),
+            verdict: if interval.low >= limit {
+                Verdict::Met
+            } else if interval.high < limit {
+                Verdict::NotMet
+            } else {
+                Verdict::Undecided
+            },
+        },
+        None => Target {
+            goal,
+            measured: format!(
+                "{ratio:.3} x ({} paired round{}: too few for an interval, the verdict is \
+                 the medians')",
+                round_ratios.len(),
+                if round_ratios.len() == 1 { "" } else { "s" }
+            ),
+            verdict: if ratio >= limit {
+                Verdict::Met
+            } else {
+                Verdict::NotMet
+            },
+        },
+    }
+}
+
 /// One target per server: at least [`TARGET_BARE_RATIO`] of the bare loop's throughput.
 fn bare_targets(section: &Outcome<BareSection>) -> Vec<Target> {
     let Outcome::Measured(b) = section else {
@@ -355,22 +395,7 @@ fn bare_targets(section: &Outcome<BareSection>) -> Vec<Target> {
                     .name
                     .replacen(" vs ", &format!(" >= {TARGET_BARE_RATIO} x "), 1);
                 match c.ratio {
-                    Some(r) => Target {
-                        goal,
-                        measured: format!(
-                            "{r:.3} x (rounds {})",
-                            c.round_ratios
-                                .iter()
-                                .map(|r| format!("{r:.2}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        verdict: if r >= TARGET_BARE_RATIO {
-                            Verdict::Met
-                        } else {
-                            Verdict::NotMet
-                        },
-                    },
+                    Some(r) => ratio_target(goal, r, &c.round_ratios, TARGET_BARE_RATIO),
                     None => Target {
                         goal,
                         measured: "no ratio".into(),
@@ -484,6 +509,35 @@ mod tests {
         let no_iperf = targets(&report(None));
         assert_eq!(no_iperf[0].verdict, Verdict::NotMeasured);
         assert!(no_iperf[0].measured.contains("iperf3 is not installed"));
+    }
+
+    #[test]
+    fn a_ratio_target_is_judged_on_the_interval_of_its_rounds() {
+        let judge = |rounds: &[f64]| ratio_target("g".into(), 0.9, rounds, 0.9);
+        // 7 rounds: min to max, 98.4% coverage.
+        let above = judge(&[0.91, 0.97, 1.15, 0.97, 1.07, 0.92, 0.97]);
+        assert_eq!(above.verdict, Verdict::Met, "{}", above.measured);
+        assert!(
+            above
+                .measured
+                .contains("98.4% interval of their median 0.910 to 1.150"),
+            "{}",
+            above.measured
+        );
+        let across = judge(&[0.79, 0.84, 0.89, 0.93, 0.83, 0.88, 0.90]);
+        assert_eq!(across.verdict, Verdict::Undecided, "{}", across.measured);
+        let below = judge(&[0.79, 0.84, 0.89, 0.85, 0.83, 0.88, 0.80]);
+        assert_eq!(below.verdict, Verdict::NotMet, "{}", below.measured);
+        // One round bounds nothing: the medians decide, and the figure says so.
+        let one = ratio_target("g".into(), 0.95, &[0.95], 0.9);
+        assert_eq!(one.verdict, Verdict::Met);
+        assert!(
+            one.measured.contains("1 paired round: too few"),
+            "{}",
+            one.measured
+        );
+        let none = ratio_target("g".into(), 0.85, &[], 0.9);
+        assert_eq!(none.verdict, Verdict::NotMet);
     }
 
     #[test]
