@@ -29,8 +29,8 @@ pub struct TraceArgs {
     #[arg(long)]
     json: bool,
     /// Room for the calls waiting for netcopy, shared out in one ring per CPU (a power
-    /// of two, e.g. 8M); calls that find their CPU's ring full are counted as lost.
-    #[arg(long, value_parser = crate::util::units::size_arg, default_value = "8M")]
+    /// of two, e.g. 16M); calls that find their CPU's ring full are counted as lost.
+    #[arg(long, value_parser = crate::util::units::size_arg, default_value = "16M")]
     ring_size: u64,
     /// The command to start and trace from its first instruction, with its children
     /// (after `--`). netcopy returns its exit code.
@@ -99,7 +99,10 @@ mod tests {
             cli.args.command,
             vec![OsString::from("ls"), OsString::from("-l")]
         );
-        assert_eq!(cli.args.ring_size, 8 << 20);
+        assert_eq!(
+            cli.args.ring_size,
+            u64::from(crate::kernel::maps::DEFAULT_RING_BYTES)
+        );
         let cli = Cli::try_parse_from(["t", "--pid", "42", "--duration", "2s"]).unwrap();
         assert_eq!(cli.args.pid, Some(42));
         assert_eq!(cli.args.duration, Some(Duration::from_secs(2)));

@@ -534,7 +534,7 @@ impl DrainPriority {
 /// a woken normal thread, even at nice -20, may wait several milliseconds for the
 /// running one's slice to end; measured on a 2-CPU guest, a 1 MiB ring (1.9 ms of calls
 /// at 2M calls/s per CPU) then lost 1-3% of the calls at nice -20 and none at SCHED_FIFO,
-/// and the default 8 MiB ring lost 0.5% with two generator threads per CPU. The drain
+/// and an 8 MiB ring lost 0.5% with two generator threads per CPU. The drain
 /// cannot hog a CPU: it takes at most one log's worth per CPU per wake-up (about 0.07 us
 /// per call) and sleeps in poll() otherwise, and the kernel's real-time throttling caps
 /// it anyway. Its CPU is the tracing's cost either way. Needs root or CAP_SYS_NICE.
