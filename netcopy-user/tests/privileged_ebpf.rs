@@ -42,6 +42,30 @@ fn loopback_transfer(bytes: usize) -> usize {
     total
 }
 
+/// One getsockopt(TCP_ZEROCOPY_RECEIVE) on a connected loopback socket with nothing to
+/// map: the kernel enters `tcp_zerocopy_receive` (the `recv_mapped` hook where fexit or
+/// kprobes work) whatever it then maps. Returns the call's result (0, or -1 with errno).
+fn zerocopy_receive_call() -> i32 {
+    /// `TCP_ZEROCOPY_RECEIVE` from linux/tcp.h.
+    const TCP_ZEROCOPY_RECEIVE: libc::c_int = 35;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let stream = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
+    let (_conn, _) = listener.accept().expect("accept");
+    // struct tcp_zerocopy_receive, all zero: no address, no length.
+    let mut zc = [0u8; 64];
+    let mut len = zc.len() as libc::socklen_t;
+    // SAFETY: a valid socket and a buffer of `len` bytes the kernel may write.
+    unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            TCP_ZEROCOPY_RECEIVE,
+            zc.as_mut_ptr().cast(),
+            &mut len,
+        )
+    }
+}
+
 /// `bytes` sent over loopback with sendfile(2) from a file: the page-reference path
 /// (do_tcp_sendpages before Linux 6.5, the send path after); returns what arrived.
 fn sendfile_transfer(bytes: usize) -> usize {
@@ -679,12 +703,14 @@ fn empty_programs_run_on_every_hook_only_while_attached() {
             .collect()
     };
     // Every kind of traffic the copy probes' hooks see: a copying send and receive (and
-    // the threads' creation, for sched_process_fork), a zero-copy send, and a sendfile
-    // (the page-reference hook, do_tcp_sendpages on the 6.1 guest).
+    // the threads' creation, for sched_process_fork), a zero-copy send, a sendfile (the
+    // page-reference hook, do_tcp_sendpages on the 6.1 guest) and a zero-copy receive
+    // (tcp_zerocopy_receive, hooked on the 6.1 guest; its result does not matter here).
     let traffic = || {
         assert_eq!(loopback_transfer(200_003), 200_003);
         assert_eq!(zerocopy_transfer(200_003, 65_536).received, 200_003);
         assert_eq!(sendfile_transfer(200_003), 200_003);
+        let _ = zerocopy_receive_call();
     };
     for round in 0..2 {
         let before = runs();
