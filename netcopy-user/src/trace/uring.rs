@@ -212,7 +212,7 @@ impl UringRecord {
                 if self.is_notification() {
                     j["usage_zc_copied"] = json!(self.res as u32 & NOTIF_USAGE_ZC_COPIED != 0);
                 } else if self.res < 0 {
-                    j["error"] = json!(crate::util::errno::errno_name(-self.res));
+                    j["error"] = json!(crate::util::errno::errno_name(self.res.saturating_neg()));
                 }
             }
         }
