@@ -39,7 +39,7 @@ use netcopy_common::{
 use crate::{
     counters,
     filter::{current_slot, slot_of},
-    offsets::{offsets, FIELD_OFFSET_MASK},
+    offsets::{field, offsets},
 };
 
 /// tid -> the TCP send it is inside (fentry and kprobe strategies; in the tp_btf strategy
@@ -70,30 +70,19 @@ fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
-/// Reads the field at `offset` of the struct at `base`. `base` may be a typed pointer
-/// loaded from a tp_btf context: the verifier lets a program add an offset to one only
-/// when the offset is bounded, hence the mask (every field offset is far below it).
-#[inline(always)]
-unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
-    if offset == OFFSET_UNKNOWN {
-        return None;
-    }
-    bpf_probe_read_kernel((base + u64::from(offset & FIELD_OFFSET_MASK)) as *const T).ok()
-}
-
 /// What `tcp_sendmsg_locked` will do with the payload, from the same inputs it uses.
 #[inline(always)]
 fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
     // SAFETY: probe reads of kernel memory at offsets from this kernel's BTF.
-    let flags: u32 = unsafe { read(msg, off.msghdr_msg_flags) }.unwrap_or(0);
+    let flags: u32 = unsafe { field(msg, off.msghdr_msg_flags) }.unwrap_or(0);
     let route_can_sg = || {
-        let caps: u64 = unsafe { read(sk, off.sock_sk_route_caps) }.unwrap_or(0);
+        let caps: u64 = unsafe { field(sk, off.sock_sk_route_caps) }.unwrap_or(0);
         off.netif_f_sg_bit < 64 && caps & (1u64 << off.netif_f_sg_bit) != 0
     };
     if flags & MSG_ZEROCOPY != 0 {
         // A caller's ubuf_info (io_uring SEND_ZC) needs no SO_ZEROCOPY on the socket.
-        let ubuf: u64 = unsafe { read(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
-        let sk_flags: u64 = unsafe { read(sk, off.sock_sk_flags) }.unwrap_or(0);
+        let ubuf: u64 = unsafe { field(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
+        let sk_flags: u64 = unsafe { field(sk, off.sock_sk_flags) }.unwrap_or(0);
         let so_zerocopy =
             off.sock_zerocopy_bit < 64 && sk_flags & (1u64 << off.sock_zerocopy_bit) != 0;
         if ubuf == 0 && !so_zerocopy {
@@ -119,7 +108,7 @@ fn send_kind(sk: u64, msg: u64, off: &KernelOffsets) -> u32 {
 #[inline(always)]
 fn remember_caller_ubuf(msg: u64, slot: u32, off: &KernelOffsets) {
     // SAFETY: a probe read at a BTF offset.
-    let ubuf: u64 = unsafe { read(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
+    let ubuf: u64 = unsafe { field(msg, off.msghdr_msg_ubuf) }.unwrap_or(0);
     if ubuf != 0 {
         let _ = CALLER_UBUFS.insert(ubuf, slot, 0);
     }

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_stack, bpf_probe_read_kernel},
+    helpers::bpf_get_stack,
     macros::{fentry, kprobe, map},
     maps::{PerCpuArray, PerCpuHashMap},
     programs::{FEntryContext, ProbeContext},
@@ -22,17 +22,9 @@ use netcopy_common::{
 
 use crate::{
     counters,
-    offsets::offsets,
+    offsets::{field, offsets},
     send::{raw_arg, CALLER_UBUFS, SOCKETS},
 };
-
-#[inline(always)]
-unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
-    if offset == OFFSET_UNKNOWN || base == 0 {
-        return None;
-    }
-    bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok()
-}
 
 /// Slot of the socket that owns zero-copy `ubuf_info` `uarg`.
 #[inline(always)]
@@ -43,7 +35,7 @@ fn slot_of_uarg(uarg: u64, off: &KernelOffsets) -> Option<u32> {
     let owner_skb = uarg - u64::from(off.skb_cb);
     // SAFETY: probe reads at offsets from this kernel's BTF; a wrong guess reads garbage
     // that simply is not found in SOCKETS.
-    let sk: u64 = unsafe { read(owner_skb, off.skb_sk) }?;
+    let sk: u64 = unsafe { field(owner_skb, off.skb_sk) }?;
     unsafe { SOCKETS.get(sk) }.map(|entry| entry.slot)
 }
 
@@ -65,16 +57,16 @@ static UNRECORDED_CALLERS: PerCpuArray<SiteCounter> =
 fn watched_deferred_copy(skb: u64) -> Option<(u32, u64)> {
     let off = offsets()?;
     // SAFETY: probe reads at BTF offsets.
-    let head = unsafe { read::<u64>(skb, off.skb_head) }?;
-    let end = unsafe { read::<u32>(skb, off.skb_end) }?;
+    let head = unsafe { field::<u64>(skb, off.skb_head) }?;
+    let end = unsafe { field::<u32>(skb, off.skb_end) }?;
     let shinfo = head + u64::from(end);
-    let uarg = unsafe { read::<u64>(shinfo, off.shinfo_destructor_arg) }?;
+    let uarg = unsafe { field::<u64>(shinfo, off.shinfo_destructor_arg) }?;
     // A caller's ubuf_info first: it lives in no skb, so reading it as MSG_ZEROCOPY's
     // would take whatever lies before it for an skb.
     // SAFETY: plain data in an LRU map.
     let caller = unsafe { CALLER_UBUFS.get(uarg) }.copied();
     let slot = caller.or_else(|| slot_of_uarg(uarg, off))?;
-    let bytes = unsafe { read::<u32>(skb, off.skb_data_len) }?;
+    let bytes = unsafe { field::<u32>(skb, off.skb_data_len) }?;
     Some((slot, u64::from(bytes)))
 }
 
@@ -144,12 +136,12 @@ fn completion(uarg: u64) {
         return;
     };
     // SAFETY: probe reads at BTF offsets.
-    let bytes: u32 = unsafe { read(uarg, off.uarg_bytelen) }.unwrap_or(0);
+    let bytes: u32 = unsafe { field(uarg, off.uarg_bytelen) }.unwrap_or(0);
     counters::count(slot, CopySite::ZeroCopyCompletion, u64::from(bytes));
     if off.uarg_zerocopy_bit == OFFSET_UNKNOWN {
         return;
     }
-    let byte: Option<u8> = unsafe { read(uarg, off.uarg_zerocopy_bit / 8) };
+    let byte: Option<u8> = unsafe { field(uarg, off.uarg_zerocopy_bit / 8) };
     if let Some(byte) = byte {
         if byte & (1 << (off.uarg_zerocopy_bit % 8)) == 0 {
             counters::count(slot, CopySite::ZeroCopyCompletionCopied, u64::from(bytes));

@@ -29,7 +29,7 @@ use core::{ffi::c_void, ptr::write_volatile};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -45,7 +45,7 @@ use netcopy_common::{
     TRACE_MAX_MMSG, TRACE_MAX_MMSG_IOVECS, TRACE_MAX_MMSG_RETURNED, TRACE_SITE_COUNT,
 };
 
-use crate::filter::current_slot;
+use crate::{filter::current_slot, offsets::field};
 
 mod sock;
 mod uring;
@@ -242,12 +242,12 @@ pub fn on_send_start(msg: u64, off: &KernelOffsets) {
         if (*event).end_ns != 0 || (*event).info & TRACE_INFO_REQUESTED_PENDING == 0 {
             return;
         }
-        let Some(kind) = kernel::<u8>(msg, off.msghdr_iter_type) else {
+        let Some(kind) = field::<u8>(msg, off.msghdr_iter_type) else {
             return;
         };
         let kind = u32::from(kind);
         let iovecs = if kind == off.iter_iovec {
-            match kernel::<u64>(msg, off.msghdr_iter_nr_segs) {
+            match field::<u64>(msg, off.msghdr_iter_nr_segs) {
                 Some(segs) => segs as u32,
                 None => return,
             }
@@ -256,7 +256,7 @@ pub fn on_send_start(msg: u64, off: &KernelOffsets) {
         } else {
             return;
         };
-        let Some(count) = kernel::<u64>(msg, off.msghdr_iter_count) else {
+        let Some(count) = field::<u64>(msg, off.msghdr_iter_count) else {
             return;
         };
         (*event).requested = count;
@@ -264,18 +264,6 @@ pub fn on_send_start(msg: u64, off: &KernelOffsets) {
         (*event).info =
             ((*event).info & !TRACE_INFO_REQUESTED_PENDING) | TRACE_INFO_REQUESTED_KERNEL;
     }
-}
-
-#[inline(always)]
-unsafe fn kernel<T>(base: u64, offset: u32) -> Option<T> {
-    if offset == OFFSET_UNKNOWN || base == 0 {
-        return None;
-    }
-    // Bounded: `base` may be a typed pointer from a tp_btf context (`on_send_start`).
-    bpf_probe_read_kernel(
-        (base + u64::from(offset & crate::offsets::FIELD_OFFSET_MASK)) as *const T,
-    )
-    .ok()
 }
 
 #[inline(always)]

@@ -5,7 +5,8 @@
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use netcopy_common::TraceOffsets;
 
-use super::{kernel, user};
+use super::user;
+use crate::offsets::field;
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
@@ -21,16 +22,16 @@ fn socket_file(fd: i32, off: &TraceOffsets) -> Option<u64> {
     // with any useful probability.
     unsafe {
         let task = bpf_get_current_task();
-        let files = kernel::<u64>(task, off.task_files)?;
-        let fdt = kernel::<u64>(files, off.files_fdt)?;
-        let max_fds = kernel::<u32>(fdt, off.fdtable_max_fds)?;
+        let files = field::<u64>(task, off.task_files)?;
+        let fdt = field::<u64>(files, off.files_fdt)?;
+        let max_fds = field::<u32>(fdt, off.fdtable_max_fds)?;
         if fd as u32 >= max_fds {
             return None;
         }
-        let table = kernel::<u64>(fdt, off.fdtable_fd)?;
+        let table = field::<u64>(fdt, off.fdtable_fd)?;
         let file = bpf_probe_read_kernel((table + 8 * fd as u64) as *const u64).ok()?;
-        let inode = kernel::<u64>(file, off.file_f_inode)?;
-        let mode = kernel::<u16>(inode, off.inode_i_mode)?;
+        let inode = field::<u64>(file, off.file_f_inode)?;
+        let mode = field::<u16>(inode, off.inode_i_mode)?;
         (mode & S_IFMT == S_IFSOCK).then_some(file)
     }
 }
@@ -47,8 +48,8 @@ pub(super) fn sock_of(fd: i32, off: &TraceOffsets) -> Option<u64> {
     let file = socket_file(fd, off)?;
     // SAFETY: probe reads at offsets from this kernel's BTF.
     unsafe {
-        let socket = kernel::<u64>(file, off.file_private_data)?;
-        kernel::<u64>(socket, off.socket_sk)
+        let socket = field::<u64>(file, off.file_private_data)?;
+        field::<u64>(socket, off.socket_sk)
     }
 }
 
@@ -56,7 +57,7 @@ pub(super) fn sock_of(fd: i32, off: &TraceOffsets) -> Option<u64> {
 #[inline(always)]
 pub(super) fn zckey(sock: u64, off: &TraceOffsets) -> Option<u32> {
     // SAFETY: a probe read at an offset from this kernel's BTF.
-    unsafe { kernel::<u32>(sock, off.sock_zckey) }
+    unsafe { field::<u32>(sock, off.sock_zckey) }
 }
 
 /// `SOL_IP`/`IP_RECVERR` and `SOL_IPV6`/`IPV6_RECVERR`: the control messages that carry

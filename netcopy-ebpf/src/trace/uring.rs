@@ -19,8 +19,8 @@ use netcopy_common::{
     TRACE_LOST_RING_FULL,
 };
 
-use super::{append, kernel, lost, ring_doorbell_if_due, slot_mask, TRACE_OFFSETS};
-use crate::filter::current_slot;
+use super::{append, lost, ring_doorbell_if_due, slot_mask, TRACE_OFFSETS};
+use crate::{filter::current_slot, offsets::field};
 
 /// Rings (`struct io_ring_ctx *`) a traced process submitted to, with its filter slot
 /// (low word) and tgid (high word): completions are posted wherever the kernel completes
@@ -67,7 +67,7 @@ fn log_uring(ctx: &TracePointContext, kind: u32, ring: u64, slot: u32, pid: u32,
                 // The send's flags (REPORT_USAGE among them): prepared before the
                 // tracepoint fires.
                 if let Some(off) = TRACE_OFFSETS.get(0) {
-                    if let Some(flags) = kernel::<u16>((*event).request, off.uring_req_send_flags) {
+                    if let Some(flags) = field::<u16>((*event).request, off.uring_req_send_flags) {
                         (*event).send_flags = u32::from(flags) | IO_URING_SEND_FLAGS_KNOWN;
                     }
                 }
@@ -96,7 +96,8 @@ pub fn netcopy_trace_uring_submit(ctx: TracePointContext) -> u32 {
 /// `io_uring/io_uring_submit_sqe`, the same event before Linux 6.3 renamed it (and dropped
 /// its `force_nonblock`): `ctx`, `req`, `user_data` and `opcode` sit where they do in
 /// `io_uring_submit_req` (the loader checks), so the record is read the same way. A
-/// program of its own, so that each program has one declared hook.
+/// program of its own, so that each program belongs to one strategy (`declared_points`
+/// names a program's hooks by the first strategy that declares it).
 #[tracepoint]
 pub fn netcopy_trace_uring_submit_sqe(ctx: TracePointContext) -> u32 {
     submitted(&ctx)
