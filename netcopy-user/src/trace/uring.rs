@@ -294,4 +294,19 @@ mod tests {
         assert_eq!(j["cflag_names"][0], "IORING_CQE_F_NOTIF");
         assert!(UringRecord::from_event(&SyscallEvent::default()).is_none());
     }
+
+    #[test]
+    fn a_completion_of_the_most_negative_result_names_no_errno_and_does_not_overflow() {
+        // Found by the trace_records fuzz target: -res overflowed for i32::MIN.
+        let u = IoUringEvent {
+            res: i64::from(i32::MIN),
+            kind: TRACE_KIND_IO_URING_COMPLETE,
+            ..IoUringEvent::default()
+        };
+        // SAFETY: same size, plain integers.
+        let e: SyscallEvent = unsafe { std::mem::transmute_copy(&u) };
+        let j = UringRecord::from_event(&e).unwrap().to_json(0, None, None);
+        assert_eq!(j["res"], i32::MIN);
+        assert_eq!(j["error"], format!("errno {}", i32::MAX));
+    }
 }
