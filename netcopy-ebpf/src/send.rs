@@ -33,7 +33,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use netcopy_common::{
     CopySite, KernelOffsets, SendInFlight, SocketSend, MSG_SPLICE_PAGES, MSG_ZEROCOPY,
-    OFFSET_UNKNOWN, SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
+    SEND_KIND_COPY, SEND_KIND_SPLICE, SEND_KIND_ZEROCOPY,
 };
 
 use crate::{
