@@ -234,7 +234,7 @@ pub(crate) fn render(r: &BenchReport) -> String {
     match &r.trace_capacity {
         Outcome::Measured(c) => {
             out.push_str(&format!(
-                "Ring buffer {} MiB (`netcopy trace`'s default).\n\n| generator threads | target calls/s | calls/s made | events/s delivered | lost |\n|---|---|---|---|---|\n",
+                "Ring buffer {} MiB (`netcopy trace`'s default).\n\n| generator threads | target calls/s | calls/s made | events/s delivered | lost | fullest CPU log, after the reader's absence |\n|---|---|---|---|---|---|\n",
                 c.ring_bytes >> 20
             ));
             for s in &c.steps {
@@ -242,9 +242,13 @@ pub(crate) fn render(r: &BenchReport) -> String {
             }
             let (lossless, lossy) = capacity::loss_bounds(c);
             out.push_str(&format!(
-                "\n- highest rate carried without loss: **{lossless}**\n- lowest rate that lost events: **{lossy}**\n- {}\n- {}\n\n\
+                "\n- highest rate carried without loss: **{lossless}**\n- lowest rate that lost events: **{lossy}**\n- {}\n{}- {}\n\n\
                  | densest default-sweep cell | calls/s | delivered/s | lost (ring full, in-flight map full) |\n|---|---|---|---|\n",
                 capacity::drain_ceiling_sentence(c),
+                capacity::loss_causes(c)
+                    .iter()
+                    .map(|cause| format!("- {cause}\n"))
+                    .collect::<String>(),
                 capacity::per_call_cost_sentence(c),
             ));
             for w in &c.workloads {

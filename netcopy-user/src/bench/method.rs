@@ -155,11 +155,17 @@ pub(super) fn text(seconds: u32) -> String {
      thread that makes it, all in: the programs, the kernel's dispatch to them and the \
      cache lines they take. Then the densest cells of `netcopy run`'s default sweep \
      (1K messages; {dense}; 1 and 8 threads; 1 s each) are traced \
-     and their events and losses counted. The draining thread runs SCHED_FIFO at the \
-     lowest real-time priority, as in `netcopy trace` (nice -20 where that is refused): \
-     a normal thread, even at nice -20, woken while every CPU is busy waits for the \
-     running thread's slice to end, and the rings fill meanwhile; its CPU time per \
-     event in the busiest unpaced step gives the rate it carries with a CPU to itself.\n",
+     and their events and losses counted. The draining thread runs SCHED_DEADLINE (2 ms \
+     of CPU every 5 ms), as in `netcopy trace` (SCHED_FIFO, then nice -20, where that is \
+     refused): a normal thread, even at nice -20, woken while every CPU is busy waits for \
+     the running thread's slice to end, and a SCHED_FIFO one was kept off its CPU for \
+     50 ms at a time by the kernel's fair server, which a deadline thread with the \
+     earlier deadline preempts; the rings fill meanwhile. Its CPU time per event in the \
+     busiest unpaced step gives the rate it carries with a CPU to itself. Every drain \
+     notes how many records the fullest CPU's log held and how long the thread had been \
+     away from the logs before it, so that a loss says whether the reader was absent or \
+     too slow; the records are kept in chunks whose pages a normal-priority thread \
+     touches in advance, so that the drain does not fault them in.\n",
     size = format_size(PEER_SIZE),
     s = seconds,
     p = PEER_STREAMS,

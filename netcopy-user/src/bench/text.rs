@@ -278,13 +278,13 @@ fn render_capacity(section: &Outcome<CapacitySection>) -> String {
         c.generator
     );
     out.push_str(&format!(
-        "   {:>8} {:>12} {:>14} {:>16} {:>10}\n",
-        "threads", "target/s", "calls/s", "delivered/s", "lost"
+        "   {:>8} {:>12} {:>14} {:>16} {:>10}   {}\n",
+        "threads", "target/s", "calls/s", "delivered/s", "lost", "fullest CPU log"
     ));
     for s in &c.steps {
-        let [threads, target, calls, delivered, lost] = capacity::step_cells(s);
+        let [threads, target, calls, delivered, lost, fullest] = capacity::step_cells(s);
         out.push_str(&format!(
-            "   {threads:>8} {target:>12} {calls:>14} {delivered:>16} {lost:>10}\n"
+            "   {threads:>8} {target:>12} {calls:>14} {delivered:>16} {lost:>10}   {fullest}\n"
         ));
     }
     let (lossless, lossy) = capacity::loss_bounds(c);
@@ -292,6 +292,9 @@ fn render_capacity(section: &Outcome<CapacitySection>) -> String {
         "   highest rate carried without loss: {lossless}; lowest rate that lost events: {lossy}\n"
     ));
     out.push_str(&format!("   {}\n", capacity::drain_ceiling_sentence(c)));
+    for cause in capacity::loss_causes(c) {
+        out.push_str(&format!("   {cause}\n"));
+    }
     out.push_str(&format!("   {}\n", capacity::per_call_cost_sentence(c)));
     out.push_str("   densest cells of the default `netcopy run` sweep, traced:\n");
     for w in &c.workloads {
@@ -343,9 +346,17 @@ mod tests {
     #[test]
     fn both_renderers_show_the_same_capacity_figures() {
         let stats = |events: u64, ring: u64| {
-            serde_json::json!({"events": events, "lost_ring_full": ring,
+            let mut stats = serde_json::json!({"events": events, "lost_ring_full": ring,
                 "lost_inflight_full": 1, "seconds": 2.0, "drain_cpu_seconds": 0.1,
-                "notes": []})
+                "notes": []});
+            if ring > 100 {
+                // The lossy step: its fullest log was full, after a 75 ms absence.
+                stats["ring"] = serde_json::json!({"records_per_cpu": 30840,
+                    "peak_waiting": 30840, "peak_away_ns": 75_000_000u64,
+                    "longest_away_ns": 75_000_000u64, "longest_drain_ns": 2_000_000u64,
+                    "drains": 40});
+            }
+            stats
         };
         let section: CapacitySection = serde_json::from_value(serde_json::json!({
             "ring_bytes": 8u32 << 20, "generator": "gen", "ring_records": 61680,
@@ -369,9 +380,19 @@ mod tests {
             "{text}"
         );
         assert!(
-            rows.contains(&vec!["2", "unpaced", "2575552", "2575500", "104"]),
+            rows.contains(&vec![
+                "2", "unpaced", "2575552", "2575500", "104", "100.0%", "after", "75.0", "ms"
+            ]),
             "{text}"
         );
+        // 2 CPUs (61680 records in all, 30840 each): 1.29M calls/s per CPU fill a log
+        // in 24 ms, well inside the reader's 75 ms absence.
+        let cause = "2 generator thread(s) at 2575552 calls/s lost 104: a CPU's log (30840 \
+                     records) lasts about 23.9 ms at this rate; fullest CPU log: 30840 of \
+                     30840 records waiting (100.0%), found 75.0 ms after the reader's \
+                     previous drain; longest drain 2.0 ms; the reader was away long enough \
+                     for a log to fill";
+        assert!(text.contains(cause), "{text}");
         assert!(
             text.contains(
                 "highest rate carried without loss: 9998 events/s; lowest rate that lost \
@@ -389,11 +410,12 @@ mod tests {
         let mut r = report(Some(1.0));
         r.trace_capacity = Outcome::Measured(section);
         let md = markdown::render(&r);
-        assert!(md.contains("| 1 | 10000 | 9998 | 9998 | 1 |\n"), "{md}");
+        assert!(md.contains("| 1 | 10000 | 9998 | 9998 | 1 |  |\n"), "{md}");
         assert!(
-            md.contains("| 2 | unpaced | 2575552 | 2575500 | 104 |\n"),
+            md.contains("| 2 | unpaced | 2575552 | 2575500 | 104 | 100.0% after 75.0 ms |\n"),
             "{md}"
         );
+        assert!(md.contains(&format!("- {cause}\n")), "{md}");
         assert!(
             md.contains("- highest rate carried without loss: **9998 events/s**"),
             "{md}"

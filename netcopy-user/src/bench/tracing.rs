@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::{plan::AttachPoint, runstats::LoadedProgram, CopyProbes, LoadOptions},
-    trace::tracer::SyscallTracer,
+    trace::{tracer::SyscallTracer, RingHeadroom},
     util::sys,
 };
 
@@ -75,6 +75,10 @@ pub struct TraceStats {
     /// the windows the trace was stopped with ([`TraceHost::stop_counting_in`]).
     #[serde(default)]
     pub calls: BTreeMap<String, u64>,
+    /// How close the per-CPU logs came to full, and after how long an absence of the
+    /// draining thread.
+    #[serde(default)]
+    pub(super) ring: RingHeadroom,
 }
 
 impl TraceStats {
@@ -259,15 +263,7 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
             return;
         }
     };
-    // As `netcopy trace` does: this thread is the drain.
-    let priority_note = match crate::trace::prioritize_drain_thread() {
-        Ok(crate::trace::DrainPriority::RealTime) => None,
-        Ok(other) => Some(format!("the draining thread runs at {}", other.describe())),
-        Err(e) => Some(format!(
-            "the draining thread runs at normal priority (SCHED_FIFO and nice {} refused: {e})",
-            crate::trace::DRAIN_NICE
-        )),
-    };
+    let mut priority_note = None;
     // (tracer, started, thread CPU at start, first drain error)
     let mut running: Option<(SyscallTracer, Instant, f64, Option<anyhow::Error>)> = None;
     loop {
@@ -316,6 +312,9 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                 }
                 match SyscallTracer::start(&mut probes, &slots) {
                     Ok(t) => {
+                        // As `netcopy trace` does: this thread is the drain while the
+                        // trace runs (stopping it makes the thread a normal one again).
+                        priority_note = drain_priority_note();
                         running = Some((t, Instant::now(), thread_cpu_seconds(), None));
                         let _ = reply.send(Ok(()));
                     }
@@ -357,6 +356,7 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
                         seconds,
                         drain_cpu_seconds,
                         finish_cpu_seconds: thread_cpu_seconds() - finish_start,
+                        ring: out.summary.ring,
                         notes: out.notes.into_iter().chain(priority_note.clone()).collect(),
                     }),
                 };
@@ -366,6 +366,20 @@ fn host_thread(ring_bytes: u32, inbox: Receiver<Command>, ready: Sender<Result<(
     }
     if let Some((tracer, _, _, _)) = running.take() {
         let _ = tracer.stop(&mut probes);
+    }
+}
+
+/// Raises the calling thread to the drain's priority; a note where it got less than
+/// `netcopy trace`'s first choice.
+fn drain_priority_note() -> Option<String> {
+    match crate::trace::prioritize_drain_thread() {
+        Ok(crate::trace::DrainPriority::Deadline) => None,
+        Ok(other) => Some(format!("the draining thread runs at {}", other.describe())),
+        Err(e) => Some(format!(
+            "the draining thread runs at normal priority (SCHED_DEADLINE, SCHED_FIFO and nice {} \
+             refused: {e})",
+            crate::trace::DRAIN_NICE
+        )),
     }
 }
 

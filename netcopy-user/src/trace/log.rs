@@ -6,12 +6,14 @@ use std::{
     os::fd::{AsFd, AsRawFd},
     ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
 };
 
 use anyhow::{anyhow, Context, Result};
 use aya::maps::Map;
 use netcopy_common::SyscallEvent;
 
+use super::summary::RingHeadroom;
 use crate::kernel::maps::LogLayout;
 
 /// Bytes of one entry of the positions array: a cache line, so that a CPU's head and the
@@ -55,6 +57,10 @@ pub(super) struct CallLog {
     records: Mapping,
     positions: Mapping,
     layout: LogLayout,
+    /// How full the logs were found since the last [`CallLog::take_headroom`].
+    headroom: RingHeadroom,
+    /// When the previous drain ended: the reader was away from the logs since.
+    last_drain_end: Option<Instant>,
 }
 
 // SAFETY: the mappings are plain shared memory owned by this value; the reader is the
@@ -81,6 +87,8 @@ impl CallLog {
             records,
             positions,
             layout,
+            headroom: RingHeadroom::new(u64::from(layout.records_per_cpu)),
+            last_drain_end: None,
         })
     }
 
@@ -95,6 +103,10 @@ impl CallLog {
     /// order each CPU wrote them, and frees their room; returns how many.
     pub(super) fn drain(&mut self, mut take: impl FnMut(SyscallEvent)) -> usize {
         let per_cpu = u64::from(self.layout.records_per_cpu);
+        let started = Instant::now();
+        let away_ns = self
+            .last_drain_end
+            .map_or(0, |end| duration_ns(started.duration_since(end)));
         let mut taken = 0;
         for cpu in 0..self.layout.cpus as usize {
             // Acquire: the records before the head are complete (the writer stores the
@@ -104,6 +116,7 @@ impl CallLog {
             // A head more than a log ahead cannot happen (the writer checks the tail);
             // take at most one log's worth whatever the words say.
             let count = head.wrapping_sub(tail).min(per_cpu);
+            self.headroom.found(count, away_ns);
             for n in 0..count {
                 let index = cpu as u64 * per_cpu + (tail.wrapping_add(n)) % per_cpu;
                 // SAFETY: index < cpus * per_cpu, inside the mapping; read_unaligned
@@ -124,11 +137,28 @@ impl CallLog {
                 .store(tail.wrapping_add(count), Ordering::Release);
             taken += count as usize;
         }
+        let ended = Instant::now();
+        self.headroom
+            .drained(duration_ns(ended.duration_since(started)));
+        self.last_drain_end = Some(ended);
         taken
     }
 
-    /// Drops whatever the logs hold (leftovers of an earlier trace).
+    /// How full the logs were found since the previous call (or the opening), and
+    /// starts over.
+    pub(super) fn take_headroom(&mut self) -> RingHeadroom {
+        let fresh = RingHeadroom::new(self.headroom.records_per_cpu);
+        std::mem::replace(&mut self.headroom, fresh)
+    }
+
+    /// Drops whatever the logs hold (leftovers of an earlier trace); what they held
+    /// is not part of the next trace's headroom.
     pub(super) fn discard(&mut self) {
         self.drain(|_| {});
+        self.take_headroom();
     }
+}
+
+fn duration_ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -30,7 +30,9 @@ mod fuzz_seeds;
 mod launch;
 mod log;
 mod output;
+mod priority;
 pub mod session;
+mod store;
 mod summary;
 pub mod tracer;
 mod uring;
@@ -41,11 +43,9 @@ pub use output::{render_log_bytes, summary_json, write_outputs, OutputPaths};
 /// Bytes of one record in the per-CPU call logs (for the fuzz target of the decoder).
 #[doc(hidden)]
 pub const RECORD_LEN: usize = event::RECORD_LEN;
-pub use summary::{LostCounts, SyscallStats, TraceSummary, UringStats};
-pub use tracer::{
-    end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
-    DRAIN_NICE,
-};
+pub use priority::{end_drain_priority, prioritize_drain_thread, DrainPriority, DRAIN_NICE};
+pub use summary::{LostCounts, RingHeadroom, SyscallStats, TraceSummary, UringStats};
+pub use tracer::{SyscallTracer, TraceOutput};
 pub use uring::{opcode_name, UringKind, UringRecord};
 pub use zerocopy::{
     Numbering, UringZeroCopy, UringZeroCopyTotals, ZeroCopyAccount, ZeroCopyNotification,

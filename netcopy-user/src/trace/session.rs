@@ -13,10 +13,8 @@ use anyhow::{bail, Context, Result};
 use super::{
     launch,
     output::{self, write_outputs, OutputPaths},
-    tracer::{
-        end_drain_priority, prioritize_drain_thread, DrainPriority, SyscallTracer, TraceOutput,
-        DRAIN_NICE,
-    },
+    priority::{end_drain_priority, prioritize_drain_thread, DrainPriority, DRAIN_NICE},
+    tracer::{SyscallTracer, TraceOutput},
 };
 use crate::kernel::{CopyProbes, LoadOptions};
 
@@ -165,14 +163,15 @@ pub fn run(config: &SessionConfig) -> Result<Session> {
 
     // After the command was started: it keeps the priority it was given.
     match prioritize_drain_thread() {
-        Ok(DrainPriority::RealTime) => {}
+        Ok(DrainPriority::Deadline | DrainPriority::RealTime) => {}
         Ok(DrainPriority::Nice) => eprintln!(
             "netcopy: warning: the trace reader runs at nice {DRAIN_NICE}, not real-time \
-             (SCHED_FIFO was refused); a target that keeps every CPU busy may fill the rings"
+             (SCHED_DEADLINE and SCHED_FIFO were refused); a target that keeps every CPU busy \
+             may fill the rings"
         ),
         Err(e) => eprintln!(
-            "netcopy: warning: cannot raise the trace reader's priority (SCHED_FIFO, nor nice \
-             {DRAIN_NICE}): {e}; a busy target may fill the ring buffer"
+            "netcopy: warning: cannot raise the trace reader's priority (SCHED_DEADLINE, \
+             SCHED_FIFO, nor nice {DRAIN_NICE}): {e}; a busy target may fill the ring buffer"
         ),
     }
     let started = Instant::now();

@@ -32,6 +32,88 @@ impl LostCounts {
     }
 }
 
+/// How close the per-CPU call logs came to full, as the reader found them: where calls
+/// were lost to a full log, this says whether the reader had been away from the logs (a
+/// long gap before the fullest drain) or could not keep up (short gaps, long drains).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingHeadroom {
+    /// Records one CPU's log holds.
+    pub records_per_cpu: u64,
+    /// The most records one CPU's log held when the reader came to it.
+    pub peak_waiting: u64,
+    /// How long the reader had been away (since its previous drain ended) before the
+    /// drain that found `peak_waiting`, ns.
+    pub peak_away_ns: u64,
+    /// The longest the reader was away between two drains, ns (an idle trace's reader
+    /// sleeps up to its poll timeout: long gaps with few records waiting are harmless).
+    pub longest_away_ns: u64,
+    /// The longest one drain of all the logs took, ns.
+    pub longest_drain_ns: u64,
+    /// Drains that found something waiting.
+    pub drains: u64,
+}
+
+impl RingHeadroom {
+    pub(super) fn new(records_per_cpu: u64) -> Self {
+        Self {
+            records_per_cpu,
+            ..Self::default()
+        }
+    }
+
+    /// One CPU's log held `waiting` records when the reader came to it, `away_ns` after
+    /// its previous drain ended.
+    pub(super) fn found(&mut self, waiting: u64, away_ns: u64) {
+        if waiting > self.peak_waiting {
+            self.peak_waiting = waiting;
+            self.peak_away_ns = away_ns;
+        }
+        if waiting > 0 {
+            self.longest_away_ns = self.longest_away_ns.max(away_ns);
+        }
+    }
+
+    /// A drain of every CPU's log ended after `took_ns`.
+    pub(super) fn drained(&mut self, took_ns: u64) {
+        self.longest_drain_ns = self.longest_drain_ns.max(took_ns);
+        self.drains += 1;
+    }
+
+    /// `peak_waiting` as a share of a log.
+    pub fn peak_fill(&self) -> f64 {
+        if self.records_per_cpu == 0 {
+            0.0
+        } else {
+            self.peak_waiting as f64 / self.records_per_cpu as f64
+        }
+    }
+
+    pub(super) fn to_json(self) -> Value {
+        json!({
+            "records_per_cpu": self.records_per_cpu,
+            "peak_waiting": self.peak_waiting,
+            "peak_fill": self.peak_fill(),
+            "peak_away_ms": self.peak_away_ns as f64 / 1e6,
+            "longest_away_ms": self.longest_away_ns as f64 / 1e6,
+            "longest_drain_ms": self.longest_drain_ns as f64 / 1e6,
+            "drains": self.drains,
+        })
+    }
+
+    /// One line: how full the fullest log was found, and after how long.
+    pub fn describe(&self) -> String {
+        format!(
+            "fullest CPU log: {} of {} records waiting ({:.1}%), found {:.1} ms after the \
+             reader's previous drain; longest drain {:.1} ms",
+            self.peak_waiting,
+            self.records_per_cpu,
+            100.0 * self.peak_fill(),
+            self.peak_away_ns as f64 / 1e6,
+            self.longest_drain_ns as f64 / 1e6
+        )
+    }
+}
+
 /// Figures for one system call.
 #[derive(Clone, Debug)]
 pub struct SyscallStats {
@@ -242,6 +324,8 @@ pub struct TraceSummary {
     pub io_uring_zerocopy: UringZeroCopyTotals,
     pub events: u64,
     pub lost: LostCounts,
+    /// How close the logs came to full (set by the tracer after [`TraceSummary::build`]).
+    pub ring: RingHeadroom,
     pub duration_ns: u64,
 }
 
@@ -309,6 +393,7 @@ impl TraceSummary {
             io_uring_zerocopy: zerocopy.uring_totals(),
             events: records.len() as u64,
             lost,
+            ring: RingHeadroom::default(),
             duration_ns,
         }
     }
@@ -322,6 +407,7 @@ impl TraceSummary {
             "events": self.events,
             "lost_events": self.lost.total(),
             "lost": self.lost.to_json(),
+            "ring": self.ring.to_json(),
             "duration_s": self.duration_ns as f64 / 1e9,
             "syscalls": self.syscalls.iter().map(SyscallStats::to_json).collect::<Vec<_>>(),
             "io_uring_events": self.io_uring_events,
@@ -433,6 +519,10 @@ impl TraceSummary {
             self.lost.ring_full,
             self.lost.inflight_full
         ));
+        if self.ring.records_per_cpu > 0 {
+            out.push_str(&self.ring.describe());
+            out.push('\n');
+        }
         out
     }
 }
@@ -440,6 +530,30 @@ impl TraceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headroom_keeps_the_fullest_log_with_the_absence_before_it() {
+        let mut ring = RingHeadroom::new(1000);
+        ring.found(10, 20_000_000); // an idle poll timeout: long, nearly empty
+        ring.found(900, 3_000_000);
+        ring.found(0, 90_000_000); // nothing waiting: not an absence that mattered
+        ring.found(400, 1_000_000);
+        ring.drained(2_000_000);
+        ring.drained(500_000);
+        assert_eq!(ring.peak_waiting, 900);
+        assert_eq!(ring.peak_away_ns, 3_000_000);
+        assert_eq!(ring.longest_away_ns, 20_000_000);
+        assert_eq!(ring.longest_drain_ns, 2_000_000);
+        assert_eq!(ring.drains, 2);
+        assert!((ring.peak_fill() - 0.9).abs() < 1e-12);
+        let j = ring.to_json();
+        assert_eq!(j["peak_waiting"], 900);
+        assert_eq!(j["peak_away_ms"], 3.0);
+        assert!(ring.describe().starts_with(
+            "fullest CPU log: 900 of 1000 records waiting (90.0%), found 3.0 ms after"
+        ));
+        assert_eq!(RingHeadroom::default().peak_fill(), 0.0);
+    }
     use netcopy_common::{SiteCounter, SyscallEvent};
 
     fn record(syscall: TracedSyscall, ret: i64, dur: u64, send: u64, recv: u64) -> SyscallRecord {

@@ -14,6 +14,7 @@ use netcopy_common::{SyscallEvent, SLOT_COUNT, TRACE_LOST_INFLIGHT_FULL, TRACE_L
 use super::{
     event::SyscallRecord,
     log::CallLog,
+    store::RawRecords,
     summary::{LostCounts, TraceSummary},
     uring::UringRecord,
     zerocopy::ZeroCopyAccount,
@@ -272,13 +273,14 @@ impl SyscallTracer {
         let lost = self.lost()?;
         let (records, uring) = self.take_records();
         let zerocopy = ZeroCopyAccount::build(&records, &uring);
-        let summary = TraceSummary::build(
+        let mut summary = TraceSummary::build(
             &records,
             &uring,
             &zerocopy,
             lost,
             end_ns.saturating_sub(self.start_ns),
         );
+        summary.ring = self.log.take_headroom();
         let output = TraceOutput {
             events: records,
             io_uring: uring,
@@ -312,7 +314,10 @@ impl SyscallTracer {
     }
 
     /// Stops recording, detaches the trace programs (they are unloaded: nothing of the
-    /// trace stays in the kernel), drains what is left and returns the whole trace.
+    /// trace stays in the kernel), drains what is left and returns the whole trace. The
+    /// calling thread is a normal thread again afterwards (see [`end_drain_priority`]).
+    ///
+    /// [`end_drain_priority`]: super::priority::end_drain_priority
     /// `probes` must be the probes the trace was started on.
     pub fn stop(mut self, probes: &mut CopyProbes) -> Result<TraceOutput> {
         let same = probes
@@ -334,6 +339,10 @@ impl SyscallTracer {
             }
         }
         self.drain();
+        // The logs are empty and nothing writes them any more: what is left (decoding,
+        // the summary) runs as a normal thread, not at the drain's priority, which would
+        // throttle it to the drain's budget or keep a CPU from everything else.
+        super::priority::end_drain_priority();
         let end_ns = monotonic_ns();
         let lost = self.lost()?;
         self.clear_inflight()?;
@@ -355,13 +364,14 @@ impl SyscallTracer {
                 zerocopy.unmatched_numbers, zerocopy.unmatched_uring_notifications
             ));
         }
-        let summary = TraceSummary::build(
+        let mut summary = TraceSummary::build(
             &records,
             &uring,
             &zerocopy,
             lost,
             end_ns.saturating_sub(self.start_ns),
         );
+        summary.ring = self.log.take_headroom();
         Ok(TraceOutput {
             events: records,
             io_uring: uring,
@@ -444,41 +454,6 @@ impl Drop for SyscallTracer {
     }
 }
 
-/// Records as they came out of the call logs, in chunks of fixed capacity: the drain
-/// only copies each into place and decodes nothing. A growing `Vec` of decoded records
-/// spent most of the drain's time copying itself into ever larger buffers and faulting
-/// their fresh pages in.
-#[derive(Default)]
-struct RawRecords {
-    chunks: Vec<Vec<SyscallEvent>>,
-}
-
-/// Records per chunk (4.25 MiB).
-const CHUNK_RECORDS: usize = 32 * 1024;
-
-impl RawRecords {
-    fn push(&mut self, event: SyscallEvent) {
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK_RECORDS => chunk.push(event),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
-                chunk.push(event);
-                self.chunks.push(chunk);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
-    }
-
-    /// The decoded records (the io_uring ones in time order), and how many could not
-    /// be decoded.
-    fn decode(self) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
-        decode_events(self.len(), self.chunks.iter().flatten())
-    }
-}
-
 /// Decodes records of the call logs: the system calls, the io_uring events (in time
 /// order), and how many records were neither. `calls` is a capacity hint.
 pub(super) fn decode_events<'a>(
@@ -500,69 +475,6 @@ pub(super) fn decode_events<'a>(
     }
     uring.sort_by_key(|r| r.time_ns);
     (records, uring, malformed)
-}
-
-/// Nice value of the thread that drains a trace's call logs where real-time scheduling
-/// is refused.
-pub const DRAIN_NICE: i32 = -20;
-
-/// Real-time priority of the drain thread (SCHED_FIFO; 1 is the lowest).
-const DRAIN_RT_PRIORITY: libc::c_int = 1;
-
-/// How the thread that drains the call logs is scheduled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DrainPriority {
-    /// SCHED_FIFO at [`DRAIN_RT_PRIORITY`]: it runs as soon as a doorbell wakes it.
-    RealTime,
-    /// SCHED_FIFO was refused; nice [`DRAIN_NICE`] instead.
-    Nice,
-}
-
-impl DrainPriority {
-    pub fn describe(self) -> String {
-        match self {
-            DrainPriority::RealTime => format!("SCHED_FIFO priority {DRAIN_RT_PRIORITY}"),
-            DrainPriority::Nice => format!("nice {DRAIN_NICE} (SCHED_FIFO was refused)"),
-        }
-    }
-}
-
-/// Makes the calling thread, the one that drains the call logs, run as soon as it is
-/// woken: SCHED_FIFO at the lowest real-time priority, else nice [`DRAIN_NICE`].
-///
-/// Why real-time: when every CPU is busy (the traced workload, or generator threads),
-/// a woken normal thread, even at nice -20, may wait several milliseconds for the
-/// running one's slice to end; measured on a 2-CPU guest, a 1 MiB ring (1.9 ms of calls
-/// at 2M calls/s per CPU) then lost 1-3% of the calls at nice -20 and none at SCHED_FIFO,
-/// and an 8 MiB ring lost 0.5% with two generator threads per CPU. The drain
-/// cannot hog a CPU: it takes at most one log's worth per CPU per wake-up (about 0.07 us
-/// per call) and sleeps in poll() otherwise, and the kernel's real-time throttling caps
-/// it anyway. Its CPU is the tracing's cost either way. Needs root or CAP_SYS_NICE.
-pub fn prioritize_drain_thread() -> std::io::Result<DrainPriority> {
-    let param = libc::sched_param {
-        sched_priority: DRAIN_RT_PRIORITY,
-    };
-    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-        return Ok(DrainPriority::RealTime);
-    }
-    // SAFETY: no arguments; returns the caller's thread id.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
-    // SAFETY: plain syscall on the calling thread (PRIO_PROCESS with a tid is per-thread
-    // on Linux).
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, DRAIN_NICE) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(DrainPriority::Nice)
-}
-
-/// Puts the calling thread back among normal threads (its nice value stays) once it has
-/// drained the logs for the last time: decoding and writing a long trace at real-time
-/// priority would keep a CPU from everything else for seconds.
-pub fn end_drain_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
 }
 
 fn map_id(map: &Map) -> Result<u32> {
