@@ -333,6 +333,17 @@ fn seeds() -> Vec<Seed> {
             3,
             0,
         ),
+        // The crash the fuzzer found: a completion whose result is i32::MIN, which has
+        // no errno to negate into.
+        seed(
+            "regress-uring-res-min",
+            &[
+                bytes_of(&submit(t, 0xd000, 4, IORING_OP_SENDMSG_ZC)),
+                bytes_of(&complete(t + 5_000, 0xd000, 4, i64::from(i32::MIN), 0)),
+            ],
+            0,
+            2,
+        ),
         Seed {
             name: "truncated-one-and-a-half",
             bytes: truncated,
