@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 
 use super::{
     event::{event_from_bytes, msg_flags_text, RECORD_LEN},
+    store::decode_events,
     summary::{LostCounts, TraceSummary},
-    tracer::{decode_events, TraceOutput},
+    tracer::TraceOutput,
     zerocopy::ZeroCopyAccount,
 };
 use crate::util::errno::errno_name;

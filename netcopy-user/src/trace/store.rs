@@ -18,7 +18,7 @@ use std::{
 
 use netcopy_common::SyscallEvent;
 
-use super::{event::SyscallRecord, tracer::decode_events, uring::UringRecord};
+use super::{event::SyscallRecord, uring::UringRecord};
 
 /// Records per chunk (4.25 MiB).
 const CHUNK_RECORDS: usize = 32 * 1024;
@@ -70,6 +70,29 @@ impl RawRecords {
         self.supply.take();
         decode_events(self.len(), self.chunks.iter().flatten())
     }
+}
+
+/// Decodes records of the call logs: the system calls, the io_uring events (in time
+/// order), and how many records were neither. `calls` is a capacity hint.
+pub(super) fn decode_events<'a>(
+    calls: usize,
+    events: impl Iterator<Item = &'a SyscallEvent>,
+) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
+    let mut records = Vec::with_capacity(calls);
+    let mut uring = Vec::new();
+    let mut malformed = 0;
+    for event in events {
+        if let Some(record) = UringRecord::from_event(event) {
+            uring.push(record);
+            continue;
+        }
+        match SyscallRecord::from_event(event) {
+            Some(record) => records.push(record),
+            None => malformed += 1,
+        }
+    }
+    uring.sort_by_key(|r| r.time_ns);
+    (records, uring, malformed)
 }
 
 /// A thread at normal priority making chunks with their pages touched, a few ahead.

@@ -454,29 +454,6 @@ impl Drop for SyscallTracer {
     }
 }
 
-/// Decodes records of the call logs: the system calls, the io_uring events (in time
-/// order), and how many records were neither. `calls` is a capacity hint.
-pub(super) fn decode_events<'a>(
-    calls: usize,
-    events: impl Iterator<Item = &'a SyscallEvent>,
-) -> (Vec<SyscallRecord>, Vec<UringRecord>, u64) {
-    let mut records = Vec::with_capacity(calls);
-    let mut uring = Vec::new();
-    let mut malformed = 0;
-    for event in events {
-        if let Some(record) = UringRecord::from_event(event) {
-            uring.push(record);
-            continue;
-        }
-        match SyscallRecord::from_event(event) {
-            Some(record) => records.push(record),
-            None => malformed += 1,
-        }
-    }
-    uring.sort_by_key(|r| r.time_ns);
-    (records, uring, malformed)
-}
-
 fn map_id(map: &Map) -> Result<u32> {
     match map {
         Map::RingBuf(data) => Ok(data.info().context("reading map info")?.id()),
