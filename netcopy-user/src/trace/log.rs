@@ -144,6 +144,13 @@ impl CallLog {
         taken
     }
 
+    /// Makes the next drain count no absence before it: for the drain after the trace
+    /// stopped, whose wait was the programs' detaching (about a second of RCU grace
+    /// periods), not the reader being kept from the logs.
+    pub(super) fn forget_absence(&mut self) {
+        self.last_drain_end = None;
+    }
+
     /// How full the logs were found since the previous call (or the opening), and
     /// starts over.
     pub(super) fn take_headroom(&mut self) -> RingHeadroom {

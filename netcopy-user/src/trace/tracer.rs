@@ -338,6 +338,7 @@ impl SyscallTracer {
                 detach_errors.push(format!("{e:#}"));
             }
         }
+        self.log.forget_absence();
         self.drain();
         // The logs are empty and nothing writes them any more: what is left (decoding,
         // the summary) runs as a normal thread, not at the drain's priority, which would
