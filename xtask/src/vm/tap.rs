@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use super::{
     guest::GUEST_NETCOPY,
     run_in_guest,
-    tap_trace::{self, Figures, Pass},
+    tap_trace::{self, Figures, Pass, Sender},
     GuestCommand, GuestOutcome, VmOptions,
 };
 
@@ -184,7 +184,10 @@ fn remote_verify(
 /// host twice (without and with a packet tap on the guest's NIC), and checks the verdicts.
 pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
     let modes = zero_copy_modes(netcopy)?;
-    let traced_mode = tap_trace::error_queue_mode(netcopy)?;
+    let senders: Vec<(Sender, String)> = Sender::ALL
+        .into_iter()
+        .map(|s| tap_trace::sender_mode(netcopy, s).map(|mode| (s, mode)))
+        .collect::<Result<_>>()?;
     let ns = StageNetns::create()?;
     let token = random_token()?;
     let dir = base.work_dir.join("tap");
@@ -218,13 +221,19 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
             "2".into(),
         ]),
     ];
-    // Then, the agent gone, a traced zero-copy server per pass (see tap_trace).
-    let traced: Vec<(Pass, GuestCommand)> = Pass::ALL
-        .into_iter()
-        .map(|p| (p, tap_trace::guest_command(&traced_mode, GUEST_ADDR, p)))
+    // Then, the agent gone, a traced zero-copy server per sender and pass (see
+    // tap_trace), one after the other on the same port.
+    let traced: Vec<(Sender, Pass, GuestCommand)> = senders
+        .iter()
+        .flat_map(|(sender, mode)| {
+            Pass::ALL.into_iter().map(move |p| {
+                let command = tap_trace::guest_command(mode, GUEST_ADDR, *sender, p);
+                (*sender, p, command)
+            })
+        })
         .collect();
     let mut commands = commands;
-    commands.extend(traced.iter().map(|(_, c)| c.clone()));
+    commands.extend(traced.iter().map(|(_, _, c)| c.clone()));
     let guest_netcopy = netcopy.to_path_buf();
     let guest = thread::spawn(move || run_in_guest(&guest_netcopy, &commands, &opts));
 
@@ -234,10 +243,10 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
         Err(_) => Err(anyhow::anyhow!("not run: the first remote verify failed")),
     };
     // The agent ends after its two sessions; the traced servers come next in the guest.
-    let pulls: Vec<Result<serde_json::Value>> = Pass::ALL
-        .into_iter()
-        .map(|p| match &tapped {
-            Ok(_) => tap_trace::pull(|| ns.command(netcopy), GUEST_ADDR, p),
+    let pulls: Vec<Result<serde_json::Value>> = traced
+        .iter()
+        .map(|(sender, p, _)| match &tapped {
+            Ok(_) => tap_trace::pull(|| ns.command(netcopy), GUEST_ADDR, *sender, *p),
             Err(_) => Err(anyhow::anyhow!(
                 "not run: the remote verifies did not both run"
             )),
@@ -257,36 +266,39 @@ pub fn tap_stage(netcopy: &Path, base: &VmOptions) -> Result<()> {
 
 /// The traced zero-copy passes: each pass's guest command and this host's client run.
 struct TracedPasses {
-    commands: Vec<(Pass, GuestCommand)>,
+    commands: Vec<(Sender, Pass, GuestCommand)>,
     pulls: Vec<Result<serde_json::Value>>,
 }
 
 impl TracedPasses {
     /// Prints each pass's figures, then checks them (after the verifies: a failed verify
     /// is the first thing to know).
-    fn figures(&self, outcome: &GuestOutcome) -> Vec<(Pass, Result<Figures>)> {
+    fn figures(&self, outcome: &GuestOutcome) -> Vec<(Sender, Pass, Result<Figures>)> {
         let passes = self.commands.iter().zip(&self.pulls);
         passes
-            .map(|((pass, command), pull)| {
-                let figures = traced_figures(command, pull, outcome);
+            .map(|((sender, pass, command), pull)| {
+                let figures = traced_figures(*sender, command, pull, outcome);
                 match &figures {
                     Ok(f) => println!(
-                        "vm-test: tap stage: traced zero-copy sender {}: {}",
+                        "vm-test: tap stage: traced {} {}: {}",
+                        sender.label(),
                         pass.label(),
                         f.line()
                     ),
                     Err(e) => println!(
-                        "vm-test: tap stage: traced zero-copy sender {}: {e:#}",
+                        "vm-test: tap stage: traced {} {}: {e:#}",
+                        sender.label(),
                         pass.label()
                     ),
                 }
-                (*pass, figures)
+                (*sender, *pass, figures)
             })
             .collect()
     }
 }
 
 fn traced_figures(
+    sender: Sender,
     command: &GuestCommand,
     pull: &Result<serde_json::Value>,
     outcome: &GuestOutcome,
@@ -308,7 +320,7 @@ fn traced_figures(
         );
     }
     let traced = tap_trace::parse_traced_sender(&run.stdout)?;
-    Ok(Figures::of(&traced))
+    Ok(Figures::of(sender, &traced))
 }
 
 fn judge(
@@ -365,9 +377,9 @@ fn judge(
             agent.exit_code
         );
     }
-    for (pass, figures) in figures {
+    for (sender, pass, figures) in figures {
         let figures =
-            figures.with_context(|| format!("the traced zero-copy sender {}", pass.label()))?;
+            figures.with_context(|| format!("the traced {} {}", sender.label(), pass.label()))?;
         tap_trace::judge(pass, &figures)?;
     }
     Ok(())

@@ -1,8 +1,10 @@
-//! The traced sender of the tap stage (issue 17): `netcopy trace` of a MSG_ZEROCOPY
-//! server in the guest, pulled from this host over the tap, must say from its own
-//! outputs (the per-call `zerocopy` fields of syscalls.jsonl and the summary's figures)
+//! The traced senders of the tap stage (issue 17): `netcopy trace` of a zero-copy server
+//! in the guest, pulled from this host over the tap, must say from its own outputs (the
+//! per-call or per-request `zerocopy` fields of syscalls.jsonl and the summary's figures)
 //! that the kernel did not copy the sends after the call; and, with a packet socket open
-//! on the guest's NIC (which makes the kernel copy them for the tap), that it did.
+//! on the guest's NIC (which makes the kernel copy them for the tap), that it did. Two
+//! senders: MSG_ZEROCOPY with completions from the error queue, and io_uring's
+//! SENDMSG_ZC with its notifications in the ring.
 //!
 //! The guest's server serves one connection (`--exit-after 1`) and exits, so its trace
 //! ends by itself; the guest command then prints the trace's syscalls.jsonl after the
@@ -30,6 +32,51 @@ const PORT: u16 = 7879;
 /// programs under TCG takes a while) and its server.
 const CONNECT_WAIT: Duration = Duration::from_secs(240);
 
+/// The zero-copy mechanism a traced server sends with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Sender {
+    /// sendmsg(MSG_ZEROCOPY), completions read from the socket's error queue.
+    #[default]
+    ErrorQueue,
+    /// io_uring SENDMSG_ZC (or SEND_ZC), notifications in the completion ring.
+    IoUring,
+}
+
+impl Sender {
+    pub(super) const ALL: [Sender; 2] = [Sender::ErrorQueue, Sender::IoUring];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Sender::ErrorQueue => "zero-copy sender",
+            Sender::IoUring => "io_uring zero-copy sender",
+        }
+    }
+
+    /// What its sends are called in the figures' line.
+    fn sends_name(self) -> &'static str {
+        match self {
+            Sender::ErrorQueue => "MSG_ZEROCOPY sends",
+            Sender::IoUring => "SENDMSG_ZC/SEND_ZC submits",
+        }
+    }
+
+    /// The summary row its sends are in.
+    fn row_name(self) -> &'static str {
+        match self {
+            Sender::ErrorQueue => "sendmsg",
+            Sender::IoUring => "SENDMSG_ZC",
+        }
+    }
+
+    /// The mode table's `completions` of its mode.
+    fn completions(self) -> &'static str {
+        match self {
+            Sender::ErrorQueue => "error_queue",
+            Sender::IoUring => "ring",
+        }
+    }
+}
+
 /// One traced pass: the plain tap, or with a packet socket open on the guest's NIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Pass {
@@ -47,31 +94,45 @@ impl Pass {
         }
     }
 
-    fn out_dir(self) -> &'static str {
-        match self {
-            Pass::Plain => "/tmp/netcopy-zc-trace-plain",
-            Pass::PacketSocket => "/tmp/netcopy-zc-trace-tapped",
-        }
+    fn out_dir(self, sender: Sender) -> String {
+        let tap = match self {
+            Pass::Plain => "plain",
+            Pass::PacketSocket => "tapped",
+        };
+        let sender = match sender {
+            Sender::ErrorQueue => "zc",
+            Sender::IoUring => "uring-zc",
+        };
+        format!("/tmp/netcopy-{sender}-trace-{tap}")
     }
 }
 
-/// The mode the traced server sends with: the table's sender that attaches pinned pages
-/// and reads its completions from the socket's error queue (MSG_ZEROCOPY).
-pub(super) fn error_queue_mode(netcopy: &Path) -> Result<String> {
+/// The mode a traced server sends with: the table's sender that attaches pinned pages
+/// and takes its completions where `sender` does (the error queue, the ring).
+pub(super) fn sender_mode(netcopy: &Path, sender: Sender) -> Result<String> {
     super::modes_where(netcopy, |m| {
-        m["zerocopy_attach"] == true && m["completions"] == "error_queue"
+        m["zerocopy_attach"] == true && m["completions"] == sender.completions()
     })?
     .into_iter()
     .next()
-    .context(
-        "the mode table has no mode that attaches pinned pages with completions from the \
-         error queue, which the tap stage's traced sender runs",
-    )
+    .with_context(|| {
+        format!(
+            "the mode table has no mode that attaches pinned pages with completions from \
+             `{}`, which the tap stage's traced {} runs",
+            sender.completions(),
+            sender.label()
+        )
+    })
 }
 
 /// The guest command of one pass: the traced server, then its syscalls.jsonl.
-pub(super) fn guest_command(mode: &str, guest_addr: &str, pass: Pass) -> GuestCommand {
-    let dir = pass.out_dir();
+pub(super) fn guest_command(
+    mode: &str,
+    guest_addr: &str,
+    sender: Sender,
+    pass: Pass,
+) -> GuestCommand {
+    let dir = pass.out_dir(sender);
     let tap = match pass {
         Pass::Plain => "",
         Pass::PacketSocket => " --packet-tap eth0",
@@ -89,6 +150,7 @@ pub(super) fn guest_command(mode: &str, guest_addr: &str, pass: Pass) -> GuestCo
 pub(super) fn pull(
     mut client: impl FnMut() -> std::process::Command,
     guest_addr: &str,
+    sender: Sender,
     pass: Pass,
 ) -> Result<Value> {
     let deadline = Instant::now() + CONNECT_WAIT;
@@ -107,8 +169,9 @@ pub(super) fn pull(
         if output.status.success() {
             if report["messages"] != MESSAGES || report["integrity_errors"] != 0 {
                 bail!(
-                    "the client of the traced server ({}) pulled {} messages with {} \
+                    "the client of the traced {} ({}) pulled {} messages with {} \
                      integrity errors; {MESSAGES} intact were asked for",
+                    sender.label(),
                     pass.label(),
                     report["messages"],
                     report["integrity_errors"]
@@ -121,7 +184,8 @@ pub(super) fn pull(
             continue;
         }
         bail!(
-            "the client of the traced server ({}) exited {}: {}",
+            "the client of the traced {} ({}) exited {}: {}",
+            sender.label(),
             pass.label(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
@@ -174,24 +238,27 @@ pub(super) fn parse_traced_sender(stdout: &str) -> Result<TracedSender> {
 /// The figures of one traced pass, each from where the user would read it.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Figures {
-    /// From syscalls.jsonl: MSG_ZEROCOPY sendmsg calls, and how their completion said
-    /// the kernel treated them (`zerocopy.completed_copied`: true, false, or none yet).
+    sender: Sender,
+    /// From syscalls.jsonl: MSG_ZEROCOPY sendmsg calls (io_uring: zero-copy send
+    /// submits), and how their completion said the kernel treated them
+    /// (`zerocopy.completed_copied`: true, false, or none yet).
     sends: u64,
     sends_copied: u64,
     sends_not_copied: u64,
     sends_uncompleted: u64,
     sent_bytes: u64,
-    /// From syscalls.jsonl: the error-queue reads that returned a completion range.
+    /// From syscalls.jsonl: the error-queue reads that returned a completion range
+    /// (io_uring: the notification CQEs).
     notifications: u64,
     notifications_copied: u64,
-    /// The summary's `zerocopy` object.
+    /// The summary's `zerocopy` object (io_uring: `io_uring_zerocopy`).
     summary_sends: u64,
     summary_copied: u64,
     summary_not_copied: u64,
     summary_never_completed: u64,
     summary_notifications: u64,
     summary_notifications_copied: u64,
-    /// The summary's sendmsg row.
+    /// The summary's sendmsg row (io_uring: its SENDMSG_ZC row).
     sendmsg_calls: u64,
     sendmsg_errors: u64,
     after_call_copy_events: u64,
@@ -203,6 +270,10 @@ pub(super) struct Figures {
     server_copied: u64,
     server_notifications: u64,
     lost_events: u64,
+    /// io_uring: zero-copy submits on other rings than the connection's (the server's
+    /// start-up check), and how many of them were flagged copied; not judged.
+    other_ring_sends: u64,
+    other_ring_copied: u64,
 }
 
 fn count(v: &Value) -> u64 {
@@ -210,7 +281,102 @@ fn count(v: &Value) -> u64 {
 }
 
 impl Figures {
-    pub(super) fn of(t: &TracedSender) -> Figures {
+    pub(super) fn of(sender: Sender, t: &TracedSender) -> Figures {
+        let mut f = match sender {
+            Sender::ErrorQueue => Figures::of_error_queue(t),
+            Sender::IoUring => Figures::of_io_uring(t),
+        };
+        f.server_sends = count(&t.server["zerocopy_sends"]);
+        f.server_copied = count(&t.server["copied_sends"]);
+        f.server_notifications = count(&t.server["completion_notifications"]);
+        f.lost_events = count(&t.summary["lost_events"]);
+        f
+    }
+
+    /// The io_uring figures of the ring that sent to the client. The server's start-up
+    /// check sends one byte with SENDMSG_ZC over loopback, on a ring of its own, and the
+    /// kernel copies it (loopback always does): the trace records it like any other
+    /// request. Its ring (any but the one with the most zero-copy submits) is counted
+    /// apart and taken off the summary's figures, which cover every ring.
+    fn of_io_uring(t: &TracedSender) -> Figures {
+        let mut f = Figures {
+            sender: Sender::IoUring,
+            ..Figures::default()
+        };
+        let zero_copy_op =
+            |r: &Value| r["opcode_name"] == "SENDMSG_ZC" || r["opcode_name"] == "SEND_ZC";
+        let submits = |r: &&Value| r["type"] == "io_uring_submit" && zero_copy_op(r);
+        let mut per_ring: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in t.records.iter().filter(submits) {
+            *per_ring.entry(r["ring"].to_string()).or_default() += 1;
+        }
+        let main_ring = per_ring
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(ring, _)| ring.clone());
+        let mut other = Figures::default();
+        for r in &t.records {
+            let into = if Some(r["ring"].to_string()) == main_ring {
+                &mut f
+            } else {
+                &mut other
+            };
+            if submits(&r) {
+                into.sends += 1;
+                into.sent_bytes += count(&r["zerocopy"]["sent_bytes"]);
+                match r["zerocopy"]["completed_copied"].as_bool() {
+                    Some(true) => {
+                        into.sends_copied += 1;
+                        into.after_call_copied_bytes += count(&r["zerocopy"]["sent_bytes"]);
+                    }
+                    Some(false) => into.sends_not_copied += 1,
+                    None => into.sends_uncompleted += 1,
+                }
+            }
+            if r["type"] == "io_uring_complete" && r["notification"] == true {
+                into.notifications += 1;
+                into.notifications_copied += u64::from(r["usage_zc_copied"] == true);
+            }
+        }
+        let z = &t.summary["io_uring_zerocopy"];
+        f.summary_sends = count(&z["sends"]).saturating_sub(other.sends);
+        f.summary_copied = count(&z["completed_copied"]).saturating_sub(other.sends_copied);
+        f.summary_not_copied =
+            count(&z["completed_not_copied"]).saturating_sub(other.sends_not_copied);
+        f.summary_never_completed =
+            count(&z["never_completed_in_trace"]).saturating_sub(other.sends_uncompleted);
+        // The rows are per opcode, over every ring: the other rings come off, then the
+        // ratios are of what is left.
+        let (mut notifications, mut submitted, mut copy_events, mut copied_bytes) = (0, 0, 0, 0);
+        for row in t.summary["io_uring"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| zero_copy_op(r))
+        {
+            notifications += count(&row["zerocopy_notifications"]);
+            submitted += count(&row["submitted"]);
+            copy_events += count(&row["after_call_copy_events"]);
+            copied_bytes += count(&row["after_call_copied_bytes"]);
+        }
+        f.summary_notifications = notifications.saturating_sub(other.notifications);
+        // One notification per send, flagged as its send was.
+        f.summary_notifications_copied = f.summary_copied;
+        f.sendmsg_calls = submitted.saturating_sub(other.sends);
+        f.after_call_copy_events = copy_events.saturating_sub(other.sends_copied);
+        f.after_call_copied_bytes = copied_bytes.saturating_sub(other.after_call_copied_bytes);
+        if f.sendmsg_calls > 0 {
+            f.copies_per_call = Some(f.after_call_copy_events as f64 / f.sendmsg_calls as f64);
+        }
+        if f.sent_bytes > 0 {
+            f.copied_bytes_per_byte = Some(f.after_call_copied_bytes as f64 / f.sent_bytes as f64);
+        }
+        f.other_ring_sends = other.sends;
+        f.other_ring_copied = other.sends_copied;
+        f
+    }
+
+    fn of_error_queue(t: &TracedSender) -> Figures {
         let mut f = Figures::default();
         for r in t.records.iter().filter(|r| r["type"] == "syscall") {
             // A call that failed (ENOBUFS, when the socket's option memory is full) sent
@@ -254,10 +420,6 @@ impl Figures {
             f.copies_per_call = s["copies_per_call"].as_f64();
             f.copied_bytes_per_byte = s["copied_bytes_per_byte"].as_f64();
         }
-        f.server_sends = count(&t.server["zerocopy_sends"]);
-        f.server_copied = count(&t.server["copied_sends"]);
-        f.server_notifications = count(&t.server["completion_notifications"]);
-        f.lost_events = count(&t.summary["lost_events"]);
         f
     }
 
@@ -265,12 +427,13 @@ impl Figures {
     pub(super) fn line(&self) -> String {
         let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
         format!(
-            "syscalls.jsonl: {} MSG_ZEROCOPY sends ({} bytes), {} completed copied, {} not \
-             copied, {} uncompleted; {} notifications, {} flagged copied | summary: {} sends, \
-             {} completed copied, {} not copied, {} never completed, {} notifications ({} \
-             flagged copied); sendmsg {} calls ({} failed), {} copies after the call ({} bytes), \
-             copies/call {}, copied/byte {} | server: {} sends, {} copied, {} notifications",
+            "syscalls.jsonl: {} {} ({} bytes), {} completed copied, {} not copied, {} \
+             uncompleted; {} notifications, {} flagged copied | summary: {} sends, {} \
+             completed copied, {} not copied, {} never completed, {} notifications ({} \
+             flagged copied); {} {} calls ({} failed), {} copies after the call ({} bytes), \
+             copies/call {}, copied/byte {} | server: {} sends, {} copied, {} notifications{}",
             self.sends,
+            self.sender.sends_name(),
             self.sent_bytes,
             self.sends_copied,
             self.sends_not_copied,
@@ -283,6 +446,7 @@ impl Figures {
             self.summary_never_completed,
             self.summary_notifications,
             self.summary_notifications_copied,
+            self.sender.row_name(),
             self.sendmsg_calls,
             self.sendmsg_errors,
             self.after_call_copy_events,
@@ -292,6 +456,15 @@ impl Figures {
             self.server_sends,
             self.server_copied,
             self.server_notifications,
+            if self.other_ring_sends > 0 {
+                format!(
+                    " | other rings (the server's start-up check over loopback): {} submits, {} \
+                     flagged copied",
+                    self.other_ring_sends, self.other_ring_copied
+                )
+            } else {
+                String::new()
+            },
         )
     }
 }
@@ -303,7 +476,8 @@ impl Figures {
 pub(super) fn judge(pass: Pass, f: &Figures) -> Result<()> {
     let fail = |why: String| -> Result<()> {
         bail!(
-            "the traced zero-copy sender {}: {why} ({})",
+            "the traced {} {}: {why} ({})",
+            f.sender.label(),
             pass.label(),
             f.line()
         )
@@ -312,11 +486,10 @@ pub(super) fn judge(pass: Pass, f: &Figures) -> Result<()> {
         return fail(format!("the trace lost {} events", f.lost_events));
     }
     if f.sends == 0 || f.sends != f.summary_sends || f.sends != f.server_sends {
-        return fail(
-            "syscalls.jsonl, the summary and the server must count the same MSG_ZEROCOPY \
-             sends, and some"
-                .into(),
-        );
+        return fail(format!(
+            "syscalls.jsonl, the summary and the server must count the same {}, and some",
+            f.sender.sends_name()
+        ));
     }
     if f.sends_uncompleted != 0 || f.summary_never_completed != 0 {
         return fail("every send must complete within the trace".into());
@@ -336,7 +509,11 @@ pub(super) fn judge(pass: Pass, f: &Figures) -> Result<()> {
         );
     }
     if f.sendmsg_calls != f.sends + f.sendmsg_errors {
-        return fail("the server's only sendmsg calls are its MSG_ZEROCOPY sends".into());
+        return fail(format!(
+            "the server's only {} calls are its {}",
+            f.sender.row_name(),
+            f.sender.sends_name()
+        ));
     }
     match pass {
         Pass::Plain => {
@@ -355,9 +532,10 @@ pub(super) fn judge(pass: Pass, f: &Figures) -> Result<()> {
                 || f.after_call_copied_bytes != 0
                 || f.copies_per_call != Some(0.0)
             {
-                return fail(
-                    "sendmsg must show no copy after the call and copies/call 0.00".into(),
-                );
+                return fail(format!(
+                    "{} must show no copy after the call and copies/call 0.00",
+                    f.sender.row_name()
+                ));
             }
         }
         Pass::PacketSocket => {
@@ -369,9 +547,10 @@ pub(super) fn judge(pass: Pass, f: &Figures) -> Result<()> {
                 );
             }
             if f.after_call_copy_events != f.sends || f.after_call_copied_bytes != f.sent_bytes {
-                return fail(
-                    "sendmsg must count one copy after the call per send, of its bytes".into(),
-                );
+                return fail(format!(
+                    "{} must count one copy after the call per send, of its bytes",
+                    f.sender.row_name()
+                ));
             }
         }
     }
@@ -440,7 +619,7 @@ mod tests {
     }
 
     fn figures(text: &str) -> Figures {
-        Figures::of(&parse_traced_sender(text).unwrap())
+        Figures::of(Sender::ErrorQueue, &parse_traced_sender(text).unwrap())
     }
 
     #[test]
@@ -515,6 +694,108 @@ mod tests {
         assert!(judge(Pass::Plain, &f).is_err());
     }
 
+    /// An io_uring pass's stdout: `sends` SENDMSG_ZC requests of 65552 bytes on ring
+    /// 0xa, each with its result and its notification, all flagged `copied` or none;
+    /// before them the server's start-up check, one byte on ring 0xb, flagged copied
+    /// (loopback). The summary covers both rings.
+    fn uring_stdout(sends: u64, copied: bool) -> String {
+        let copied_sends = if copied { sends } else { 0 };
+        let mut lines = vec![
+            serde_json::json!({"event": "totals", "total": {
+                "zerocopy_sends": sends,
+                "copied_sends": copied_sends,
+                "completion_notifications": sends,
+            }})
+            .to_string(),
+            serde_json::json!({
+                "lost_events": 0,
+                "syscalls": [{"syscall": "recvfrom", "calls": 1}],
+                "zerocopy": {"sends": 0},
+                "io_uring": [{"opcode_name": "SENDMSG_ZC", "submitted": sends + 1,
+                    "completed": sends + 1, "errors": 0, "zerocopy_notifications": sends + 1,
+                    "after_call_copy_events": copied_sends + 1,
+                    "after_call_copied_bytes": copied_sends * 65552 + 1,
+                    "copies_per_call": (copied_sends + 1) as f64 / (sends + 1) as f64,
+                    "copied_bytes_per_byte": 0.5}],
+                "io_uring_zerocopy": {
+                    "sends": sends + 1,
+                    "completed_copied": copied_sends + 1,
+                    "completed_not_copied": sends - copied_sends,
+                    "never_completed_in_trace": 0,
+                },
+            })
+            .to_string(),
+        ];
+        let mut request = |ring: &str, bytes: u64, copied: bool| {
+            lines.push(
+                serde_json::json!({"type": "io_uring_submit", "opcode_name": "SENDMSG_ZC",
+                    "ring": ring, "zerocopy": {"sent_bytes": bytes, "notified": true,
+                        "completed_copied": copied, "source": "reported"}})
+                .to_string(),
+            );
+            lines.push(
+                serde_json::json!({"type": "io_uring_complete", "opcode_name": "SENDMSG_ZC",
+                    "ring": ring, "res": bytes, "notification": false})
+                .to_string(),
+            );
+            lines.push(
+                serde_json::json!({"type": "io_uring_complete", "opcode_name": "SENDMSG_ZC",
+                    "ring": ring, "notification": true, "usage_zc_copied": copied})
+                .to_string(),
+            );
+        };
+        request("0xb", 1, true);
+        for _ in 0..sends {
+            request("0xa", 65552, copied);
+        }
+        lines.join("\n") + "\n"
+    }
+
+    fn uring_figures(text: &str) -> Figures {
+        Figures::of(Sender::IoUring, &parse_traced_sender(text).unwrap())
+    }
+
+    #[test]
+    fn io_uring_figures_come_from_its_submits_notifications_and_rows() {
+        let f = uring_figures(&uring_stdout(200, false));
+        assert_eq!((f.sends, f.sends_not_copied, f.sends_copied), (200, 200, 0));
+        assert_eq!(f.sent_bytes, 200 * 65552);
+        assert_eq!((f.notifications, f.summary_notifications), (200, 200));
+        assert_eq!((f.sendmsg_calls, f.copies_per_call), (200, Some(0.0)));
+        assert!(
+            f.line().contains("200 SENDMSG_ZC/SEND_ZC submits"),
+            "{}",
+            f.line()
+        );
+        assert!(judge(Pass::Plain, &f).is_ok());
+        let err = judge(Pass::Plain, &uring_figures(&uring_stdout(200, true)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("io_uring zero-copy sender over the tap"),
+            "{err}"
+        );
+        assert!(judge(Pass::PacketSocket, &uring_figures(&uring_stdout(200, true))).is_ok());
+        assert!(judge(
+            Pass::PacketSocket,
+            &uring_figures(&uring_stdout(200, false))
+        )
+        .is_err());
+        // A notification that never came.
+        let text = uring_stdout(3, false).replacen(r#""notified":true"#, r#""notified":false"#, 1);
+        let text = text.replacen(
+            r#""completed_copied":false"#,
+            r#""completed_copied":null"#,
+            1,
+        );
+        let f = uring_figures(&text);
+        assert_eq!(f.sends_uncompleted, 1);
+        assert!(judge(Pass::Plain, &f).is_err());
+        // The error-queue reading of the same output finds no sends at all.
+        let f = figures(&uring_stdout(200, false));
+        assert!(judge(Pass::Plain, &f).is_err());
+    }
+
     #[test]
     fn only_a_refused_connection_is_retried() {
         let refused_report = serde_json::json!({"messages": 0, "errors": [
@@ -531,11 +812,18 @@ mod tests {
 
     #[test]
     fn the_guest_command_traces_a_server_that_ends_by_itself() {
-        let plain = guest_command("m", "169.254.202.2", Pass::Plain).to_string();
+        let plain =
+            guest_command("m", "169.254.202.2", Sender::ErrorQueue, Pass::Plain).to_string();
         assert!(plain.contains("--exit-after 1"), "{plain}");
         assert!(plain.contains("cat /tmp/netcopy-zc-trace-plain/syscalls.jsonl"));
         assert!(!plain.contains("--packet-tap"));
-        let tapped = guest_command("m", "169.254.202.2", Pass::PacketSocket).to_string();
+        let tapped =
+            guest_command("m", "169.254.202.2", Sender::ErrorQueue, Pass::PacketSocket).to_string();
         assert!(tapped.contains("--packet-tap eth0"), "{tapped}");
+        let uring = guest_command("u", "169.254.202.2", Sender::IoUring, Pass::Plain).to_string();
+        assert!(
+            uring.contains("cat /tmp/netcopy-uring-zc-trace-plain/syscalls.jsonl"),
+            "{uring}"
+        );
     }
 }
