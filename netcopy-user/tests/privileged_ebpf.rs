@@ -46,8 +46,6 @@ fn loopback_transfer(bytes: usize) -> usize {
 /// map: the kernel enters `tcp_zerocopy_receive` (the `recv_mapped` hook where fexit or
 /// kprobes work) whatever it then maps. Returns the call's result (0, or -1 with errno).
 fn zerocopy_receive_call() -> i32 {
-    /// `TCP_ZEROCOPY_RECEIVE` from linux/tcp.h.
-    const TCP_ZEROCOPY_RECEIVE: libc::c_int = 35;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let stream = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
     let (_conn, _) = listener.accept().expect("accept");
@@ -59,7 +57,7 @@ fn zerocopy_receive_call() -> i32 {
         libc::getsockopt(
             stream.as_raw_fd(),
             libc::IPPROTO_TCP,
-            TCP_ZEROCOPY_RECEIVE,
+            libc::TCP_ZEROCOPY_RECEIVE,
             zc.as_mut_ptr().cast(),
             &mut len,
         )

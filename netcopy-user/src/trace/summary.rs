@@ -49,7 +49,7 @@ pub struct RingHeadroom {
     pub longest_away_ns: u64,
     /// The longest one drain of all the logs took, ns.
     pub longest_drain_ns: u64,
-    /// Drains that found something waiting.
+    /// Drains of the logs (each looks at every CPU's log, whether anything waits).
     pub drains: u64,
 }
 

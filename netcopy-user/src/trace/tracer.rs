@@ -273,14 +273,7 @@ impl SyscallTracer {
         let lost = self.lost()?;
         let (records, uring) = self.take_records();
         let zerocopy = ZeroCopyAccount::build(&records, &uring);
-        let mut summary = TraceSummary::build(
-            &records,
-            &uring,
-            &zerocopy,
-            lost,
-            end_ns.saturating_sub(self.start_ns),
-        );
-        summary.ring = self.log.take_headroom();
+        let summary = self.summarize(&records, &uring, &zerocopy, lost, end_ns);
         let output = TraceOutput {
             events: records,
             io_uring: uring,
@@ -314,11 +307,11 @@ impl SyscallTracer {
     }
 
     /// Stops recording, detaches the trace programs (they are unloaded: nothing of the
-    /// trace stays in the kernel), drains what is left and returns the whole trace. The
-    /// calling thread is a normal thread again afterwards (see [`end_drain_priority`]).
+    /// trace stays in the kernel), drains what is left and returns the whole trace.
+    /// `probes` must be the probes the trace was started on. The calling thread is a
+    /// normal thread again afterwards (see [`end_drain_priority`]).
     ///
     /// [`end_drain_priority`]: super::priority::end_drain_priority
-    /// `probes` must be the probes the trace was started on.
     pub fn stop(mut self, probes: &mut CopyProbes) -> Result<TraceOutput> {
         let same = probes
             .map_handle(RING_MAP)
@@ -365,14 +358,7 @@ impl SyscallTracer {
                 zerocopy.unmatched_numbers, zerocopy.unmatched_uring_notifications
             ));
         }
-        let mut summary = TraceSummary::build(
-            &records,
-            &uring,
-            &zerocopy,
-            lost,
-            end_ns.saturating_sub(self.start_ns),
-        );
-        summary.ring = self.log.take_headroom();
+        let summary = self.summarize(&records, &uring, &zerocopy, lost, end_ns);
         Ok(TraceOutput {
             events: records,
             io_uring: uring,
@@ -385,6 +371,27 @@ impl SyscallTracer {
             names: std::mem::take(&mut self.names),
             notes: std::mem::take(&mut self.notes),
         })
+    }
+
+    /// The figures of what was drained since the start or the last sample, with how
+    /// full the logs got meanwhile.
+    fn summarize(
+        &mut self,
+        records: &[SyscallRecord],
+        uring: &[UringRecord],
+        zerocopy: &ZeroCopyAccount,
+        lost: LostCounts,
+        end_ns: u64,
+    ) -> TraceSummary {
+        let mut summary = TraceSummary::build(
+            records,
+            uring,
+            zerocopy,
+            lost,
+            end_ns.saturating_sub(self.start_ns),
+        );
+        summary.ring = self.log.take_headroom();
+        summary
     }
 
     fn read_lost(&self) -> Result<LostCounts> {

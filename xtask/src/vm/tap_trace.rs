@@ -315,19 +315,21 @@ impl Figures {
             .max_by_key(|(_, n)| **n)
             .map(|(ring, _)| ring.clone());
         let mut other = Figures::default();
+        // Bytes of the other rings' sends flagged copied: to take off the summary's row.
+        let mut other_copied_bytes = 0;
         for r in &t.records {
-            let into = if Some(r["ring"].to_string()) == main_ring {
-                &mut f
-            } else {
-                &mut other
-            };
+            let on_main = Some(r["ring"].to_string()) == main_ring;
+            let into = if on_main { &mut f } else { &mut other };
             if submits(&r) {
+                let bytes = count(&r["zerocopy"]["sent_bytes"]);
                 into.sends += 1;
-                into.sent_bytes += count(&r["zerocopy"]["sent_bytes"]);
+                into.sent_bytes += bytes;
                 match r["zerocopy"]["completed_copied"].as_bool() {
                     Some(true) => {
                         into.sends_copied += 1;
-                        into.after_call_copied_bytes += count(&r["zerocopy"]["sent_bytes"]);
+                        if !on_main {
+                            other_copied_bytes += bytes;
+                        }
                     }
                     Some(false) => into.sends_not_copied += 1,
                     None => into.sends_uncompleted += 1,
@@ -364,7 +366,7 @@ impl Figures {
         f.summary_notifications_copied = f.summary_copied;
         f.sendmsg_calls = submitted.saturating_sub(other.sends);
         f.after_call_copy_events = copy_events.saturating_sub(other.sends_copied);
-        f.after_call_copied_bytes = copied_bytes.saturating_sub(other.after_call_copied_bytes);
+        f.after_call_copied_bytes = copied_bytes.saturating_sub(other_copied_bytes);
         if f.sendmsg_calls > 0 {
             f.copies_per_call = Some(f.after_call_copy_events as f64 / f.sendmsg_calls as f64);
         }
