@@ -28,6 +28,9 @@ pub struct QemuRun<'a> {
     /// Where the console (ttyS0) is saved as it arrives.
     pub console_path: &'a Path,
     pub timeout: Duration,
+    /// When the boot marker has not appeared by then, qemu is killed and [`BootStalled`]
+    /// returned: the caller may boot again (see `runner::BOOT_ATTEMPTS`).
+    pub boot_timeout: Option<Duration>,
     /// Copy the console to stderr as it arrives.
     pub echo: bool,
     /// A line whose first appearance on the console marks the end of boot.
@@ -44,6 +47,30 @@ pub struct QemuResult {
     pub boot_time: Option<Duration>,
     pub elapsed: Duration,
 }
+
+/// The guest never reached the boot marker within `QemuRun::boot_timeout`. Under TCG a
+/// boot very rarely stalls for good before the kernel's console starts (CI saw one stop
+/// after the real-mode "Probing EDD" line and idle to the overall deadline); another
+/// boot of the same image goes through, so this is told apart from a guest that failed.
+#[derive(Debug)]
+pub struct BootStalled {
+    pub after: Duration,
+    /// The console's last lines.
+    pub tail: String,
+}
+
+impl std::fmt::Display for BootStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest had not started /init {} s after qemu started; qemu was killed. Console's last lines:\n{}",
+            self.after.as_secs(),
+            self.tail
+        )
+    }
+}
+
+impl std::error::Error for BootStalled {}
 
 pub fn find_qemu() -> Result<PathBuf> {
     which(QEMU).with_context(|| {
@@ -89,9 +116,6 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
     if !run.kernel.is_file() {
         bail!("kernel image {} does not exist", run.kernel.display());
     }
-    let mut console_file = File::create(run.console_path)
-        .with_context(|| format!("creating {}", run.console_path.display()))?;
-    let start = Instant::now();
     let mut command = match run.netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -100,13 +124,22 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
         }
         None => Command::new(&qemu),
     };
+    command.args(qemu_args(run));
+    supervise(command, run)
+}
+
+/// Runs `command` (qemu) under the run's deadlines, saving its console as it arrives.
+fn supervise(mut command: Command, run: &QemuRun) -> Result<QemuResult> {
+    let mut console_file = File::create(run.console_path)
+        .with_context(|| format!("creating {}", run.console_path.display()))?;
+    let start = Instant::now();
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
-        .args(qemu_args(run))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {}", qemu.display()))?;
+        .with_context(|| format!("starting {program}"))?;
     let mut stdout = child.stdout.take().context("qemu stdout")?;
     let mut stderr = child.stderr.take().context("qemu stderr")?;
 
@@ -150,11 +183,16 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
     });
 
     let deadline = start + run.timeout;
+    let booted = || boot_time.lock().map(|b| b.is_some()).unwrap_or(true);
+    let mut stalled = false;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for qemu")? {
             break Some(status);
         }
-        if Instant::now() >= deadline {
+        stalled = run
+            .boot_timeout
+            .is_some_and(|limit| start.elapsed() >= limit && !booted());
+        if stalled || Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -166,6 +204,13 @@ pub fn run(run: &QemuRun) -> Result<QemuResult> {
     let qemu_stderr = err_reader.join().unwrap_or_default();
     let console = console.lock().map(|c| c.clone()).unwrap_or_default();
     let boot_time = boot_time.lock().ok().and_then(|b| *b);
+    if stalled {
+        return Err(BootStalled {
+            after: elapsed,
+            tail: tail(&console, 10),
+        }
+        .into());
+    }
     let Some(status) = status else {
         bail!(
             "the guest did not finish within {} s; qemu was killed. Console ({}), last lines:\n{}",
@@ -243,6 +288,50 @@ mod tests {
         assert_eq!(tail(b"\x1b[", 3), "");
     }
 
+    fn scripted(script: &str, dir: &Path, timeout: u64, boot_timeout: u64) -> Result<QemuResult> {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let console = dir.join("console.log");
+        let run = QemuRun {
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            append: String::new(),
+            memory_mib: 1,
+            cpus: 1,
+            data_path: Path::new("/d"),
+            console_path: &console,
+            timeout: Duration::from_secs(timeout),
+            boot_timeout: Some(Duration::from_secs(boot_timeout)),
+            echo: false,
+            boot_marker: "@@BOOTED".into(),
+            extra_args: &[],
+            netns: None,
+        };
+        supervise(command, &run)
+    }
+
+    #[test]
+    fn a_boot_without_the_marker_is_a_stall_and_one_with_it_is_not() {
+        let dir = std::env::temp_dir().join(format!("ncvm-qemu-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stalled = scripted("echo 'Probing EDD'; exec sleep 30", &dir, 60, 1)
+            .err()
+            .expect("a stall is an error");
+        let stall = stalled.downcast_ref::<BootStalled>().expect("BootStalled");
+        assert!(stall.tail.contains("Probing EDD"), "{}", stall.tail);
+        assert!(stall.after < Duration::from_secs(30), "{:?}", stall.after);
+
+        // Booted at once, then ran past the boot limit and finished: not a stall.
+        let done = scripted("echo @@BOOTED; sleep 4; echo bye", &dir, 60, 3).unwrap();
+        assert!(done.boot_time.is_some());
+        assert!(String::from_utf8_lossy(&done.console).contains("bye"));
+
+        // The overall deadline is not a stall.
+        let late = scripted("exec sleep 30", &dir, 1, 60).err().unwrap();
+        assert!(late.downcast_ref::<BootStalled>().is_none(), "{late:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn always_tcg() {
         let args = qemu_args(&QemuRun {
@@ -254,6 +343,7 @@ mod tests {
             data_path: Path::new("/d"),
             console_path: Path::new("/c"),
             timeout: Duration::from_secs(1),
+            boot_timeout: None,
             echo: false,
             boot_marker: String::new(),
             extra_args: &[],

@@ -60,6 +60,9 @@ pub struct VmOptions {
     pub cpus: u32,
     /// For the whole run, boot included; qemu is killed when it passes.
     pub timeout: Duration,
+    /// From qemu's start until `/init` runs; past it the boot counts as stalled (TCG boots
+    /// here take 10-20 s).
+    pub boot_timeout: Duration,
     /// For each command inside the guest (busybox `timeout`, SIGTERM then SIGKILL 10 s later).
     pub command_timeout: Duration,
     /// Kernel modules to load before the commands (with their dependencies), e.g. `veth`.
@@ -87,6 +90,7 @@ impl Default for VmOptions {
             memory_mib: 2048,
             cpus: 2,
             timeout: Duration::from_secs(600),
+            boot_timeout: Duration::from_secs(120),
             command_timeout: Duration::from_secs(300),
             modules: Vec::new(),
             env: vec![("RUST_BACKTRACE".into(), "1".into())],
@@ -170,6 +174,32 @@ fn nonce() -> String {
     format!("{:016x}", x ^ (x >> 31))
 }
 
+/// How many times a guest whose boot stalled is booted (see [`qemu::BootStalled`]).
+pub const BOOT_ATTEMPTS: u32 = 2;
+
+/// Runs qemu, booting again when a boot stalls before `/init`; the stalled boot's console
+/// is kept beside the run's as `console-stalled-N.log`. Commands have not run in a boot
+/// that stalled, so nothing is run twice.
+fn boot_with_retries(run: &qemu::QemuRun, run_dir: &Path) -> Result<qemu::QemuResult> {
+    let mut attempt = 1;
+    loop {
+        match qemu::run(run) {
+            Err(e) if attempt < BOOT_ATTEMPTS && e.is::<qemu::BootStalled>() => {
+                let kept = run_dir.join(format!("console-stalled-{attempt}.log"));
+                let _ = fs::rename(run.console_path, &kept);
+                let _ = fs::remove_file(run.data_path);
+                eprintln!(
+                    "vm: {e:#}\nvm: booting the guest again (attempt {} of {BOOT_ATTEMPTS}; the stalled boot's console is {})",
+                    attempt + 1,
+                    kept.display()
+                );
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Gets the kernel the options ask for (Debian's newest 6.1 unless `opts.kernel`).
 pub fn guest_kernel(opts: &VmOptions) -> Result<KernelImage> {
     match &opts.kernel {
@@ -248,7 +278,7 @@ pub fn run_in_guest(
     append.extend(opts.append.iter().cloned());
     let console_path = run_dir.join("console.log");
     let data_path = run_dir.join("records.log");
-    let result = qemu::run(&qemu::QemuRun {
+    let run = qemu::QemuRun {
         kernel: &kernel.vmlinuz,
         initrd: &initrd,
         append: append.join(" "),
@@ -257,11 +287,13 @@ pub fn run_in_guest(
         data_path: &data_path,
         console_path: &console_path,
         timeout: opts.timeout,
+        boot_timeout: Some(opts.boot_timeout),
         echo: opts.echo_console,
         boot_marker: format!("@@NCVM:{nonce}:BOOT"),
         extra_args: &opts.qemu_args,
         netns: opts.netns.as_deref(),
-    });
+    };
+    let result = boot_with_retries(&run, &run_dir);
     // The initramfs can be rebuilt in a second; do not keep tens of MB per run.
     let _ = fs::remove_file(&initrd);
     let result = result?;

@@ -158,8 +158,8 @@ fn remote_verify(
     c.args(["verify", "--remote", &format!("{GUEST_ADDR}:{AGENT_PORT}")])
         .arg("--token-file")
         .arg(token)
-        // The guest boots while we start: wait for its agent.
-        .args(["--remote-wait", "180s", "--size", SIZE])
+        // The guest boots while we start (twice when the first boot stalls): wait for its agent.
+        .args(["--remote-wait", "240s", "--size", SIZE])
         .args(["--messages", &MESSAGES.to_string(), "--json"]);
     for mode in modes {
         c.args(["--mode", mode]);
