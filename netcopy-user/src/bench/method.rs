@@ -50,7 +50,13 @@ pub(super) fn text(seconds: u32) -> String {
      netcopy request where a server listens) and reads into a 256 KiB buffer and \
      discards, over loopback, sender and receiver pinned to one CPU, {s} s per run from \
      the first byte, rounds alternating; netcopy's rate is its payload (the wire less \
-     its 16-byte message headers).\n\
+     its 16-byte message headers). Each zero-copy server runs twice: at its defaults, and \
+     with `--zc-max-in-flight 4`. The loop has every send in flight read the same \
+     buffer, where a server's in-flight messages are separate slots (up to 64 of {size} \
+     each), which the kernel's copy on loopback reads from further out in the cache; \
+     with 4 slots the two touch memory of the same order, so what is left of \
+     the difference is the server's own work (no PMU here counts the cache misses, so \
+     the footprint is inferred from the two rows, not measured).\n\
      3. **The ceiling.** Single-thread `std::ptr::copy_nonoverlapping` between two \
      buffers of at least 256 MiB and at least twice the last-level cache (both written \
      before timing), one warm-up pass and 5 timed passes, each through `black_box`. \
