@@ -332,11 +332,15 @@ pub(super) fn loss_causes(c: &CapacitySection) -> Vec<String> {
             let per_cpu_rate = s.calls_per_s / s.threads.min(cpus as usize).max(1) as f64;
             let lasts_ms = 1e3 * ring.records_per_cpu as f64 / per_cpu_rate.max(1.0);
             let away_ms = ring.peak_away_ns as f64 / 1e6;
+            // Inferred from the two times, not observed: the log's fill level is only
+            // seen when the reader comes back, so an absence of half a log's lifetime or
+            // more is taken as the cause (the calls may come unevenly over the CPUs).
             let verdict = if away_ms >= 0.5 * lasts_ms {
-                "the reader was away long enough for a log to fill"
+                "the reader's absence was at least half of that, so most likely a log \
+                 filled while it was away (inferred from the two times)"
             } else {
-                "the reader was not away that long: it took longer to drain than the \
-                 logs took to fill"
+                "the reader was away for less than half of that, so most likely it \
+                 drained more slowly than the logs filled (inferred from the two times)"
             };
             format!(
                 "{} generator thread(s) at {:.0} calls/s lost {}: a CPU's log ({} \
