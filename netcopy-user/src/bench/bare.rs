@@ -72,8 +72,10 @@ struct BarePlan {
 /// where a server's in-flight messages are separate slots (up to 64 at the default: 8 MiB
 /// at 128K) that the kernel's copy on loopback reads from further out in the cache. With 4
 /// (512 KiB at 128K) the two touch memory of the same order, and the difference left is
-/// the server's own work. Measured at 128K on the 2-CPU Xeon guest: 0.93 of the loop at
-/// the default, 1.02 with 4 (15 rounds of 1 s).
+/// the server's own work. Measured at 128K on the 2-CPU Xeon guest, as ratios to the loop
+/// at the default and with 4: 0.93 and 1.02 (15 rounds of 1 s), 0.92 and 0.96, 1.14 and
+/// 1.02 (7 rounds of 2 s each). The small pool never fell below 0.96, but the default's
+/// rounds spread too widely (0.68-1.28) to call the footprint the cause of its gap.
 const SMALL_POOL_IN_FLIGHT: &str = "4";
 
 fn plans() -> Vec<BarePlan> {
