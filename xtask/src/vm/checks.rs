@@ -186,30 +186,35 @@ fn check_recv_mapped_strategy(plan: &serde_json::Value, kind: StrategyKind) -> R
 
 /// Where fexit or kprobes work, `recv_mapped` is observed at `tcp_zerocopy_receive`: the
 /// bytes it saw mapped must be some, exactly what getsockopt told the receiver, and what
-/// the ledger expected; the verdict no mismatch. Returns the line that says so.
+/// the ledger expected, in exactly as many calls as the receiver made; the verdict no
+/// mismatch. Returns the line that says so.
 pub fn check_recv_mapped_observed(ledger: &serde_json::Value) -> Result<String> {
     let mode = ledger["mode"].as_str().unwrap_or("?");
     let site = &ledger["sites"]["recv_mapped"];
     let reported = &ledger["receiver"]["zerocopy"]["mapped_bytes"];
+    let reported_calls = &ledger["receiver"]["zerocopy"]["getsockopt_calls"];
     let observed = site["observed_bytes"].as_u64();
     if site["source"] != "observed"
         || observed.is_none_or(|o| o == 0)
         || site["observed_bytes"] != *reported
         || site["observed_bytes"] != site["expected_bytes"]
+        || site["calls"] != *reported_calls
         || ledger["verdict"] == "mismatch"
     {
         bail!(
             "{mode} --recv zerocopy in the guest: recv_mapped must be observed (fexit or \
              kprobe on tcp_zerocopy_receive), some bytes, exactly the {reported} bytes the \
-             receiver was told and the ledger's expectation, without a mismatch; verify said: \
+             receiver was told and the ledger's expectation, in its {reported_calls} \
+             getsockopt calls, without a mismatch; verify said: \
              {}",
             serde_json::to_string_pretty(ledger).unwrap_or_default()
         );
     }
     Ok(format!(
-        "zero-copy receive behind {mode}: recv_mapped observed {} bytes ({}), the receiver \
-         was told {reported}; verdict {}",
+        "zero-copy receive behind {mode}: recv_mapped observed {} bytes in {} calls ({}), \
+         the receiver was told {reported}; verdict {}",
         site["observed_bytes"],
+        site["calls"],
         site["how"].as_str().unwrap_or("?"),
         ledger["verdict"].as_str().unwrap_or("?")
     ))
@@ -544,13 +549,26 @@ mod receive_and_uring_tests {
     use super::*;
 
     fn ledger(source: &str, observed: u64, reported: u64, verdict: &str) -> serde_json::Value {
+        ledger_with_calls(source, observed, reported, verdict, 3, 3)
+    }
+
+    fn ledger_with_calls(
+        source: &str,
+        observed: u64,
+        reported: u64,
+        verdict: &str,
+        calls: u64,
+        getsockopt_calls: u64,
+    ) -> serde_json::Value {
         serde_json::json!({
             "mode": "zero-copy",
             "verdict": verdict,
-            "receiver": {"mechanism": "zerocopy", "zerocopy": {"mapped_bytes": reported}},
+            "receiver": {"mechanism": "zerocopy", "zerocopy": {
+                "mapped_bytes": reported, "getsockopt_calls": getsockopt_calls
+            }},
             "sites": {"recv_mapped": {
                 "source": source, "observed_bytes": observed, "expected_bytes": reported,
-                "how": "fexit tcp_zerocopy_receive"
+                "calls": calls, "how": "fexit tcp_zerocopy_receive"
             }}
         })
     }
@@ -576,6 +594,10 @@ mod receive_and_uring_tests {
         assert!(check_recv_mapped_observed(&ledger("observed", 4097, 4096, "match")).is_err());
         assert!(check_recv_mapped_observed(&ledger("observed", 0, 0, "match")).is_err());
         assert!(check_recv_mapped_observed(&ledger("observed", 4096, 4096, "mismatch")).is_err());
+        // One tcp_zerocopy_receive call more than the receiver made (its support check
+        // counted while the process was watched): not exact.
+        let extra_call = ledger_with_calls("observed", 4096, 4096, "degraded", 143, 142);
+        assert!(check_recv_mapped_observed(&extra_call).is_err());
     }
 
     fn summary(zc_submitted: u64, zc_bytes: u64, notified: u64, lost: u64) -> String {

@@ -20,6 +20,7 @@ use std::{
     net::TcpStream,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     ptr::NonNull,
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -230,7 +231,20 @@ impl Drop for SocketMapping {
 /// Whether this kernel offers TCP_ZEROCOPY_RECEIVE and the mapping of a TCP socket
 /// (Linux >= 4.18 with CONFIG_MMU): a fresh, unconnected socket is mapped and asked (it
 /// answers with nothing queued where the option exists, ENOPROTOOPT where not).
+///
+/// Asked once per process, the answer kept: the probe's getsockopt is a
+/// `tcp_zerocopy_receive` call the kernel sees, and `verify` asks before it watches its
+/// own process, so that the client's ask (after the watch) adds no call that the
+/// receiver's own count of its getsockopt calls would not have (it did: 143 against 142).
 pub fn zerocopy_receive_available() -> io::Result<()> {
+    static ANSWER: OnceLock<Result<(), (io::ErrorKind, String)>> = OnceLock::new();
+    ANSWER
+        .get_or_init(|| probe_zerocopy_receive().map_err(|e| (e.kind(), e.to_string())))
+        .clone()
+        .map_err(|(kind, why)| io::Error::new(kind, why))
+}
+
+fn probe_zerocopy_receive() -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the descriptor is owned at once.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
